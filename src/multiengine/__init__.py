@@ -1,0 +1,63 @@
+"""multiengine: interactive parallel computing for Python.
+
+Start a controller and engines (``multiengine cluster start -n 4`` or
+``with multiengine.Cluster(n=4) as cluster:``), then drive them with a
+:class:`MultiEngineClient`: ``execute``, ``push``/``pull``, ``scatter``/``gather``,
+parallel ``map``.
+
+Names load lazily, so ``import multiengine`` (and every engine) stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cluster",
+    "CompositeError",
+    "MultiEngineClient",
+    "PendingResult",
+    "ResultList",
+    "Serialized",
+    "TaskRejectError",
+    "errors",
+    "serialize",
+]
+
+_LAZY = {
+    "Cluster": ("multiengine.cluster.local", "Cluster"),
+    "MultiEngineClient": ("multiengine.client.multiengine", "MultiEngineClient"),
+    "PendingResult": ("multiengine.client.results", "PendingResult"),
+    "ResultList": ("multiengine.client.results", "ResultList"),
+    "Serialized": ("multiengine.wire.serialize", "Serialized"),
+    "serialize": ("multiengine.wire.serialize", "serialize"),
+    "CompositeError": ("multiengine.errors", "CompositeError"),
+    "TaskRejectError": ("multiengine.errors", "TaskRejectError"),
+    "errors": ("multiengine.errors", None),
+}
+
+if TYPE_CHECKING:
+    from . import errors
+    from .client.multiengine import MultiEngineClient
+    from .client.results import PendingResult, ResultList
+    from .cluster.local import Cluster
+    from .errors import CompositeError, TaskRejectError
+    from .wire.serialize import Serialized, serialize
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'multiengine' has no attribute {name!r}") from None
+    mod = importlib.import_module(module)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

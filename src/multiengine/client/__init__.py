@@ -1,0 +1,1 @@
+"""Clients: the I/O core, results, and the blocking MultiEngine client."""

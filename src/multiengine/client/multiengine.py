@@ -1,0 +1,411 @@
+"""The blocking MultiEngine client: explicit engines, the seed's full interface.
+
+Every method takes ``targets`` (``'all'``, an int, or a list/tuple of ints) and
+``block``; ``None`` means the instance's ``mec.targets``/``mec.block``. With
+``block=False`` a :class:`PendingResult` comes back at once. Multiplexed methods
+return one entry per target, in target order; if any engine failed they raise a
+:class:`~multiengine.errors.CompositeError` holding the failures.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import warnings
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from typing import Any
+
+from .. import errors
+from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
+from ..wire.message import Message, unpack
+from ..wire.serialize import Serialized, dumps
+from .core import ClientCore
+from .mapper import MultiEngineMapper, ParallelFunction
+from .partition import check_dist, join, partition
+from .results import PendingResult, ResultList, check, decode_parts, raise_direct
+
+__all__ = ["MultiEngineClient", "resolve_connection"]
+
+_PROPERTIES_WARNING = (
+    "Engine properties are deprecated: we are currently refactoring the task dependency "
+    "system; use TaskRejectError in task code instead."
+)
+
+
+def resolve_connection(
+    profile: str | None = "default",
+    cluster_dir: str | os.PathLike[str] | None = None,
+    connection_file: str | os.PathLike[str] | None = None,
+) -> ConnectionInfo:
+    """Find the client connection info: a file, ``$MULTIENGINE_CONNECTION``, a cluster dir or a profile."""
+    if connection_file is not None:
+        return read_connection_file(connection_file)
+    if cluster_dir is None:
+        env = connection_from_env()
+        if env is not None:
+            return env
+    from ..cluster.paths import ClusterDir
+
+    cdir = ClusterDir.find(profile, cluster_dir).require()
+    return read_connection_file(cdir.client_file)
+
+
+def _short(x: Any, limit: int = 120) -> str:
+    r = repr(x)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+class MultiEngineClient:
+    def __init__(
+        self,
+        profile: str | None = "default",
+        cluster_dir: str | os.PathLike[str] | None = None,
+        connection_file: str | os.PathLike[str] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        info = resolve_connection(profile, cluster_dir, connection_file)
+        self._core = ClientCore(info, timeout)
+        self.block = True
+        self.targets: Any = "all"
+
+    # ------------------------------------------------------------ plumbing
+    def close(self) -> None:
+        self._core.close()
+
+    def __enter__(self) -> MultiEngineClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _find_block(self, block: Any = None) -> bool:
+        if block is None:
+            return bool(self.block)
+        if block in (True, False) and isinstance(block, (bool, int)):
+            return bool(block)
+        raise ValueError("block must be True or False")
+
+    def _find_targets(self, targets: Any = None) -> Any:
+        if targets is None:
+            return self.targets
+        if not isinstance(targets, (str, list, tuple, int)):
+            raise ValueError("targets must be a str, list, tuple or int")
+        return targets
+
+    def _wire_targets(self, targets: Any) -> Any:
+        if isinstance(targets, tuple):
+            return list(targets)
+        return targets
+
+    def _wait(self, fut: Future[Message]) -> Message:
+        return fut.result()
+
+    def _request(self, header: dict[str, Any], content: Any = b"", buffers: Any = ()) -> Message:
+        return self._wait(self._core.request(header, content, buffers))
+
+    def _fetch(self, job_id: str, block: bool) -> Future[Message]:
+        return self._core.request({"t": "fetch", "job": job_id, "block": block})
+
+    def get_pending_deferred(self, deferredID: str, block: bool = True) -> Any:
+        """Fetch a pending result by id, as the seed's client did."""
+        return PendingResult(self, deferredID, "get_pending_deferred").get_result(block=block)
+
+    def _submit(
+        self,
+        cmd: str,
+        args: tuple[Any, ...] = (),
+        targets: Any = None,
+        block: Any = None,
+        desc: str | None = None,
+        parts: list[tuple[Any, ...]] | None = None,
+        post: Callable[[list[Any]], Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Any:
+        targets = self._find_targets(targets)
+        block = self._find_block(block)
+        header: dict[str, Any] = {
+            "t": "submit",
+            "cmd": cmd,
+            "targets": self._wire_targets(targets),
+            "block": block,
+            "desc": desc or f"{cmd}()",
+        }
+        if extra:
+            header.update(extra)
+        if parts is None:
+            content, buffers = dumps(args) if args else (b"", [])
+        else:
+            content, buffers = b"", []
+            counts = []
+            for p in parts:
+                c, bufs = dumps(p)
+                buffers.append(c)
+                buffers.extend(bufs)
+                counts.append(len(bufs))
+            header["parts"] = counts
+        msg = self._request(header, content, buffers)
+        raise_direct(msg)
+        if not block:
+            return PendingResult(self, msg.header["job"], cmd, post)
+        values = check(decode_parts(msg, cmd), cmd)
+        return post(values) if post is not None else values
+
+    def _ids_for(self, targets: Any) -> list[int]:
+        """The engine ids a targets spec names (client-side, for partitioning)."""
+        if targets == "all":
+            return self.get_ids()
+        if isinstance(targets, int) and not isinstance(targets, bool):
+            return [targets]
+        if isinstance(targets, (list, tuple)):
+            return list(targets)
+        raise errors.InvalidEngineID(f"targets argument is not an int, list of ints or 'all': {targets!r}")
+
+    # ------------------------------------------------------------ core methods
+    def execute(self, lines: str, targets: Any = None, block: Any = None) -> Any:
+        """Run ``lines`` on the engines; returns a ResultList of result dicts."""
+        if not isinstance(lines, str):
+            raise TypeError(f"execute takes a string of code, not {type(lines).__name__}")
+        return self._submit("execute", (lines,), targets, block, f"execute({_short(lines)})", post=ResultList)
+
+    def push(self, namespace: dict[str, Any], targets: Any = None, block: Any = None) -> Any:
+        """Send the values of ``namespace`` into each engine's namespace."""
+        self._check_namespace(namespace)
+        return self._submit("push", (namespace,), targets, block, f"push({', '.join(namespace)})")
+
+    def pull(self, keys: Any, targets: Any = None, block: Any = None) -> Any:
+        """Per engine: the value of ``keys`` (a str), or a list of values (a list/tuple of keys)."""
+        keys = self._check_keys(keys)
+        return self._submit("pull", (keys,), targets, block, f"pull({_short(keys)})")
+
+    def push_function(self, namespace: dict[str, Any], targets: Any = None, block: Any = None) -> Any:
+        """Push functions; they run with the engine's namespace as their globals."""
+        self._check_namespace(namespace)
+        for v in namespace.values():
+            if not isinstance(v, types.FunctionType):
+                raise TypeError("function object expected")
+        return self._submit("push_function", (namespace,), targets, block, f"push_function({', '.join(namespace)})")
+
+    def pull_function(self, keys: Any, targets: Any = None, block: Any = None) -> Any:
+        keys = self._check_keys(keys)
+        return self._submit("pull_function", (keys,), targets, block, f"pull_function({_short(keys)})")
+
+    def push_serialized(self, namespace: dict[str, Serialized], targets: Any = None, block: Any = None) -> Any:
+        self._check_namespace(namespace)
+        for k, v in namespace.items():
+            if not isinstance(v, Serialized):
+                raise TypeError(f"push_serialized takes Serialized values (multiengine.serialize(obj)); {k!r} is not")
+        return self._submit("push_serialized", (namespace,), targets, block, f"push_serialized({', '.join(namespace)})")
+
+    def pull_serialized(self, keys: Any, targets: Any = None, block: Any = None) -> Any:
+        keys = self._check_keys(keys)
+        return self._submit("pull_serialized", (keys,), targets, block, f"pull_serialized({_short(keys)})")
+
+    def get_result(self, i: int | None = None, targets: Any = None, block: Any = None) -> Any:
+        """The result dict of command ``i`` (default: the last one, failed ones included)."""
+        return self._submit("get_result", (i,), targets, block, f"get_result({i!r})", post=ResultList)
+
+    def reset(self, targets: Any = None, block: Any = None) -> Any:
+        """Clear the engines' namespaces (queued commands are dropped first)."""
+        return self._submit("reset", (), targets, block, "reset()")
+
+    def keys(self, targets: Any = None, block: Any = None) -> Any:
+        return self._submit("keys", (), targets, block, "keys()")
+
+    def kill(self, controller: bool = False, targets: Any = None, block: Any = None) -> Any:
+        """Stop engines; with ``controller=True`` every engine and then the controller."""
+        if controller:
+            result = self._submit("kill", (), "all", True, "kill()", extra={"controller": True})
+            if not self._find_block(block):
+                return PendingResult(self, "", "kill", value=result)
+            return result
+        return self._submit("kill", (), targets, block, "kill()")
+
+    def clear_queue(self, targets: Any = None, block: Any = None) -> Any:
+        return self._submit("clear_queue", (), targets, block, "clear_queue()")
+
+    def queue_status(self, targets: Any = None, block: Any = None) -> Any:
+        """Per engine ``(id, {'queue': [queued commands], 'pending': running command or None})``."""
+        return self._submit("queue_status", (), targets, block, "queue_status()", post=lambda v: [tuple(x) for x in v])
+
+    def get_ids(self) -> list[int]:
+        """The ids of the registered engines (always blocking)."""
+        return unpack(self._request({"t": "get_ids"}).content)  # type: ignore[no-any-return]
+
+    def status(self) -> dict[str, Any]:
+        """The controller's view: engines, queues, pending results."""
+        return unpack(self._request({"t": "status"}).content)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ scatter / gather
+    def scatter(self, key: str, seq: Any, dist: str = "b", flatten: bool = False, targets: Any = None, block: Any = None) -> Any:
+        """Partition ``seq`` and push part ``p`` to the p-th target as ``key``."""
+        check_dist(dist)
+        targets = self._find_targets(targets)
+        block = self._find_block(block)
+        ids = self._ids_for(targets)
+        if not ids:
+            return [] if block else PendingResult(self, "", "scatter", value=[])
+        pieces = partition(seq, len(ids), dist)
+        if flatten:
+            pieces = [p[0] if len(p) == 1 else p for p in pieces]
+        return self._submit(
+            "push", (), ids, block, f"scatter({key})", parts=[({key: p},) for p in pieces]
+        )
+
+    def gather(self, key: str, dist: str = "b", targets: Any = None, block: Any = None) -> Any:
+        """Pull ``key`` from each target and join the parts into one sequence."""
+        check_dist(dist)
+        return self._submit("pull", (key,), targets, block, f"gather({key})", post=lambda parts: join(parts, dist))
+
+    def zip_pull(self, keys: Any, targets: Any = None, block: Any = None) -> Any:
+        targets = self._find_targets(targets)
+        multi = len(self._ids_for(targets)) > 1 if not isinstance(targets, int) else False
+        nkeys = 1 if isinstance(keys, str) else len(keys)
+
+        def post(values: list[Any]) -> Any:
+            if not multi:
+                return values[0] if values else values
+            if nkeys > 1:
+                return list(zip(*values))
+            return list(values)
+
+        return self._submit("pull", (self._check_keys(keys),), targets, block, f"zip_pull({_short(keys)})", post=post)
+
+    # ------------------------------------------------------------ map
+    def raw_map(self, func: Any, seqs: Any, dist: str = "b", targets: Any = None, block: Any = None) -> Any:
+        """``map(func, *seqs)`` on the engines; ``func`` may be a callable or the name of one there."""
+        if not isinstance(seqs, (list, tuple)):
+            raise TypeError("seqs must be a list or tuple of sequences")
+        if not (callable(func) or isinstance(func, str)):
+            raise TypeError(f"func must be callable or the name of a callable on the engines, not {func!r}")
+        check_dist(dist)
+        seqs = [list(s) if not hasattr(s, "__len__") else s for s in seqs]
+        if len({len(s) for s in seqs}) > 1:
+            raise ValueError("all sequences must have equal length")
+        items = list(zip(*seqs))
+        targets = self._find_targets(targets)
+        ids = self._ids_for(targets)
+        if not ids:
+            raise errors.NoEnginesRegistered("There are no engines registered. Check the logs if you think there should have been.")
+        chunks = partition(items, len(ids), dist)
+        name = getattr(func, "__name__", str(func))
+        return self._submit(
+            "map", (), ids, block, f"map({name})", parts=[(func, c) for c in chunks],
+            post=lambda parts: join(parts, dist) if parts else [],
+        )
+
+    def map(self, func: Any, *sequences: Any) -> Any:
+        """A parallel ``map`` over the client's current targets, honouring ``mec.block``."""
+        return self.mapper().map(func, *sequences)
+
+    def mapper(self, dist: str = "b", targets: Any = None, block: Any = None) -> MultiEngineMapper:
+        return MultiEngineMapper(self, dist, self._find_targets(targets), self._find_block(block))
+
+    def parallel(self, dist: str = "b", targets: Any = None, block: Any = None) -> ParallelFunction:
+        if targets is not None:
+            self._find_targets(targets)
+        if block is not None:
+            self._find_block(block)
+        return ParallelFunction(self, dist, targets, block)
+
+    # ------------------------------------------------------------ extras
+    def run(self, filename: str | os.PathLike[str], targets: Any = None, block: Any = None) -> Any:
+        """Run a local Python file on the engines (compiled locally first)."""
+        with open(filename) as f:
+            source = f.read()
+        compile(source, str(filename), "exec")
+        result = self.execute(source, targets, block)
+        return list(result) if isinstance(result, ResultList) else result
+
+    def barrier(self, pendingResults: Iterable[PendingResult]) -> None:
+        """Wait for every PendingResult; errors are kept for their own ``.r``."""
+        prs = list(pendingResults)
+        for pr in prs:
+            if not isinstance(pr, PendingResult):
+                raise errors.NotAPendingResult("Objects passed to barrier must be PendingResult instances")
+        for pr in sorted(prs):
+            try:
+                pr.get_result(block=True)
+            except Exception:
+                pass
+
+    def flush(self) -> None:
+        """Forget every result of this client the controller still holds."""
+        self._request({"t": "flush"})
+
+    clear_pending_results = flush
+
+    def benchmark(self, push_size: int = 10000) -> dict[str, tuple[float, str]]:
+        """Latency of ``execute('pass')`` and throughput of pushing a float64 array (best of 3x10)."""
+        import timeit
+
+        out: dict[str, tuple[float, str]] = {}
+        first = self.get_ids()[0]
+        t = min(timeit.repeat(lambda: self.execute("pass", first, True), repeat=3, number=10)) / 10
+        out["single_engine_latency"] = (1000 * t, "msec")
+        t = min(timeit.repeat(lambda: self.execute("pass", "all", True), repeat=3, number=10)) / 10
+        out["all_engine_latency"] = (1000 * t, "msec")
+        try:
+            import numpy as np
+        except ImportError:
+            return out
+        d = {"a": np.zeros(push_size, dtype="float64")}
+        t = min(timeit.repeat(lambda: self.push(d, "all", True), repeat=3, number=10)) / 10
+        out["all_engine_push"] = (1e-6 * push_size * 8 / t, "MB/sec")
+        t = min(timeit.repeat(lambda: self.push(d, first, True), repeat=3, number=10)) / 10
+        out["single_engine_push"] = (1e-6 * push_size * 8 / t, "MB/sec")
+        return out
+
+    # ------------------------------------------------------------ properties (deprecated)
+    def _props(self, cmd: str, args: tuple[Any, ...], targets: Any, block: Any) -> Any:
+        warnings.warn(_PROPERTIES_WARNING, DeprecationWarning, stacklevel=3)
+        return self._submit(cmd, args, targets, block, f"{cmd}()")
+
+    def set_properties(self, properties: dict[Any, Any], targets: Any = None, block: Any = None) -> Any:
+        return self._props("set_properties", (properties,), targets, block)
+
+    def get_properties(self, keys: Any = None, targets: Any = None, block: Any = None) -> Any:
+        return self._props("get_properties", (keys,), targets, block)
+
+    def has_properties(self, keys: Any, targets: Any = None, block: Any = None) -> Any:
+        return self._props("has_properties", (keys,), targets, block)
+
+    def del_properties(self, keys: Any, targets: Any = None, block: Any = None) -> Any:
+        return self._props("del_properties", (keys,), targets, block)
+
+    def clear_properties(self, targets: Any = None, block: Any = None) -> Any:
+        return self._props("clear_properties", (), targets, block)
+
+    # ------------------------------------------------------------ dict interface
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.push({key: value})
+
+    def __getitem__(self, key: str) -> Any:
+        if not isinstance(key, str):
+            raise TypeError("__getitem__ only takes strs")
+        return self.pull(key)
+
+    def __len__(self) -> int:
+        return len(self.get_ids())
+
+    def __repr__(self) -> str:
+        return f"<MultiEngineClient {self._core.url} targets={self.targets!r} block={self.block}>"
+
+    # ------------------------------------------------------------ validation
+    @staticmethod
+    def _check_namespace(namespace: Any) -> None:
+        if not isinstance(namespace, dict):
+            raise TypeError(f"namespace must be a dict, not {type(namespace).__name__}")
+        for k in namespace:
+            if not isinstance(k, str) or not k.isidentifier():
+                raise TypeError(f"names must be identifier strings, not {k!r}")
+
+    @staticmethod
+    def _check_keys(keys: Any) -> Any:
+        if isinstance(keys, str):
+            return keys
+        if isinstance(keys, (list, tuple)):
+            return list(keys)
+        raise TypeError(f"keys must be a str or a list/tuple of strs, not {type(keys).__name__}")
+
+

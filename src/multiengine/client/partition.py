@@ -1,0 +1,101 @@
+"""Cutting a sequence into one part per engine, and joining the parts back.
+
+``dist='b'`` gives contiguous blocks as the seed did (the first ``len % q`` parts one
+longer); ``dist='r'`` deals round-robin, part ``p`` being ``seq[p::q]``. Slices keep
+the sequence's type (list, tuple, str, bytes, numpy array). :func:`join` rebuilds that
+type from the parts and undoes ``flatten``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["partition", "join", "check_dist"]
+
+
+def check_dist(dist: str) -> None:
+    if dist not in ("b", "r"):
+        raise KeyError(f"unknown distribution {dist!r}: use 'b' (blocks) or 'r' (round-robin)")
+
+
+def _sliceable(seq: Any) -> Any:
+    if isinstance(seq, (list, tuple, str, bytes)) or _is_array(seq):
+        return seq
+    if isinstance(seq, range):
+        return list(seq)
+    if hasattr(seq, "__getitem__") and hasattr(seq, "__len__"):
+        return seq
+    return list(seq)
+
+
+def _is_array(x: Any) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(x, np.ndarray)
+
+
+def partition(seq: Any, q: int, dist: str = "b") -> list[Any]:
+    check_dist(dist)
+    seq = _sliceable(seq)
+    if q <= 0:
+        return []
+    if dist == "r":
+        return [seq[p::q] for p in range(q)]
+    n = len(seq)
+    b, r = divmod(n, q)
+    parts = []
+    for p in range(q):
+        if p < r:
+            lo, hi = p * (b + 1), (p + 1) * (b + 1)
+        else:
+            lo = p * b + r
+            hi = lo + b
+        parts.append(seq[lo:hi])
+    return parts
+
+
+def _kind(parts: Sequence[Any]) -> Any:
+    for p in parts:
+        if _is_array(p):
+            return "array"
+        if isinstance(p, (list, tuple, str, bytes)):
+            return type(p)
+    return None
+
+
+def join(parts: list[Any], dist: str = "b", flattened: list[bool] | None = None) -> Any:
+    """Rebuild one sequence from per-engine parts (the inverse of :func:`partition`)."""
+    check_dist(dist)
+    kind = _kind(parts)
+    if kind is None:
+        return list(parts)  # scalars: one value per engine, as the seed's gather('id')
+    if flattened:
+        parts = [[p] if f else p for p, f in zip(parts, flattened)]
+    if kind == "array":
+        import numpy as np
+
+        arrays = [np.atleast_1d(np.asarray(p)) for p in parts]
+        if dist == "b":
+            return np.concatenate(arrays)
+        out = np.empty((sum(len(a) for a in arrays),) + arrays[0].shape[1:], dtype=np.result_type(*arrays))
+        for i, a in enumerate(arrays):
+            out[i :: len(arrays)] = a
+        return out
+    pieces = [p if isinstance(p, (list, tuple, str, bytes)) else [p] for p in parts]
+    if dist == "r":
+        items: list[Any] = []
+        longest = max((len(p) for p in pieces), default=0)
+        for j in range(longest):
+            for p in pieces:
+                if j < len(p):
+                    items.append(p[j])
+        pieces = [items]
+    if kind is str:
+        return "".join("".join(p) if not isinstance(p, str) else p for p in pieces)
+    if kind is bytes:
+        return b"".join(bytes(p) if not isinstance(p, bytes) else p for p in pieces)
+    flat: list[Any] = []
+    for p in pieces:
+        flat.extend(p)
+    return tuple(flat) if kind is tuple else flat

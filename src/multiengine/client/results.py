@@ -1,0 +1,215 @@
+"""Results as users see them: ResultList, PendingResult, and decoding of replies."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from .. import errors
+from ..wire.message import Message, unpack
+from ..wire.serialize import loads
+
+if TYPE_CHECKING:
+    from .multiengine import MultiEngineClient
+
+__all__ = ["ResultList", "PendingResult", "decode_parts", "raise_direct"]
+
+
+def _colors() -> tuple[str, str, str, str]:
+    if sys.platform != "win32" and hasattr(sys.stdout, "isatty") and sys.stdout.isatty():
+        return "\x1b[0;34m", "\x1b[0m", "\x1b[0;31m", "\x1b[0;32m"
+    return "", "", "", ""
+
+
+class ResultList(list[Any]):
+    """The results of ``execute``/``get_result``: a list that prints like the seed's."""
+
+    def __repr__(self) -> str:
+        blue, normal, red, green = _colors()
+        out = ["<Results List>\n"]
+        for cmd in self:
+            if not isinstance(cmd, dict):
+                out.append(f"{cmd!r}\n")
+                continue
+            target = cmd.get("id", -1)
+            num = cmd.get("number", -1)
+            text = cmd.get("input", {}).get("translated", "No Input")
+            out.append(f"{green}[{target}]{blue} In [{num}]:{normal} {text}\n")
+            if cmd.get("stdout"):
+                out.append(f"{green}[{target}]{red} Out[{num}]:{normal} {cmd['stdout'].rstrip(chr(10))}\n")
+            if cmd.get("stderr"):
+                out.append(f"{green}[{target}]{red} Err[{num}]:\n{normal} {cmd['stderr']}")
+        return "".join(out)
+
+    __str__ = __repr__
+
+
+def _rebuild_error(engine_id: int, enc: str, content: Any, method: str) -> BaseException:
+    env = unpack(content)
+    if enc == "m" and "exc" not in env:  # made by the controller
+        cls = errors.BY_NAME.get(env.get("ename", ""), errors.KernelError)
+        exc: BaseException = cls(env.get("evalue", ""))
+        if cls is errors.EngineError:
+            exc._multiengine_engine_info = {"engineid": engine_id, "method": method}  # type: ignore[attr-defined]
+        return exc
+    exc_obj = None
+    if env.get("exc") is not None:
+        try:
+            exc_obj = loads(env["exc"])
+        except Exception:
+            exc_obj = None
+    if not isinstance(exc_obj, BaseException):
+        exc_obj = errors.RemoteError(env.get("ename", "?"), env.get("evalue", ""), env.get("traceback", ""))
+    exc_obj._multiengine_traceback_text = env.get("traceback", "")  # type: ignore[attr-defined]
+    exc_obj._multiengine_engine_info = {  # type: ignore[attr-defined]
+        "engineid": env.get("engineid", engine_id),
+        "method": env.get("method") or method,
+    }
+    return exc_obj
+
+
+def decode_parts(msg: Message, method: str) -> list[Any]:
+    """The per-target values of a result message; failures become exceptions."""
+    values: list[Any] = []
+    frames = msg.buffers
+    pos = 0
+    for engine_id, status, enc, nbuf in msg.header["parts"]:
+        content = frames[pos]
+        bufs = frames[pos + 1 : pos + 1 + nbuf]
+        pos += 1 + nbuf
+        if status == "error":
+            values.append(_rebuild_error(engine_id, enc, content, method))
+        elif enc == "m":
+            values.append(unpack(content))
+        else:
+            try:
+                values.append(loads(content, bufs))
+            except Exception as e:
+                err = errors.SerializationError(f"cannot unpickle the result of engine {engine_id}: {e}")
+                err._multiengine_engine_info = {"engineid": engine_id, "method": method}  # type: ignore[attr-defined]
+                values.append(err)
+    return values
+
+
+def raise_direct(msg: Message) -> None:
+    """Raise the error a controller answered directly (bad targets, unknown ids...)."""
+    if msg.header["t"] == "error":
+        cls = errors.BY_NAME.get(msg.header.get("ename", ""), errors.KernelError)
+        raise cls(msg.header.get("evalue", ""))
+
+
+def check(values: list[Any], method: str) -> list[Any]:
+    return errors.collect_exceptions(values, method)
+
+
+_NOT_READY = object()
+
+
+class PendingResult:
+    """A result that may not be ready yet (from a call made with ``block=False``).
+
+    ``get_result(default, block)`` fetches it once from the controller and caches it
+    (or the exception, re-raised on every later call); ``.r`` blocks. ``done()`` and
+    ``wait(timeout)`` ask without raising. Callbacks added with ``add_callback`` run
+    in order on the caller's thread when the result is first retrieved.
+    """
+
+    def __init__(
+        self,
+        client: MultiEngineClient,
+        result_id: str,
+        method: str,
+        post: Callable[[list[Any]], Any] | None = None,
+        value: Any = _NOT_READY,
+    ) -> None:
+        self.client = client
+        self.result_id = result_id
+        self.method = method
+        self._post = post
+        self.callbacks: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+        self.called = value is not _NOT_READY
+        self.raised = False
+        self.result: Any = None if value is _NOT_READY else value
+        self._inflight: Future[Message] | None = None
+
+    def __repr__(self) -> str:
+        state = "done" if self.called else "pending"
+        return f"<PendingResult {self.method} {self.result_id} {state}>"
+
+    def __lt__(self, other: PendingResult) -> bool:
+        return self.result_id < other.result_id
+
+    def _finish(self, msg: Message) -> Any:
+        try:
+            raise_direct(msg)
+            value = check(decode_parts(msg, self.method), self.method)
+            if self._post is not None:
+                value = self._post(value)
+        except BaseException as e:
+            self.result = e
+            self.raised = True
+            self.called = True
+            raise
+        for f, args, kwargs in self.callbacks:
+            value = f(value, *args, **kwargs)
+        self.result = value
+        self.called = True
+        return value
+
+    def _cached(self) -> Any:
+        if self.raised:
+            raise self.result
+        return self.result
+
+    def get_result(self, default: Any = None, block: bool = True) -> Any:
+        if self.called:
+            return self._cached()
+        if self._inflight is None:
+            if not block:
+                msg = self.client._fetch(self.result_id, block=False).result()
+                if msg.header["t"] == "error" and msg.header.get("ename") == "ResultNotCompleted":
+                    return default
+                return self._finish(msg)
+            self._inflight = self.client._fetch(self.result_id, block=True)
+        if not block and not self._inflight.done():
+            return default
+        msg = self.client._wait(self._inflight)
+        return self._finish(msg)
+
+    @property
+    def r(self) -> Any:
+        return self.get_result(block=True)
+
+    def add_callback(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        if not callable(f):
+            raise TypeError("callbacks must be callable")
+        self.callbacks.append((f, args, kwargs))
+
+    def done(self) -> bool:
+        """True once the result (or its error) has arrived; never raises it."""
+        if not self.called:
+            try:
+                self.get_result(_NOT_READY, block=False)
+            except BaseException:
+                pass
+        return self.called
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds; True when the result has arrived."""
+        if self.called:
+            return True
+        if self._inflight is None:
+            self._inflight = self.client._fetch(self.result_id, block=True)
+        try:
+            self._inflight.result(timeout)
+        except TimeoutError:
+            return False
+        except BaseException:
+            pass
+        try:
+            self.get_result()
+        except BaseException:
+            pass
+        return True

@@ -1,0 +1,1 @@
+"""Cluster directories, profiles, launching and the command line."""

@@ -1,0 +1,212 @@
+"""The ``multiengine`` command line (argparse only builds options and calls in)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from ..errors import KernelError
+from .paths import ClusterDir, list_cluster_dirs, pid_alive
+
+__all__ = ["main", "ALREADY_RUNNING", "NOT_RUNNING"]
+
+ALREADY_RUNNING = 10
+NOT_RUNNING = 11
+
+
+def _profile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--profile", default="default", help="cluster profile (default: %(default)s)")
+    p.add_argument("--cluster-dir", help="cluster directory (overrides --profile)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..controller.main import add_arguments as controller_args
+    from ..engine.main import add_arguments as engine_args
+
+    parser = argparse.ArgumentParser(prog="multiengine", description="Interactive parallel computing for Python.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cluster = sub.add_parser("cluster", help="create, start, stop and inspect clusters")
+    csub = cluster.add_subparsers(dest="action", required=True)
+    p = csub.add_parser("create", help="make a cluster directory with a default cluster.toml")
+    _profile_args(p)
+    p.add_argument("--reset-config", action="store_true", help="overwrite cluster.toml with the defaults")
+    p = csub.add_parser("start", help="start a controller and engines")
+    _profile_args(p)
+    p.add_argument("-n", "--number", type=int, help="number of engines (default: cluster.toml, else 2)")
+    p.add_argument("--launcher", default=None, help="how to start processes (this version: local)")
+    p.add_argument("--daemon", action="store_true", help="start in the background and return")
+    p.add_argument("--ip", help="interface for the controller to bind (default 127.0.0.1)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the engines")
+    p = csub.add_parser("stop", help="stop a running cluster")
+    _profile_args(p)
+    p.add_argument("--signal", type=int, default=int(signal.SIGINT), help="signal to send (default 2, SIGINT)")
+    p = csub.add_parser("list", help="list cluster directories")
+    p = csub.add_parser("status", help="engines, queues and pending results")
+    _profile_args(p)
+
+    controller_args(sub.add_parser("controller", help="run a controller"))
+    engine_args(sub.add_parser("engine", help="run an engine"))
+    bench = sub.add_parser("bench", help="benchmarks, side by side with ipyparallel and dask when installed")
+    bench.add_argument("-n", type=int, default=2, help="engines (default 2)")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions")
+    bench.add_argument("--peers", action="store_true", help="also run ipyparallel and dask if installed")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "controller":
+            from ..controller.main import main as controller_main
+
+            return controller_main(args)
+        if args.command == "engine":
+            from ..engine.main import main as engine_main
+
+            return engine_main(args)
+        if args.command == "bench":
+            from ..bench import main as bench_main
+
+            return bench_main(args)
+        return CLUSTER_ACTIONS[args.action](args)
+    except KeyboardInterrupt:
+        return 130
+    except (KernelError, OSError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"multiengine: error: {first}", file=sys.stderr)
+        rest = str(e).splitlines()[1:]
+        if rest:
+            print("\n".join(rest), file=sys.stderr)
+        return 1
+
+
+def _cdir(args: argparse.Namespace) -> ClusterDir:
+    return ClusterDir.find(args.profile, args.cluster_dir)
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    cdir = _cdir(args).create(reset_config=args.reset_config)
+    print(f"cluster directory {cdir.path}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for cdir in list_cluster_dirs():
+        running = pid_alive(cdir.read_pid(cdir.cluster_pid_file))
+        n = cdir.config().get("cluster", {}).get("engines", 2)
+        state = "running" if running else "stopped"
+        print(f"multiengine cluster start -p {cdir.profile} -n {n} ==> {cdir.path} ({state})")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from .local import Cluster
+
+    cdir = _cdir(args).create()
+    pid = cdir.read_pid(cdir.cluster_pid_file)
+    if pid_alive(pid):
+        print(f"multiengine: cluster {cdir.profile!r} is already running (pid {pid})", file=sys.stderr)
+        return ALREADY_RUNNING
+    cfg = cdir.config()
+    n = args.number if args.number is not None else int(cfg.get("cluster", {}).get("engines", 2))
+    launcher = args.launcher or cfg.get("cluster", {}).get("launcher", "local")
+    if launcher != "local":
+        print(f"multiengine: error: launcher {launcher!r} is not available in this version (use local)", file=sys.stderr)
+        return 2
+    if args.daemon:
+        return _start_daemon(args, cdir, n)
+    cluster = Cluster(n, cluster_dir=cdir.path, ip=args.ip, timeout=args.timeout)
+    cdir.write_pid(cdir.cluster_pid_file)
+    stopping = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        cluster.start()
+        print(f"cluster {cdir.profile!r} running: {n} engines, controller pid {cluster.controller.pid if cluster.controller else '?'}", flush=True)
+        while not stopping:
+            if cluster.controller is None or cluster.controller.poll() is not None:
+                print("multiengine: the controller exited; stopping the cluster", file=sys.stderr)
+                break
+            time.sleep(0.1)
+    finally:
+        cluster.stop()
+        if cdir.read_pid(cdir.cluster_pid_file) == os.getpid():
+            cdir.cluster_pid_file.unlink(missing_ok=True)
+    print(f"cluster {cdir.profile!r} stopped", flush=True)
+    return 0
+
+
+def _start_daemon(args: argparse.Namespace, cdir: ClusterDir, n: int) -> int:
+    cmd = [sys.executable, "-m", "multiengine", "cluster", "start", "--cluster-dir", str(cdir.path), "-n", str(n), "--timeout", str(args.timeout)]
+    if args.ip:
+        cmd += ["--ip", args.ip]
+    with open(cdir.log / "cluster.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + args.timeout + 5
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            print(f"multiengine: error: the cluster exited during start-up (code {proc.returncode}); see {cdir.log / 'cluster.log'}", file=sys.stderr)
+            return 1
+        if "running:" in (cdir.log / "cluster.log").read_text(errors="replace").split("\n")[-2:][0] or _running(cdir):
+            print(f"cluster {cdir.profile!r} started in the background: {n} engines (pid {proc.pid})")
+            return 0
+        time.sleep(0.05)
+    print(f"multiengine: error: the cluster did not come up within {args.timeout:g} s; see {cdir.log}", file=sys.stderr)
+    return 1
+
+
+def _running(cdir: ClusterDir) -> bool:
+    text = (cdir.log / "cluster.log").read_text(errors="replace")
+    return text.rstrip().splitlines()[-1:] != [] and "running:" in text.rstrip().splitlines()[-1]
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    cdir = _cdir(args)
+    pid = cdir.read_pid(cdir.cluster_pid_file)
+    if not pid_alive(pid):
+        cdir.cluster_pid_file.unlink(missing_ok=True)
+        print(f"multiengine: no cluster is running for profile {cdir.profile!r}", file=sys.stderr)
+        return NOT_RUNNING
+    assert pid is not None
+    os.kill(pid, args.signal)
+    deadline = time.monotonic() + 15
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
+        print(f"multiengine: error: cluster process {pid} did not stop within 15 s", file=sys.stderr)
+        return 1
+    print(f"cluster {cdir.profile!r} stopped")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ..client.multiengine import MultiEngineClient
+
+    cdir = _cdir(args).require()
+    with MultiEngineClient(cluster_dir=cdir.path, timeout=5) as mec:
+        st = mec.status()
+    print(f"cluster {cdir.profile!r}: controller pid {st['pid']} on {st['host']}, up {st['uptime']:.0f} s")
+    print(f"{len(st['engines'])} engines; {st['pending_results']} pending results ({st['pending_bytes']} bytes)")
+    for e in st["engines"]:
+        running = e["running"] or "idle"
+        print(f"  engine {e['id']}: pid {e['pid']} on {e['host']}, {e['queue']} queued, {running}")
+    return 0
+
+
+CLUSTER_ACTIONS = {
+    "create": cmd_create,
+    "start": cmd_start,
+    "stop": cmd_stop,
+    "list": cmd_list,
+    "status": cmd_status,
+}

@@ -1,0 +1,73 @@
+"""What the controller knows of each engine: its id, its FIFO queue, its liveness."""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .jobs import Job
+
+__all__ = ["Command", "EngineState", "IdAllocator"]
+
+
+@dataclass(eq=False)
+class Command:
+    """One engine's share of a job: what to send, and where its answer goes."""
+
+    job: Job
+    index: int  # position of this engine in the job's targets
+    name: str
+    desc: str
+    content: Any
+    buffers: list[Any]
+    cmd_id: int = 0
+
+
+@dataclass(eq=False)
+class EngineState:
+    id: int
+    ident: bytes  # routing identity on the engine channel (also used on heartbeat)
+    pid: int
+    host: str
+    queue: deque[Command] = field(default_factory=deque)
+    current: Command | None = None
+    last_seen: float = field(default_factory=time.monotonic)
+    registered_at: float = field(default_factory=time.time)
+
+    def queued_descs(self) -> list[str]:
+        return [c.desc for c in self.queue]
+
+
+class IdAllocator:
+    """Lowest free id first; a desired id honoured when free; ids reused; no cap."""
+
+    def __init__(self) -> None:
+        self._free: list[int] = []  # heap of released ids below _next
+        self._next = 0
+        self._used: set[int] = set()
+
+    def take(self, desired: int | None = None) -> int:
+        if desired is not None and desired >= 0 and desired not in self._used:
+            while self._next <= desired:
+                heapq.heappush(self._free, self._next)
+                self._next += 1
+            self._used.add(desired)
+            return desired
+        while self._free:
+            i = heapq.heappop(self._free)
+            if i not in self._used:
+                self._used.add(i)
+                return i
+        i = self._next
+        self._next += 1
+        self._used.add(i)
+        return i
+
+    def release(self, i: int) -> None:
+        if i in self._used:
+            self._used.discard(i)
+            heapq.heappush(self._free, i)

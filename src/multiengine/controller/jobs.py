@@ -1,0 +1,107 @@
+"""Jobs: one client call fanned out to its engines, and the results kept for clients.
+
+A job is complete when every target has answered (or failed, been cleared, or died).
+A blocking call's job is answered at once and forgotten; a non-blocking call's job
+stays in :class:`JobStore` until the client fetches it (deleted on first retrieval)
+or flushes it, as in the seed. The store counts the bytes it holds so that a memory
+budget and a spill to disk can be added without changing its users.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Part", "Job", "JobStore", "JobIds"]
+
+
+@dataclass(eq=False)
+class Part:
+    engine_id: int
+    status: str  # "ok" or "error"
+    enc: str  # "p": pickle from an engine; "m": msgpack from the controller
+    frames: list[Any]  # content, then buffers
+
+
+def _size(frames: list[Any]) -> int:
+    n = 0
+    for f in frames:
+        n += len(f)
+    return n
+
+
+@dataclass(eq=False)
+class Job:
+    job_id: str
+    client: bytes  # the client's routing identity
+    msg_id: Any  # the request's id, echoed in the reply
+    method: str
+    targets: list[int]
+    block: bool
+    parts: list[Part | None] = field(default_factory=list)
+    remaining: int = 0
+    waiter: tuple[bytes, Any] | None = None  # (client, fetch msg id) of a blocking fetch
+    discarded: bool = False
+    kill_controller: bool = False
+    nbytes: int = 0
+
+    def __post_init__(self) -> None:
+        self.parts = [None] * len(self.targets)
+        self.remaining = len(self.targets)
+
+    @property
+    def done(self) -> bool:
+        return self.remaining == 0
+
+    def set_part(self, index: int, part: Part) -> bool:
+        """Record one engine's answer; return True when the job just completed."""
+        if self.parts[index] is not None:
+            return False
+        self.parts[index] = part
+        self.nbytes += _size(part.frames)
+        self.remaining -= 1
+        return self.remaining == 0
+
+
+class JobIds:
+    """40 hex digits: milliseconds, a counter and a per-controller tag (sortable)."""
+
+    def __init__(self) -> None:
+        self._tag = int.from_bytes(os.urandom(8), "big")
+        self._count = 0
+
+    def next(self) -> str:
+        self._count = (self._count + 1) & 0xFFFFFFFF
+        return "%016x%08x%016x" % (int(time.time() * 1000), self._count, self._tag)
+
+
+class JobStore:
+    """Results of non-blocking calls, kept until fetched or flushed."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self.nbytes = 0
+
+    def add(self, job: Job) -> None:
+        self._jobs[job.job_id] = job
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def pop(self, job_id: str) -> Job | None:
+        job = self._jobs.pop(job_id, None)
+        if job is not None and job.done:
+            self.nbytes -= job.nbytes
+        return job
+
+    def completed(self, job: Job) -> None:
+        if job.job_id in self._jobs:
+            self.nbytes += job.nbytes
+
+    def of_client(self, client: bytes) -> list[Job]:
+        return [j for j in self._jobs.values() if j.client == client]
+
+    def __len__(self) -> int:
+        return len(self._jobs)

@@ -1,0 +1,92 @@
+"""``multiengine controller``: bind, write the connection files, run the loop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+from typing import Any
+
+from ..cluster.paths import ClusterDir
+from ..wire.connection import ConnectionInfo, read_connection_file, write_connection_file
+
+__all__ = ["main", "add_arguments"]
+
+log = logging.getLogger("multiengine.controller")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--profile", default="default", help="cluster profile (default: %(default)s)")
+    p.add_argument("--cluster-dir", help="cluster directory (overrides --profile)")
+    p.add_argument("--ip", help="interface to bind (default: cluster.toml, else 127.0.0.1)")
+    p.add_argument("--location", help="address written into connection files (default: the --ip)")
+    p.add_argument("--port", type=int, default=0, help="first of three consecutive ports (default: random)")
+    p.add_argument("--reuse", action="store_true", help="reuse the key and ports of existing connection files")
+    p.add_argument("--heartbeat-period", type=float, help="seconds between engine heartbeats")
+    p.add_argument("--heartbeat-timeout", type=float, help="seconds of silence before an engine is dropped")
+    p.add_argument("--log-level", default="INFO")
+
+
+def main(args: argparse.Namespace) -> int:
+    from .relay import Controller
+
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    cdir = ClusterDir.find(args.profile, args.cluster_dir).create()
+    cfg = cdir.config().get("controller", {})
+    ip = args.ip or cfg.get("ip", "127.0.0.1")
+    if ip not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("binding %s: traffic is signed but not encrypted (CurveZMQ comes with the launchers issue)", ip)
+    ip = "127.0.0.1" if ip == "localhost" else ip
+    location = args.location or (socket.gethostname() if ip in ("0.0.0.0", "*") else ip)
+    key = secrets.token_bytes(32)
+    ports: tuple[int, int, int] | None = None
+    if args.port:
+        ports = (args.port, args.port + 1, args.port + 2)
+    if args.reuse and cdir.client_file.exists() and cdir.engine_file.exists():
+        old_c = read_connection_file(cdir.client_file)
+        old_e = read_connection_file(cdir.engine_file)
+        key = old_c.key
+        ports = tuple(int(u.rsplit(":", 1)[1]) for u in (  # type: ignore[assignment]
+            old_c.addresses["client"], old_e.addresses["engine"], old_e.addresses["heartbeat"]))
+    else:
+        for f in (cdir.client_file, cdir.engine_file):
+            f.unlink(missing_ok=True)
+    hb_period = args.heartbeat_period or float(cfg.get("heartbeat_period", 0.5))
+    hb_timeout = args.heartbeat_timeout or float(cfg.get("heartbeat_timeout", 3.0))
+    ctl = Controller(key, ip, ports, hb_period, hb_timeout)
+    cport, eport, hport = ctl.ports
+    url = f"tcp://{location}:%d"
+    extra: dict[str, Any] = {"controller_pid": os.getpid(), "location": location}
+    write_connection_file(cdir.engine_file, ConnectionInfo(key, {"engine": url % eport, "heartbeat": url % hport}, extra=extra))
+    write_connection_file(cdir.client_file, ConnectionInfo(key, {"client": url % cport}, extra=extra))
+    cdir.write_pid(cdir.controller_pid_file)
+    log.info("controller %d listening: client %d, engine %d, heartbeat %d on %s", os.getpid(), cport, eport, hport, ip)
+
+    def stop(signum: int, frame: Any) -> None:
+        ctl._running = False
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        ctl.run()
+    finally:
+        ctl.close()
+        if cdir.read_pid(cdir.controller_pid_file) == os.getpid():
+            cdir.controller_pid_file.unlink(missing_ok=True)
+            for f in (cdir.client_file, cdir.engine_file):
+                if not args.reuse:
+                    f.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    parser = argparse.ArgumentParser(prog="multiengine controller")
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))

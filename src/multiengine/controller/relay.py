@@ -1,0 +1,428 @@
+"""The controller's event loop.
+
+::
+
+    clients (DEALER) ──► client ROUTER ─┐                 ┌─► engine ROUTER ──► engines (DEALER,
+                                        │   Controller    │                      main thread)
+                        answers  ◄──────┤  queues, jobs,  ├◄── replies
+                                        │  results        │
+                                        └─ heartbeat ROUTER ◄─► engines' heartbeat thread
+
+One thread runs a ``zmq.Poller`` loop that drains each ready socket (measured in
+shared/spec/limits.md to cost half the CPU per message of zmq.asyncio). The hot path
+parses the small msgpack header, checks the signature and forwards the frames; it
+never unpickles what clients and engines send each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import zmq
+
+from ..wire.message import Message, Signer, WireError, pack
+from .engines import Command, EngineState, IdAllocator
+from .jobs import Job, JobIds, JobStore, Part
+
+__all__ = ["Controller"]
+
+log = logging.getLogger("multiengine.controller")
+
+DRAIN = 64  # messages taken from one socket per wakeup before looking at the others
+# Commands that first drop what is queued on the engine (the seed's reset and kill).
+CLEARS_FIRST = frozenset({"reset", "kill"})
+CONTROLLER_LOCAL = frozenset({"queue_status", "clear_queue"})
+
+
+def _err(ename: str, evalue: str) -> Part:
+    return Part(-1, "error", "m", [pack({"ename": ename, "evalue": evalue})])
+
+
+class Controller:
+    def __init__(
+        self,
+        key: bytes,
+        ip: str = "127.0.0.1",
+        ports: tuple[int, int, int] | None = None,
+        heartbeat_period: float = 0.5,
+        heartbeat_timeout: float = 3.0,
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        self.signer = Signer(key)
+        self.ctx = context or zmq.Context.instance()
+        self.hb_period = heartbeat_period
+        self.hb_timeout = heartbeat_timeout
+        self.clients = self._router()
+        self.engine_sock = self._router()
+        self.hb = self._router()
+        host = "*" if ip in ("0.0.0.0", "*") else ip
+        socks = (self.clients, self.engine_sock, self.hb)
+        self.ports = []
+        for i, s in enumerate(socks):
+            if ports:
+                s.bind(f"tcp://{host}:{ports[i]}")
+                self.ports.append(ports[i])
+            else:
+                self.ports.append(s.bind_to_random_port(f"tcp://{host}"))
+        self.engines: dict[int, EngineState] = {}
+        self.by_ident: dict[bytes, EngineState] = {}
+        self.ids = IdAllocator()
+        self.job_ids = JobIds()
+        self.store = JobStore()
+        self._cmd_seq = 0
+        self._running = True
+        self._exit_at: float | None = None
+        self.started = time.time()
+        self.dropped = 0  # messages that failed verification
+
+    def _router(self) -> zmq.Socket[Any]:
+        s = self.ctx.socket(zmq.ROUTER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.ROUTER_HANDOVER, 1)  # an engine reconnecting keeps its identity
+        s.setsockopt(zmq.SNDHWM, 0)
+        s.setsockopt(zmq.RCVHWM, 0)
+        return s
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> None:
+        poller = zmq.Poller()
+        handlers = {
+            self.clients: self._on_client,
+            self.engine_sock: self._on_engine,
+            self.hb: self._on_heartbeat,
+        }
+        for s in handlers:
+            poller.register(s, zmq.POLLIN)
+        next_sweep = time.monotonic() + self.hb_period
+        while self._running:
+            timeout = max(0.0, next_sweep - time.monotonic())
+            for sock, _ in poller.poll(timeout * 1000):
+                handler = handlers[sock]
+                for _ in range(DRAIN):
+                    try:
+                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    try:
+                        msg = self.signer.parse(frames)
+                    except WireError as e:
+                        self.dropped += 1
+                        log.warning("dropped a message on the %s channel: %s", self._name(sock), e)
+                        continue
+                    try:
+                        handler(msg)
+                    except Exception:
+                        log.exception("error handling %r message; the controller goes on", msg.header.get("t"))
+            now = time.monotonic()
+            if now >= next_sweep:
+                self._sweep(now)
+                next_sweep = now + self.hb_period
+            if self._exit_at is not None and now >= self._exit_at:
+                self._running = False
+        log.info("controller stopping")
+
+    def close(self) -> None:
+        for s in (self.clients, self.engine_sock, self.hb):
+            s.close(linger=0)
+
+    def _name(self, sock: zmq.Socket[Any]) -> str:
+        return {id(self.clients): "client", id(self.engine_sock): "engine"}.get(id(sock), "heartbeat")
+
+    # ------------------------------------------------------------------ sending
+    def _to_client(self, client: bytes, header: dict[str, Any], content: Any = b"", buffers: list[Any] | None = None) -> None:
+        self.clients.send_multipart(self.signer.frames(header, content, buffers or (), (client,)), copy=False)
+
+    def _reply_value(self, msg: Message, value: Any) -> None:
+        self._to_client(msg.idents[0], {"t": "value", "id": msg.header.get("id")}, pack(value))
+
+    def _reply_error(self, client: bytes, msg_id: Any, ename: str, evalue: str) -> None:
+        self._to_client(client, {"t": "error", "id": msg_id, "ename": ename, "evalue": evalue})
+
+    # ------------------------------------------------------------------ clients
+    def _on_client(self, msg: Message) -> None:
+        t = msg.header["t"]
+        if t == "submit":
+            self._submit(msg)
+        elif t == "fetch":
+            self._fetch(msg)
+        elif t == "ping":
+            self._to_client(msg.idents[0], {"t": "pong", "id": msg.header.get("id")})
+        elif t == "get_ids":
+            self._reply_value(msg, sorted(self.engines))
+        elif t == "connect":
+            self._reply_value(msg, {"engines": sorted(self.engines), "pid": os.getpid()})
+        elif t == "flush":
+            self._flush(msg)
+        elif t == "status":
+            self._reply_value(msg, self.status())
+        else:
+            log.warning("unknown client message type %r", t)
+            self._reply_error(msg.idents[0], msg.header.get("id"), "ProtocolError", f"unknown message type {t!r}")
+
+    def _resolve_targets(self, targets: Any) -> list[int]:
+        if targets == "all":
+            if not self.engines:
+                raise _Direct(
+                    "NoEnginesRegistered",
+                    "There are no engines registered. Check the logs if you think there should have been.",
+                )
+            return sorted(self.engines)
+        if isinstance(targets, bool):
+            raise _Direct("InvalidEngineID", f"targets argument is not an int, list of ints or 'all': {targets!r}")
+        if isinstance(targets, int):
+            targets = [targets]
+        if not isinstance(targets, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in targets):
+            raise _Direct("InvalidEngineID", f"targets argument is not an int, list of ints or 'all': {targets!r}")
+        for t in targets:
+            if t not in self.engines:
+                raise _Direct("InvalidEngineID", f"Engine with id {t} is not registered")
+        return targets
+
+    def _submit(self, msg: Message) -> None:
+        h = msg.header
+        client = msg.idents[0]
+        try:
+            targets = self._resolve_targets(h.get("targets", "all"))
+        except _Direct as e:
+            self._reply_error(client, h.get("id"), e.ename, e.evalue)
+            return
+        name = h["cmd"]
+        block = bool(h.get("block", True))
+        job = Job(self.job_ids.next(), client, h.get("id"), name, list(targets), block)
+        job.kill_controller = bool(h.get("controller")) and name == "kill"
+        if not block:
+            self.store.add(job)
+            self._to_client(client, {"t": "ack", "id": h.get("id"), "job": job.job_id})
+        if not targets:
+            self._complete(job)
+            return
+        if name in CONTROLLER_LOCAL:
+            for i, eid in enumerate(targets):
+                self._local(job, i, self.engines[eid])
+            return
+        splits = h.get("parts")
+        desc = h.get("desc") or name
+        if splits is None:
+            per_target = [(msg.content, msg.buffers)] * len(targets)
+        else:
+            per_target = []
+            frames = msg.buffers
+            pos = 0
+            for nbuf in splits:
+                per_target.append((frames[pos], frames[pos + 1 : pos + 1 + nbuf]))
+                pos += 1 + nbuf
+            if len(per_target) != len(targets):
+                self._fail_job(job, "ProtocolError", "parts do not match targets")
+                return
+        for i, eid in enumerate(targets):
+            engine = self.engines[eid]
+            content, buffers = per_target[i]
+            if name in CLEARS_FIRST:
+                self._clear_queue(engine)
+            self._cmd_seq += 1
+            engine.queue.append(Command(job, i, name, desc, content, list(buffers), self._cmd_seq))
+        for eid in set(targets):
+            self._dispatch(self.engines[eid])
+
+    def _fail_job(self, job: Job, ename: str, evalue: str) -> None:
+        for i in range(len(job.targets)):
+            part = _err(ename, evalue)
+            part.engine_id = job.targets[i]
+            if job.set_part(i, part):
+                self._complete(job)
+
+    def _local(self, job: Job, index: int, engine: EngineState) -> None:
+        if job.method == "queue_status":
+            pending = engine.current.desc if engine.current else None
+            value: Any = [engine.id, {"queue": engine.queued_descs(), "pending": pending}]
+        else:  # clear_queue
+            self._clear_queue(engine)
+            value = None
+        if job.set_part(index, Part(engine.id, "ok", "m", [pack(value)])):
+            self._complete(job)
+
+    def _clear_queue(self, engine: EngineState) -> None:
+        """Drop every queued (not running) command on ``engine`` with QueueCleared."""
+        queued, engine.queue = engine.queue, type(engine.queue)()
+        for cmd in queued:
+            part = _err("QueueCleared", cmd.desc)
+            part.engine_id = engine.id
+            if cmd.job.set_part(cmd.index, part):
+                self._complete(cmd.job)
+
+    def _dispatch(self, engine: EngineState) -> None:
+        if engine.current is not None or not engine.queue:
+            return
+        cmd = engine.queue.popleft()
+        engine.current = cmd
+        header = {"t": "cmd", "cmd": cmd.cmd_id, "name": cmd.name}
+        self.engine_sock.send_multipart(
+            self.signer.frames(header, cmd.content, cmd.buffers, (engine.ident,)), copy=False
+        )
+
+    def _complete(self, job: Job) -> None:
+        if job.discarded:
+            return
+        if job.block:
+            self._send_result(job.client, job.msg_id, job)
+        else:
+            self.store.completed(job)
+            if job.waiter is not None:
+                client, msg_id = job.waiter
+                self.store.pop(job.job_id)
+                self._send_result(client, msg_id, job)
+        if job.kill_controller:
+            log.info("kill(controller=True): stopping after the reply")
+            self._exit_at = time.monotonic() + 0.2
+
+    def _send_result(self, client: bytes, msg_id: Any, job: Job) -> None:
+        parts = []
+        frames: list[Any] = []
+        for p in job.parts:
+            assert p is not None
+            parts.append([p.engine_id, p.status, p.enc, len(p.frames) - 1])
+            frames.extend(p.frames)
+        self._to_client(client, {"t": "result", "id": msg_id, "job": job.job_id, "parts": parts}, b"", frames)
+
+    def _fetch(self, msg: Message) -> None:
+        h = msg.header
+        client = msg.idents[0]
+        job_id = h.get("job")
+        job = self.store.get(job_id) if isinstance(job_id, str) else None
+        if job is None or job.waiter is not None:
+            self._reply_error(client, h.get("id"), "InvalidDeferredID", f"invalid deferred_id: {job_id!r}")
+            return
+        if job.done:
+            self.store.pop(job.job_id)
+            self._send_result(client, h.get("id"), job)
+        elif h.get("block", True):
+            job.waiter = (client, h.get("id"))
+        else:
+            self._reply_error(client, h.get("id"), "ResultNotCompleted", f"result {job_id} is not ready")
+
+    def _flush(self, msg: Message) -> None:
+        client = msg.idents[0]
+        for job in self.store.of_client(client):
+            self.store.pop(job.job_id)
+            job.discarded = True
+            if job.waiter is not None:
+                wc, wid = job.waiter
+                self._reply_error(wc, wid, "AbortedPendingDeferredError", f"result {job.job_id} was flushed")
+        self._reply_value(msg, None)
+
+    # ------------------------------------------------------------------ engines
+    def _on_engine(self, msg: Message) -> None:
+        ident = msg.idents[0]
+        t = msg.header["t"]
+        engine = self.by_ident.get(ident)
+        if engine is not None:
+            engine.last_seen = time.monotonic()
+        if t == "reply":
+            if engine is None:
+                log.warning("reply from an unregistered engine dropped")
+                return
+            self._on_reply(engine, msg)
+        elif t == "register":
+            self._register(ident, msg)
+        elif t == "bye":
+            if engine is not None:
+                self._unregister(engine, "the engine shut down")
+        else:
+            log.warning("unknown engine message type %r", t)
+
+    def _register(self, ident: bytes, msg: Message) -> None:
+        h = msg.header
+        engine = self.by_ident.get(ident)
+        if engine is None:
+            desired = h.get("desired_id")
+            eid = self.ids.take(desired if isinstance(desired, int) else None)
+            engine = EngineState(eid, ident, int(h.get("pid", -1)), str(h.get("host", "?")))
+            self.engines[eid] = engine
+            self.by_ident[ident] = engine
+            log.info("Engine Info: %d %s %d", eid, engine.host, engine.pid)
+        reply = {"t": "registered", "id": engine.id, "hb_period": self.hb_period, "hb_timeout": self.hb_timeout}
+        self.engine_sock.send_multipart(self.signer.frames(reply, b"", (), (ident,)))
+
+    def _on_reply(self, engine: EngineState, msg: Message) -> None:
+        cmd = engine.current
+        h = msg.header
+        if cmd is None or cmd.cmd_id != h.get("cmd"):
+            log.warning("engine %d answered command %r, which it was not running", engine.id, h.get("cmd"))
+            return
+        engine.current = None
+        status = h.get("status", "ok")
+        part = Part(engine.id, status, str(h.get("enc", "p")), [msg.content, *msg.buffers])
+        if status == "error":
+            self._clear_queue(engine)  # later commands usually depend on the failed one
+        if cmd.job.set_part(cmd.index, part):
+            self._complete(cmd.job)
+        if cmd.name == "kill" and status == "ok":
+            self._unregister(engine, "killed")
+            return
+        self._dispatch(engine)
+
+    def _unregister(self, engine: EngineState, why: str) -> None:
+        if self.engines.get(engine.id) is not engine:
+            return
+        del self.engines[engine.id]
+        self.by_ident.pop(engine.ident, None)
+        self.ids.release(engine.id)
+        log.info("engine %d unregistered: %s", engine.id, why)
+        lost = ([engine.current] if engine.current else []) + list(engine.queue)
+        engine.current = None
+        engine.queue.clear()
+        for cmd in lost:
+            part = _err("EngineError", f"engine {engine.id} was lost ({why}) with {cmd.desc} on it")
+            part.engine_id = engine.id
+            if cmd.job.set_part(cmd.index, part):
+                self._complete(cmd.job)
+
+    def _on_heartbeat(self, msg: Message) -> None:
+        ident = msg.idents[0]
+        engine = self.by_ident.get(ident)
+        if engine is None:
+            self.hb.send_multipart(self.signer.frames({"t": "unknown"}, b"", (), (ident,)))
+            return
+        engine.last_seen = time.monotonic()
+        self.hb.send_multipart(self.signer.frames({"t": "pong"}, b"", (), (ident,)))
+
+    def _sweep(self, now: float) -> None:
+        limit = now - self.hb_timeout
+        for engine in [e for e in self.engines.values() if e.last_seen < limit]:
+            self._unregister(engine, f"no heartbeat for {self.hb_timeout:g} s")
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "uptime": time.time() - self.started,
+            "engines": [
+                {
+                    "id": e.id,
+                    "pid": e.pid,
+                    "host": e.host,
+                    "queue": len(e.queue),
+                    "running": e.current.desc if e.current else None,
+                }
+                for e in sorted(self.engines.values(), key=lambda e: e.id)
+            ],
+            "pending_results": len(self.store),
+            "pending_bytes": self.store.nbytes,
+            "dropped_messages": self.dropped,
+        }
+
+
+class _Direct(Exception):
+    """An error answered to the caller directly (not per engine)."""
+
+    def __init__(self, ename: str, evalue: str) -> None:
+        super().__init__(ename, evalue)
+        self.ename = ename
+        self.evalue = evalue
+
+

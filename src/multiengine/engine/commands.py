@@ -1,0 +1,171 @@
+"""The commands an engine runs, by name: what each does with its arguments.
+
+Each handler takes the :class:`Interpreter` and the unpickled argument tuple and
+returns the value sent back to the client.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import types
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import InvalidProperty
+from ..wire.serialize import Serialized, rebind_globals, serialize
+from .interpreter import Interpreter
+
+__all__ = ["COMMANDS", "StrictDict"]
+
+
+class StrictDict(dict[Any, Any]):
+    """Engine properties: values are deep-copied in and out and must pickle."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        try:
+            pickle.dumps(key)
+            pickle.dumps(value)
+            value = copy.deepcopy(value)
+        except Exception as e:
+            raise InvalidProperty(f"can't store property {key!r}: {e}") from None
+        super().__setitem__(key, value)
+
+    def __getitem__(self, key: Any) -> Any:
+        return copy.deepcopy(super().__getitem__(key))
+
+    def update(self, *args: Any, **kw: Any) -> None:
+        for k, v in dict(*args, **kw).items():
+            self[k] = v
+
+
+def _lookup(interp: Interpreter, key: Any) -> Any:
+    if not isinstance(key, str):
+        raise TypeError(f"keys must be strings, not {type(key).__name__}: {key!r}")
+    try:
+        return interp.namespace[key]
+    except KeyError:
+        raise NameError(f"name '{key}' is not defined") from None
+
+
+def pull(interp: Interpreter, keys: Any) -> Any:
+    if isinstance(keys, str):
+        return _lookup(interp, keys)
+    return [_lookup(interp, k) for k in keys]
+
+
+def push(interp: Interpreter, namespace: dict[str, Any]) -> None:
+    ns = interp.namespace
+    for k, v in namespace.items():
+        if not isinstance(k, str):
+            raise TypeError(f"names must be strings, not {type(k).__name__}: {k!r}")
+        ns[k] = rebind_globals(v, ns)
+
+
+def push_serialized(interp: Interpreter, namespace: dict[str, Serialized]) -> None:
+    push(interp, {k: v.unserialize() for k, v in namespace.items()})
+
+
+def pull_serialized(interp: Interpreter, keys: Any) -> Any:
+    if isinstance(keys, str):
+        return serialize(_lookup(interp, keys))
+    return [serialize(_lookup(interp, k)) for k in keys]
+
+
+def apply(interp: Interpreter, f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    f = rebind_globals(f, interp.namespace)
+    return f(*args, **kwargs)
+
+
+def map_chunk(interp: Interpreter, f: Any, items: list[tuple[Any, ...]]) -> list[Any]:
+    if isinstance(f, str):
+        f = _lookup(interp, f)
+    elif isinstance(f, types.FunctionType):
+        f = rebind_globals(f, interp.namespace)
+    return [f(*item) for item in items]
+
+
+def reset(interp: Interpreter) -> None:
+    interp.reset()
+
+
+def keys(interp: Interpreter) -> list[str]:
+    return interp.keys()
+
+
+def get_result(interp: Interpreter, i: int | None = None) -> dict[str, Any]:
+    return interp.get_result(i)
+
+
+def execute(interp: Interpreter, code: str) -> dict[str, Any]:
+    result = interp.execute(code)
+    result["id"] = interp.engine_id
+    return result
+
+
+_properties = StrictDict()
+
+
+def set_properties(interp: Interpreter, props: dict[Any, Any]) -> None:
+    _properties.update(props)
+
+
+def get_properties(interp: Interpreter, keys: Any = None) -> dict[Any, Any]:
+    if keys is None:
+        return {k: _properties[k] for k in _properties}
+    if isinstance(keys, str):
+        keys = (keys,)
+    return {k: _properties[k] for k in keys}
+
+
+def has_properties(interp: Interpreter, keys: Any) -> list[bool]:
+    if isinstance(keys, str):
+        keys = (keys,)
+    return [k in _properties for k in keys]
+
+
+def del_properties(interp: Interpreter, keys: Any) -> None:
+    if isinstance(keys, str):
+        keys = (keys,)
+    for k in keys:
+        dict.pop(_properties, k, None)
+
+
+def clear_properties(interp: Interpreter) -> None:
+    _properties.clear()
+
+
+def kill(interp: Interpreter) -> None:
+    return None  # the main loop exits after replying
+
+
+def _result_with_id(f: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    def wrapped(interp: Interpreter, *args: Any) -> dict[str, Any]:
+        r = dict(f(interp, *args))
+        r["id"] = interp.engine_id
+        return r
+
+    return wrapped
+
+
+
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "execute": execute,
+    "push": push,
+    "pull": pull,
+    "push_function": push,
+    "pull_function": pull,
+    "push_serialized": push_serialized,
+    "pull_serialized": pull_serialized,
+    "get_result": _result_with_id(get_result),
+    "reset": reset,
+    "keys": keys,
+    "kill": kill,
+    "apply": apply,
+    "map": map_chunk,
+    "set_properties": set_properties,
+    "get_properties": get_properties,
+    "has_properties": has_properties,
+    "del_properties": del_properties,
+    "clear_properties": clear_properties,
+}

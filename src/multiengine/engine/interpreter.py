@@ -1,0 +1,123 @@
+"""Running code in the engine's persistent namespace, as the seed's Interpreter did.
+
+``execute(code)`` splits the code into top-level statements, compiles each in
+``'single'`` mode (so a bare expression is displayed) and runs them in order. Unlike
+the seed it stops at the first exception (contract decision 7). The result dict has
+``number`` and ``input`` always, and ``stdout``, ``stderr`` and ``display`` when they
+are not empty; failed commands are kept in the history with a ``traceback``.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import linecache
+import os
+import sys
+import traceback
+import types
+from pprint import pformat
+from typing import Any
+
+__all__ = ["Interpreter", "HIDDEN_NAMES"]
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+
+HIDDEN_NAMES = frozenset(
+    ["__name__", "__builtins__", "__doc__", "__package__", "__loader__", "__spec__",
+     "_ih", "_oh", "In", "Out", "_", "__", "___", "input", "raw_input"]
+)
+
+
+class _Display:
+    """A displayhook that remembers the last value shown."""
+
+    def __init__(self) -> None:
+        self.called = False
+        self.value: Any = None
+
+    def __call__(self, value: Any) -> None:
+        self.called = True
+        self.value = value
+        if value is not None:
+            builtins._ = value  # type: ignore[attr-defined]
+
+
+class Interpreter:
+    def __init__(self, engine_id: int = -1, mpi: Any = None) -> None:
+        self.engine_id = engine_id
+        self.mpi = mpi
+        self.history: dict[int, dict[str, Any]] = {}
+        self.number = 0
+        self.namespace: dict[str, Any] = {}
+        self.reset()
+
+    # The namespace is the engine's ``__main__`` module, so classes and functions
+    # defined on the engine pickle the way they would in a script.
+    def reset(self) -> None:
+        module = types.ModuleType("__main__")
+        self.namespace = module.__dict__
+        self.namespace["__builtins__"] = builtins
+        self.namespace["id"] = self.engine_id
+        self.namespace["mpi"] = self.mpi
+        sys.modules["__main__"] = module
+        self.number = 0
+        self.history = {}
+
+    def set_id(self, engine_id: int) -> None:
+        self.engine_id = engine_id
+        self.namespace["id"] = engine_id
+
+    def keys(self) -> list[str]:
+        return [k for k in self.namespace if k not in HIDDEN_NAMES]
+
+    def execute(self, code: str) -> dict[str, Any]:
+        self.number += 1
+        n = self.number
+        msg: dict[str, Any] = {"input": {"raw": code, "translated": code}, "number": n}
+        self.history[n] = msg
+        out, err = io.StringIO(), io.StringIO()
+        display = _Display()
+        saved = sys.stdout, sys.stderr, sys.displayhook
+        sys.stdout, sys.stderr, sys.displayhook = out, err, display
+        filename = f"<engine-{self.engine_id}-input-{n}>"
+        try:
+            source = code.strip() + "\n"
+            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+            tree = ast.parse(source, filename, "exec")
+            for node in tree.body:
+                unit = ast.Interactive(body=[node])
+                exec(compile(unit, filename, "single"), self.namespace)
+        except BaseException as e:
+            msg["traceback"] = {"plain": format_exception(e)}
+            raise
+        finally:
+            sys.stdout, sys.stderr, sys.displayhook = saved
+            if out.getvalue():
+                msg["stdout"] = out.getvalue()
+            if err.getvalue():
+                msg["stderr"] = err.getvalue()
+        if display.value is not None:
+            msg["display"] = {"pprint": pformat(display.value), "repr": repr(display.value)}
+        return msg
+
+    def get_result(self, i: int | None = None) -> dict[str, Any]:
+        if i is None:
+            if not self.history:
+                raise IndexError("index None out of range")
+            return self.history[self.number]
+        try:
+            return self.history[i]
+        except (KeyError, TypeError):
+            raise IndexError(f"index {i} out of range") from None
+
+
+def format_exception(e: BaseException) -> str:
+    """The traceback of ``e`` without the engine's own frames."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_DIR):
+        tb = tb.tb_next
+    if isinstance(e, SyntaxError) or tb is None:
+        return "".join(traceback.format_exception_only(type(e), e))
+    return "".join(traceback.format_exception(type(e), e, tb))

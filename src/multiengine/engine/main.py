@@ -1,0 +1,236 @@
+"""``multiengine engine``: connect, register, then run commands until told to stop.
+
+The main thread owns the command socket: it receives a command, runs it, and sends
+the answer. A daemon thread owns the heartbeat socket; it pings the controller every
+period and ends the process if the controller has been silent for too long or no
+longer knows this engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+import zmq
+
+from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
+from ..wire.message import Signer, WireError
+from .interpreter import Interpreter, format_exception
+
+__all__ = ["Engine", "main", "add_arguments"]
+
+log = logging.getLogger("multiengine.engine")
+
+
+class Engine:
+    def __init__(self, info: ConnectionInfo, desired_id: int | None = None, mpi: Any = None) -> None:
+        self.info = info
+        self.signer = Signer(info.key)
+        self.ctx = zmq.Context()
+        self.ident = b"e-" + uuid.uuid4().hex.encode()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.IDENTITY, self.ident)
+        self.sock.setsockopt(zmq.LINGER, 2000)
+        self.sock.connect(info.addresses["engine"])
+        self.desired_id = desired_id
+        self.interp = Interpreter(-1, mpi)
+        self.id = -1
+        self.hb_period = 0.5
+        self.hb_timeout = 3.0
+        self._stop = threading.Event()
+        self.terminating = False
+
+    # ------------------------------------------------------------ registration
+    def register(self, timeout: float = 10.0) -> int:
+        header = {"t": "register", "desired_id": self.desired_id, "pid": os.getpid(), "host": socket.gethostname()}
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sock.send_multipart(self.signer.frames(header))
+            if self.sock.poll(min(1000, max(1, int((deadline - time.monotonic()) * 1000)))):
+                msg = self._recv()
+                if msg is not None and msg.header["t"] == "registered":
+                    break
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no answer from the controller at {self.info.addresses['engine']} in {timeout:g} s")
+        self.id = int(msg.header["id"])
+        self.hb_period = float(msg.header.get("hb_period", 0.5))
+        self.hb_timeout = float(msg.header.get("hb_timeout", 3.0))
+        self.interp.set_id(self.id)
+        log.info("registered as engine %d", self.id)
+        return self.id
+
+    def _recv(self) -> Any:
+        frames = self.sock.recv_multipart(copy=False)
+        try:
+            return self.signer.parse(frames)
+        except WireError as e:
+            log.warning("dropped a message: %s", e)
+            return None
+
+    # ------------------------------------------------------------ heartbeat
+    def start_heartbeat(self) -> threading.Thread:
+        t = threading.Thread(target=self._heartbeat, name="multiengine-heartbeat", daemon=True)
+        t.start()
+        return t
+
+    def _heartbeat(self) -> None:
+        hb = self.ctx.socket(zmq.DEALER)
+        hb.setsockopt(zmq.IDENTITY, self.ident)
+        hb.setsockopt(zmq.LINGER, 0)
+        hb.connect(self.info.addresses["heartbeat"])
+        ping = self.signer.frames({"t": "ping", "id": self.id})
+        last_heard = time.monotonic()
+        limit = max(self.hb_timeout * 2, 2.0)
+        while not self._stop.is_set():
+            hb.send_multipart(ping)
+            deadline = time.monotonic() + self.hb_period
+            while (left := deadline - time.monotonic()) > 0:
+                if not hb.poll(left * 1000):
+                    continue
+                try:
+                    msg = self.signer.parse(hb.recv_multipart())
+                except WireError as e:
+                    log.warning("dropped a heartbeat message: %s", e)
+                    continue
+                last_heard = time.monotonic()
+                if msg.header["t"] == "unknown":
+                    self._lost("the controller no longer knows this engine")
+            if time.monotonic() - last_heard > limit:
+                self._lost(f"no answer from the controller for {limit:g} s")
+        hb.close()
+
+    def _lost(self, why: str) -> None:
+        log.error("engine %d stopping: %s", self.id, why)
+        logging.shutdown()
+        os._exit(3)
+
+    # ------------------------------------------------------------ main loop
+    def serve(self) -> None:
+        from .commands import COMMANDS
+        from ..wire.serialize import dumps, loads
+
+        while True:
+            try:
+                msg = self._recv()
+            except KeyboardInterrupt:
+                continue  # an interrupt that arrived while idle
+            if msg is None:
+                continue
+            h = msg.header
+            if h["t"] != "cmd":
+                log.warning("unexpected message type %r", h["t"])
+                continue
+            name = h.get("name")
+            status = "ok"
+            try:
+                handler = COMMANDS[name]
+                args = loads(msg.content, msg.buffers) if len(msg.content) else ()
+                value = handler(self.interp, *args)
+                content, buffers = dumps(value)
+            except BaseException as e:  # user code may raise anything, even SystemExit
+                if self.terminating:
+                    raise
+                status = "error"
+                content, buffers = self._error_payload(e, name), []
+            reply = {"t": "reply", "cmd": h.get("cmd"), "status": status, "enc": "p" if status == "ok" else "m"}
+            self.sock.send_multipart(
+                self.signer.frames(reply, content, buffers),
+                copy=False,
+            )
+            if name == "kill" and status == "ok":
+                return
+
+    def _error_payload(self, e: BaseException, method: Any) -> bytes:
+        """An error as msgpack: its text always arrives, its pickled object if it can."""
+        import cloudpickle
+
+        from ..wire.message import pack
+
+        envelope: dict[str, Any] = {
+            "ename": type(e).__name__,
+            "evalue": str(e),
+            "traceback": format_exception(e),
+            "method": method,
+            "engineid": self.id,
+        }
+        e.__traceback__ = None
+        try:
+            envelope["exc"] = cloudpickle.dumps(e, protocol=5)
+        except Exception:
+            envelope["exc"] = None
+        return pack(envelope)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self.sock.send_multipart(self.signer.frames({"t": "bye"}))
+        except zmq.ZMQError:
+            pass
+        self.sock.close(linger=500)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--profile", default="default", help="cluster profile (default: %(default)s)")
+    p.add_argument("--cluster-dir", help="cluster directory (overrides --profile)")
+    p.add_argument("--connection-file", help="path of engine.json (overrides the cluster directory)")
+    p.add_argument("--mpi", action="store_true", help="initialise mpi4py; request id = MPI rank")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the controller")
+    p.add_argument("--log-level", default="INFO")
+
+
+def _find_connection(args: argparse.Namespace) -> ConnectionInfo:
+    if args.connection_file:
+        return read_connection_file(args.connection_file)
+    env = connection_from_env()
+    if env is not None:
+        return env
+    from ..cluster.paths import ClusterDir
+
+    path = ClusterDir.find(args.profile, args.cluster_dir).engine_file
+    deadline = time.monotonic() + args.timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)  # the controller may still be starting
+    return read_connection_file(path)
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    info = _find_connection(args)
+    mpi = None
+    desired = None
+    if args.mpi:
+        from mpi4py import MPI as mpi  # type: ignore[import-not-found,no-redef]
+
+        mpi.size = mpi.COMM_WORLD.Get_size()
+        mpi.rank = mpi.COMM_WORLD.Get_rank()
+        desired = mpi.rank
+    engine = Engine(info, desired, mpi)
+
+    def terminate(signum: int, frame: Any) -> None:
+        engine.terminating = True
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        engine.register(args.timeout)
+        engine.start_heartbeat()
+        engine.serve()
+    except TimeoutError as e:
+        print(f"multiengine engine: {e}", file=sys.stderr)
+        return 2
+    except SystemExit:
+        pass
+    finally:
+        engine.close()
+    return 0

@@ -1,0 +1,1 @@
+"""The wire layer: signed message framing, serialization of values, connection files."""

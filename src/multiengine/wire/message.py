@@ -1,0 +1,145 @@
+"""Signed multipart messages.
+
+A message on any multiengine socket is, after the ZeroMQ routing identities::
+
+    b"ME/1"  signature  header  content  buffer_0 ... buffer_k
+
+* ``b"ME/1"`` separates routing identities from the message and names the protocol
+  version.
+* ``header`` is a msgpack map; ``header["t"]`` is the message type. Routing fields
+  (targets, ids) live here so that the controller never unpickles user data.
+* ``content`` is opaque to the relay: a pickle made by a client or an engine, or
+  msgpack made by the controller (``header["enc"]`` says which).
+* ``buffer_i`` are out-of-band pickle buffers (numpy arrays, large bytes), sent
+  zero-copy as their own frames.
+* ``signature`` is HMAC-SHA256 under the cluster key over ``header``, ``content`` and
+  the byte length of every buffer. Buffers themselves are not hashed: they carry only
+  raw data that the signed pickle stream places, never code, and hashing them would
+  halve large-transfer throughput (docs/protocol.md explains this choice).
+
+A frame list that fails any check raises :class:`WireError`; receivers log and drop it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+__all__ = ["DELIM", "Signer", "WireError", "Message"]
+
+DELIM = b"ME/1"
+_LEN = struct.Struct("<Q")
+
+
+class WireError(Exception):
+    """A message that is malformed, unsigned or signed with another key."""
+
+
+class Message:
+    """A parsed, verified message."""
+
+    __slots__ = ("idents", "header", "content", "buffers")
+
+    def __init__(
+        self, idents: list[bytes], header: dict[str, Any], content: Any, buffers: list[Any]
+    ) -> None:
+        self.idents = idents
+        self.header = header
+        self.content = content  # bytes or zmq.Frame
+        self.buffers = buffers  # zmq.Frame or bytes-like
+
+    @property
+    def type(self) -> str:
+        return self.header["t"]  # type: ignore[no-any-return]
+
+
+def _nbytes(buf: Any) -> int:
+    if isinstance(buf, (bytes, bytearray)):
+        return len(buf)
+    nbytes = getattr(buf, "nbytes", None)
+    if nbytes is not None:
+        return int(nbytes)
+    mv = memoryview(buf)
+    return mv.nbytes
+
+
+class Signer:
+    """Signs and verifies messages with one cluster key."""
+
+    def __init__(self, key: bytes) -> None:
+        if not key:
+            raise ValueError("a signing key is required")
+        self._base = hmac.new(key, digestmod=hashlib.sha256)
+
+    def signature(self, header: bytes, content: Any, buffers: Sequence[Any]) -> bytes:
+        h = self._base.copy()
+        h.update(header)
+        h.update(content)
+        if buffers:
+            h.update(b"".join(_LEN.pack(_nbytes(b)) for b in buffers))
+        return h.digest()
+
+    def frames(
+        self,
+        header: dict[str, Any],
+        content: Any = b"",
+        buffers: Sequence[Any] = (),
+        idents: Sequence[bytes] = (),
+    ) -> list[Any]:
+        """Build the frame list of a message."""
+        hbytes = msgpack.packb(header)
+        sig = self.signature(hbytes, content, buffers)
+        return [*idents, DELIM, sig, hbytes, content, *buffers]
+
+    def parse(self, frames: list[Any]) -> Message:
+        """Split, verify and decode a received frame list (bytes or zmq.Frame)."""
+        n = len(frames)
+        i = 0
+        idents: list[bytes] = []
+        while i < n:
+            f = frames[i]
+            b = _bytes(f)
+            if b == DELIM:
+                break
+            idents.append(b)
+            i += 1
+        else:
+            raise WireError("no protocol delimiter (not a multiengine message?)")
+        if n - i < 4:
+            raise WireError("truncated message: %d frames after the delimiter" % (n - i - 1))
+        sig = _bytes(frames[i + 1])
+        hbytes = _bytes(frames[i + 2])
+        content = frames[i + 3]
+        buffers = frames[i + 4 :]
+        content_b = content if isinstance(content, bytes) else content.buffer
+        expected = self.signature(hbytes, content_b, buffers)
+        if not hmac.compare_digest(sig, expected):
+            raise WireError("bad signature (forged, garbled, or signed with another key)")
+        try:
+            header = msgpack.unpackb(hbytes)
+        except Exception as e:
+            raise WireError(f"undecodable header: {e}") from None
+        if not isinstance(header, dict) or "t" not in header:
+            raise WireError("header is not a map with a message type")
+        return Message(idents, header, content, list(buffers))
+
+
+def _bytes(f: Any) -> bytes:
+    return f if isinstance(f, bytes) else f.bytes
+
+
+def content_bytes(content: Any) -> Any:
+    """A bytes-like view of a content frame (bytes or zmq.Frame)."""
+    return content if isinstance(content, (bytes, bytearray, memoryview)) else content.buffer
+
+
+pack = msgpack.packb
+
+
+def unpack(data: Any) -> Any:
+    return msgpack.unpackb(content_bytes(data))

@@ -1,0 +1,165 @@
+"""Turning Python values into bytes and back.
+
+Values are pickled with protocol 5 by cloudpickle, so lambdas, closures, default
+arguments and functions defined in ``__main__`` travel by value. Buffers of at least
+:data:`OOB_THRESHOLD` bytes (numpy arrays, bytearrays, memoryviews, large ``bytes``)
+are taken out of the pickle stream and sent as their own zero-copy frames; on arrival
+they are used in place, so arrays are writable and were never copied by the wire.
+
+:func:`serialize` and :class:`Serialized` are the seed's explicit form, used by
+``push_serialized``/``pull_serialized``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import types
+from typing import Any
+
+import cloudpickle
+
+from ..errors import SerializationError
+
+__all__ = ["OOB_THRESHOLD", "dumps", "loads", "serialize", "Serialized", "rebind_globals"]
+
+OOB_THRESHOLD = 64 * 1024
+
+
+def _bytes_from_buffer(buf: Any) -> bytes:
+    return bytes(buf)
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, plus large ``bytes`` sent out of band."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is bytes and len(obj) >= OOB_THRESHOLD:
+            return _bytes_from_buffer, (pickle.PickleBuffer(obj),)
+        return super().reducer_override(obj)
+
+
+def dumps(obj: Any) -> tuple[bytes, list[Any]]:
+    """Pickle ``obj``; return the stream and the out-of-band buffers."""
+    import io
+
+    buffers: list[Any] = []
+
+    def keep(pb: pickle.PickleBuffer) -> bool:
+        raw = pb.raw()
+        if raw.nbytes < OOB_THRESHOLD:
+            return True  # small: stays in the stream
+        buffers.append(raw)
+        return False
+
+    f = io.BytesIO()
+    try:
+        _Pickler(f, protocol=5, buffer_callback=keep).dump(obj)
+    except SerializationError:
+        raise
+    except Exception as e:  # PicklingError, TypeError, AttributeError, RecursionError...
+        raise SerializationError(f"cannot serialize {_describe(obj)}: {e}") from e
+    return f.getvalue(), buffers
+
+
+def _describe(obj: Any) -> str:
+    r = repr(obj)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+def loads(data: Any, buffers: list[Any] | None = None) -> Any:
+    """Unpickle a stream made by :func:`dumps` with its buffers (zmq Frames or bytes)."""
+    bufs = [b.buffer if hasattr(b, "buffer") else b for b in buffers or ()]
+    if hasattr(data, "buffer"):
+        data = data.buffer
+    return pickle.loads(data, buffers=bufs)
+
+
+def rebind_globals(obj: Any, namespace: dict[str, Any]) -> Any:
+    """Make a function pickled by value resolve its globals in ``namespace``.
+
+    The seed rebuilt pushed functions with the engine's namespace as their globals
+    (``testPushFunctionGlobal``). cloudpickle gives them a private globals dict holding
+    only what they referenced on the client; those values are added to the namespace
+    where it does not define the name yet, and the function is rebuilt on it. Functions
+    of importable modules keep their module's globals.
+    """
+    if not isinstance(obj, types.FunctionType):
+        return obj
+    mod = sys.modules.get(obj.__module__ or "")
+    if mod is not None and getattr(mod, "__dict__", None) is obj.__globals__:
+        return obj
+    for name, value in obj.__globals__.items():
+        if not name.startswith("__"):
+            namespace.setdefault(name, value)
+    f = types.FunctionType(obj.__code__, namespace, obj.__name__, obj.__defaults__, obj.__closure__)
+    f.__kwdefaults__ = obj.__kwdefaults__
+    f.__dict__.update(obj.__dict__)
+    f.__qualname__ = obj.__qualname__
+    f.__doc__ = obj.__doc__
+    f.__module__ = "__main__"
+    return f
+
+
+class Serialized:
+    """A value already turned into bytes (the seed's ``newserialized``).
+
+    ``typeDescriptor`` is ``'ndarray'`` (``metadata`` has ``shape`` and ``dtype``; ``data``
+    is the raw buffer) or ``'pickle'`` (``metadata`` is ``{}``).
+    """
+
+    def __init__(self, data: Any, typeDescriptor: str, metadata: dict[str, Any]) -> None:
+        self.data = data
+        self.typeDescriptor = typeDescriptor
+        self.metadata = metadata
+
+    def getData(self) -> Any:
+        return self.data
+
+    def getDataSize(self, units: float = 1e6) -> float:
+        return memoryview(self.data).nbytes / units
+
+    def getTypeDescriptor(self) -> str:
+        return self.typeDescriptor
+
+    def getMetadata(self) -> dict[str, Any]:
+        return self.metadata
+
+    def unserialize(self) -> Any:
+        if self.typeDescriptor == "ndarray":
+            import numpy as np
+
+            arr = np.frombuffer(self.data, dtype=self.metadata["dtype"])
+            arr = arr.reshape(self.metadata["shape"])
+            return arr if arr.flags.writeable else arr.copy()
+        return pickle.loads(self.data)
+
+    def __reduce__(self) -> Any:
+        data = self.data
+        if self.typeDescriptor == "ndarray" and memoryview(data).nbytes >= OOB_THRESHOLD:
+            data = pickle.PickleBuffer(data)
+        return (_rebuild_serialized, (data, self.typeDescriptor, self.metadata))
+
+    def __repr__(self) -> str:
+        return f"<Serialized {self.typeDescriptor} {self.metadata} {self.getDataSize(1):.0f} B>"
+
+
+def _rebuild_serialized(data: Any, td: str, md: dict[str, Any]) -> Serialized:
+    return Serialized(data, td, md)
+
+
+def serialize(obj: Any) -> Serialized:
+    """Serialize ``obj`` ahead of a push (numpy arrays as raw buffers)."""
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(obj, np.ndarray) and obj.dtype.kind != "O":
+        if obj.size == 0:
+            raise SerializationError("You cannot send a length 0 array")
+        arr = np.ascontiguousarray(obj)
+        return Serialized(memoryview(arr).cast("B"), "ndarray", {"shape": arr.shape, "dtype": arr.dtype.str})
+    data, buffers = dumps(obj)
+    if buffers:  # keep a Serialized self-contained: buffers go back into the stream
+        try:
+            data = cloudpickle.dumps(obj, protocol=5)
+        except Exception as e:
+            raise SerializationError(f"cannot serialize {_describe(obj)}: {e}") from e
+    return Serialized(data, "pickle", {})
