@@ -21,6 +21,7 @@ __all__ = [
     "MultiEngineClient",
     "PendingResult",
     "ResultList",
+    "ResultNS",
     "Serialized",
     "TaskRejectError",
     "errors",
@@ -32,6 +33,7 @@ _LAZY = {
     "MultiEngineClient": ("multiengine.client.multiengine", "MultiEngineClient"),
     "PendingResult": ("multiengine.client.results", "PendingResult"),
     "ResultList": ("multiengine.client.results", "ResultList"),
+    "ResultNS": ("multiengine.client.results", "ResultNS"),
     "Serialized": ("multiengine.wire.serialize", "Serialized"),
     "serialize": ("multiengine.wire.serialize", "serialize"),
     "CompositeError": ("multiengine.errors", "CompositeError"),
@@ -42,7 +44,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from . import errors
     from .client.multiengine import MultiEngineClient
-    from .client.results import PendingResult, ResultList
+    from .client.results import PendingResult, ResultList, ResultNS
     from .cluster.local import Cluster
     from .errors import CompositeError, TaskRejectError
     from .wire.serialize import Serialized, serialize

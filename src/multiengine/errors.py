@@ -239,7 +239,7 @@ class CompositeError(KernelError):
         flat: list[tuple[Any, BaseException, Any]] = []
         for et, ev, etb in elist:
             if isinstance(ev, CompositeError):
-                flat.extend(ev.elist)
+                flat.extend(ev.args[1])
             else:
                 flat.append((et, ev, etb))
         super().__init__(message, flat)

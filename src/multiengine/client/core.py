@@ -1,13 +1,17 @@
-"""The client's I/O core: one background thread per client owns the socket.
+"""The client's I/O core, shared by every thread of a client.
 
-Callers on any thread build a signed message and hand it to the I/O thread over an
-inproc pipe; the reply completes a :class:`concurrent.futures.Future` that the caller
-waits on. Replies are matched by the request's ``id``. The I/O thread never
-unpickles anything and never runs user callbacks.
+Two DEALER sockets reach the controller: one sends (any thread, under a short lock),
+the other receives; the controller sends replies to the receiving socket's identity
+(``header["rt"]``). There is no hand-off to a background thread on the hot path: a
+thread waiting for a reply becomes the *reader* while it holds the receive lock,
+reads whatever arrives, and completes the matching :class:`concurrent.futures.Future`
+of whichever thread asked. Other waiting threads sleep on their futures and take over
+the reading when the reader leaves. The core never unpickles anything and never runs
+user callbacks.
 
-While requests are outstanding the thread pings the controller; when the controller
-has been silent for ``dead_after`` seconds, every outstanding future fails with
-:class:`~multiengine.errors.ControllerConnectionError`.
+While a reader waits it pings the controller every second of silence; if the
+controller says nothing for ``dead_after`` seconds, every outstanding future fails
+with :class:`~multiengine.errors.ControllerConnectionError`.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ import zmq
 
 from ..errors import ControllerConnectionError
 from ..wire.connection import ConnectionInfo
-from ..wire.message import Message, Signer, WireError
+from ..wire.message import Message, Signer, WireError, unpack
 
 __all__ = ["ClientCore"]
 
 log = logging.getLogger("multiengine.client")
 
-PING_EVERY = 1.0
+PING_EVERY = 1.0  # seconds of silence before a waiting reader pings the controller
+READ_SLICE = 0.1  # longest single poll of a reader, so it notices a dead controller
+FOLLOW_SLICE = 0.002  # how often a waiting non-reader checks whether it can read
 
 
 class ClientCore:
@@ -39,128 +45,167 @@ class ClientCore:
         self.url = info.addresses["client"]
         self.signer = Signer(info.key)
         self.dead_after = dead_after
-        self.ctx = zmq.Context.instance()
+        self.ctx: zmq.Context[Any] = zmq.Context.instance()
+        self.identity = b"c-" + uuid.uuid4().hex.encode()
         self._futures: dict[int, Future[Message]] = {}
+        self._streams: dict[Any, tuple[Message, int]] = {}  # results arriving in pieces
         self._seq = itertools.count(1)
-        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
         self._closed = False
-        pipe = f"inproc://multiengine-client-{uuid.uuid4().hex}"
-        self._pipe_in = self.ctx.socket(zmq.PULL)
-        self._pipe_in.bind(pipe)
-        self._pipe_out = self.ctx.socket(zmq.PUSH)
-        self._pipe_out.setsockopt(zmq.LINGER, 0)
-        self._pipe_out.connect(pipe)
-        self._sock = self.ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.connect(self.url)
-        self._thread = threading.Thread(target=self._run, name="multiengine-client-io", daemon=True)
-        self._thread.start()
-        self.controller: dict[str, Any] = {}
-        try:
-            reply = self.request({"t": "connect"}).result(timeout)
-        except TimeoutError:
-            self.close()
-            raise ControllerConnectionError(
-                f"no answer from the controller at {self.url} within {timeout:g} s: it is not running, "
-                "not reachable, or the connection file's key is wrong (a controller drops messages it "
-                "cannot verify)"
-            ) from None
-        from ..wire.message import unpack
+        self._last_heard = time.monotonic()
+        self._last_ping = 0.0
+        self._out = self.ctx.socket(zmq.DEALER)
+        self._out.setsockopt(zmq.LINGER, 1000)
+        self._in = self.ctx.socket(zmq.DEALER)
+        self._in.setsockopt(zmq.IDENTITY, self.identity)
+        self._in.setsockopt(zmq.LINGER, 0)
+        self._in.connect(self.url)
+        self._out.connect(self.url)
+        self._ping = self.signer.frames({"t": "ping", "id": 0, "rt": self.identity})
+        self.controller: dict[str, Any] = self._handshake(timeout)
 
-        self.controller = unpack(reply.content)
+    def _handshake(self, timeout: float) -> dict[str, Any]:
+        # The receiving socket's connection may complete after the sending one's, and
+        # the controller drops replies to identities it does not know yet: ask again.
+        deadline = time.monotonic() + timeout
+        while True:
+            fut = self.request({"t": "connect"})
+            try:
+                reply = self.wait(fut, min(0.25, max(0.01, deadline - time.monotonic())))
+                return unpack(reply.content)  # type: ignore[no-any-return]
+            except TimeoutError:
+                self.forget(fut)
+            if time.monotonic() >= deadline:
+                self.close()
+                raise ControllerConnectionError(
+                    f"no answer from the controller at {self.url} within {timeout:g} s: it is not running, "
+                    "not reachable, or the connection file's key is wrong (a controller drops messages it "
+                    "cannot verify)"
+                )
 
     # ------------------------------------------------------------------ requests
-    def request(self, header: dict[str, Any], content: Any = b"", buffers: Any = ()) -> Future[Message]:
-        """Send a message; the returned future completes with the reply."""
+    def request(
+        self, header: dict[str, Any], content: Any = b"", buffers: Any = (), pieces: list[tuple[int, Any]] | None = None
+    ) -> Future[Message]:
+        """Send a message (then the ``(part, piece)`` chunks it announced); the future gets the reply."""
         if self._closed:
             raise ControllerConnectionError("this client is closed")
         mid = next(self._seq)
         header["id"] = mid
+        header["rt"] = self.identity
+        if not self._futures:
+            self._last_heard = time.monotonic()  # silence while idle does not count
         fut: Future[Message] = Future()
+        fut.mid = mid  # type: ignore[attr-defined]
         self._futures[mid] = fut
         frames = self.signer.frames(header, content, buffers)
-        with self._lock:
-            self._pipe_out.send_multipart(frames, copy=False)
+        with self._send_lock:
+            self._out.send_multipart(frames, copy=False)
+            for part, piece in pieces or ():
+                chunk = self.signer.frames({"t": "chunk", "x": mid, "p": part, "rt": self.identity}, b"", (piece,))
+                self._out.send_multipart(chunk, copy=False)
         return fut
 
-    def expect_more(self, fut: Future[Message], header: dict[str, Any]) -> Future[Message]:
-        """Re-arm a request id for a second reply (an ack is followed by a result)."""
-        nxt: Future[Message] = Future()
-        self._futures[header["id"]] = nxt
-        return nxt
+    def forget(self, fut: Future[Message]) -> None:
+        """Stop waiting for ``fut``'s reply (a reply that comes later is dropped)."""
+        self._futures.pop(getattr(fut, "mid", -1), None)
 
-    def forget(self, mid: int) -> None:
-        self._futures.pop(mid, None)
+    def wait(self, fut: Future[Message], timeout: float | None = None) -> Message:
+        """Wait for ``fut``, reading the socket for every thread while it does.
+
+        ``timeout=0`` still reads what has already arrived before giving up.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if fut.done():
+                return fut.result()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self._recv_lock.acquire(blocking=False):
+                try:
+                    self._read(READ_SLICE if left is None else min(READ_SLICE, left), fut)
+                finally:
+                    self._recv_lock.release()
+            else:
+                try:
+                    return fut.result(FOLLOW_SLICE if left is None else min(FOLLOW_SLICE, left))
+                except TimeoutError:
+                    pass
+            if fut.done():
+                return fut.result()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError
+
+    def _read(self, slice_: float, mine: Future[Message]) -> None:
+        if self._closed:
+            raise ControllerConnectionError("this client is closed")
+        sock = self._in
+        if sock.poll(slice_ * 1000):
+            while True:
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                try:
+                    msg = self.signer.parse(frames)
+                except WireError as e:
+                    log.warning("dropped a message from the controller: %s", e)
+                    continue
+                self._last_heard = time.monotonic()
+                whole = self._gather_stream(msg)
+                if whole is None:
+                    continue
+                fut = self._futures.pop(whole.header.get("id"), None)  # type: ignore[arg-type]
+                if fut is not None and not fut.done():
+                    fut.set_result(whole)
+                if mine.done():
+                    return
+            return
+        now = time.monotonic()
+        silent = now - self._last_heard
+        if silent > self.dead_after:
+            self._fail_all(
+                ControllerConnectionError(
+                    f"lost the controller at {self.url}: no answer for {self.dead_after:g} s. It was probably "
+                    "stopped or restarted; try recreating the client."
+                )
+            )
+        elif silent >= PING_EVERY and now - self._last_ping >= PING_EVERY:
+            with self._send_lock:
+                self._out.send_multipart(self._ping)
+            self._last_ping = now
+
+    def _gather_stream(self, msg: Message) -> Message | None:
+        """Hold a result that arrives piece by piece until its last piece is in."""
+        mid = msg.header.get("id")
+        if msg.header["t"] == "chunk":
+            held = self._streams.get(mid)
+            if held is None:
+                return None
+            head, want = held
+            head.buffers.extend(msg.buffers[:1])
+            if len(head.buffers) - 1 < want:
+                return None
+            del self._streams[mid]
+            return head
+        self._streams.pop(mid, None)  # a whole message replaces a broken-off stream
+        if msg.header["t"] == "result" and msg.header.get("stream"):
+            self._streams[mid] = (msg, int(msg.header["stream"]))
+            return None
+        return msg
+
+    def _fail_all(self, err: BaseException) -> None:
+        for mid in list(self._futures):
+            f = self._futures.pop(mid, None)
+            if f is not None and not f.done():
+                f.set_exception(err)
+        self._last_heard = time.monotonic()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        with self._lock:
-            try:
-                self._pipe_out.send_multipart([b"__close__"])
-            except zmq.ZMQError:
-                pass
-        self._thread.join(5)
-        self._pipe_out.close(0)
-
-    # ------------------------------------------------------------------ I/O thread
-    def _run(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._pipe_in, zmq.POLLIN)
-        last_heard = time.monotonic()
-        last_ping = 0.0
-        ping = None
-        running = True
-        while running:
-            events = dict(poller.poll(250))
-            if self._pipe_in in events:
-                while True:
-                    try:
-                        frames = self._pipe_in.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    if len(frames) == 1 and frames[0].bytes == b"__close__":
-                        running = False
-                        break
-                    self._sock.send_multipart(frames, copy=False)
-            if self._sock in events:
-                while True:
-                    try:
-                        frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    try:
-                        msg = self.signer.parse(frames)
-                    except WireError as e:
-                        log.warning("dropped a message from the controller: %s", e)
-                        continue
-                    last_heard = time.monotonic()
-                    fut = self._futures.pop(msg.header.get("id"), None)  # type: ignore[arg-type]
-                    if fut is not None and not fut.done():
-                        fut.set_result(msg)
-            now = time.monotonic()
-            outstanding = [f for f in list(self._futures.values()) if not f.done()]
-            if not outstanding:
-                last_heard = max(last_heard, now - PING_EVERY)
-                continue
-            if now - last_ping >= PING_EVERY and now - last_heard >= PING_EVERY:
-                ping = ping or self.signer.frames({"t": "ping", "id": 0})
-                self._sock.send_multipart(ping)
-                last_ping = now
-            if now - last_heard > self.dead_after:
-                err = ControllerConnectionError(
-                    f"lost the controller at {self.url}: no answer for {self.dead_after:g} s. It was "
-                    "probably stopped or restarted; try recreating the client."
-                )
-                for mid, f in list(self._futures.items()):
-                    self._futures.pop(mid, None)
-                    if not f.done():
-                        f.set_exception(err)
-        for f in self._futures.values():
-            if not f.done():
-                f.set_exception(ControllerConnectionError("the client was closed"))
-        self._futures.clear()
-        self._sock.close(0)
-        self._pipe_in.close(0)
+        self._fail_all(ControllerConnectionError("the client was closed"))
+        with self._send_lock, self._recv_lock:
+            self._out.close(linger=200)
+            self._in.close(linger=0)

@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from .. import errors
+from ..wire import chunks
 from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
 from ..wire.message import Message, unpack
 from ..wire.serialize import Serialized, dumps
@@ -68,6 +69,7 @@ class MultiEngineClient:
         self._core = ClientCore(info, timeout)
         self.block = True
         self.targets: Any = "all"
+        self._flattened: dict[str, tuple[list[int], list[bool]]] = {}  # scatter(flatten=True) by key
 
     # ------------------------------------------------------------ plumbing
     def close(self) -> None:
@@ -98,8 +100,8 @@ class MultiEngineClient:
             return list(targets)
         return targets
 
-    def _wait(self, fut: Future[Message]) -> Message:
-        return fut.result()
+    def _wait(self, fut: Future[Message], timeout: float | None = None) -> Message:
+        return self._core.wait(fut, timeout)
 
     def _request(self, header: dict[str, Any], content: Any = b"", buffers: Any = ()) -> Message:
         return self._wait(self._core.request(header, content, buffers))
@@ -133,18 +135,34 @@ class MultiEngineClient:
         }
         if extra:
             header.update(extra)
+        pieces: list[tuple[int, Any]] = []
         if parts is None:
             content, buffers = dumps(args) if args else (b"", [])
+            if buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD:
+                sizes, cut = chunks.split(buffers)
+                header["xfer"] = {"sizes": [sizes], "n": [len(cut)]}
+                pieces = [(0, c) for c in cut]
+                buffers = []
         else:
             content, buffers = b"", []
-            counts = []
-            for p in parts:
-                c, bufs = dumps(p)
+            dumped = [dumps(p) for p in parts]
+            stream = sum(chunks.total_size(b) for _, b in dumped) >= chunks.STREAM_THRESHOLD
+            counts, all_sizes, ns = [], [], []
+            for i, (c, bufs) in enumerate(dumped):
                 buffers.append(c)
-                buffers.extend(bufs)
-                counts.append(len(bufs))
+                if stream:
+                    sizes, cut = chunks.split(bufs)
+                    all_sizes.append(sizes)
+                    ns.append(len(cut))
+                    pieces.extend((i, x) for x in cut)
+                    counts.append(0)
+                else:
+                    buffers.extend(bufs)
+                    counts.append(len(bufs))
             header["parts"] = counts
-        msg = self._request(header, content, buffers)
+            if stream:
+                header["xfer"] = {"sizes": all_sizes, "n": ns}
+        msg = self._wait(self._core.request(header, content, buffers, pieces))
         raise_direct(msg)
         if not block:
             return PendingResult(self, msg.header["job"], cmd, post)
@@ -246,8 +264,11 @@ class MultiEngineClient:
         if not ids:
             return [] if block else PendingResult(self, "", "scatter", value=[])
         pieces = partition(seq, len(ids), dist)
+        self._flattened.pop(key, None)
         if flatten:
-            pieces = [p[0] if len(p) == 1 else p for p in pieces]
+            flags = [len(p) == 1 for p in pieces]
+            pieces = [p[0] if f else p for p, f in zip(pieces, flags, strict=True)]
+            self._flattened[key] = (list(ids), flags)
         return self._submit(
             "push", (), ids, block, f"scatter({key})", parts=[({key: p},) for p in pieces]
         )
@@ -255,7 +276,15 @@ class MultiEngineClient:
     def gather(self, key: str, dist: str = "b", targets: Any = None, block: Any = None) -> Any:
         """Pull ``key`` from each target and join the parts into one sequence."""
         check_dist(dist)
-        return self._submit("pull", (key,), targets, block, f"gather({key})", post=lambda parts: join(parts, dist))
+        targets = self._find_targets(targets)
+        flattened = None
+        if key in self._flattened:  # undo scatter(flatten=True) when gathering from the same engines
+            ids, flags = self._flattened[key]
+            if self._ids_for(targets) == ids:
+                flattened = flags
+        return self._submit(
+            "pull", (key,), targets, block, f"gather({key})", post=lambda parts: join(parts, dist, flattened)
+        )
 
     def zip_pull(self, keys: Any, targets: Any = None, block: Any = None) -> Any:
         targets = self._find_targets(targets)
@@ -286,7 +315,9 @@ class MultiEngineClient:
         targets = self._find_targets(targets)
         ids = self._ids_for(targets)
         if not ids:
-            raise errors.NoEnginesRegistered("There are no engines registered. Check the logs if you think there should have been.")
+            raise errors.NoEnginesRegistered(
+                "There are no engines registered. Check the logs if you think there should have been."
+            )
         chunks = partition(items, len(ids), dist)
         name = getattr(func, "__name__", str(func))
         return self._submit(

@@ -92,9 +92,9 @@ def join(parts: list[Any], dist: str = "b", flattened: list[bool] | None = None)
                     items.append(p[j])
         pieces = [items]
     if kind is str:
-        return "".join("".join(p) if not isinstance(p, str) else p for p in pieces)
+        return "".join(p if isinstance(p, str) else "".join(map(str, p)) for p in pieces)
     if kind is bytes:
-        return b"".join(bytes(p) if not isinstance(p, bytes) else p for p in pieces)
+        return b"".join(p if isinstance(p, bytes) else bytes(list(p)) for p in pieces)  # type: ignore[arg-type]
     flat: list[Any] = []
     for p in pieces:
         flat.extend(p)

@@ -8,13 +8,34 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
+from ..wire import chunks
 from ..wire.message import Message, unpack
 from ..wire.serialize import loads
 
 if TYPE_CHECKING:
     from .multiengine import MultiEngineClient
 
-__all__ = ["ResultList", "PendingResult", "decode_parts", "raise_direct"]
+__all__ = ["ResultList", "ResultNS", "PendingResult", "decode_parts", "raise_direct"]
+
+
+class ResultNS:
+    """Names pulled by a task, by attribute or by key: ``ns.a``, ``ns['a']``.
+
+    >>> ResultNS({'a': 17, 'foo': list(range(3))})
+    NS{'a': 17, 'foo': [0, 1, 2]}
+    """
+
+    def __init__(self, dikt: dict[str, Any]) -> None:
+        self.__dict__.update(dikt)
+
+    def __repr__(self) -> str:
+        return "NS" + repr(self.__dict__)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.__dict__[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.__dict__
 
 
 def _colors() -> tuple[str, str, str, str]:
@@ -75,10 +96,13 @@ def decode_parts(msg: Message, method: str) -> list[Any]:
     values: list[Any] = []
     frames = msg.buffers
     pos = 0
-    for engine_id, status, enc, nbuf in msg.header["parts"]:
+    for engine_id, status, enc, nbuf, *rest in msg.header["parts"]:
         content = frames[pos]
         bufs = frames[pos + 1 : pos + 1 + nbuf]
         pos += 1 + nbuf
+        sizes = rest[0] if rest else None
+        if sizes is not None:
+            bufs = chunks.assemble(sizes, bufs)
         if status == "error":
             values.append(_rebuild_error(engine_id, enc, content, method))
         elif enc == "m":
@@ -168,14 +192,15 @@ class PendingResult:
             return self._cached()
         if self._inflight is None:
             if not block:
-                msg = self.client._fetch(self.result_id, block=False).result()
+                msg = self.client._wait(self.client._fetch(self.result_id, block=False))
                 if msg.header["t"] == "error" and msg.header.get("ename") == "ResultNotCompleted":
                     return default
                 return self._finish(msg)
             self._inflight = self.client._fetch(self.result_id, block=True)
-        if not block and not self._inflight.done():
+        try:
+            msg = self.client._wait(self._inflight, None if block else 0)
+        except TimeoutError:
             return default
-        msg = self.client._wait(self._inflight)
         return self._finish(msg)
 
     @property
@@ -203,7 +228,7 @@ class PendingResult:
         if self._inflight is None:
             self._inflight = self.client._fetch(self.result_id, block=True)
         try:
-            self._inflight.result(timeout)
+            self.client._wait(self._inflight, timeout)
         except TimeoutError:
             return False
         except BaseException:

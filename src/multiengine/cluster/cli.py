@@ -132,7 +132,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         cluster.start()
-        print(f"cluster {cdir.profile!r} running: {n} engines, controller pid {cluster.controller.pid if cluster.controller else '?'}", flush=True)
+        ctl = cluster.controller.pid if cluster.controller else "?"
+        print(f"cluster {cdir.profile!r} running: {n} engines, controller pid {ctl}", flush=True)
         while not stopping:
             if cluster.controller is None or cluster.controller.poll() is not None:
                 print("multiengine: the controller exited; stopping the cluster", file=sys.stderr)
@@ -147,27 +148,30 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def _start_daemon(args: argparse.Namespace, cdir: ClusterDir, n: int) -> int:
-    cmd = [sys.executable, "-m", "multiengine", "cluster", "start", "--cluster-dir", str(cdir.path), "-n", str(n), "--timeout", str(args.timeout)]
+    cmd = [sys.executable, "-m", "multiengine", "cluster", "start", "--cluster-dir", str(cdir.path)]
+    cmd += ["-n", str(n), "--timeout", str(args.timeout)]
     if args.ip:
         cmd += ["--ip", args.ip]
-    with open(cdir.log / "cluster.log", "ab") as log:
+    logpath = cdir.log / "cluster.log"
+    start = logpath.stat().st_size if logpath.exists() else 0
+    with open(logpath, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + args.timeout + 5
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            print(f"multiengine: error: the cluster exited during start-up (code {proc.returncode}); see {cdir.log / 'cluster.log'}", file=sys.stderr)
-            return 1
-        if "running:" in (cdir.log / "cluster.log").read_text(errors="replace").split("\n")[-2:][0] or _running(cdir):
+        with open(logpath, "rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+        if "running:" in text:
             print(f"cluster {cdir.profile!r} started in the background: {n} engines (pid {proc.pid})")
             return 0
+        if proc.poll() is not None:
+            last = text.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+            print(f"multiengine: error: the cluster did not start: {last[0]} (see {logpath})", file=sys.stderr)
+            return 1
         time.sleep(0.05)
-    print(f"multiengine: error: the cluster did not come up within {args.timeout:g} s; see {cdir.log}", file=sys.stderr)
+    proc.terminate()
+    print(f"multiengine: error: the cluster did not come up within {args.timeout:g} s; see {logpath}", file=sys.stderr)
     return 1
-
-
-def _running(cdir: ClusterDir) -> bool:
-    text = (cdir.log / "cluster.log").read_text(errors="replace")
-    return text.rstrip().splitlines()[-1:] != [] and "running:" in text.rstrip().splitlines()[-1]
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

@@ -105,7 +105,7 @@ class Cluster:
 
     def start(self) -> Cluster:
         self.cluster_dir.create()
-        args = ["controller", *self._dir_args()]
+        args = ["controller", *self._dir_args(), "--parent-pid", str(os.getpid())]
         if self.ip:
             args += ["--ip", self.ip]
         if self.heartbeat_period:
@@ -125,7 +125,7 @@ class Cluster:
 
     def start_engines(self, n: int, wait: bool = True) -> list[subprocess.Popen[bytes]]:
         """Start ``n`` more engines; with ``wait``, return once they are registered."""
-        before = len(self.engines) if wait else 0
+        before = len(self._probe().get_ids()) if wait else 0
         new = []
         for _ in range(n):
             self._engine_count += 1
@@ -133,11 +133,8 @@ class Cluster:
             new.append(p)
         self.engines.extend(new)
         if wait:
-            self.wait_for_engines(before + n - self._dead_engines(), self.timeout)
+            self.wait_for_engines(before + n, self.timeout)
         return new
-
-    def _dead_engines(self) -> int:
-        return sum(1 for p in self.engines if p.poll() is not None)
 
     def wait_for_engines(self, n: int, timeout: float | None = None) -> list[int]:
         """Block until at least ``n`` engines are registered; return their ids."""

@@ -25,6 +25,9 @@ class Command:
     content: Any
     buffers: list[Any]
     cmd_id: int = 0
+    xfer: dict[str, Any] | None = None  # buffers coming as pieces: {"sizes": [...], "n": count}
+    pieces: list[Any] = field(default_factory=list)  # pieces arrived before dispatch
+    streaming: bool = False  # dispatched: later pieces go straight to the engine
 
 
 @dataclass(eq=False)
@@ -35,6 +38,7 @@ class EngineState:
     host: str
     queue: deque[Command] = field(default_factory=deque)
     current: Command | None = None
+    incoming: dict[str, Any] | None = None  # a reply whose pieces are still arriving
     last_seen: float = field(default_factory=time.monotonic)
     registered_at: float = field(default_factory=time.time)
 

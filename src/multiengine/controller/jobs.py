@@ -22,7 +22,8 @@ class Part:
     engine_id: int
     status: str  # "ok" or "error"
     enc: str  # "p": pickle from an engine; "m": msgpack from the controller
-    frames: list[Any]  # content, then buffers
+    frames: list[Any]  # content, then buffers (or their pieces, when sizes is set)
+    sizes: list[int] | None = None  # buffer sizes, when frames after content are pieces
 
 
 def _size(frames: list[Any]) -> int:
@@ -45,6 +46,7 @@ class Job:
     waiter: tuple[bytes, Any] | None = None  # (client, fetch msg id) of a blocking fetch
     discarded: bool = False
     kill_controller: bool = False
+    streamed: bool = False  # the result already went to the client piece by piece
     nbytes: int = 0
 
     def __post_init__(self) -> None:

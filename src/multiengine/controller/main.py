@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reuse", action="store_true", help="reuse the key and ports of existing connection files")
     p.add_argument("--heartbeat-period", type=float, help="seconds between engine heartbeats")
     p.add_argument("--heartbeat-timeout", type=float, help="seconds of silence before an engine is dropped")
+    p.add_argument("--parent-pid", type=int, help="stop when this process has gone (set by launchers)")
     p.add_argument("--log-level", default="INFO")
 
 
@@ -60,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
             f.unlink(missing_ok=True)
     hb_period = args.heartbeat_period or float(cfg.get("heartbeat_period", 0.5))
     hb_timeout = args.heartbeat_timeout or float(cfg.get("heartbeat_timeout", 3.0))
-    ctl = Controller(key, ip, ports, hb_period, hb_timeout)
+    ctl = Controller(key, ip, ports, hb_period, hb_timeout, parent_pid=args.parent_pid)
     cport, eport, hport = ctl.ports
     url = f"tcp://{location}:%d"
     extra: dict[str, Any] = {"controller_pid": os.getpid(), "location": location}

@@ -51,7 +51,9 @@ class Controller:
         heartbeat_period: float = 0.5,
         heartbeat_timeout: float = 3.0,
         context: zmq.Context[Any] | None = None,
+        parent_pid: int | None = None,
     ) -> None:
+        self.parent_pid = parent_pid
         self.signer = Signer(key)
         self.ctx = context or zmq.Context.instance()
         self.hb_period = heartbeat_period
@@ -73,6 +75,7 @@ class Controller:
         self.ids = IdAllocator()
         self.job_ids = JobIds()
         self.store = JobStore()
+        self._xfers: dict[tuple[bytes, Any], list[Any]] = {}  # (client, msg id) -> [by part, pieces left]
         self._cmd_seq = 0
         self._running = True
         self._exit_at: float | None = None
@@ -100,7 +103,7 @@ class Controller:
         next_sweep = time.monotonic() + self.hb_period
         while self._running:
             timeout = max(0.0, next_sweep - time.monotonic())
-            for sock, _ in poller.poll(timeout * 1000):
+            for sock, _ in poller.poll(int(timeout * 1000)):
                 handler = handlers[sock]
                 for _ in range(DRAIN):
                     try:
@@ -137,7 +140,7 @@ class Controller:
         self.clients.send_multipart(self.signer.frames(header, content, buffers or (), (client,)), copy=False)
 
     def _reply_value(self, msg: Message, value: Any) -> None:
-        self._to_client(msg.idents[0], {"t": "value", "id": msg.header.get("id")}, pack(value))
+        self._to_client(_client_of(msg), {"t": "value", "id": msg.header.get("id")}, pack(value))
 
     def _reply_error(self, client: bytes, msg_id: Any, ename: str, evalue: str) -> None:
         self._to_client(client, {"t": "error", "id": msg_id, "ename": ename, "evalue": evalue})
@@ -147,10 +150,12 @@ class Controller:
         t = msg.header["t"]
         if t == "submit":
             self._submit(msg)
+        elif t == "chunk":
+            self._client_piece(msg)
         elif t == "fetch":
             self._fetch(msg)
         elif t == "ping":
-            self._to_client(msg.idents[0], {"t": "pong", "id": msg.header.get("id")})
+            self._to_client(_client_of(msg), {"t": "pong", "id": msg.header.get("id")})
         elif t == "get_ids":
             self._reply_value(msg, sorted(self.engines))
         elif t == "connect":
@@ -161,7 +166,7 @@ class Controller:
             self._reply_value(msg, self.status())
         else:
             log.warning("unknown client message type %r", t)
-            self._reply_error(msg.idents[0], msg.header.get("id"), "ProtocolError", f"unknown message type {t!r}")
+            self._reply_error(_client_of(msg), msg.header.get("id"), "ProtocolError", f"unknown message type {t!r}")
 
     def _resolve_targets(self, targets: Any) -> list[int]:
         if targets == "all":
@@ -184,7 +189,7 @@ class Controller:
 
     def _submit(self, msg: Message) -> None:
         h = msg.header
-        client = msg.idents[0]
+        client = _client_of(msg)
         try:
             targets = self._resolve_targets(h.get("targets", "all"))
         except _Direct as e:
@@ -218,15 +223,49 @@ class Controller:
             if len(per_target) != len(targets):
                 self._fail_job(job, "ProtocolError", "parts do not match targets")
                 return
+        xfer = h.get("xfer")
+        by_part: dict[int, list[Command]] = {}
         for i, eid in enumerate(targets):
             engine = self.engines[eid]
             content, buffers = per_target[i]
             if name in CLEARS_FIRST:
                 self._clear_queue(engine)
             self._cmd_seq += 1
-            engine.queue.append(Command(job, i, name, desc, content, list(buffers), self._cmd_seq))
+            cmd = Command(job, i, name, desc, content, list(buffers), self._cmd_seq)
+            if xfer:
+                p = i if splits is not None else 0
+                cmd.xfer = {"sizes": xfer["sizes"][p], "n": xfer["n"][p]}
+                by_part.setdefault(p, []).append(cmd)
+            engine.queue.append(cmd)
+        if xfer:
+            self._xfers[(client, h.get("id"))] = [by_part, sum(xfer["n"])]
         for eid in set(targets):
             self._dispatch(self.engines[eid])
+
+    def _client_piece(self, msg: Message) -> None:
+        """A piece of a large buffer from a client: to the engine now, or kept until dispatch."""
+        key = (_client_of(msg), msg.header.get("x"))
+        state = self._xfers.get(key)
+        if state is None or not msg.buffers:
+            log.warning("dropped a piece of an unknown transfer")
+            return
+        piece = msg.buffers[0]
+        cmds: list[Command] = state[0].get(msg.header.get("p", 0), [])
+        for cmd in cmds:
+            if cmd.streaming:
+                engine = self.engines.get(cmd.job.targets[cmd.index])
+                if engine is not None and engine.current is cmd:
+                    self._send_piece(engine, cmd, piece)
+            else:
+                cmd.pieces.append(piece)
+        state[1] -= 1
+        if state[1] <= 0:
+            del self._xfers[key]
+
+    def _send_piece(self, engine: EngineState, cmd: Command, piece: Any) -> None:
+        self.engine_sock.send_multipart(
+            self.signer.frames({"t": "chunk", "cmd": cmd.cmd_id}, b"", (piece,), (engine.ident,)), copy=False
+        )
 
     def _fail_job(self, job: Job, ename: str, evalue: str) -> None:
         for i in range(len(job.targets)):
@@ -259,15 +298,24 @@ class Controller:
             return
         cmd = engine.queue.popleft()
         engine.current = cmd
-        header = {"t": "cmd", "cmd": cmd.cmd_id, "name": cmd.name}
+        header: dict[str, Any] = {"t": "cmd", "cmd": cmd.cmd_id, "name": cmd.name}
+        if cmd.xfer is not None:
+            header["xfer"] = cmd.xfer
         self.engine_sock.send_multipart(
             self.signer.frames(header, cmd.content, cmd.buffers, (engine.ident,)), copy=False
         )
+        if cmd.xfer is not None:
+            for piece in cmd.pieces:
+                self._send_piece(engine, cmd, piece)
+            cmd.pieces = []
+            cmd.streaming = True
 
     def _complete(self, job: Job) -> None:
         if job.discarded:
             return
-        if job.block:
+        if job.streamed:
+            pass
+        elif job.block:
             self._send_result(job.client, job.msg_id, job)
         else:
             self.store.completed(job)
@@ -284,13 +332,13 @@ class Controller:
         frames: list[Any] = []
         for p in job.parts:
             assert p is not None
-            parts.append([p.engine_id, p.status, p.enc, len(p.frames) - 1])
+            parts.append([p.engine_id, p.status, p.enc, len(p.frames) - 1, p.sizes])
             frames.extend(p.frames)
         self._to_client(client, {"t": "result", "id": msg_id, "job": job.job_id, "parts": parts}, b"", frames)
 
     def _fetch(self, msg: Message) -> None:
         h = msg.header
-        client = msg.idents[0]
+        client = _client_of(msg)
         job_id = h.get("job")
         job = self.store.get(job_id) if isinstance(job_id, str) else None
         if job is None or job.waiter is not None:
@@ -305,7 +353,7 @@ class Controller:
             self._reply_error(client, h.get("id"), "ResultNotCompleted", f"result {job_id} is not ready")
 
     def _flush(self, msg: Message) -> None:
-        client = msg.idents[0]
+        client = _client_of(msg)
         for job in self.store.of_client(client):
             self.store.pop(job.job_id)
             job.discarded = True
@@ -326,6 +374,9 @@ class Controller:
                 log.warning("reply from an unregistered engine dropped")
                 return
             self._on_reply(engine, msg)
+        elif t == "chunk":
+            if engine is not None and engine.incoming is not None and msg.buffers:
+                self._engine_piece(engine, msg.buffers[0])
         elif t == "register":
             self._register(ident, msg)
         elif t == "bye":
@@ -353,9 +404,42 @@ class Controller:
         if cmd is None or cmd.cmd_id != h.get("cmd"):
             log.warning("engine %d answered command %r, which it was not running", engine.id, h.get("cmd"))
             return
-        engine.current = None
         status = h.get("status", "ok")
-        part = Part(engine.id, status, str(h.get("enc", "p")), [msg.content, *msg.buffers])
+        enc = str(h.get("enc", "p"))
+        xfer = h.get("xfer")
+        if xfer:
+            job = cmd.job
+            stream = job.block and len(job.targets) == 1 and not job.discarded
+            engine.incoming = {"status": status, "enc": enc, "content": msg.content, "sizes": xfer["sizes"],
+                               "left": xfer["n"], "pieces": [], "stream": stream}
+            if stream:
+                job.streamed = True
+                head = {"t": "result", "id": job.msg_id, "job": job.job_id, "stream": xfer["n"],
+                        "parts": [[engine.id, status, enc, xfer["n"], xfer["sizes"]]]}
+                self._to_client(job.client, head, b"", [msg.content])
+            return
+        engine.current = None
+        self._finish_reply(engine, cmd, Part(engine.id, status, enc, [msg.content, *msg.buffers]))
+
+    def _engine_piece(self, engine: EngineState, piece: Any) -> None:
+        inc = engine.incoming
+        cmd = engine.current
+        if inc is None or cmd is None:
+            return
+        if inc["stream"]:
+            self._to_client(cmd.job.client, {"t": "chunk", "id": cmd.job.msg_id}, b"", [piece])
+        else:
+            inc["pieces"].append(piece)
+        inc["left"] -= 1
+        if inc["left"] > 0:
+            return
+        engine.incoming = None
+        engine.current = None
+        part = Part(engine.id, inc["status"], inc["enc"], [inc["content"], *inc["pieces"]], inc["sizes"])
+        self._finish_reply(engine, cmd, part)
+
+    def _finish_reply(self, engine: EngineState, cmd: Command, part: Part) -> None:
+        status = part.status
         if status == "error":
             self._clear_queue(engine)  # later commands usually depend on the failed one
         if cmd.job.set_part(cmd.index, part):
@@ -373,7 +457,10 @@ class Controller:
         self.ids.release(engine.id)
         log.info("engine %d unregistered: %s", engine.id, why)
         lost = ([engine.current] if engine.current else []) + list(engine.queue)
+        if engine.current is not None and engine.incoming is not None and engine.incoming["stream"]:
+            engine.current.job.streamed = False  # the client gets the error as a whole result
         engine.current = None
+        engine.incoming = None
         engine.queue.clear()
         for cmd in lost:
             part = _err("EngineError", f"engine {engine.id} was lost ({why}) with {cmd.desc} on it")
@@ -391,6 +478,9 @@ class Controller:
         self.hb.send_multipart(self.signer.frames({"t": "pong"}, b"", (), (ident,)))
 
     def _sweep(self, now: float) -> None:
+        if self.parent_pid and os.getppid() != self.parent_pid and not _alive(self.parent_pid):
+            log.warning("the process that started this controller (%d) has gone: stopping", self.parent_pid)
+            self._running = False
         limit = now - self.hb_timeout
         for engine in [e for e in self.engines.values() if e.last_seen < limit]:
             self._unregister(engine, f"no heartbeat for {self.hb_timeout:g} s")
@@ -415,6 +505,22 @@ class Controller:
             "pending_bytes": self.store.nbytes,
             "dropped_messages": self.dropped,
         }
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _client_of(msg: Message) -> bytes:
+    """Where replies to a client message go: its receiving socket, else the sender."""
+    rt = msg.header.get("rt")
+    return rt if isinstance(rt, bytes) else msg.idents[0]
 
 
 class _Direct(Exception):

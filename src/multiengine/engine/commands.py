@@ -6,6 +6,7 @@ returns the value sent back to the client.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import pickle
 import types
@@ -78,8 +79,8 @@ def apply(interp: Interpreter, f: Callable[..., Any], args: tuple[Any, ...], kwa
 
 
 def map_chunk(interp: Interpreter, f: Any, items: list[tuple[Any, ...]]) -> list[Any]:
-    if isinstance(f, str):
-        f = _lookup(interp, f)
+    if isinstance(f, str):  # a name on the engines, or a builtin such as 'abs'
+        f = interp.namespace[f] if f in interp.namespace else getattr(builtins, f, None) or _lookup(interp, f)
     elif isinstance(f, types.FunctionType):
         f = rebind_globals(f, interp.namespace)
     return [f(*item) for item in items]
@@ -103,36 +104,34 @@ def execute(interp: Interpreter, code: str) -> dict[str, Any]:
     return result
 
 
-_properties = StrictDict()
-
-
 def set_properties(interp: Interpreter, props: dict[Any, Any]) -> None:
-    _properties.update(props)
+    interp.properties.update(props)
 
 
 def get_properties(interp: Interpreter, keys: Any = None) -> dict[Any, Any]:
+    props = interp.properties
     if keys is None:
-        return {k: _properties[k] for k in _properties}
+        return {k: props[k] for k in props}
     if isinstance(keys, str):
         keys = (keys,)
-    return {k: _properties[k] for k in keys}
+    return {k: props[k] for k in keys}
 
 
 def has_properties(interp: Interpreter, keys: Any) -> list[bool]:
     if isinstance(keys, str):
         keys = (keys,)
-    return [k in _properties for k in keys]
+    return [k in interp.properties for k in keys]
 
 
 def del_properties(interp: Interpreter, keys: Any) -> None:
     if isinstance(keys, str):
         keys = (keys,)
     for k in keys:
-        dict.pop(_properties, k, None)
+        dict.pop(interp.properties, k, None)
 
 
 def clear_properties(interp: Interpreter) -> None:
-    _properties.clear()
+    interp.properties.clear()
 
 
 def kill(interp: Interpreter) -> None:

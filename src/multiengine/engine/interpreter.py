@@ -51,6 +51,9 @@ class Interpreter:
         self.history: dict[int, dict[str, Any]] = {}
         self.number = 0
         self.namespace: dict[str, Any] = {}
+        from .commands import StrictDict
+
+        self.properties: dict[Any, Any] = StrictDict()
         self.reset()
 
     # The namespace is the engine's ``__main__`` module, so classes and functions
@@ -64,6 +67,11 @@ class Interpreter:
         sys.modules["__main__"] = module
         self.number = 0
         self.history = {}
+        self.properties.clear()
+
+    @property
+    def id(self) -> int:
+        return self.engine_id
 
     def set_id(self, engine_id: int) -> None:
         self.engine_id = engine_id

@@ -21,6 +21,7 @@ from typing import Any
 
 import zmq
 
+from ..wire import chunks
 from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
 from ..wire.message import Signer, WireError
 from .interpreter import Interpreter, format_exception
@@ -42,6 +43,9 @@ class Engine:
         self.sock.connect(info.addresses["engine"])
         self.desired_id = desired_id
         self.interp = Interpreter(-1, mpi)
+        from .. import engine as _package
+
+        _package._current = self.interp
         self.id = -1
         self.hb_period = 0.5
         self.hb_timeout = 3.0
@@ -93,7 +97,7 @@ class Engine:
             hb.send_multipart(ping)
             deadline = time.monotonic() + self.hb_period
             while (left := deadline - time.monotonic()) > 0:
-                if not hb.poll(left * 1000):
+                if not hb.poll(int(left * 1000)):
                     continue
                 try:
                     msg = self.signer.parse(hb.recv_multipart())
@@ -113,9 +117,34 @@ class Engine:
         os._exit(3)
 
     # ------------------------------------------------------------ main loop
+    def _recv_pieces(self, n: int, timeout: float = 120.0) -> list[Any]:
+        """Read the ``n`` chunk messages that follow a command announcing them."""
+        pieces: list[Any] = []
+        while len(pieces) < n:
+            if not self.sock.poll(int(timeout * 1000)):
+                raise TimeoutError(f"a transfer stalled: {len(pieces)} of {n} pieces arrived")
+            msg = self._recv()
+            if msg is None:
+                continue
+            if msg.header["t"] != "chunk" or not msg.buffers:
+                raise ValueError(f"expected a piece of a transfer, got a {msg.header['t']!r} message")
+            pieces.append(msg.buffers[0])
+        return pieces
+
+    def _send_reply(self, cmd_id: Any, status: str, content: Any, buffers: list[Any]) -> None:
+        reply: dict[str, Any] = {"t": "reply", "cmd": cmd_id, "status": status, "enc": "p" if status == "ok" else "m"}
+        if buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD:
+            sizes, pieces = chunks.split(buffers)
+            reply["xfer"] = {"sizes": sizes, "n": len(pieces)}
+            self.sock.send_multipart(self.signer.frames(reply, content), copy=False)
+            for piece in pieces:
+                self.sock.send_multipart(self.signer.frames({"t": "chunk", "cmd": cmd_id}, b"", (piece,)), copy=False)
+            return
+        self.sock.send_multipart(self.signer.frames(reply, content, buffers), copy=False)
+
     def serve(self) -> None:
-        from .commands import COMMANDS
         from ..wire.serialize import dumps, loads
+        from .commands import COMMANDS
 
         while True:
             try:
@@ -131,8 +160,12 @@ class Engine:
             name = h.get("name")
             status = "ok"
             try:
+                buffers = msg.buffers
+                xfer = h.get("xfer")
+                if xfer:
+                    buffers = chunks.assemble(xfer["sizes"], self._recv_pieces(xfer["n"]))
                 handler = COMMANDS[name]
-                args = loads(msg.content, msg.buffers) if len(msg.content) else ()
+                args = loads(msg.content, buffers) if len(msg.content) else ()
                 value = handler(self.interp, *args)
                 content, buffers = dumps(value)
             except BaseException as e:  # user code may raise anything, even SystemExit
@@ -140,11 +173,7 @@ class Engine:
                     raise
                 status = "error"
                 content, buffers = self._error_payload(e, name), []
-            reply = {"t": "reply", "cmd": h.get("cmd"), "status": status, "enc": "p" if status == "ok" else "m"}
-            self.sock.send_multipart(
-                self.signer.frames(reply, content, buffers),
-                copy=False,
-            )
+            self._send_reply(h.get("cmd"), status, content, buffers)
             if name == "kill" and status == "ok":
                 return
 
@@ -207,7 +236,7 @@ def main(args: argparse.Namespace) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     info = _find_connection(args)
-    mpi = None
+    mpi: Any = None
     desired = None
     if args.mpi:
         from mpi4py import MPI as mpi  # type: ignore[import-not-found,no-redef]

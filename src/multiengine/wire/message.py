@@ -2,17 +2,18 @@
 
 A message on any multiengine socket is, after the ZeroMQ routing identities::
 
-    b"ME/1"  signature  header  content  buffer_0 ... buffer_k
+    b"ME/1" + signature + header      content      buffer_0 ... buffer_k
 
-* ``b"ME/1"`` separates routing identities from the message and names the protocol
-  version.
-* ``header`` is a msgpack map; ``header["t"]`` is the message type. Routing fields
-  (targets, ids) live here so that the controller never unpickles user data.
+* The first frame starts with ``b"ME/1"``, which separates routing identities from
+  the message and names the protocol version; then come the 32-byte signature and
+  the header, a msgpack map whose ``"t"`` is the message type. Routing fields
+  (targets, ids) live in the header so that the controller never unpickles user data.
+  (One frame rather than three: each frame costs about 1.5 µs per send and receive.)
 * ``content`` is opaque to the relay: a pickle made by a client or an engine, or
-  msgpack made by the controller (``header["enc"]`` says which).
-* ``buffer_i`` are out-of-band pickle buffers (numpy arrays, large bytes), sent
+  msgpack made by the controller (the header says which).
+* ``buffer_i`` are out-of-band pickle buffers (numpy arrays, large ``bytes``), sent
   zero-copy as their own frames.
-* ``signature`` is HMAC-SHA256 under the cluster key over ``header``, ``content`` and
+* The signature is HMAC-SHA256 under the cluster key over the header, the content and
   the byte length of every buffer. Buffers themselves are not hashed: they carry only
   raw data that the signed pickle stream places, never code, and hashing them would
   halve large-transfer throughput (docs/protocol.md explains this choice).
@@ -34,6 +35,7 @@ __all__ = ["DELIM", "Signer", "WireError", "Message"]
 
 DELIM = b"ME/1"
 _LEN = struct.Struct("<Q")
+_HEAD = len(DELIM) + 32  # delimiter + HMAC-SHA256 digest
 
 
 class WireError(Exception):
@@ -94,7 +96,7 @@ class Signer:
         """Build the frame list of a message."""
         hbytes = msgpack.packb(header)
         sig = self.signature(hbytes, content, buffers)
-        return [*idents, DELIM, sig, hbytes, content, *buffers]
+        return [*idents, DELIM + sig + hbytes, content, *buffers]
 
     def parse(self, frames: list[Any]) -> Message:
         """Split, verify and decode a received frame list (bytes or zmq.Frame)."""
@@ -102,20 +104,19 @@ class Signer:
         i = 0
         idents: list[bytes] = []
         while i < n:
-            f = frames[i]
-            b = _bytes(f)
-            if b == DELIM:
+            b = _bytes(frames[i])
+            if b[:4] == DELIM:
                 break
             idents.append(b)
             i += 1
         else:
             raise WireError("no protocol delimiter (not a multiengine message?)")
-        if n - i < 4:
-            raise WireError("truncated message: %d frames after the delimiter" % (n - i - 1))
-        sig = _bytes(frames[i + 1])
-        hbytes = _bytes(frames[i + 2])
-        content = frames[i + 3]
-        buffers = frames[i + 4 :]
+        if n - i < 2 or len(b) < _HEAD:
+            raise WireError("truncated message")
+        sig = b[4:_HEAD]
+        hbytes = b[_HEAD:]
+        content = frames[i + 1]
+        buffers = frames[i + 2 :]
         content_b = content if isinstance(content, bytes) else content.buffer
         expected = self.signature(hbytes, content_b, buffers)
         if not hmac.compare_digest(sig, expected):

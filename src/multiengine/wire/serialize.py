@@ -12,7 +12,9 @@ they are used in place, so arrays are writable and were never copied by the wire
 
 from __future__ import annotations
 
+import os
 import pickle
+import site
 import sys
 import types
 from typing import Any
@@ -30,12 +32,45 @@ def _bytes_from_buffer(buf: Any) -> bytes:
     return bytes(buf)
 
 
+_INSTALLED = tuple(
+    {os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages())}
+)
+_by_value_checked: set[str] = set()
+
+
+def _send_module_by_value(module_name: str | None) -> None:
+    """Functions of the user's own modules travel by value, as interactive ones do.
+
+    A module imported from the user's files (a script's neighbour, say) is usually
+    not importable on the engines, so cloudpickle's by-reference pickling would fail
+    there with ModuleNotFoundError. Modules of the Python installation and its
+    site-packages, and multiengine itself, are still sent by reference.
+    """
+    if not module_name or module_name in _by_value_checked:
+        return
+    _by_value_checked.add(module_name)
+    top = module_name.partition(".")[0]
+    if top in ("__main__", "multiengine") or top in sys.stdlib_module_names:
+        return
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if module is None or not path:
+        return
+    if not os.path.realpath(path).startswith(_INSTALLED):
+        try:
+            cloudpickle.register_pickle_by_value(module)
+        except ValueError:
+            pass
+
+
 class _Pickler(cloudpickle.Pickler):
-    """cloudpickle, plus large ``bytes`` sent out of band."""
+    """cloudpickle, plus large ``bytes`` sent out of band and local modules by value."""
 
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) is bytes and len(obj) >= OOB_THRESHOLD:
             return _bytes_from_buffer, (pickle.PickleBuffer(obj),)
+        if isinstance(obj, (types.FunctionType, type)):
+            _send_module_by_value(getattr(obj, "__module__", None))
         return super().reducer_override(obj)
 
 

@@ -1,0 +1,366 @@
+"""PendingResult, barrier and flush on a real cluster (seed-tests §D, seed-system §2.6).
+
+The seed tested its ``PendingDeferredManager`` on hand-fired Deferreds; here the same
+semantics are checked on the PendingResults that ``block=False`` calls return:
+
+* one retrieval per id: the value (or the exception) is cached by the PendingResult,
+  and the controller forgets the id once it has been fetched;
+* a non-blocking fetch of an unfinished result gives the caller's default;
+* callbacks run in order on the first successful retrieval;
+* ``barrier`` waits in submission order and keeps errors for ``.r``;
+* ``flush`` forgets every un-fetched result (contract decision 2: all of them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import string
+import time
+
+import pytest
+
+from multiengine import PendingResult, ResultList
+from multiengine.errors import (
+    AbortedPendingDeferredError,
+    CompositeError,
+    InvalidDeferredID,
+    NotAPendingResult,
+)
+
+SLEEP = "import time; time.sleep(0.5)"
+
+
+def plain_repr(obj: object) -> str:
+    """repr() as printed when stdout is not a terminal (no colours)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return repr(obj)
+
+
+def wait_until_done(pr: PendingResult, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pr.done():
+        assert time.monotonic() < deadline, f"{pr!r} did not complete in {timeout} s"
+        time.sleep(0.02)
+
+
+# ---------------------------------------------------------------- caching, one retrieval
+
+
+def test_value_is_cached_and_server_copy_deleted_on_retrieval(mec):
+    mec.push({"a": [1, 2, 3]})
+    pr = mec.pull("a", block=False)
+    assert isinstance(pr, PendingResult)
+    first = pr.r
+    assert first == [[1, 2, 3]] * 4
+    # the controller deleted its copy on the first fetch ...
+    with pytest.raises(InvalidDeferredID):
+        mec.get_pending_deferred(pr.result_id)
+    # ... but the PendingResult keeps answering from its cache, with the same object
+    assert pr.r is first
+    assert pr.get_result() is first
+    assert pr.get_result(block=False) is first
+
+
+def test_exception_is_cached_and_reraised_identically(mec):
+    pr = mec.execute("1/0", block=False)
+    with pytest.raises(CompositeError) as first:
+        _ = pr.r
+    with pytest.raises(CompositeError) as second:
+        _ = pr.r
+    assert second.value is first.value
+    with pytest.raises(CompositeError) as third:
+        pr.get_result(block=False)
+    assert third.value is first.value
+    assert [et for et, _, _ in first.value.elist] == [ZeroDivisionError] * 4
+    # the error was fetched once: the controller no longer holds it
+    with pytest.raises(InvalidDeferredID):
+        mec.get_pending_deferred(pr.result_id)
+
+
+def test_get_pending_deferred_twice_raises_invalid_deferred_id_naming_the_id(mec):
+    pr = mec.execute("a = 1", block=False)
+    rl = mec.get_pending_deferred(pr.result_id)
+    assert [r["id"] for r in rl] == [0, 1, 2, 3]
+    assert [r["number"] for r in rl] == [1, 1, 1, 1]
+    with pytest.raises(InvalidDeferredID) as exc:
+        mec.get_pending_deferred(pr.result_id)
+    # contract decision 12: the real id in the message, not a literal '%r'
+    assert pr.result_id in str(exc.value)
+    assert "%r" not in str(exc.value)
+
+
+def test_unknown_id_raises_invalid_deferred_id(mec):
+    bogus = "f" * 40
+    with pytest.raises(InvalidDeferredID) as exc:
+        mec.get_pending_deferred(bogus)
+    assert bogus in str(exc.value)
+
+
+# ---------------------------------------------------------------- blocking / non-blocking
+
+
+def test_nonblocking_get_returns_default_while_running_then_the_value(mec):
+    pr = mec.execute(SLEEP, block=False)
+    assert pr.get_result(block=False) is None
+    assert pr.get_result("NOTREADY", block=False) == "NOTREADY"
+    assert pr.get_result(default=42, block=False) == 42
+    rl = pr.get_result()  # blocks until done
+    assert isinstance(rl, ResultList)
+    assert [r["id"] for r in rl] == [0, 1, 2, 3]
+    assert all(r["input"]["raw"] == SLEEP for r in rl)
+    # once retrieved, the non-blocking form returns the value, not the default
+    assert pr.get_result("NOTREADY", block=False) is rl
+
+
+def test_nonblocking_get_after_completion_returns_value(mec):
+    pr = mec.execute("x = 3", block=False)
+    deadline = time.monotonic() + 10
+    value = "NOTREADY"
+    while value == "NOTREADY":
+        assert time.monotonic() < deadline
+        value = pr.get_result("NOTREADY", block=False)
+        time.sleep(0.01)
+    assert isinstance(value, ResultList)
+    assert [r["number"] for r in value] == [1, 1, 1, 1]
+    assert pr.r is value
+
+
+def test_blocking_get_waits_for_the_result(mec):
+    t0 = time.monotonic()
+    pr = mec.execute(SLEEP + "\nz = 7", block=False)
+    assert time.monotonic() - t0 < 0.4, "block=False must return at once"
+    assert len(pr.r) == 4
+    assert time.monotonic() - t0 >= 0.45
+    assert mec.pull("z") == [7, 7, 7, 7]
+
+
+def test_done_and_wait(mec):
+    pr = mec.execute(SLEEP, block=False)
+    assert pr.done() is False
+    assert pr.wait(0.05) is False
+    assert pr.done() is False
+    assert pr.get_result("NOTREADY", block=False) == "NOTREADY"
+    assert pr.wait(10) is True
+    assert pr.done() is True
+    assert [r["id"] for r in pr.r] == [0, 1, 2, 3]
+    assert pr.wait(0) is True
+
+
+def test_done_and_wait_do_not_raise_a_failed_result(mec):
+    pr = mec.execute("import time; time.sleep(0.2); 1/0", block=False)
+    assert pr.wait(10) is True
+    assert pr.done() is True
+    with pytest.raises(CompositeError) as exc:
+        _ = pr.r
+    assert [et for et, _, _ in exc.value.elist] == [ZeroDivisionError] * 4
+
+
+def test_second_concurrent_waiter_gets_invalid_deferred_id(mec):
+    """seed test_double_get: while a blocking fetch waits, another fetch of the id fails."""
+    pr = mec.execute(SLEEP, block=False)
+    assert pr.wait(0.05) is False  # a blocking fetch is now waiting on the controller
+    with pytest.raises(InvalidDeferredID):
+        mec.get_pending_deferred(pr.result_id)
+    assert [r["id"] for r in pr.r] == [0, 1, 2, 3]
+
+
+# ---------------------------------------------------------------- callbacks
+
+
+def test_callbacks_are_chained_in_order(mec):
+    mec.push({"a": 2})
+    pr = mec.pull("a", block=False)
+    calls = []
+
+    def first(r):
+        calls.append(("first", r))
+        return [x * 10 for x in r]
+
+    def second(r, plus, times=1):
+        calls.append(("second", r))
+        return [(x + plus) * times for x in r]
+
+    pr.add_callback(first)
+    pr.add_callback(second, 1, times=2)
+    assert pr.r == [42, 42, 42, 42]
+    assert calls == [("first", [2, 2, 2, 2]), ("second", [20, 20, 20, 20])]
+    # callbacks run once, on the first retrieval only
+    assert pr.r == [42, 42, 42, 42]
+    assert len(calls) == 2
+
+
+def test_callbacks_added_while_running_apply(mec):
+    pr = mec.execute(SLEEP, block=False)
+    pr.add_callback(lambda rl: [r["id"] for r in rl])
+    pr.add_callback(sum)
+    assert pr.get_result(block=False) is None
+    assert pr.r == 0 + 1 + 2 + 3
+
+
+def test_callbacks_are_not_run_on_error(mec):
+    pr = mec.execute("1/0", block=False)
+    calls = []
+    pr.add_callback(calls.append)
+    with pytest.raises(CompositeError):
+        _ = pr.r
+    assert calls == []
+
+
+# ---------------------------------------------------------------- ids
+
+
+def test_result_ids_are_40_hex_chars_unique_and_sort_by_submission(mec):
+    prs = [mec.execute(f"v = {i}", block=False) for i in range(6)]
+    prs.append(mec.push({"w": 1}, block=False))
+    prs.append(mec.pull("v", block=False))
+    ids = [pr.result_id for pr in prs]
+    for rid in ids:
+        assert isinstance(rid, str)
+        assert len(rid) == 40
+        assert set(rid) <= set(string.hexdigits)
+    assert len(set(ids)) == len(ids)
+    assert sorted(ids) == ids
+    assert sorted(prs) == prs
+    assert prs[-1].r == [5, 5, 5, 5]
+
+
+# ---------------------------------------------------------------- barrier
+
+
+def test_barrier_fetches_in_submission_order(mec):
+    prs = [mec.execute(f"v = {i}", block=False) for i in range(5)]
+    order = []
+    for i, pr in enumerate(prs):
+        pr.add_callback(lambda r, i=i: order.append(i) or r)
+    assert mec.barrier(list(reversed(prs))) is None
+    assert order == [0, 1, 2, 3, 4]
+    assert all(pr.done() for pr in prs)
+    assert [[r["number"] for r in pr.r] for pr in prs] == [[n] * 4 for n in range(1, 6)]
+
+
+def test_barrier_swallows_errors_but_r_reraises(mec):
+    ok = mec.execute("a = 1", block=False)
+    bad = mec.execute("1/0", block=False)
+    mec.barrier([bad, ok])  # must not raise
+    assert bad.done() and ok.done()
+    assert [r["id"] for r in ok.r] == [0, 1, 2, 3]
+    with pytest.raises(CompositeError) as first:
+        _ = bad.r
+    with pytest.raises(CompositeError) as second:
+        _ = bad.r
+    assert first.value is second.value
+    # the result was fetched by barrier: the controller no longer holds it
+    with pytest.raises(InvalidDeferredID):
+        mec.get_pending_deferred(bad.result_id)
+
+
+def test_barrier_rejects_non_pending_results(mec):
+    pr = mec.execute("a = 1", block=False)
+    with pytest.raises(NotAPendingResult):
+        mec.barrier([pr, pr.result_id])
+    with pytest.raises(NotAPendingResult):
+        mec.barrier([None])
+    # nothing was consumed by the rejected barrier
+    assert [r["id"] for r in pr.r] == [0, 1, 2, 3]
+
+
+def test_barrier_of_nothing(mec):
+    assert mec.barrier([]) is None
+
+
+# ---------------------------------------------------------------- flush
+
+
+def test_flush_forgets_every_unfetched_result(mec):
+    kept = mec.execute("a = 30", block=False)
+    kept_value = kept.r
+    mec.block = False
+    prs = [
+        mec.execute("a = 30"),
+        mec.push({"b": 10}),
+        mec.pull("a"),
+        mec.pull(("a", "b")),
+        mec.execute("c = 1"),
+        mec.scatter("s", list(range(8))),
+        mec.gather("s"),
+        mec.map(lambda x: 2 * x, range(8)),
+    ]
+    mec.block = True
+    mec.flush()
+    for pr in prs:
+        with pytest.raises(InvalidDeferredID):
+            pr.get_result()
+        with pytest.raises(InvalidDeferredID):
+            mec.get_pending_deferred(pr.result_id)
+    # a result retrieved before the flush is still in its PendingResult
+    assert kept.r is kept_value
+    # the client goes on working after a flush
+    assert mec.pull("a") == [30, 30, 30, 30]
+
+
+def test_flush_after_results_completed(mec):
+    prs = [mec.execute(f"v = {i}", block=False) for i in range(4)]
+    assert mec.pull("v") == [3, 3, 3, 3]  # FIFO per engine: every command above has run
+    mec.flush()
+    for pr in prs:
+        with pytest.raises(InvalidDeferredID):
+            _ = pr.r
+
+
+def test_flush_aborts_a_waiting_fetch(mec):
+    """seed test_save_get_delete: deleting an id while a fetch waits aborts the waiter."""
+    pr = mec.execute(SLEEP, block=False)
+    assert pr.wait(0.05) is False
+    mec.flush()
+    with pytest.raises(AbortedPendingDeferredError):
+        _ = pr.r
+
+
+def test_clear_pending_results_is_flush(mec):
+    prs = [mec.execute("a = 1", block=False) for _ in range(3)]
+    mec.clear_pending_results()
+    for pr in prs:
+        with pytest.raises(InvalidDeferredID):
+            _ = pr.r
+
+
+# ---------------------------------------------------------------- None results, empty targets
+
+
+def test_none_result_counts_as_ready(mec):
+    pr = mec.push({"a": 1}, block=False)
+    wait_until_done(pr)
+    assert pr.get_result("NOTREADY", block=False) == [None, None, None, None]
+    assert pr.r == [None, None, None, None]
+
+
+def test_none_result_fetched_nonblocking_without_waiting_first(mec):
+    pr = mec.clear_queue(block=False)
+    deadline = time.monotonic() + 10
+    value = "NOTREADY"
+    while value == "NOTREADY":
+        assert time.monotonic() < deadline, "a result of [None]*4 was never reported ready"
+        value = pr.get_result("NOTREADY", block=False)
+        time.sleep(0.01)
+    assert value == [None, None, None, None]
+
+
+def test_empty_targets_nonblocking(mec):
+    """Contract decision 13: targets=[] with block=False gives an empty result with a working repr."""
+    pr = mec.execute("a = 1", targets=[], block=False)
+    assert isinstance(pr, PendingResult)
+    assert pr.r == []
+    assert plain_repr(pr.r) == "<Results List>\n"
+    assert "PendingResult" in plain_repr(pr)
+    assert mec.push({"a": 1}, targets=[], block=False).r == []
+    assert mec.pull("a", targets=[], block=False).r == []
+    # nothing ran anywhere
+    assert mec.keys() == [["id", "mpi"]] * 4
+
+
+def test_pending_result_repr(mec):
+    pr = mec.execute(SLEEP, block=False)
+    assert "PendingResult" in plain_repr(pr)
+    _ = pr.r
+    assert "PendingResult" in plain_repr(pr)
