@@ -433,8 +433,8 @@ def table(outcomes: list[Outcome], n: int) -> str:
     lines = ["| " + " | ".join([r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))]) + " |"
              for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    notes = [f"{n} engines. Ratio columns (peer/me) = how many times faster multiengine is: peer time / multiengine time, "
-             "or for GB/s and items/s multiengine rate / peer rate. > 1 means multiengine is faster."]
+    notes = [f"{n} engine{'s' if n != 1 else ''} per system. Ratio columns (peer/me) = how many times faster multiengine is: "
+             "peer time / multiengine time (for GB/s, items/s: multiengine rate / peer rate). > 1: multiengine is faster."]
     if any(o.short for o in outcomes):
         notes.append("* fewer samples than planned: that measurement hit its time budget.")
     for o in outcomes:

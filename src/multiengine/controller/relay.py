@@ -26,7 +26,8 @@ import zmq
 
 from ..wire.message import Message, Signer, WireError, pack
 from .engines import Command, EngineState, IdAllocator
-from .jobs import Job, JobIds, JobStore, Part
+from .jobs import Job, JobIds, Part
+from .results import ResultDesk
 
 __all__ = ["Controller"]
 
@@ -74,7 +75,7 @@ class Controller:
         self.by_ident: dict[bytes, EngineState] = {}
         self.ids = IdAllocator()
         self.job_ids = JobIds()
-        self.store = JobStore()
+        self.desk = ResultDesk(self._to_client)
         self._xfers: dict[tuple[bytes, Any], list[Any]] = {}  # (client, msg id) -> [by part, pieces left]
         self._cmd_seq = 0
         self._running = True
@@ -139,6 +140,7 @@ class Controller:
     def _to_client(self, client: bytes, header: dict[str, Any], content: Any = b"", buffers: list[Any] | None = None) -> None:
         self.clients.send_multipart(self.signer.frames(header, content, buffers or (), (client,)), copy=False)
 
+
     def _reply_value(self, msg: Message, value: Any) -> None:
         self._to_client(_client_of(msg), {"t": "value", "id": msg.header.get("id")}, pack(value))
 
@@ -153,7 +155,8 @@ class Controller:
         elif t == "chunk":
             self._client_piece(msg)
         elif t == "fetch":
-            self._fetch(msg)
+            h = msg.header
+            self.desk.fetch(_client_of(msg), h.get("id"), h.get("job"), bool(h.get("block", True)))
         elif t == "ping":
             self._to_client(_client_of(msg), {"t": "pong", "id": msg.header.get("id")})
         elif t == "get_ids":
@@ -161,7 +164,8 @@ class Controller:
         elif t == "connect":
             self._reply_value(msg, {"engines": sorted(self.engines), "pid": os.getpid()})
         elif t == "flush":
-            self._flush(msg)
+            self.desk.flush(_client_of(msg))
+            self._reply_value(msg, None)
         elif t == "status":
             self._reply_value(msg, self.status())
         else:
@@ -200,7 +204,7 @@ class Controller:
         job = Job(self.job_ids.next(), client, h.get("id"), name, list(targets), block)
         job.kill_controller = bool(h.get("controller")) and name == "kill"
         if not block:
-            self.store.add(job)
+            self.desk.add(job)
             self._to_client(client, {"t": "ack", "id": h.get("id"), "job": job.job_id})
         if not targets:
             self._complete(job)
@@ -311,56 +315,10 @@ class Controller:
             cmd.streaming = True
 
     def _complete(self, job: Job) -> None:
-        if job.discarded:
-            return
-        if job.streamed:
-            pass
-        elif job.block:
-            self._send_result(job.client, job.msg_id, job)
-        else:
-            self.store.completed(job)
-            if job.waiter is not None:
-                client, msg_id = job.waiter
-                self.store.pop(job.job_id)
-                self._send_result(client, msg_id, job)
+        self.desk.complete(job)
         if job.kill_controller:
             log.info("kill(controller=True): stopping after the reply")
             self._exit_at = time.monotonic() + 0.2
-
-    def _send_result(self, client: bytes, msg_id: Any, job: Job) -> None:
-        parts = []
-        frames: list[Any] = []
-        for p in job.parts:
-            assert p is not None
-            parts.append([p.engine_id, p.status, p.enc, len(p.frames) - 1, p.sizes])
-            frames.extend(p.frames)
-        self._to_client(client, {"t": "result", "id": msg_id, "job": job.job_id, "parts": parts}, b"", frames)
-
-    def _fetch(self, msg: Message) -> None:
-        h = msg.header
-        client = _client_of(msg)
-        job_id = h.get("job")
-        job = self.store.get(job_id) if isinstance(job_id, str) else None
-        if job is None or job.waiter is not None:
-            self._reply_error(client, h.get("id"), "InvalidDeferredID", f"invalid deferred_id: {job_id!r}")
-            return
-        if job.done:
-            self.store.pop(job.job_id)
-            self._send_result(client, h.get("id"), job)
-        elif h.get("block", True):
-            job.waiter = (client, h.get("id"))
-        else:
-            self._reply_error(client, h.get("id"), "ResultNotCompleted", f"result {job_id} is not ready")
-
-    def _flush(self, msg: Message) -> None:
-        client = _client_of(msg)
-        for job in self.store.of_client(client):
-            self.store.pop(job.job_id)
-            job.discarded = True
-            if job.waiter is not None:
-                wc, wid = job.waiter
-                self._reply_error(wc, wid, "AbortedPendingDeferredError", f"result {job.job_id} was flushed")
-        self._reply_value(msg, None)
 
     # ------------------------------------------------------------------ engines
     def _on_engine(self, msg: Message) -> None:
@@ -501,8 +459,8 @@ class Controller:
                 }
                 for e in sorted(self.engines.values(), key=lambda e: e.id)
             ],
-            "pending_results": len(self.store),
-            "pending_bytes": self.store.nbytes,
+            "pending_results": len(self.desk.store),
+            "pending_bytes": self.desk.store.nbytes,
             "dropped_messages": self.dropped,
         }
 
