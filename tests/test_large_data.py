@@ -1,0 +1,112 @@
+"""Large values travel in pieces through the controller and land intact and writable."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import multiengine
+from multiengine.wire import chunks
+
+BIG = chunks.STREAM_THRESHOLD // 8 + 123_457  # float64 count just over the streaming threshold
+
+
+@pytest.fixture
+def big() -> np.ndarray:
+    return np.random.default_rng(7).random(BIG * 2)
+
+
+def test_streamed_push_and_pull_round_trip(mec: multiengine.MultiEngineClient, big: np.ndarray) -> None:
+    assert big.nbytes > chunks.STREAM_THRESHOLD  # this test is about the streamed path
+    mec.push({"a": big}, targets=0)
+    assert mec.execute("s = float(a.sum()); w = a.flags.writeable", targets=0)
+    assert mec.pull(("s", "w"), targets=0) == [[float(big.sum()), True]]
+    (back,) = mec.pull("a", targets=0)
+    assert back.flags.writeable
+    np.testing.assert_array_equal(back, big)
+    back[0] = -1.0  # writable where it lands: the user may modify it in place
+    assert back[0] == -1.0
+
+
+def test_streamed_push_to_all_engines(mec: multiengine.MultiEngineClient, big: np.ndarray) -> None:
+    mec.push({"a": big})
+    sums = mec.execute("s = float(a.sum())") and mec.pull("s")
+    assert sums == [float(big.sum())] * 4
+    parts = mec.pull("a", targets=[1, 3])
+    for p in parts:
+        np.testing.assert_array_equal(p, big)
+
+
+def test_streamed_pull_non_blocking_and_several_engines(mec: multiengine.MultiEngineClient, big: np.ndarray) -> None:
+    mec.push({"a": big}, targets=[0, 2])
+    pr = mec.pull("a", targets=[0, 2], block=False)
+    first, second = pr.r
+    np.testing.assert_array_equal(first, big)
+    np.testing.assert_array_equal(second, big)
+
+
+def test_scatter_and_gather_of_a_large_array(mec: multiengine.MultiEngineClient) -> None:
+    data = np.arange(6_000_003, dtype=np.float64)  # 48 MB, uneven over 4 engines
+    mec.scatter("x", data)
+    assert mec.execute("n = len(x)") and mec.pull("n") == [1_500_001, 1_500_001, 1_500_001, 1_500_000]
+    np.testing.assert_array_equal(mec.gather("x"), data)
+
+
+def test_large_bytes_travel_out_of_band(mec: multiengine.MultiEngineClient) -> None:
+    blob = bytes(range(256)) * (40 * 1024 * 4)  # 40 MiB of a known pattern
+    mec.push({"blob": blob}, targets=1)
+    mec.execute("ok = blob[:256] == bytes(range(256)) and len(blob) == %d" % len(blob), targets=1)
+    assert mec.pull("ok", targets=1) == [True]
+    assert mec.pull("blob", targets=1) == [blob]
+
+
+def test_a_large_push_behind_a_running_command_waits_its_turn(mec: multiengine.MultiEngineClient, big: np.ndarray) -> None:
+    # The pieces reach the controller while engine 0 is busy; they must be held and
+    # sent after the running command, in order, and the engine must get all of them.
+    running = mec.execute("import time; time.sleep(0.4); before = 1", targets=0, block=False)
+    pushed = mec.push({"a": big}, targets=0, block=False)
+    assert running.r and pushed.r == [None]
+    mec.execute("s = float(a.sum())", targets=0)
+    assert mec.pull(["before", "s"], targets=0) == [[1, float(big.sum())]]
+
+
+def test_a_large_push_cleared_from_the_queue_loses_nothing_else(mec: multiengine.MultiEngineClient, big: np.ndarray) -> None:
+    running = mec.execute("import time; time.sleep(0.3); 1/0", targets=0, block=False)
+    pushed = mec.push({"a": big}, targets=0, block=False)
+    with pytest.raises(multiengine.CompositeError):
+        running.r
+    with pytest.raises(multiengine.CompositeError) as info:
+        pushed.r
+    assert type(info.value.elist[0][1]).__name__ == "QueueCleared"
+    mec.push({"small": 5}, targets=0)  # the engine and the controller go on normally
+    assert mec.pull("small", targets=0) == [5]
+
+
+def test_functions_of_a_local_module_travel_by_value(mec: multiengine.MultiEngineClient, tmp_path: Path) -> None:
+    # A module next to the user's script is not importable on the engines; its
+    # functions (and the helpers they call) must still run there.
+    (tmp_path / "localhelpers_me.py").write_text(
+        textwrap.dedent(
+            """
+            OFFSET = 100
+
+            def helper(x):
+                return x + OFFSET
+
+            def work(x):
+                return helper(x) * 2
+            """
+        )
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import localhelpers_me  # type: ignore[import-not-found]
+
+        assert mec.map(localhelpers_me.work, range(8)) == [(x + 100) * 2 for x in range(8)]
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("localhelpers_me", None)
