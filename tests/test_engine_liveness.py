@@ -30,7 +30,7 @@ def test_queue_status_answers_while_an_engine_is_busy(mec: multiengine.MultiEngi
     status = mec.queue_status(targets=1)
     assert time.monotonic() - t0 < 0.5  # answered by the controller, not behind the sleep
     assert status == [(1, {"queue": [], "pending": "execute('import time; time.sleep(1.0)')"})]
-    pr.r
+    pr.get_result()
 
 
 def test_a_stopped_engine_is_unregistered_and_its_work_fails(fresh_cluster: Callable[..., multiengine.Cluster]) -> None:
@@ -43,12 +43,12 @@ def test_a_stopped_engine_is_unregistered_and_its_work_fails(fresh_cluster: Call
     try:
         t0 = time.monotonic()
         with pytest.raises(multiengine.CompositeError) as info:
-            pr.r
+            pr.get_result()
         assert time.monotonic() - t0 < 5
         err = info.value.elist[0][1]
         assert isinstance(err, EngineError) and "engine 0" in str(err)
         with pytest.raises(multiengine.CompositeError) as info2:
-            queued.r
+            queued.get_result()
         assert isinstance(info2.value.elist[0][1], EngineError)
         assert mec.get_ids() == [1]
         assert mec.execute("y = 2", targets=1)[0]["number"] == 1

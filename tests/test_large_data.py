@@ -78,9 +78,9 @@ def test_a_large_push_cleared_from_the_queue_loses_nothing_else(mec: multiengine
     running = mec.execute("import time; time.sleep(0.3); 1/0", targets=0, block=False)
     pushed = mec.push({"a": big}, targets=0, block=False)
     with pytest.raises(multiengine.CompositeError):
-        running.r
+        running.get_result()
     with pytest.raises(multiengine.CompositeError) as info:
-        pushed.r
+        pushed.get_result()
     assert type(info.value.elist[0][1]).__name__ == "QueueCleared"
     mec.push({"small": 5}, targets=0)  # the engine and the controller go on normally
     assert mec.pull("small", targets=0) == [5]
