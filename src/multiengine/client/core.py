@@ -27,6 +27,7 @@ from typing import Any
 import zmq
 
 from ..errors import ControllerConnectionError
+from ..wire import chunks
 from ..wire.connection import ConnectionInfo
 from ..wire.message import Message, Signer, WireError, unpack
 
@@ -48,7 +49,7 @@ class ClientCore:
         self.ctx: zmq.Context[Any] = zmq.Context.instance()
         self.identity = b"c-" + uuid.uuid4().hex.encode()
         self._futures: dict[int, Future[Message]] = {}
-        self._streams: dict[Any, tuple[Message, int]] = {}  # results arriving in pieces
+        self._streams: dict[Any, tuple[Message, chunks.Assembler]] = {}  # results arriving in pieces
         self._seq = itertools.count(1)
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
@@ -176,21 +177,29 @@ class ClientCore:
             self._last_ping = now
 
     def _gather_stream(self, msg: Message) -> Message | None:
-        """Hold a result that arrives piece by piece until its last piece is in."""
+        """Hold a result that arrives piece by piece until its last piece is in.
+
+        The pieces are copied into place as they come; the held message then looks
+        like a whole result whose part has its buffers already assembled.
+        """
         mid = msg.header.get("id")
         if msg.header["t"] == "chunk":
             held = self._streams.get(mid)
-            if held is None:
+            if held is None or not msg.buffers:
                 return None
-            head, want = held
-            head.buffers.extend(msg.buffers[:1])
-            if len(head.buffers) - 1 < want:
+            head, asm = held
+            asm.add(msg.buffers[0])
+            if not asm.done:
                 return None
             del self._streams[mid]
+            head.buffers.extend(asm.buffers)
+            part = head.header["parts"][0]
+            part[3:] = [len(asm.buffers), None, None]
             return head
         self._streams.pop(mid, None)  # a whole message replaces a broken-off stream
         if msg.header["t"] == "result" and msg.header.get("stream"):
-            self._streams[mid] = (msg, int(msg.header["stream"]))
+            part = msg.header["parts"][0]
+            self._streams[mid] = (msg, chunks.Assembler(part[4], part[5] if len(part) > 5 else None))
             return None
         return msg
 

@@ -140,7 +140,7 @@ class MultiEngineClient:
             content, buffers = dumps(args) if args else (b"", [])
             if buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD:
                 sizes, cut = chunks.split(buffers)
-                header["xfer"] = {"sizes": [sizes], "n": [len(cut)]}
+                header["xfer"] = {"sizes": [sizes], "n": [len(cut)], "piece": chunks.PIECE}
                 pieces = [(0, c) for c in cut]
                 buffers = []
         else:
@@ -161,7 +161,7 @@ class MultiEngineClient:
                     counts.append(len(bufs))
             header["parts"] = counts
             if stream:
-                header["xfer"] = {"sizes": all_sizes, "n": ns}
+                header["xfer"] = {"sizes": all_sizes, "n": ns, "piece": chunks.PIECE}
         msg = self._wait(self._core.request(header, content, buffers, pieces))
         raise_direct(msg)
         if not block:

@@ -102,7 +102,7 @@ def decode_parts(msg: Message, method: str) -> list[Any]:
         pos += 1 + nbuf
         sizes = rest[0] if rest else None
         if sizes is not None:
-            bufs = chunks.assemble(sizes, bufs)
+            bufs = chunks.assemble(sizes, bufs, rest[1] if len(rest) > 1 else None)
         if status == "error":
             values.append(_rebuild_error(engine_id, enc, content, method))
         elif enc == "m":

@@ -24,6 +24,7 @@ class Part:
     enc: str  # "p": pickle from an engine; "m": msgpack from the controller
     frames: list[Any]  # content, then buffers (or their pieces, when sizes is set)
     sizes: list[int] | None = None  # buffer sizes, when frames after content are pieces
+    piece: int | None = None  # the sender's piece size, with sizes
 
 
 def _size(frames: list[Any]) -> int:

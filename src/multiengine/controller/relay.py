@@ -238,7 +238,7 @@ class Controller:
             cmd = Command(job, i, name, desc, content, list(buffers), self._cmd_seq)
             if xfer:
                 p = i if splits is not None else 0
-                cmd.xfer = {"sizes": xfer["sizes"][p], "n": xfer["n"][p]}
+                cmd.xfer = {"sizes": xfer["sizes"][p], "n": xfer["n"][p], "piece": xfer.get("piece")}
                 by_part.setdefault(p, []).append(cmd)
             engine.queue.append(cmd)
         if xfer:
@@ -369,11 +369,11 @@ class Controller:
             job = cmd.job
             stream = job.block and len(job.targets) == 1 and not job.discarded
             engine.incoming = {"status": status, "enc": enc, "content": msg.content, "sizes": xfer["sizes"],
-                               "left": xfer["n"], "pieces": [], "stream": stream}
+                               "piece": xfer.get("piece"), "left": xfer["n"], "pieces": [], "stream": stream}
             if stream:
                 job.streamed = True
                 head = {"t": "result", "id": job.msg_id, "job": job.job_id, "stream": xfer["n"],
-                        "parts": [[engine.id, status, enc, xfer["n"], xfer["sizes"]]]}
+                        "parts": [[engine.id, status, enc, xfer["n"], xfer["sizes"], xfer.get("piece")]]}
                 self._to_client(job.client, head, b"", [msg.content])
             return
         engine.current = None
@@ -393,7 +393,7 @@ class Controller:
             return
         engine.incoming = None
         engine.current = None
-        part = Part(engine.id, inc["status"], inc["enc"], [inc["content"], *inc["pieces"]], inc["sizes"])
+        part = Part(engine.id, inc["status"], inc["enc"], [inc["content"], *inc["pieces"]], inc["sizes"], inc["piece"])
         self._finish_reply(engine, cmd, part)
 
     def _finish_reply(self, engine: EngineState, cmd: Command, part: Part) -> None:

@@ -42,7 +42,7 @@ class ResultDesk:
         frames: list[Any] = []
         for p in job.parts:
             assert p is not None
-            parts.append([p.engine_id, p.status, p.enc, len(p.frames) - 1, p.sizes])
+            parts.append([p.engine_id, p.status, p.enc, len(p.frames) - 1, p.sizes, p.piece])
             frames.extend(p.frames)
         self._send(client, {"t": "result", "id": msg_id, "job": job.job_id, "parts": parts}, b"", frames)
 

@@ -51,6 +51,7 @@ class Engine:
         self.hb_timeout = 3.0
         self._stop = threading.Event()
         self.terminating = False
+        self._backlog: list[Any] = []  # messages read early, handled next
 
     # ------------------------------------------------------------ registration
     def register(self, timeout: float = 10.0) -> int:
@@ -117,25 +118,26 @@ class Engine:
         os._exit(3)
 
     # ------------------------------------------------------------ main loop
-    def _recv_pieces(self, n: int, timeout: float = 120.0) -> list[Any]:
-        """Read the ``n`` chunk messages that follow a command announcing them."""
-        pieces: list[Any] = []
-        while len(pieces) < n:
+    def _recv_buffers(self, xfer: dict[str, Any], timeout: float = 60.0) -> list[Any]:
+        """Read the pieces that follow a command announcing them, copying as they come."""
+        asm = chunks.Assembler(xfer["sizes"], xfer.get("piece"))
+        while not asm.done:
             if not self.sock.poll(int(timeout * 1000)):
-                raise TimeoutError(f"a transfer stalled: {len(pieces)} of {n} pieces arrived")
+                raise TimeoutError(f"a transfer stalled: {asm.received} of {asm.expected} pieces arrived")
             msg = self._recv()
             if msg is None:
                 continue
             if msg.header["t"] != "chunk" or not msg.buffers:
-                raise ValueError(f"expected a piece of a transfer, got a {msg.header['t']!r} message")
-            pieces.append(msg.buffers[0])
-        return pieces
+                self._backlog.append(msg)  # not ours: handled after this command
+                raise ValueError(f"a transfer broke off after {asm.received} of {asm.expected} pieces")
+            asm.add(msg.buffers[0])
+        return asm.buffers
 
     def _send_reply(self, cmd_id: Any, status: str, content: Any, buffers: list[Any]) -> None:
         reply: dict[str, Any] = {"t": "reply", "cmd": cmd_id, "status": status, "enc": "p" if status == "ok" else "m"}
         if buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD:
             sizes, pieces = chunks.split(buffers)
-            reply["xfer"] = {"sizes": sizes, "n": len(pieces)}
+            reply["xfer"] = chunks.announce(sizes, len(pieces))
             self.sock.send_multipart(self.signer.frames(reply, content), copy=False)
             for piece in pieces:
                 self.sock.send_multipart(self.signer.frames({"t": "chunk", "cmd": cmd_id}, b"", (piece,)), copy=False)
@@ -148,7 +150,7 @@ class Engine:
 
         while True:
             try:
-                msg = self._recv()
+                msg = self._backlog.pop(0) if self._backlog else self._recv()
             except KeyboardInterrupt:
                 continue  # an interrupt that arrived while idle
             if msg is None:
@@ -163,7 +165,7 @@ class Engine:
                 buffers = msg.buffers
                 xfer = h.get("xfer")
                 if xfer:
-                    buffers = chunks.assemble(xfer["sizes"], self._recv_pieces(xfer["n"]))
+                    buffers = self._recv_buffers(xfer)
                 handler = COMMANDS[name]
                 args = loads(msg.content, buffers) if len(msg.content) else ()
                 value = handler(self.interp, *args)

@@ -29,51 +29,75 @@ def total_size(buffers: list[Any]) -> int:
     return sum(_mv(b).nbytes for b in buffers)
 
 
-def split(buffers: list[Any]) -> tuple[list[int], list[memoryview]]:
-    """The sizes of ``buffers`` and their pieces, in order, none over :data:`PIECE`."""
+def split(buffers: list[Any], piece: int | None = None) -> tuple[list[int], list[memoryview]]:
+    """The sizes of ``buffers`` and their pieces, in order, none over ``piece`` bytes."""
+    piece = piece or PIECE
     sizes: list[int] = []
     pieces: list[memoryview] = []
     for b in buffers:
         mv = _mv(b)
         sizes.append(mv.nbytes)
-        for off in range(0, mv.nbytes, PIECE):
-            pieces.append(mv[off : off + PIECE])
+        for off in range(0, mv.nbytes, piece):
+            pieces.append(mv[off : off + piece])
         if mv.nbytes == 0:
             pieces.append(mv)
     return sizes, pieces
 
 
-def assemble(sizes: list[int], pieces: list[Any]) -> list[Any]:
-    """Rebuild buffers of ``sizes`` from ``pieces`` (zmq Frames or bytes-likes).
+class Assembler:
+    """Puts pieces back into buffers of the announced ``sizes``, one piece at a time.
 
-    A buffer that came as one piece is used as it is (no copy); others are copied
-    into a new writable buffer. That buffer comes from numpy when it is installed:
-    numpy asks for transparent huge pages, which makes filling fresh memory about
-    four times faster than a bytearray (first-touch page faults dominate the copy).
+    Each piece is copied as it arrives, so the copy overlaps the wait for the next
+    one. A buffer that comes as a single piece is used as it is (no copy). Buffers
+    made of several pieces are new writable memory, from numpy when it is installed:
+    numpy asks for transparent huge pages, which makes filling fresh memory about four
+    times faster than a bytearray (first-touch page faults dominate such a copy).
     """
-    out: list[Any] = []
-    k = 0
-    for size in sizes:
-        n = max(1, -(-size // PIECE))
-        if k + n > len(pieces):
-            raise ValueError("fewer pieces than the announced buffer sizes need")
-        if n == 1:
-            out.append(pieces[k])
-        else:
-            buf = _new_buffer(size)
-            view = memoryview(buf).cast("B")
-            off = 0
-            for piece in pieces[k : k + n]:
-                mv = _mv(piece)
-                view[off : off + mv.nbytes] = mv
-                off += mv.nbytes
-            if off != size:
-                raise ValueError(f"pieces add up to {off} bytes, not the announced {size}")
-            out.append(buf)
-        k += n
-    if k != len(pieces):
-        raise ValueError("more pieces than the announced buffer sizes need")
-    return out
+
+    def __init__(self, sizes: list[int], piece: int | None = None) -> None:
+        self.sizes = list(sizes)
+        self.piece = piece or PIECE
+        self.buffers: list[Any] = []
+        self.expected = count(self.sizes, self.piece)
+        self.received = 0
+        self._view: memoryview | None = None
+        self._current: Any = None
+        self._off = 0
+
+    @property
+    def done(self) -> bool:
+        return self.received == self.expected
+
+    def add(self, piece: Any) -> None:
+        if self.done:
+            raise ValueError("more pieces than the announced buffer sizes need")
+        self.received += 1
+        size = self.sizes[len(self.buffers)]
+        if size <= self.piece:
+            self.buffers.append(piece)
+            return
+        if self._view is None:
+            self._current = _new_buffer(size)
+            self._view = memoryview(self._current).cast("B")
+            self._off = 0
+        mv = _mv(piece)
+        if self._off + mv.nbytes > size:
+            raise ValueError(f"pieces overflow the announced size {size}")
+        self._view[self._off : self._off + mv.nbytes] = mv
+        self._off += mv.nbytes
+        if self._off == size:
+            self.buffers.append(self._current)
+            self._view = self._current = None
+
+
+def assemble(sizes: list[int], pieces: list[Any], piece: int | None = None) -> list[Any]:
+    """Rebuild buffers of ``sizes`` from all their ``pieces`` (zmq Frames or bytes-likes)."""
+    asm = Assembler(sizes, piece)
+    for piece in pieces:
+        asm.add(piece)
+    if not asm.done:
+        raise ValueError("fewer pieces than the announced buffer sizes need")
+    return asm.buffers
 
 
 def _new_buffer(size: int) -> Any:
@@ -84,5 +108,12 @@ def _new_buffer(size: int) -> Any:
     return numpy.empty(size, dtype="u1")
 
 
-def count(sizes: list[int]) -> int:
-    return sum(max(1, -(-s // PIECE)) for s in sizes)
+def count(sizes: list[int], piece: int | None = None) -> int:
+    """How many pieces buffers of ``sizes`` are cut into."""
+    piece = piece or PIECE
+    return sum(max(1, -(-s // piece)) for s in sizes)
+
+
+def announce(sizes: list[int], n: int) -> dict[str, Any]:
+    """The ``xfer`` header field announcing pieces (the piece size travels with it)."""
+    return {"sizes": sizes, "n": n, "piece": PIECE}
