@@ -494,3 +494,29 @@ def test_invalid_connection_file(tmp_path):
     path.write_text(json.dumps({"addresses": {"client": "tcp://127.0.0.1:1"}}))  # no key
     with pytest.raises(ConnectionFileError):
         read_connection_file(path)
+
+
+def test_pickle_streams_in_buffer_positions_are_signed() -> None:
+    """A per-engine pickle (scatter/map parts, results) sits among the buffers: it must
+    be hashed, so swapping it for another pickle of the same length is caught; only the
+    buffers the header lists as raw data are covered by their length alone."""
+
+
+    signer = Signer(b"k" * 32)
+    part0, part1 = pickle.dumps(("aaaa",)), pickle.dumps(("bbbb",))
+    raw_data = b"\x00" * 64
+    header = {"t": "submit", "parts": [0, 1], "raw": [2]}
+    frames = signer.frames(header, b"", [part0, part1, raw_data])
+    assert signer.parse(frames).buffers[1] == part1
+    evil = pickle.dumps(("cccc",))
+    assert len(evil) == len(part1)
+    with pytest.raises(WireError):
+        signer.parse(frames[:3] + [evil, raw_data])
+    # the raw buffer is covered by its length only (it never carries code) ...
+    assert signer.parse(frames[:4] + [b"\x01" * 64]).buffers[2] == b"\x01" * 64
+    # ... but not its length, and a header that lies about which buffers are raw is forged
+    with pytest.raises(WireError):
+        signer.parse(frames[:4] + [b"\x01" * 65])
+    forged_head = frames[0][:4] + frames[0][4:36] + msgpack.packb({**header, "raw": True})
+    with pytest.raises(WireError):
+        signer.parse([forged_head, *frames[1:3], evil, raw_data])

@@ -104,7 +104,7 @@ class ClientCore:
         with self._send_lock:
             self._out.send_multipart(frames, copy=False)
             for part, piece in pieces or ():
-                chunk = self.signer.frames({"t": "chunk", "x": mid, "p": part, "rt": self.identity}, b"", (piece,))
+                chunk = self.signer.frames({"t": "chunk", "x": mid, "p": part, "rt": self.identity, "raw": True}, b"", (piece,))
                 self._out.send_multipart(chunk, copy=False)
         return fut
 

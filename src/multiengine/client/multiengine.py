@@ -143,13 +143,16 @@ class MultiEngineClient:
                 header["xfer"] = {"sizes": [sizes], "n": [len(cut)], "piece": chunks.PIECE}
                 pieces = [(0, c) for c in cut]
                 buffers = []
+            elif buffers:
+                header["raw"] = True
         else:
             content, buffers = b"", []
             dumped = [dumps(p) for p in parts]
             stream = sum(chunks.total_size(b) for _, b in dumped) >= chunks.STREAM_THRESHOLD
-            counts, all_sizes, ns = [], [], []
+            counts, all_sizes, ns, raw = [], [], [], []  # type: list[int], list[list[int]], list[int], list[int]
             for i, (c, bufs) in enumerate(dumped):
                 buffers.append(c)
+                raw.extend(range(len(buffers), len(buffers) + (0 if stream else len(bufs))))
                 if stream:
                     sizes, cut = chunks.split(bufs)
                     all_sizes.append(sizes)
@@ -160,6 +163,8 @@ class MultiEngineClient:
                     buffers.extend(bufs)
                     counts.append(len(bufs))
             header["parts"] = counts
+            if raw:
+                header["raw"] = raw
             if stream:
                 header["xfer"] = {"sizes": all_sizes, "n": ns, "piece": chunks.PIECE}
         msg = self._wait(self._core.request(header, content, buffers, pieces))

@@ -268,7 +268,7 @@ class Controller:
 
     def _send_piece(self, engine: EngineState, cmd: Command, piece: Any) -> None:
         self.engine_sock.send_multipart(
-            self.signer.frames({"t": "chunk", "cmd": cmd.cmd_id}, b"", (piece,), (engine.ident,)), copy=False
+            self.signer.frames({"t": "chunk", "cmd": cmd.cmd_id, "raw": True}, b"", (piece,), (engine.ident,)), copy=False
         )
 
     def _fail_job(self, job: Job, ename: str, evalue: str) -> None:
@@ -305,6 +305,8 @@ class Controller:
         header: dict[str, Any] = {"t": "cmd", "cmd": cmd.cmd_id, "name": cmd.name}
         if cmd.xfer is not None:
             header["xfer"] = cmd.xfer
+        if cmd.buffers:
+            header["raw"] = True  # out-of-band buffers; the content (the pickle) is hashed
         self.engine_sock.send_multipart(
             self.signer.frames(header, cmd.content, cmd.buffers, (engine.ident,)), copy=False
         )
@@ -385,7 +387,7 @@ class Controller:
         if inc is None or cmd is None:
             return
         if inc["stream"]:
-            self._to_client(cmd.job.client, {"t": "chunk", "id": cmd.job.msg_id}, b"", [piece])
+            self._to_client(cmd.job.client, {"t": "chunk", "id": cmd.job.msg_id, "raw": True}, b"", [piece])
         else:
             inc["pieces"].append(piece)
         inc["left"] -= 1

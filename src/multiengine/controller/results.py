@@ -40,11 +40,16 @@ class ResultDesk:
     def send_result(self, client: bytes, msg_id: Any, job: Job) -> None:
         parts = []
         frames: list[Any] = []
+        raw: list[int] = []  # buffers are raw data; each part's content (a pickle) is hashed
         for p in job.parts:
             assert p is not None
             parts.append([p.engine_id, p.status, p.enc, len(p.frames) - 1, p.sizes, p.piece])
+            raw.extend(range(len(frames) + 1, len(frames) + len(p.frames)))
             frames.extend(p.frames)
-        self._send(client, {"t": "result", "id": msg_id, "job": job.job_id, "parts": parts}, b"", frames)
+        header = {"t": "result", "id": msg_id, "job": job.job_id, "parts": parts}
+        if raw:
+            header["raw"] = raw
+        self._send(client, header, b"", frames)
 
     def fetch(self, client: bytes, msg_id: Any, job_id: Any, block: bool) -> None:
         job = self.store.get(job_id) if isinstance(job_id, str) else None

@@ -140,8 +140,11 @@ class Engine:
             reply["xfer"] = chunks.announce(sizes, len(pieces))
             self.sock.send_multipart(self.signer.frames(reply, content), copy=False)
             for piece in pieces:
-                self.sock.send_multipart(self.signer.frames({"t": "chunk", "cmd": cmd_id}, b"", (piece,)), copy=False)
+                chunk = {"t": "chunk", "cmd": cmd_id, "raw": True}
+                self.sock.send_multipart(self.signer.frames(chunk, b"", (piece,)), copy=False)
             return
+        if buffers:
+            reply["raw"] = True  # out-of-band pickle buffers; the pickle itself is hashed
         self.sock.send_multipart(self.signer.frames(reply, content, buffers), copy=False)
 
     def serve(self) -> None:

@@ -14,9 +14,11 @@ A message on any multiengine socket is, after the ZeroMQ routing identities::
 * ``buffer_i`` are out-of-band pickle buffers (numpy arrays, large ``bytes``), sent
   zero-copy as their own frames.
 * The signature is HMAC-SHA256 under the cluster key over the header, the content and
-  the byte length of every buffer. Buffers themselves are not hashed: they carry only
-  raw data that the signed pickle stream places, never code, and hashing them would
-  halve large-transfer throughput (docs/protocol.md explains this choice).
+  every buffer, except that of the buffers the header lists as raw data
+  (``header["raw"]``: ``True`` for all, or their indices) only the byte length is
+  covered. Raw buffers are out-of-band pickle buffers: bytes that a signed pickle
+  stream places, never code; hashing them would halve large-transfer throughput
+  (docs/protocol.md explains this choice). Pickle streams are always hashed.
 
 A frame list that fails any check raises :class:`WireError`; receivers log and drop it.
 """
@@ -78,12 +80,19 @@ class Signer:
             raise ValueError("a signing key is required")
         self._base = hmac.new(key, digestmod=hashlib.sha256)
 
-    def signature(self, header: bytes, content: Any, buffers: Sequence[Any]) -> bytes:
+    def signature(self, header: bytes, content: Any, buffers: Sequence[Any], raw: Any = None) -> bytes:
+        """HMAC over the header, the content and every buffer; of the buffers that
+        ``raw`` names (``True``: all of them) only the length is covered."""
         h = self._base.copy()
         h.update(header)
-        h.update(content)
+        h.update(_view(content))
         if buffers:
-            h.update(b"".join(_LEN.pack(_nbytes(b)) for b in buffers))
+            if raw is True:
+                h.update(b"".join(_LEN.pack(_nbytes(b)) for b in buffers))
+            else:
+                raw_set = set(raw) if raw else ()
+                for i, b in enumerate(buffers):
+                    h.update(_LEN.pack(_nbytes(b)) if i in raw_set else _view(b))
         return h.digest()
 
     def frames(
@@ -95,7 +104,7 @@ class Signer:
     ) -> list[Any]:
         """Build the frame list of a message."""
         hbytes = msgpack.packb(header)
-        sig = self.signature(hbytes, content, buffers)
+        sig = self.signature(hbytes, content, buffers, header.get("raw"))
         return [*idents, DELIM + sig + hbytes, content, *buffers]
 
     def parse(self, frames: list[Any]) -> Message:
@@ -117,17 +126,27 @@ class Signer:
         hbytes = b[_HEAD:]
         content = frames[i + 1]
         buffers = frames[i + 2 :]
-        content_b = content if isinstance(content, bytes) else content.buffer
-        expected = self.signature(hbytes, content_b, buffers)
-        if not hmac.compare_digest(sig, expected):
-            raise WireError("bad signature (forged, garbled, or signed with another key)")
+        # The header is decoded before the check because it says which buffers are raw
+        # data; msgpack decoding runs no code, and nothing acts on the header unless
+        # the signature matches.
         try:
             header = msgpack.unpackb(hbytes)
-        except Exception as e:
-            raise WireError(f"undecodable header: {e}") from None
+        except Exception:
+            header = None
+        raw = header.get("raw") if isinstance(header, dict) else None
+        if not (raw is None or raw is True or (isinstance(raw, list) and all(type(i) is int for i in raw))):
+            raise WireError("malformed raw-buffer list in the header")
+        expected = self.signature(hbytes, content, buffers, raw)
+        if not hmac.compare_digest(sig, expected):
+            raise WireError("bad signature (forged, garbled, or signed with another key)")
         if not isinstance(header, dict) or "t" not in header:
             raise WireError("header is not a map with a message type")
         return Message(idents, header, content, list(buffers))
+
+
+def _view(b: Any) -> Any:
+    """Something hashlib can read: zmq Frames expose their memory as ``.buffer``."""
+    return b.buffer if hasattr(b, "buffer") and not isinstance(b, memoryview) else b
 
 
 def _bytes(f: Any) -> bytes:
