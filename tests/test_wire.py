@@ -310,7 +310,14 @@ def test_serialized_survives_the_wire():
 # ---------------------------------------------------------------- rebind_globals (decision 9)
 
 
+def interactive(f):
+    """Mark ``f`` as typed at a prompt (module ``__main__``), the case decision 9 covers."""
+    f.__module__ = "__main__"
+    return f
+
+
 def test_rebind_globals_uses_engine_namespace():
+    @interactive
     def g(x):
         return globala * x
 
@@ -324,9 +331,11 @@ def test_rebind_globals_uses_engine_namespace():
 
 
 def test_rebind_globals_brings_missing_globals_and_writes_globals_to_namespace():
+    @interactive
     def g(x):
         return globala * x
 
+    @interactive
     def setter():
         global zz
         zz = 3
@@ -340,6 +349,7 @@ def test_rebind_globals_brings_missing_globals_and_writes_globals_to_namespace()
 
 
 def test_rebind_globals_keeps_defaults_and_closures():
+    @interactive
     def h(x, y=2):
         return x * y + globala
 
@@ -347,6 +357,16 @@ def test_rebind_globals_keeps_defaults_and_closures():
     assert f(5) == 110
     add = rebind_globals(loads(*dumps(make_adder(4))), {})
     assert add(1) == 5
+
+
+def test_rebind_globals_leaves_functions_of_the_users_modules_alone():
+    # a function of a (non-installed) module travels by value with its module's globals;
+    # an engine variable of the same name must not shadow them
+    def g(x):
+        return globala * x
+
+    f = rebind_globals(loads(*dumps(g)), {"globala": 1000})
+    assert f(10) == 30
 
 
 def test_rebind_globals_leaves_module_functions_and_values_alone():
@@ -520,3 +540,13 @@ def test_pickle_streams_in_buffer_positions_are_signed() -> None:
     forged_head = frames[0][:4] + frames[0][4:36] + msgpack.packb({**header, "raw": True})
     with pytest.raises(WireError):
         signer.parse([forged_head, *frames[1:3], evil, raw_data])
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray])
+def test_large_bytes_go_out_of_band_and_keep_their_type(kind: type) -> None:
+    blob = kind(b"xy" * 100_000)
+    for value in (blob, {"blob": blob, "n": 1}, [1, blob], ({"blob": blob},)):
+        data, buffers = dumps(value)
+        assert len(buffers) == 1 and len(data) < 1000, "the blob must travel as its own frame"
+        back = loads(data, [bytes(b) for b in buffers])
+        assert back == value and type(back) is type(value)

@@ -61,6 +61,8 @@ class ClientCore:
         self._in = self.ctx.socket(zmq.DEALER)
         self._in.setsockopt(zmq.IDENTITY, self.identity)
         self._in.setsockopt(zmq.LINGER, 0)
+        for s in (self._in, self._out):
+            s.setsockopt(zmq.IPV6, 1)  # harmless for IPv4 addresses
         self._in.connect(self.url)
         self._out.connect(self.url)
         self._ping = self.signer.frames({"t": "ping", "id": 0, "rt": self.identity})

@@ -67,9 +67,29 @@ class MultiEngineClient:
     ) -> None:
         info = resolve_connection(profile, cluster_dir, connection_file)
         self._core = ClientCore(info, timeout)
-        self.block = True
-        self.targets: Any = "all"
+        self._block = True
+        self._targets: Any = "all"
         self._flattened: dict[str, tuple[list[int], list[bool]]] = {}  # scatter(flatten=True) by key
+
+    @property
+    def block(self) -> bool:
+        """Whether calls wait for their results (default True); per call: ``block=``."""
+        return self._block
+
+    @block.setter
+    def block(self, value: bool) -> None:
+        self._block = self._find_block(value)
+
+    @property
+    def targets(self) -> Any:
+        """The engines calls go to by default: ``'all'``, an id, or a list of ids."""
+        return self._targets
+
+    @targets.setter
+    def targets(self, value: Any) -> None:
+        if value is None:
+            raise ValueError("targets must be a str, list, tuple or int")
+        self._targets = self._find_targets(value)
 
     # ------------------------------------------------------------ plumbing
     def close(self) -> None:
@@ -83,14 +103,14 @@ class MultiEngineClient:
 
     def _find_block(self, block: Any = None) -> bool:
         if block is None:
-            return bool(self.block)
+            return self._block
         if block in (True, False) and isinstance(block, (bool, int)):
             return bool(block)
         raise ValueError("block must be True or False")
 
     def _find_targets(self, targets: Any = None) -> Any:
         if targets is None:
-            return self.targets
+            return self._targets
         if not isinstance(targets, (str, list, tuple, int)):
             raise ValueError("targets must be a str, list, tuple or int")
         return targets
@@ -194,6 +214,8 @@ class MultiEngineClient:
     def push(self, namespace: dict[str, Any], targets: Any = None, block: Any = None) -> Any:
         """Send the values of ``namespace`` into each engine's namespace."""
         self._check_namespace(namespace)
+        for key in namespace:
+            self._flattened.pop(key, None)
         return self._submit("push", (namespace,), targets, block, f"push({', '.join(namespace)})")
 
     def pull(self, keys: Any, targets: Any = None, block: Any = None) -> Any:
@@ -294,12 +316,12 @@ class MultiEngineClient:
     def zip_pull(self, keys: Any, targets: Any = None, block: Any = None) -> Any:
         targets = self._find_targets(targets)
         multi = len(self._ids_for(targets)) > 1 if not isinstance(targets, int) else False
-        nkeys = 1 if isinstance(keys, str) else len(keys)
+        several = not isinstance(keys, str)  # a list of keys gives a list per engine (decision 5)
 
         def post(values: list[Any]) -> Any:
             if not multi:
                 return values[0] if values else values
-            if nkeys > 1:
+            if several:
                 return list(zip(*values))
             return list(values)
 
@@ -320,9 +342,11 @@ class MultiEngineClient:
         targets = self._find_targets(targets)
         ids = self._ids_for(targets)
         if not ids:
-            raise errors.NoEnginesRegistered(
-                "There are no engines registered. Check the logs if you think there should have been."
-            )
+            if targets == "all":
+                raise errors.NoEnginesRegistered(
+                    "There are no engines registered. Check the logs if you think there should have been."
+                )
+            return [] if self._find_block(block) else PendingResult(self, "", "map", value=[])
         chunks = partition(items, len(ids), dist)
         name = getattr(func, "__name__", str(func))
         return self._submit(
@@ -350,8 +374,10 @@ class MultiEngineClient:
         with open(filename) as f:
             source = f.read()
         compile(source, str(filename), "exec")
-        result = self.execute(source, targets, block)
-        return list(result) if isinstance(result, ResultList) else result
+        block = self._find_block(block)
+        if not block:
+            return self._submit("execute", (source,), targets, False, f"run({_short(str(filename))})", post=list)
+        return list(self.execute(source, targets, block))
 
     def barrier(self, pendingResults: Iterable[PendingResult]) -> None:
         """Wait for every PendingResult; errors are kept for their own ``.r``."""

@@ -176,8 +176,14 @@ class PendingResult:
             self.raised = True
             self.called = True
             raise
-        for f, args, kwargs in self.callbacks:
-            value = f(value, *args, **kwargs)
+        try:
+            for f, args, kwargs in self.callbacks:
+                value = f(value, *args, **kwargs)
+        except BaseException as e:  # kept, so .r re-raises it rather than fetching again
+            self.result = e
+            self.raised = True
+            self.called = True
+            raise
         self.result = value
         self.called = True
         return value

@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Any
 
+import zmq
+
 from ..errors import KernelError
 from .paths import ClusterDir, list_cluster_dirs, pid_alive
 
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return CLUSTER_ACTIONS[args.action](args)
     except KeyboardInterrupt:
         return 130
-    except (KernelError, OSError, ValueError) as e:
+    except (KernelError, OSError, ValueError, zmq.ZMQError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"multiengine: error: {first}", file=sys.stderr)
         rest = str(e).splitlines()[1:]

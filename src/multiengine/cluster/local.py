@@ -150,6 +150,9 @@ class Cluster:
             if len(ids) >= n:
                 return ids
             self._check_controller()
+            alive = sum(1 for p in self.engines if p.poll() is None)
+            if alive < n:
+                raise self._start_error(f"only {alive} engine processes are running, {n} were wanted")
             if time.monotonic() > deadline:
                 raise self._start_error(f"{len(ids)} of {n} engines registered within the timeout")
             time.sleep(0.005)

@@ -39,7 +39,16 @@ def main(args: argparse.Namespace) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    from ..cluster.paths import pid_alive
+
     cdir = ClusterDir.find(args.profile, args.cluster_dir).create()
+    running = cdir.read_pid(cdir.controller_pid_file)
+    if running != os.getpid() and pid_alive(running):
+        print(f"multiengine controller: a controller is already running for {cdir.path} (pid {running})", file=sys.stderr)
+        return 10
+    if args.port and not 0 < args.port <= 65533:
+        print(f"multiengine controller: --port must be between 1 and 65533, not {args.port}", file=sys.stderr)
+        return 2
     cfg = cdir.config().get("controller", {})
     ip = args.ip or cfg.get("ip", "127.0.0.1")
     if ip not in ("127.0.0.1", "localhost", "::1"):
@@ -61,9 +70,16 @@ def main(args: argparse.Namespace) -> int:
             f.unlink(missing_ok=True)
     hb_period = args.heartbeat_period or float(cfg.get("heartbeat_period", 0.5))
     hb_timeout = args.heartbeat_timeout or float(cfg.get("heartbeat_timeout", 3.0))
-    ctl = Controller(key, ip, ports, hb_period, hb_timeout, parent_pid=args.parent_pid)
+    import zmq
+
+    try:
+        ctl = Controller(key, ip, ports, hb_period, hb_timeout, parent_pid=args.parent_pid)
+    except zmq.ZMQError as e:
+        where = f"{ip}:{ports[0]}-{ports[2]}" if ports else ip
+        print(f"multiengine controller: cannot listen on {where}: {e}", file=sys.stderr)
+        return 2
     cport, eport, hport = ctl.ports
-    url = f"tcp://{location}:%d"
+    url = f"tcp://[{location.strip('[]')}]:%d" if ":" in location else f"tcp://{location}:%d"
     extra: dict[str, Any] = {"controller_pid": os.getpid(), "location": location}
     write_connection_file(cdir.engine_file, ConnectionInfo(key, {"engine": url % eport, "heartbeat": url % hport}, extra=extra))
     write_connection_file(cdir.client_file, ConnectionInfo(key, {"client": url % cport}, extra=extra))

@@ -64,6 +64,10 @@ class Controller:
         self.hb = self._router()
         host = "*" if ip in ("0.0.0.0", "*") else ip
         socks = (self.clients, self.engine_sock, self.hb)
+        if ":" in host:  # an IPv6 address
+            host = f"[{host.strip('[]')}]"
+            for s in socks:
+                s.setsockopt(zmq.IPV6, 1)
         self.ports = []
         for i, s in enumerate(socks):
             if ports:
@@ -229,11 +233,12 @@ class Controller:
                 return
         xfer = h.get("xfer")
         by_part: dict[int, list[Command]] = {}
+        if name in CLEARS_FIRST:  # once per engine, so reset(targets=[0, 0]) runs twice
+            for eid in set(targets):
+                self._clear_queue(self.engines[eid])
         for i, eid in enumerate(targets):
             engine = self.engines[eid]
             content, buffers = per_target[i]
-            if name in CLEARS_FIRST:
-                self._clear_queue(engine)
             self._cmd_seq += 1
             cmd = Command(job, i, name, desc, content, list(buffers), self._cmd_seq)
             if xfer:

@@ -40,6 +40,7 @@ class Engine:
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.IDENTITY, self.ident)
         self.sock.setsockopt(zmq.LINGER, 2000)
+        self.sock.setsockopt(zmq.IPV6, 1)
         self.sock.connect(info.addresses["engine"])
         self.desired_id = desired_id
         self.interp = Interpreter(-1, mpi)
@@ -90,6 +91,7 @@ class Engine:
         hb = self.ctx.socket(zmq.DEALER)
         hb.setsockopt(zmq.IDENTITY, self.ident)
         hb.setsockopt(zmq.LINGER, 0)
+        hb.setsockopt(zmq.IPV6, 1)
         hb.connect(self.info.addresses["heartbeat"])
         ping = self.signer.frames({"t": "ping", "id": self.id})
         last_heard = time.monotonic()
@@ -221,18 +223,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _find_connection(args: argparse.Namespace) -> ConnectionInfo:
-    if args.connection_file:
-        return read_connection_file(args.connection_file)
-    env = connection_from_env()
-    if env is not None:
-        return env
-    from ..cluster.paths import ClusterDir
+    """--connection-file, else --cluster-dir, else $MULTIENGINE_CONNECTION, else the profile."""
+    from ..errors import ConnectionFileError
 
-    path = ClusterDir.find(args.profile, args.cluster_dir).engine_file
-    deadline = time.monotonic() + args.timeout
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)  # the controller may still be starting
-    return read_connection_file(path)
+    if args.connection_file:
+        info = read_connection_file(args.connection_file)
+    else:
+        env = connection_from_env() if not args.cluster_dir else None
+        if env is not None:
+            info = env
+        else:
+            from ..cluster.paths import ClusterDir
+
+            path = ClusterDir.find(args.profile, args.cluster_dir).engine_file
+            deadline = time.monotonic() + args.timeout
+            while not path.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)  # the controller may still be starting
+            info = read_connection_file(path)
+    missing = {"engine", "heartbeat"} - set(info.addresses)
+    if missing:
+        raise ConnectionFileError(
+            f"the connection info has no {' or '.join(sorted(missing))} address: engines need the "
+            "controller's engine.json, not client.json"
+        )
+    return info
 
 
 def main(args: argparse.Namespace) -> int:
@@ -240,7 +254,13 @@ def main(args: argparse.Namespace) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    info = _find_connection(args)
+    from ..errors import KernelError
+
+    try:
+        info = _find_connection(args)
+    except KernelError as e:
+        print(f"multiengine engine: {e}", file=sys.stderr)
+        return 2
     mpi: Any = None
     desired = None
     if args.mpi:

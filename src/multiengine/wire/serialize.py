@@ -2,9 +2,10 @@
 
 Values are pickled with protocol 5 by cloudpickle, so lambdas, closures, default
 arguments and functions defined in ``__main__`` travel by value. Buffers of at least
-:data:`OOB_THRESHOLD` bytes (numpy arrays, bytearrays, memoryviews, large ``bytes``)
-are taken out of the pickle stream and sent as their own zero-copy frames; on arrival
-they are used in place, so arrays are writable and were never copied by the wire.
+:data:`OOB_THRESHOLD` bytes (numpy arrays; ``bytes`` and ``bytearray`` values at the top
+of a value or one level into a dict, list or tuple) are taken out of the pickle stream
+and sent as their own zero-copy frames; arrays are used in place on arrival, so they
+are writable and were never copied by the wire.
 
 :func:`serialize` and :class:`Serialized` are the seed's explicit form, used by
 ``push_serialized``/``pull_serialized``.
@@ -63,12 +64,49 @@ def _send_module_by_value(module_name: str | None) -> None:
             pass
 
 
+class _OutOfBand:
+    """A large ``bytes``/``bytearray`` to be sent as its own frame.
+
+    The pickler handles these two types before any hook can see them, so values are
+    wrapped before pickling (see :func:`_wrap_large`) and come back as themselves.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes | bytearray) -> None:
+        self.value = value
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        rebuild = _bytes_from_buffer if type(self.value) is bytes else _bytearray_from_buffer
+        return rebuild, (pickle.PickleBuffer(self.value),)
+
+
+def _bytearray_from_buffer(buf: Any) -> bytearray:
+    return bytearray(buf)
+
+
+def _is_large(v: Any) -> bool:
+    return type(v) in (bytes, bytearray) and len(v) >= OOB_THRESHOLD
+
+
+def _wrap_large(obj: Any) -> Any:
+    """Wrap large bytes found at the top or one level into a dict, list or tuple."""
+    if _is_large(obj):
+        return _OutOfBand(obj)
+    t = type(obj)
+    if t is dict and any(_is_large(v) for v in obj.values()):
+        return {k: _OutOfBand(v) if _is_large(v) else v for k, v in obj.items()}
+    if t in (list, tuple) and any(_is_large(v) for v in obj):
+        return t(_OutOfBand(v) if _is_large(v) else v for v in obj)
+    if t is tuple and obj and type(obj[0]) is dict:  # the argument tuples of push & co.
+        return (_wrap_large(obj[0]), *obj[1:])
+    return obj
+
+
 class _Pickler(cloudpickle.Pickler):
-    """cloudpickle, plus large ``bytes`` sent out of band and local modules by value."""
+    """cloudpickle, plus functions of the user's local modules sent by value."""
 
     def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is bytes and len(obj) >= OOB_THRESHOLD:
-            return _bytes_from_buffer, (pickle.PickleBuffer(obj),)
         if isinstance(obj, (types.FunctionType, type)):
             _send_module_by_value(getattr(obj, "__module__", None))
         return super().reducer_override(obj)
@@ -89,7 +127,7 @@ def dumps(obj: Any) -> tuple[bytes, list[Any]]:
 
     f = io.BytesIO()
     try:
-        _Pickler(f, protocol=5, buffer_callback=keep).dump(obj)
+        _Pickler(f, protocol=5, buffer_callback=keep).dump(_wrap_large(obj))
     except SerializationError:
         raise
     except Exception as e:  # PicklingError, TypeError, AttributeError, RecursionError...
@@ -117,11 +155,21 @@ def rebind_globals(obj: Any, namespace: dict[str, Any]) -> Any:
     (``testPushFunctionGlobal``). cloudpickle gives them a private globals dict holding
     only what they referenced on the client; those values are added to the namespace
     where it does not define the name yet, and the function is rebuilt on it. Functions
-    of importable modules keep their module's globals.
+    of modules keep their module's globals; for the user's own modules (sent by value)
+    a name the module does not define is filled in from the engine's namespace.
     """
     if not isinstance(obj, types.FunctionType):
         return obj
-    mod = sys.modules.get(obj.__module__ or "")
+    if obj.__module__ not in ("__main__", None):
+        mod = sys.modules.get(obj.__module__)
+        if mod is None or mod.__dict__ is not obj.__globals__:
+            # sent by value from the user's own module: it keeps its module's globals;
+            # names its module does not define are taken from the engine, as they are now
+            for name in _global_names(obj.__code__):
+                if name not in obj.__globals__ and name in namespace:
+                    obj.__globals__[name] = namespace[name]
+        return obj
+    mod = sys.modules.get("__main__")
     if mod is not None and getattr(mod, "__dict__", None) is obj.__globals__:
         return obj
     for name, value in obj.__globals__.items():
@@ -134,6 +182,14 @@ def rebind_globals(obj: Any, namespace: dict[str, Any]) -> Any:
     f.__doc__ = obj.__doc__
     f.__module__ = "__main__"
     return f
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
 
 
 class Serialized:
