@@ -18,11 +18,15 @@ __version__ = "0.1.0"
 __all__ = [
     "Cluster",
     "CompositeError",
+    "MapTask",
     "MultiEngineClient",
     "PendingResult",
     "ResultList",
     "ResultNS",
     "Serialized",
+    "StringTask",
+    "TaskClient",
+    "TaskResult",
     "TaskRejectError",
     "errors",
     "serialize",
@@ -35,6 +39,10 @@ _LAZY = {
     "ResultList": ("multiengine.client.results", "ResultList"),
     "ResultNS": ("multiengine.client.results", "ResultNS"),
     "Serialized": ("multiengine.wire.serialize", "Serialized"),
+    "TaskClient": ("multiengine.client.taskclient", "TaskClient"),
+    "StringTask": ("multiengine.client.tasks", "StringTask"),
+    "MapTask": ("multiengine.client.tasks", "MapTask"),
+    "TaskResult": ("multiengine.client.tasks", "TaskResult"),
     "serialize": ("multiengine.wire.serialize", "serialize"),
     "CompositeError": ("multiengine.errors", "CompositeError"),
     "TaskRejectError": ("multiengine.errors", "TaskRejectError"),
@@ -45,6 +53,8 @@ if TYPE_CHECKING:
     from . import errors
     from .client.multiengine import MultiEngineClient
     from .client.results import PendingResult, ResultList, ResultNS
+    from .client.taskclient import TaskClient
+    from .client.tasks import MapTask, StringTask, TaskResult
     from .cluster.local import Cluster
     from .errors import CompositeError, TaskRejectError
     from .wire.serialize import Serialized, serialize

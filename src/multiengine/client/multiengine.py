@@ -266,6 +266,17 @@ class MultiEngineClient:
             return result
         return self._submit("kill", (), targets, block, "kill()")
 
+    def interrupt(self, targets: Any = None) -> list[None]:
+        """Interrupt what runs on the engines now (KeyboardInterrupt in the user code).
+
+        The interrupted commands fail with KeyboardInterrupt inside their CompositeError,
+        which, as any error, clears the MultiEngine commands queued behind them.
+        """
+        targets = self._find_targets(targets)
+        msg = self._request({"t": "interrupt", "targets": self._wire_targets(targets)})
+        raise_direct(msg)
+        return unpack(msg.content)  # type: ignore[no-any-return]
+
     def clear_queue(self, targets: Any = None, block: Any = None) -> Any:
         return self._submit("clear_queue", (), targets, block, "clear_queue()")
 

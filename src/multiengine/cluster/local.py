@@ -24,6 +24,7 @@ from .paths import ClusterDir, base_dir
 
 if TYPE_CHECKING:
     from ..client.multiengine import MultiEngineClient
+    from ..client.taskclient import TaskClient
 
 __all__ = ["Cluster", "ClusterStartError"]
 
@@ -59,6 +60,8 @@ class Cluster:
         heartbeat_timeout: float | None = None,
         log_level: str = "INFO",
         env: dict[str, str] | None = None,
+        task_failure_penalty: float | None = None,
+        task_timeout: float | None = None,
     ) -> None:
         if launcher != "local":
             raise ValueError(f"unknown launcher {launcher!r}: this version has 'local'")
@@ -73,6 +76,8 @@ class Cluster:
         self.timeout = timeout
         self.heartbeat_period = heartbeat_period
         self.heartbeat_timeout = heartbeat_timeout
+        self.task_failure_penalty = task_failure_penalty
+        self.task_timeout = task_timeout
         self.log_level = log_level
         self.env = {**os.environ, **(env or {})}
         self.controller: subprocess.Popen[bytes] | None = None
@@ -112,6 +117,10 @@ class Cluster:
             args += ["--heartbeat-period", str(self.heartbeat_period)]
         if self.heartbeat_timeout:
             args += ["--heartbeat-timeout", str(self.heartbeat_timeout)]
+        if self.task_failure_penalty is not None:
+            args += ["--task-failure-penalty", str(self.task_failure_penalty)]
+        if self.task_timeout is not None:
+            args += ["--task-timeout", str(self.task_timeout)]
         for f in (self.cluster_dir.client_file, self.cluster_dir.engine_file):
             f.unlink(missing_ok=True)  # so engines wait for this controller's file
         try:
@@ -213,6 +222,13 @@ class Cluster:
         from ..client.multiengine import MultiEngineClient
 
         client = MultiEngineClient(cluster_dir=self.cluster_dir.path, **kwargs)
+        self._clients.append(client)
+        return client
+
+    def task_client(self, **kwargs: Any) -> TaskClient:
+        from ..client.taskclient import TaskClient
+
+        client = TaskClient(cluster_dir=self.cluster_dir.path, **kwargs)
         self._clients.append(client)
         return client
 

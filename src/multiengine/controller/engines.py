@@ -16,9 +16,10 @@ __all__ = ["Command", "EngineState", "IdAllocator"]
 
 @dataclass(eq=False)
 class Command:
-    """One engine's share of a job: what to send, and where its answer goes."""
+    """One engine's share of a job, or one attempt of a task: what to send, and where
+    its answer goes (``job`` for MultiEngine calls, ``task`` for load-balanced tasks)."""
 
-    job: Job
+    job: Job | None
     index: int  # position of this engine in the job's targets
     name: str
     desc: str
@@ -28,6 +29,8 @@ class Command:
     xfer: dict[str, Any] | None = None  # buffers coming as pieces: {"sizes": [...], "n": count}
     pieces: list[Any] = field(default_factory=list)  # pieces arrived before dispatch
     streaming: bool = False  # dispatched: later pieces go straight to the engine
+    task: Any = None  # the scheduler's Task, for a task attempt
+    extra: dict[str, Any] | None = None  # more header fields for the engine (a time limit)
 
 
 @dataclass(eq=False)
@@ -41,6 +44,11 @@ class EngineState:
     incoming: dict[str, Any] | None = None  # a reply whose pieces are still arriving
     last_seen: float = field(default_factory=time.monotonic)
     registered_at: float = field(default_factory=time.time)
+    last_task: float = 0.0  # when a task was last handed to it (round-robin among idle engines)
+
+    @property
+    def idle(self) -> bool:
+        return self.current is None and not self.queue
 
     def queued_descs(self) -> list[str]:
         return [c.desc for c in self.queue]

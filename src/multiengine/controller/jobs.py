@@ -25,6 +25,7 @@ class Part:
     frames: list[Any]  # content, then buffers (or their pieces, when sizes is set)
     sizes: list[int] | None = None  # buffer sizes, when frames after content are pieces
     piece: int | None = None  # the sender's piece size, with sizes
+    flags: dict[str, Any] | None = None  # a task attempt's outcome flags from the engine
 
 
 def _size(frames: list[Any]) -> int:

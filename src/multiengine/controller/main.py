@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reuse", action="store_true", help="reuse the key and ports of existing connection files")
     p.add_argument("--heartbeat-period", type=float, help="seconds between engine heartbeats")
     p.add_argument("--heartbeat-timeout", type=float, help="seconds of silence before an engine is dropped")
+    p.add_argument("--task-failure-penalty", type=float, default=1.0,
+                   help="seconds before a task that failed on an engine is offered to it again (default 1)")
+    p.add_argument("--task-timeout", type=float, default=30.0,
+                   help="seconds a task may wait for an engine that meets its dependencies (default 30)")
     p.add_argument("--parent-pid", type=int, help="stop when this process has gone (set by launchers)")
     p.add_argument("--log-level", default="INFO")
 
@@ -73,7 +77,8 @@ def main(args: argparse.Namespace) -> int:
     import zmq
 
     try:
-        ctl = Controller(key, ip, ports, hb_period, hb_timeout, parent_pid=args.parent_pid)
+        ctl = Controller(key, ip, ports, hb_period, hb_timeout, parent_pid=args.parent_pid,
+                         task_failure_penalty=args.task_failure_penalty, task_timeout=args.task_timeout)
     except zmq.ZMQError as e:
         where = f"{ip}:{ports[0]}-{ports[2]}" if ports else ip
         print(f"multiengine controller: cannot listen on {where}: {e}", file=sys.stderr)

@@ -28,6 +28,7 @@ from ..wire.message import Message, Signer, WireError, pack
 from .engines import Command, EngineState, IdAllocator
 from .jobs import Job, JobIds, Part
 from .results import ResultDesk
+from .scheduler import TaskScheduler
 
 __all__ = ["Controller"]
 
@@ -53,6 +54,8 @@ class Controller:
         heartbeat_timeout: float = 3.0,
         context: zmq.Context[Any] | None = None,
         parent_pid: int | None = None,
+        task_failure_penalty: float = 1.0,
+        task_timeout: float = 30.0,
     ) -> None:
         self.parent_pid = parent_pid
         self.signer = Signer(key)
@@ -80,8 +83,9 @@ class Controller:
         self.ids = IdAllocator()
         self.job_ids = JobIds()
         self.desk = ResultDesk(self._to_client)
+        self.scheduler = TaskScheduler(self, task_failure_penalty, task_timeout)
         self._xfers: dict[tuple[bytes, Any], list[Any]] = {}  # (client, msg id) -> [by part, pieces left]
-        self._cmd_seq = 0
+        self.next_cmd_id = 0
         self._running = True
         self._exit_at: float | None = None
         self.started = time.time()
@@ -107,7 +111,8 @@ class Controller:
             poller.register(s, zmq.POLLIN)
         next_sweep = time.monotonic() + self.hb_period
         while self._running:
-            timeout = max(0.0, next_sweep - time.monotonic())
+            wake = self.scheduler.next_wakeup()
+            timeout = max(0.0, min(next_sweep, wake if wake is not None else next_sweep) - time.monotonic())
             for sock, _ in poller.poll(int(timeout * 1000)):
                 handler = handlers[sock]
                 for _ in range(DRAIN):
@@ -126,6 +131,8 @@ class Controller:
                     except Exception:
                         log.exception("error handling %r message; the controller goes on", msg.header.get("t"))
             now = time.monotonic()
+            if wake is not None and now >= wake:
+                self.scheduler.schedule()
             if now >= next_sweep:
                 self._sweep(now)
                 next_sweep = now + self.hb_period
@@ -144,6 +151,12 @@ class Controller:
     def _to_client(self, client: bytes, header: dict[str, Any], content: Any = b"", buffers: list[Any] | None = None) -> None:
         self.clients.send_multipart(self.signer.frames(header, content, buffers or (), (client,)), copy=False)
 
+
+    send_to_client = _to_client
+
+    def interrupt_engine(self, engine: EngineState, cmd_id: Any, why: str) -> None:
+        """Ask an engine's heartbeat thread to interrupt the command it runs."""
+        self.hb.send_multipart(self.signer.frames({"t": "interrupt", "cmd": cmd_id, "why": why}, b"", (), (engine.ident,)))
 
     def _reply_value(self, msg: Message, value: Any) -> None:
         self._to_client(_client_of(msg), {"t": "value", "id": msg.header.get("id")}, pack(value))
@@ -172,9 +185,47 @@ class Controller:
             self._reply_value(msg, None)
         elif t == "status":
             self._reply_value(msg, self.status())
+        elif t.startswith("task_") or t == "interrupt":
+            self._on_task_message(msg)
         else:
             log.warning("unknown client message type %r", t)
             self._reply_error(_client_of(msg), msg.header.get("id"), "ProtocolError", f"unknown message type {t!r}")
+
+    def _on_task_message(self, msg: Message) -> None:
+        h = msg.header
+        t = h["t"]
+        client = _client_of(msg)
+        sched = self.scheduler
+        if t == "task_submit":
+            self._reply_value(msg, sched.submit(client, h, msg.buffers))
+        elif t == "task_result":
+            ids = h.get("ids")
+            if not isinstance(ids, list):
+                self._reply_error(client, h.get("id"), "ProtocolError", "task_result needs a list of ids")
+                return
+            sched.results(client, h.get("id"), ids, str(h.get("mode", "all")))
+        elif t == "task_abort":
+            self._reply_value(msg, sched.abort(h.get("tid")))
+        elif t == "task_status":
+            self._reply_value(msg, sched.status(bool(h.get("verbose"))))
+        elif t == "task_clear":
+            sched.clear()
+            self._reply_value(msg, None)
+        elif t == "task_spin":
+            self._reply_value(msg, sched.schedule())
+        elif t == "interrupt":
+            try:
+                targets = self._resolve_targets(h.get("targets", "all"))
+            except _Direct as e:
+                self._reply_error(client, h.get("id"), e.ename, e.evalue)
+                return
+            for eid in targets:
+                engine = self.engines[eid]
+                if engine.current is not None:
+                    self.interrupt_engine(engine, engine.current.cmd_id, "interrupt")
+            self._reply_value(msg, [None] * len(targets))
+        else:
+            self._reply_error(client, h.get("id"), "ProtocolError", f"unknown message type {t!r}")
 
     def _resolve_targets(self, targets: Any) -> list[int]:
         if targets == "all":
@@ -239,8 +290,8 @@ class Controller:
         for i, eid in enumerate(targets):
             engine = self.engines[eid]
             content, buffers = per_target[i]
-            self._cmd_seq += 1
-            cmd = Command(job, i, name, desc, content, list(buffers), self._cmd_seq)
+            self.next_cmd_id += 1
+            cmd = Command(job, i, name, desc, content, list(buffers), self.next_cmd_id)
             if xfer:
                 p = i if splits is not None else 0
                 cmd.xfer = {"sizes": xfer["sizes"][p], "n": xfer["n"][p], "piece": xfer.get("piece")}
@@ -249,7 +300,7 @@ class Controller:
         if xfer:
             self._xfers[(client, h.get("id"))] = [by_part, sum(xfer["n"])]
         for eid in set(targets):
-            self._dispatch(self.engines[eid])
+            self.dispatch(self.engines[eid])
 
     def _client_piece(self, msg: Message) -> None:
         """A piece of a large buffer from a client: to the engine now, or kept until dispatch."""
@@ -261,7 +312,7 @@ class Controller:
         piece = msg.buffers[0]
         cmds: list[Command] = state[0].get(msg.header.get("p", 0), [])
         for cmd in cmds:
-            if cmd.streaming:
+            if cmd.streaming and cmd.job is not None:
                 engine = self.engines.get(cmd.job.targets[cmd.index])
                 if engine is not None and engine.current is cmd:
                     self._send_piece(engine, cmd, piece)
@@ -297,12 +348,16 @@ class Controller:
         """Drop every queued (not running) command on ``engine`` with QueueCleared."""
         queued, engine.queue = engine.queue, type(engine.queue)()
         for cmd in queued:
+            if cmd.task is not None:
+                self.scheduler.requeue(cmd.task)  # a task is not cleared: it goes back to wait
+                continue
+            assert cmd.job is not None
             part = _err("QueueCleared", cmd.desc)
             part.engine_id = engine.id
             if cmd.job.set_part(cmd.index, part):
                 self._complete(cmd.job)
 
-    def _dispatch(self, engine: EngineState) -> None:
+    def dispatch(self, engine: EngineState) -> None:
         if engine.current is not None or not engine.queue:
             return
         cmd = engine.queue.popleft()
@@ -312,6 +367,8 @@ class Controller:
             header["xfer"] = cmd.xfer
         if cmd.buffers:
             header["raw"] = True  # out-of-band buffers; the content (the pickle) is hashed
+        if cmd.extra:
+            header.update(cmd.extra)
         self.engine_sock.send_multipart(
             self.signer.frames(header, cmd.content, cmd.buffers, (engine.ident,)), copy=False
         )
@@ -362,6 +419,7 @@ class Controller:
             log.info("Engine Info: %d %s %d", eid, engine.host, engine.pid)
         reply = {"t": "registered", "id": engine.id, "hb_period": self.hb_period, "hb_timeout": self.hb_timeout}
         self.engine_sock.send_multipart(self.signer.frames(reply, b"", (), (ident,)))
+        self.scheduler.schedule()
 
     def _on_reply(self, engine: EngineState, msg: Message) -> None:
         cmd = engine.current
@@ -371,27 +429,31 @@ class Controller:
             return
         status = h.get("status", "ok")
         enc = str(h.get("enc", "p"))
+        flags = h.get("task")
         xfer = h.get("xfer")
         if xfer:
             job = cmd.job
-            stream = job.block and len(job.targets) == 1 and not job.discarded
+            stream = job is not None and job.block and len(job.targets) == 1 and not job.discarded
             engine.incoming = {"status": status, "enc": enc, "content": msg.content, "sizes": xfer["sizes"],
-                               "piece": xfer.get("piece"), "left": xfer["n"], "pieces": [], "stream": stream}
-            if stream:
+                               "piece": xfer.get("piece"), "left": xfer["n"], "pieces": [], "stream": stream,
+                               "flags": flags}
+            if stream and job is not None:
                 job.streamed = True
                 head = {"t": "result", "id": job.msg_id, "job": job.job_id, "stream": xfer["n"],
                         "parts": [[engine.id, status, enc, xfer["n"], xfer["sizes"], xfer.get("piece")]]}
                 self._to_client(job.client, head, b"", [msg.content])
             return
         engine.current = None
-        self._finish_reply(engine, cmd, Part(engine.id, status, enc, [msg.content, *msg.buffers]))
+        part = Part(engine.id, status, enc, [msg.content, *msg.buffers])
+        part.flags = flags if isinstance(flags, dict) else None
+        self._finish_reply(engine, cmd, part)
 
     def _engine_piece(self, engine: EngineState, piece: Any) -> None:
         inc = engine.incoming
         cmd = engine.current
         if inc is None or cmd is None:
             return
-        if inc["stream"]:
+        if inc["stream"] and cmd.job is not None:
             self._to_client(cmd.job.client, {"t": "chunk", "id": cmd.job.msg_id, "raw": True}, b"", [piece])
         else:
             inc["pieces"].append(piece)
@@ -401,9 +463,16 @@ class Controller:
         engine.incoming = None
         engine.current = None
         part = Part(engine.id, inc["status"], inc["enc"], [inc["content"], *inc["pieces"]], inc["sizes"], inc["piece"])
+        part.flags = inc["flags"] if isinstance(inc["flags"], dict) else None
         self._finish_reply(engine, cmd, part)
 
     def _finish_reply(self, engine: EngineState, cmd: Command, part: Part) -> None:
+        if cmd.task is not None:  # a task's failure clears nothing
+            self.scheduler.on_reply(engine, cmd.task, part)
+            self.dispatch(engine)
+            self.scheduler.schedule()
+            return
+        assert cmd.job is not None
         status = part.status
         if status == "error":
             self._clear_queue(engine)  # later commands usually depend on the failed one
@@ -412,7 +481,9 @@ class Controller:
         if cmd.name == "kill" and status == "ok":
             self._unregister(engine, "killed")
             return
-        self._dispatch(engine)
+        self.dispatch(engine)
+        if engine.idle:
+            self.scheduler.schedule()
 
     def _unregister(self, engine: EngineState, why: str) -> None:
         if self.engines.get(engine.id) is not engine:
@@ -422,16 +493,22 @@ class Controller:
         self.ids.release(engine.id)
         log.info("engine %d unregistered: %s", engine.id, why)
         lost = ([engine.current] if engine.current else []) + list(engine.queue)
-        if engine.current is not None and engine.incoming is not None and engine.incoming["stream"]:
-            engine.current.job.streamed = False  # the client gets the error as a whole result
+        current = engine.current
+        if current is not None and current.job is not None and engine.incoming is not None and engine.incoming["stream"]:
+            current.job.streamed = False  # the client gets the error as a whole result
         engine.current = None
         engine.incoming = None
         engine.queue.clear()
         for cmd in lost:
+            if cmd.task is not None:
+                self.scheduler.on_lost(cmd.task, engine.id, why)
+                continue
+            assert cmd.job is not None
             part = _err("EngineError", f"engine {engine.id} was lost ({why}) with {cmd.desc} on it")
             part.engine_id = engine.id
             if cmd.job.set_part(cmd.index, part):
                 self._complete(cmd.job)
+        self.scheduler.schedule()
 
     def _on_heartbeat(self, msg: Message) -> None:
         ident = msg.idents[0]
@@ -449,6 +526,7 @@ class Controller:
         limit = now - self.hb_timeout
         for engine in [e for e in self.engines.values() if e.last_seen < limit]:
             self._unregister(engine, f"no heartbeat for {self.hb_timeout:g} s")
+        self.scheduler.sweep(now)
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
@@ -469,6 +547,7 @@ class Controller:
             "pending_results": len(self.desk.store),
             "pending_bytes": self.desk.store.nbytes,
             "dropped_messages": self.dropped,
+            "tasks": self.scheduler.status(False),
         }
 
 

@@ -134,6 +134,12 @@ def clear_properties(interp: Interpreter) -> None:
     interp.properties.clear()
 
 
+def task(interp: Interpreter, spec: dict[str, Any]) -> Any:
+    from .tasks import run_task
+
+    return run_task(interp, spec)
+
+
 def kill(interp: Interpreter) -> None:
     return None  # the main loop exits after replying
 
@@ -162,6 +168,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "kill": kill,
     "apply": apply,
     "map": map_chunk,
+    "task": task,
     "set_properties": set_properties,
     "get_properties": get_properties,
     "has_properties": has_properties,

@@ -53,6 +53,8 @@ class Engine:
         self._stop = threading.Event()
         self.terminating = False
         self._backlog: list[Any] = []  # messages read early, handled next
+        self._running: Any = None  # id of the command user code is running for, else None
+        self._interrupted: str | None = None  # why SIGINT was sent: "interrupt", "abort", "timeout"
 
     # ------------------------------------------------------------ registration
     def register(self, timeout: float = 10.0) -> int:
@@ -110,9 +112,38 @@ class Engine:
                 last_heard = time.monotonic()
                 if msg.header["t"] == "unknown":
                     self._lost("the controller no longer knows this engine")
+                elif msg.header["t"] == "interrupt":
+                    self.interrupt(msg.header.get("cmd"), str(msg.header.get("why", "interrupt")))
             if time.monotonic() - last_heard > limit:
                 self._lost(f"no answer from the controller for {limit:g} s")
         hb.close()
+
+    def interrupt(self, cmd_id: Any, why: str) -> None:
+        """Raise KeyboardInterrupt in the user code running for ``cmd_id`` (any, if None)."""
+        running = self._running
+        if running is None or (cmd_id is not None and cmd_id != running):
+            return
+        self._interrupted = why
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._running is not None:  # only user code is interrupted; the loop itself is not
+            raise KeyboardInterrupt
+
+    def _arm_time_limit(self, cmd_id: Any, seconds: float) -> threading.Thread:
+        def watch() -> None:
+            deadline = time.monotonic() + seconds
+            while self._running == cmd_id:
+                left = deadline - time.monotonic()
+                if left > 0:
+                    time.sleep(min(left, 0.05))
+                    continue
+                self.interrupt(cmd_id, "timeout")
+                deadline = time.monotonic() + 0.5  # again, if the code swallowed it
+
+        t = threading.Thread(target=watch, name="multiengine-time-limit", daemon=True)
+        t.start()
+        return t
 
     def _lost(self, why: str) -> None:
         log.error("engine %d stopping: %s", self.id, why)
@@ -135,8 +166,27 @@ class Engine:
             asm.add(msg.buffers[0])
         return asm.buffers
 
-    def _send_reply(self, cmd_id: Any, status: str, content: Any, buffers: list[Any]) -> None:
+    def _classify(self, e: BaseException, h: dict[str, Any]) -> tuple[BaseException, dict[str, Any]]:
+        """Turn an interrupt into the error it stands for; collect the scheduler's flags."""
+        from ..errors import TaskAborted, TaskTimeout
+
+        why = self._interrupted
+        self._interrupted = None
+        flags: dict[str, Any] = dict(getattr(e, "_multiengine_task", None) or {})
+        if isinstance(e, KeyboardInterrupt) and why == "timeout":
+            e = TaskTimeout(f"the task exceeded its time limit of {float(h['tl']):g} s and was interrupted")
+            flags.update(why="timeout", retry=False)
+        elif isinstance(e, KeyboardInterrupt) and why == "abort":
+            e = TaskAborted("the task was aborted while it ran")
+            flags.update(why="aborted", retry=False)
+        return e, flags
+
+    def _send_reply(
+        self, cmd_id: Any, status: str, content: Any, buffers: list[Any], flags: dict[str, Any] | None = None
+    ) -> None:
         reply: dict[str, Any] = {"t": "reply", "cmd": cmd_id, "status": status, "enc": "p" if status == "ok" else "m"}
+        if flags:
+            reply["task"] = flags
         if buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD:
             sizes, pieces = chunks.split(buffers)
             reply["xfer"] = chunks.announce(sizes, len(pieces))
@@ -165,7 +215,9 @@ class Engine:
                 log.warning("unexpected message type %r", h["t"])
                 continue
             name = h.get("name")
+            cmd_id = h.get("cmd")
             status = "ok"
+            flags: dict[str, Any] = {}
             try:
                 buffers = msg.buffers
                 xfer = h.get("xfer")
@@ -173,14 +225,22 @@ class Engine:
                     buffers = self._recv_buffers(xfer)
                 handler = COMMANDS[name]
                 args = loads(msg.content, buffers) if len(msg.content) else ()
-                value = handler(self.interp, *args)
+                self._interrupted = None
+                self._running = cmd_id
+                if h.get("tl"):
+                    self._arm_time_limit(cmd_id, float(h["tl"]))
+                try:
+                    value = handler(self.interp, *args)
+                finally:
+                    self._running = None
                 content, buffers = dumps(value)
             except BaseException as e:  # user code may raise anything, even SystemExit
                 if self.terminating:
                     raise
                 status = "error"
+                e, flags = self._classify(e, h)
                 content, buffers = self._error_payload(e, name), []
-            self._send_reply(h.get("cmd"), status, content, buffers)
+            self._send_reply(cmd_id, status, content, buffers, flags)
             if name == "kill" and status == "ok":
                 return
 
@@ -276,6 +336,7 @@ def main(args: argparse.Namespace) -> int:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, engine._on_sigint)
     try:
         engine.register(args.timeout)
         engine.start_heartbeat()

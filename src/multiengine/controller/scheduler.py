@@ -1,0 +1,357 @@
+"""The load-balanced task scheduler, inside the controller.
+
+Tasks wait here, highest ``priority`` first and in submission order among equals,
+until an engine is idle (no command running or queued on it); then one task goes into
+that engine's FIFO queue, the same queue MultiEngine commands use. A task that fails
+is retried while it has retries left, on another engine whenever one is free: the
+engine it failed on is not offered it again for ``failure_penalty`` seconds. After the
+retries, its recovery task (if any) runs under the same id. A task whose ``depend``
+predicate is false on every engine for ``idle_timeout`` seconds fails with
+TaskTimeout, as in the seed. Results stay until a client calls ``clear``.
+
+The scheduler never unpickles a task: the client sends, beside each pickled task, the
+few fields scheduling needs (priority, retries, time limit, kind).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..wire.message import pack
+from .engines import Command, EngineState
+from .jobs import Part
+
+if TYPE_CHECKING:
+    from .relay import Controller
+
+__all__ = ["TaskScheduler", "Task", "Spec"]
+
+log = logging.getLogger("multiengine.controller")
+
+
+@dataclass(eq=False)
+class Spec:
+    """One link of a task's chain: the task itself, then its recovery tasks."""
+
+    content: Any
+    buffers: list[Any]
+    raw: Any
+    kind: str  # "string" or "map"
+    priority: int
+    retries: int
+    time_limit: float | None
+    retry_lost: bool  # retry when the engine dies under it
+    desc: str
+
+
+@dataclass(eq=False)
+class Task:
+    tid: int
+    client: bytes
+    chain: list[Spec]
+    seq: int
+    level: int = 0
+    retries_left: int = 0
+    state: str = "scheduled"  # scheduled | pending | succeeded | failed
+    engine_id: int | None = None
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    completed: float | None = None
+    result: Part | None = None
+    failed_on: set[int] = field(default_factory=set)
+    penalty: dict[int, float] = field(default_factory=dict)  # engine id -> not before (monotonic)
+    unmet: set[int] = field(default_factory=set)  # engines whose depend was false
+    unmet_since: float | None = None
+    aborting: bool = False
+    cmd: Command | None = None
+
+    @property
+    def spec(self) -> Spec:
+        return self.chain[self.level]
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("succeeded", "failed")
+
+
+def _error(ename: str, evalue: str, engine_id: int = -1) -> Part:
+    return Part(engine_id, "error", "m", [pack({"ename": ename, "evalue": evalue})])
+
+
+class TaskScheduler:
+    def __init__(self, ctl: Controller, failure_penalty: float = 1.0, idle_timeout: float = 30.0) -> None:
+        self.ctl = ctl
+        self.failure_penalty = failure_penalty
+        self.idle_timeout = idle_timeout
+        self.tasks: dict[int, Task] = {}
+        self._ready: list[tuple[int, int, int]] = []  # (-priority, seq, tid)
+        self._next_tid = 0
+        self._seq = 0
+        self._waiters: dict[int, list[list[Any]]] = {}  # tid -> waiters [client, msg_id, ids, mode]
+
+    # ------------------------------------------------------------ from clients
+    def submit(self, client: bytes, header: dict[str, Any], frames: list[Any]) -> list[int]:
+        tids = []
+        pos = 0
+        raw = set(header.get("raw") or ())
+        for chain_info in header["tasks"]:
+            chain = []
+            for info in chain_info:
+                nbuf = int(info.get("nbuf", 0))
+                content = frames[pos]
+                buffers = frames[pos + 1 : pos + 1 + nbuf]
+                # buffers the client marked raw stay raw on the way to the engine
+                spec_raw = True if nbuf and all(i in raw for i in range(pos + 1, pos + 1 + nbuf)) else None
+                pos += 1 + nbuf
+                tl = info.get("tl")
+                chain.append(
+                    Spec(content, list(buffers), spec_raw, str(info.get("kind", "map")), int(info.get("pri", 0)),
+                         max(0, int(info.get("retries", 0))), float(tl) if tl else None,
+                         bool(info.get("rl", True)), str(info.get("desc", "task")))
+                )
+            tid = self._next_tid
+            self._next_tid += 1
+            self._seq += 1
+            task = Task(tid, client, chain, self._seq, retries_left=chain[0].retries)
+            self.tasks[tid] = task
+            self._push(task)
+            tids.append(tid)
+        self.schedule()
+        return tids
+
+    def abort(self, tid: Any) -> str | None:
+        """Abort a task; the text of an IndexError when it cannot be."""
+        task = self.tasks.get(tid)
+        if task is None:
+            return f"No task #{tid}"
+        if task.done:
+            return "Task Already Aborted" if task.aborting else "Task Already Completed"
+        if task.aborting:
+            return "Task Already Aborted"
+        task.aborting = True
+        if task.state == "scheduled":
+            self._finish(task, _error("TaskAborted", f"task {tid} was aborted"), failed=True)
+        elif task.cmd is not None:
+            engine = self.ctl.engines.get(task.engine_id if task.engine_id is not None else -1)
+            if engine is not None and engine.current is task.cmd:
+                self.ctl.interrupt_engine(engine, task.cmd.cmd_id, "abort")
+            elif engine is not None and task.cmd in engine.queue:
+                engine.queue.remove(task.cmd)
+                self._finish(task, _error("TaskAborted", f"task {tid} was aborted"), failed=True)
+        return None
+
+    def results(self, client: bytes, msg_id: Any, ids: list[Any], mode: str) -> None:
+        """Answer with the results of ``ids``: now (mode "none"), or once any or all are done."""
+        known = [t for t in ids if t in self.tasks]
+        done = [t for t in known if self.tasks[t].done]
+        unknown = [t for t in ids if t not in self.tasks]
+        if mode == "none" or unknown or (mode == "any" and done) or len(done) == len(ids):
+            self._send_results(client, msg_id, ids)
+            return
+        waiter = [client, msg_id, ids, mode]
+        for t in known:
+            if not self.tasks[t].done:
+                self._waiters.setdefault(t, []).append(waiter)
+
+    def status(self, verbose: bool) -> dict[str, Any]:
+        buckets: dict[str, list[int]] = {"scheduled": [], "pending": [], "succeeded": [], "failed": []}
+        for t in self.tasks.values():
+            buckets[t.state].append(t.tid)
+        if verbose:
+            return buckets
+        return {k: len(v) for k, v in buckets.items()}
+
+    def clear(self) -> None:
+        """Forget every finished task."""
+        for tid in [t.tid for t in self.tasks.values() if t.done]:
+            del self.tasks[tid]
+
+    # ------------------------------------------------------------ scheduling
+    def _push(self, task: Task) -> None:
+        task.state = "scheduled"
+        task.engine_id = None
+        task.cmd = None
+        heapq.heappush(self._ready, (-task.spec.priority, task.seq, task.tid))
+
+    def schedule(self) -> bool:
+        """Hand waiting tasks to idle engines; True if any was handed out."""
+        if not self._ready:
+            return False
+        idle = sorted((e for e in self.ctl.engines.values() if e.idle), key=lambda e: e.last_task)
+        if not idle:
+            return False
+        now = time.monotonic()
+        skipped = []
+        handed = False
+        while self._ready and idle:
+            entry = heapq.heappop(self._ready)
+            task = self.tasks.get(entry[2])
+            if task is None or task.state != "scheduled":
+                continue
+            engine = self._pick(task, idle, now)
+            if engine is None:
+                skipped.append(entry)
+                continue
+            idle.remove(engine)
+            self._assign(task, engine)
+            handed = True
+        for entry in skipped:
+            heapq.heappush(self._ready, entry)
+        return handed
+
+    def _pick(self, task: Task, idle: list[EngineState], now: float) -> EngineState | None:
+        fallback = None
+        for e in idle:
+            if e.id in task.unmet or task.penalty.get(e.id, 0.0) > now:
+                continue
+            if e.id not in task.failed_on:
+                return e
+            fallback = fallback or e
+        return fallback
+
+    def _assign(self, task: Task, engine: EngineState) -> None:
+        spec = task.spec
+        self.ctl.next_cmd_id += 1
+        cmd = Command(None, 0, "task", spec.desc, spec.content, spec.buffers, self.ctl.next_cmd_id, task=task)
+        extra: dict[str, Any] = {}
+        if spec.time_limit:
+            extra["tl"] = spec.time_limit
+        if spec.raw:
+            extra["raw"] = True
+        cmd.extra = extra or None
+        task.state = "pending"
+        task.engine_id = engine.id
+        task.cmd = cmd
+        task.started = time.time()
+        engine.last_task = time.monotonic()
+        engine.queue.append(cmd)
+        self.ctl.dispatch(engine)
+
+    def next_wakeup(self) -> float | None:
+        """When a penalty ends or an idle timeout falls due (monotonic), if soon."""
+        soonest = None
+        for _, _, tid in self._ready:
+            task = self.tasks.get(tid)
+            if task is None or task.state != "scheduled":
+                continue
+            for until in task.penalty.values():
+                soonest = until if soonest is None else min(soonest, until)
+        return soonest
+
+    def sweep(self, now: float) -> None:
+        """Idle timeouts of tasks no engine will take; then try to schedule again."""
+        engines = set(self.ctl.engines)
+        for _, _, tid in list(self._ready):
+            task = self.tasks.get(tid)
+            if task is None or task.state != "scheduled" or not task.unmet:
+                continue
+            if engines and not engines <= task.unmet:
+                task.unmet_since = None
+                continue
+            task.unmet_since = task.unmet_since or now
+            if now - task.unmet_since >= self.idle_timeout:
+                msg = f"task {tid} failed to execute due to unmet dependencies for {self.idle_timeout:g} seconds"
+                self._finish(task, _error("TaskTimeout", msg), failed=True)
+        self.schedule()
+
+    # ------------------------------------------------------------ from engines
+    def on_reply(self, engine: EngineState, task: Task, part: Part) -> None:
+        if task.cmd is None or task.state != "pending":
+            return
+        task.cmd = None
+        if task.aborting:
+            self._finish(task, _error("TaskAborted", f"task {task.tid} was aborted", engine.id), failed=True)
+            return
+        if part.status == "ok":
+            self._finish(task, part, failed=False)
+            return
+        flags = part.flags or {}
+        why = flags.get("why")
+        if why == "unmet":
+            task.unmet.add(engine.id)
+            task.penalty[engine.id] = time.monotonic() + self.failure_penalty
+            self._push(task)
+            return
+        if why in ("reject", None) and flags.get("retry", why == "reject"):
+            self._retry_or_fail(task, engine.id, part)
+            return
+        self._recover_or_fail(task, part)
+
+    def on_lost(self, task: Task, engine_id: int, why: str) -> None:
+        """The engine died with the task on it (running or queued)."""
+        if task.done:
+            return
+        task.cmd = None
+        part = _error("EngineError", f"engine {engine_id} was lost ({why}) while running task {task.tid}", engine_id)
+        if task.aborting:
+            self._finish(task, _error("TaskAborted", f"task {task.tid} was aborted", engine_id), failed=True)
+        elif task.spec.retry_lost:
+            self._retry_or_fail(task, engine_id, part)
+        else:
+            self._recover_or_fail(task, part)
+
+    def requeue(self, task: Task) -> None:
+        """A task taken back from an engine's queue before it ran (not an attempt)."""
+        if not task.done:
+            self._push(task)
+
+    def _retry_or_fail(self, task: Task, engine_id: int, part: Part) -> None:
+        task.failed_on.add(engine_id)
+        if task.retries_left > 0:
+            task.retries_left -= 1
+            task.penalty[engine_id] = time.monotonic() + self.failure_penalty
+            self._push(task)
+        else:
+            self._recover_or_fail(task, part)
+
+    def _recover_or_fail(self, task: Task, part: Part) -> None:
+        if task.level + 1 < len(task.chain):
+            task.level += 1
+            task.retries_left = task.spec.retries
+            task.failed_on.clear()
+            task.penalty.clear()
+            task.unmet.clear()
+            self._push(task)
+        else:
+            self._finish(task, part, failed=True)
+
+    def _finish(self, task: Task, part: Part, failed: bool) -> None:
+        task.state = "failed" if failed else "succeeded"
+        task.result = part
+        task.completed = time.time()
+        task.cmd = None
+        for waiter in self._waiters.pop(task.tid, ()):
+            client, msg_id, ids, mode = waiter
+            if waiter[3] == "sent":
+                continue
+            if mode == "any" or all(self.tasks[t].done for t in ids if t in self.tasks):
+                waiter[3] = "sent"
+                self._send_results(client, msg_id, ids)
+
+    # ------------------------------------------------------------ answers
+    def _send_results(self, client: bytes, msg_id: Any, ids: list[Any]) -> None:
+        items = []
+        frames: list[Any] = []
+        raw: list[int] = []
+        for tid in ids:
+            task = self.tasks.get(tid)
+            if task is None:
+                items.append([tid, "unknown"])
+                continue
+            if not task.done or task.result is None:
+                items.append([tid, task.state])
+                continue
+            p = task.result
+            started = task.started or task.submitted
+            items.append([tid, task.state, task.spec.kind, p.engine_id, p.status, p.enc, len(p.frames) - 1,
+                          task.submitted, task.completed, (task.completed or started) - started, p.sizes, p.piece])
+            raw.extend(range(len(frames) + 1, len(frames) + len(p.frames)))
+            frames.extend(p.frames)
+        header: dict[str, Any] = {"t": "task_results", "id": msg_id, "items": items}
+        if raw:
+            header["raw"] = raw
+        self.ctl.send_to_client(client, header, b"", frames)
