@@ -38,7 +38,7 @@ def multiengine_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def cluster(multiengine_dir: Path) -> Iterator[Cluster]:
-    c = Cluster(n=4, heartbeat_period=0.25, heartbeat_timeout=2.0)
+    c = Cluster(n=4, heartbeat_period=0.25, heartbeat_timeout=2.0, task_failure_penalty=0.05)
     with c:
         yield c
     for p in c.engines:
@@ -57,12 +57,22 @@ def mec(cluster: Cluster) -> Iterator[multiengine.MultiEngineClient]:
 
 
 @pytest.fixture
+def tc(cluster: Cluster, mec: multiengine.MultiEngineClient) -> Iterator[multiengine.TaskClient]:
+    """A task client of the shared cluster; engines reset (by ``mec``) and old tasks cleared."""
+    client = cluster.task_client()
+    client.clear()
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def fresh_cluster(multiengine_dir: Path) -> Iterator[Callable[..., Cluster]]:
     started: list[Cluster] = []
 
     def make(n: int = 2, **kwargs: object) -> Cluster:
         kwargs.setdefault("heartbeat_period", 0.25)
         kwargs.setdefault("heartbeat_timeout", 1.5)
+        kwargs.setdefault("task_failure_penalty", 0.05)
         c = Cluster(n=n, **kwargs)  # type: ignore[arg-type]
         started.append(c)
         return c.start()
