@@ -40,7 +40,8 @@ class EngineState:
     pid: int
     host: str
     queue: deque[Command] = field(default_factory=deque)
-    current: Command | None = None
+    current: Command | None = None  # sent and running (or first in line on the engine)
+    ahead: deque[Command] = field(default_factory=deque)  # tasks sent behind current (prefetch)
     incoming: dict[str, Any] | None = None  # a reply whose pieces are still arriving
     last_seen: float = field(default_factory=time.monotonic)
     registered_at: float = field(default_factory=time.time)
@@ -50,8 +51,19 @@ class EngineState:
     def idle(self) -> bool:
         return self.current is None and not self.queue
 
+    @property
+    def load(self) -> int:
+        """Commands on this engine: running, sent ahead, and queued here."""
+        return (self.current is not None) + len(self.ahead) + len(self.queue)
+
+    def only_tasks(self) -> bool:
+        """True when nothing but tasks is running, sent ahead, or queued."""
+        return (self.current is None or self.current.task is not None) and all(
+            c.task is not None for c in (*self.ahead, *self.queue)
+        )
+
     def queued_descs(self) -> list[str]:
-        return [c.desc for c in self.queue]
+        return [c.desc for c in (*self.ahead, *self.queue)]
 
 
 class IdAllocator:

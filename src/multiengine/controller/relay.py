@@ -38,6 +38,11 @@ DRAIN = 64  # messages taken from one socket per wakeup before looking at the ot
 # Commands that first drop what is queued on the engine (the seed's reset and kill).
 CLEARS_FIRST = frozenset({"reset", "kill"})
 CONTROLLER_LOCAL = frozenset({"queue_status", "clear_queue"})
+# Tasks sent to a busy engine ahead of time, so it never waits for the controller
+# between two tasks. Only tasks, only behind tasks, and only this many: a failing task
+# takes the ones sent ahead back (they return to the scheduler), and priorities keep
+# ordering what still waits in the controller.
+PREFETCH = 2
 
 
 def _err(ename: str, evalue: str) -> Part:
@@ -130,6 +135,7 @@ class Controller:
                         handler(msg)
                     except Exception:
                         log.exception("error handling %r message; the controller goes on", msg.header.get("t"))
+            self.scheduler.flush()
             now = time.monotonic()
             if wake is not None and now >= wake:
                 self.scheduler.schedule()
@@ -358,10 +364,25 @@ class Controller:
                 self._complete(cmd.job)
 
     def dispatch(self, engine: EngineState) -> None:
-        if engine.current is not None or not engine.queue:
-            return
-        cmd = engine.queue.popleft()
-        engine.current = cmd
+        """Send the engine its next command, and tasks ahead while it runs tasks."""
+        if engine.current is None and engine.queue:
+            engine.current = engine.queue.popleft()
+            self._send_cmd(engine, engine.current)
+        while (
+            engine.queue
+            and engine.current is not None
+            and engine.current.task is not None
+            and engine.queue[0].task is not None
+            and len(engine.ahead) < PREFETCH
+        ):
+            cmd = engine.queue.popleft()
+            engine.ahead.append(cmd)
+            self._send_cmd(engine, cmd)
+
+    def _next_current(self, engine: EngineState) -> None:
+        engine.current = engine.ahead.popleft() if engine.ahead else None
+
+    def _send_cmd(self, engine: EngineState, cmd: Command) -> None:
         header: dict[str, Any] = {"t": "cmd", "cmd": cmd.cmd_id, "name": cmd.name}
         if cmd.xfer is not None:
             header["xfer"] = cmd.xfer
@@ -443,7 +464,7 @@ class Controller:
                         "parts": [[engine.id, status, enc, xfer["n"], xfer["sizes"], xfer.get("piece")]]}
                 self._to_client(job.client, head, b"", [msg.content])
             return
-        engine.current = None
+        self._next_current(engine)
         part = Part(engine.id, status, enc, [msg.content, *msg.buffers])
         part.flags = flags if isinstance(flags, dict) else None
         self._finish_reply(engine, cmd, part)
@@ -461,7 +482,7 @@ class Controller:
         if inc["left"] > 0:
             return
         engine.incoming = None
-        engine.current = None
+        self._next_current(engine)
         part = Part(engine.id, inc["status"], inc["enc"], [inc["content"], *inc["pieces"]], inc["sizes"], inc["piece"])
         part.flags = inc["flags"] if isinstance(inc["flags"], dict) else None
         self._finish_reply(engine, cmd, part)
@@ -493,15 +514,22 @@ class Controller:
         self.ids.release(engine.id)
         log.info("engine %d unregistered: %s", engine.id, why)
         lost = ([engine.current] if engine.current else []) + list(engine.queue)
+        sent_ahead = list(engine.ahead)  # never started: they go back to wait, not as failures
+        engine.ahead.clear()
         current = engine.current
         if current is not None and current.job is not None and engine.incoming is not None and engine.incoming["stream"]:
             current.job.streamed = False  # the client gets the error as a whole result
         engine.current = None
         engine.incoming = None
         engine.queue.clear()
+        for cmd in sent_ahead:
+            self.scheduler.requeue(cmd.task)
         for cmd in lost:
             if cmd.task is not None:
-                self.scheduler.on_lost(cmd.task, engine.id, why)
+                if cmd is current:
+                    self.scheduler.on_lost(cmd.task, engine.id, why)
+                else:
+                    self.scheduler.requeue(cmd.task)
                 continue
             assert cmd.job is not None
             part = _err("EngineError", f"engine {engine.id} was lost ({why}) with {cmd.desc} on it")

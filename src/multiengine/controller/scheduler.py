@@ -92,6 +92,8 @@ class TaskScheduler:
         self._next_tid = 0
         self._seq = 0
         self._waiters: dict[int, list[list[Any]]] = {}  # tid -> waiters [client, msg_id, ids, mode]
+        self._due: dict[int, tuple[list[Any], list[int]]] = {}  # answers to send at the end of this turn
+        self._penalties: list[tuple[float, int]] = []  # (until, tid): when a penalized task may go again
 
     # ------------------------------------------------------------ from clients
     def submit(self, client: bytes, header: dict[str, Any], frames: list[Any]) -> list[int]:
@@ -137,7 +139,8 @@ class TaskScheduler:
             self._finish(task, _error("TaskAborted", f"task {tid} was aborted"), failed=True)
         elif task.cmd is not None:
             engine = self.ctl.engines.get(task.engine_id if task.engine_id is not None else -1)
-            if engine is not None and engine.current is task.cmd:
+            if engine is not None and (engine.current is task.cmd or task.cmd in engine.ahead):
+                # running: interrupted; sent ahead: the engine answers without running it
                 self.ctl.interrupt_engine(engine, task.cmd.cmd_id, "abort")
             elif engine is not None and task.cmd in engine.queue:
                 engine.queue.remove(task.cmd)
@@ -146,15 +149,18 @@ class TaskScheduler:
 
     def results(self, client: bytes, msg_id: Any, ids: list[Any], mode: str) -> None:
         """Answer with the results of ``ids``: now (mode "none"), or once any or all are done."""
-        known = [t for t in ids if t in self.tasks]
-        done = [t for t in known if self.tasks[t].done]
-        unknown = [t for t in ids if t not in self.tasks]
-        if mode == "none" or unknown or (mode == "any" and done) or len(done) == len(ids):
+        tasks = self.tasks
+        unknown = [t for t in ids if t not in tasks]
+        done = [t for t in ids if t in tasks and tasks[t].done]
+        if mode == "any" and done and not unknown:
+            self._send_results(client, msg_id, done)  # only what is done: the rest is still pending
+            return
+        if mode == "none" or unknown or len(done) == len(ids):
             self._send_results(client, msg_id, ids)
             return
         waiter = [client, msg_id, ids, mode]
-        for t in known:
-            if not self.tasks[t].done:
+        for t in ids:
+            if not tasks[t].done:
                 self._waiters.setdefault(t, []).append(waiter)
 
     def status(self, verbose: bool) -> dict[str, Any]:
@@ -178,34 +184,42 @@ class TaskScheduler:
         heapq.heappush(self._ready, (-task.spec.priority, task.seq, task.tid))
 
     def schedule(self) -> bool:
-        """Hand waiting tasks to idle engines; True if any was handed out."""
+        """Hand waiting tasks to engines with room; True if any was handed out.
+
+        Idle engines come first; a busy engine running only tasks takes up to
+        ``PREFETCH`` more, least loaded first.
+        """
         if not self._ready:
             return False
-        idle = sorted((e for e in self.ctl.engines.values() if e.idle), key=lambda e: e.last_task)
-        if not idle:
+        from .relay import PREFETCH
+
+        free = [e for e in self.ctl.engines.values() if e.load <= PREFETCH and e.only_tasks()]
+        if not free:
             return False
         now = time.monotonic()
         skipped = []
         handed = False
-        while self._ready and idle:
+        while self._ready and free:
             entry = heapq.heappop(self._ready)
             task = self.tasks.get(entry[2])
             if task is None or task.state != "scheduled":
                 continue
-            engine = self._pick(task, idle, now)
+            free.sort(key=lambda e: (e.load, e.last_task))
+            engine = self._pick(task, free, now)
             if engine is None:
                 skipped.append(entry)
                 continue
-            idle.remove(engine)
             self._assign(task, engine)
             handed = True
+            if engine.load > PREFETCH:
+                free.remove(engine)
         for entry in skipped:
             heapq.heappush(self._ready, entry)
         return handed
 
-    def _pick(self, task: Task, idle: list[EngineState], now: float) -> EngineState | None:
+    def _pick(self, task: Task, free: list[EngineState], now: float) -> EngineState | None:
         fallback = None
-        for e in idle:
+        for e in free:
             if e.id in task.unmet or task.penalty.get(e.id, 0.0) > now:
                 continue
             if e.id not in task.failed_on:
@@ -232,15 +246,21 @@ class TaskScheduler:
         self.ctl.dispatch(engine)
 
     def next_wakeup(self) -> float | None:
-        """When a penalty ends or an idle timeout falls due (monotonic), if soon."""
-        soonest = None
-        for _, _, tid in self._ready:
+        """When the next penalty ends (monotonic), so a penalized task can go again."""
+        heap = self._penalties
+        now = time.monotonic()
+        while heap:
+            until, tid = heap[0]
             task = self.tasks.get(tid)
-            if task is None or task.state != "scheduled":
-                continue
-            for until in task.penalty.values():
-                soonest = until if soonest is None else min(soonest, until)
-        return soonest
+            if task is not None and task.state == "scheduled" and until > now - 1.0:
+                return until
+            heapq.heappop(heap)
+        return None
+
+    def _penalize(self, task: Task, engine_id: int) -> None:
+        until = time.monotonic() + self.failure_penalty
+        task.penalty[engine_id] = until
+        heapq.heappush(self._penalties, (until, task.tid))
 
     def sweep(self, now: float) -> None:
         """Idle timeouts of tasks no engine will take; then try to schedule again."""
@@ -271,11 +291,16 @@ class TaskScheduler:
             return
         flags = part.flags or {}
         why = flags.get("why")
-        if why == "unmet":
-            task.unmet.add(engine.id)
-            task.penalty[engine.id] = time.monotonic() + self.failure_penalty
+        if why == "revoked":  # taken back before it ran: not an attempt
             self._push(task)
             return
+        if why == "unmet":
+            task.unmet.add(engine.id)
+            self._penalize(task, engine.id)
+            self._push(task)
+            return
+        for cmd in engine.ahead:  # a failure here: what was sent ahead goes back to wait
+            self.ctl.interrupt_engine(engine, cmd.cmd_id, "revoke")
         if why in ("reject", None) and flags.get("retry", why == "reject"):
             self._retry_or_fail(task, engine.id, part)
             return
@@ -303,7 +328,7 @@ class TaskScheduler:
         task.failed_on.add(engine_id)
         if task.retries_left > 0:
             task.retries_left -= 1
-            task.penalty[engine_id] = time.monotonic() + self.failure_penalty
+            self._penalize(task, engine_id)
             self._push(task)
         else:
             self._recover_or_fail(task, part)
@@ -325,12 +350,23 @@ class TaskScheduler:
         task.completed = time.time()
         task.cmd = None
         for waiter in self._waiters.pop(task.tid, ()):
-            client, msg_id, ids, mode = waiter
-            if waiter[3] == "sent":
+            mode = waiter[3]
+            if mode == "sent":
                 continue
-            if mode == "any" or all(self.tasks[t].done for t in ids if t in self.tasks):
+            if mode == "any":  # answered once per turn of the loop, with all that finished in it
+                self._due.setdefault(id(waiter), (waiter, []))[1].append(task.tid)
+            elif all(self.tasks[t].done for t in waiter[2] if t in self.tasks):
                 waiter[3] = "sent"
-                self._send_results(client, msg_id, ids)
+                self._send_results(waiter[0], waiter[1], waiter[2])
+
+    def flush(self) -> None:
+        """Send the answers gathered during this turn of the controller's loop."""
+        if not self._due:
+            return
+        due, self._due = self._due, {}
+        for waiter, tids in due.values():
+            waiter[3] = "sent"
+            self._send_results(waiter[0], waiter[1], tids)
 
     # ------------------------------------------------------------ answers
     def _send_results(self, client: bytes, msg_id: Any, ids: list[Any]) -> None:

@@ -54,6 +54,8 @@ class Engine:
         self.terminating = False
         self._backlog: list[Any] = []  # messages read early, handled next
         self._running: Any = None  # id of the command user code is running for, else None
+        self._revoked: dict[Any, str] = {}  # commands not started yet -> "abort" or "revoke"
+        self._start_lock = threading.Lock()
         self._interrupted: str | None = None  # why SIGINT was sent: "interrupt", "abort", "timeout"
 
     # ------------------------------------------------------------ registration
@@ -119,11 +121,21 @@ class Engine:
         hb.close()
 
     def interrupt(self, cmd_id: Any, why: str) -> None:
-        """Raise KeyboardInterrupt in the user code running for ``cmd_id`` (any, if None)."""
-        running = self._running
-        if running is None or (cmd_id is not None and cmd_id != running):
-            return
-        self._interrupted = why
+        """Raise KeyboardInterrupt in the user code running for ``cmd_id`` (any, if None).
+
+        A command that has not started yet (a task sent ahead) is instead marked: it
+        is answered without running, as aborted (``why="abort"``) or as given back to
+        the scheduler (``why="revoke"``). A revoke never interrupts running code.
+        """
+        with self._start_lock:
+            running = self._running
+            if cmd_id is not None and cmd_id != running:
+                if why in ("abort", "revoke"):
+                    self._revoked[cmd_id] = why
+                return
+            if running is None or why == "revoke":
+                return
+            self._interrupted = why
         os.kill(os.getpid(), signal.SIGINT)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -173,6 +185,10 @@ class Engine:
         why = self._interrupted
         self._interrupted = None
         flags: dict[str, Any] = dict(getattr(e, "_multiengine_task", None) or {})
+        if isinstance(e, _Revoked):
+            if e.why == "abort":
+                return TaskAborted("the task was aborted before it ran"), {"why": "aborted", "retry": False}
+            return e, {"why": "revoked", "retry": False}
         if isinstance(e, KeyboardInterrupt) and why == "timeout":
             e = TaskTimeout(f"the task exceeded its time limit of {float(h['tl']):g} s and was interrupted")
             flags.update(why="timeout", retry=False)
@@ -225,8 +241,13 @@ class Engine:
                     buffers = self._recv_buffers(xfer)
                 handler = COMMANDS[name]
                 args = loads(msg.content, buffers) if len(msg.content) else ()
-                self._interrupted = None
-                self._running = cmd_id
+                with self._start_lock:
+                    revoked = self._revoked.pop(cmd_id, None)
+                    if revoked is None:
+                        self._interrupted = None
+                        self._running = cmd_id
+                if revoked is not None:
+                    raise _Revoked(revoked)
                 if h.get("tl"):
                     self._arm_time_limit(cmd_id, float(h["tl"]))
                 try:
@@ -271,6 +292,14 @@ class Engine:
         except zmq.ZMQError:
             pass
         self.sock.close(linger=500)
+
+
+class _Revoked(Exception):
+    """A command taken back (or aborted) before it started."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"taken back before it ran ({why})")
+        self.why = why
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
