@@ -53,6 +53,7 @@ METRICS = [
     Metric("push", "push 80 MB float64, 1 engine", "GB/s", True, 1.2),
     Metric("pull", "pull 80 MB float64, 1 engine", "GB/s", True),
     Metric("map", f"map(lambda x: x, range({MAP_ITEMS})), all", "items/s", True),
+    Metric("tasks", f"{MAP_ITEMS} tiny load-balanced tasks (chunksize 1)", "tasks/s", True, 10000.0),
 ]
 
 
@@ -85,6 +86,7 @@ class Ops:
     push: Callable[[Any], Any]  # put the array on engine 0 as ``a``
     pull: Callable[[], Any]  # get ``a`` back from engine 0
     map: Callable[[Callable[[Any], Any], range], Any]  # a parallel map over every engine
+    tasks: Callable[[Callable[[Any], Any], range], Any]  # one load-balanced task per item
     drop: Callable[[], Any]  # free ``a`` on engine 0
 
 
@@ -108,6 +110,7 @@ class MultiEngine:
 
         self.cluster = Cluster(n)
         mec = self.cluster.start().multiengine_client()
+        tc = self.cluster.task_client()
         return Ops(
             execute_one=lambda: mec.execute("pass", targets=0),
             pull_tiny=lambda: mec.pull("id", targets=0),
@@ -115,6 +118,7 @@ class MultiEngine:
             push=lambda a: mec.push({"a": a}, targets=0),
             pull=lambda: mec.pull("a", targets=0)[0],
             map=lambda f, seq: mec.map(f, seq),
+            tasks=lambda f, seq: (tc.map(f, seq, chunksize=1), tc.clear())[0],
             drop=lambda: mec.execute("del a", targets=0),
         )
 
@@ -136,7 +140,7 @@ class IPyParallel:
         self.tmp = tempfile.mkdtemp(prefix="multiengine-bench-ipp-")  # a throw-away profile
         self.cluster = ipp.Cluster(n=n, profile_dir=self.tmp, log_level=logging.WARNING, engine_timeout=60)
         self.rc = self.cluster.start_and_connect_sync()
-        one, dv = self.rc[0], self.rc[:]
+        one, dv, lbv = self.rc[0], self.rc[:], self.rc.load_balanced_view()
         return Ops(
             execute_one=lambda: one.execute("pass", block=True),
             pull_tiny=lambda: one.pull("id", block=True),
@@ -144,6 +148,7 @@ class IPyParallel:
             push=lambda a: one.push({"a": a}, block=True),
             pull=lambda: one.pull("a", block=True),
             map=lambda f, seq: dv.map_sync(f, seq),
+            tasks=lambda f, seq: lbv.map_sync(f, seq, chunksize=1),
             drop=lambda: one.execute("del a", block=True),
         )
 
@@ -191,6 +196,7 @@ class Dask:
             push=push,
             pull=lambda: held["a"].result(),
             map=lambda f, seq: client.gather(client.map(f, seq, pure=False)),
+            tasks=lambda f, seq: client.gather(client.map(f, seq, pure=False)),
             drop=lambda: held.pop("a", None),
         )
 
@@ -338,6 +344,14 @@ def _maps(out: Outcome, ops: Ops, plan: Plan) -> None:
     out.store("map", MAP_ITEMS / statistics.median(xs), len(xs), plan.maps)
 
 
+def _tasks(out: Outcome, ops: Ops, plan: Plan) -> None:
+    seq, results = range(MAP_ITEMS), []
+    xs = _sample(lambda: results.append(ops.tasks(lambda x: x, seq)), plan.maps, plan.budget)
+    if any(list(r) != list(seq) for r in results):
+        raise ValueError("load-balanced map returned wrong results")
+    out.store("tasks", MAP_ITEMS / statistics.median(xs), len(xs), plan.maps)
+
+
 def measure(system: System, n: int, plan: Plan, progress: Callable[[str], None] = lambda s: None) -> Outcome:
     """Run every measurement on ``system``; stop it and end whatever it left running."""
     out = Outcome(system.name)
@@ -374,6 +388,7 @@ def measure(system: System, n: int, plan: Plan, progress: Callable[[str], None] 
             (("rtt_all",), lambda: _latency(out, "rtt_all", ops.execute_all, plan)),
             (("push", "pull"), lambda: _transfers(out, ops, plan)),
             (("map",), lambda: _maps(out, ops, plan)),
+            (("tasks",), lambda: _tasks(out, ops, plan)),
         ]
         for keys, phase in phases:
             progress(f"{system.name}: {', '.join(keys)}")
