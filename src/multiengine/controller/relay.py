@@ -24,11 +24,13 @@ from typing import Any
 
 import zmq
 
+from ..cluster.paths import pid_alive
 from ..wire.message import Message, Signer, WireError, pack
 from .engines import Command, EngineState, IdAllocator
 from .jobs import Job, JobIds, Part
 from .results import ResultDesk
 from .scheduler import TaskScheduler
+from .transfers import Transfers
 
 __all__ = ["Controller"]
 
@@ -89,7 +91,7 @@ class Controller:
         self.job_ids = JobIds()
         self.desk = ResultDesk(self._to_client)
         self.scheduler = TaskScheduler(self, task_failure_penalty, task_timeout)
-        self._xfers: dict[tuple[bytes, Any], list[Any]] = {}  # (client, msg id) -> [by part, pieces left]
+        self.transfers = Transfers(self)
         self.next_cmd_id = 0
         self._running = True
         self._exit_at: float | None = None
@@ -167,6 +169,8 @@ class Controller:
     def _reply_value(self, msg: Message, value: Any) -> None:
         self._to_client(_client_of(msg), {"t": "value", "id": msg.header.get("id")}, pack(value))
 
+    reply_value = _reply_value
+
     def _reply_error(self, client: bytes, msg_id: Any, ename: str, evalue: str) -> None:
         self._to_client(client, {"t": "error", "id": msg_id, "ename": ename, "evalue": evalue})
 
@@ -176,7 +180,7 @@ class Controller:
         if t == "submit":
             self._submit(msg)
         elif t == "chunk":
-            self._client_piece(msg)
+            self.transfers.client_piece(_client_of(msg), msg)
         elif t == "fetch":
             h = msg.header
             self.desk.fetch(_client_of(msg), h.get("id"), h.get("job"), bool(h.get("block", True)))
@@ -199,39 +203,20 @@ class Controller:
 
     def _on_task_message(self, msg: Message) -> None:
         h = msg.header
-        t = h["t"]
         client = _client_of(msg)
-        sched = self.scheduler
-        if t == "task_submit":
-            self._reply_value(msg, sched.submit(client, h, msg.buffers))
-        elif t == "task_result":
-            ids = h.get("ids")
-            if not isinstance(ids, list):
-                self._reply_error(client, h.get("id"), "ProtocolError", "task_result needs a list of ids")
-                return
-            sched.results(client, h.get("id"), ids, str(h.get("mode", "all")))
-        elif t == "task_abort":
-            self._reply_value(msg, sched.abort(h.get("tid")))
-        elif t == "task_status":
-            self._reply_value(msg, sched.status(bool(h.get("verbose"))))
-        elif t == "task_clear":
-            sched.clear()
-            self._reply_value(msg, None)
-        elif t == "task_spin":
-            self._reply_value(msg, sched.schedule())
-        elif t == "interrupt":
-            try:
-                targets = self._resolve_targets(h.get("targets", "all"))
-            except _Direct as e:
-                self._reply_error(client, h.get("id"), e.ename, e.evalue)
-                return
-            for eid in targets:
-                engine = self.engines[eid]
-                if engine.current is not None:
-                    self.interrupt_engine(engine, engine.current.cmd_id, "interrupt")
-            self._reply_value(msg, [None] * len(targets))
-        else:
-            self._reply_error(client, h.get("id"), "ProtocolError", f"unknown message type {t!r}")
+        if h["t"] != "interrupt":
+            self.scheduler.handle(client, msg)
+            return
+        try:  # interrupt what runs on some engines (MultiEngine commands or tasks)
+            targets = self._resolve_targets(h.get("targets", "all"))
+        except _Direct as e:
+            self._reply_error(client, h.get("id"), e.ename, e.evalue)
+            return
+        for eid in targets:
+            engine = self.engines[eid]
+            if engine.current is not None:
+                self.interrupt_engine(engine, engine.current.cmd_id, "interrupt")
+        self._reply_value(msg, [None] * len(targets))
 
     def _resolve_targets(self, targets: Any) -> list[int]:
         if targets == "all":
@@ -304,34 +289,9 @@ class Controller:
                 by_part.setdefault(p, []).append(cmd)
             engine.queue.append(cmd)
         if xfer:
-            self._xfers[(client, h.get("id"))] = [by_part, sum(xfer["n"])]
+            self.transfers.expect(client, h.get("id"), by_part, sum(xfer["n"]))
         for eid in set(targets):
             self.dispatch(self.engines[eid])
-
-    def _client_piece(self, msg: Message) -> None:
-        """A piece of a large buffer from a client: to the engine now, or kept until dispatch."""
-        key = (_client_of(msg), msg.header.get("x"))
-        state = self._xfers.get(key)
-        if state is None or not msg.buffers:
-            log.warning("dropped a piece of an unknown transfer")
-            return
-        piece = msg.buffers[0]
-        cmds: list[Command] = state[0].get(msg.header.get("p", 0), [])
-        for cmd in cmds:
-            if cmd.streaming and cmd.job is not None:
-                engine = self.engines.get(cmd.job.targets[cmd.index])
-                if engine is not None and engine.current is cmd:
-                    self._send_piece(engine, cmd, piece)
-            else:
-                cmd.pieces.append(piece)
-        state[1] -= 1
-        if state[1] <= 0:
-            del self._xfers[key]
-
-    def _send_piece(self, engine: EngineState, cmd: Command, piece: Any) -> None:
-        self.engine_sock.send_multipart(
-            self.signer.frames({"t": "chunk", "cmd": cmd.cmd_id, "raw": True}, b"", (piece,), (engine.ident,)), copy=False
-        )
 
     def _fail_job(self, job: Job, ename: str, evalue: str) -> None:
         for i in range(len(job.targets)):
@@ -379,7 +339,7 @@ class Controller:
             engine.ahead.append(cmd)
             self._send_cmd(engine, cmd)
 
-    def _next_current(self, engine: EngineState) -> None:
+    def next_current(self, engine: EngineState) -> None:
         engine.current = engine.ahead.popleft() if engine.ahead else None
 
     def _send_cmd(self, engine: EngineState, cmd: Command) -> None:
@@ -394,10 +354,7 @@ class Controller:
             self.signer.frames(header, cmd.content, cmd.buffers, (engine.ident,)), copy=False
         )
         if cmd.xfer is not None:
-            for piece in cmd.pieces:
-                self._send_piece(engine, cmd, piece)
-            cmd.pieces = []
-            cmd.streaming = True
+            self.transfers.dispatched(engine, cmd)
 
     def _complete(self, job: Job) -> None:
         self.desk.complete(job)
@@ -419,7 +376,7 @@ class Controller:
             self._on_reply(engine, msg)
         elif t == "chunk":
             if engine is not None and engine.incoming is not None and msg.buffers:
-                self._engine_piece(engine, msg.buffers[0])
+                self.transfers.engine_piece(engine, msg.buffers[0])
         elif t == "register":
             self._register(ident, msg)
         elif t == "bye":
@@ -452,42 +409,15 @@ class Controller:
         enc = str(h.get("enc", "p"))
         flags = h.get("task")
         xfer = h.get("xfer")
-        if xfer:
-            job = cmd.job
-            stream = job is not None and job.block and len(job.targets) == 1 and not job.discarded
-            engine.incoming = {"status": status, "enc": enc, "content": msg.content, "sizes": xfer["sizes"],
-                               "piece": xfer.get("piece"), "left": xfer["n"], "pieces": [], "stream": stream,
-                               "flags": flags}
-            if stream and job is not None:
-                job.streamed = True
-                head = {"t": "result", "id": job.msg_id, "job": job.job_id, "stream": xfer["n"],
-                        "parts": [[engine.id, status, enc, xfer["n"], xfer["sizes"], xfer.get("piece")]]}
-                self._to_client(job.client, head, b"", [msg.content])
+        if xfer:  # the buffers follow in pieces
+            self.transfers.reply_announced(engine, cmd, status, enc, flags, xfer, msg.content)
             return
-        self._next_current(engine)
+        self.next_current(engine)
         part = Part(engine.id, status, enc, [msg.content, *msg.buffers])
         part.flags = flags if isinstance(flags, dict) else None
-        self._finish_reply(engine, cmd, part)
+        self.finish_reply(engine, cmd, part)
 
-    def _engine_piece(self, engine: EngineState, piece: Any) -> None:
-        inc = engine.incoming
-        cmd = engine.current
-        if inc is None or cmd is None:
-            return
-        if inc["stream"] and cmd.job is not None:
-            self._to_client(cmd.job.client, {"t": "chunk", "id": cmd.job.msg_id, "raw": True}, b"", [piece])
-        else:
-            inc["pieces"].append(piece)
-        inc["left"] -= 1
-        if inc["left"] > 0:
-            return
-        engine.incoming = None
-        self._next_current(engine)
-        part = Part(engine.id, inc["status"], inc["enc"], [inc["content"], *inc["pieces"]], inc["sizes"], inc["piece"])
-        part.flags = inc["flags"] if isinstance(inc["flags"], dict) else None
-        self._finish_reply(engine, cmd, part)
-
-    def _finish_reply(self, engine: EngineState, cmd: Command, part: Part) -> None:
+    def finish_reply(self, engine: EngineState, cmd: Command, part: Part) -> None:
         if cmd.task is not None:  # a task's failure clears nothing
             self.scheduler.on_reply(engine, cmd.task, part)
             self.dispatch(engine)
@@ -548,7 +478,7 @@ class Controller:
         self.hb.send_multipart(self.signer.frames({"t": "pong"}, b"", (), (ident,)))
 
     def _sweep(self, now: float) -> None:
-        if self.parent_pid and os.getppid() != self.parent_pid and not _alive(self.parent_pid):
+        if self.parent_pid and os.getppid() != self.parent_pid and not pid_alive(self.parent_pid):
             log.warning("the process that started this controller (%d) has gone: stopping", self.parent_pid)
             self._running = False
         limit = now - self.hb_timeout
@@ -577,16 +507,6 @@ class Controller:
             "dropped_messages": self.dropped,
             "tasks": self.scheduler.status(False),
         }
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _client_of(msg: Message) -> bytes:

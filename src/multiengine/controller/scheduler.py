@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..wire.message import pack
+from ..wire.message import Message, pack
 from .engines import Command, EngineState
 from .jobs import Part
 
@@ -96,6 +96,33 @@ class TaskScheduler:
         self._penalties: list[tuple[float, int]] = []  # (until, tid): when a penalized task may go again
 
     # ------------------------------------------------------------ from clients
+    def handle(self, client: bytes, msg: Message) -> None:
+        """A client's ``task_*`` request."""
+        h = msg.header
+        t = h["t"]
+        answer = self.ctl.reply_value
+        if t == "task_submit":
+            answer(msg, self.submit(client, h, msg.buffers))
+        elif t == "task_result":
+            ids = h.get("ids")
+            if isinstance(ids, list):
+                self.results(client, h.get("id"), ids, str(h.get("mode", "all")))
+            else:
+                self.ctl.send_to_client(client, {"t": "error", "id": h.get("id"), "ename": "ProtocolError",
+                                                 "evalue": "task_result needs a list of ids"})
+        elif t == "task_abort":
+            answer(msg, self.abort(h.get("tid")))
+        elif t == "task_status":
+            answer(msg, self.status(bool(h.get("verbose"))))
+        elif t == "task_clear":
+            self.clear()
+            answer(msg, None)
+        elif t == "task_spin":
+            answer(msg, self.schedule())
+        else:
+            self.ctl.send_to_client(client, {"t": "error", "id": h.get("id"), "ename": "ProtocolError",
+                                             "evalue": f"unknown message type {t!r}"})
+
     def submit(self, client: bytes, header: dict[str, Any], frames: list[Any]) -> list[int]:
         tids = []
         pos = 0
