@@ -356,8 +356,47 @@ def wait_digits(path, proc):
     return digits
 
 
+def task_tour(tc, mec):
+    step(20, "Load-balanced tasks")
+    say("A TaskClient does not name engines: each task goes to whichever engine is free. The same map and "
+        "@parallel as in steps 3 and 4, as tasks:")
+    same = show("tc.map(lambda x: x**10, range(32)) == [x**10 for x in range(32)]",
+                tc.map(lambda x: x**10, range(32)) == [x**10 for x in range(32)])
+
+    @tc.parallel()
+    def f(x):
+        return 10.0 * x**4
+
+    r = f(range(32))
+    show("@tc.parallel()\ndef f(x):\n    return 10.0 * x**4\n")
+    show("f(range(32)) == [10.0 * x**4 for x in range(32)]", r == [10.0 * x**4 for x in range(32)])
+    if same is not True or r != [10.0 * x**4 for x in range(32)]:
+        raise SystemExit("demo step 20 gave a wrong load-balanced map")
+    say("task1.py: a StringTask pushes, executes and pulls on one engine, then clears its namespace.")
+    mec.push(dict(d=30))
+    tr = tc.run(multiengine.StringTask("a = 5\nb = 10*d\nc = a*b*d", clear_after=True, pull=["a", "b", "c"]),
+                block=True)
+    show("mec.push(dict(d=30))\n"
+         "tr = tc.run(StringTask('a = 5\\nb = 10*d\\nc = a*b*d', clear_after=True, pull=['a','b','c']), block=True)")
+    show("tr.ns.a, tr.ns.b, tr.ns.c", (tr.ns.a, tr.ns.b, tr.ns.c))
+    if (tr.ns.a, tr.ns.b, tr.ns.c) != (5, 300, 45000):
+        raise SystemExit(f"demo step 20 gave {tr!r}, expected a=5, b=300, c=45000")
+    say("A time limit interrupts running code; the engine survives and keeps its namespace.")
+    mec.execute("kept = 'still here'")
+    t0 = time.perf_counter()
+    try:
+        tc.run(multiengine.StringTask("while True: pass", time_limit=0.5), block=True)
+        raise SystemExit("demo step 20: a task past its time limit did not fail")
+    except multiengine.errors.TaskTimeout as e:
+        print(f">>> tc.run(StringTask('while True: pass', time_limit=0.5), block=True)\nTaskTimeout: {e}"
+              f"   (after {time.perf_counter() - t0:.2f} s)")
+    kept = show("mec.pull('kept')", mec.pull("kept"))
+    if kept != ["still here"] * N_ENGINES:
+        raise SystemExit(f"demo step 20 gave {kept!r} after the time limit, expected the namespaces kept")
+
+
 def pi_demo(mec, digits_path, digits_proc):
-    step(20, "The pi digits demo")
+    step(21, "The pi digits demo")
     say(f"Count how often each pair of consecutive digits, 00 to 99, occurs in the first {N_DIGITS:,} digits "
         f"of pi, cut into {N_FILES} files of {DIGITS_PER_FILE:,}. examples/pidigits.py has the functions.")
     digits = wait_digits(digits_path, digits_proc)
@@ -386,9 +425,9 @@ def pi_demo(mec, digits_path, digits_proc):
     show("total = pidigits.reduce_freqs(freqs4)")
     pairs = N_FILES * (DIGITS_PER_FILE - 1)
     if len(freqs1) != N_FILES or freqs1 != freqs4:
-        raise SystemExit("demo step 20 gave different frequency tables on 1 engine and on 4 engines")
+        raise SystemExit("demo step 21 gave different frequency tables on 1 engine and on 4 engines")
     if sum(total) != pairs or pidigits.reduce_freqs(freqs1) != total:
-        raise SystemExit(f"demo step 20 gave {sum(total)} digit pairs, expected {pairs}")
+        raise SystemExit(f"demo step 21 gave {sum(total)} digit pairs, expected {pairs}")
 
     print(f"\nHow often each pair occurs ({pairs:,} pairs: about {pairs // 100:,} each if the digits are random);")
     print("row = first digit, column = second digit:\n")
@@ -428,6 +467,7 @@ def main():
                   f"(profile {cluster.profile!r}, a temporary one)")
             show("mec", mec)
             tour(mec)
+            task_tour(cluster.task_client(), mec)
             pi_demo(mec, digits_path, digits_proc)
         print(f"\nThe cluster is stopped. The demo took {time.perf_counter() - t_start:.0f} s; every step gave "
               "the documented result.")
