@@ -421,7 +421,8 @@ class Controller:
         if cmd.task is not None:  # a task's failure clears nothing
             self.scheduler.on_reply(engine, cmd.task, part)
             self.dispatch(engine)
-            self.scheduler.schedule()
+            # after a success only this engine has room; after a failure the task may go elsewhere
+            self.scheduler.schedule([engine] if part.status == "ok" else None)
             return
         assert cmd.job is not None
         status = part.status

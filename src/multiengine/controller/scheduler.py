@@ -19,6 +19,7 @@ import heapq
 import logging
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..wire.message import Message, pack
@@ -210,8 +211,8 @@ class TaskScheduler:
         task.cmd = None
         heapq.heappush(self._ready, (-task.spec.priority, task.seq, task.tid))
 
-    def schedule(self) -> bool:
-        """Hand waiting tasks to engines with room; True if any was handed out.
+    def schedule(self, engines: Iterable[EngineState] | None = None) -> bool:
+        """Hand waiting tasks to engines with room (all, or those given); True if any went.
 
         Idle engines come first; a busy engine running only tasks takes up to
         ``PREFETCH`` more, least loaded first.
@@ -220,7 +221,8 @@ class TaskScheduler:
             return False
         from .relay import PREFETCH
 
-        free = [e for e in self.ctl.engines.values() if e.load <= PREFETCH and e.only_tasks()]
+        candidates = self.ctl.engines.values() if engines is None else engines
+        free = [e for e in candidates if e.load <= PREFETCH and e.only_tasks()]
         if not free:
             return False
         now = time.monotonic()
