@@ -26,6 +26,7 @@ class Part:
     sizes: list[int] | None = None  # buffer sizes, when frames after content are pieces
     piece: int | None = None  # the sender's piece size, with sizes
     flags: dict[str, Any] | None = None  # a task attempt's outcome flags from the engine
+    run_time: float | None = None  # seconds the engine spent running it
 
 
 def _size(frames: list[Any]) -> int:

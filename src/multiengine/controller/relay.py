@@ -411,10 +411,13 @@ class Controller:
         xfer = h.get("xfer")
         if xfer:  # the buffers follow in pieces
             self.transfers.reply_announced(engine, cmd, status, enc, flags, xfer, msg.content)
+            if engine.incoming is not None:
+                engine.incoming["rt"] = h.get("rt")
             return
         self.next_current(engine)
         part = Part(engine.id, status, enc, [msg.content, *msg.buffers])
         part.flags = flags if isinstance(flags, dict) else None
+        part.run_time = h.get("rt")
         self.finish_reply(engine, cmd, part)
 
     def finish_reply(self, engine: EngineState, cmd: Command, part: Part) -> None:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..wire.message import Message, pack
@@ -412,8 +412,9 @@ class TaskScheduler:
                 continue
             p = task.result
             started = task.started or task.submitted
+            run_time = p.run_time if isinstance(p.run_time, (int, float)) else (task.completed or started) - started
             items.append([tid, task.state, task.spec.kind, p.engine_id, p.status, p.enc, len(p.frames) - 1,
-                          task.submitted, task.completed, (task.completed or started) - started, p.sizes, p.piece])
+                          task.submitted, task.completed, run_time, p.sizes, p.piece])
             raw.extend(range(len(frames) + 1, len(frames) + len(p.frames)))
             frames.extend(p.frames)
         header: dict[str, Any] = {"t": "task_results", "id": msg_id, "items": items}

@@ -73,7 +73,7 @@ class Transfers:
         stream = job is not None and job.block and len(job.targets) == 1 and not job.discarded
         engine.incoming = {"status": status, "enc": enc, "content": content, "sizes": xfer["sizes"],
                            "piece": xfer.get("piece"), "left": xfer["n"], "pieces": [], "stream": stream,
-                           "flags": flags}
+                           "flags": flags, "rt": None}
         if stream and job is not None:
             job.streamed = True
             head = {"t": "result", "id": job.msg_id, "job": job.job_id, "stream": xfer["n"],
@@ -96,4 +96,5 @@ class Transfers:
         self.ctl.next_current(engine)
         part = Part(engine.id, inc["status"], inc["enc"], [inc["content"], *inc["pieces"]], inc["sizes"], inc["piece"])
         part.flags = inc["flags"] if isinstance(inc["flags"], dict) else None
+        part.run_time = inc["rt"]
         self.ctl.finish_reply(engine, cmd, part)

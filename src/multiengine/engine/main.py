@@ -54,7 +54,8 @@ class Engine:
         self.terminating = False
         self._backlog: list[Any] = []  # messages read early, handled next
         self._running: Any = None  # id of the command user code is running for, else None
-        self._revoked: dict[Any, str] = {}  # commands not started yet -> "abort" or "revoke"
+        self._revoked: dict[Any, str] = {}  # commands not started yet -> "interrupt", "abort" or "revoke"
+        self._last_started = -1  # command ids only grow: older marks can be forgotten
         self._start_lock = threading.Lock()
         self._interrupted: str | None = None  # why SIGINT was sent: "interrupt", "abort", "timeout"
 
@@ -123,14 +124,15 @@ class Engine:
     def interrupt(self, cmd_id: Any, why: str) -> None:
         """Raise KeyboardInterrupt in the user code running for ``cmd_id`` (any, if None).
 
-        A command that has not started yet (a task sent ahead) is instead marked: it
-        is answered without running, as aborted (``why="abort"``) or as given back to
-        the scheduler (``why="revoke"``). A revoke never interrupts running code.
+        A command that has not started yet (still arriving, or a task sent ahead) is
+        instead marked: it is answered without running, as interrupted, as aborted
+        (``why="abort"``) or as given back to the scheduler (``why="revoke"``). A revoke
+        never interrupts running code.
         """
         with self._start_lock:
             running = self._running
             if cmd_id is not None and cmd_id != running:
-                if why in ("abort", "revoke"):
+                if cmd_id > self._last_started:  # not started yet: answered without running
                     self._revoked[cmd_id] = why
                 return
             if running is None or why == "revoke":
@@ -188,6 +190,8 @@ class Engine:
         if isinstance(e, _Revoked):
             if e.why == "abort":
                 return TaskAborted("the task was aborted before it ran"), {"why": "aborted", "retry": False}
+            if e.why == "interrupt":
+                return KeyboardInterrupt(), {"why": None, "retry": False}
             return e, {"why": "revoked", "retry": False}
         if isinstance(e, KeyboardInterrupt) and why == "timeout":
             e = TaskTimeout(f"the task exceeded its time limit of {float(h['tl']):g} s and was interrupted")
@@ -198,9 +202,16 @@ class Engine:
         return e, flags
 
     def _send_reply(
-        self, cmd_id: Any, status: str, content: Any, buffers: list[Any], flags: dict[str, Any] | None = None
+        self,
+        cmd_id: Any,
+        status: str,
+        content: Any,
+        buffers: list[Any],
+        flags: dict[str, Any] | None = None,
+        run_time: float = 0.0,
     ) -> None:
-        reply: dict[str, Any] = {"t": "reply", "cmd": cmd_id, "status": status, "enc": "p" if status == "ok" else "m"}
+        reply: dict[str, Any] = {"t": "reply", "cmd": cmd_id, "status": status, "enc": "p" if status == "ok" else "m",
+                                 "rt": round(run_time, 6)}
         if flags:
             reply["task"] = flags
         if buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD:
@@ -234,6 +245,7 @@ class Engine:
             cmd_id = h.get("cmd")
             status = "ok"
             flags: dict[str, Any] = {}
+            run_time = 0.0
             try:
                 buffers = msg.buffers
                 xfer = h.get("xfer")
@@ -243,6 +255,10 @@ class Engine:
                 args = loads(msg.content, buffers) if len(msg.content) else ()
                 with self._start_lock:
                     revoked = self._revoked.pop(cmd_id, None)
+                    if isinstance(cmd_id, int):
+                        self._last_started = max(self._last_started, cmd_id)
+                        for old in [c for c in self._revoked if c < cmd_id]:
+                            del self._revoked[old]
                     if revoked is None:
                         self._interrupted = None
                         self._running = cmd_id
@@ -250,10 +266,12 @@ class Engine:
                     raise _Revoked(revoked)
                 if h.get("tl"):
                     self._arm_time_limit(cmd_id, float(h["tl"]))
+                started = time.perf_counter()
                 try:
                     value = handler(self.interp, *args)
                 finally:
                     self._running = None
+                    run_time = time.perf_counter() - started
                 content, buffers = dumps(value)
             except BaseException as e:  # user code may raise anything, even SystemExit
                 if self.terminating:
@@ -261,7 +279,7 @@ class Engine:
                 status = "error"
                 e, flags = self._classify(e, h)
                 content, buffers = self._error_payload(e, name), []
-            self._send_reply(cmd_id, status, content, buffers, flags)
+            self._send_reply(cmd_id, status, content, buffers, flags, run_time)
             if name == "kill" and status == "ok":
                 return
 
