@@ -33,68 +33,7 @@ ALL = [0, 1, 2, 3]
 # ---------------------------------------------------------------------------------------------
 # Shared data of engineservicetest.py, in Python 3 form.
 #
-# The expected message of each valid command, numbered as one shell running them in order
-# (the engine adds 'id'). Written out by hand: the displays are Python 3's reprs.
-VALID_COMMANDS: list[tuple[str, dict[str, Any]]] = [
-    ("a=5", {"input": {"raw": "a=5", "translated": "a=5"}, "number": 1}),
-    ("b=10", {"input": {"raw": "b=10", "translated": "b=10"}, "number": 2}),
-    ("a=5; b=10; c=a+b", {"input": {"raw": "a=5; b=10; c=a+b", "translated": "a=5; b=10; c=a+b"}, "number": 3}),
-    (
-        "import math; 2.0*math.pi",
-        {
-            "input": {"raw": "import math; 2.0*math.pi", "translated": "import math; 2.0*math.pi"},
-            "number": 4,
-            "display": {"pprint": "6.283185307179586", "repr": "6.283185307179586"},
-        },
-    ),
-    (
-        "def f():\n    result = 0.0\n    for i in range(10):\n        result += i\n",
-        {
-            "input": {
-                "raw": "def f():\n    result = 0.0\n    for i in range(10):\n        result += i\n",
-                "translated": "def f():\n    result = 0.0\n    for i in range(10):\n        result += i\n",
-            },
-            "number": 5,
-        },
-    ),
-    ("if 1<2: a=5", {"input": {"raw": "if 1<2: a=5", "translated": "if 1<2: a=5"}, "number": 6}),
-    (
-        "import time\ntime.sleep(0.1)",
-        {"input": {"raw": "import time\ntime.sleep(0.1)", "translated": "import time\ntime.sleep(0.1)"}, "number": 7},
-    ),
-    (
-        "from math import cos;\nx = 1.0*cos(0.5)",
-        {
-            "input": {"raw": "from math import cos;\nx = 1.0*cos(0.5)", "translated": "from math import cos;\nx = 1.0*cos(0.5)"},
-            "number": 8,
-        },
-    ),
-    (
-        "s = 1\ns = set()\n   ",
-        {"input": {"raw": "s = 1\ns = set()\n   ", "translated": "s = 1\ns = set()\n   "}, "number": 9},
-    ),
-    (
-        "import math\nmath.cos(1.0)",
-        {
-            "input": {"raw": "import math\nmath.cos(1.0)", "translated": "import math\nmath.cos(1.0)"},
-            "number": 10,
-            "display": {"pprint": "0.5403023058681398", "repr": "0.5403023058681398"},
-        },
-    ),
-    ("x=1.0234\na=5; b=10", {"input": {"raw": "x=1.0234\na=5; b=10", "translated": "x=1.0234\na=5; b=10"}, "number": 11}),
-    ("x=1.0234\na=5; b=10;", {"input": {"raw": "x=1.0234\na=5; b=10;", "translated": "x=1.0234\na=5; b=10;"}, "number": 12}),
-]
-
-# 'print v' was the seed's NameError case; in Python 3 it is a SyntaxError, so 'print(v)'.
-INVALID_COMMANDS: list[tuple[str, type[BaseException]]] = [
-    ("a=1/0", ZeroDivisionError),
-    ("print(v)", NameError),
-    ("l=[];l[0]", IndexError),
-    ("d={};d['a']", KeyError),
-    ("assert 1==0", AssertionError),
-    ("import abababsdbfsbaljasdlja", ImportError),
-    ("raise Exception()", Exception),
-]
+from seed_data import INVALID_COMMANDS, VALID_COMMANDS  # noqa: E402
 
 PUSH_PULL_OBJECTS: list[Any] = [10, "hi there", 1.2342354, {"p": (1, 2)}]
 
