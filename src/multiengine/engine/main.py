@@ -57,6 +57,7 @@ class Engine:
         self._revoked: dict[Any, str] = {}  # commands not started yet -> "interrupt", "abort" or "revoke"
         self._last_started = -1  # command ids only grow: older marks can be forgotten
         self._start_lock = threading.Lock()
+        self._sigint_handled = True
         self._interrupted: str | None = None  # why SIGINT was sent: "interrupt", "abort", "timeout"
 
     # ------------------------------------------------------------ registration
@@ -138,9 +139,25 @@ class Engine:
             if running is None or why == "revoke":
                 return
             self._interrupted = why
-        os.kill(os.getpid(), signal.SIGINT)
+            self._sigint_handled = False
+        threading.Thread(target=self._signal_main, args=(running,), name="multiengine-interrupt", daemon=True).start()
+
+    def _signal_main(self, running: Any) -> None:
+        """SIGINT to the main thread, again until its handler has run (off the heartbeat thread).
+
+        To the main thread itself: a signal the kernel hands to another thread would not
+        wake the main thread from a blocking call such as time.sleep(). Again: a signal
+        that lands just before a blocking call starts is only handled when it returns.
+        """
+        main = threading.main_thread().ident or 0
+        for delay in (0.0, *[0.02] * 25, *[0.25] * 40):
+            time.sleep(delay)
+            if self._sigint_handled or self._running != running:
+                return
+            signal.pthread_kill(main, signal.SIGINT)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
+        self._sigint_handled = True
         if self._running is not None:  # only user code is interrupted; the loop itself is not
             raise KeyboardInterrupt
 
