@@ -28,7 +28,7 @@ def test_queue_status_answers_while_an_engine_is_busy(mec: multiengine.MultiEngi
     pr = mec.execute("import time; time.sleep(1.0)", targets=1, block=False)
     t0 = time.monotonic()
     status = mec.queue_status(targets=1)
-    assert time.monotonic() - t0 < 0.5  # answered by the controller, not behind the sleep
+    assert time.monotonic() - t0 < 0.8  # answered by the controller, not behind the 1 s sleep
     assert status == [(1, {"queue": [], "pending": "execute('import time; time.sleep(1.0)')"})]
     pr.get_result()
 
