@@ -30,6 +30,7 @@ from .engines import Command, EngineState, IdAllocator
 from .jobs import Job, JobIds, Part
 from .results import ResultDesk
 from .scheduler import TaskScheduler
+from .targets import BadTargets, per_target_payloads, resolve_targets
 from .transfers import Transfers
 
 __all__ = ["Controller"]
@@ -209,7 +210,7 @@ class Controller:
             return
         try:  # interrupt what runs on some engines (MultiEngine commands or tasks)
             targets = self._resolve_targets(h.get("targets", "all"))
-        except _Direct as e:
+        except BadTargets as e:
             self._reply_error(client, h.get("id"), e.ename, e.evalue)
             return
         for eid in targets:
@@ -219,30 +220,14 @@ class Controller:
         self._reply_value(msg, [None] * len(targets))
 
     def _resolve_targets(self, targets: Any) -> list[int]:
-        if targets == "all":
-            if not self.engines:
-                raise _Direct(
-                    "NoEnginesRegistered",
-                    "There are no engines registered. Check the logs if you think there should have been.",
-                )
-            return sorted(self.engines)
-        if isinstance(targets, bool):
-            raise _Direct("InvalidEngineID", f"targets argument is not an int, list of ints or 'all': {targets!r}")
-        if isinstance(targets, int):
-            targets = [targets]
-        if not isinstance(targets, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in targets):
-            raise _Direct("InvalidEngineID", f"targets argument is not an int, list of ints or 'all': {targets!r}")
-        for t in targets:
-            if t not in self.engines:
-                raise _Direct("InvalidEngineID", f"Engine with id {t} is not registered")
-        return targets
+        return resolve_targets(targets, self.engines)
 
     def _submit(self, msg: Message) -> None:
         h = msg.header
         client = _client_of(msg)
         try:
             targets = self._resolve_targets(h.get("targets", "all"))
-        except _Direct as e:
+        except BadTargets as e:
             self._reply_error(client, h.get("id"), e.ename, e.evalue)
             return
         name = h["cmd"]
@@ -261,18 +246,11 @@ class Controller:
             return
         splits = h.get("parts")
         desc = h.get("desc") or name
-        if splits is None:
-            per_target = [(msg.content, msg.buffers)] * len(targets)
-        else:
-            per_target = []
-            frames = msg.buffers
-            pos = 0
-            for nbuf in splits:
-                per_target.append((frames[pos], frames[pos + 1 : pos + 1 + nbuf]))
-                pos += 1 + nbuf
-            if len(per_target) != len(targets):
-                self._fail_job(job, "ProtocolError", "parts do not match targets")
-                return
+        try:
+            per_target = per_target_payloads(msg.content, msg.buffers, splits, len(targets))
+        except BadTargets as e:
+            self._fail_job(job, e.ename, e.evalue)
+            return
         xfer = h.get("xfer")
         by_part: dict[int, list[Command]] = {}
         if name in CLEARS_FIRST:  # once per engine, so reset(targets=[0, 0]) runs twice
@@ -518,13 +496,5 @@ def _client_of(msg: Message) -> bytes:
     rt = msg.header.get("rt")
     return rt if isinstance(rt, bytes) else msg.idents[0]
 
-
-class _Direct(Exception):
-    """An error answered to the caller directly (not per engine)."""
-
-    def __init__(self, ename: str, evalue: str) -> None:
-        super().__init__(ename, evalue)
-        self.ename = ename
-        self.evalue = evalue
 
 
