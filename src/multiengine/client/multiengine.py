@@ -18,15 +18,14 @@ from typing import Any
 
 from .. import errors
 from ..wire import chunks
-from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
 from ..wire.message import Message, unpack
 from ..wire.serialize import Serialized, dumps
-from .core import ClientCore
+from .connected import Connected
 from .mapper import MultiEngineMapper, ParallelFunction
 from .partition import check_dist, join, partition
 from .results import PendingResult, ResultList, check, decode_parts, raise_direct
 
-__all__ = ["MultiEngineClient", "resolve_connection"]
+__all__ = ["MultiEngineClient"]
 
 _PROPERTIES_WARNING = (
     "Engine properties are deprecated: we are currently refactoring the task dependency "
@@ -34,30 +33,12 @@ _PROPERTIES_WARNING = (
 )
 
 
-def resolve_connection(
-    profile: str | None = "default",
-    cluster_dir: str | os.PathLike[str] | None = None,
-    connection_file: str | os.PathLike[str] | None = None,
-) -> ConnectionInfo:
-    """Find the client connection info: a file, ``$MULTIENGINE_CONNECTION``, a cluster dir or a profile."""
-    if connection_file is not None:
-        return read_connection_file(connection_file)
-    if cluster_dir is None:
-        env = connection_from_env()
-        if env is not None:
-            return env
-    from ..cluster.paths import ClusterDir
-
-    cdir = ClusterDir.find(profile, cluster_dir).require()
-    return read_connection_file(cdir.client_file)
-
-
 def _short(x: Any, limit: int = 120) -> str:
     r = repr(x)
     return r if len(r) <= limit else r[: limit - 3] + "..."
 
 
-class MultiEngineClient:
+class MultiEngineClient(Connected):
     def __init__(
         self,
         profile: str | None = "default",
@@ -65,8 +46,7 @@ class MultiEngineClient:
         connection_file: str | os.PathLike[str] | None = None,
         timeout: float = 10.0,
     ) -> None:
-        info = resolve_connection(profile, cluster_dir, connection_file)
-        self._core = ClientCore(info, timeout)
+        super().__init__(profile, cluster_dir, connection_file, timeout)
         self._block = True
         self._targets: Any = "all"
         self._flattened: dict[str, tuple[list[int], list[bool]]] = {}  # scatter(flatten=True) by key
@@ -92,15 +72,6 @@ class MultiEngineClient:
         self._targets = self._find_targets(value)
 
     # ------------------------------------------------------------ plumbing
-    def close(self) -> None:
-        self._core.close()
-
-    def __enter__(self) -> MultiEngineClient:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def _find_block(self, block: Any = None) -> bool:
         if block is None:
             return self._block
@@ -122,9 +93,6 @@ class MultiEngineClient:
 
     def _wait(self, fut: Future[Message], timeout: float | None = None) -> Message:
         return self._core.wait(fut, timeout)
-
-    def _request(self, header: dict[str, Any], content: Any = b"", buffers: Any = ()) -> Message:
-        return self._wait(self._core.request(header, content, buffers))
 
     def _fetch(self, job_id: str, block: bool) -> Future[Message]:
         return self._core.request({"t": "fetch", "job": job_id, "block": block})

@@ -8,18 +8,16 @@ collecting results as they complete.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .. import errors
-from ..wire.message import Message, unpack
+from ..wire.message import unpack
 from ..wire.serialize import dumps, loads
-from .core import ClientCore
-from .multiengine import resolve_connection
-from .results import _rebuild_error, raise_direct
+from .connected import Connected
+from .results import _rebuild_error
 from .tasks import BaseTask, MapTask, TaskResult
 
 __all__ = ["TaskClient", "TaskMapper"]
@@ -28,36 +26,10 @@ SUBMIT_BATCH = 500  # tasks per submit message
 WAIT_BATCH = 2000  # task ids per result request
 
 
-class TaskClient:
+class TaskClient(Connected):
     """Load-balanced tasks on a cluster's engines (``profile``/``cluster_dir``/``connection_file``)."""
 
-    def __init__(
-        self,
-        profile: str | None = "default",
-        cluster_dir: str | os.PathLike[str] | None = None,
-        connection_file: str | os.PathLike[str] | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        self._core = ClientCore(resolve_connection(profile, cluster_dir, connection_file), timeout)
-
-    def close(self) -> None:
-        self._core.close()
-
-    def __enter__(self) -> TaskClient:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<TaskClient {self._core.url}>"
-
     # ------------------------------------------------------------ plumbing
-    def _request(self, header: dict[str, Any], content: Any = b"", buffers: Any = ()) -> Message:
-        msg = self._core.wait(self._core.request(header, content, buffers))
-        raise_direct(msg)
-        return msg
-
     def _value(self, header: dict[str, Any]) -> Any:
         return unpack(self._request(header).content)
 
