@@ -43,7 +43,7 @@ FOLLOW_SLICE = 0.002  # how often a waiting non-reader checks whether it can rea
 class ClientCore:
     def __init__(self, info: ConnectionInfo, timeout: float = 10.0, dead_after: float = 6.0) -> None:
         self.info = info
-        self.url = info.addresses["client"]
+        self.url = info.url("client")
         self.signer = Signer(info.key)
         self.dead_after = dead_after
         self.ctx: zmq.Context[Any] = zmq.Context.instance()

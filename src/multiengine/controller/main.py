@@ -86,8 +86,14 @@ def main(args: argparse.Namespace) -> int:
     cport, eport, hport = ctl.ports
     url = f"tcp://[{location.strip('[]')}]:%d" if ":" in location else f"tcp://{location}:%d"
     extra: dict[str, Any] = {"controller_pid": os.getpid(), "location": location}
-    write_connection_file(cdir.engine_file, ConnectionInfo(key, {"engine": url % eport, "heartbeat": url % hport}, extra=extra))
-    write_connection_file(cdir.client_file, ConnectionInfo(key, {"client": url % cport}, extra=extra))
+    def local(*names: str) -> dict[str, Any]:  # IPC endpoints, for processes on this host
+        if not all(n in ctl.ipc for n in names):
+            return {}
+        return {"host": socket.gethostname(), "ipc_addresses": {n: ctl.ipc[n] for n in names}}
+
+    engine_addrs = {"engine": url % eport, "heartbeat": url % hport}
+    write_connection_file(cdir.engine_file, ConnectionInfo(key, engine_addrs, extra={**extra, **local("engine", "heartbeat")}))
+    write_connection_file(cdir.client_file, ConnectionInfo(key, {"client": url % cport}, extra={**extra, **local("client")}))
     cdir.write_pid(cdir.controller_pid_file)
     log.info("controller %d listening: client %d, engine %d, heartbeat %d on %s", os.getpid(), cport, eport, hport, ip)
 

@@ -41,7 +41,7 @@ class Engine:
         self.sock.setsockopt(zmq.IDENTITY, self.ident)
         self.sock.setsockopt(zmq.LINGER, 2000)
         self.sock.setsockopt(zmq.IPV6, 1)
-        self.sock.connect(info.addresses["engine"])
+        self.sock.connect(info.url("engine"))
         self.desired_id = desired_id
         self.interp = Interpreter(-1, mpi)
         from .. import engine as _package
@@ -71,7 +71,7 @@ class Engine:
                 if msg is not None and msg.header["t"] == "registered":
                     break
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"no answer from the controller at {self.info.addresses['engine']} in {timeout:g} s")
+                raise TimeoutError(f"no answer from the controller at {self.info.url('engine')} in {timeout:g} s")
         self.id = int(msg.header["id"])
         self.hb_period = float(msg.header.get("hb_period", 0.5))
         self.hb_timeout = float(msg.header.get("hb_timeout", 3.0))
@@ -98,7 +98,7 @@ class Engine:
         hb.setsockopt(zmq.IDENTITY, self.ident)
         hb.setsockopt(zmq.LINGER, 0)
         hb.setsockopt(zmq.IPV6, 1)
-        hb.connect(self.info.addresses["heartbeat"])
+        hb.connect(self.info.url("heartbeat"))
         ping = self.signer.frames({"t": "ping", "id": self.id})
         last_heard = time.monotonic()
         limit = max(self.hb_timeout * 2, 2.0)

@@ -36,6 +36,15 @@ class ConnectionInfo:
     curve_serverkey: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def url(self, channel: str) -> str:
+        """Where to reach ``channel``: the IPC endpoint on the controller's own host, else TCP."""
+        ipc = self.extra.get("ipc_addresses") or {}
+        if channel in ipc and self.extra.get("host") == _hostname():
+            path = ipc[channel][len("ipc://") :]
+            if os.path.exists(path):
+                return str(ipc[channel])
+        return self.addresses[channel]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "key": self.key.hex(),
@@ -58,6 +67,12 @@ class ConnectionInfo:
         known = {"key", "addresses", "signature_scheme", "curve_serverkey"}
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(key, addresses, scheme, data.get("curve_serverkey"), extra)
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 def write_connection_file(path: Path, info: ConnectionInfo) -> None:
