@@ -315,3 +315,19 @@ def test_engine_id_is_reused_after_kill(fresh_cluster: Callable[..., multiengine
 def test_start_engines_right_after_kill(fresh_cluster: Callable[..., multiengine.Cluster]) -> None:
     """``start_engines(1)`` at once after ``kill`` must not wait for an engine that is leaving."""
     _engine_id_reuse(fresh_cluster(3, timeout=15), wait_for_exit=False)
+
+
+def test_same_host_clients_use_ipc_and_others_tcp(cluster: multiengine.Cluster, tmp_path: Path) -> None:
+    from multiengine.wire.connection import ConnectionInfo, read_connection_file, write_connection_file
+
+    info = read_connection_file(cluster.cluster_dir.client_file)
+    assert info.addresses["client"].startswith("tcp://127.0.0.1:")
+    assert info.url("client").startswith("ipc://")  # this host: the IPC endpoint
+    elsewhere = ConnectionInfo(info.key, info.addresses, extra={**info.extra, "host": "another-host"})
+    assert elsewhere.url("client") == info.addresses["client"]
+    # a client that only knows the TCP address (as on another host) works the same
+    tcp_only = tmp_path / "client-tcp.json"
+    write_connection_file(tcp_only, ConnectionInfo(info.key, info.addresses))
+    with multiengine.MultiEngineClient(connection_file=tcp_only) as mec:
+        assert mec._core.url.startswith("tcp://")
+        assert mec.pull("id") == [0, 1, 2, 3]
