@@ -14,7 +14,7 @@ import types
 import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..wire import chunks
@@ -24,6 +24,9 @@ from .connected import Connected
 from .mapper import MultiEngineMapper, ParallelFunction
 from .partition import check_dist, join, partition
 from .results import PendingResult, ResultList, check, decode_parts, raise_direct
+
+if TYPE_CHECKING:
+    from .executor import MultiEngineExecutor
 
 __all__ = ["MultiEngineClient"]
 
@@ -233,6 +236,13 @@ class MultiEngineClient(Connected):
                 return PendingResult(self, "", "kill", value=result)
             return result
         return self._submit("kill", (), targets, block, "kill()")
+
+    def executor(self, targets: Any = None) -> MultiEngineExecutor:
+        """A ``concurrent.futures.Executor``: each ``submit(fn, *args)`` runs on every target
+        engine and its Future gets the list of their results."""
+        from .executor import MultiEngineExecutor
+
+        return MultiEngineExecutor(self, targets)
 
     def interrupt(self, targets: Any = None) -> list[None]:
         """Interrupt what runs on the engines now (KeyboardInterrupt in the user code).

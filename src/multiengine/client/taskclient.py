@@ -11,14 +11,17 @@ from __future__ import annotations
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..wire.message import unpack
+from ..wire.message import Message, unpack
 from ..wire.serialize import dumps, loads
 from .connected import Connected
-from .results import _rebuild_error
+from .results import _rebuild_error, raise_direct
 from .tasks import BaseTask, MapTask, TaskResult
+
+if TYPE_CHECKING:
+    from .executor import TaskExecutor
 
 __all__ = ["TaskClient", "TaskMapper"]
 
@@ -57,7 +60,10 @@ class TaskClient(Connected):
 
     def _results(self, ids: list[int], mode: str) -> list[tuple[int, str, Any]]:
         """(task id, state, outcome) per id; outcome is a value, a TaskResult or an exception."""
-        msg = self._request({"t": "task_result", "ids": ids, "mode": mode})
+        return self._parse_results(self._request({"t": "task_result", "ids": ids, "mode": mode}))
+
+    def _parse_results(self, msg: Message) -> list[tuple[int, str, Any]]:
+        raise_direct(msg)
         out = []
         frames = msg.buffers
         pos = 0
@@ -219,6 +225,12 @@ class TaskClient(Connected):
             yield from value
         else:
             yield value
+
+    def executor(self, **task_options: Any) -> TaskExecutor:
+        """A ``concurrent.futures.Executor``: each ``submit`` is a load-balanced task."""
+        from .executor import TaskExecutor
+
+        return TaskExecutor(self, **task_options)
 
     def mapper(self, clear_before: bool = False, clear_after: bool = False, retries: int = 0,
                recovery_task: BaseTask | None = None, depend: Callable[..., bool] | None = None,

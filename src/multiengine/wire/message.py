@@ -153,13 +153,8 @@ def _bytes(f: Any) -> bytes:
     return f if isinstance(f, bytes) else f.bytes
 
 
-def content_bytes(content: Any) -> Any:
-    """A bytes-like view of a content frame (bytes or zmq.Frame)."""
-    return content if isinstance(content, (bytes, bytearray, memoryview)) else content.buffer
-
-
 pack = msgpack.packb
 
 
 def unpack(data: Any) -> Any:
-    return msgpack.unpackb(content_bytes(data))
+    return msgpack.unpackb(_view(data))
