@@ -60,6 +60,13 @@ if TYPE_CHECKING:
     from .wire.serialize import Serialized, serialize
 
 
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext multiengine``: the parallel magics (%px, %%px, %autopx, %result)."""
+    from .magics import load_ipython_extension as load
+
+    load(ip)
+
+
 def __getattr__(name: str) -> Any:
     try:
         module, attr = _LAZY[name]

@@ -237,6 +237,17 @@ class MultiEngineClient(Connected):
             return result
         return self._submit("kill", (), targets, block, "kill()")
 
+    def activate(self) -> None:
+        """Make this client the one the IPython magics (%px, %autopx, %result) use."""
+        import sys
+
+        if "IPython" not in sys.modules:
+            print("The IPython parallel magics (%result, %px, %autopx) only work within IPython.")
+            return
+        from ..magics import activate
+
+        activate(self)
+
     def executor(self, targets: Any = None) -> MultiEngineExecutor:
         """A ``concurrent.futures.Executor``: each ``submit(fn, *args)`` runs on every target
         engine and its Future gets the list of their results."""

@@ -1,0 +1,118 @@
+"""The IPython magics, driven through a real InteractiveShell against real engines."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import multiengine
+from multiengine.cluster.local import Cluster
+
+IPython = pytest.importorskip("IPython", reason="the magics need IPython (pip install multiengine[ipython])")
+from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
+
+from multiengine.magics import NO_CLIENT  # noqa: E402
+
+
+@pytest.fixture
+def ip(mec: multiengine.MultiEngineClient) -> Iterator[InteractiveShell]:
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "multiengine")
+    magics = shell.magics_manager.registry["ParallelMagics"]
+    magics.client = None
+    yield shell
+    if magics._original_run_cell is not None:
+        magics._disable_autopx()
+    magics.client = None
+
+
+def test_no_active_client(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ip.run_cell("%px a = 1").result is None
+    assert NO_CLIENT in capsys.readouterr().out
+
+
+def test_px_runs_on_the_engines(ip: InteractiveShell, mec: multiengine.MultiEngineClient,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    mec.activate()
+    mec.push(dict(c="speed"))
+    result = ip.run_cell("%px print(c)").result  # seed §F 12
+    out = capsys.readouterr().out
+    assert "Parallel execution on engines: all" in out
+    assert isinstance(result, multiengine.ResultList)
+    assert [r["stdout"] for r in result] == ["speed\n"] * 4
+    assert "c" not in ip.user_ns  # it ran there, not here
+
+
+def test_cell_magic_and_options(ip: InteractiveShell, mec: multiengine.MultiEngineClient,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    mec.activate()
+    result = ip.run_cell("%%px -t 1,3\nx = id * 10\nprint(x)").result
+    assert "Parallel execution on engines: [1, 3]" in capsys.readouterr().out
+    assert [(r["id"], r["stdout"]) for r in result] == [(1, "10\n"), (3, "30\n")]
+    pending = ip.run_cell("%px --noblock y = 2").result
+    assert isinstance(pending, multiengine.PendingResult)
+    assert len(pending.r) == 4
+    assert mec.pull("y") == [2] * 4
+
+
+def test_result_magic(ip: InteractiveShell, mec: multiengine.MultiEngineClient) -> None:
+    mec.activate()
+    mec.execute("a = 10")  # In [1]
+    mec.execute("b = 20")  # In [2]
+    last = ip.run_cell("%result").result
+    assert [r["input"]["raw"] for r in last] == ["b = 20"] * 4
+    first = ip.run_cell("%result 1").result
+    assert [(r["id"], r["number"], r["input"]["raw"]) for r in first] == [(i, 1, "a = 10") for i in range(4)]
+
+
+def test_autopx_toggles_and_runs_cells_remotely(ip: InteractiveShell, mec: multiengine.MultiEngineClient,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    mec.activate()
+    ip.run_cell("%autopx")
+    assert "%autopx enabled" in capsys.readouterr().out
+    ip.run_cell("z = id + 100\nprint(z)")
+    out = capsys.readouterr().out
+    assert "<Results List>" in out and "Out[1]: 103" in out
+    bad = ip.run_cell("1 +")  # a syntax error is shown locally and sent nowhere
+    assert isinstance(bad.error_in_exec, SyntaxError)
+    assert mec.execute("w = 1")[0]["number"] == 2  # the engines' counters did not move for it
+    ip.run_cell("%autopx")
+    assert "%autopx disabled" in capsys.readouterr().out
+    assert mec.pull("z") == [100, 101, 102, 103]
+    ip.run_cell("local_only = 5")
+    assert ip.user_ns["local_only"] == 5  # back to running here
+
+
+def test_ctrl_c_during_px_interrupts_the_engines(ip: InteractiveShell, mec: multiengine.MultiEngineClient,
+                                                 cluster: Cluster) -> None:
+    mec.activate()
+    main = threading.main_thread().ident
+    assert main is not None
+    timer = threading.Timer(0.5, lambda: signal.pthread_kill(main, signal.SIGINT))
+    timer.start()
+    t0 = time.monotonic()
+    ip.run_cell("%px import time; time.sleep(20)")
+    timer.join()
+    deadline = time.monotonic() + 5
+    while any(s[1]["pending"] for s in mec.queue_status()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mec.queue_status() == [(i, {"queue": [], "pending": None}) for i in range(4)]
+    assert time.monotonic() - t0 < 6  # the engines stopped, they did not sleep 20 s
+    assert mec.pull("id") == [0, 1, 2, 3]
+
+
+def test_activate_outside_ipython(cluster: Cluster) -> None:
+    code = (
+        "import multiengine\n"
+        f"mec = multiengine.MultiEngineClient(cluster_dir={str(cluster.cluster_dir.path)!r})\n"
+        "mec.activate()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "only work within IPython" in out.stdout
