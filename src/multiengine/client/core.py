@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -35,6 +36,7 @@ __all__ = ["ClientCore"]
 
 log = logging.getLogger("multiengine.client")
 
+MAX_LISTENERS = 256  # requests whose live output is still shown
 PING_EVERY = 1.0  # seconds of silence before a waiting reader pings the controller
 READ_SLICE = 0.1  # longest single poll of a reader, so it notices a dead controller
 FOLLOW_SLICE = 0.002  # how often a waiting non-reader checks whether it can read
@@ -50,6 +52,7 @@ class ClientCore:
         self.identity = b"c-" + uuid.uuid4().hex.encode()
         self._futures: dict[int, Future[Message]] = {}
         self._streams: dict[Any, tuple[Message, chunks.Assembler]] = {}  # results arriving in pieces
+        self._listeners: dict[int, Callable[[int, str, str], None]] = {}  # request id -> live-output callback
         self._seq = itertools.count(1)
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
@@ -89,7 +92,12 @@ class ClientCore:
 
     # ------------------------------------------------------------------ requests
     def request(
-        self, header: dict[str, Any], content: Any = b"", buffers: Any = (), pieces: list[tuple[int, Any]] | None = None
+        self,
+        header: dict[str, Any],
+        content: Any = b"",
+        buffers: Any = (),
+        pieces: list[tuple[int, Any]] | None = None,
+        listener: Callable[[int, str, str], None] | None = None,
     ) -> Future[Message]:
         """Send a message (then the ``(part, piece)`` chunks it announced); the future gets the reply."""
         if self._closed:
@@ -99,6 +107,8 @@ class ClientCore:
         header["rt"] = self.identity
         if not self._futures:
             self._last_heard = time.monotonic()  # silence while idle does not count
+        if listener is not None:
+            self.listen(mid, listener)
         fut: Future[Message] = Future()
         fut.mid = mid  # type: ignore[attr-defined]
         self._futures[mid] = fut
@@ -155,6 +165,9 @@ class ClientCore:
                     log.warning("dropped a message from the controller: %s", e)
                     continue
                 self._last_heard = time.monotonic()
+                if msg.header["t"] == "output":
+                    self._on_output(msg)
+                    continue
                 whole = self._gather_stream(msg)
                 if whole is None:
                     continue
@@ -177,6 +190,28 @@ class ClientCore:
             with self._send_lock:
                 self._out.send_multipart(self._ping)
             self._last_ping = now
+
+    def listen(self, mid: int, callback: Callable[[int, str, str], None]) -> None:
+        """Call ``callback(engine_id, name, text)`` for live output of request ``mid``.
+
+        It runs on the thread reading the socket (a thread waiting for a reply).
+        """
+        self._listeners[mid] = callback
+        while len(self._listeners) > MAX_LISTENERS:
+            self._listeners.pop(next(iter(self._listeners)))
+
+    def unlisten(self, mid: int) -> None:
+        self._listeners.pop(mid, None)
+
+    def _on_output(self, msg: Message) -> None:
+        callback = self._listeners.get(msg.header.get("id"))  # type: ignore[arg-type]
+        if callback is None:
+            return
+        text = bytes(msg.content.buffer if hasattr(msg.content, "buffer") else msg.content).decode("utf-8", "replace")
+        try:
+            callback(int(msg.header.get("engine", -1)), str(msg.header.get("name", "stdout")), text)
+        except Exception:
+            log.exception("a live-output callback failed")
 
     def _gather_stream(self, msg: Message) -> Message | None:
         """Hold a result that arrives piece by piece until its last piece is in.

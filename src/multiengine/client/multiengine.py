@@ -10,6 +10,7 @@ return one entry per target, in target order; if any engine failed they raise a
 from __future__ import annotations
 
 import os
+import sys
 import types
 import warnings
 from collections.abc import Callable, Iterable
@@ -36,6 +37,14 @@ _PROPERTIES_WARNING = (
 )
 
 
+def print_output(engine_id: int, name: str, text: str) -> None:
+    """Show live output as ``[stdout:0] line`` (stderr to stderr)."""
+    stream = sys.stderr if name == "stderr" else sys.stdout
+    lines = text.splitlines()
+    stream.write("".join(f"[{name}:{engine_id}] {line}\n" for line in lines))
+    stream.flush()
+
+
 def _short(x: Any, limit: int = 120) -> str:
     r = repr(x)
     return r if len(r) <= limit else r[: limit - 3] + "..."
@@ -53,6 +62,9 @@ class MultiEngineClient(Connected):
         self._block = True
         self._targets: Any = "all"
         self._flattened: dict[str, tuple[list[int], list[bool]]] = {}  # scatter(flatten=True) by key
+        # Live output of execute/run: None = on at an interactive prompt (IPython, python -i).
+        self.live_output: bool | None = None
+        self.output_hook: Callable[[int, str, str], None] = print_output
 
     @property
     def block(self) -> bool:
@@ -75,6 +87,11 @@ class MultiEngineClient(Connected):
         self._targets = self._find_targets(value)
 
     # ------------------------------------------------------------ plumbing
+    def _live(self) -> bool:
+        if self.live_output is not None:
+            return bool(self.live_output)
+        return "IPython" in sys.modules or bool(sys.flags.interactive) or hasattr(sys, "ps1")
+
     def _find_block(self, block: Any = None) -> bool:
         if block is None:
             return self._block
@@ -158,7 +175,14 @@ class MultiEngineClient(Connected):
                 header["raw"] = raw
             if stream:
                 header["xfer"] = {"sizes": all_sizes, "n": ns, "piece": chunks.PIECE}
-        msg = self._wait(self._core.request(header, content, buffers, pieces))
+        listener = None
+        if cmd == "execute" and self._live():
+            header["live"] = True
+            listener = self.output_hook
+        fut = self._core.request(header, content, buffers, pieces, listener)
+        msg = self._wait(fut)
+        if block and listener is not None:
+            self._core.unlisten(header["id"])
         raise_direct(msg)
         if not block:
             return PendingResult(self, msg.header["job"], cmd, post)

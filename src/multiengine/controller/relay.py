@@ -271,6 +271,8 @@ class Controller:
             content, buffers = per_target[i]
             self.next_cmd_id += 1
             cmd = Command(job, i, name, desc, content, list(buffers), self.next_cmd_id)
+            if h.get("live"):
+                cmd.extra = {"live": True}
             if xfer:
                 p = i if splits is not None else 0
                 cmd.xfer = {"sizes": xfer["sizes"][p], "n": xfer["n"][p], "piece": xfer.get("piece")}
@@ -362,6 +364,11 @@ class Controller:
                 log.warning("reply from an unregistered engine dropped")
                 return
             self._on_reply(engine, msg)
+        elif t == "output":  # live stdout/stderr: on to the client that asked for it
+            cmd = engine.current if engine is not None else None
+            if engine is not None and cmd is not None and cmd.job is not None and cmd.cmd_id == msg.header.get("cmd"):
+                header = {"t": "output", "id": cmd.job.msg_id, "engine": engine.id, "name": msg.header.get("name")}
+                self._to_client(cmd.job.client, header, msg.content)
         elif t == "chunk":
             if engine is not None and engine.incoming is not None and msg.buffers:
                 self.transfers.engine_piece(engine, msg.buffers[0])

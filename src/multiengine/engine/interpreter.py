@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import io
 import linecache
 import os
 import sys
@@ -19,6 +18,8 @@ import traceback
 import types
 from pprint import pformat
 from typing import Any
+
+from .output import Capture, Streamer
 
 __all__ = ["Interpreter", "HIDDEN_NAMES"]
 
@@ -51,6 +52,7 @@ class Interpreter:
         self.history: dict[int, dict[str, Any]] = {}
         self.number = 0
         self.namespace: dict[str, Any] = {}
+        self.streamer: Streamer | None = None  # set while a command wants live output
         from .commands import StrictDict
 
         self.properties: dict[Any, Any] = StrictDict()
@@ -85,7 +87,8 @@ class Interpreter:
         n = self.number
         msg: dict[str, Any] = {"input": {"raw": code, "translated": code}, "number": n}
         self.history[n] = msg
-        out, err = io.StringIO(), io.StringIO()
+        streamer = self.streamer
+        out, err = Capture("stdout", streamer), Capture("stderr", streamer)
         display = _Display()
         saved = sys.stdout, sys.stderr, sys.displayhook
         sys.stdout, sys.stderr, sys.displayhook = out, err, display
@@ -102,6 +105,8 @@ class Interpreter:
             raise
         finally:
             sys.stdout, sys.stderr, sys.displayhook = saved
+            if streamer is not None:
+                streamer.flush()  # all of it is out before the reply
             if out.getvalue():
                 msg["stdout"] = out.getvalue()
             if err.getvalue():

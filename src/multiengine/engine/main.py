@@ -58,6 +58,9 @@ class Engine:
         self._last_started = -1  # command ids only grow: older marks can be forgotten
         self._start_lock = threading.Lock()
         self._sigint_handled = True
+        self._send_lock = threading.Lock()  # the output thread sends on the command socket too
+        self._live_cmd: Any = None
+        self._streamer: Any = None
         self._interrupted: str | None = None  # why SIGINT was sent: "interrupt", "abort", "timeout"
 
     # ------------------------------------------------------------ registration
@@ -65,7 +68,7 @@ class Engine:
         header = {"t": "register", "desired_id": self.desired_id, "pid": os.getpid(), "host": socket.gethostname()}
         deadline = time.monotonic() + timeout
         while True:
-            self.sock.send_multipart(self.signer.frames(header))
+            self._send(self.signer.frames(header))
             if self.sock.poll(min(1000, max(1, int((deadline - time.monotonic()) * 1000)))):
                 msg = self._recv()
                 if msg is not None and msg.header["t"] == "registered":
@@ -218,6 +221,14 @@ class Engine:
             flags.update(why="aborted", retry=False)
         return e, flags
 
+    def _send(self, frames: list[Any], copy: bool = True) -> None:
+        with self._send_lock:
+            self.sock.send_multipart(frames, copy=copy)
+
+    def _send_output(self, name: str, text: str) -> None:
+        header = {"t": "output", "cmd": self._live_cmd, "name": name}
+        self._send(self.signer.frames(header, text.encode("utf-8", "replace")))
+
     def _send_reply(
         self,
         cmd_id: Any,
@@ -234,14 +245,14 @@ class Engine:
         if buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD:
             sizes, pieces = chunks.split(buffers)
             reply["xfer"] = chunks.announce(sizes, len(pieces))
-            self.sock.send_multipart(self.signer.frames(reply, content), copy=False)
+            self._send(self.signer.frames(reply, content), copy=False)
             for piece in pieces:
                 chunk = {"t": "chunk", "cmd": cmd_id, "raw": True}
-                self.sock.send_multipart(self.signer.frames(chunk, b"", (piece,)), copy=False)
+                self._send(self.signer.frames(chunk, b"", (piece,)), copy=False)
             return
         if buffers:
             reply["raw"] = True  # out-of-band pickle buffers; the pickle itself is hashed
-        self.sock.send_multipart(self.signer.frames(reply, content, buffers), copy=False)
+        self._send(self.signer.frames(reply, content, buffers), copy=False)
 
     def serve(self) -> None:
         from ..wire.serialize import dumps, loads
@@ -283,12 +294,20 @@ class Engine:
                     raise _Revoked(revoked)
                 if h.get("tl"):
                     self._arm_time_limit(cmd_id, float(h["tl"]))
+                if h.get("live"):
+                    if self._streamer is None:
+                        from .output import Streamer
+
+                        self._streamer = Streamer(self._send_output)
+                    self._live_cmd = cmd_id
+                    self.interp.streamer = self._streamer
                 started = time.perf_counter()
                 try:
                     value = handler(self.interp, *args)
                 finally:
                     self._running = None
                     run_time = time.perf_counter() - started
+                    self.interp.streamer = None
                 content, buffers = dumps(value)
             except BaseException as e:  # user code may raise anything, even SystemExit
                 if self.terminating:
@@ -323,7 +342,7 @@ class Engine:
     def close(self) -> None:
         self._stop.set()
         try:
-            self.sock.send_multipart(self.signer.frames({"t": "bye"}))
+            self._send(self.signer.frames({"t": "bye"}))
         except zmq.ZMQError:
             pass
         self.sock.close(linger=500)

@@ -1,0 +1,98 @@
+"""Capturing what user code prints, and sending it on while the code still runs.
+
+Each command's ``sys.stdout``/``sys.stderr`` is a :class:`Capture`: everything written
+is kept for the result dict (``stdout``/``stderr``), and, when the client asked for
+live output, also handed to the :class:`Streamer`, whose thread sends it to the
+controller in small batches (a line is sent within about 10 ms; a loop printing
+thousands of lines sends a few messages, not thousands).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Capture", "Streamer"]
+
+COALESCE = 0.01  # seconds to gather more output before sending
+MAX_PENDING = 64 * 1024  # send at once past this many characters
+
+
+class Streamer:
+    """Sends captured output through ``send(name, text)`` from its own thread."""
+
+    def __init__(self, send: Callable[[str, str], None]) -> None:
+        self._send = send
+        self._cond = threading.Condition()
+        self._delivering = threading.Lock()
+        self._pending: list[tuple[str, str]] = []
+        self._size = 0
+        self._thread = threading.Thread(target=self._run, name="multiengine-output", daemon=True)
+        self._thread.start()
+
+    def put(self, name: str, text: str) -> None:
+        with self._cond:
+            self._pending.append((name, text))
+            self._size += len(text)
+            if "\n" in text or self._size >= MAX_PENDING:
+                self._cond.notify()
+
+    def flush(self) -> None:
+        """Send whatever is pending now, on the caller's thread (before a reply).
+
+        One delivery at a time: output taken by the thread is sent before a flush
+        returns, so nothing printed arrives after the command's reply.
+        """
+        with self._delivering:
+            with self._cond:
+                pending, self._pending, self._size = self._pending, [], 0
+            self._deliver(pending)
+
+    def _deliver(self, pending: list[tuple[str, str]]) -> None:
+        merged: list[tuple[str, str]] = []
+        for name, text in pending:  # consecutive writes to one stream go as one message
+            if merged and merged[-1][0] == name:
+                merged[-1] = (name, merged[-1][1] + text)
+            else:
+                merged.append((name, text))
+        for name, text in merged:
+            self._send(name, text)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+            threading.Event().wait(COALESCE)
+            self.flush()
+
+
+class Capture(io.TextIOBase):
+    """A text stream that keeps everything written and passes it to a streamer."""
+
+    def __init__(self, name: str, streamer: Streamer | None = None) -> None:
+        super().__init__()
+        self.name = name  # type: ignore[misc]
+        self._parts: list[str] = []
+        self._streamer = streamer
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: Any) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        if s:
+            self._parts.append(s)
+            if self._streamer is not None:
+                self._streamer.put(self.name, s)
+        return len(s)
+
+    def getvalue(self) -> str:
+        return "".join(self._parts)
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
