@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncMultiEngineClient",
+    "AsyncTaskClient",
     "Cluster",
     "CompositeError",
     "MapTask",
@@ -33,6 +35,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "AsyncMultiEngineClient": ("multiengine.client.aio", "AsyncMultiEngineClient"),
+    "AsyncTaskClient": ("multiengine.client.aio", "AsyncTaskClient"),
     "Cluster": ("multiengine.cluster.local", "Cluster"),
     "MultiEngineClient": ("multiengine.client.multiengine", "MultiEngineClient"),
     "PendingResult": ("multiengine.client.results", "PendingResult"),
@@ -51,6 +55,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from . import errors
+    from .client.aio import AsyncMultiEngineClient, AsyncTaskClient
     from .client.multiengine import MultiEngineClient
     from .client.results import PendingResult, ResultList, ResultNS
     from .client.taskclient import TaskClient

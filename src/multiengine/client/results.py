@@ -213,6 +213,12 @@ class PendingResult:
     def r(self) -> Any:
         return self.get_result(block=True)
 
+    def __await__(self) -> Any:
+        """``await pr``: the result, without blocking the event loop."""
+        import asyncio
+
+        return asyncio.to_thread(self.get_result).__await__()
+
     def add_callback(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         if not callable(f):
             raise TypeError("callbacks must be callable")
