@@ -24,6 +24,7 @@ from ..wire.serialize import Serialized, dumps
 from .connected import Connected
 from .mapper import MultiEngineMapper, ParallelFunction
 from .partition import check_dist, join, partition
+from .progress import DELAY, bar
 from .results import PendingResult, ResultList, check, decode_parts, raise_direct
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class MultiEngineClient(Connected):
         # Live output of execute/run: None = on at an interactive prompt (IPython, python -i).
         self.live_output: bool | None = None
         self.output_hook: Callable[[int, str, str], None] = print_output
+        # A bar for blocking waits over two seconds: None = on at a terminal or in IPython.
+        self.progress: bool | None = None
 
     @property
     def block(self) -> bool:
@@ -113,6 +116,21 @@ class MultiEngineClient(Connected):
 
     def _wait(self, fut: Future[Message], timeout: float | None = None) -> Message:
         return self._core.wait(fut, timeout)
+
+    def _wait_with_progress(self, fut: Future[Message], targets: Any, cmd: str) -> Message:
+        """Wait; past two seconds, show a bar (the engines answer all at once at the end)."""
+        try:
+            return self._wait(fut, DELAY)
+        except TimeoutError:
+            pass
+        n = len(targets) if isinstance(targets, (list, tuple)) else None
+        progress = bar(self.progress, n, f"{cmd} on {n or 'all'} engines", "engine", delay=0)
+        try:
+            msg = self._wait(fut)
+            progress.update(n or 0)
+            return msg
+        finally:
+            progress.close()
 
     def _fetch(self, job_id: str, block: bool) -> Future[Message]:
         return self._core.request({"t": "fetch", "job": job_id, "block": block})
@@ -180,7 +198,7 @@ class MultiEngineClient(Connected):
             header["live"] = True
             listener = self.output_hook
         fut = self._core.request(header, content, buffers, pieces, listener)
-        msg = self._wait(fut)
+        msg = self._wait_with_progress(fut, targets, cmd) if block else self._wait(fut)
         if block and listener is not None:
             self._core.unlisten(header["id"])
         raise_direct(msg)
@@ -409,11 +427,16 @@ class MultiEngineClient(Connected):
         for pr in prs:
             if not isinstance(pr, PendingResult):
                 raise errors.NotAPendingResult("Objects passed to barrier must be PendingResult instances")
-        for pr in sorted(prs):
-            try:
-                pr.get_result(block=True)
-            except Exception:
-                pass
+        progress = bar(self.progress, len(prs), "barrier", "result")
+        try:
+            for pr in sorted(prs):
+                try:
+                    pr.get_result(block=True)
+                except Exception:
+                    pass
+                progress.update(1)
+        finally:
+            progress.close()
 
     def flush(self) -> None:
         """Forget every result of this client the controller still holds."""

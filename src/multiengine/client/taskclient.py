@@ -17,6 +17,7 @@ from .. import errors
 from ..wire.message import Message, unpack
 from ..wire.serialize import dumps, loads
 from .connected import Connected
+from .progress import bar
 from .results import _rebuild_error, raise_direct
 from .tasks import BaseTask, MapTask, TaskResult
 
@@ -30,7 +31,13 @@ WAIT_BATCH = 2000  # task ids per result request
 
 
 class TaskClient(Connected):
-    """Load-balanced tasks on a cluster's engines (``profile``/``cluster_dir``/``connection_file``)."""
+    """Load-balanced tasks on a cluster's engines (``profile``/``cluster_dir``/``connection_file``).
+
+    ``progress`` (True, False, or None for automatic) shows a bar when ``map`` or
+    ``barrier`` waits longer than two seconds.
+    """
+
+    progress: bool | None = None
 
     # ------------------------------------------------------------ plumbing
     def _value(self, header: dict[str, Any]) -> Any:
@@ -130,9 +137,16 @@ class TaskClient(Connected):
 
     def barrier(self, taskids: int | Iterable[int]) -> None:
         """Wait until every task has finished (errors are not raised here)."""
-        ids = [taskids] if isinstance(taskids, int) else list(taskids)
-        for i in range(0, len(ids), WAIT_BATCH):
-            self._request({"t": "task_result", "ids": ids[i : i + WAIT_BATCH], "mode": "all"})
+        waiting = [taskids] if isinstance(taskids, int) else list(taskids)
+        progress = bar(self.progress, len(waiting), "barrier")
+        try:
+            while waiting:
+                done = {tid for tid, state, _ in self._results(waiting[:WAIT_BATCH], "any")
+                        if state in ("succeeded", "failed", "unknown")}
+                progress.update(len(done))
+                waiting = [t for t in waiting if t not in done]
+        finally:
+            progress.close()
 
     def spin(self) -> bool:
         """Ask the scheduler to hand out waiting tasks now; True if it did."""
@@ -171,7 +185,15 @@ class TaskClient(Connected):
         lengths = {len(s) for s in sequences}
         if len(lengths) > 1:
             raise ValueError("all sequences must have equal length")
-        return list(self.imap(func, *sequences, chunksize=chunksize, **options))
+        progress = bar(self.progress, lengths.pop() if lengths else 0, "map", "item")
+        try:
+            out = []
+            for value in self.imap(func, *sequences, chunksize=chunksize, **options):
+                out.append(value)
+                progress.update(1)
+            return out
+        finally:
+            progress.close()
 
     def imap(self, func: Callable[..., Any], *iterables: Iterable[Any], chunksize: int = 1, ordered: bool = True,
              window: int | None = None, **options: Any) -> Iterator[Any]:
