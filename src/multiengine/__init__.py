@@ -31,6 +31,7 @@ __all__ = [
     "TaskResult",
     "TaskRejectError",
     "errors",
+    "register_joblib_backend",
     "serialize",
 ]
 
@@ -63,6 +64,13 @@ if TYPE_CHECKING:
     from .cluster.local import Cluster
     from .errors import CompositeError, TaskRejectError
     from .wire.serialize import Serialized, serialize
+
+
+def register_joblib_backend(name: str = "multiengine", make_default: bool = False) -> None:
+    """Make ``joblib.parallel_backend("multiengine", profile=...)`` run on the engines."""
+    from .joblib_backend import register
+
+    register(name, make_default)
 
 
 def load_ipython_extension(ip: Any) -> None:

@@ -148,6 +148,10 @@ class TaskClient(Connected):
         finally:
             progress.close()
 
+    def get_ids(self) -> list[int]:
+        """The ids of the registered engines."""
+        return self._value({"t": "get_ids"})  # type: ignore[no-any-return]
+
     def spin(self) -> bool:
         """Ask the scheduler to hand out waiting tasks now; True if it did."""
         return bool(self._value({"t": "task_spin"}))
