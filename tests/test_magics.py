@@ -116,3 +116,45 @@ def test_activate_outside_ipython(cluster: Cluster) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "only work within IPython" in out.stdout
+
+
+def test_seed_doc_examples_with_px(ip: InteractiveShell, mec: multiengine.MultiEngineClient) -> None:
+    """seed-tests §F 14, 16, 17 and 19, with %px where the docs used it."""
+    mec.activate()
+    mec.live_output = False
+
+    def f(x: float) -> float:
+        return 2.0 * x**4
+
+    mec.push_function(dict(f=f))  # §F 14
+    mec.execute("y = f(4.0)")
+    assert [r["stdout"] for r in ip.run_cell("%px print(y)").result] == ["512.0\n"] * 4
+    mec.scatter("a", range(16))  # §F 16
+    rows = ip.run_cell("%px print(a)").result
+    assert [r["stdout"] for r in rows] == [f"{list(range(4 * i, 4 * i + 4))}\n" for i in range(4)]
+    mec.scatter("x", range(64))  # §F 17
+    ip.run_cell("%px y = [i**10 for i in x]")
+    assert mec.gather("y") == [i**10 for i in range(64)]
+    ip.run_cell("%px import numpy")  # §F 19
+    ip.run_cell("%px a = numpy.random.rand(2,2)")
+    ip.run_cell("%px max_evals = [max(abs(numpy.linalg.eigvals(a)))]")
+    rows = ip.run_cell('%px print("Average max eigenvalue is: ", sum(max_evals)/len(max_evals))').result
+    assert all(r["stdout"].startswith("Average max eigenvalue is: ") for r in rows)
+
+
+def test_result_docstring_example(ip: InteractiveShell, mec: multiengine.MultiEngineClient,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """seed-tests §F 25: %px a = 5 prints the targets line; %result N gives that command's rows."""
+    mec.activate()
+    mec.targets = [0, 1]
+    try:
+        for _ in range(5):
+            mec.execute("pass")
+        rows = ip.run_cell("%px a = 5").result
+        assert "Parallel execution on engines: [0, 1]" in capsys.readouterr().out
+        assert [(r["id"], r["number"]) for r in rows] == [(0, 6), (1, 6)]
+        again = ip.run_cell("%result 6").result
+        assert repr(again).splitlines() == ["<Results List>", "[0] In [6]: a = 5", "[1] In [6]: a = 5"]
+        assert repr(ip.run_cell("%result").result) == repr(again)
+    finally:
+        mec.targets = "all"
