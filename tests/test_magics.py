@@ -158,3 +158,16 @@ def test_result_docstring_example(ip: InteractiveShell, mec: multiengine.MultiEn
         assert repr(ip.run_cell("%result").result) == repr(again)
     finally:
         mec.targets = "all"
+
+
+def test_activate_before_loading_the_extension(cluster: Cluster) -> None:
+    code = (
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "import multiengine\n"
+        "InteractiveShell.instance()\n"
+        f"mec = multiengine.MultiEngineClient(cluster_dir={str(cluster.cluster_dir.path)!r})\n"
+        "mec.activate()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "%load_ext multiengine" in out.stdout

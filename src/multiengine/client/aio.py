@@ -124,6 +124,7 @@ class AsyncTaskClient(_AsyncBase):
         self.sync = TaskClient(profile, cluster_dir, connection_file, timeout)
 
     run = _coroutine("run")
+    get_ids = _coroutine("get_ids")
     get_task_result = _coroutine("get_task_result")
     abort = _coroutine("abort")
     barrier = _coroutine("barrier")
@@ -131,6 +132,14 @@ class AsyncTaskClient(_AsyncBase):
     queue_status = _coroutine("queue_status")
     clear = _coroutine("clear")
     map = _coroutine("map")
+
+    def mapper(self, *args: Any, **kwargs: Any) -> Any:
+        """The blocking client's TaskMapper (its ``map`` blocks; use ``await atc.map``)."""
+        return self.sync.mapper(*args, **kwargs)
+
+    def executor(self, **task_options: Any) -> Any:
+        """A ``concurrent.futures`` executor; ``asyncio.wrap_future`` makes its Futures awaitable."""
+        return self.sync.executor(**task_options)
 
     async def imap(self, func: Callable[..., Any], *iterables: Any, **options: Any) -> AsyncIterator[Any]:
         """The lazy load-balanced map, as an async iterator."""
