@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import multiengine
-from multiengine.client.multiengine import print_output
+from multiengine.client.live import print_output
 
 
 def recorder(mec: multiengine.MultiEngineClient) -> list[tuple[float, int, str, str]]:

@@ -22,6 +22,7 @@ from ..wire import chunks
 from ..wire.message import Message, unpack
 from ..wire.serialize import Serialized, dumps
 from .connected import Connected
+from .live import live_wanted, print_output
 from .mapper import MultiEngineMapper, ParallelFunction
 from .partition import check_dist, join, partition
 from .progress import DELAY, bar
@@ -36,14 +37,6 @@ _PROPERTIES_WARNING = (
     "Engine properties are deprecated: we are currently refactoring the task dependency "
     "system; use TaskRejectError in task code instead."
 )
-
-
-def print_output(engine_id: int, name: str, text: str) -> None:
-    """Show live output as ``[stdout:0] line`` (stderr to stderr)."""
-    stream = sys.stderr if name == "stderr" else sys.stdout
-    lines = text.splitlines()
-    stream.write("".join(f"[{name}:{engine_id}] {line}\n" for line in lines))
-    stream.flush()
 
 
 def _short(x: Any, limit: int = 120) -> str:
@@ -91,9 +84,7 @@ class MultiEngineClient(Connected):
 
     # ------------------------------------------------------------ plumbing
     def _live(self) -> bool:
-        if self.live_output is not None:
-            return bool(self.live_output)
-        return "IPython" in sys.modules or bool(sys.flags.interactive) or hasattr(sys, "ps1")
+        return live_wanted(self.live_output)
 
     def _find_block(self, block: Any = None) -> bool:
         if block is None:
@@ -281,7 +272,6 @@ class MultiEngineClient(Connected):
 
     def activate(self) -> None:
         """Make this client the one the IPython magics (%px, %autopx, %result) use."""
-        import sys
 
         if "IPython" not in sys.modules:
             print("The IPython parallel magics (%result, %px, %autopx) only work within IPython.")
@@ -446,24 +436,9 @@ class MultiEngineClient(Connected):
 
     def benchmark(self, push_size: int = 10000) -> dict[str, tuple[float, str]]:
         """Latency of ``execute('pass')`` and throughput of pushing a float64 array (best of 3x10)."""
-        import timeit
+        from .timing import benchmark
 
-        out: dict[str, tuple[float, str]] = {}
-        first = self.get_ids()[0]
-        t = min(timeit.repeat(lambda: self.execute("pass", first, True), repeat=3, number=10)) / 10
-        out["single_engine_latency"] = (1000 * t, "msec")
-        t = min(timeit.repeat(lambda: self.execute("pass", "all", True), repeat=3, number=10)) / 10
-        out["all_engine_latency"] = (1000 * t, "msec")
-        try:
-            import numpy as np
-        except ImportError:
-            return out
-        d = {"a": np.zeros(push_size, dtype="float64")}
-        t = min(timeit.repeat(lambda: self.push(d, "all", True), repeat=3, number=10)) / 10
-        out["all_engine_push"] = (1e-6 * push_size * 8 / t, "MB/sec")
-        t = min(timeit.repeat(lambda: self.push(d, first, True), repeat=3, number=10)) / 10
-        out["single_engine_push"] = (1e-6 * push_size * 8 / t, "MB/sec")
-        return out
+        return benchmark(self, push_size)
 
     # ------------------------------------------------------------ properties (deprecated)
     def _props(self, cmd: str, args: tuple[Any, ...], targets: Any, block: Any) -> Any:

@@ -26,6 +26,7 @@ import zmq
 
 from ..cluster.paths import pid_alive
 from ..wire.message import Message, Signer, WireError, pack
+from .endpoints import bind
 from .engines import Command, EngineState, IdAllocator
 from .jobs import Job, JobIds, Part
 from .results import ResultDesk
@@ -73,29 +74,13 @@ class Controller:
         self.clients = self._router()
         self.engine_sock = self._router()
         self.hb = self._router()
-        host = "*" if ip in ("0.0.0.0", "*") else ip
-        socks = (self.clients, self.engine_sock, self.hb)
-        if ":" in host:  # an IPv6 address
-            host = f"[{host.strip('[]')}]"
-            for s in socks:
-                s.setsockopt(zmq.IPV6, 1)
-        self.ports = []
-        for i, s in enumerate(socks):
-            if ports:
-                s.bind(f"tcp://{host}:{ports[i]}")
-                self.ports.append(ports[i])
-            else:
-                self.ports.append(s.bind_to_random_port(f"tcp://{host}"))
-        # Processes on this host may use IPC instead of loopback TCP: no TCP stack on the
-        # way, about 7% off a round trip (shared/spec/limits.md).
-        self.ipc: dict[str, str] = {}
-        if host in ("127.0.0.1", "*", "0.0.0.0"):
-            self.ipc = _bind_ipc({"client": self.clients, "engine": self.engine_sock, "heartbeat": self.hb})
+        named = {"client": self.clients, "engine": self.engine_sock, "heartbeat": self.hb}
+        self.ports, self.ipc = bind(named, ip, ports)
         self.engines: dict[int, EngineState] = {}
         self.by_ident: dict[bytes, EngineState] = {}
         self.ids = IdAllocator()
         self.job_ids = JobIds()
-        self.desk = ResultDesk(self._to_client)
+        self.desk = ResultDesk(self.send_to_client)
         self.scheduler = TaskScheduler(self, task_failure_penalty, task_timeout)
         self.transfers = Transfers(self)
         self.next_cmd_id = 0
@@ -167,23 +152,20 @@ class Controller:
         return {id(self.clients): "client", id(self.engine_sock): "engine"}.get(id(sock), "heartbeat")
 
     # ------------------------------------------------------------------ sending
-    def _to_client(self, client: bytes, header: dict[str, Any], content: Any = b"", buffers: list[Any] | None = None) -> None:
+    def send_to_client(self, client: bytes, header: dict[str, Any], content: Any = b"", buffers: list[Any] | None = None) -> None:
         self.clients.send_multipart(self.signer.frames(header, content, buffers or (), (client,)), copy=False)
 
-
-    send_to_client = _to_client
 
     def interrupt_engine(self, engine: EngineState, cmd_id: Any, why: str) -> None:
         """Ask an engine's heartbeat thread to interrupt the command it runs."""
         self.hb.send_multipart(self.signer.frames({"t": "interrupt", "cmd": cmd_id, "why": why}, b"", (), (engine.ident,)))
 
-    def _reply_value(self, msg: Message, value: Any) -> None:
-        self._to_client(_client_of(msg), {"t": "value", "id": msg.header.get("id")}, pack(value))
+    def reply_value(self, msg: Message, value: Any) -> None:
+        self.send_to_client(_client_of(msg), {"t": "value", "id": msg.header.get("id")}, pack(value))
 
-    reply_value = _reply_value
 
     def _reply_error(self, client: bytes, msg_id: Any, ename: str, evalue: str) -> None:
-        self._to_client(client, {"t": "error", "id": msg_id, "ename": ename, "evalue": evalue})
+        self.send_to_client(client, {"t": "error", "id": msg_id, "ename": ename, "evalue": evalue})
 
     # ------------------------------------------------------------------ clients
     def _on_client(self, msg: Message) -> None:
@@ -196,16 +178,16 @@ class Controller:
             h = msg.header
             self.desk.fetch(_client_of(msg), h.get("id"), h.get("job"), bool(h.get("block", True)))
         elif t == "ping":
-            self._to_client(_client_of(msg), {"t": "pong", "id": msg.header.get("id")})
+            self.send_to_client(_client_of(msg), {"t": "pong", "id": msg.header.get("id")})
         elif t == "get_ids":
-            self._reply_value(msg, sorted(self.engines))
+            self.reply_value(msg, sorted(self.engines))
         elif t == "connect":
-            self._reply_value(msg, {"engines": sorted(self.engines), "pid": os.getpid()})
+            self.reply_value(msg, {"engines": sorted(self.engines), "pid": os.getpid()})
         elif t == "flush":
             self.desk.flush(_client_of(msg))
-            self._reply_value(msg, None)
+            self.reply_value(msg, None)
         elif t == "status":
-            self._reply_value(msg, self.status())
+            self.reply_value(msg, self.status())
         elif t.startswith("task_") or t == "interrupt":
             self._on_task_message(msg)
         else:
@@ -227,7 +209,7 @@ class Controller:
             engine = self.engines[eid]
             if engine.current is not None:
                 self.interrupt_engine(engine, engine.current.cmd_id, "interrupt")
-        self._reply_value(msg, [None] * len(targets))
+        self.reply_value(msg, [None] * len(targets))
 
     def _resolve_targets(self, targets: Any) -> list[int]:
         return resolve_targets(targets, self.engines)
@@ -246,7 +228,7 @@ class Controller:
         job.kill_controller = bool(h.get("controller")) and name == "kill"
         if not block:
             self.desk.add(job)
-            self._to_client(client, {"t": "ack", "id": h.get("id"), "job": job.job_id})
+            self.send_to_client(client, {"t": "ack", "id": h.get("id"), "job": job.job_id})
         if not targets:
             self._complete(job)
             return
@@ -368,7 +350,7 @@ class Controller:
             cmd = engine.current if engine is not None else None
             if engine is not None and cmd is not None and cmd.job is not None and cmd.cmd_id == msg.header.get("cmd"):
                 header = {"t": "output", "id": cmd.job.msg_id, "engine": engine.id, "name": msg.header.get("name")}
-                self._to_client(cmd.job.client, header, msg.content)
+                self.send_to_client(cmd.job.client, header, msg.content)
         elif t == "chunk":
             if engine is not None and engine.incoming is not None and msg.buffers:
                 self.transfers.engine_piece(engine, msg.buffers[0])
@@ -506,38 +488,6 @@ class Controller:
             "dropped_messages": self.dropped,
             "tasks": self.scheduler.status(False),
         }
-
-
-def _bind_ipc(sockets: dict[str, zmq.Socket[Any]]) -> dict[str, str]:
-    """Bind each socket to an IPC endpoint in a private runtime directory too."""
-    import tempfile
-    import uuid
-
-    base = os.path.join(tempfile.gettempdir(), f"multiengine-{os.getuid()}")
-    try:
-        os.makedirs(base, mode=0o700, exist_ok=True)
-        os.chmod(base, 0o700)
-    except OSError as e:
-        log.info("no IPC endpoints (%s): local processes use TCP", e)
-        return {}
-    for stale in os.listdir(base):  # endpoints of controllers that died without cleaning up
-        pid = stale.split("-", 1)[0]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            try:
-                os.unlink(os.path.join(base, stale))
-            except OSError:
-                pass
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    urls = {}
-    for name, sock in sockets.items():
-        url = f"ipc://{base}/{tag}-{name[0]}"
-        try:
-            sock.bind(url)
-        except zmq.ZMQError as e:
-            log.info("no IPC endpoint for %s (%s): local processes use TCP", name, e)
-            return {}
-        urls[name] = url
-    return urls
 
 
 def _client_of(msg: Message) -> bytes:
