@@ -9,7 +9,7 @@ import multiengine
 
 def test_long_map_shows_a_bar(tc: multiengine.TaskClient, capsys: pytest.CaptureFixture[str]) -> None:
     tc.progress = True
-    assert tc.map(lambda x: __import__("time").sleep(0.35) or x, range(24)) == list(range(24))
+    assert tc.map(lambda x: __import__("time").sleep(0.5) or x, range(24)) == list(range(24))
     err = capsys.readouterr().err
     assert "map" in err and "/24" in err, err  # e.g. "map:  58%|#####     | 14/24 [00:02<...]"
 
