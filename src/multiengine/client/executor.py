@@ -36,7 +36,7 @@ class _Base(Executor):
         self._thread: threading.Thread | None = None
 
     def _start(self) -> None:
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name=f"multiengine-{type(self).__name__}", daemon=True)
             self._thread.start()
 
@@ -71,11 +71,11 @@ class TaskExecutor(_Base):
         self._generation = 0
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self._check_open()
+        fut: Future[Any] = Future()
+        tid = self.client.run(MapTask(fn, args, kwargs, **self.task_options))  # not under the lock
+        fut.task_id = tid  # type: ignore[attr-defined]
         with self._lock:
-            self._check_open()
-            fut: Future[Any] = Future()
-            tid = self.client.run(MapTask(fn, args, kwargs, **self.task_options))
-            fut.task_id = tid  # type: ignore[attr-defined]
             self._pending[tid] = fut
             self._generation += 1
             self._start()

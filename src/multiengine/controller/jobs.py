@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Part", "Job", "JobStore", "JobIds"]
+import msgpack
+
+__all__ = ["Part", "Job", "JobStore", "JobIds", "error_part"]
 
 
 @dataclass(eq=False)
@@ -27,6 +29,11 @@ class Part:
     piece: int | None = None  # the sender's piece size, with sizes
     flags: dict[str, Any] | None = None  # a task attempt's outcome flags from the engine
     run_time: float | None = None  # seconds the engine spent running it
+
+
+def error_part(ename: str, evalue: str, engine_id: int = -1) -> Part:
+    """An engine's share of a job that failed in the controller (msgpack, no pickle)."""
+    return Part(engine_id, "error", "m", [msgpack.packb({"ename": ename, "evalue": evalue})])
 
 
 def _size(frames: list[Any]) -> int:

@@ -28,7 +28,7 @@ from ..cluster.paths import pid_alive
 from ..wire.message import Message, Signer, WireError, pack
 from .endpoints import bind
 from .engines import Command, EngineState, IdAllocator
-from .jobs import Job, JobIds, Part
+from .jobs import Job, JobIds, Part, error_part
 from .results import ResultDesk
 from .scheduler import TaskScheduler
 from .targets import BadTargets, per_target_payloads, resolve_targets
@@ -47,10 +47,6 @@ CONTROLLER_LOCAL = frozenset({"queue_status", "clear_queue"})
 # takes the ones sent ahead back (they return to the scheduler), and priorities keep
 # ordering what still waits in the controller.
 PREFETCH = 2
-
-
-def _err(ename: str, evalue: str) -> Part:
-    return Part(-1, "error", "m", [pack({"ename": ename, "evalue": evalue})])
 
 
 class Controller:
@@ -80,7 +76,7 @@ class Controller:
         self.by_ident: dict[bytes, EngineState] = {}
         self.ids = IdAllocator()
         self.job_ids = JobIds()
-        self.desk = ResultDesk(self.send_to_client)
+        self.desk = ResultDesk(self.send_to_client, self.reply_error)
         self.scheduler = TaskScheduler(self, task_failure_penalty, task_timeout)
         self.transfers = Transfers(self)
         self.next_cmd_id = 0
@@ -164,7 +160,7 @@ class Controller:
         self.send_to_client(_client_of(msg), {"t": "value", "id": msg.header.get("id")}, pack(value))
 
 
-    def _reply_error(self, client: bytes, msg_id: Any, ename: str, evalue: str) -> None:
+    def reply_error(self, client: bytes, msg_id: Any, ename: str, evalue: str) -> None:
         self.send_to_client(client, {"t": "error", "id": msg_id, "ename": ename, "evalue": evalue})
 
     # ------------------------------------------------------------------ clients
@@ -192,7 +188,7 @@ class Controller:
             self._on_task_message(msg)
         else:
             log.warning("unknown client message type %r", t)
-            self._reply_error(_client_of(msg), msg.header.get("id"), "ProtocolError", f"unknown message type {t!r}")
+            self.reply_error(_client_of(msg), msg.header.get("id"), "ProtocolError", f"unknown message type {t!r}")
 
     def _on_task_message(self, msg: Message) -> None:
         h = msg.header
@@ -203,7 +199,7 @@ class Controller:
         try:  # interrupt what runs on some engines (MultiEngine commands or tasks)
             targets = self._resolve_targets(h.get("targets", "all"))
         except BadTargets as e:
-            self._reply_error(client, h.get("id"), e.ename, e.evalue)
+            self.reply_error(client, h.get("id"), e.ename, e.evalue)
             return
         for eid in targets:
             engine = self.engines[eid]
@@ -220,7 +216,7 @@ class Controller:
         try:
             targets = self._resolve_targets(h.get("targets", "all"))
         except BadTargets as e:
-            self._reply_error(client, h.get("id"), e.ename, e.evalue)
+            self.reply_error(client, h.get("id"), e.ename, e.evalue)
             return
         name = h["cmd"]
         block = bool(h.get("block", True))
@@ -267,8 +263,7 @@ class Controller:
 
     def _fail_job(self, job: Job, ename: str, evalue: str) -> None:
         for i in range(len(job.targets)):
-            part = _err(ename, evalue)
-            part.engine_id = job.targets[i]
+            part = error_part(ename, evalue, job.targets[i])
             if job.set_part(i, part):
                 self._complete(job)
 
@@ -290,8 +285,7 @@ class Controller:
                 self.scheduler.requeue(cmd.task)  # a task is not cleared: it goes back to wait
                 continue
             assert cmd.job is not None
-            part = _err("QueueCleared", cmd.desc)
-            part.engine_id = engine.id
+            part = error_part("QueueCleared", cmd.desc, engine.id)
             if cmd.job.set_part(cmd.index, part):
                 self._complete(cmd.job)
 
@@ -443,8 +437,7 @@ class Controller:
                     self.scheduler.requeue(cmd.task)
                 continue
             assert cmd.job is not None
-            part = _err("EngineError", f"engine {engine.id} was lost ({why}) with {cmd.desc} on it")
-            part.engine_id = engine.id
+            part = error_part("EngineError", f"engine {engine.id} was lost ({why}) with {cmd.desc} on it", engine.id)
             if cmd.job.set_part(cmd.index, part):
                 self._complete(cmd.job)
         self.scheduler.schedule()

@@ -11,15 +11,14 @@ from .jobs import Job, JobStore
 __all__ = ["ResultDesk"]
 
 Send = Callable[[bytes, dict[str, Any], Any, list[Any]], None]
+SendError = Callable[[bytes, Any, str, str], None]
 
 
 class ResultDesk:
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, send_error: SendError) -> None:
         self.store = JobStore()
         self._send = send
-
-    def _error(self, client: bytes, msg_id: Any, ename: str, evalue: str) -> None:
-        self._send(client, {"t": "error", "id": msg_id, "ename": ename, "evalue": evalue}, b"", [])
+        self._error = send_error
 
     def add(self, job: Job) -> None:
         """Keep a non-blocking job's result for a later fetch."""

@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..wire.message import Message, pack
+from ..wire.message import Message
 from .engines import Command, EngineState
-from .jobs import Part
+from .jobs import Part, error_part
 
 if TYPE_CHECKING:
     from .relay import Controller
@@ -79,10 +79,6 @@ class Task:
         return self.state in ("succeeded", "failed")
 
 
-def _error(ename: str, evalue: str, engine_id: int = -1) -> Part:
-    return Part(engine_id, "error", "m", [pack({"ename": ename, "evalue": evalue})])
-
-
 class TaskScheduler:
     def __init__(self, ctl: Controller, failure_penalty: float = 1.0, idle_timeout: float = 30.0) -> None:
         self.ctl = ctl
@@ -109,8 +105,7 @@ class TaskScheduler:
             if isinstance(ids, list):
                 self.results(client, h.get("id"), ids, str(h.get("mode", "all")))
             else:
-                self.ctl.send_to_client(client, {"t": "error", "id": h.get("id"), "ename": "ProtocolError",
-                                                 "evalue": "task_result needs a list of ids"})
+                self.ctl.reply_error(client, h.get("id"), "ProtocolError", "task_result needs a list of ids")
         elif t == "task_abort":
             answer(msg, self.abort(h.get("tid")))
         elif t == "task_status":
@@ -121,8 +116,7 @@ class TaskScheduler:
         elif t == "task_spin":
             answer(msg, self.schedule())
         else:
-            self.ctl.send_to_client(client, {"t": "error", "id": h.get("id"), "ename": "ProtocolError",
-                                             "evalue": f"unknown message type {t!r}"})
+            self.ctl.reply_error(client, h.get("id"), "ProtocolError", f"unknown message type {t!r}")
 
     def submit(self, client: bytes, header: dict[str, Any], frames: list[Any]) -> list[int]:
         tids = []
@@ -164,7 +158,7 @@ class TaskScheduler:
             return "Task Already Aborted"
         task.aborting = True
         if task.state == "scheduled":
-            self._finish(task, _error("TaskAborted", f"task {tid} was aborted"), failed=True)
+            self._finish(task, error_part("TaskAborted", f"task {tid} was aborted"), failed=True)
         elif task.cmd is not None:
             engine = self.ctl.engines.get(task.engine_id if task.engine_id is not None else -1)
             if engine is not None and (engine.current is task.cmd or task.cmd in engine.ahead):
@@ -172,7 +166,7 @@ class TaskScheduler:
                 self.ctl.interrupt_engine(engine, task.cmd.cmd_id, "abort")
             elif engine is not None and task.cmd in engine.queue:
                 engine.queue.remove(task.cmd)
-                self._finish(task, _error("TaskAborted", f"task {tid} was aborted"), failed=True)
+                self._finish(task, error_part("TaskAborted", f"task {tid} was aborted"), failed=True)
         return None
 
     def results(self, client: bytes, msg_id: Any, ids: list[Any], mode: str) -> None:
@@ -304,7 +298,7 @@ class TaskScheduler:
             task.unmet_since = task.unmet_since or now
             if now - task.unmet_since >= self.idle_timeout:
                 msg = f"task {tid} failed to execute due to unmet dependencies for {self.idle_timeout:g} seconds"
-                self._finish(task, _error("TaskTimeout", msg), failed=True)
+                self._finish(task, error_part("TaskTimeout", msg), failed=True)
         self.schedule()
 
     # ------------------------------------------------------------ from engines
@@ -313,7 +307,7 @@ class TaskScheduler:
             return
         task.cmd = None
         if task.aborting:
-            self._finish(task, _error("TaskAborted", f"task {task.tid} was aborted", engine.id), failed=True)
+            self._finish(task, error_part("TaskAborted", f"task {task.tid} was aborted", engine.id), failed=True)
             return
         if part.status == "ok":
             self._finish(task, part, failed=False)
@@ -340,9 +334,9 @@ class TaskScheduler:
         if task.done:
             return
         task.cmd = None
-        part = _error("EngineError", f"engine {engine_id} was lost ({why}) while running task {task.tid}", engine_id)
+        part = error_part("EngineError", f"engine {engine_id} was lost ({why}) while running task {task.tid}", engine_id)
         if task.aborting:
-            self._finish(task, _error("TaskAborted", f"task {task.tid} was aborted", engine_id), failed=True)
+            self._finish(task, error_part("TaskAborted", f"task {task.tid} was aborted", engine_id), failed=True)
         elif task.spec.retry_lost:
             self._retry_or_fail(task, engine_id, part)
         else:
