@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import multiengine
-from multiengine.cluster.local import Cluster
+from multiengine.cluster.cluster import Cluster
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 import multiengine
-from multiengine.cluster.local import Cluster
+from multiengine.cluster.cluster import Cluster
 
 
 @pytest.mark.asyncio

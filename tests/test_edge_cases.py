@@ -9,7 +9,7 @@ import pytest
 from conftest import run_cli
 
 import multiengine
-from multiengine.cluster.local import Cluster
+from multiengine.cluster.cluster import Cluster
 
 
 def test_reset_with_duplicate_targets_runs_twice(mec: multiengine.MultiEngineClient) -> None:

@@ -7,7 +7,7 @@ import os
 import pytest
 
 import multiengine
-from multiengine.cluster.local import Cluster
+from multiengine.cluster.cluster import Cluster
 
 joblib = pytest.importorskip("joblib")
 

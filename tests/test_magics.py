@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 import multiengine
-from multiengine.cluster.local import Cluster
+from multiengine.cluster.cluster import Cluster
 
 IPython = pytest.importorskip("IPython", reason="the magics need IPython (pip install multiengine[ipython])")
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402

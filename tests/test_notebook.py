@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from multiengine.cluster.local import Cluster
+from multiengine.cluster.cluster import Cluster
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")

@@ -24,7 +24,7 @@ import pytest
 
 import multiengine
 from multiengine.client.mapper import ParallelFunction
-from multiengine.cluster.local import Cluster
+from multiengine.cluster.cluster import Cluster
 from multiengine.errors import CompositeError, InvalidDeferredID, InvalidEngineID, NoEnginesRegistered
 
 MEC = multiengine.MultiEngineClient

@@ -27,7 +27,7 @@ import pytest
 
 import multiengine
 from multiengine import MapTask, StringTask, TaskRejectError, TaskResult
-from multiengine.cluster.local import Cluster
+from multiengine.cluster.cluster import Cluster
 from multiengine.errors import CompositeError, TaskAborted, TaskTimeout
 
 TC = multiengine.TaskClient

@@ -24,7 +24,7 @@ import pytest
 
 import multiengine
 from multiengine import MapTask, StringTask, TaskResult
-from multiengine.cluster.local import Cluster
+from multiengine.cluster.cluster import Cluster
 from multiengine.errors import CompositeError, EngineError, QueueCleared, TaskAborted, TaskTimeout
 
 TC = multiengine.TaskClient

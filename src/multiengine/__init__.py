@@ -38,7 +38,7 @@ __all__ = [
 _LAZY = {
     "AsyncMultiEngineClient": ("multiengine.client.aio", "AsyncMultiEngineClient"),
     "AsyncTaskClient": ("multiengine.client.aio", "AsyncTaskClient"),
-    "Cluster": ("multiengine.cluster.local", "Cluster"),
+    "Cluster": ("multiengine.cluster.cluster", "Cluster"),
     "MultiEngineClient": ("multiengine.client.multiengine", "MultiEngineClient"),
     "PendingResult": ("multiengine.client.results", "PendingResult"),
     "ResultList": ("multiengine.client.results", "ResultList"),
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from .client.results import PendingResult, ResultList, ResultNS
     from .client.taskclient import TaskClient
     from .client.tasks import MapTask, StringTask, TaskResult
-    from .cluster.local import Cluster
+    from .cluster.cluster import Cluster
     from .errors import CompositeError, TaskRejectError
     from .wire.serialize import Serialized, serialize
 

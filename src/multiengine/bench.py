@@ -106,7 +106,7 @@ class MultiEngine:
     cluster: Any = None
 
     def start(self, n: int) -> Ops:
-        from .cluster.local import Cluster
+        from .cluster.cluster import Cluster
 
         self.cluster = Cluster(n)
         mec = self.cluster.start().multiengine_client()

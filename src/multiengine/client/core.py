@@ -28,7 +28,7 @@ from typing import Any
 import zmq
 
 from ..errors import ControllerConnectionError
-from ..wire import chunks
+from ..wire import chunks, curve
 from ..wire.connection import ConnectionInfo
 from ..wire.message import Message, Signer, WireError, unpack
 
@@ -66,6 +66,7 @@ class ClientCore:
         self._in.setsockopt(zmq.LINGER, 0)
         for s in (self._in, self._out):
             s.setsockopt(zmq.IPV6, 1)  # harmless for IPv4 addresses
+            curve.make_client(s, info.curve_serverkey)
         self._in.connect(self.url)
         self._out.connect(self.url)
         self._ping = self.signer.frames({"t": "ping", "id": 0, "rt": self.identity})

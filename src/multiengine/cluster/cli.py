@@ -41,9 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = csub.add_parser("start", help="start a controller and engines")
     _profile_args(p)
     p.add_argument("-n", "--number", type=int, help="number of engines (default: cluster.toml, else 2)")
-    p.add_argument("--launcher", default=None, help="how to start processes (this version: local)")
+    p.add_argument("--launcher", default=None,
+                   help="how to start engines: local, mpi, slurm, sge, pbs, ssh (default: cluster.toml, else local)")
     p.add_argument("--daemon", action="store_true", help="start in the background and return")
-    p.add_argument("--ip", help="interface for the controller to bind (default 127.0.0.1)")
+    p.add_argument("--ip", help="interface for the controller to bind (default: cluster.toml, else 127.0.0.1)")
+    p.add_argument("--location", help="address engines and clients use to reach the controller (default: the --ip)")
+    p.add_argument("--curve", choices=("auto", "on", "off"),
+                   help="CurveZMQ encryption (default auto: on whenever the controller binds off loopback)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the engines")
     p = csub.add_parser("stop", help="stop a running cluster")
     _profile_args(p)
@@ -108,7 +112,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from .local import Cluster
+    from .cluster import Cluster
 
     cdir = _cdir(args).create()
     pid = cdir.read_pid(cdir.cluster_pid_file)
@@ -118,12 +122,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     cfg = cdir.config()
     n = args.number if args.number is not None else int(cfg.get("cluster", {}).get("engines", 2))
     launcher = args.launcher or cfg.get("cluster", {}).get("launcher", "local")
-    if launcher != "local":
-        print(f"multiengine: error: launcher {launcher!r} is not available in this version (use local)", file=sys.stderr)
-        return 2
     if args.daemon:
-        return _start_daemon(args, cdir, n)
-    cluster = Cluster(n, cluster_dir=cdir.path, ip=args.ip, timeout=args.timeout)
+        return _start_daemon(args, cdir, n, launcher)
+    cluster = Cluster(n, launcher=launcher, cluster_dir=cdir.path, ip=args.ip, location=args.location,
+                      curve=args.curve, timeout=args.timeout)
     cdir.write_pid(cdir.cluster_pid_file)
     stopping = []
 
@@ -134,11 +136,14 @@ def cmd_start(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         cluster.start()
-        ctl = cluster.controller.pid if cluster.controller else "?"
-        print(f"cluster {cdir.profile!r} running: {n} engines, controller pid {ctl}", flush=True)
+        ctl = cluster.controller_launcher
+        where = f"controller pid {ctl.pids()[0]}" if ctl and ctl.pids() else "controller started"
+        print(f"cluster {cdir.profile!r} running: {cluster.n} engines ({launcher} launcher, "
+              f"{cluster.start_time:.2f} s to start), {where}", flush=True)
         while not stopping:
-            if cluster.controller is None or cluster.controller.poll() is not None:
-                print("multiengine: the controller exited; stopping the cluster", file=sys.stderr)
+            why = cluster.controller_launcher.poll() if cluster.controller_launcher else "not started"
+            if why:
+                print(f"multiengine: the controller exited ({why}); stopping the cluster", file=sys.stderr)
                 break
             time.sleep(0.1)
     finally:
@@ -149,11 +154,12 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_daemon(args: argparse.Namespace, cdir: ClusterDir, n: int) -> int:
+def _start_daemon(args: argparse.Namespace, cdir: ClusterDir, n: int, launcher: str) -> int:
     cmd = [sys.executable, "-m", "multiengine", "cluster", "start", "--cluster-dir", str(cdir.path)]
-    cmd += ["-n", str(n), "--timeout", str(args.timeout)]
-    if args.ip:
-        cmd += ["--ip", args.ip]
+    cmd += ["-n", str(n), "--timeout", str(args.timeout), "--launcher", launcher]
+    for flag, value in (("--ip", args.ip), ("--location", args.location), ("--curve", args.curve)):
+        if value:
+            cmd += [flag, value]
     logpath = cdir.log / "cluster.log"
     start = logpath.stat().st_size if logpath.exists() else 0
     with open(logpath, "ab") as log:

@@ -79,6 +79,11 @@ class ClusterDir:
         return self.path / "cluster.toml"
 
     @property
+    def curve_file(self) -> Path:
+        """The controller's CurveZMQ key pair (only when encryption is on)."""
+        return self.security / "curve.json"
+
+    @property
     def cluster_pid_file(self) -> Path:
         return self.pid / "cluster.pid"
 

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from ..cluster.paths import ClusterDir
+from ..wire import curve
 from ..wire.connection import ConnectionInfo, read_connection_file, write_connection_file
 
 __all__ = ["main", "add_arguments"]
@@ -23,7 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--profile", default="default", help="cluster profile (default: %(default)s)")
     p.add_argument("--cluster-dir", help="cluster directory (overrides --profile)")
     p.add_argument("--ip", help="interface to bind (default: cluster.toml, else 127.0.0.1)")
-    p.add_argument("--location", help="address written into connection files (default: the --ip)")
+    p.add_argument("--location", help="host or address engines and clients connect to (default: the --ip, "
+                   "or this host's name when binding all interfaces)")
+    p.add_argument("--curve", choices=("auto", "on", "off"), default=None,
+                   help="CurveZMQ encryption: auto = on whenever the controller binds anything but loopback "
+                   "(default: cluster.toml, else auto)")
     p.add_argument("--port", type=int, default=0, help="first of three consecutive ports (default: random)")
     p.add_argument("--reuse", action="store_true", help="reuse the key and ports of existing connection files")
     p.add_argument("--heartbeat-period", type=float, help="seconds between engine heartbeats")
@@ -33,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-timeout", type=float, default=30.0,
                    help="seconds a task may wait for an engine that meets its dependencies (default 30)")
     p.add_argument("--parent-pid", type=int, help="stop when this process has gone (set by launchers)")
+    p.add_argument("--stdin-lifeline", action="store_true",
+                   help="stop when stdin closes (set by the ssh launcher for a controller on another host)")
     p.add_argument("--log-level", default="INFO")
 
 
@@ -55,15 +62,23 @@ def main(args: argparse.Namespace) -> int:
         return 2
     cfg = cdir.config().get("controller", {})
     ip = args.ip or cfg.get("ip", "127.0.0.1")
-    if ip not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("binding %s: traffic is signed but not encrypted (CurveZMQ comes with the launchers issue)", ip)
     ip = "127.0.0.1" if ip == "localhost" else ip
-    location = args.location or (socket.gethostname() if ip in ("0.0.0.0", "*") else ip)
+    location = args.location or cfg.get("location") or (socket.gethostname() if ip in ("0.0.0.0", "*", "::") else ip)
+    mode = args.curve or str(cfg.get("curve", "auto"))
+    encrypt = mode == "on" or (mode == "auto" and not curve.is_loopback(ip))
+    if encrypt and not curve.available():
+        print(f"multiengine controller: CurveZMQ is needed to listen on {ip} but this libzmq lacks it; "
+              "use --curve off to send signed plaintext", file=sys.stderr)
+        return 2
+    if not encrypt and not curve.is_loopback(ip):
+        log.warning("listening on %s without encryption (--curve off): messages are signed but readable", ip)
     key = secrets.token_bytes(32)
     ports: tuple[int, int, int] | None = None
     if args.port:
         ports = (args.port, args.port + 1, args.port + 2)
-    if args.reuse and cdir.client_file.exists() and cdir.engine_file.exists():
+    reuse = bool(args.reuse and cdir.client_file.exists() and cdir.engine_file.exists())
+    curve_public, curve_secret = curve.server_keypair(cdir.curve_file, reuse) if encrypt else (None, None)
+    if reuse:
         old_c = read_connection_file(cdir.client_file)
         old_e = read_connection_file(cdir.engine_file)
         key = old_c.key
@@ -78,7 +93,8 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         ctl = Controller(key, ip, ports, hb_period, hb_timeout, parent_pid=args.parent_pid,
-                         task_failure_penalty=args.task_failure_penalty, task_timeout=args.task_timeout)
+                         task_failure_penalty=args.task_failure_penalty, task_timeout=args.task_timeout,
+                         curve_secret=curve_secret)
     except zmq.ZMQError as e:
         where = f"{ip}:{ports[0]}-{ports[2]}" if ports else ip
         print(f"multiengine controller: cannot listen on {where}: {e}", file=sys.stderr)
@@ -86,22 +102,36 @@ def main(args: argparse.Namespace) -> int:
     cport, eport, hport = ctl.ports
     url = f"tcp://[{location.strip('[]')}]:%d" if ":" in location else f"tcp://{location}:%d"
     extra: dict[str, Any] = {"controller_pid": os.getpid(), "location": location}
+    serverkey = curve_public.decode() if curve_public else None
     def local(*names: str) -> dict[str, Any]:  # IPC endpoints, for processes on this host
         if not all(n in ctl.ipc for n in names):
             return {}
         return {"host": socket.gethostname(), "ipc_addresses": {n: ctl.ipc[n] for n in names}}
 
     engine_addrs = {"engine": url % eport, "heartbeat": url % hport}
-    write_connection_file(cdir.engine_file, ConnectionInfo(key, engine_addrs, extra={**extra, **local("engine", "heartbeat")}))
-    write_connection_file(cdir.client_file, ConnectionInfo(key, {"client": url % cport}, extra={**extra, **local("client")}))
+    write_connection_file(cdir.engine_file, ConnectionInfo(key, engine_addrs, curve_serverkey=serverkey,
+                                                         extra={**extra, **local("engine", "heartbeat")}))
+    write_connection_file(cdir.client_file, ConnectionInfo(key, {"client": url % cport}, curve_serverkey=serverkey,
+                                                         extra={**extra, **local("client")}))
     cdir.write_pid(cdir.controller_pid_file)
-    log.info("controller %d listening: client %d, engine %d, heartbeat %d on %s", os.getpid(), cport, eport, hport, ip)
+    log.info("controller %d listening: client %d, engine %d, heartbeat %d on %s (%s)", os.getpid(), cport, eport, hport,
+             ip, "CurveZMQ encrypted" if encrypt else "plaintext, signed")
 
     def stop(signum: int, frame: Any) -> None:
         ctl._running = False
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if args.stdin_lifeline:
+        import threading
+
+        def watch_stdin() -> None:
+            while sys.stdin.buffer.read(4096):
+                pass
+            log.warning("stdin closed (the launcher has gone): stopping")
+            ctl._running = False
+
+        threading.Thread(target=watch_stdin, daemon=True, name="stdin-lifeline").start()
     try:
         ctl.run()
     finally:

@@ -25,6 +25,7 @@ from typing import Any
 import zmq
 
 from ..cluster.paths import pid_alive
+from ..wire import curve
 from ..wire.message import Message, Signer, WireError, pack
 from .endpoints import bind
 from .engines import Command, EngineState, IdAllocator
@@ -61,8 +62,10 @@ class Controller:
         parent_pid: int | None = None,
         task_failure_penalty: float = 1.0,
         task_timeout: float = 30.0,
+        curve_secret: bytes | None = None,
     ) -> None:
         self.parent_pid = parent_pid
+        self.curve_secret = curve_secret
         self.signer = Signer(key)
         self.ctx = context or zmq.Context.instance()
         self.hb_period = heartbeat_period
@@ -91,6 +94,8 @@ class Controller:
         s.setsockopt(zmq.ROUTER_HANDOVER, 1)  # an engine reconnecting keeps its identity
         s.setsockopt(zmq.SNDHWM, 0)
         s.setsockopt(zmq.RCVHWM, 0)
+        if self.curve_secret:
+            curve.make_server(s, self.curve_secret)
         return s
 
     # ------------------------------------------------------------------ the loop

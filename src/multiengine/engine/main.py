@@ -21,7 +21,7 @@ from typing import Any
 
 import zmq
 
-from ..wire import chunks
+from ..wire import chunks, curve
 from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
 from ..wire.message import Signer, WireError
 from .interpreter import Interpreter, format_exception
@@ -41,6 +41,7 @@ class Engine:
         self.sock.setsockopt(zmq.IDENTITY, self.ident)
         self.sock.setsockopt(zmq.LINGER, 2000)
         self.sock.setsockopt(zmq.IPV6, 1)
+        curve.make_client(self.sock, info.curve_serverkey)
         self.sock.connect(info.url("engine"))
         self.desired_id = desired_id
         self.interp = Interpreter(-1, mpi)
@@ -101,6 +102,7 @@ class Engine:
         hb.setsockopt(zmq.IDENTITY, self.ident)
         hb.setsockopt(zmq.LINGER, 0)
         hb.setsockopt(zmq.IPV6, 1)
+        curve.make_client(hb, self.info.curve_serverkey)
         hb.connect(self.info.url("heartbeat"))
         ping = self.signer.frames({"t": "ping", "id": self.id})
         last_heard = time.monotonic()
@@ -359,7 +361,10 @@ class _Revoked(Exception):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--profile", default="default", help="cluster profile (default: %(default)s)")
     p.add_argument("--cluster-dir", help="cluster directory (overrides --profile)")
-    p.add_argument("--connection-file", help="path of engine.json (overrides the cluster directory)")
+    p.add_argument("--connection-file", help="path of engine.json (overrides the cluster directory); "
+                   "'-' reads it from stdin and stops the engines when stdin closes (used by the ssh launcher)")
+    p.add_argument("-n", "--number", type=int, default=1,
+                   help="with --connection-file -: how many engines to start (default 1)")
     p.add_argument("--mpi", action="store_true", help="initialise mpi4py; request id = MPI rank")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the controller")
     p.add_argument("--log-level", default="INFO")
@@ -399,6 +404,16 @@ def main(args: argparse.Namespace) -> int:
     )
     from ..errors import KernelError
 
+    if args.connection_file == "-":
+        from .group import read_stdin_connection, run_group
+
+        try:
+            _, text = read_stdin_connection()
+        except KernelError as e:
+            print(f"multiengine engine: {e}", file=sys.stderr)
+            return 2
+        passed = ["--timeout", str(args.timeout), "--log-level", str(args.log_level)] + (["--mpi"] if args.mpi else [])
+        return run_group(text, max(1, args.number), passed)
     try:
         info = _find_connection(args)
     except KernelError as e:

@@ -1,0 +1,197 @@
+"""What every launcher is: start a set of processes somewhere, tell whether they still
+run, show what they printed, stop them.
+
+A launcher starts one *set*: the controller (``n == 1``) or ``n`` engines. It is given
+the multiengine arguments of the command to run (``["engine", "--cluster-dir", ...]``)
+and turns them into processes its own way: local subprocesses, ``mpiexec``, a batch job
+(``sbatch``/``qsub``) or ``ssh``. Launchers never talk to the controller; the
+:class:`~multiengine.cluster.cluster.Cluster` waits for registration and asks
+:meth:`Launcher.poll` why nothing came when nothing does.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ...errors import KernelError
+from ..paths import ClusterDir
+
+__all__ = ["Launcher", "LaunchError", "ClusterStartError", "ProcessLauncher", "tail", "require_command", "run_command"]
+
+
+class ClusterStartError(KernelError):
+    """The cluster's processes did not come up; the message ends with their output."""
+
+
+class LaunchError(ClusterStartError):
+    """A launcher could not start (or stop) its processes; the message ends with their output."""
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
+
+
+def require_command(launcher: str, cmd: str, hint: str) -> str:
+    """The absolute path of ``cmd``, or a :class:`LaunchError` naming what to install."""
+    found = shutil.which(cmd)
+    if not found:
+        raise LaunchError(f"{launcher} launcher: {cmd!r} was not found on PATH ({hint})")
+    return found
+
+
+def run_command(launcher: str, argv: list[str], timeout: float = 60.0, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a resource manager's command; its failure becomes a :class:`LaunchError` with its output."""
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
+    except FileNotFoundError:
+        raise LaunchError(f"{launcher} launcher: {argv[0]!r} was not found") from None
+    except subprocess.TimeoutExpired as e:
+        raise LaunchError(f"{launcher} launcher: `{shlex.join(argv)}` did not finish within {timeout:g} s") from e
+    if r.returncode != 0:
+        out = (r.stdout + r.stderr).strip() or "(no output)"
+        raise LaunchError(f"{launcher} launcher: `{shlex.join(argv)}` failed with exit code {r.returncode}:\n{out}")
+    return r
+
+
+class Launcher(ABC):
+    """Starts ``n`` copies of one multiengine command and stops them again.
+
+    ``options`` are the launcher's own settings (from ``cluster.toml``'s
+    ``[launcher.NAME]`` table or ``Cluster(launcher_options=...)``); each subclass
+    documents and checks them. Unknown options are an error, not silently ignored.
+    """
+
+    name: ClassVar[str]
+    options_doc: ClassVar[dict[str, str]] = {}
+    #: True when the processes cannot read the cluster directory and must be sent the
+    #: controller's connection info (so it must exist before :meth:`start`).
+    needs_connection_info: ClassVar[bool] = False
+    #: True when engines may start together with the controller (same host, same
+    #: files: they wait for its connection file), which saves a controller start-up.
+    starts_with_controller: ClassVar[bool] = False
+
+    def __init__(self, cluster_dir: ClusterDir, n: int, argv: list[str], env: dict[str, str],
+                 options: dict[str, Any] | None = None, role: str = "engines", first: int = 1) -> None:
+        self.cluster_dir = cluster_dir
+        self.n = n
+        self.argv = list(argv)
+        self.env = env
+        self.role = role
+        self.first = first  # number of the set's first process in the cluster (log names)
+        self.options = dict(options or {})
+        unknown = set(self.options) - set(self.options_doc)
+        if unknown:
+            known = ", ".join(sorted(self.options_doc)) or "none"
+            raise ValueError(f"{self.name} launcher: unknown option(s) {', '.join(sorted(unknown))} (known: {known})")
+        self.log_dir = cluster_dir.log
+        self.started_at: float | None = None
+
+    def python(self) -> str:
+        return str(self.options.get("python") or sys.executable)
+
+    def command(self) -> list[str]:
+        """The full command line of one process of the set."""
+        return [self.python(), "-m", "multiengine", *self.argv]
+
+    @abstractmethod
+    def start(self, connection: dict[str, Any] | None = None) -> None:
+        """Start the processes (or submit the job) and return without waiting for them."""
+
+    @abstractmethod
+    def poll(self) -> str | None:
+        """None while the set is running or queued; else one line saying why it is gone."""
+
+    @abstractmethod
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop every process of the set (idempotent); return once they are gone."""
+
+    @abstractmethod
+    def output(self) -> str:
+        """What the processes and the launcher's commands printed, for error messages."""
+
+    def pids(self) -> list[int]:
+        """Local process ids of the set (the launcher's own commands for remote sets)."""
+        return []
+
+    def describe(self) -> str:
+        return f"{self.name} launcher ({self.n} {self.role})"
+
+
+class ProcessLauncher(Launcher):
+    """A launcher whose set is held as local subprocesses (``mpiexec``, ``ssh``, engines)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def spawn(self, argv: list[str], logname: str, stdin: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+        path = self.log_dir / logname
+        with open(path, "ab") as log:
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, env=self.env, cwd=os.getcwd())
+        self.procs.append(proc)
+        self.logs.append(path)
+        return proc
+
+    def poll(self) -> str | None:
+        for proc, log in zip(self.procs, self.logs):
+            if proc.poll() is not None:
+                return f"{log.stem} exited with code {proc.returncode}"
+        return None
+
+    def alive(self) -> int:
+        return sum(1 for p in self.procs if p.poll() is None)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        terminate(self.procs, timeout)
+
+    def output(self) -> str:
+        parts = []
+        for log in self.logs[:3]:
+            parts += [f"--- {log.name} ---", tail(log)]
+        return "\n".join(parts)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+
+def terminate(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM each process group, wait up to ``timeout``, SIGKILL what is left, reap all."""
+    running = [p for p in procs if p.poll() is None]
+    for p in running:
+        _signal_group(p, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for p in running:
+        try:
+            p.wait(max(0.05, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(p, signal.SIGKILL)
+            p.wait()
+    for p in procs:
+        if p.poll() is None:
+            _signal_group(p, signal.SIGKILL)
+        p.wait()
+
+
+def _signal_group(p: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal the process and its session (``mpiexec``'s ranks, a shell's children)."""
+    try:
+        os.killpg(p.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            p.send_signal(sig)
+        except ProcessLookupError:
+            pass
