@@ -26,6 +26,22 @@ launcher = "local"
 ip = "127.0.0.1"       # interface to bind; loopback unless told otherwise
 heartbeat_period = 0.5 # seconds between engine heartbeats
 heartbeat_timeout = 3.0  # an engine silent this long is unregistered
+# location = "node1"   # address engines and clients connect to (default: the ip)
+# curve = "auto"       # CurveZMQ: auto = on whenever ip is not loopback; "on", "off"
+
+# Launcher settings, one table per launcher (docs/launchers.md lists every option):
+# [launcher.mpi]
+# args = ["--oversubscribe"]
+# [launcher.slurm]
+# queue = "debug"
+# time = "1:00:00"
+# [launcher.sge]
+# queue = "all.q"
+# [launcher.pbs]
+# queue = "batch"
+# [launcher.ssh]
+# hosts = { "node1" = 2, "node2" = 2 }
+# python = "/opt/venv/bin/python"
 """
 
 

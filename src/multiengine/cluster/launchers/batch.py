@@ -75,8 +75,9 @@ class BatchLauncher(Launcher):
         """The job script this launcher would submit."""
         path = self.options.get("template")
         text = Path(str(path)).expanduser().read_text() if path else self.default_template
+        variables = self.variables()
         try:
-            return string.Template(text).substitute(self.variables())
+            return string.Template(text).substitute(variables)
         except (KeyError, ValueError) as e:
             raise LaunchError(f"{self.name} launcher: the job template {path or '(built-in)'} uses an unknown "
                               f"or malformed variable: {e}") from None
