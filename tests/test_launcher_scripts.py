@@ -110,7 +110,8 @@ def test_submit_refused_carries_the_schedulers_words(tmp_path: Path, monkeypatch
     one is run in tests/test_launcher_batch.py; this fixes its exact words)."""
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: Batch job submission failed: Invalid partition name specified' >&2\nexit 1\n")
+    refusal = "sbatch: error: Batch job submission failed: Invalid partition name specified"
+    (fake / "sbatch").write_text(f"#!/bin/sh\necho '{refusal}' >&2\nexit 1\n")
     (fake / "sbatch").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}:/usr/bin:/bin")
     with pytest.raises(LaunchError, match="Invalid partition name specified"):
