@@ -75,14 +75,22 @@ class ClientCore:
     def _handshake(self, timeout: float) -> dict[str, Any]:
         # The receiving socket's connection may complete after the sending one's, and
         # the controller drops replies to identities it does not know yet: ask again.
+        # A peer that never completes the connection (a plaintext client of an encrypting
+        # controller, or the reverse) leaves no pipe to queue on: sends would block.
         deadline = time.monotonic() + timeout
         while True:
-            fut = self.request({"t": "connect"})
+            self._out.setsockopt(zmq.SNDTIMEO, max(1, int(min(0.25, deadline - time.monotonic()) * 1000)))
             try:
-                reply = self.wait(fut, min(0.25, max(0.01, deadline - time.monotonic())))
-                return unpack(reply.content)  # type: ignore[no-any-return]
+                fut = self.request({"t": "connect"})
+            except zmq.Again:
+                fut = None
+            try:
+                if fut is not None:
+                    reply = self.wait(fut, min(0.25, max(0.01, deadline - time.monotonic())))
+                    self._out.setsockopt(zmq.SNDTIMEO, -1)
+                    return unpack(reply.content)  # type: ignore[no-any-return]
             except TimeoutError:
-                self.forget(fut)
+                self.forget(fut)  # type: ignore[arg-type]
             if time.monotonic() >= deadline:
                 self.close()
                 raise ControllerConnectionError(
@@ -115,7 +123,11 @@ class ClientCore:
         self._futures[mid] = fut
         frames = self.signer.frames(header, content, buffers)
         with self._send_lock:
-            self._out.send_multipart(frames, copy=False)
+            try:
+                self._out.send_multipart(frames, copy=False)
+            except BaseException:
+                self._futures.pop(mid, None)
+                raise
             for part, piece in pieces or ():
                 chunk = self.signer.frames({"t": "chunk", "x": mid, "p": part, "rt": self.identity, "raw": True}, b"", (piece,))
                 self._out.send_multipart(chunk, copy=False)

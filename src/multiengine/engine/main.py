@@ -68,14 +68,19 @@ class Engine:
     def register(self, timeout: float = 10.0) -> int:
         header = {"t": "register", "desired_id": self.desired_id, "pid": os.getpid(), "host": socket.gethostname()}
         deadline = time.monotonic() + timeout
+        self.sock.setsockopt(zmq.SNDTIMEO, max(1, int(timeout * 1000)))  # no pipe yet: do not block forever
         while True:
-            self._send(self.signer.frames(header))
+            try:
+                self._send(self.signer.frames(header))
+            except zmq.Again:
+                pass
             if self.sock.poll(min(1000, max(1, int((deadline - time.monotonic()) * 1000)))):
                 msg = self._recv()
                 if msg is not None and msg.header["t"] == "registered":
                     break
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no answer from the controller at {self.info.url('engine')} in {timeout:g} s")
+        self.sock.setsockopt(zmq.SNDTIMEO, -1)
         self.id = int(msg.header["id"])
         self.hb_period = float(msg.header.get("hb_period", 0.5))
         self.hb_timeout = float(msg.header.get("hb_timeout", 3.0))

@@ -100,7 +100,10 @@ class SSHLauncher(ProcessLauncher):
             return
         if connection is None:
             raise LaunchError("ssh launcher: engines need the controller's connection info")
-        line = (json.dumps(connection) + "\n").encode()
+        # Remote by definition: never the controller host's IPC endpoints (a host with the
+        # same name, a container or a network namespace, could otherwise pick them).
+        remote_info = {k: v for k, v in connection.items() if k not in ("ipc_addresses", "host")}
+        line = (json.dumps(remote_info) + "\n").encode()
         base = _without(self.argv, "--cluster-dir", "--profile", "--connection-file")
         for host, count in self.counts.items():
             argv = [*base, "--connection-file", "-", "-n", str(count)]

@@ -1,0 +1,206 @@
+"""The ``ssh`` launcher across real hosts: network namespaces, each with its own sshd.
+
+``tests/systems/netns.sh`` makes two hosts (``meh1``/``meh2`` at 10.200.0.2 and .3) on a
+bridge whose root-namespace side is 10.200.0.1. The controller binds that address, so
+CurveZMQ is on by default; traffic between the hosts crosses the veth links, where
+tcpdump can watch it. The namespaces share this machine's files, so the "remote"
+Python is this one, named explicitly as a remote Python must be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from systems.fixtures import SSHHosts, ssh_hosts_fixture  # noqa: F401
+
+import multiengine
+from multiengine.cluster.cluster import Cluster, ClusterStartError
+from multiengine.errors import ControllerConnectionError
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def options(net: SSHHosts, **extra: object) -> dict[str, object]:
+    return {"python": sys.executable, "ssh_args": net.ssh_options, **extra}
+
+
+def netns_of(pid: int) -> str:
+    return os.readlink(f"/proc/{pid}/ns/net")
+
+
+def namespace_inode(hosts: SSHHosts, host: str) -> str:
+    r = subprocess.run(hosts.netns_argv(host, ["readlink", "/proc/self/ns/net"]), capture_output=True, text=True, timeout=10)
+    return r.stdout.strip()
+
+
+def namespace_pids(hosts: SSHHosts) -> list[str]:
+    out = []
+    for ns in hosts.namespaces:
+        r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=10)
+        out += r.stdout.split()
+    return out
+
+
+def sshd_pids(hosts: SSHHosts) -> set[str]:
+    return {str(p) for p in hosts.pids.values()}
+
+
+@pytest.fixture
+def across(ssh_hosts: SSHHosts) -> object:
+    """Start a cluster with the ssh launcher; afterwards nothing but the sshds may remain in the hosts."""
+    started: list[Cluster] = []
+
+    def make(n: int, ip: str | None = None, curve: str | None = None, timeout: float = 30, **opts: object) -> Cluster:
+        c = Cluster(n, launcher="ssh", ip=ip or ssh_hosts.bridge_ip, curve=curve, timeout=timeout,
+                    launcher_options=options(ssh_hosts, **opts))
+        started.append(c)
+        return c.start()
+
+    yield make
+    for c in started:
+        c.stop()
+    deadline = time.monotonic() + 10
+    while set(namespace_pids(ssh_hosts)) - sshd_pids(ssh_hosts) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(namespace_pids(ssh_hosts)) <= sshd_pids(ssh_hosts), "processes left behind in the hosts"
+
+
+def test_engines_on_two_hosts_do_real_work_encrypted(ssh_hosts: SSHHosts, across: object) -> None:
+    h1, h2 = ssh_hosts.hosts
+    c = across(4, hosts={h1: 2, h2: 2})  # type: ignore[operator]
+    info = json.loads(c.cluster_dir.client_file.read_text())
+    assert info["curve_serverkey"], "CurveZMQ must be on when the controller binds off loopback"
+    assert info["addresses"]["client"].startswith(f"tcp://{ssh_hosts.bridge_ip}:")
+    mec = c.multiengine_client()
+    assert mec.get_ids() == [0, 1, 2, 3]
+    # each engine really runs inside one of the two hosts: two per namespace
+    where = [netns_of(pid) for pid in c.engine_pids().values()]
+    assert sorted(where) == sorted([namespace_inode(ssh_hosts, h1)] * 2 + [namespace_inode(ssh_hosts, h2)] * 2)
+    mec.scatter("x", list(range(100)))
+    mec.execute("y = sum(v * v for v in x)")
+    assert sum(mec.pull("y")) == sum(v * v for v in range(100))
+    tc = c.task_client()
+    assert tc.map(lambda v: v * 3, range(40)) == [v * 3 for v in range(40)]
+
+
+def test_a_client_in_another_namespace(ssh_hosts: SSHHosts, across: object) -> None:
+    """The controller in the root namespace, the client on host 2, given only the file's content."""
+    h1, h2 = ssh_hosts.hosts
+    c = across(2, hosts={h1: 2})  # type: ignore[operator]
+    code = "import multiengine; m = multiengine.MultiEngineClient(); print(m.execute('z = id * 7') and m.pull('z'))"
+    env = {**os.environ, "MULTIENGINE_CONNECTION": c.cluster_dir.client_file.read_text()}
+    r = subprocess.run(ssh_hosts.netns_argv(h2, [sys.executable, "-c", code]), capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[0, 7]"
+
+
+def _sniff(ssh_hosts: SSHHosts, host: str, pcap: Path) -> subprocess.Popen[bytes]:
+    veth = f"ve-{ssh_hosts.namespaces[ssh_hosts.hosts.index(host)]}"
+    proc = subprocess.Popen(["tcpdump", "--immediate-mode", "-Z", "root", "-i", veth, "-U", "-s", "0", "-w", str(pcap), "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    line = proc.stderr.readline().decode()  # "tcpdump: listening on ve-meh1 ..."
+    assert "listening on" in line, line
+    return proc
+
+
+def _marker_seen(ssh_hosts: SSHHosts, c: Cluster, tmp_path: Path, name: str) -> bool:
+    marker = f"MARKER-{uuid.uuid4().hex}"
+    pcap = tmp_path / f"{name}.pcap"
+    sniffer = _sniff(ssh_hosts, ssh_hosts.hosts[0], pcap)
+    try:
+        mec = c.multiengine_client()
+        mec.push({"secret": marker})
+        assert mec.pull("secret") == [marker] * len(mec.get_ids())
+        time.sleep(0.5)  # heartbeats go on: the capture is not empty either way
+    finally:
+        sniffer.send_signal(signal.SIGINT)
+        sniffer.communicate(timeout=10)
+    data = pcap.read_bytes()
+    assert len(data) > 1000, "the capture saw no traffic: the test would prove nothing"
+    return marker.encode() in data
+
+
+def test_sniffing_the_link_shows_no_plaintext(ssh_hosts: SSHHosts, across: object, tmp_path: Path) -> None:
+    h1 = ssh_hosts.hosts[0]
+    plain = across(1, curve="off", hosts={h1: 1})  # type: ignore[operator]
+    assert _marker_seen(ssh_hosts, plain, tmp_path, "plain"), "without Curve the marker must be visible (control)"
+    plain.stop()
+    encrypted = across(1, hosts={h1: 1})  # type: ignore[operator]
+    assert not _marker_seen(ssh_hosts, encrypted, tmp_path, "curve"), "the pushed marker crossed the link in plaintext"
+
+
+def test_wrong_keys_are_refused(ssh_hosts: SSHHosts, across: object, tmp_path: Path) -> None:
+    import zmq
+
+    h1 = ssh_hosts.hosts[0]
+    c = across(1, hosts={h1: 1})  # type: ignore[operator]
+    good = json.loads(c.cluster_dir.client_file.read_text())
+    wrong_server = {**good, "curve_serverkey": zmq.curve_keypair()[0].decode()}
+    plaintext = {**good, "curve_serverkey": None}
+    wrong_hmac = {**good, "key": os.urandom(32).hex()}
+    for name, info in (("wrong-curve", wrong_server), ("plaintext", plaintext), ("wrong-hmac", wrong_hmac)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(info))
+        with pytest.raises(ControllerConnectionError):
+            multiengine.MultiEngineClient(connection_file=path, timeout=1.5)
+    # and the cluster is unharmed
+    mec = c.multiengine_client()
+    assert mec.execute("ok = 1") and mec.pull("ok") == [1]
+
+
+def test_controller_on_a_remote_host(ssh_hosts: SSHHosts, across: object) -> None:
+    """Controller in host 1 (binding its address), engines on host 2, client here."""
+    h1, h2 = ssh_hosts.hosts
+    c = across(2, ip=h1, controller_host=h1, hosts={h2: 2})  # type: ignore[operator]
+    mec = c.multiengine_client()
+    status = mec.status()
+    assert netns_of(status["pid"]) == namespace_inode(ssh_hosts, h1)
+    assert {netns_of(p) for p in c.engine_pids().values()} == {namespace_inode(ssh_hosts, h2)}
+    assert mec.execute("a = 6 * 7") and mec.pull("a") == [42, 42]
+    info = json.loads(c.cluster_dir.client_file.read_text())
+    assert info["addresses"]["client"].startswith(f"tcp://{h1}:") and info["curve_serverkey"]
+
+
+def test_ssh_auth_failure_is_one_clear_error(ssh_hosts: SSHHosts, tmp_path: Path) -> None:
+    stranger = tmp_path / "stranger_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True, timeout=30)
+    args = [a if a != str(ssh_hosts.key) else str(stranger) for a in ssh_hosts.ssh_options]
+    c = Cluster(2, launcher="ssh", ip=ssh_hosts.bridge_ip, timeout=20,
+                launcher_options={"python": sys.executable, "ssh_args": args, "hosts": {ssh_hosts.hosts[0]: 2}})
+    began = time.monotonic()
+    with pytest.raises(ClusterStartError) as err:
+        c.start()
+    assert time.monotonic() - began < 15, "an ssh refusal must be reported at once, not after the timeout"
+    text = str(err.value)
+    assert "exited with code 255" in text and "Permission denied" in text, text
+
+
+def test_engines_that_cannot_reach_the_controller_time_out(ssh_hosts: SSHHosts, tmp_path: Path) -> None:
+    """A location the hosts cannot reach: the engines never register; one error, nothing left."""
+    c = Cluster(1, launcher="ssh", ip="0.0.0.0", location="10.200.0.250", timeout=4,
+                launcher_options={"python": sys.executable, "ssh_args": ssh_hosts.ssh_options,
+                                  "hosts": {ssh_hosts.hosts[0]: 1}})
+    try:
+        with pytest.raises(ClusterStartError, match="0 of 1 engines registered"):
+            c.start()
+    finally:
+        c.stop()
+    deadline = time.monotonic() + 10
+    while set(namespace_pids(ssh_hosts)) - sshd_pids(ssh_hosts) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(namespace_pids(ssh_hosts)) <= sshd_pids(ssh_hosts)
+
+
+def test_ssh_needs_an_explicit_remote_python(ssh_hosts: SSHHosts) -> None:
+    with pytest.raises(ValueError, match="set `python`"):
+        Cluster(1, launcher="ssh", launcher_options={"hosts": ssh_hosts.hosts}).start()
