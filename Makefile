@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup systems demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# The real systems the launcher tests use (OpenMPI, Slurm, Grid Engine, sshd, tcpdump):
+# installed with apt when run as root; otherwise those tests skip and say why.
+systems:
+	./.ci/install-systems.sh
+
 demo: setup
 	$(PY) examples/demo.py
 
@@ -21,7 +26,7 @@ lint: setup
 	$(VENV)/bin/ruff check src tests examples benchmarks
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint systems
 	$(VENV)/bin/pytest
 
 bench: setup
