@@ -113,3 +113,31 @@ def test_mpiexec_failing_reports_its_output(multiengine_dir: Path) -> None:
         c.start()
     text = str(err.value)
     assert "exited with code" in text and "slots" in text, text
+
+
+def test_cli_launcher_from_cluster_toml(multiengine_dir: Path) -> None:
+    """`cluster start` takes the launcher and its options from cluster.toml; `cluster stop` ends it all."""
+    from conftest import run_cli
+
+    import multiengine
+
+    profile = f"mpi-cli-{os.getpid()}"
+    cdir = multiengine_dir / f"cluster_{profile}"
+    assert run_cli("cluster", "create", "-p", profile).returncode == 0
+    toml = (cdir / "cluster.toml").read_text()
+    toml = toml.replace('launcher = "local"', 'launcher = "mpi"')
+    (cdir / "cluster.toml").write_text(toml + '\n[launcher.mpi]\nargs = ["--oversubscribe"]\n')
+    r = run_cli("cluster", "start", "-p", profile, "-n", "3", "--daemon", timeout=90, env=MPI_ENV)
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        with multiengine.MultiEngineClient(profile=profile, timeout=10) as mec:
+            mec.execute("r = mpi.rank")
+            assert mec.pull("r") == [0, 1, 2]
+            pids = [e["pid"] for e in mec.status()["engines"]]
+        log = (cdir / "log" / "cluster.log").read_text()
+        assert "3 engines (mpi launcher" in log, log
+    finally:
+        r = run_cli("cluster", "stop", "-p", profile, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert not any(_running(p) for p in pids)
+

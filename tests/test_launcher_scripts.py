@@ -132,3 +132,11 @@ def test_ssh_host_counts() -> None:
     assert host_counts("a b", 1) == {"a": 1}
     with pytest.raises(ValueError, match="no hosts"):
         host_counts([], 2)
+
+
+def test_cli_unknown_launcher_is_one_line(multiengine_dir: Path) -> None:
+    from conftest import run_cli
+
+    r = run_cli("cluster", "start", "-p", "bad-launcher", "--launcher", "lsf")
+    assert r.returncode == 1
+    assert r.stderr.strip() == "multiengine: error: unknown launcher 'lsf': choose one of local, mpi, slurm, sge, pbs, ssh"
