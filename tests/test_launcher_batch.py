@@ -17,6 +17,7 @@ from multiengine.cluster.cluster import Cluster, ClusterStartError
 from multiengine.cluster.launchers.batch import BatchLauncher
 
 pytestmark = pytest.mark.timeout(240)
+MARK = {"MULTIENGINE_TEST_MARK": "from-the-submitter"}
 
 
 def _running(pid: int) -> bool:
@@ -42,6 +43,9 @@ def _work(c: Cluster, n: int) -> None:
     assert mec.gather("y") == [v * v for v in range(20)]
     tc = c.task_client()
     assert tc.map(lambda v: v + 1, range(50)) == list(range(1, 51))
+    # the engines run with the submitter's environment (Cluster(env=...) included)
+    mec.execute("import os; mark = os.environ.get('MULTIENGINE_TEST_MARK')")
+    assert mec.pull("mark") == ["from-the-submitter"] * n
 
 
 @pytest.fixture
@@ -55,7 +59,7 @@ def env_for(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
 def test_slurm_sbatch_srun_then_scancel(slurm_cluster: SlurmCluster, env_for: object) -> None:
     env_for(slurm_cluster.env)  # type: ignore[operator]
-    c = Cluster(2, launcher="slurm", launcher_options={"queue": "debug", "time": "10:00"}, timeout=90)
+    c = Cluster(2, launcher="slurm", launcher_options={"queue": "debug", "time": "10:00"}, timeout=90, env=MARK)
     c.start()
     try:
         job = _job(c)
@@ -85,7 +89,7 @@ def test_slurm_refusal_is_one_clear_error(slurm_cluster: SlurmCluster, env_for: 
 
 def test_sge_array_job_then_qdel(sge_cluster: SGECluster, env_for: object) -> None:
     env_for(sge_cluster.env)  # type: ignore[operator]
-    c = Cluster(2, launcher="sge", timeout=90)
+    c = Cluster(2, launcher="sge", timeout=90, env=MARK)
     c.start()
     try:
         job = _job(c)

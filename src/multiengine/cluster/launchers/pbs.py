@@ -54,6 +54,9 @@ class PBSLauncher(BatchLauncher):
             lines.append(f"#PBS -l walltime={self.options['time']}")
         return lines + super().directives()
 
+    def submit_flags(self) -> list[str]:
+        return ["-V"]  # the submitter's environment, as Slurm jobs get it
+
     def job_state(self) -> str | None:
         r = subprocess.run(["qstat", str(self.job_id)], capture_output=True, text=True, timeout=30, env=self.env)
         return None if r.returncode == 0 else "finished"

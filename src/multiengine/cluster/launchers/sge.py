@@ -24,8 +24,9 @@ exec ${engine_command}
 class SGELauncher(BatchLauncher):
     """``qsub -terse`` an array job of ``n`` tasks, one engine each; ``qdel`` stops it.
 
-    Grid Engine resets ``PATH`` in jobs, so the engines' Python is an absolute path
-    (this interpreter unless ``python`` says otherwise).
+    Jobs get the submitter's environment (``-V``), but Grid Engine resets ``PATH`` in
+    them, so the engines' Python is an absolute path (this interpreter unless
+    ``python`` says otherwise).
     """
 
     name = "sge"
@@ -52,7 +53,7 @@ class SGELauncher(BatchLauncher):
         return lines + super().directives()
 
     def submit_flags(self) -> list[str]:
-        return ["-terse"]
+        return ["-terse", "-V"]  # the submitter's environment, as Slurm jobs get it
 
     def job_state(self) -> str | None:
         r = subprocess.run(["qstat", "-j", str(self.job_id)], capture_output=True, text=True, timeout=30, env=self.env)
