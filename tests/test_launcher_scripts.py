@@ -140,3 +140,12 @@ def test_cli_unknown_launcher_is_one_line(multiengine_dir: Path) -> None:
     r = run_cli("cluster", "start", "-p", "bad-launcher", "--launcher", "lsf")
     assert r.returncode == 1
     assert r.stderr.strip() == "multiengine: error: unknown launcher 'lsf': choose one of local, mpi, slurm, sge, pbs, ssh"
+
+
+def test_docs_list_every_launcher_option() -> None:
+    """docs/launchers.md documents each launcher and every option it accepts."""
+    text = (Path(__file__).parent.parent / "docs" / "launchers.md").read_text()
+    for name, cls in LAUNCHERS.items():
+        assert f"## `{name}`" in text, name
+        for option in cls.options_doc:
+            assert f"| `{option}` |" in text, (name, option)
