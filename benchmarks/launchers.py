@@ -69,22 +69,17 @@ def launcher_times(repeat: int, scratch: Path) -> list[tuple[str, str]]:
     if shutil.which("mpiexec"):
         record("mpi (mpiexec -n 2)", lambda: time_starts("mpi", repeat, env=MPI_ENV,
                                                           launcher_options={"args": ["--oversubscribe"]}))
-    if shutil.which("slurmctld"):
-        d = scratch / "slurm"
+    for script, daemon, name, launcher in (("slurm.sh", "slurmctld", "slurm (sbatch + srun)", "slurm"),
+                                           ("sge.sh", "sge_qmaster", "sge (qsub array job)", "sge")):
+        if not (shutil.which(daemon) or Path("/usr/sbin", daemon).exists()):
+            continue
+        d = scratch / launcher
         d.mkdir()
         try:
-            os.environ.update(up("slurm.sh", str(d)))
-            record("slurm (sbatch + srun)", lambda: time_starts("slurm", repeat))
+            os.environ.update(up(script, str(d)))
+            record(name, lambda launcher=launcher: time_starts(launcher, repeat))
         finally:
-            down("slurm.sh", str(d))
-    if shutil.which("sge_qmaster") or Path("/usr/sbin/sge_qmaster").exists():
-        d = scratch / "sge"
-        d.mkdir()
-        try:
-            os.environ.update(up("sge.sh", str(d)))
-            record("sge (qsub array job)", lambda: time_starts("sge", repeat))
-        finally:
-            down("sge.sh", str(d))
+            down(script, str(d))
     if shutil.which("sshd") or Path("/usr/sbin/sshd").exists():
         d = scratch / "netns"
         d.mkdir()

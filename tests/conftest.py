@@ -91,3 +91,12 @@ def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) 
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def process_running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for PID 1 to reap it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False

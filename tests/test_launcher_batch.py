@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+from conftest import process_running
 from systems.fixtures import SGECluster, SlurmCluster, sge_cluster_fixture, slurm_cluster_fixture  # noqa: F401
 
 from multiengine.cluster.cluster import Cluster, ClusterStartError
@@ -19,13 +20,6 @@ from multiengine.cluster.launchers.batch import BatchLauncher
 pytestmark = pytest.mark.timeout(240)
 MARK = {"MULTIENGINE_TEST_MARK": "from-the-submitter"}
 
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _job(c: Cluster) -> BatchLauncher:
@@ -70,11 +64,11 @@ def test_slurm_sbatch_srun_then_scancel(slurm_cluster: SlurmCluster, env_for: ob
         assert "#SBATCH --ntasks=2" in script and "#SBATCH --partition=debug" in script
         _work(c, 2)
         pids = list(c.engine_pids().values())
-        assert all(_running(p) for p in pids)
+        assert all(process_running(p) for p in pids)
     finally:
         c.stop()
     assert subprocess.run(["squeue", "-h", "-j", job.job_id], capture_output=True, text=True, timeout=30).stdout.strip() == ""
-    assert not any(_running(p) for p in pids), "engines left behind after scancel"
+    assert not any(process_running(p) for p in pids), "engines left behind after scancel"
 
 
 def test_slurm_refusal_is_one_clear_error(slurm_cluster: SlurmCluster, env_for: object) -> None:
@@ -96,11 +90,11 @@ def test_sge_array_job_then_qdel(sge_cluster: SGECluster, env_for: object) -> No
         assert subprocess.run(["qstat", "-j", job.job_id], capture_output=True, timeout=30).returncode == 0
         _work(c, 2)
         pids = list(c.engine_pids().values())
-        assert all(_running(p) for p in pids)
+        assert all(process_running(p) for p in pids)
     finally:
         c.stop(timeout=30)
     assert subprocess.run(["qstat", "-j", job.job_id], capture_output=True, timeout=30).returncode != 0
-    assert not any(_running(p) for p in pids), "engines left behind after qdel"
+    assert not any(process_running(p) for p in pids), "engines left behind after qdel"
 
 
 def test_sge_engines_that_never_register_time_out_with_output(sge_cluster: SGECluster, env_for: object) -> None:

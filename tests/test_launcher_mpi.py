@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import process_running, run_cli
 
+import multiengine
 from multiengine.cluster.cluster import Cluster, ClusterStartError
 
 DATA = Path(__file__).parent / "data"
@@ -49,15 +51,8 @@ def mpi_cluster(multiengine_dir: Path) -> Iterator[Callable[..., Cluster]]:
         pids = [p.pid for p in c.engines] + ([c.controller.pid] if c.controller else [])
         c.stop()
         for pid in pids:
-            assert not _running(pid), f"process {pid} left behind"
+            assert not process_running(pid), f"process {pid} left behind"
 
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.mark.parametrize("n", [3, 4])
@@ -117,9 +112,6 @@ def test_mpiexec_failing_reports_its_output(multiengine_dir: Path) -> None:
 
 def test_cli_launcher_from_cluster_toml(multiengine_dir: Path) -> None:
     """`cluster start` takes the launcher and its options from cluster.toml; `cluster stop` ends it all."""
-    from conftest import run_cli
-
-    import multiengine
 
     profile = f"mpi-cli-{os.getpid()}"
     cdir = multiengine_dir / f"cluster_{profile}"
@@ -139,5 +131,5 @@ def test_cli_launcher_from_cluster_toml(multiengine_dir: Path) -> None:
     finally:
         r = run_cli("cluster", "stop", "-p", profile, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert not any(_running(p) for p in pids)
+    assert not any(process_running(p) for p in pids)
 

@@ -1,0 +1,59 @@
+"""``multiengine engine --connection-file - -n K``: the connection info on stdin, engines
+that stop when stdin closes (what the ssh launcher runs on each remote host)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+from conftest import process_running
+
+from multiengine.cluster.cluster import Cluster
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_engines_from_stdin_stop_when_stdin_closes(fresh_cluster: Callable[..., Cluster]) -> None:
+    c = fresh_cluster(0)
+    mec = c.multiengine_client()
+    info = json.loads(c.cluster_dir.engine_file.read_text())
+    group = subprocess.Popen([sys.executable, "-m", "multiengine", "engine", "--connection-file", "-", "-n", "2"],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert group.stdin is not None
+    try:
+        group.stdin.write((json.dumps(info) + "\n").encode())
+        group.stdin.flush()
+        deadline = time.monotonic() + 20
+        while len(mec.get_ids()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert mec.get_ids() == [0, 1]
+        pids = list(c.engine_pids().values())
+        mec.execute("x = id + 10")
+        assert mec.pull("x") == [10, 11]
+        group.stdin.close()  # the lifeline: the engines stop
+        assert group.wait(15) == 0
+        deadline = time.monotonic() + 10
+        while any(process_running(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not any(process_running(p) for p in pids)
+    finally:
+        if group.poll() is None:
+            group.kill()
+            group.wait()
+
+
+@pytest.mark.parametrize(("stdin", "message"), [
+    (b"", "stdin closed before the connection info arrived"),
+    (b"{not json\n", "the first line of stdin is not JSON"),
+    (b'{"key": "00"}\n', "not a valid multiengine connection file"),
+])
+def test_bad_stdin_is_one_clear_line(stdin: bytes, message: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "multiengine", "engine", "--connection-file", "-"], input=stdin,
+                       capture_output=True, timeout=30)
+    assert r.returncode == 2
+    err = r.stderr.decode().strip()
+    assert err.startswith("multiengine engine: ") and message in err and len(err.splitlines()) == 1, err
