@@ -204,3 +204,40 @@ def test_engines_that_cannot_reach_the_controller_time_out(ssh_hosts: SSHHosts, 
 def test_ssh_needs_an_explicit_remote_python(ssh_hosts: SSHHosts) -> None:
     with pytest.raises(ValueError, match="set `python`"):
         Cluster(1, launcher="ssh", launcher_options={"hosts": ssh_hosts.hosts}).start()
+
+
+def test_cli_ssh_launcher_from_cluster_toml(ssh_hosts: SSHHosts, multiengine_dir: Path) -> None:
+    """Everything from cluster.toml: `cluster start --daemon`, work from a client, `cluster stop`."""
+    from conftest import run_cli
+
+    profile = f"ssh-cli-{os.getpid()}"
+    cdir = multiengine_dir / f"cluster_{profile}"
+    assert run_cli("cluster", "create", "-p", profile).returncode == 0
+    h1, h2 = ssh_hosts.hosts
+    (cdir / "cluster.toml").write_text(f"""
+[cluster]
+engines = 2
+launcher = "ssh"
+
+[controller]
+ip = "{ssh_hosts.bridge_ip}"
+
+[launcher.ssh]
+hosts = {{ "{h1}" = 1, "{h2}" = 1 }}
+python = "{sys.executable}"
+ssh_args = {json.dumps(ssh_hosts.ssh_options)}
+""")
+    r = run_cli("cluster", "start", "-p", profile, "--daemon", timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        with multiengine.MultiEngineClient(profile=profile, timeout=10) as mec:
+            mec.execute("import os; ns = os.readlink('/proc/self/ns/net')")
+            assert sorted(mec.pull("ns")) == sorted(namespace_inode(ssh_hosts, h) for h in (h1, h2))
+        assert json.loads((cdir / "security" / "client.json").read_text())["curve_serverkey"]
+    finally:
+        r = run_cli("cluster", "stop", "-p", profile, timeout=60)
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 10
+    while set(namespace_pids(ssh_hosts)) - sshd_pids(ssh_hosts) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(namespace_pids(ssh_hosts)) <= sshd_pids(ssh_hosts)
