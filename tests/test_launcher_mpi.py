@@ -66,6 +66,11 @@ def test_engine_ids_are_mpi_ranks(mpi_cluster: Callable[..., Cluster], n: int) -
     assert mec.pull("me") == list(range(n))
     # the engines are ranks of one mpiexec: each one's parent chain leads to it
     assert len(c.engines) == 1 and os.path.basename(c.engines[0].args[0]) == "mpiexec"
+    # reset keeps `mpi` (the seed: keys() == ['id', 'mpi'] afterwards)
+    mec.reset()
+    assert mec.keys() == [["id", "mpi"]] * n
+    mec.execute("again = mpi.COMM_WORLD.allreduce(id)")
+    assert mec.pull("again") == [sum(range(n))] * n
 
 
 def test_seed_psum_allreduce_over_four_engines(mpi_cluster: Callable[..., Cluster]) -> None:

@@ -203,11 +203,15 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from ..client.multiengine import MultiEngineClient
+    from ..wire.connection import read_connection_file
 
     cdir = _cdir(args).require()
     with MultiEngineClient(cluster_dir=cdir.path, timeout=5) as mec:
         st = mec.status()
     print(f"cluster {cdir.profile!r}: controller pid {st['pid']} on {st['host']}, up {st['uptime']:.0f} s")
+    info = read_connection_file(cdir.client_file)
+    security = "CurveZMQ encrypted, signed" if info.curve_serverkey else "signed, not encrypted"
+    print(f"clients connect to {info.addresses['client']} ({security})")
     print(f"{len(st['engines'])} engines; {st['pending_results']} pending results ({st['pending_bytes']} bytes)")
     for e in st["engines"]:
         running = e["running"] or "idle"
