@@ -13,6 +13,7 @@ import re
 import shlex
 import string
 import time
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -116,13 +117,14 @@ class BatchLauncher(Launcher):
             self._gone = f"{self.name} job {self.job_id} is no longer running ({state})"
         return self._gone
 
+    @abstractmethod
     def job_state(self) -> str | None:
         """None while the job is queued or running; else its final state, as the scheduler says."""
-        raise NotImplementedError
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.job_id is None or self._gone:
             return
+        timeout = max(timeout, 15.0)  # a scheduler takes its time to clear a cancelled job
         cancel = require_command(self.name, self.cancel_cmd, self.install_hint)
         try:
             run_command(self.name, [cancel, self.job_id], env=self.env)
