@@ -128,11 +128,10 @@ class Cluster:
         return args
 
     def _make_controller_launcher(self) -> Launcher:
-        opts = self.launcher_options
-        if self.launcher == "mpi" and opts.get("controller"):
-            return self.launcher_cls(self.cluster_dir, 1, self._controller_args(), self.env, opts, role="controller")
-        if self.launcher == "ssh" and opts.get("controller_host"):
-            return self.launcher_cls(self.cluster_dir, 1, self._controller_args(), self.env, opts, role="controller")
+        """The cluster's launcher when its options ask it to run the controller; else ``local``."""
+        if self.launcher_cls.runs_controller(self.launcher_options):
+            return self.launcher_cls(self.cluster_dir, 1, self._controller_args(), self.env, self.launcher_options,
+                                     role="controller")
         return LocalLauncher(self.cluster_dir, 1, self._controller_args(), self.env, {}, role="controller")
 
     def start(self) -> Cluster:

@@ -98,6 +98,11 @@ class Launcher(ABC):
         self.log_dir = cluster_dir.log
         self.started_at: float | None = None
 
+    @classmethod
+    def runs_controller(cls, options: dict[str, Any]) -> bool:
+        """Whether ``options`` ask this launcher to start the controller too (else it runs here)."""
+        return False
+
     def python(self) -> str:
         return str(self.options.get("python") or sys.executable)
 

@@ -28,6 +28,10 @@ class MPILauncher(ProcessLauncher):
         "controller": "also start the controller under `mpiexec -n 1` (default: false)",
     }
 
+    @classmethod
+    def runs_controller(cls, options: dict[str, Any]) -> bool:
+        return bool(options.get("controller"))
+
     def mpiexec_argv(self, n: int) -> list[str]:
         mpiexec = require_command(self.name, str(self.options.get("mpiexec", "mpiexec")),
                                   "install OpenMPI or MPICH, or set [launcher.mpi] mpiexec")

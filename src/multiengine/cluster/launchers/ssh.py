@@ -80,6 +80,10 @@ class SSHLauncher(ProcessLauncher):
             self.n = sum(self.counts.values())
         self._fetched = False
 
+    @classmethod
+    def runs_controller(cls, options: dict[str, Any]) -> bool:
+        return bool(options.get("controller_host"))
+
     def ssh_argv(self, host: str) -> list[str]:
         ssh = require_command(self.name, str(self.options.get("ssh", "ssh")), "install an OpenSSH client")
         extra = self.options.get("ssh_args", [])
