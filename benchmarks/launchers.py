@@ -54,21 +54,52 @@ def time_starts(launcher: str, repeat: int, **kwargs: Any) -> list[float]:
     return times
 
 
+def time_starts_ipp(engines: str, repeat: int) -> list[float]:
+    """The same measurement for ipyparallel's launcher of the same system (its controller local)."""
+    import ipyparallel as ipp
+
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        cluster = ipp.Cluster(n=2, engines=engines, log_level=40)
+        try:
+            rc = cluster.start_and_connect_sync()
+            rc.wait_for_engines(2, timeout=120)
+            times.append(time.perf_counter() - began)
+            rc.close()
+        finally:
+            cluster.stop_cluster_sync()
+    return times
+
+
 def launcher_times(repeat: int, scratch: Path) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
 
-    def record(name: str, fn: Any) -> None:
+    def one(fn: Any) -> str:
         try:
             t = fn()
-            rows.append((name, f"{statistics.median(t):.2f} s (min {min(t):.2f}, max {max(t):.2f})"))
+            return f"{statistics.median(t):.2f} s (min {min(t):.2f}, max {max(t):.2f})"
         except Exception as e:  # noqa: BLE001 - report and go on
-            rows.append((name, f"n/a ({str(e).splitlines()[0][:80]})"))
-        print(f"  {rows[-1][0]:<32} {rows[-1][1]}", flush=True)
+            return f"n/a ({(str(e).splitlines() or [type(e).__name__])[0][:80]})"
 
-    record("local", lambda: time_starts("local", repeat))
+    def record(name: str, fn: Any, ipp_engines: str | None = None) -> None:
+        mine = one(fn)
+        theirs = one(lambda: time_starts_ipp(ipp_engines, repeat)) if ipp_engines and has_ipp else "-"
+        rows.append((name, f"multiengine {mine}; ipyparallel {theirs}"))
+        print(f"  {name:<28} multiengine {mine}\n  {'':<28} ipyparallel {theirs}", flush=True)
+
+    try:
+        import ipyparallel  # noqa: F401
+
+        has_ipp = True
+    except ImportError:
+        has_ipp = False
+
+    record("local", lambda: time_starts("local", repeat), "local")
     if shutil.which("mpiexec"):
-        record("mpi (mpiexec -n 2)", lambda: time_starts("mpi", repeat, env=MPI_ENV,
-                                                          launcher_options={"args": ["--oversubscribe"]}))
+        os.environ.update({**MPI_ENV, "OMPI_MCA_rmaps_base_oversubscribe": "1"})
+        record("mpi (mpiexec -n 2)", lambda: time_starts("mpi", repeat, launcher_options={"args": ["--oversubscribe"]}),
+               "mpi")
     for script, daemon, name, launcher in (("slurm.sh", "slurmctld", "slurm (sbatch + srun)", "slurm"),
                                            ("sge.sh", "sge_qmaster", "sge (qsub array job)", "sge")):
         if not (shutil.which(daemon) or Path("/usr/sbin", daemon).exists()):
@@ -77,7 +108,7 @@ def launcher_times(repeat: int, scratch: Path) -> list[tuple[str, str]]:
         d.mkdir()
         try:
             os.environ.update(up(script, str(d)))
-            record(name, lambda launcher=launcher: time_starts(launcher, repeat))
+            record(name, lambda launcher=launcher: time_starts(launcher, repeat), launcher)
         finally:
             down(script, str(d))
     if shutil.which("sshd") or Path("/usr/sbin/sshd").exists():
