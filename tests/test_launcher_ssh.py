@@ -241,3 +241,13 @@ ssh_args = {json.dumps(ssh_hosts.ssh_options)}
     while set(namespace_pids(ssh_hosts)) - sshd_pids(ssh_hosts) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert set(namespace_pids(ssh_hosts)) <= sshd_pids(ssh_hosts)
+
+
+def test_loopback_controller_with_remote_engines_says_why(ssh_hosts: SSHHosts) -> None:
+    """The default (loopback) controller cannot be reached from other hosts: the error says so."""
+    c = Cluster(1, launcher="ssh", timeout=4, launcher_options=options(ssh_hosts, hosts={ssh_hosts.hosts[0]: 1}))
+    try:
+        with pytest.raises(ClusterStartError, match=r"listens on 127\.0\.0\.1 only.*--ip"):
+            c.start()
+    finally:
+        c.stop()

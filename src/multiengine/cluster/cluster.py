@@ -199,10 +199,11 @@ class Cluster:
             for launcher in launchers or []:
                 why = launcher.poll()
                 if why:
-                    raise self._start_error(f"{why} ({len(ids)} of {n} engines registered)", launcher)
+                    hint = self._reach_hint() if launcher.needs_connection_info else ""  # engines elsewhere
+                    raise self._start_error(f"{why} ({len(ids)} of {n} engines registered){hint}", launcher)
             if time.monotonic() > deadline:
-                raise self._start_error(f"{len(ids)} of {n} engines registered within {self.timeout:g} s",
-                                        *(launchers or []))
+                raise self._start_error(f"{len(ids)} of {n} engines registered within {self.timeout:g} s"
+                                        f"{self._reach_hint()}", *(launchers or []))
             time.sleep(0.005 if self.launcher_cls.starts_with_controller else 0.05)
 
     def _probe(self) -> MultiEngineClient:
@@ -218,6 +219,20 @@ class Cluster:
         why = self.controller_launcher.poll()
         if why:
             raise self._start_error(f"the controller exited: {why}")
+
+    def _reach_hint(self) -> str:
+        """Why engines elsewhere may not reach the controller, when it listens on loopback only."""
+        if self.launcher_cls is LocalLauncher:
+            return ""
+        try:
+            address = json.loads(self.cluster_dir.engine_file.read_text())["addresses"]["engine"]
+        except (OSError, ValueError, KeyError):
+            return ""
+        host = address.split("//", 1)[-1].rsplit(":", 1)[0].strip("[]")
+        if host == "localhost" or host == "::1" or host.startswith("127."):
+            return (f"; the controller listens on {host} only, which engines on other hosts cannot reach: "
+                    "start it with --ip (Cluster(ip=...)) on an interface they can")
+        return ""
 
     def _start_error(self, why: str, *launchers: Launcher) -> ClusterStartError:
         parts = [f"cluster {self.profile!r} failed to start ({self.launcher} launcher): {why}"]
