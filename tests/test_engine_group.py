@@ -4,10 +4,12 @@ that stop when stdin closes (what the ssh launcher runs on each remote host)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import process_running
@@ -57,3 +59,20 @@ def test_bad_stdin_is_one_clear_line(stdin: bytes, message: str) -> None:
     assert r.returncode == 2
     err = r.stderr.decode().strip()
     assert err.startswith("multiengine engine: ") and message in err and len(err.splitlines()) == 1, err
+
+
+def test_mpi_without_mpi4py_is_one_clear_line(tmp_path: Path) -> None:
+    """`--mpi` where mpi4py cannot be imported. mpi4py is installed here, so a package of that
+    name that fails to import shadows it (the only way to make it absent for one process)."""
+    shadow = tmp_path / "mpi4py"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('libmpi.so.40: cannot open shared object file')\n")
+    conn = tmp_path / "engine.json"
+    conn.write_text(json.dumps({"key": "00" * 32, "addresses": {"engine": "tcp://127.0.0.1:1", "heartbeat": "tcp://127.0.0.1:2"}}))
+    r = subprocess.run([sys.executable, "-m", "multiengine", "engine", "--mpi", "--connection-file", str(conn)],
+                       capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "multiengine engine: --mpi needs mpi4py and an MPI library (pip install multiengine[mpi]): "
+        "libmpi.so.40: cannot open shared object file"
+    ]

@@ -427,7 +427,12 @@ def main(args: argparse.Namespace) -> int:
     mpi: Any = None
     desired = None
     if args.mpi:
-        from mpi4py import MPI as mpi  # type: ignore[import-not-found,no-redef]
+        try:
+            from mpi4py import MPI as mpi  # type: ignore[import-not-found,no-redef]
+        except ImportError as e:
+            print(f"multiengine engine: --mpi needs mpi4py and an MPI library (pip install multiengine[mpi]): {e}",
+                  file=sys.stderr)
+            return 2
 
         mpi.size = mpi.COMM_WORLD.Get_size()
         mpi.rank = mpi.COMM_WORLD.Get_rank()
