@@ -1,8 +1,8 @@
 """Real batch systems and "remote hosts" for the launcher tests (root, Linux).
 
 Each fixture runs ``tests/systems/<script>.sh up DIR`` in a fresh temporary folder,
-yields what a client needs, and runs ``down DIR`` when the last test of the module that
-asked for it is over, passed or not. Module scope: a module that uses one starts it once.
+yields what a client needs, and runs ``down DIR`` when the test is over, passed or not:
+every test starts from nothing and leaves no daemon, job, namespace or link behind.
 
 * ``slurm_cluster`` -> :class:`SlurmCluster` (``slurm.sh``: slurmctld + slurmd + munged)
 * ``sge_cluster``   -> :class:`SGECluster` (``sge.sh``: sge_qmaster + sge_execd, cell default)
@@ -207,7 +207,7 @@ def _text(b: bytes | str | None) -> str:
 
 
 # ---------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module", name="slurm_cluster")
+@pytest.fixture(name="slurm_cluster")
 def slurm_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
     _skip_unless_runnable("Slurm", ["slurmctld", "slurmd", "sinfo", "sbatch", "srun", "squeue", "scancel", "munged", "munge"])
     d = tmp_path_factory.mktemp("slurm")
@@ -223,7 +223,7 @@ def slurm_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     system.assert_gone(pids)
 
 
-@pytest.fixture(scope="module", name="sge_cluster")
+@pytest.fixture(name="sge_cluster")
 def sge_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SGECluster]:
     _skip_unless_runnable("Grid Engine", ["sge_qmaster", "sge_execd", "qconf", "qsub", "qstat", "qdel", "qmod"])
     d = tmp_path_factory.mktemp("sge")
@@ -243,7 +243,7 @@ def sge_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SG
     system.assert_gone(pids)
 
 
-@pytest.fixture(scope="module", name="ssh_hosts")
+@pytest.fixture(name="ssh_hosts")
 def ssh_hosts_fixture(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHHosts]:
     n = int(getattr(request, "param", None) or getattr(request.module, "SSH_HOSTS", 2))
     _skip_unless_runnable("ssh hosts (network namespaces)", ["ip", "sshd", "ssh", "ssh-keygen"])
