@@ -148,7 +148,10 @@ class Cluster:
             self.n = launcher.n
             self.wait_for_engines(self.n, self.timeout, launchers=[launcher])
         except BaseException:
-            self.stop()
+            try:
+                self.stop()
+            except Exception as e:  # noqa: BLE001 - the start's own error is the one to raise
+                log.error("cleaning up after a failed start: %s", e)
             raise
         self.start_time = time.monotonic() - began
         log.info("cluster %s: %d engines registered in %.2f s (%s)", self.profile, self.n, self.start_time, self.launcher)
