@@ -26,6 +26,19 @@ alive() {
   fi
 }
 
+# settle PID: a daemon just started as `env ... setsid NAME &` is `env` or `setsid` for a
+# moment (longer on a loaded machine); wait (up to 5 s) until it has exec'd into NAME, so
+# that the name checks of `alive` and `stop_pid` hold from then on.
+settle() {
+  local pid=$1 _
+  for _ in $(seq 100); do
+    case "$(cat "/proc/$pid/comm" 2>/dev/null || true)" in
+      env | setsid) sleep 0.05 ;;
+      *) return 0 ;;
+    esac
+  done
+}
+
 # wait_gone SECONDS PID...: poll until none of the PIDs is alive; false on timeout.
 wait_gone() {
   local secs=$1 end pid left

@@ -100,8 +100,10 @@ up() {
   write_conf
   "${CLEAN_ENV[@]}" SLURM_CONF="$SLURM_CONF" setsid slurmctld -D -c -i </dev/null >"$dir/log/slurmctld.out" 2>&1 &
   echo $! >"$dir/slurmctld.pid"
+  settle $!
   "${CLEAN_ENV[@]}" SLURM_CONF="$SLURM_CONF" setsid slurmd -D </dev/null >"$dir/log/slurmd.out" 2>&1 &
   echo $! >"$dir/slurmd.pid"
+  settle $!
   wait_for 20 node_idle || die "node not idle after 20 s (sinfo: '$(timeout 5 sinfo -h -o %T 2>&1 || true)')"
   trap - EXIT
   log "up in $(since "$t0") s"
