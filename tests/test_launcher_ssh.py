@@ -53,6 +53,14 @@ def sshd_pids(hosts: SSHHosts) -> set[str]:
     return {str(p) for p in hosts.pids.values()}
 
 
+def assert_hosts_empty(hosts: SSHHosts) -> None:
+    """Within 10 s nothing but the sshds runs in the hosts' namespaces."""
+    deadline = time.monotonic() + 10
+    while set(namespace_pids(hosts)) - sshd_pids(hosts) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(namespace_pids(hosts)) <= sshd_pids(hosts), "processes left behind in the hosts"
+
+
 @pytest.fixture
 def across(ssh_hosts: SSHHosts) -> object:
     """Start a cluster with the ssh launcher; afterwards nothing but the sshds may remain in the hosts."""
@@ -67,10 +75,7 @@ def across(ssh_hosts: SSHHosts) -> object:
     yield make
     for c in started:
         c.stop()
-    deadline = time.monotonic() + 10
-    while set(namespace_pids(ssh_hosts)) - sshd_pids(ssh_hosts) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert set(namespace_pids(ssh_hosts)) <= sshd_pids(ssh_hosts), "processes left behind in the hosts"
+    assert_hosts_empty(ssh_hosts)
 
 
 def test_engines_on_two_hosts_do_real_work_encrypted(ssh_hosts: SSHHosts, across: object) -> None:
@@ -195,10 +200,7 @@ def test_engines_that_cannot_reach_the_controller_time_out(ssh_hosts: SSHHosts, 
             c.start()
     finally:
         c.stop()
-    deadline = time.monotonic() + 10
-    while set(namespace_pids(ssh_hosts)) - sshd_pids(ssh_hosts) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert set(namespace_pids(ssh_hosts)) <= sshd_pids(ssh_hosts)
+    assert_hosts_empty(ssh_hosts)
 
 
 def test_ssh_needs_an_explicit_remote_python(ssh_hosts: SSHHosts) -> None:
@@ -237,10 +239,7 @@ ssh_args = {json.dumps(ssh_hosts.ssh_options)}
     finally:
         r = run_cli("cluster", "stop", "-p", profile, timeout=60)
     assert r.returncode == 0, r.stderr
-    deadline = time.monotonic() + 10
-    while set(namespace_pids(ssh_hosts)) - sshd_pids(ssh_hosts) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert set(namespace_pids(ssh_hosts)) <= sshd_pids(ssh_hosts)
+    assert_hosts_empty(ssh_hosts)
 
 
 def test_loopback_controller_with_remote_engines_says_why(ssh_hosts: SSHHosts) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConnectionFileError
 
-__all__ = ["ClusterDir", "base_dir", "list_cluster_dirs", "DEFAULT_CONFIG"]
+__all__ = ["ClusterDir", "base_dir", "list_cluster_dirs", "DEFAULT_CONFIG", "on_stdin_close"]
 
 DEFAULT_CONFIG = """\
 # multiengine cluster configuration
@@ -173,3 +174,17 @@ def pid_alive(pid: int | None) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def on_stdin_close(callback: Callable[[], None]) -> None:
+    """Call ``callback`` (from a daemon thread) once stdin reaches end of file: the lifeline
+    of processes started over ssh, which must stop when their connection closes."""
+    import sys
+    import threading
+
+    def watch() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        callback()
+
+    threading.Thread(target=watch, daemon=True, name="stdin-lifeline").start()

@@ -123,15 +123,13 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if args.stdin_lifeline:
-        import threading
+        from ..cluster.paths import on_stdin_close
 
-        def watch_stdin() -> None:
-            while sys.stdin.buffer.read(4096):
-                pass
+        def lifeline_cut() -> None:
             log.warning("stdin closed (the launcher has gone): stopping")
             ctl._running = False
 
-        threading.Thread(target=watch_stdin, daemon=True, name="stdin-lifeline").start()
+        on_stdin_close(lifeline_cut)
     try:
         ctl.run()
     finally:

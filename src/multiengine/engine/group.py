@@ -19,6 +19,7 @@ import sys
 import threading
 from typing import Any
 
+from ..cluster.paths import on_stdin_close
 from ..wire.connection import ENV_VAR, ConnectionInfo
 
 __all__ = ["read_stdin_connection", "run_group"]
@@ -52,18 +53,13 @@ def run_group(text: str, n: int, engine_args: list[str], grace: float = 5.0) -> 
     log.info("engine group %d: started %d engines (pids %s)", os.getpid(), n, ", ".join(str(p.pid) for p in procs))
     done = threading.Event()
 
-    def watch_stdin() -> None:
-        while sys.stdin.buffer.read(4096):
-            pass
-        done.set()
-
     def on_signal(signum: int, frame: Any) -> None:
         done.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    threading.Thread(target=watch_stdin, daemon=True, name="stdin-lifeline").start()
+    on_stdin_close(done.set)
     while not done.wait(0.2):
         if all(p.poll() is not None for p in procs):
             break
