@@ -24,6 +24,7 @@ demo: setup
 
 lint: setup
 	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(VENV)/bin/ruff format --check src tests examples benchmarks
 	$(VENV)/bin/mypy
 
 test: lint systems

@@ -17,11 +17,15 @@ from multiengine.bench import main
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="multiengine vs ipyparallel vs dask.distributed")
     p.add_argument("-n", type=int, default=2, help="engines/workers per cluster (default 2)")
-    p.add_argument("--quick", action="store_true", help="fewer repetitions (about 1.5 min with both peers)")
+    p.add_argument(
+        "--quick", action="store_true", help="fewer repetitions (about 1.5 min with both peers)"
+    )
     args = p.parse_args(argv)
     args.peers = True
     return args
 
 
-if __name__ == "__main__":  # the guard matters: dask starts its workers with multiprocessing "spawn"
+if (
+    __name__ == "__main__"
+):  # the guard matters: dask starts its workers with multiprocessing "spawn"
     sys.exit(main(parse()))

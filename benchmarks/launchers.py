@@ -32,14 +32,18 @@ MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
 
 def up(script: str, *args: str) -> dict[str, str]:
-    r = subprocess.run([str(SYSTEMS / script), "up", *args], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [str(SYSTEMS / script), "up", *args], capture_output=True, text=True, timeout=120
+    )
     if r.returncode:
         raise RuntimeError(f"{script} up failed:\n{r.stderr}")
     return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
 
 
 def down(script: str, *args: str) -> None:
-    subprocess.run([str(SYSTEMS / script), "down", *args], capture_output=True, text=True, timeout=120)
+    subprocess.run(
+        [str(SYSTEMS / script), "down", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def time_starts(launcher: str, repeat: int, **kwargs: Any) -> list[float]:
@@ -84,7 +88,9 @@ def launcher_times(repeat: int, scratch: Path) -> list[tuple[str, str]]:
 
     def record(name: str, fn: Any, ipp_engines: str | None = None) -> None:
         mine = one(fn)
-        theirs = one(lambda: time_starts_ipp(ipp_engines, repeat)) if ipp_engines and has_ipp else "-"
+        theirs = (
+            one(lambda: time_starts_ipp(ipp_engines, repeat)) if ipp_engines and has_ipp else "-"
+        )
         rows.append((name, f"multiengine {mine}; ipyparallel {theirs}"))
         print(f"  {name:<28} multiengine {mine}\n  {'':<28} ipyparallel {theirs}", flush=True)
 
@@ -98,10 +104,15 @@ def launcher_times(repeat: int, scratch: Path) -> list[tuple[str, str]]:
     record("local", lambda: time_starts("local", repeat), "local")
     if shutil.which("mpiexec"):
         os.environ.update({**MPI_ENV, "OMPI_MCA_rmaps_base_oversubscribe": "1"})
-        record("mpi (mpiexec -n 2)", lambda: time_starts("mpi", repeat, launcher_options={"args": ["--oversubscribe"]}),
-               "mpi")
-    for script, daemon, name, launcher in (("slurm.sh", "slurmctld", "slurm (sbatch + srun)", "slurm"),
-                                           ("sge.sh", "sge_qmaster", "sge (qsub array job)", "sge")):
+        record(
+            "mpi (mpiexec -n 2)",
+            lambda: time_starts("mpi", repeat, launcher_options={"args": ["--oversubscribe"]}),
+            "mpi",
+        )
+    for script, daemon, name, launcher in (
+        ("slurm.sh", "slurmctld", "slurm (sbatch + srun)", "slurm"),
+        ("sge.sh", "sge_qmaster", "sge (qsub array job)", "sge"),
+    ):
         if not (shutil.which(daemon) or Path("/usr/sbin", daemon).exists()):
             continue
         d = scratch / launcher
@@ -116,16 +127,33 @@ def launcher_times(repeat: int, scratch: Path) -> list[tuple[str, str]]:
         d.mkdir()
         try:
             hosts = up("netns.sh", str(d), "2")["HOSTS"].split()
-            opts = {"python": sys.executable, "ssh_args": ssh_args(d), "hosts": {hosts[0]: 1, hosts[1]: 1}}
-            record("ssh (2 hosts, Curve on)", lambda: time_starts("ssh", repeat, ip="10.200.0.1", launcher_options=opts))
+            opts = {
+                "python": sys.executable,
+                "ssh_args": ssh_args(d),
+                "hosts": {hosts[0]: 1, hosts[1]: 1},
+            }
+            record(
+                "ssh (2 hosts, Curve on)",
+                lambda: time_starts("ssh", repeat, ip="10.200.0.1", launcher_options=opts),
+            )
         finally:
             down("netns.sh", str(d), "2")
     return rows
 
 
 def ssh_args(d: Path) -> list[str]:
-    return ["-i", str(d / "id_ed25519"), "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+    return [
+        "-i",
+        str(d / "id_ed25519"),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+    ]
 
 
 def across_link(scratch: Path, rounds: int) -> list[tuple[str, str]]:
@@ -141,7 +169,9 @@ def across_link(scratch: Path, rounds: int) -> list[tuple[str, str]]:
         host = up("netns.sh", str(d), "1")["HOSTS"].split()[0]
         opts = {"python": sys.executable, "ssh_args": ssh_args(d), "hosts": {host: 1}}
         for mode in ("off", "on"):
-            with Cluster(1, launcher="ssh", ip="10.200.0.1", curve=mode, launcher_options=opts, timeout=60) as c:
+            with Cluster(
+                1, launcher="ssh", ip="10.200.0.1", curve=mode, launcher_options=opts, timeout=60
+            ) as c:
                 mec = c.multiengine_client()
                 for _ in range(50):
                     mec.execute("pass", targets=0)
@@ -156,26 +186,44 @@ def across_link(scratch: Path, rounds: int) -> list[tuple[str, str]]:
                     mec.push({"a": a}, targets=0)
                     pushes.append(time.perf_counter() - t)
                     mec.execute("del a", targets=0)
-                results[mode] = (statistics.median(rtts) * 1e3, a.nbytes / statistics.median(pushes) / 1e9)
-                print(f"  curve {mode:<3}: round trip {results[mode][0]:.3f} ms, push 80 MB {results[mode][1]:.2f} GB/s",
-                      flush=True)
+                results[mode] = (
+                    statistics.median(rtts) * 1e3,
+                    a.nbytes / statistics.median(pushes) / 1e9,
+                )
+                print(
+                    f"  curve {mode:<3}: round trip {results[mode][0]:.3f} ms, "
+                    f"push 80 MB {results[mode][1]:.2f} GB/s",
+                    flush=True,
+                )
     finally:
         down("netns.sh", str(d), "1")
     (p_rtt, p_gbs), (c_rtt, c_gbs) = results["off"], results["on"]
     return [
-        ("execute('pass') round trip, median", f"plain {p_rtt:.3f} ms, Curve {c_rtt:.3f} ms: x{c_rtt / p_rtt:.2f} time"),
-        ("push 80 MB float64", f"plain {p_gbs:.2f} GB/s, Curve {c_gbs:.2f} GB/s: x{p_gbs / c_gbs:.2f} time"),
+        (
+            "execute('pass') round trip, median",
+            f"plain {p_rtt:.3f} ms, Curve {c_rtt:.3f} ms: x{c_rtt / p_rtt:.2f} time",
+        ),
+        (
+            "push 80 MB float64",
+            f"plain {p_gbs:.2f} GB/s, Curve {c_gbs:.2f} GB/s: x{p_gbs / c_gbs:.2f} time",
+        ),
     ]
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--only", choices=("launchers", "curve"), help="run one part")
     p.add_argument("--repeat", type=int, default=3, help="starts per launcher (default 3)")
     p.add_argument("--rounds", type=int, default=1000, help="round trips per mode (default 1000)")
     args = p.parse_args()
     if os.geteuid() != 0:
-        print("benchmarks/launchers.py needs root (it starts Slurm, Grid Engine and network namespaces)", file=sys.stderr)
+        print(
+            "benchmarks/launchers.py needs root "
+            "(it starts Slurm, Grid Engine and network namespaces)",
+            file=sys.stderr,
+        )
         return 2
     os.environ.setdefault("MULTIENGINE_DIR", tempfile.mkdtemp(prefix="me-bench-"))
     rows: list[tuple[str, str]] = []
@@ -184,7 +232,10 @@ def main() -> int:
             print("start: nothing -> 2 engines registered, per launcher", flush=True)
             rows += launcher_times(args.repeat, Path(tmp))
         if args.only in (None, "curve"):
-            print("across a veth link: controller on the bridge, one engine in a network namespace", flush=True)
+            print(
+                "across a veth link: controller on the bridge, one engine in a network namespace",
+                flush=True,
+            )
             rows += across_link(Path(tmp), args.rounds)
     print()
     print("| measurement | result |\n|---|---|")

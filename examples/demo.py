@@ -49,7 +49,8 @@ def say(text):
 
 
 def show(code, value=None):
-    """Print ``code`` as typed at a prompt, then ``value`` as the prompt would (None shows nothing)."""
+    """Print ``code`` as typed at a prompt, then ``value`` as the prompt would
+    (None shows nothing)."""
     lines = code.splitlines()
     print(">>> " + lines[0])
     for line in lines[1:]:
@@ -60,7 +61,8 @@ def show(code, value=None):
 
 
 def expect_error(n, code, error, call):
-    """Show ``code`` failing as documented: ``call()`` must raise ``error``. Returns the exception."""
+    """Show ``code`` failing as documented: ``call()`` must raise ``error``.
+    Returns the exception."""
     try:
         value = call()
     except error as e:
@@ -83,7 +85,10 @@ def tour(mec):
         raise SystemExit(f"demo step 1 gave {ids!r}, expected [0, 1, 2, 3]")
 
     step(2, "Hello World, on every engine")
-    say("execute() runs code on every engine and returns one row per engine: In is the code, Out what it printed.")
+    say(
+        "execute() runs code on every engine and returns one row per engine: "
+        "In is the code, Out what it printed."
+    )
     r = show("mec.execute('print(\"Hello World\")')", mec.execute('print("Hello World")'))
     want = [(i, 1, "Hello World\n") for i in range(4)]  # (engine id, In [n], output) of each row
     if rows(r) != want:
@@ -112,7 +117,10 @@ def tour(mec):
         raise SystemExit(f"demo step 4 gave {r!r}, expected [10.0 * x**4 for x in range(32)]")
 
     step(5, "Persistent namespaces")
-    say("Each engine keeps its variables between calls. reset() empties the namespaces and restarts In [n] at 1.")
+    say(
+        "Each engine keeps its variables between calls. "
+        "reset() empties the namespaces and restarts In [n] at 1."
+    )
     show("mec.reset()", mec.reset())
     k = show("mec.keys()", mec.keys())
     if k != [["id", "mpi"]] * 4:
@@ -120,14 +128,20 @@ def tour(mec):
     r1 = show("mec.execute('a=5')", mec.execute("a=5"))
     r2 = show("mec.execute('b=10')", mec.execute("b=10"))
     if rows(r1) != [(i, 1, None) for i in range(4)] or rows(r2) != [(i, 2, None) for i in range(4)]:
-        raise SystemExit(f"demo step 5 gave {rows(r1)!r} and {rows(r2)!r}, expected In [1] and In [2] on engines 0-3")
+        raise SystemExit(
+            f"demo step 5 gave {rows(r1)!r} and {rows(r2)!r}, "
+            "expected In [1] and In [2] on engines 0-3"
+        )
 
     step(6, "Running on some engines only")
     r1 = show("mec.execute('c=a+b', targets=[0, 2])", mec.execute("c=a+b", targets=[0, 2]))
     r2 = show("mec.execute('c=a-b', targets=[1, 3])", mec.execute("c=a-b", targets=[1, 3]))
     r3 = show("mec.execute('print(c)')", mec.execute("print(c)"))
     if rows(r1) != [(0, 3, None), (2, 3, None)] or rows(r2) != [(1, 3, None), (3, 3, None)]:
-        raise SystemExit(f"demo step 6 gave {rows(r1)!r} and {rows(r2)!r}, expected In [3] on engines 0, 2 and 1, 3")
+        raise SystemExit(
+            f"demo step 6 gave {rows(r1)!r} and {rows(r2)!r}, "
+            "expected In [3] on engines 0, 2 and 1, 3"
+        )
     if rows(r3) != [(0, 4, "15\n"), (1, 4, "-5\n"), (2, 4, "15\n"), (3, 4, "-5\n")]:
         raise SystemExit(f"demo step 6 gave {rows(r3)!r}, expected 15, -5, 15, -5")
 
@@ -142,10 +156,14 @@ def tour(mec):
         raise SystemExit(f"demo step 7 gave {list(r)!r}, expected {want!r}")
 
     step(8, "Non-blocking calls")
-    say("With block=False a call returns a PendingResult at once; .get_result() or .r waits for it.")
+    say(
+        "With block=False a call returns a PendingResult at once; .get_result() or .r waits for it."
+    )
     say("(The docs sleep 10 s here; 2 s is enough to see it.)")
     show("mec.execute('import time')", mec.execute("import time"))
-    pr = show("pr = mec.execute('time.sleep(2)', block=False)", mec.execute("time.sleep(2)", block=False))
+    pr = show(
+        "pr = mec.execute('time.sleep(2)', block=False)", mec.execute("time.sleep(2)", block=False)
+    )
     t0 = time.perf_counter()
     early = show("pr.get_result(block=False)   # still sleeping: None", pr.get_result(block=False))
     if early is not None:
@@ -155,8 +173,10 @@ def tour(mec):
     print(f"# (waited {waited:.1f} s)")
     again = show("pr.r", pr.r)
     if rows(r) != [(i, 7, None) for i in range(4)] or again is not r or waited < 1.0:
-        raise SystemExit(f"demo step 8 gave {rows(r)!r} after {waited:.1f} s, then {again!r}; expected In [7] on engines 0-3 "
-                         "after about 2 s, then the same list again")
+        raise SystemExit(
+            f"demo step 8 gave {rows(r)!r} after {waited:.1f} s, then {again!r}; "
+            "expected In [7] on engines 0-3 after about 2 s, then the same list again"
+        )
 
     step(9, "Waiting for many results: barrier")
     say("(The docs queue ten 3 s sleeps; ten of 0.3 s here.)")
@@ -167,11 +187,20 @@ def tour(mec):
     t0 = time.perf_counter()
     show("mec.barrier(pr_list)", mec.barrier(pr_list))
     waited = time.perf_counter() - t0
-    print(f"# (waited {waited:.1f} s: each engine ran its ten sleeps in turn, the four engines side by side)")
+    print(
+        f"# (waited {waited:.1f} s: each engine ran its ten sleeps in turn, "
+        "the four engines side by side)"
+    )
     r = show("pr_list[0].r", pr_list[0].r)
     done = [p.done() for p in pr_list]
-    if rows(r) != [(i, 8, None) for i in range(4)] or not all(done) or rows(pr_list[9].r) != [(i, 17, None) for i in range(4)]:
-        raise SystemExit(f"demo step 9 gave {rows(r)!r}, done={done}; expected In [8] on engines 0-3, all done")
+    if (
+        rows(r) != [(i, 8, None) for i in range(4)]
+        or not all(done)
+        or rows(pr_list[9].r) != [(i, 17, None) for i in range(4)]
+    ):
+        raise SystemExit(
+            f"demo step 9 gave {rows(r)!r}, done={done}; expected In [8] on engines 0-3, all done"
+        )
 
     step(10, "Default targets and block")
     show("mec.targets = [0, 2]")
@@ -196,7 +225,13 @@ def tour(mec):
     b0 = show("mec.pull('b', targets=0)", mec.pull("b", targets=0))
     ab = show("mec.pull(('a', 'b'))", mec.pull(("a", "b")))
     z = show("mec.zip_pull(('a', 'b'))", mec.zip_pull(("a", "b")))
-    expected = ([None] * 4, [1.03234] * 4, [3453], [[1.03234, 3453]] * 4, [(1.03234,) * 4, (3453,) * 4])
+    expected = (
+        [None] * 4,
+        [1.03234] * 4,
+        [3453],
+        [[1.03234, 3453]] * 4,
+        [(1.03234,) * 4, (3453,) * 4],
+    )
     if (pushed, a, b0, ab, z) != expected:
         raise SystemExit(f"demo step 11 gave {(pushed, a, b0, ab, z)!r}, expected {expected!r}")
 
@@ -204,7 +239,9 @@ def tour(mec):
     pushed = show("mec.push(dict(c='speed'))", mec.push(dict(c="speed")))
     r = show("mec.execute('print(c)')", mec.execute("print(c)"))
     if pushed != [None] * 4 or [x[2] for x in rows(r)] != ["speed\n"] * 4:
-        raise SystemExit(f"demo step 12 gave {pushed!r} and {rows(r)!r}, expected Out speed on engines 0-3")
+        raise SystemExit(
+            f"demo step 12 gave {pushed!r} and {rows(r)!r}, expected Out speed on engines 0-3"
+        )
 
     step(13, "A non-blocking pull")
     show("mec.block = False")
@@ -226,7 +263,9 @@ def tour(mec):
     show("mec.execute('y = f(4.0)')", mec.execute("y = f(4.0)"))
     r = show("mec.execute('print(y)')", mec.execute("print(y)"))
     if pushed != [None] * 4 or [x[2] for x in rows(r)] != ["512.0\n"] * 4:
-        raise SystemExit(f"demo step 14 gave {pushed!r} and {rows(r)!r}, expected 512.0 on every engine")
+        raise SystemExit(
+            f"demo step 14 gave {pushed!r} and {rows(r)!r}, expected 512.0 on every engine"
+        )
 
     step(15, "The client as a dictionary")
     show("mec['a'] = ['foo', 'bar']")
@@ -236,14 +275,20 @@ def tour(mec):
         raise SystemExit(f"demo step 15 gave {a!r}, expected [['foo', 'bar']] * 4")
 
     step(16, "Scatter and gather")
-    say("scatter() gives each engine one block of a sequence; gather() puts the blocks back together.")
+    say(
+        "scatter() gives each engine one block of a sequence; "
+        "gather() puts the blocks back together."
+    )
     s = show("mec.scatter('a', range(16))", mec.scatter("a", range(16)))
     r = show("mec.execute('print(a)')", mec.execute("print(a)"))
     g = show("mec.gather('a')", mec.gather("a"))
     parts = [x[2] for x in rows(r)]
     want = [f"{list(range(4 * i, 4 * i + 4))}\n" for i in range(4)]
     if s != [None] * 4 or parts != want or g != list(range(16)):
-        raise SystemExit(f"demo step 16 gave {s!r}, {parts!r}, {g!r}; expected [None] * 4, {want!r}, list(range(16))")
+        raise SystemExit(
+            f"demo step 16 gave {s!r}, {parts!r}, {g!r}; "
+            f"expected [None] * 4, {want!r}, list(range(16))"
+        )
 
     step(17, "A parallel list comprehension")
     show("mec.scatter('x', range(64))", mec.scatter("x", range(64)))
@@ -262,14 +307,19 @@ def tour(mec):
     )
     if str(e) != expected:
         raise SystemExit(f"demo step 18 gave {str(e)!r}, expected {expected!r}")
-    say("Caught as e, it can re-raise any one of the engines' exceptions, and print their tracebacks.")
+    say(
+        "Caught as e, it can re-raise any one of the engines' exceptions, "
+        "and print their tracebacks."
+    )
     expect_error(18, "e.raise_exception()", ZeroDivisionError, e.raise_exception)
     out = io.StringIO()
     e.print_tracebacks(file=out)
     show("e.print_tracebacks()")
     print(out.getvalue().rstrip())
     tracebacks = out.getvalue()
-    if [tracebacks.count(f"[{i}:execute]: ") for i in range(4)] != [1] * 4 or tracebacks.count("ZeroDivisionError") < 4:
+    if [tracebacks.count(f"[{i}:execute]: ") for i in range(4)] != [1] * 4 or tracebacks.count(
+        "ZeroDivisionError"
+    ) < 4:
         raise SystemExit(f"demo step 18 printed the tracebacks {tracebacks!r}")
     say("The same, non-blocking:")
     pr = show("pr = mec.execute('1/0', block=False)", mec.execute("1/0", block=False))
@@ -278,12 +328,24 @@ def tour(mec):
         raise SystemExit(f"demo step 18 gave {str(e)!r} for pr.r, expected {expected!r}")
 
     step(19, "More errors, from the scripted tour (multiengine1.ipy)")
-    expect_error(19, "mec.execute('b = 10', targets=-1)", InvalidEngineID, lambda: mec.execute("b = 10", targets=-1))
+    expect_error(
+        19,
+        "mec.execute('b = 10', targets=-1)",
+        InvalidEngineID,
+        lambda: mec.execute("b = 10", targets=-1),
+    )
     expect_error(19, "mec.execute('a=5; 1/0')", CompositeError, lambda: mec.execute("a=5; 1/0"))
     show("mec.reset()", mec.reset())
-    e = expect_error(19, "mec.get_result()   # the last command's result: none since the reset", CompositeError, mec.get_result)
+    e = expect_error(
+        19,
+        "mec.get_result()   # the last command's result: none since the reset",
+        CompositeError,
+        mec.get_result,
+    )
     if [type(ev) for _, ev, _ in e.elist] != [IndexError] * 4:
-        raise SystemExit(f"demo step 19 gave {e!r} for get_result() after reset(), expected 4 IndexErrors")
+        raise SystemExit(
+            f"demo step 19 gave {e!r} for get_result() after reset(), expected 4 IndexErrors"
+        )
 
     say("clear_queue() drops the commands still waiting; the one running finishes.")
     show("mec.execute('import time')", mec.execute("import time"))
@@ -297,7 +359,9 @@ def tour(mec):
     for i in range(1, 5):
         e = expect_error(19, f"prs[{i}].r", CompositeError, lambda i=i: prs[i].r)
         if [type(ev) for _, ev, _ in e.elist] != [QueueCleared] * 4:
-            raise SystemExit(f"demo step 19 gave {e!r} for prs[{i}].r, expected QueueCleared on 4 engines")
+            raise SystemExit(
+                f"demo step 19 gave {e!r} for prs[{i}].r, expected QueueCleared on 4 engines"
+            )
 
     say("A PendingResult keeps its error: .r raises it again and again.")
     pr = show("pr = mec.execute('1/0', block=False)", mec.execute("1/0", block=False))
@@ -326,7 +390,9 @@ def digits_cache():
 
 
 def _compute_digits(path):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the demo; it ends this process itself
+    signal.signal(
+        signal.SIGINT, signal.SIG_IGN
+    )  # Ctrl-C is for the demo; it ends this process itself
     pidigits.save_pi_digits(N_DIGITS, path)
 
 
@@ -334,7 +400,9 @@ def start_digits(path):
     """Compute the digits of pi in a background process (half a minute), unless they are cached."""
     if path.exists() and path.stat().st_size == N_DIGITS:
         return None
-    proc = multiprocessing.get_context("spawn").Process(target=_compute_digits, args=(str(path),), name="pi-digits")
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_compute_digits, args=(str(path),), name="pi-digits"
+    )
     proc.start()
     return proc
 
@@ -351,17 +419,23 @@ def wait_digits(path, proc):
     landmark = digits[PI_MILLIONTH[0] : PI_MILLIONTH[0] + 10]
     if len(digits) != N_DIGITS or not digits.startswith(PI_START) or landmark != PI_MILLIONTH[1]:
         path.unlink(missing_ok=True)
-        raise SystemExit(f"the digits of pi in {path} are wrong ({len(digits)} digits, {digits[:20]}..., "
-                         f"{landmark} at the millionth); it was removed, run the demo again")
+        raise SystemExit(
+            f"the digits of pi in {path} are wrong ({len(digits)} digits, {digits[:20]}..., "
+            f"{landmark} at the millionth); it was removed, run the demo again"
+        )
     return digits
 
 
 def task_tour(tc, mec):
     step(20, "Load-balanced tasks")
-    say("A TaskClient does not name engines: each task goes to whichever engine is free. The same map and "
-        "@parallel as in steps 3 and 4, as tasks:")
-    same = show("tc.map(lambda x: x**10, range(32)) == [x**10 for x in range(32)]",
-                tc.map(lambda x: x**10, range(32)) == [x**10 for x in range(32)])
+    say(
+        "A TaskClient does not name engines: each task goes to whichever engine is free. "
+        "The same map and @parallel as in steps 3 and 4, as tasks:"
+    )
+    same = show(
+        "tc.map(lambda x: x**10, range(32)) == [x**10 for x in range(32)]",
+        tc.map(lambda x: x**10, range(32)) == [x**10 for x in range(32)],
+    )
 
     @tc.parallel()
     def f(x):
@@ -372,12 +446,22 @@ def task_tour(tc, mec):
     show("f(range(32)) == [10.0 * x**4 for x in range(32)]", r == [10.0 * x**4 for x in range(32)])
     if same is not True or r != [10.0 * x**4 for x in range(32)]:
         raise SystemExit("demo step 20 gave a wrong load-balanced map")
-    say("task1.py: a StringTask pushes, executes and pulls on one engine, then clears its namespace.")
+    say(
+        "task1.py: a StringTask pushes, executes and pulls on one engine, "
+        "then clears its namespace."
+    )
     mec.push(dict(d=30))
-    tr = tc.run(multiengine.StringTask("a = 5\nb = 10*d\nc = a*b*d", clear_after=True, pull=["a", "b", "c"]),
-                block=True)
-    show("mec.push(dict(d=30))\n"
-         "tr = tc.run(StringTask('a = 5\\nb = 10*d\\nc = a*b*d', clear_after=True, pull=['a','b','c']), block=True)")
+    tr = tc.run(
+        multiengine.StringTask(
+            "a = 5\nb = 10*d\nc = a*b*d", clear_after=True, pull=["a", "b", "c"]
+        ),
+        block=True,
+    )
+    show(
+        "mec.push(dict(d=30))\n"
+        "tr = tc.run(StringTask('a = 5\\nb = 10*d\\nc = a*b*d', clear_after=True, "
+        "pull=['a','b','c']), block=True)"
+    )
     show("tr.ns.a, tr.ns.b, tr.ns.c", (tr.ns.a, tr.ns.b, tr.ns.c))
     if (tr.ns.a, tr.ns.b, tr.ns.c) != (5, 300, 45000):
         raise SystemExit(f"demo step 20 gave {tr!r}, expected a=5, b=300, c=45000")
@@ -388,26 +472,42 @@ def task_tour(tc, mec):
         tc.run(multiengine.StringTask("while True: pass", time_limit=0.5), block=True)
         raise SystemExit("demo step 20: a task past its time limit did not fail")
     except multiengine.errors.TaskTimeout as e:
-        print(f">>> tc.run(StringTask('while True: pass', time_limit=0.5), block=True)\nTaskTimeout: {e}"
-              f"   (after {time.perf_counter() - t0:.2f} s)")
+        print(
+            ">>> tc.run(StringTask('while True: pass', time_limit=0.5), block=True)\n"
+            f"TaskTimeout: {e}"
+            f"   (after {time.perf_counter() - t0:.2f} s)"
+        )
     kept = show("mec.pull('kept')", mec.pull("kept"))
     if kept != ["still here"] * N_ENGINES:
-        raise SystemExit(f"demo step 20 gave {kept!r} after the time limit, expected the namespaces kept")
+        raise SystemExit(
+            f"demo step 20 gave {kept!r} after the time limit, expected the namespaces kept"
+        )
 
 
 def pi_demo(mec, digits_path, digits_proc):
     step(21, "The pi digits demo")
-    say(f"Count how often each pair of consecutive digits, 00 to 99, occurs in the first {N_DIGITS:,} digits "
-        f"of pi, cut into {N_FILES} files of {DIGITS_PER_FILE:,}. examples/pidigits.py has the functions.")
+    say(
+        "Count how often each pair of consecutive digits, 00 to 99, occurs in the first "
+        f"{N_DIGITS:,} digits of pi, cut into {N_FILES} files of {DIGITS_PER_FILE:,}. "
+        "examples/pidigits.py has the functions."
+    )
     digits = wait_digits(digits_path, digits_proc)
     with tempfile.TemporaryDirectory(prefix="multiengine-pidigits-") as tmp:
         files = pidigits.write_digit_files(tmp, digits, N_FILES)
-        print(f"# digits {digits[:12]}... in {N_FILES} files: {files[0]} ... {Path(files[-1]).name}")
+        print(
+            f"# digits {digits[:12]}... in {N_FILES} files: {files[0]} ... {Path(files[-1]).name}"
+        )
         run = mec.run(HERE / "pidigits.py")
-        show("mec.run('examples/pidigits.py')   # defines compute_two_digit_freqs & co. on every engine")
+        show(
+            "mec.run('examples/pidigits.py')   "
+            "# defines compute_two_digit_freqs & co. on every engine"
+        )
         print(f"# (the file ran as In [{run[0]['number']}] on each of the {len(run)} engines)")
-        say("map() is given the function imported from the local module: the engines cannot import pidigits, "
-            "so multiengine sends its functions by value (the name 'compute_two_digit_freqs' works too).")
+        say(
+            "map() is given the function imported from the local module: "
+            "the engines cannot import pidigits, so multiengine sends its functions by value "
+            "(the name 'compute_two_digit_freqs' works too)."
+        )
 
         t0 = time.perf_counter()
         freqs1 = mec.mapper(targets=0).map(pidigits.compute_two_digit_freqs, files)
@@ -419,58 +519,84 @@ def pi_demo(mec, digits_path, digits_proc):
         freqs4 = mec.map(pidigits.compute_two_digit_freqs, files)
         t4 = time.perf_counter() - t0
         show("freqs4 = mec.map(compute_two_digit_freqs, files)   # 4 engines")
-        print(f"# {t4:.2f} s on {N_ENGINES} engines: {N_DIGITS / t4 / 1e6:.1f} million digits a second")
+        print(
+            f"# {t4:.2f} s on {N_ENGINES} engines: "
+            f"{N_DIGITS / t4 / 1e6:.1f} million digits a second"
+        )
 
     total = pidigits.reduce_freqs(freqs4)
     show("total = pidigits.reduce_freqs(freqs4)")
     pairs = N_FILES * (DIGITS_PER_FILE - 1)
     if len(freqs1) != N_FILES or freqs1 != freqs4:
-        raise SystemExit("demo step 21 gave different frequency tables on 1 engine and on 4 engines")
+        raise SystemExit(
+            "demo step 21 gave different frequency tables on 1 engine and on 4 engines"
+        )
     if sum(total) != pairs or pidigits.reduce_freqs(freqs1) != total:
         raise SystemExit(f"demo step 21 gave {sum(total)} digit pairs, expected {pairs}")
 
-    print(f"\nHow often each pair occurs ({pairs:,} pairs: about {pairs // 100:,} each if the digits are random);")
+    print(
+        f"\nHow often each pair occurs ({pairs:,} pairs: "
+        f"about {pairs // 100:,} each if the digits are random);"
+    )
     print("row = first digit, column = second digit:\n")
     print("     " + "".join(f"{b:>8}" for b in range(10)))
     for a in range(10):
         print(f"  {a}  " + "".join(f"{total[10 * a + b]:>8,}" for b in range(10)))
     lo, hi = min(range(100), key=total.__getitem__), max(range(100), key=total.__getitem__)
     spread = max(abs(c - pairs / 100) for c in total) / (pairs / 100)
-    print(f"\nLeast common pair: {lo:02d} ({total[lo]:,}); most common: {hi:02d} ({total[hi]:,}); "
-          f"no pair strays more than {100 * spread:.1f}% from the mean.")
+    print(
+        f"\nLeast common pair: {lo:02d} ({total[lo]:,}); most common: {hi:02d} ({total[hi]:,}); "
+        f"no pair strays more than {100 * spread:.1f}% from the mean."
+    )
 
     speedup = t1 / t4
     cores = os.cpu_count() or 1
     print(f"\nSpeed-up with {N_ENGINES} engines: {speedup:.2f}x ({t1:.2f} s -> {t4:.2f} s).")
     if cores < N_ENGINES:
-        print(f"This machine has {cores} cores, so {N_ENGINES} engines can run at most {cores} at a time: "
-              f"expect about {cores}x, not {N_ENGINES}x.")
+        print(
+            f"This machine has {cores} cores, "
+            f"so {N_ENGINES} engines can run at most {cores} at a time: "
+            f"expect about {cores}x, not {N_ENGINES}x."
+        )
     return speedup
 
 
 # ---------------------------------------------------------------- main
 def main():
     t_start = time.perf_counter()
-    print(f"multiengine {multiengine.__version__}: a guided tour, after the IPython.kernel documentation.")
+    print(
+        f"multiengine {multiengine.__version__}: "
+        "a guided tour, after the IPython.kernel documentation."
+    )
     digits_path = digits_cache()
     digits_proc = start_digits(digits_path)
     if digits_proc is not None:
-        say(f"Computing {N_DIGITS:,} digits of pi in the background for the last part; they are kept in "
-            f"{digits_path} for next time.")
+        say(
+            f"Computing {N_DIGITS:,} digits of pi in the background for the last part; "
+            f"they are kept in {digits_path} for next time."
+        )
     try:
         step(0, "Start a cluster")
         t0 = time.perf_counter()
         with multiengine.Cluster(n=N_ENGINES) as cluster:
             mec = cluster.multiengine_client()
-            show(f"with multiengine.Cluster(n={N_ENGINES}) as cluster:\n    mec = cluster.multiengine_client()")
-            print(f"# a controller and {N_ENGINES} engines, ready in {time.perf_counter() - t0:.2f} s "
-                  f"(profile {cluster.profile!r}, a temporary one)")
+            show(
+                f"with multiengine.Cluster(n={N_ENGINES}) as cluster:\n"
+                "    mec = cluster.multiengine_client()"
+            )
+            print(
+                f"# a controller and {N_ENGINES} engines, "
+                f"ready in {time.perf_counter() - t0:.2f} s "
+                f"(profile {cluster.profile!r}, a temporary one)"
+            )
             show("mec", mec)
             tour(mec)
             task_tour(cluster.task_client(), mec)
             pi_demo(mec, digits_path, digits_proc)
-        print(f"\nThe cluster is stopped. The demo took {time.perf_counter() - t_start:.0f} s; every step gave "
-              "the documented result.")
+        print(
+            f"\nThe cluster is stopped. The demo took {time.perf_counter() - t_start:.0f} s; "
+            "every step gave the documented result."
+        )
     finally:
         if digits_proc is not None and digits_proc.is_alive():
             digits_proc.kill()

@@ -162,7 +162,9 @@ def pi_digits(n):
     with decimal.localcontext(_context(decimal.MAX_PREC)):  # exact integer arithmetic
         _, q, t = _split(0, n // 14 + 2)
     c = _context(n + 10)
-    pi = c.divide(c.multiply(c.multiply(426880 * 10005, _inverse_sqrt(decimal.Decimal(10005), n + 10)), q), t)
+    pi = c.divide(
+        c.multiply(c.multiply(426880 * 10005, _inverse_sqrt(decimal.Decimal(10005), n + 10)), q), t
+    )
     return str(pi).replace(".", "")[:n]
 
 

@@ -82,7 +82,9 @@ def fresh_cluster(multiengine_dir: Path) -> Iterator[Callable[..., Cluster]]:
         c.stop()
 
 
-def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m multiengine ARGS`` and return the finished process."""
     return subprocess.run(
         [sys.executable, "-m", "multiengine", *args],

@@ -9,7 +9,10 @@ from typing import Any
 VALID_COMMANDS: list[tuple[str, dict[str, Any]]] = [
     ("a=5", {"input": {"raw": "a=5", "translated": "a=5"}, "number": 1}),
     ("b=10", {"input": {"raw": "b=10", "translated": "b=10"}, "number": 2}),
-    ("a=5; b=10; c=a+b", {"input": {"raw": "a=5; b=10; c=a+b", "translated": "a=5; b=10; c=a+b"}, "number": 3}),
+    (
+        "a=5; b=10; c=a+b",
+        {"input": {"raw": "a=5; b=10; c=a+b", "translated": "a=5; b=10; c=a+b"}, "number": 3},
+    ),
     (
         "import math; 2.0*math.pi",
         {
@@ -23,7 +26,9 @@ VALID_COMMANDS: list[tuple[str, dict[str, Any]]] = [
         {
             "input": {
                 "raw": "def f():\n    result = 0.0\n    for i in range(10):\n        result += i\n",
-                "translated": "def f():\n    result = 0.0\n    for i in range(10):\n        result += i\n",
+                "translated": (
+                    "def f():\n    result = 0.0\n    for i in range(10):\n        result += i\n"
+                ),
             },
             "number": 5,
         },
@@ -31,29 +36,56 @@ VALID_COMMANDS: list[tuple[str, dict[str, Any]]] = [
     ("if 1<2: a=5", {"input": {"raw": "if 1<2: a=5", "translated": "if 1<2: a=5"}, "number": 6}),
     (
         "import time\ntime.sleep(0.1)",
-        {"input": {"raw": "import time\ntime.sleep(0.1)", "translated": "import time\ntime.sleep(0.1)"}, "number": 7},
+        {
+            "input": {
+                "raw": "import time\ntime.sleep(0.1)",
+                "translated": "import time\ntime.sleep(0.1)",
+            },
+            "number": 7,
+        },
     ),
     (
         "from math import cos;\nx = 1.0*cos(0.5)",
         {
-            "input": {"raw": "from math import cos;\nx = 1.0*cos(0.5)", "translated": "from math import cos;\nx = 1.0*cos(0.5)"},
+            "input": {
+                "raw": "from math import cos;\nx = 1.0*cos(0.5)",
+                "translated": "from math import cos;\nx = 1.0*cos(0.5)",
+            },
             "number": 8,
         },
     ),
     (
         "s = 1\ns = set()\n   ",
-        {"input": {"raw": "s = 1\ns = set()\n   ", "translated": "s = 1\ns = set()\n   "}, "number": 9},
+        {
+            "input": {"raw": "s = 1\ns = set()\n   ", "translated": "s = 1\ns = set()\n   "},
+            "number": 9,
+        },
     ),
     (
         "import math\nmath.cos(1.0)",
         {
-            "input": {"raw": "import math\nmath.cos(1.0)", "translated": "import math\nmath.cos(1.0)"},
+            "input": {
+                "raw": "import math\nmath.cos(1.0)",
+                "translated": "import math\nmath.cos(1.0)",
+            },
             "number": 10,
             "display": {"pprint": "0.5403023058681398", "repr": "0.5403023058681398"},
         },
     ),
-    ("x=1.0234\na=5; b=10", {"input": {"raw": "x=1.0234\na=5; b=10", "translated": "x=1.0234\na=5; b=10"}, "number": 11}),
-    ("x=1.0234\na=5; b=10;", {"input": {"raw": "x=1.0234\na=5; b=10;", "translated": "x=1.0234\na=5; b=10;"}, "number": 12}),
+    (
+        "x=1.0234\na=5; b=10",
+        {
+            "input": {"raw": "x=1.0234\na=5; b=10", "translated": "x=1.0234\na=5; b=10"},
+            "number": 11,
+        },
+    ),
+    (
+        "x=1.0234\na=5; b=10;",
+        {
+            "input": {"raw": "x=1.0234\na=5; b=10;", "translated": "x=1.0234\na=5; b=10;"},
+            "number": 12,
+        },
+    ),
 ]
 
 # 'print v' was the seed's NameError case; in Python 3 it is a SyntaxError, so 'print(v)'.

@@ -12,7 +12,9 @@ from multiengine.cluster.cluster import Cluster
 
 
 @pytest.mark.asyncio
-async def test_async_multiengine_client(cluster: Cluster, mec: multiengine.MultiEngineClient) -> None:
+async def test_async_multiengine_client(
+    cluster: Cluster, mec: multiengine.MultiEngineClient
+) -> None:
     async with multiengine.AsyncMultiEngineClient(cluster_dir=cluster.cluster_dir.path) as amec:
         assert await amec.get_ids() == [0, 1, 2, 3]
         await amec.push({"a": 5})
@@ -30,7 +32,9 @@ async def test_async_multiengine_client(cluster: Cluster, mec: multiengine.Multi
 
 
 @pytest.mark.asyncio
-async def test_calls_run_concurrently_and_the_loop_stays_free(cluster: Cluster, mec: multiengine.MultiEngineClient) -> None:
+async def test_calls_run_concurrently_and_the_loop_stays_free(
+    cluster: Cluster, mec: multiengine.MultiEngineClient
+) -> None:
     async with multiengine.AsyncMultiEngineClient(cluster_dir=cluster.cluster_dir.path) as amec:
         ticks = 0
 
@@ -43,7 +47,9 @@ async def test_calls_run_concurrently_and_the_loop_stays_free(cluster: Cluster, 
         tick_task = asyncio.create_task(ticker())
         t0 = time.monotonic()
         # one sleep on each of two engines at once: about 0.5 s, not 1 s
-        await asyncio.gather(*(amec.execute("import time; time.sleep(0.5)", targets=i) for i in (0, 1)))
+        await asyncio.gather(
+            *(amec.execute("import time; time.sleep(0.5)", targets=i) for i in (0, 1))
+        )
         elapsed = time.monotonic() - t0
         tick_task.cancel()
         assert elapsed < 0.9

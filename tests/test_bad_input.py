@@ -79,7 +79,9 @@ def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 # ---------------------------------------------------------------- targets and block
-def test_unknown_engine_id_raises_invalid_engine_id_directly(mec: multiengine.MultiEngineClient) -> None:
+def test_unknown_engine_id_raises_invalid_engine_id_directly(
+    mec: multiengine.MultiEngineClient,
+) -> None:
     with pytest.raises(InvalidEngineID) as info:
         mec.execute("a = 1", targets=10)
     assert not isinstance(info.value, CompositeError)
@@ -101,7 +103,9 @@ def test_unknown_id_in_a_list_runs_nothing_anywhere(mec: multiengine.MultiEngine
     assert_cluster_works(mec)
 
 
-def test_string_target_other_than_all_raises_invalid_engine_id(mec: multiengine.MultiEngineClient) -> None:
+def test_string_target_other_than_all_raises_invalid_engine_id(
+    mec: multiengine.MultiEngineClient,
+) -> None:
     with pytest.raises(InvalidEngineID) as info:
         mec.execute("a = 1", targets="foo")
     assert not isinstance(info.value, CompositeError)
@@ -111,8 +115,12 @@ def test_string_target_other_than_all_raises_invalid_engine_id(mec: multiengine.
     assert_cluster_works(mec)
 
 
-@pytest.mark.parametrize("bad", [1.5, {"a": 1}, {0, 1}, b"all"], ids=["float", "dict", "set", "bytes"])
-def test_targets_of_a_wrong_type_raise_value_error(mec: multiengine.MultiEngineClient, bad: Any) -> None:
+@pytest.mark.parametrize(
+    "bad", [1.5, {"a": 1}, {0, 1}, b"all"], ids=["float", "dict", "set", "bytes"]
+)
+def test_targets_of_a_wrong_type_raise_value_error(
+    mec: multiengine.MultiEngineClient, bad: Any
+) -> None:
     with pytest.raises(ValueError, match=r"^targets must be a str, list, tuple or int$"):
         mec.execute("wrong_type = 1", targets=bad)
     with pytest.raises(ValueError, match=r"^targets must be a str, list, tuple or int$"):
@@ -176,7 +184,9 @@ def test_pushing_an_unpicklable_value_fails_locally_and_sends_nothing(
     assert_cluster_works(mec)
 
 
-def test_pulling_an_unpicklable_engine_value_raises_composite_error(mec: multiengine.MultiEngineClient) -> None:
+def test_pulling_an_unpicklable_engine_value_raises_composite_error(
+    mec: multiengine.MultiEngineClient,
+) -> None:
     mec.execute("import threading; lock = threading.Lock(); fine = 7")
     with pytest.raises(CompositeError) as info:
         mec.pull("lock")
@@ -187,7 +197,9 @@ def test_pulling_an_unpicklable_engine_value_raises_composite_error(mec: multien
     assert_cluster_works(mec)
 
 
-def test_pull_of_a_missing_name_raises_composite_error_with_name_error(mec: multiengine.MultiEngineClient) -> None:
+def test_pull_of_a_missing_name_raises_composite_error_with_name_error(
+    mec: multiengine.MultiEngineClient,
+) -> None:
     with pytest.raises(CompositeError) as info:
         mec.pull("no_such_name")
     assert error_types(info.value) == [NameError] * 4
@@ -199,8 +211,12 @@ def test_pull_of_a_missing_name_raises_composite_error_with_name_error(mec: mult
     assert_cluster_works(mec)
 
 
-@pytest.mark.parametrize("bad", [5, "def f(): pass", len, int], ids=["int", "str", "builtin", "class"])
-def test_push_function_of_a_non_function_raises_type_error(mec: multiengine.MultiEngineClient, bad: Any) -> None:
+@pytest.mark.parametrize(
+    "bad", [5, "def f(): pass", len, int], ids=["int", "str", "builtin", "class"]
+)
+def test_push_function_of_a_non_function_raises_type_error(
+    mec: multiengine.MultiEngineClient, bad: Any
+) -> None:
     with pytest.raises(TypeError):
         mec.push_function({"f": bad})
     with pytest.raises(CompositeError) as info:
@@ -212,7 +228,9 @@ def test_push_function_of_a_non_function_raises_type_error(mec: multiengine.Mult
 
 
 # ---------------------------------------------------------------- the queue
-def test_an_error_clears_the_queue_behind_it_and_keeps_the_namespace(mec: multiengine.MultiEngineClient) -> None:
+def test_an_error_clears_the_queue_behind_it_and_keeps_the_namespace(
+    mec: multiengine.MultiEngineClient,
+) -> None:
     mec.execute("kept = 5")
     failing = mec.execute("import time; time.sleep(0.5); 1/0", block=False)
     queued_exec = mec.execute("after = 2", block=False)
@@ -236,7 +254,9 @@ def test_an_error_clears_the_queue_behind_it_and_keeps_the_namespace(mec: multie
     assert mec.pull("pushed") == [3] * 4
 
 
-def test_an_error_on_one_engine_clears_only_that_engines_queue(mec: multiengine.MultiEngineClient) -> None:
+def test_an_error_on_one_engine_clears_only_that_engines_queue(
+    mec: multiengine.MultiEngineClient,
+) -> None:
     failing = mec.execute("import time; time.sleep(0.5)\nif id == 0: 1/0", block=False)
     queued = mec.execute("after = id", block=False)
     assert failing.wait(15) and queued.wait(15)
@@ -325,13 +345,19 @@ def test_an_unknown_profile_raises_connection_file_error() -> None:
 
 
 # ---------------------------------------------------------------- deaths
-def test_an_engine_killed_mid_execute_gives_engine_error(fresh_cluster: Callable[..., multiengine.Cluster]) -> None:
+def test_an_engine_killed_mid_execute_gives_engine_error(
+    fresh_cluster: Callable[..., multiengine.Cluster],
+) -> None:
     c = fresh_cluster(2)
     mec = c.multiengine_client()
     assert mec.get_ids() == [0, 1]
     running = mec.execute("import time; time.sleep(30)", targets=0, block=False)
     queued = mec.execute("never = 1", targets=0, block=False)
-    wait_for(lambda: mec.status()["engines"][0]["running"] is not None, 10, "engine 0 to start the command")
+    wait_for(
+        lambda: mec.status()["engines"][0]["running"] is not None,
+        10,
+        "engine 0 to start the command",
+    )
     pid = c.engine_pids()[0]
     os.kill(pid, signal.SIGKILL)
     t0 = time.monotonic()
@@ -349,7 +375,9 @@ def test_an_engine_killed_mid_execute_gives_engine_error(fresh_cluster: Callable
     assert_cluster_works(mec)
 
 
-def test_the_controller_gone_raises_controller_connection_error(fresh_cluster: Callable[..., multiengine.Cluster]) -> None:
+def test_the_controller_gone_raises_controller_connection_error(
+    fresh_cluster: Callable[..., multiengine.Cluster],
+) -> None:
     c = fresh_cluster(1)
     mec = c.multiengine_client()
     assert_cluster_works(mec)

@@ -103,7 +103,9 @@ def test_cluster_context_manager_starts_and_stops_every_process(multiengine_dir:
     assert alive(pids) == [], "processes left running after the with block"
 
 
-def test_cluster_context_manager_stops_everything_when_the_body_raises(multiengine_dir: Path) -> None:
+def test_cluster_context_manager_stops_everything_when_the_body_raises(
+    multiengine_dir: Path,
+) -> None:
     pids: list[int] = []
     with pytest.raises(RuntimeError, match="boom"):
         with multiengine.Cluster(n=2) as c:
@@ -157,7 +159,9 @@ def test_security_dir_and_connection_files(cluster: multiengine.Cluster) -> None
         urls[name] = data["addresses"]
     # clients and engines get separate files and channels
     assert set(urls["client.json"].values()).isdisjoint(urls["engine.json"].values())
-    assert not [p.name for p in sec.iterdir() if p.name.startswith(".tmp")], "half-written files left"
+    assert not [p.name for p in sec.iterdir() if p.name.startswith(".tmp")], (
+        "half-written files left"
+    )
     # the client file is what a client needs
     with multiengine.MultiEngineClient(connection_file=sec / "client.json", timeout=5) as mec:
         assert mec.get_ids() == [0, 1, 2, 3]
@@ -252,10 +256,14 @@ def test_cli_unknown_profile_gives_one_clear_line(multiengine_dir: Path) -> None
 # ---------------------------------------------------------------- kill(controller=True)
 def _wait_all_exited(c: multiengine.Cluster, timeout: float = 15) -> None:
     procs = [*c.engines, *([c.controller] if c.controller else [])]
-    wait_for(lambda: all(p.poll() is not None for p in procs), timeout, "the cluster's processes to exit")
+    wait_for(
+        lambda: all(p.poll() is not None for p in procs), timeout, "the cluster's processes to exit"
+    )
 
 
-def test_kill_controller_stops_engines_and_controller(fresh_cluster: Callable[..., multiengine.Cluster]) -> None:
+def test_kill_controller_stops_engines_and_controller(
+    fresh_cluster: Callable[..., multiengine.Cluster],
+) -> None:
     c = fresh_cluster(2)
     mec = c.multiengine_client()
     assert_works(mec, 2)
@@ -265,7 +273,9 @@ def test_kill_controller_stops_engines_and_controller(fresh_cluster: Callable[..
     assert alive(pids) == []
 
 
-def test_kill_controller_non_blocking_completes(fresh_cluster: Callable[..., multiengine.Cluster]) -> None:
+def test_kill_controller_non_blocking_completes(
+    fresh_cluster: Callable[..., multiengine.Cluster],
+) -> None:
     c = fresh_cluster(2)
     mec = c.multiengine_client()
     pids = cluster_pids(c)
@@ -317,13 +327,21 @@ def test_start_engines_right_after_kill(fresh_cluster: Callable[..., multiengine
     _engine_id_reuse(fresh_cluster(3, timeout=15), wait_for_exit=False)
 
 
-def test_same_host_clients_use_ipc_and_others_tcp(cluster: multiengine.Cluster, tmp_path: Path) -> None:
-    from multiengine.wire.connection import ConnectionInfo, read_connection_file, write_connection_file
+def test_same_host_clients_use_ipc_and_others_tcp(
+    cluster: multiengine.Cluster, tmp_path: Path
+) -> None:
+    from multiengine.wire.connection import (
+        ConnectionInfo,
+        read_connection_file,
+        write_connection_file,
+    )
 
     info = read_connection_file(cluster.cluster_dir.client_file)
     assert info.addresses["client"].startswith("tcp://127.0.0.1:")
     assert info.url("client").startswith("ipc://")  # this host: the IPC endpoint
-    elsewhere = ConnectionInfo(info.key, info.addresses, extra={**info.extra, "host": "another-host"})
+    elsewhere = ConnectionInfo(
+        info.key, info.addresses, extra={**info.extra, "host": "another-host"}
+    )
     assert elsewhere.url("client") == info.addresses["client"]
     # a client that only knows the TCP address (as on another host) works the same
     tcp_only = tmp_path / "client-tcp.json"

@@ -38,13 +38,19 @@ def test_loopback_is_plain(cluster: Cluster) -> None:
     assert not cluster.cluster_dir.curve_file.exists()
 
 
-def test_all_interfaces_turns_curve_on(fresh_cluster: Callable[..., Cluster], tmp_path: Path) -> None:
+def test_all_interfaces_turns_curve_on(
+    fresh_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
     c = fresh_cluster(2, ip="0.0.0.0")
     client = json.loads(c.cluster_dir.client_file.read_text())
     engine = json.loads(c.cluster_dir.engine_file.read_text())
     assert client["curve_serverkey"] and client["curve_serverkey"] == engine["curve_serverkey"]
     keys = json.loads(c.cluster_dir.curve_file.read_text())
-    assert keys["public"] == client["curve_serverkey"] and "secret" not in client and "secret" not in engine
+    assert (
+        keys["public"] == client["curve_serverkey"]
+        and "secret" not in client
+        and "secret" not in engine
+    )
     assert stat.S_IMODE(c.cluster_dir.curve_file.stat().st_mode) == 0o600
     # a client over TCP with the right key works; with a wrong one, or none, it is refused
     with multiengine.MultiEngineClient(connection_file=tcp_only(c, tmp_path), timeout=5) as mec:
@@ -52,7 +58,9 @@ def test_all_interfaces_turns_curve_on(fresh_cluster: Callable[..., Cluster], tm
         assert mec.pull("v") == [0, 2]
     for bad in (zmq.curve_keypair()[0].decode(), None):
         with pytest.raises(ControllerConnectionError, match="no answer from the controller"):
-            multiengine.MultiEngineClient(connection_file=tcp_only(c, tmp_path, curve_serverkey=bad), timeout=1)
+            multiengine.MultiEngineClient(
+                connection_file=tcp_only(c, tmp_path, curve_serverkey=bad), timeout=1
+            )
     assert c.multiengine_client().get_ids() == [0, 1]  # unharmed
 
 

@@ -100,8 +100,12 @@ def test_f4_parallel_decorator(mec):
 
 
 def test_f5_numbering_counts_executes(mec):
-    assert lines(mec.execute("a=5")) == ["<Results List>"] + [f"[{i}] In [1]: a=5" for i in range(4)]
-    assert lines(mec.execute("b=10")) == ["<Results List>"] + [f"[{i}] In [2]: b=10" for i in range(4)]
+    assert lines(mec.execute("a=5")) == ["<Results List>"] + [
+        f"[{i}] In [1]: a=5" for i in range(4)
+    ]
+    assert lines(mec.execute("b=10")) == ["<Results List>"] + [
+        f"[{i}] In [2]: b=10" for i in range(4)
+    ]
 
 
 def test_f6_targets_subsets(mec):
@@ -128,7 +132,12 @@ def test_f6_targets_subsets(mec):
 def test_f7_result_dicts(mec):
     results = list(mec.execute("d=10; print(d)"))
     assert results == [
-        {"input": {"translated": "d=10; print(d)", "raw": "d=10; print(d)"}, "number": 1, "id": i, "stdout": "10\n"}
+        {
+            "input": {"translated": "d=10; print(d)", "raw": "d=10; print(d)"},
+            "number": 1,
+            "id": i,
+            "stdout": "10\n",
+        }
         for i in range(4)
     ]
 
@@ -142,7 +151,9 @@ def test_f8_pending_result_of_a_running_execute(mec):
     assert pr.get_result(block=False) is None
     rl = pr.get_result()
     assert isinstance(rl, ResultList)
-    assert lines(rl) == ["<Results List>"] + [f"[{i}] In [1]: import time; time.sleep(0.5)" for i in range(4)]
+    assert lines(rl) == ["<Results List>"] + [
+        f"[{i}] In [1]: import time; time.sleep(0.5)" for i in range(4)
+    ]
     assert pr.r is rl
 
 
@@ -196,7 +207,10 @@ def test_f11_push_pull_zip_pull(mec):
     assert mec.pull("a") == [1.03234] * 4
     assert mec.pull("b", targets=0) == [3453]
     assert mec.pull(("a", "b")) == [[1.03234, 3453]] * 4
-    assert mec.zip_pull(("a", "b")) == [(1.03234, 1.03234, 1.03234, 1.03234), (3453, 3453, 3453, 3453)]
+    assert mec.zip_pull(("a", "b")) == [
+        (1.03234, 1.03234, 1.03234, 1.03234),
+        (3453, 3453, 3453, 3453),
+    ]
 
 
 def test_f12_pushed_string_printed(mec):
@@ -248,7 +262,12 @@ def test_f15_dict_interface(mec):
 def test_f16_scatter_gather_range(mec):
     assert mec.scatter("a", range(16)) == [None] * 4
     rl = mec.execute("print(a)")
-    assert [r["stdout"] for r in rl] == ["[0, 1, 2, 3]\n", "[4, 5, 6, 7]\n", "[8, 9, 10, 11]\n", "[12, 13, 14, 15]\n"]
+    assert [r["stdout"] for r in rl] == [
+        "[0, 1, 2, 3]\n",
+        "[4, 5, 6, 7]\n",
+        "[8, 9, 10, 11]\n",
+        "[12, 13, 14, 15]\n",
+    ]
     assert mec.gather("a") == list(range(16))
 
 
@@ -373,7 +392,9 @@ def test_f23_clear_queue_clears_queued_commands(mec):
             pr.get_result()
         assert len(exc.value.elist) == 4
         assert [et for et, _, _ in exc.value.elist] == [QueueCleared] * 4
-        assert all(ln.startswith("[Engine Exception]QueueCleared") for ln in str(exc.value).split("\n")[1:])
+        assert all(
+            ln.startswith("[Engine Exception]QueueCleared") for ln in str(exc.value).split("\n")[1:]
+        )
     # only the first sleep ran: numbering counts executed commands
     assert [r["number"] for r in mec.execute("pass")] == [2, 2, 2, 2]
 
@@ -530,7 +551,12 @@ def test_decision6_scatter_gather_numpy(mec):
     mec.scatter("x", arr)
     parts = mec.pull("x")
     assert all(isinstance(p, np.ndarray) for p in parts)
-    assert [p.tolist() for p in parts] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15]]
+    assert [p.tolist() for p in parts] == [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8, 9, 10, 11],
+        [12, 13, 14, 15],
+    ]
     assert all(p.flags.writeable for p in parts)
     mec.execute("x[0] = -1")  # arrays are writable on the engines too
     back = mec.gather("x")
@@ -647,7 +673,9 @@ def test_decision12_queue_status(mec):
     running = mec.execute("import time; time.sleep(0.5)", targets=0, block=False)
     queued = mec.execute("a=1", targets=0, block=False)
     status = mec.queue_status(targets=0)
-    assert status == [(0, {"queue": ["execute('a=1')"], "pending": "execute('import time; time.sleep(0.5)')"})]
+    assert status == [
+        (0, {"queue": ["execute('a=1')"], "pending": "execute('import time; time.sleep(0.5)')"})
+    ]
     mec.barrier([running, queued])
     assert mec.queue_status(targets=0) == [(0, {"queue": [], "pending": None})]
 

@@ -80,6 +80,13 @@ def test_a_port_in_use_gives_one_clear_line(multiengine_dir: object) -> None:
 
 
 def test_an_engine_given_a_client_file_says_so(cluster: Cluster) -> None:
-    proc = run_cli("engine", "--connection-file", str(cluster.cluster_dir.client_file), "--timeout", "2", timeout=30)
+    proc = run_cli(
+        "engine",
+        "--connection-file",
+        str(cluster.cluster_dir.client_file),
+        "--timeout",
+        "2",
+        timeout=30,
+    )
     assert proc.returncode == 2
     assert "engine.json" in proc.stderr and "Traceback" not in proc.stderr

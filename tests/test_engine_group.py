@@ -23,8 +23,12 @@ def test_engines_from_stdin_stop_when_stdin_closes(fresh_cluster: Callable[..., 
     c = fresh_cluster(0)
     mec = c.multiengine_client()
     info = json.loads(c.cluster_dir.engine_file.read_text())
-    group = subprocess.Popen([sys.executable, "-m", "multiengine", "engine", "--connection-file", "-", "-n", "2"],
-                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    group = subprocess.Popen(
+        [sys.executable, "-m", "multiengine", "engine", "--connection-file", "-", "-n", "2"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     assert group.stdin is not None
     try:
         group.stdin.write((json.dumps(info) + "\n").encode())
@@ -48,17 +52,26 @@ def test_engines_from_stdin_stop_when_stdin_closes(fresh_cluster: Callable[..., 
             group.wait()
 
 
-@pytest.mark.parametrize(("stdin", "message"), [
-    (b"", "stdin closed before the connection info arrived"),
-    (b"{not json\n", "the first line of stdin is not JSON"),
-    (b'{"key": "00"}\n', "not a valid multiengine connection file"),
-])
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        (b"", "stdin closed before the connection info arrived"),
+        (b"{not json\n", "the first line of stdin is not JSON"),
+        (b'{"key": "00"}\n', "not a valid multiengine connection file"),
+    ],
+)
 def test_bad_stdin_is_one_clear_line(stdin: bytes, message: str) -> None:
-    r = subprocess.run([sys.executable, "-m", "multiengine", "engine", "--connection-file", "-"], input=stdin,
-                       capture_output=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "multiengine", "engine", "--connection-file", "-"],
+        input=stdin,
+        capture_output=True,
+        timeout=30,
+    )
     assert r.returncode == 2
     err = r.stderr.decode().strip()
-    assert err.startswith("multiengine engine: ") and message in err and len(err.splitlines()) == 1, err
+    assert (
+        err.startswith("multiengine engine: ") and message in err and len(err.splitlines()) == 1
+    ), err
 
 
 def test_mpi_without_mpi4py_is_one_clear_line(tmp_path: Path) -> None:
@@ -66,11 +79,25 @@ def test_mpi_without_mpi4py_is_one_clear_line(tmp_path: Path) -> None:
     name that fails to import shadows it (the only way to make it absent for one process)."""
     shadow = tmp_path / "mpi4py"
     shadow.mkdir()
-    (shadow / "__init__.py").write_text("raise ImportError('libmpi.so.40: cannot open shared object file')\n")
+    (shadow / "__init__.py").write_text(
+        "raise ImportError('libmpi.so.40: cannot open shared object file')\n"
+    )
     conn = tmp_path / "engine.json"
-    conn.write_text(json.dumps({"key": "00" * 32, "addresses": {"engine": "tcp://127.0.0.1:1", "heartbeat": "tcp://127.0.0.1:2"}}))
-    r = subprocess.run([sys.executable, "-m", "multiengine", "engine", "--mpi", "--connection-file", str(conn)],
-                       capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    conn.write_text(
+        json.dumps(
+            {
+                "key": "00" * 32,
+                "addresses": {"engine": "tcp://127.0.0.1:1", "heartbeat": "tcp://127.0.0.1:2"},
+            }
+        )
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "multiengine", "engine", "--mpi", "--connection-file", str(conn)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "multiengine engine: --mpi needs mpi4py and an MPI library (pip install multiengine[mpi]): "

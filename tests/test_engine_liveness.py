@@ -13,7 +13,9 @@ import multiengine
 from multiengine.errors import EngineError
 
 
-def test_long_running_code_does_not_lose_the_engine(fresh_cluster: Callable[..., multiengine.Cluster]) -> None:
+def test_long_running_code_does_not_lose_the_engine(
+    fresh_cluster: Callable[..., multiengine.Cluster],
+) -> None:
     c = fresh_cluster(1, heartbeat_period=0.2, heartbeat_timeout=0.8)
     mec = c.multiengine_client()
     # sleeping (GIL released) and a pure-Python busy loop (GIL held) both last well
@@ -33,7 +35,9 @@ def test_queue_status_answers_while_an_engine_is_busy(mec: multiengine.MultiEngi
     pr.get_result()
 
 
-def test_a_stopped_engine_is_unregistered_and_its_work_fails(fresh_cluster: Callable[..., multiengine.Cluster]) -> None:
+def test_a_stopped_engine_is_unregistered_and_its_work_fails(
+    fresh_cluster: Callable[..., multiengine.Cluster],
+) -> None:
     c = fresh_cluster(2, heartbeat_period=0.2, heartbeat_timeout=1.0)
     mec = c.multiengine_client()
     pid = c.engine_pids()[0]

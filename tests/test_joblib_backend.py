@@ -27,4 +27,6 @@ def test_errors_come_back_as_in_joblib(cluster: Cluster, tc: multiengine.TaskCli
     with joblib.parallel_backend("multiengine", client=tc):
         with pytest.raises(ZeroDivisionError):
             joblib.Parallel(n_jobs=2)(joblib.delayed(lambda x: 1 / x)(x) for x in [1, 0, 2])
-        assert joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-x) for x in range(5)) == list(range(5))
+        assert joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-x) for x in range(5)) == list(
+            range(5)
+        )

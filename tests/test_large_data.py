@@ -20,7 +20,9 @@ def big() -> np.ndarray:
     return np.random.default_rng(7).random(BIG * 2)
 
 
-def test_streamed_push_and_pull_round_trip(mec: multiengine.MultiEngineClient, big: np.ndarray) -> None:
+def test_streamed_push_and_pull_round_trip(
+    mec: multiengine.MultiEngineClient, big: np.ndarray
+) -> None:
     assert big.nbytes > chunks.STREAM_THRESHOLD  # this test is about the streamed path
     mec.push({"a": big}, targets=0)
     assert mec.execute("s = float(a.sum()); w = a.flags.writeable", targets=0)
@@ -41,7 +43,9 @@ def test_streamed_push_to_all_engines(mec: multiengine.MultiEngineClient, big: n
         np.testing.assert_array_equal(p, big)
 
 
-def test_streamed_pull_non_blocking_and_several_engines(mec: multiengine.MultiEngineClient, big: np.ndarray) -> None:
+def test_streamed_pull_non_blocking_and_several_engines(
+    mec: multiengine.MultiEngineClient, big: np.ndarray
+) -> None:
     mec.push({"a": big}, targets=[0, 2])
     pr = mec.pull("a", targets=[0, 2], block=False)
     first, second = pr.r
@@ -52,7 +56,12 @@ def test_streamed_pull_non_blocking_and_several_engines(mec: multiengine.MultiEn
 def test_scatter_and_gather_of_a_large_array(mec: multiengine.MultiEngineClient) -> None:
     data = np.arange(6_000_003, dtype=np.float64)  # 48 MB, uneven over 4 engines
     mec.scatter("x", data)
-    assert mec.execute("n = len(x)") and mec.pull("n") == [1_500_001, 1_500_001, 1_500_001, 1_500_000]
+    assert mec.execute("n = len(x)") and mec.pull("n") == [
+        1_500_001,
+        1_500_001,
+        1_500_001,
+        1_500_000,
+    ]
     np.testing.assert_array_equal(mec.gather("x"), data)
 
 
@@ -64,7 +73,9 @@ def test_large_bytes_travel_out_of_band(mec: multiengine.MultiEngineClient) -> N
     assert mec.pull("blob", targets=1) == [blob]
 
 
-def test_a_large_push_behind_a_running_command_waits_its_turn(mec: multiengine.MultiEngineClient, big: np.ndarray) -> None:
+def test_a_large_push_behind_a_running_command_waits_its_turn(
+    mec: multiengine.MultiEngineClient, big: np.ndarray
+) -> None:
     # The pieces reach the controller while engine 0 is busy; they must be held and
     # sent after the running command, in order, and the engine must get all of them.
     running = mec.execute("import time; time.sleep(0.4); before = 1", targets=0, block=False)
@@ -74,7 +85,9 @@ def test_a_large_push_behind_a_running_command_waits_its_turn(mec: multiengine.M
     assert mec.pull(["before", "s"], targets=0) == [[1, float(big.sum())]]
 
 
-def test_a_large_push_cleared_from_the_queue_loses_nothing_else(mec: multiengine.MultiEngineClient, big: np.ndarray) -> None:
+def test_a_large_push_cleared_from_the_queue_loses_nothing_else(
+    mec: multiengine.MultiEngineClient, big: np.ndarray
+) -> None:
     running = mec.execute("import time; time.sleep(0.3); 1/0", targets=0, block=False)
     pushed = mec.push({"a": big}, targets=0, block=False)
     with pytest.raises(multiengine.CompositeError):
@@ -86,7 +99,9 @@ def test_a_large_push_cleared_from_the_queue_loses_nothing_else(mec: multiengine
     assert mec.pull("small", targets=0) == [5]
 
 
-def test_functions_of_a_local_module_travel_by_value(mec: multiengine.MultiEngineClient, tmp_path: Path) -> None:
+def test_functions_of_a_local_module_travel_by_value(
+    mec: multiengine.MultiEngineClient, tmp_path: Path
+) -> None:
     # A module next to the user's script is not importable on the engines; its
     # functions (and the helpers they call) must still run there.
     (tmp_path / "localhelpers_me.py").write_text(

@@ -21,7 +21,6 @@ pytestmark = pytest.mark.timeout(240)
 MARK = {"MULTIENGINE_TEST_MARK": "from-the-submitter"}
 
 
-
 def _job(c: Cluster) -> BatchLauncher:
     (launcher,) = c.engine_launchers
     assert isinstance(launcher, BatchLauncher) and launcher.job_id
@@ -53,12 +52,22 @@ def env_for(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
 def test_slurm_sbatch_srun_then_scancel(slurm_cluster: SlurmCluster, env_for: object) -> None:
     env_for(slurm_cluster.env)  # type: ignore[operator]
-    c = Cluster(2, launcher="slurm", launcher_options={"queue": "debug", "time": "10:00"}, timeout=90, env=MARK)
+    c = Cluster(
+        2,
+        launcher="slurm",
+        launcher_options={"queue": "debug", "time": "10:00"},
+        timeout=90,
+        env=MARK,
+    )
     c.start()
     try:
         job = _job(c)
-        state = subprocess.run(["squeue", "-h", "-j", job.job_id, "-o", "%T %D %C"], capture_output=True, text=True,
-                               timeout=30).stdout.split()
+        state = subprocess.run(
+            ["squeue", "-h", "-j", job.job_id, "-o", "%T %D %C"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.split()
         assert state and state[0] == "RUNNING", state
         script = job.script_path.read_text() if job.script_path else ""
         assert "#SBATCH --ntasks=2" in script and "#SBATCH --partition=debug" in script
@@ -67,7 +76,12 @@ def test_slurm_sbatch_srun_then_scancel(slurm_cluster: SlurmCluster, env_for: ob
         assert all(process_running(p) for p in pids)
     finally:
         c.stop()
-    assert subprocess.run(["squeue", "-h", "-j", job.job_id], capture_output=True, text=True, timeout=30).stdout.strip() == ""
+    assert (
+        subprocess.run(
+            ["squeue", "-h", "-j", job.job_id], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+        == ""
+    )
     assert not any(process_running(p) for p in pids), "engines left behind after scancel"
 
 
@@ -87,18 +101,26 @@ def test_sge_array_job_then_qdel(sge_cluster: SGECluster, env_for: object) -> No
     c.start()
     try:
         job = _job(c)
-        assert subprocess.run(["qstat", "-j", job.job_id], capture_output=True, timeout=30).returncode == 0
+        assert (
+            subprocess.run(["qstat", "-j", job.job_id], capture_output=True, timeout=30).returncode
+            == 0
+        )
         _work(c, 2)
         pids = list(c.engine_pids().values())
         assert all(process_running(p) for p in pids)
     finally:
         c.stop(timeout=30)
-    assert subprocess.run(["qstat", "-j", job.job_id], capture_output=True, timeout=30).returncode != 0
+    assert (
+        subprocess.run(["qstat", "-j", job.job_id], capture_output=True, timeout=30).returncode != 0
+    )
     assert not any(process_running(p) for p in pids), "engines left behind after qdel"
 
 
-def test_sge_engines_that_never_register_time_out_with_output(sge_cluster: SGECluster, env_for: object) -> None:
-    """The job runs but its engines cannot start: a clear error, the job's output, and the job gone."""
+def test_sge_engines_that_never_register_time_out_with_output(
+    sge_cluster: SGECluster, env_for: object
+) -> None:
+    """The job runs but its engines cannot start: a clear error, the job's output,
+    and the job gone."""
     env_for(sge_cluster.env)  # type: ignore[operator]
     c = Cluster(2, launcher="sge", launcher_options={"python": "/nonexistent/python3"}, timeout=20)
     with pytest.raises(ClusterStartError) as err:

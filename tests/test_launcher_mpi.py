@@ -25,16 +25,25 @@ DATA = Path(__file__).parent / "data"
 def _mpi_missing() -> str | None:
     if not shutil.which("mpiexec"):
         return "mpiexec is not installed (.ci/install-systems.sh installs OpenMPI: apt openmpi-bin)"
-    r = subprocess.run([sys.executable, "-c", "from mpi4py import MPI"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", "from mpi4py import MPI"], capture_output=True, text=True, timeout=60
+    )
     if r.returncode:
         return f"mpi4py cannot load MPI (pip install mpi4py): {r.stderr.strip().splitlines()[-1:]}"
     return None
 
 
-pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(bool(_mpi_missing()), reason=f"SKIPPED LOUDLY: {_mpi_missing()}")]
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(bool(_mpi_missing()), reason=f"SKIPPED LOUDLY: {_mpi_missing()}"),
+]
 
 # OpenMPI refuses root without these; the CI machine runs tests as root.
-MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+MPI_ENV = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "OMPI_MCA_rmaps_base_oversubscribe": "1",
+}
 
 
 @pytest.fixture
@@ -42,7 +51,13 @@ def mpi_cluster(multiengine_dir: Path) -> Iterator[Callable[..., Cluster]]:
     started: list[Cluster] = []
 
     def make(n: int, **options: object) -> Cluster:
-        c = Cluster(n, launcher="mpi", launcher_options={"args": ["--oversubscribe"], **options}, env=MPI_ENV, timeout=60)
+        c = Cluster(
+            n,
+            launcher="mpi",
+            launcher_options={"args": ["--oversubscribe"], **options},
+            env=MPI_ENV,
+            timeout=60,
+        )
         started.append(c)
         return c.start()
 
@@ -52,7 +67,6 @@ def mpi_cluster(multiengine_dir: Path) -> Iterator[Callable[..., Cluster]]:
         c.stop()
         for pid in pids:
             assert not process_running(pid), f"process {pid} left behind"
-
 
 
 @pytest.mark.parametrize("n", [3, 4])
@@ -99,7 +113,9 @@ def test_controller_under_mpiexec_too(mpi_cluster: Callable[..., Cluster]) -> No
 
 
 def test_missing_mpiexec_is_one_clear_error(multiengine_dir: Path) -> None:
-    c = Cluster(2, launcher="mpi", launcher_options={"mpiexec": "/nonexistent/mpiexec"}, env=MPI_ENV)
+    c = Cluster(
+        2, launcher="mpi", launcher_options={"mpiexec": "/nonexistent/mpiexec"}, env=MPI_ENV
+    )
     with pytest.raises(ClusterStartError, match="'/nonexistent/mpiexec' was not found"):
         c.start()
     assert c.controller is None  # the controller it had started was stopped
@@ -116,7 +132,8 @@ def test_mpiexec_failing_reports_its_output(multiengine_dir: Path) -> None:
 
 
 def test_cli_launcher_from_cluster_toml(multiengine_dir: Path) -> None:
-    """`cluster start` takes the launcher and its options from cluster.toml; `cluster stop` ends it all."""
+    """`cluster start` takes the launcher and its options from cluster.toml;
+    `cluster stop` ends it all."""
 
     profile = f"mpi-cli-{os.getpid()}"
     cdir = multiengine_dir / f"cluster_{profile}"
@@ -137,4 +154,3 @@ def test_cli_launcher_from_cluster_toml(multiengine_dir: Path) -> None:
         r = run_cli("cluster", "stop", "-p", profile, timeout=60)
     assert r.returncode == 0, r.stderr
     assert not any(process_running(p) for p in pids)
-

@@ -36,15 +36,26 @@ def bash_syntax_ok(script: str) -> None:
 
 
 def test_pbs_script_is_a_job_array_with_the_options(tmp_path: Path) -> None:
-    script = make("pbs", tmp_path, queue="batch", time="1:00:00", extra=["-l mem=2gb", "-A proj"]).render()
+    script = make(
+        "pbs", tmp_path, queue="batch", time="1:00:00", extra=["-l mem=2gb", "-A proj"]
+    ).render()
     bash_syntax_ok(script)
     lines = script.splitlines()
     assert lines[0] == "#!/bin/bash"
-    for line in ("#PBS -J 1-4", "#PBS -q batch", "#PBS -l walltime=1:00:00", "#PBS -l mem=2gb", "#PBS -A proj",
-                 "#PBS -N multiengine-x", "#PBS -j oe"):
+    for line in (
+        "#PBS -J 1-4",
+        "#PBS -q batch",
+        "#PBS -l walltime=1:00:00",
+        "#PBS -l mem=2gb",
+        "#PBS -A proj",
+        "#PBS -N multiengine-x",
+        "#PBS -j oe",
+    ):
         assert line in lines, (line, script)
     # the engine command: absolute interpreter, reads the shared cluster directory
-    assert lines[-1].startswith(f"exec {sys.executable} -m multiengine engine --cluster-dir /shared/cluster_x")
+    assert lines[-1].startswith(
+        f"exec {sys.executable} -m multiengine engine --cluster-dir /shared/cluster_x"
+    )
     assert 'cd "${PBS_O_WORKDIR:-' in script  # $$ in the template is a literal $
 
 
@@ -77,7 +88,12 @@ def test_job_id_missing_is_a_clear_error(tmp_path: Path) -> None:
 def test_slurm_and_sge_scripts(tmp_path: Path) -> None:
     slurm = make("slurm", tmp_path, queue="debug", account="lab", time="10:00").render()
     bash_syntax_ok(slurm)
-    for line in ("#SBATCH --ntasks=4", "#SBATCH --partition=debug", "#SBATCH --account=lab", "#SBATCH --time=10:00"):
+    for line in (
+        "#SBATCH --ntasks=4",
+        "#SBATCH --partition=debug",
+        "#SBATCH --account=lab",
+        "#SBATCH --time=10:00",
+    ):
         assert line in slurm.splitlines(), slurm
     assert slurm.splitlines()[-1].startswith(f"srun {sys.executable} -m multiengine engine")
     assert make("slurm", tmp_path).parse_job_id("4242;cluster\n") == "4242"
@@ -91,7 +107,9 @@ def test_slurm_and_sge_scripts(tmp_path: Path) -> None:
 
 def test_custom_template_and_its_errors(tmp_path: Path) -> None:
     template = tmp_path / "job.tpl"
-    template.write_text("#!/bin/sh\n#PBS -l nodes=${n}:ppn=1\necho $$HOME ${queue}\n${engine_command}\n")
+    template.write_text(
+        "#!/bin/sh\n#PBS -l nodes=${n}:ppn=1\necho $$HOME ${queue}\n${engine_command}\n"
+    )
     script = make("pbs", tmp_path, template=str(template), queue="short").render()
     assert "#PBS -l nodes=4:ppn=1" in script and "echo $HOME short" in script
     template.write_text("#!/bin/sh\n${no_such_thing}\n")
@@ -99,13 +117,17 @@ def test_custom_template_and_its_errors(tmp_path: Path) -> None:
         make("pbs", tmp_path, template=str(template)).render()
 
 
-def test_submit_command_missing_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_submit_command_missing_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no qsub here
     with pytest.raises(LaunchError, match="'qsub' was not found on PATH"):
         make("pbs", tmp_path).start()
 
 
-def test_submit_refused_carries_the_schedulers_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_submit_refused_carries_the_schedulers_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A stand-in ``sbatch`` that refuses, as the real one does for a bad partition (the real
     one is run in tests/test_launcher_batch.py; this fixes its exact words)."""
     fake = tmp_path / "bin"
@@ -139,7 +161,10 @@ def test_cli_unknown_launcher_is_one_line(multiengine_dir: Path) -> None:
 
     r = run_cli("cluster", "start", "-p", "bad-launcher", "--launcher", "lsf")
     assert r.returncode == 1
-    assert r.stderr.strip() == "multiengine: error: unknown launcher 'lsf': choose one of local, mpi, slurm, sge, pbs, ssh"
+    assert (
+        r.stderr.strip() == "multiengine: error: unknown launcher 'lsf': "
+        "choose one of local, mpi, slurm, sge, pbs, ssh"
+    )
 
 
 def test_docs_list_every_launcher_option() -> None:

@@ -37,7 +37,12 @@ def netns_of(pid: int) -> str:
 
 
 def namespace_inode(hosts: SSHHosts, host: str) -> str:
-    r = subprocess.run(hosts.netns_argv(host, ["readlink", "/proc/self/ns/net"]), capture_output=True, text=True, timeout=10)
+    r = subprocess.run(
+        hosts.netns_argv(host, ["readlink", "/proc/self/ns/net"]),
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     return r.stdout.strip()
 
 
@@ -63,12 +68,21 @@ def assert_hosts_empty(hosts: SSHHosts) -> None:
 
 @pytest.fixture
 def across(ssh_hosts: SSHHosts) -> object:
-    """Start a cluster with the ssh launcher; afterwards nothing but the sshds may remain in the hosts."""
+    """Start a cluster with the ssh launcher; afterwards nothing but the sshds may remain
+    in the hosts."""
     started: list[Cluster] = []
 
-    def make(n: int, ip: str | None = None, curve: str | None = None, timeout: float = 30, **opts: object) -> Cluster:
-        c = Cluster(n, launcher="ssh", ip=ip or ssh_hosts.bridge_ip, curve=curve, timeout=timeout,
-                    launcher_options=options(ssh_hosts, **opts))
+    def make(
+        n: int, ip: str | None = None, curve: str | None = None, timeout: float = 30, **opts: object
+    ) -> Cluster:
+        c = Cluster(
+            n,
+            launcher="ssh",
+            ip=ip or ssh_hosts.bridge_ip,
+            curve=curve,
+            timeout=timeout,
+            launcher_options=options(ssh_hosts, **opts),
+        )
         started.append(c)
         return c.start()
 
@@ -88,7 +102,9 @@ def test_engines_on_two_hosts_do_real_work_encrypted(ssh_hosts: SSHHosts, across
     assert mec.get_ids() == [0, 1, 2, 3]
     # each engine really runs inside one of the two hosts: two per namespace
     where = [netns_of(pid) for pid in c.engine_pids().values()]
-    assert sorted(where) == sorted([namespace_inode(ssh_hosts, h1)] * 2 + [namespace_inode(ssh_hosts, h2)] * 2)
+    assert sorted(where) == sorted(
+        [namespace_inode(ssh_hosts, h1)] * 2 + [namespace_inode(ssh_hosts, h2)] * 2
+    )
     mec.scatter("x", list(range(100)))
     mec.execute("y = sum(v * v for v in x)")
     assert sum(mec.pull("y")) == sum(v * v for v in range(100))
@@ -100,18 +116,42 @@ def test_a_client_in_another_namespace(ssh_hosts: SSHHosts, across: object) -> N
     """The controller in the root namespace, the client on host 2, given only the file's content."""
     h1, h2 = ssh_hosts.hosts
     c = across(2, hosts={h1: 2})  # type: ignore[operator]
-    code = "import multiengine; m = multiengine.MultiEngineClient(); print(m.execute('z = id * 7') and m.pull('z'))"
+    code = (
+        "import multiengine; m = multiengine.MultiEngineClient(); "
+        "print(m.execute('z = id * 7') and m.pull('z'))"
+    )
     env = {**os.environ, "MULTIENGINE_CONNECTION": c.cluster_dir.client_file.read_text()}
-    r = subprocess.run(ssh_hosts.netns_argv(h2, [sys.executable, "-c", code]), capture_output=True, text=True,
-                       timeout=60, env=env)
+    r = subprocess.run(
+        ssh_hosts.netns_argv(h2, [sys.executable, "-c", code]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[0, 7]"
 
 
 def _sniff(ssh_hosts: SSHHosts, host: str, pcap: Path) -> subprocess.Popen[bytes]:
     veth = f"ve-{ssh_hosts.namespaces[ssh_hosts.hosts.index(host)]}"
-    proc = subprocess.Popen(["tcpdump", "--immediate-mode", "-Z", "root", "-i", veth, "-U", "-s", "0", "-w", str(pcap), "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            "tcpdump",
+            "--immediate-mode",
+            "-Z",
+            "root",
+            "-i",
+            veth,
+            "-U",
+            "-s",
+            "0",
+            "-w",
+            str(pcap),
+            "tcp",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stderr is not None
     line = proc.stderr.readline().decode()  # "tcpdump: listening on ve-meh1 ..."
     assert "listening on" in line, line
@@ -135,13 +175,19 @@ def _marker_seen(ssh_hosts: SSHHosts, c: Cluster, tmp_path: Path, name: str) -> 
     return marker.encode() in data
 
 
-def test_sniffing_the_link_shows_no_plaintext(ssh_hosts: SSHHosts, across: object, tmp_path: Path) -> None:
+def test_sniffing_the_link_shows_no_plaintext(
+    ssh_hosts: SSHHosts, across: object, tmp_path: Path
+) -> None:
     h1 = ssh_hosts.hosts[0]
     plain = across(1, curve="off", hosts={h1: 1})  # type: ignore[operator]
-    assert _marker_seen(ssh_hosts, plain, tmp_path, "plain"), "without Curve the marker must be visible (control)"
+    assert _marker_seen(ssh_hosts, plain, tmp_path, "plain"), (
+        "without Curve the marker must be visible (control)"
+    )
     plain.stop()
     encrypted = across(1, hosts={h1: 1})  # type: ignore[operator]
-    assert not _marker_seen(ssh_hosts, encrypted, tmp_path, "curve"), "the pushed marker crossed the link in plaintext"
+    assert not _marker_seen(ssh_hosts, encrypted, tmp_path, "curve"), (
+        "the pushed marker crossed the link in plaintext"
+    )
 
 
 def test_wrong_keys_are_refused(ssh_hosts: SSHHosts, across: object, tmp_path: Path) -> None:
@@ -153,7 +199,11 @@ def test_wrong_keys_are_refused(ssh_hosts: SSHHosts, across: object, tmp_path: P
     wrong_server = {**good, "curve_serverkey": zmq.curve_keypair()[0].decode()}
     plaintext = {**good, "curve_serverkey": None}
     wrong_hmac = {**good, "key": os.urandom(32).hex()}
-    for name, info in (("wrong-curve", wrong_server), ("plaintext", plaintext), ("wrong-hmac", wrong_hmac)):
+    for name, info in (
+        ("wrong-curve", wrong_server),
+        ("plaintext", plaintext),
+        ("wrong-hmac", wrong_hmac),
+    ):
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(info))
         with pytest.raises(ControllerConnectionError):
@@ -178,23 +228,47 @@ def test_controller_on_a_remote_host(ssh_hosts: SSHHosts, across: object) -> Non
 
 def test_ssh_auth_failure_is_one_clear_error(ssh_hosts: SSHHosts, tmp_path: Path) -> None:
     stranger = tmp_path / "stranger_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True, timeout=30)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True, timeout=30
+    )
     args = [a if a != str(ssh_hosts.key) else str(stranger) for a in ssh_hosts.ssh_options]
-    c = Cluster(2, launcher="ssh", ip=ssh_hosts.bridge_ip, timeout=20,
-                launcher_options={"python": sys.executable, "ssh_args": args, "hosts": {ssh_hosts.hosts[0]: 2}})
+    c = Cluster(
+        2,
+        launcher="ssh",
+        ip=ssh_hosts.bridge_ip,
+        timeout=20,
+        launcher_options={
+            "python": sys.executable,
+            "ssh_args": args,
+            "hosts": {ssh_hosts.hosts[0]: 2},
+        },
+    )
     began = time.monotonic()
     with pytest.raises(ClusterStartError) as err:
         c.start()
-    assert time.monotonic() - began < 15, "an ssh refusal must be reported at once, not after the timeout"
+    assert time.monotonic() - began < 15, (
+        "an ssh refusal must be reported at once, not after the timeout"
+    )
     text = str(err.value)
     assert "exited with code 255" in text and "Permission denied" in text, text
 
 
-def test_engines_that_cannot_reach_the_controller_time_out(ssh_hosts: SSHHosts, tmp_path: Path) -> None:
+def test_engines_that_cannot_reach_the_controller_time_out(
+    ssh_hosts: SSHHosts, tmp_path: Path
+) -> None:
     """A location the hosts cannot reach: the engines never register; one error, nothing left."""
-    c = Cluster(1, launcher="ssh", ip="0.0.0.0", location="10.200.0.250", timeout=4,
-                launcher_options={"python": sys.executable, "ssh_args": ssh_hosts.ssh_options,
-                                  "hosts": {ssh_hosts.hosts[0]: 1}})
+    c = Cluster(
+        1,
+        launcher="ssh",
+        ip="0.0.0.0",
+        location="10.200.0.250",
+        timeout=4,
+        launcher_options={
+            "python": sys.executable,
+            "ssh_args": ssh_hosts.ssh_options,
+            "hosts": {ssh_hosts.hosts[0]: 1},
+        },
+    )
     try:
         with pytest.raises(ClusterStartError, match="0 of 1 engines registered"):
             c.start()
@@ -209,7 +283,8 @@ def test_ssh_needs_an_explicit_remote_python(ssh_hosts: SSHHosts) -> None:
 
 
 def test_cli_ssh_launcher_from_cluster_toml(ssh_hosts: SSHHosts, multiengine_dir: Path) -> None:
-    """Everything from cluster.toml: `cluster start --daemon`, work from a client, `cluster stop`."""
+    """Everything from cluster.toml: `cluster start --daemon`, work from a client,
+    `cluster stop`."""
     from conftest import run_cli
 
     profile = f"ssh-cli-{os.getpid()}"
@@ -244,7 +319,12 @@ ssh_args = {json.dumps(ssh_hosts.ssh_options)}
 
 def test_loopback_controller_with_remote_engines_says_why(ssh_hosts: SSHHosts) -> None:
     """The default (loopback) controller cannot be reached from other hosts: the error says so."""
-    c = Cluster(1, launcher="ssh", timeout=4, launcher_options=options(ssh_hosts, hosts={ssh_hosts.hosts[0]: 1}))
+    c = Cluster(
+        1,
+        launcher="ssh",
+        timeout=4,
+        launcher_options=options(ssh_hosts, hosts={ssh_hosts.hosts[0]: 1}),
+    )
     try:
         with pytest.raises(ClusterStartError, match=r"listens on 127\.0\.0\.1 only.*--ip"):
             c.start()

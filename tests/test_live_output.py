@@ -14,23 +14,35 @@ from multiengine.client.live import print_output
 def recorder(mec: multiengine.MultiEngineClient) -> list[tuple[float, int, str, str]]:
     events: list[tuple[float, int, str, str]] = []
     mec.live_output = True
-    mec.output_hook = lambda engine, name, text: events.append((time.monotonic(), engine, name, text))
+    mec.output_hook = lambda engine, name, text: events.append(
+        (time.monotonic(), engine, name, text)
+    )
     return events
 
 
 def test_output_arrives_while_the_command_runs(mec: multiengine.MultiEngineClient) -> None:
     events = recorder(mec)
-    code = "import sys, time\nprint('first')\ntime.sleep(0.6)\nprint('late', file=sys.stderr)\nprint('last')"
+    code = (
+        "import sys, time\nprint('first')\ntime.sleep(0.6)\n"
+        "print('late', file=sys.stderr)\nprint('last')"
+    )
     result = mec.execute(code, targets=[0, 2])
     done = time.monotonic()
     firsts = [t for t, e, n, text in events if text == "first\n"]
     assert len(firsts) == 2
-    assert all(done - t > 0.4 for t in firsts), "the first line must arrive before the command ends, not with it"
-    for engine in (0, 2):  # everything printed arrived, in order, before the result, stream by stream
+    assert all(done - t > 0.4 for t in firsts), (
+        "the first line must arrive before the command ends, not with it"
+    )
+    for engine in (
+        0,
+        2,
+    ):  # everything printed arrived, in order, before the result, stream by stream
         out = "".join(text for _, e, n, text in events if e == engine and n == "stdout")
         err = "".join(text for _, e, n, text in events if e == engine and n == "stderr")
         assert out == "first\nlast\n" and err == "late\n"
-    assert [r["stdout"] for r in result] == ["first\nlast\n"] * 2  # the result dict keeps it all too
+    assert [r["stdout"] for r in result] == [
+        "first\nlast\n"
+    ] * 2  # the result dict keeps it all too
 
 
 def test_many_lines_go_in_few_messages(mec: multiengine.MultiEngineClient) -> None:
@@ -48,7 +60,9 @@ def test_live_output_can_be_switched_off(mec: multiengine.MultiEngineClient) -> 
     assert events == []
 
 
-def test_default_hook_prefixes_engine_and_stream(mec: multiengine.MultiEngineClient, capsys: pytest.CaptureFixture[str]) -> None:
+def test_default_hook_prefixes_engine_and_stream(
+    mec: multiengine.MultiEngineClient, capsys: pytest.CaptureFixture[str]
+) -> None:
     mec.live_output = True
     mec.output_hook = print_output
     mec.execute("import sys\nprint('hello')\nprint('careful', file=sys.stderr)", targets=[3])

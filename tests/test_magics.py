@@ -14,7 +14,9 @@ import pytest
 import multiengine
 from multiengine.cluster.cluster import Cluster
 
-IPython = pytest.importorskip("IPython", reason="the magics need IPython (pip install multiengine[ipython])")
+IPython = pytest.importorskip(
+    "IPython", reason="the magics need IPython (pip install multiengine[ipython])"
+)
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 
 from multiengine.magics import NO_CLIENT  # noqa: E402
@@ -37,8 +39,9 @@ def test_no_active_client(ip: InteractiveShell, capsys: pytest.CaptureFixture[st
     assert NO_CLIENT in capsys.readouterr().out
 
 
-def test_px_runs_on_the_engines(ip: InteractiveShell, mec: multiengine.MultiEngineClient,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_px_runs_on_the_engines(
+    ip: InteractiveShell, mec: multiengine.MultiEngineClient, capsys: pytest.CaptureFixture[str]
+) -> None:
     mec.activate()
     mec.push(dict(c="speed"))
     result = ip.run_cell("%px print(c)").result  # seed §F 12
@@ -49,8 +52,9 @@ def test_px_runs_on_the_engines(ip: InteractiveShell, mec: multiengine.MultiEngi
     assert "c" not in ip.user_ns  # it ran there, not here
 
 
-def test_cell_magic_and_options(ip: InteractiveShell, mec: multiengine.MultiEngineClient,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_cell_magic_and_options(
+    ip: InteractiveShell, mec: multiengine.MultiEngineClient, capsys: pytest.CaptureFixture[str]
+) -> None:
     mec.activate()
     result = ip.run_cell("%%px -t 1,3\nx = id * 10\nprint(x)").result
     assert "Parallel execution on engines: [1, 3]" in capsys.readouterr().out
@@ -68,11 +72,14 @@ def test_result_magic(ip: InteractiveShell, mec: multiengine.MultiEngineClient) 
     last = ip.run_cell("%result").result
     assert [r["input"]["raw"] for r in last] == ["b = 20"] * 4
     first = ip.run_cell("%result 1").result
-    assert [(r["id"], r["number"], r["input"]["raw"]) for r in first] == [(i, 1, "a = 10") for i in range(4)]
+    assert [(r["id"], r["number"], r["input"]["raw"]) for r in first] == [
+        (i, 1, "a = 10") for i in range(4)
+    ]
 
 
-def test_autopx_toggles_and_runs_cells_remotely(ip: InteractiveShell, mec: multiengine.MultiEngineClient,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_autopx_toggles_and_runs_cells_remotely(
+    ip: InteractiveShell, mec: multiengine.MultiEngineClient, capsys: pytest.CaptureFixture[str]
+) -> None:
     mec.activate()
     ip.run_cell("%autopx")
     assert "%autopx enabled" in capsys.readouterr().out
@@ -89,8 +96,9 @@ def test_autopx_toggles_and_runs_cells_remotely(ip: InteractiveShell, mec: multi
     assert ip.user_ns["local_only"] == 5  # back to running here
 
 
-def test_ctrl_c_during_px_interrupts_the_engines(ip: InteractiveShell, mec: multiengine.MultiEngineClient,
-                                                 cluster: Cluster) -> None:
+def test_ctrl_c_during_px_interrupts_the_engines(
+    ip: InteractiveShell, mec: multiengine.MultiEngineClient, cluster: Cluster
+) -> None:
     mec.activate()
     main = threading.main_thread().ident
     assert main is not None
@@ -118,7 +126,9 @@ def test_activate_outside_ipython(cluster: Cluster) -> None:
     assert "only work within IPython" in out.stdout
 
 
-def test_seed_doc_examples_with_px(ip: InteractiveShell, mec: multiengine.MultiEngineClient) -> None:
+def test_seed_doc_examples_with_px(
+    ip: InteractiveShell, mec: multiengine.MultiEngineClient
+) -> None:
     """seed-tests §F 14, 16, 17 and 19, with %px where the docs used it."""
     mec.activate()
     mec.live_output = False
@@ -138,12 +148,15 @@ def test_seed_doc_examples_with_px(ip: InteractiveShell, mec: multiengine.MultiE
     ip.run_cell("%px import numpy")  # §F 19
     ip.run_cell("%px a = numpy.random.rand(2,2)")
     ip.run_cell("%px max_evals = [max(abs(numpy.linalg.eigvals(a)))]")
-    rows = ip.run_cell('%px print("Average max eigenvalue is: ", sum(max_evals)/len(max_evals))').result
+    rows = ip.run_cell(
+        '%px print("Average max eigenvalue is: ", sum(max_evals)/len(max_evals))'
+    ).result
     assert all(r["stdout"].startswith("Average max eigenvalue is: ") for r in rows)
 
 
-def test_result_docstring_example(ip: InteractiveShell, mec: multiengine.MultiEngineClient,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_result_docstring_example(
+    ip: InteractiveShell, mec: multiengine.MultiEngineClient, capsys: pytest.CaptureFixture[str]
+) -> None:
     """seed-tests §F 25: %px a = 5 prints the targets line; %result N gives that command's rows."""
     mec.activate()
     mec.targets = [0, 1]
@@ -154,7 +167,11 @@ def test_result_docstring_example(ip: InteractiveShell, mec: multiengine.MultiEn
         assert "Parallel execution on engines: [0, 1]" in capsys.readouterr().out
         assert [(r["id"], r["number"]) for r in rows] == [(0, 6), (1, 6)]
         again = ip.run_cell("%result 6").result
-        assert repr(again).splitlines() == ["<Results List>", "[0] In [6]: a = 5", "[1] In [6]: a = 5"]
+        assert repr(again).splitlines() == [
+            "<Results List>",
+            "[0] In [6]: a = 5",
+            "[1] In [6]: a = 5",
+        ]
         assert repr(ip.run_cell("%result").result) == repr(again)
     finally:
         mec.targets = "all"

@@ -347,7 +347,8 @@ def test_none_result_fetched_nonblocking_without_waiting_first(mec):
 
 
 def test_empty_targets_nonblocking(mec):
-    """Contract decision 13: targets=[] with block=False gives an empty result with a working repr."""
+    """Contract decision 13: targets=[] with block=False gives an empty result
+    with a working repr."""
     pr = mec.execute("a = 1", targets=[], block=False)
     assert isinstance(pr, PendingResult)
     assert pr.r == []

@@ -52,7 +52,9 @@ def raise_remote(excinfo: pytest.ExceptionInfo[CompositeError]) -> None:
     excinfo.value.raise_exception()
 
 
-def assert_remote(exc_type: type[BaseException], func: Any, *args: Any, **kwargs: Any) -> BaseException:
+def assert_remote(
+    exc_type: type[BaseException], func: Any, *args: Any, **kwargs: Any
+) -> BaseException:
     """``func`` fails with a CompositeError whose (every) engine error is an ``exc_type``."""
     with pytest.raises(CompositeError) as excinfo:
         func(*args, **kwargs)
@@ -67,7 +69,17 @@ def assert_remote(exc_type: type[BaseException], func: Any, *args: Any, **kwargs
 # =============================================================================================
 # IEngineCoreTestCase
 # =============================================================================================
-CORE_METHODS = ["execute", "push", "pull", "push_function", "pull_function", "get_result", "reset", "kill", "keys"]
+CORE_METHODS = [
+    "execute",
+    "push",
+    "pull",
+    "push_function",
+    "pull_function",
+    "get_result",
+    "reset",
+    "kill",
+    "keys",
+]
 
 
 def test_iengine_core_interface_methods(mec: multiengine.MultiEngineClient) -> None:
@@ -92,22 +104,30 @@ def test_iengine_core_deferreds(mec: multiengine.MultiEngineClient) -> None:
     assert isinstance(r, multiengine.ResultList)
     assert r == [{"input": {"raw": "a=5", "translated": "a=5"}, "number": 1, "id": 0}]
     assert mec.pull("a", targets=0) == [5]
-    assert mec.get_result(targets=0) == [{"input": {"raw": "a=5", "translated": "a=5"}, "number": 1, "id": 0}]
+    assert mec.get_result(targets=0) == [
+        {"input": {"raw": "a=5", "translated": "a=5"}, "number": 1, "id": 0}
+    ]
     keys = mec.keys(targets=0)
     assert len(keys) == 1 and "a" in keys[0]
     assert mec.push(dict(a=10), targets=0) == [None]
     assert mec.pull("a", targets=0) == [10]
 
 
-@pytest.mark.parametrize("index", range(len(VALID_COMMANDS)), ids=[f"cmd{i}" for i in range(len(VALID_COMMANDS))])
+@pytest.mark.parametrize(
+    "index", range(len(VALID_COMMANDS)), ids=[f"cmd{i}" for i in range(len(VALID_COMMANDS))]
+)
 def test_execute(mec: multiengine.MultiEngineClient, index: int) -> None:
     # testExecute_0..11: a fresh engine answers like a fresh shell (number 1), plus 'id'.
     cmd = VALID_COMMANDS[index][0]
     assert mec.execute(cmd, targets=0) == [fresh(index)]
 
 
-@pytest.mark.parametrize("cmd,exc_type", INVALID_COMMANDS, ids=[e.__name__ for _, e in INVALID_COMMANDS])
-def test_execute_failures(mec: multiengine.MultiEngineClient, cmd: str, exc_type: type[BaseException]) -> None:
+@pytest.mark.parametrize(
+    "cmd,exc_type", INVALID_COMMANDS, ids=[e.__name__ for _, e in INVALID_COMMANDS]
+)
+def test_execute_failures(
+    mec: multiengine.MultiEngineClient, cmd: str, exc_type: type[BaseException]
+) -> None:
     # testExecuteFailuresEngineService_0..6
     ev = assert_remote(exc_type, mec.execute, cmd, targets=0)
     assert type(ev) is not CompositeError
@@ -198,7 +218,9 @@ def test_get_result_failure(mec: multiengine.MultiEngineClient) -> None:
     assert_remote(IndexError, mec.get_result, 10, targets=0)
 
 
-@pytest.mark.parametrize("index", range(len(VALID_COMMANDS)), ids=[f"cmd{i}" for i in range(len(VALID_COMMANDS))])
+@pytest.mark.parametrize(
+    "index", range(len(VALID_COMMANDS)), ids=[f"cmd{i}" for i in range(len(VALID_COMMANDS))]
+)
 def test_get_result(mec: multiengine.MultiEngineClient, index: int) -> None:
     # testGetResult_0..11
     cmd = VALID_COMMANDS[index][0]
@@ -336,7 +358,13 @@ def test_queue_status(mec: multiengine.MultiEngineClient) -> None:
 # =============================================================================================
 # IEnginePropertiesTestCase (deprecated: every call warns)
 # =============================================================================================
-PROPERTIES_METHODS = ["set_properties", "get_properties", "del_properties", "has_properties", "clear_properties"]
+PROPERTIES_METHODS = [
+    "set_properties",
+    "get_properties",
+    "del_properties",
+    "has_properties",
+    "clear_properties",
+]
 
 
 def clean_properties(mec: multiengine.MultiEngineClient) -> None:
@@ -364,7 +392,11 @@ def test_iengine_properties_interface_methods(mec: multiengine.MultiEngineClient
 @pytest.mark.parametrize("name", PROPERTIES_METHODS)
 def test_properties_methods_warn(mec: multiengine.MultiEngineClient, name: str) -> None:
     # Engine properties are kept, deprecated, with a DeprecationWarning (contract §5).
-    args: dict[str, tuple[Any, ...]] = {"set_properties": ({"w": 1},), "del_properties": (("w",),), "has_properties": (("w",),)}
+    args: dict[str, tuple[Any, ...]] = {
+        "set_properties": ({"w": 1},),
+        "del_properties": (("w",),),
+        "has_properties": (("w",),),
+    }
     with pytest.warns(DeprecationWarning):
         getattr(mec, name)(*args.get(name, ()), targets=0)
 
@@ -405,7 +437,9 @@ def test_del_has_properties(mec: multiengine.MultiEngineClient) -> None:
     with pytest.warns(DeprecationWarning):
         assert mec.del_properties(("b", "e"), targets=0) == [None]
     with pytest.warns(DeprecationWarning):
-        assert mec.has_properties(("a", "b", "c", "d", "e"), targets=0) == [[True, False, True, True, False]]
+        assert mec.has_properties(("a", "b", "c", "d", "e"), targets=0) == [
+            [True, False, True, True, False]
+        ]
 
 
 def test_reset_clears_properties(mec: multiengine.MultiEngineClient) -> None:
@@ -426,7 +460,11 @@ def test_strict_dict(mec: multiengine.MultiEngineClient) -> None:
     clean_properties(mec)
     # testStrictDict, on the engine. The seed's ``lambda _: None`` was its example of an
     # unpicklable value; a lock is one under any pickler, and cannot be deep-copied either.
-    mec.execute("from multiengine.engine import get_engine; p = get_engine(id).properties; import threading", targets=0)
+    mec.execute(
+        "from multiengine.engine import get_engine; p = get_engine(id).properties; "
+        "import threading",
+        targets=0,
+    )
     ev = assert_remote(InvalidProperty, mec.execute, "p['a'] = threading.Lock()", targets=0)
     assert "'a'" in str(ev)
     # values are copied in and out: mutating what one reads changes nothing stored

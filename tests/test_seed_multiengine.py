@@ -25,7 +25,12 @@ import pytest
 import multiengine
 from multiengine.client.mapper import ParallelFunction
 from multiengine.cluster.cluster import Cluster
-from multiengine.errors import CompositeError, InvalidDeferredID, InvalidEngineID, NoEnginesRegistered
+from multiengine.errors import (
+    CompositeError,
+    InvalidDeferredID,
+    InvalidEngineID,
+    NoEnginesRegistered,
+)
 
 MEC = multiengine.MultiEngineClient
 ALL = [0, 1, 2, 3]
@@ -54,7 +59,9 @@ def expected(index: int, engine_id: int, number: int | None = None) -> dict[str,
     return msg
 
 
-def assert_remote(exc_type: type[BaseException], func: Callable[..., Any], *args: Any, **kwargs: Any) -> CompositeError:
+def assert_remote(
+    exc_type: type[BaseException], func: Callable[..., Any], *args: Any, **kwargs: Any
+) -> CompositeError:
     """``func`` fails with a CompositeError whose every engine error is an ``exc_type``
     (the seed's ``_raise_it``: ``raise_exception()`` re-raises that type)."""
     with pytest.raises(CompositeError) as excinfo:
@@ -98,8 +105,8 @@ def pyfile(tmp_path: Path) -> Path:
 # IMultiEngineTestCase (the seed's Basic fixture)
 # =============================================================================================
 MULTIPLEXER_METHODS = [
-    "execute", "push", "pull", "push_function", "pull_function", "get_result", "reset", "keys", "kill",
-    "push_serialized", "pull_serialized", "clear_queue", "queue_status",
+    "execute", "push", "pull", "push_function", "pull_function", "get_result", "reset", "keys",
+    "kill", "push_serialized", "pull_serialized", "clear_queue", "queue_status",
     "set_properties", "get_properties", "del_properties", "has_properties", "clear_properties",
 ]  # fmt: skip
 MULTIENGINE_METHODS = ["get_ids"]
@@ -113,11 +120,15 @@ def test_imultiengine_interface(mec: MEC) -> None:
 
 def test_iengine_multiplexer_deferreds(mec: MEC) -> None:
     # testIEngineMultiplexerDeferreds: the chain completes, each step with its value.
-    assert mec.execute("a=5", targets=0) == [{"input": {"raw": "a=5", "translated": "a=5"}, "number": 1, "id": 0}]
+    assert mec.execute("a=5", targets=0) == [
+        {"input": {"raw": "a=5", "translated": "a=5"}, "number": 1, "id": 0}
+    ]
     assert mec.push(dict(a=5), targets=0) == [None]
     assert mec.push(dict(a=5, b="asdf", c=[1, 2, 3]), targets=0) == [None]
     assert mec.pull(("a", "b", "c"), targets=0) == [[5, "asdf", [1, 2, 3]]]
-    assert mec.get_result(targets=0) == [{"input": {"raw": "a=5", "translated": "a=5"}, "number": 1, "id": 0}]
+    assert mec.get_result(targets=0) == [
+        {"input": {"raw": "a=5", "translated": "a=5"}, "number": 1, "id": 0}
+    ]
     assert mec.reset(targets=0) == [None]
     assert sorted(mec.keys(targets=0)[0]) == ["id", "mpi"]
     assert mec.push_serialized(dict(a=multiengine.serialize(10)), targets=0) == [None]
@@ -183,7 +194,9 @@ def test_execute_all(mec: MEC) -> None:
         assert mec.execute(cmd) == [expected(index, i) for i in ALL]
 
 
-@pytest.mark.parametrize("cmd,exc_type", INVALID_COMMANDS, ids=[e.__name__ for _, e in INVALID_COMMANDS])
+@pytest.mark.parametrize(
+    "cmd,exc_type", INVALID_COMMANDS, ids=[e.__name__ for _, e in INVALID_COMMANDS]
+)
 def test_execute_failures_multi_engine(mec: MEC, cmd: str, exc_type: type[BaseException]) -> None:
     # testExecuteFailuresMultiEng_0..6: every engine fails, each failure is reported.
     e = assert_remote(exc_type, mec.execute, cmd)
@@ -350,7 +363,10 @@ def test_queue_status(mec: MEC) -> None:
     r = mec.queue_status(targets=0)
     assert isinstance(r[0], tuple)
     assert r == [(0, {"queue": [], "pending": None})]
-    assert mec.queue_status(targets=[3, 1]) == [(3, {"queue": [], "pending": None}), (1, {"queue": [], "pending": None})]
+    assert mec.queue_status(targets=[3, 1]) == [
+        (3, {"queue": [], "pending": None}),
+        (1, {"queue": [], "pending": None}),
+    ]
 
 
 def test_get_set_properties(mec: MEC) -> None:
@@ -389,7 +405,9 @@ def test_del_has_properties(mec: MEC) -> None:
     with pytest.warns(DeprecationWarning):
         mec.del_properties(("b", "e"))
     with pytest.warns(DeprecationWarning):
-        assert mec.has_properties(("a", "b", "c", "d", "e")) == 4 * [[True, False, True, True, False]]
+        assert mec.has_properties(("a", "b", "c", "d", "e")) == 4 * [
+            [True, False, True, True, False]
+        ]
 
 
 # =============================================================================================
@@ -474,7 +492,9 @@ def test_sync_reset_and_keys(mec: MEC) -> None:
     keys = mec.keys(targets=0)[0]
     assert "a" not in keys and "b" not in keys
 
-    assert pending(mec.push(dict(a=10, b=20, c=list(range(10))), targets=0, block=False)).r == [None]
+    assert pending(mec.push(dict(a=10, b=20, c=list(range(10))), targets=0, block=False)).r == [
+        None
+    ]
     keys = pending(mec.keys(targets=0, block=False)).r[0]
     assert "a" in keys and "b" in keys
     assert pending(mec.reset(targets=0, block=False)).r == [None]
@@ -531,7 +551,9 @@ def test_sync_get_set_properties(mec: MEC) -> None:
     with pytest.warns(DeprecationWarning):
         assert pending(mec.set_properties(dict(c=False), block=False)).r == 4 * [None]
     with pytest.warns(DeprecationWarning):
-        assert pending(mec.get_properties(("c", "d"), block=False)).r == 4 * [{"c": False, "d": None}]
+        assert pending(mec.get_properties(("c", "d"), block=False)).r == 4 * [
+            {"c": False, "d": None}
+        ]
 
 
 def test_sync_clear_properties(mec: MEC) -> None:
@@ -553,7 +575,9 @@ def test_sync_del_has_properties(mec: MEC) -> None:
     with pytest.warns(DeprecationWarning):
         assert pending(mec.del_properties(("b", "e"), block=False)).r == 4 * [None]
     with pytest.warns(DeprecationWarning):
-        assert pending(mec.has_properties(("a", "b", "c", "d", "e"), block=False)).r == 4 * [[True, False, True, True, False]]
+        assert pending(mec.has_properties(("a", "b", "c", "d", "e"), block=False)).r == 4 * [
+            [True, False, True, True, False]
+        ]
 
 
 def test_clear_pending_deferreds(mec: MEC) -> None:

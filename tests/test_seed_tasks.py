@@ -293,7 +293,9 @@ def test_doc_tc_parallel(tc: TC) -> None:
 def test_doc_task1(tc: TC, mec: MEC) -> None:
     # §F 21 (task1.py)
     mec.push(dict(d=30))
-    t1 = StringTask("a = 5\nb = 10*d\nc = a*b*d", clear_before=False, clear_after=True, pull=["a", "b", "c"])
+    t1 = StringTask(
+        "a = 5\nb = 10*d\nc = a*b*d", clear_before=False, clear_after=True, pull=["a", "b", "c"]
+    )
     tr = tc.get_task_result(tc.run(t1), block=True)
     assert tr.raise_exception() is None
     assert (tr.ns.a, tr.ns.b, tr.ns.c) == (5, 300, 45000)
@@ -381,7 +383,9 @@ def test_queue_status_buckets(fresh_cluster: Callable[..., Cluster]) -> None:
     # two prefetched), so of six waiting tasks at least three are still in the controller
     running = tc.run(StringTask("import time; time.sleep(1.0)"))
     waiting = [tc.run(StringTask(f"w = {i}")) for i in range(5)]
-    wait_until(lambda: running in tc.queue_status(True)["pending"], 5, "the sleeper to be handed out")
+    wait_until(
+        lambda: running in tc.queue_status(True)["pending"], 5, "the sleeper to be handed out"
+    )
     st = tc.queue_status(True)
     assert running in st["pending"]
     assert sorted(st["pending"] + st["scheduled"]) == sorted([running, *waiting])

@@ -29,9 +29,20 @@ from systems.fixtures import (  # noqa: F401  (the *_fixture ones register slurm
 pytestmark = pytest.mark.timeout(120)
 
 
-def run(argv: Sequence[str], env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, f"{list(argv)} exited {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+def run(
+    argv: Sequence[str], env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode == 0, (
+        f"{list(argv)} exited {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    )
     return r
 
 
@@ -57,7 +68,15 @@ def _job_state(cluster: SlurmCluster, jid: str) -> str:
 def test_slurm_batch_job_runs_srun(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
     env = slurm_cluster.environ()
     r = run(
-        ["sbatch", "--parsable", f"--chdir={tmp_path}", f"--output={tmp_path}/job-%j.out", "--wrap", "srun hostname"], env=env
+        [
+            "sbatch",
+            "--parsable",
+            f"--chdir={tmp_path}",
+            f"--output={tmp_path}/job-%j.out",
+            "--wrap",
+            "srun hostname",
+        ],
+        env=env,
     )
     jid = r.stdout.strip().split(";")[0]
     wait_until(lambda: _squeue(slurm_cluster, jid) == "", 60, f"slurm job {jid} to finish")
@@ -67,7 +86,11 @@ def test_slurm_batch_job_runs_srun(slurm_cluster: SlurmCluster, tmp_path: Path) 
 
 def test_slurm_scancel(slurm_cluster: SlurmCluster) -> None:
     env = slurm_cluster.environ()
-    jid = run(["sbatch", "--parsable", "--output=/dev/null", "--wrap", "srun sleep 300"], env=env).stdout.strip().split(";")[0]
+    jid = (
+        run(["sbatch", "--parsable", "--output=/dev/null", "--wrap", "srun sleep 300"], env=env)
+        .stdout.strip()
+        .split(";")[0]
+    )
     wait_until(lambda: _squeue(slurm_cluster, jid) == "RUNNING", 30, f"slurm job {jid} to run")
     run(["scancel", jid], env=env)
     wait_until(lambda: _squeue(slurm_cluster, jid) == "", 30, f"slurm job {jid} to leave squeue")
@@ -76,7 +99,9 @@ def test_slurm_scancel(slurm_cluster: SlurmCluster) -> None:
 
 # ---------------------------------------------------------------- Grid Engine
 def _sge_job_known(cluster: SGECluster, jid: str) -> bool:
-    r = subprocess.run(["qstat", "-j", jid], capture_output=True, text=True, timeout=30, env=cluster.environ())
+    r = subprocess.run(
+        ["qstat", "-j", jid], capture_output=True, text=True, timeout=30, env=cluster.environ()
+    )
     return r.returncode == 0
 
 
@@ -91,7 +116,9 @@ def test_sge_array_job_runs(sge_cluster: SGECluster, tmp_path: Path) -> None:
         "#$ -j y\n"
         'echo "job=$JOB_ID task=$SGE_TASK_ID"\n'
     )
-    out = run(["qsub", "-terse", str(script)], env=sge_cluster.environ()).stdout.strip()  # "7.1-2:1"
+    out = run(
+        ["qsub", "-terse", str(script)], env=sge_cluster.environ()
+    ).stdout.strip()  # "7.1-2:1"
     jid = out.split(".")[0]
     assert jid.isdigit(), out
     wait_until(lambda: not _sge_job_known(sge_cluster, jid), 60, f"sge job {jid} to finish")
@@ -115,7 +142,10 @@ def test_sge_qdel(sge_cluster: SGECluster, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- ssh hosts
-PY_WHERE = "import os, socket, sys; print(socket.gethostname(), os.environ['SSH_CONNECTION'].split()[2], sys.executable)"
+PY_WHERE = (
+    "import os, socket, sys; print(socket.gethostname(), "
+    "os.environ['SSH_CONNECTION'].split()[2], sys.executable)"
+)
 
 
 def test_ssh_runs_this_python_on_every_host(ssh_hosts: SSHHosts) -> None:
@@ -126,19 +156,25 @@ def test_ssh_runs_this_python_on_every_host(ssh_hosts: SSHHosts) -> None:
 
 
 CLIENT = (
-    "import socket, sys; s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10); "
+    "import socket, sys; "
+    "s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10); "
     "s.sendall(b'ping'); print(s.recv(100).decode()); s.close()"
 )
 
 
-def _serve_one(ssh_hosts: SSHHosts, client_argv: Callable[[int], list[str]], expect_peer: str) -> None:
-    """A TCP server on the bridge address (root namespace) answers one client started inside a host."""
+def _serve_one(
+    ssh_hosts: SSHHosts, client_argv: Callable[[int], list[str]], expect_peer: str
+) -> None:
+    """A TCP server on the bridge address (root namespace) answers one client started
+    inside a host."""
     with socket.socket() as srv:
         srv.bind((ssh_hosts.bridge_ip, 0))
         srv.listen(1)
         srv.settimeout(30)
         port = srv.getsockname()[1]
-        with subprocess.Popen(client_argv(port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as client:
+        with subprocess.Popen(
+            client_argv(port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as client:
             try:
                 conn, (peer, _) = srv.accept()
                 with conn:
@@ -158,10 +194,20 @@ def _serve_one(ssh_hosts: SSHHosts, client_argv: Callable[[int], list[str]], exp
 def test_netns_host_reaches_the_bridge_ip(ssh_hosts: SSHHosts) -> None:
     h1 = ssh_hosts.hosts[0]
     _serve_one(
-        ssh_hosts, lambda port: ssh_hosts.netns_argv(h1, [sys.executable, "-c", CLIENT, ssh_hosts.bridge_ip, str(port)]), h1
+        ssh_hosts,
+        lambda port: ssh_hosts.netns_argv(
+            h1, [sys.executable, "-c", CLIENT, ssh_hosts.bridge_ip, str(port)]
+        ),
+        h1,
     )
     h2 = ssh_hosts.hosts[-1]
-    _serve_one(ssh_hosts, lambda port: ssh_hosts.ssh_argv(h2, [sys.executable, "-c", CLIENT, ssh_hosts.bridge_ip, str(port)]), h2)
+    _serve_one(
+        ssh_hosts,
+        lambda port: ssh_hosts.ssh_argv(
+            h2, [sys.executable, "-c", CLIENT, ssh_hosts.bridge_ip, str(port)]
+        ),
+        h2,
+    )
 
 
 @pytest.mark.parametrize("ssh_hosts", [3], indirect=True)

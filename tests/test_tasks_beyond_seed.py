@@ -68,7 +68,9 @@ def running_engine(mec: MEC) -> int:
 # priorities
 
 
-def test_priority_orders_waiting_tasks_fifo_among_equals(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_priority_orders_waiting_tasks_fifo_among_equals(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
     c = fresh_cluster(1)
     mec, tc = c.multiengine_client(), c.task_client()
     mec.execute("order = []")
@@ -102,7 +104,9 @@ def test_map_options_reach_every_task(fresh_cluster: Callable[..., Cluster]) -> 
 # time limits
 
 
-def test_time_limit_stops_a_busy_loop_and_keeps_the_engine(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_time_limit_stops_a_busy_loop_and_keeps_the_engine(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
     c = fresh_cluster(1)
     mec, tc = c.multiengine_client(), c.task_client()
     mec.execute("keep = 42")
@@ -126,7 +130,9 @@ def test_time_limit_stops_a_busy_loop_and_keeps_the_engine(fresh_cluster: Callab
     with pytest.raises(TaskTimeout):
         tc.get_task_result(tid)
     # a task within its limit is not disturbed, and the limit does not outlive its task
-    tr = tc.run(StringTask("import time; time.sleep(0.1)\nz = 3", pull="z", time_limit=0.4), block=True)
+    tr = tc.run(
+        StringTask("import time; time.sleep(0.1)\nz = 3", pull="z", time_limit=0.4), block=True
+    )
     assert tr.ns.z == 3
     tid = tc.run(StringTask("import time; time.sleep(0.8)\nw = 4", pull="w"))
     finish(tc, tid, 10)
@@ -167,7 +173,9 @@ def test_abort_of_a_running_task_interrupts_it(fresh_cluster: Callable[..., Clus
     assert tc.queue_status() == {"scheduled": 0, "pending": 0, "succeeded": 1, "failed": 2}
 
 
-def test_abort_right_after_run_interrupts_a_task_still_arriving(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_abort_right_after_run_interrupts_a_task_still_arriving(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
     # The user aborts a task the moment tc.run() returns; it is already handed to the
     # engine, which is still receiving its 200 MB of pushed data. The abort must not be
     # lost: the task must end with TaskAborted without sleeping its 10 s out.
@@ -208,7 +216,9 @@ def test_interrupt_stops_running_execute(fresh_cluster: Callable[..., Cluster]) 
     pr0 = mec.execute("x = 1\nimport time\ntime.sleep(30)", targets=0, block=False)
     behind = mec.execute("z = 3", targets=0, block=False)
     pr1 = mec.execute("import time\ntime.sleep(0.6)\ny = 2", targets=1, block=False)
-    wait_until(lambda: all(q["pending"] for _, q in mec.queue_status()), 5, "both engines to be busy")
+    wait_until(
+        lambda: all(q["pending"] for _, q in mec.queue_status()), 5, "both engines to be busy"
+    )
     time.sleep(0.2)
     t0 = time.monotonic()
     assert mec.interrupt(targets=0) == [None]
@@ -301,7 +311,9 @@ def test_engine_killed_mid_task_retried_on_another(fresh_cluster: Callable[..., 
     assert tc.queue_status() == {"scheduled": 0, "pending": 0, "succeeded": 7, "failed": 0}
 
 
-def test_engine_killed_mid_task_without_retries_gives_engine_error(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_engine_killed_mid_task_without_retries_gives_engine_error(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
     c = fresh_cluster(2, heartbeat_timeout=1.0)
     mec, tc = c.multiengine_client(), c.task_client()
 
@@ -311,7 +323,9 @@ def test_engine_killed_mid_task_without_retries_gives_engine_error(fresh_cluster
 
     string_tid = tc.run(StringTask("import time; time.sleep(20)"))
     map_tid = tc.run(MapTask(nap))
-    wait_until(lambda: all(q["pending"] for _, q in mec.queue_status()), 5, "both engines to be busy")
+    wait_until(
+        lambda: all(q["pending"] for _, q in mec.queue_status()), 5, "both engines to be busy"
+    )
     for pid in c.engine_pids().values():
         os.kill(pid, signal.SIGKILL)
     assert finish(tc, [string_tid, map_tid], 10) < 6
@@ -323,7 +337,9 @@ def test_engine_killed_mid_task_without_retries_gives_engine_error(fresh_cluster
     assert tc.queue_status() == {"scheduled": 0, "pending": 0, "succeeded": 0, "failed": 2}
 
 
-def test_tasks_waiting_on_a_dying_engine_are_not_lost(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_tasks_waiting_on_a_dying_engine_are_not_lost(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
     # Without retries, only the task running when the engine dies fails (EngineError);
     # the tasks waiting behind it there (sent ahead, if the scheduler prefetches) have
     # not been tried, so they run elsewhere.
@@ -349,7 +365,10 @@ def test_retry_on_engine_retries_only_engine_loss(fresh_cluster: Callable[..., C
     mec, tc = c.multiengine_client(), c.task_client()
     # an exception in the task is not retried...
     mec.execute("tries = []")
-    tr = tc.run(StringTask("tries.append(id)\nraise ValueError('no')", retries=3, retry_on="engine"), block=True)
+    tr = tc.run(
+        StringTask("tries.append(id)\nraise ValueError('no')", retries=3, retry_on="engine"),
+        block=True,
+    )
     assert isinstance(tr.failure, ValueError)
     assert sum(len(t) for t in mec.pull("tries")) == 1
     # ...where by default it is
@@ -357,7 +376,11 @@ def test_retry_on_engine_retries_only_engine_loss(fresh_cluster: Callable[..., C
     assert isinstance(tr.failure, ValueError)
     assert sum(len(t) for t in mec.pull("tries")) == 1 + 4
     # the engine dying under it is retried
-    tid = tc.run(StringTask("import time\ntime.sleep(1.0)\nwho = id", pull="who", retries=1, retry_on="engine"))
+    tid = tc.run(
+        StringTask(
+            "import time\ntime.sleep(1.0)\nwho = id", pull="who", retries=1, retry_on="engine"
+        )
+    )
     victim = running_engine(mec)
     os.kill(c.engine_pids()[victim], signal.SIGKILL)
     finish(tc, tid, 15)
@@ -379,7 +402,9 @@ def test_retry_on_exception_classes(tc: TC, mec: MEC) -> None:
 # retries
 
 
-def test_always_failing_task_fails_after_paced_retries(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_always_failing_task_fails_after_paced_retries(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
     c = fresh_cluster(1, task_failure_penalty=0.3)
     mec, tc = c.multiengine_client(), c.task_client()
     mec.execute("attempts = []")
@@ -398,7 +423,9 @@ def test_always_failing_task_fails_after_paced_retries(fresh_cluster: Callable[.
     assert time.monotonic() - t0 >= 0.9
 
 
-def test_retry_goes_to_another_engine(fresh_cluster: Callable[..., Cluster], tmp_path: Path) -> None:
+def test_retry_goes_to_another_engine(
+    fresh_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
     # decision 10: the retry goes to the other, free engine, although that engine was
     # handed a task more recently (plain round robin would pick the failing one again)
     c = fresh_cluster(2, task_failure_penalty=0.0)
@@ -481,7 +508,9 @@ def test_imap_over_an_unbounded_generator(fresh_cluster: Callable[..., Cluster])
     del it2
     # the client goes on working, and what was submitted ahead drains
     assert tc.map(lambda x: 2 * x, range(5)) == [0, 2, 4, 6, 8]
-    wait_until(lambda: (s := tc.queue_status())["scheduled"] + s["pending"] == 0, 20, "the queue to drain")
+    wait_until(
+        lambda: (s := tc.queue_status())["scheduled"] + s["pending"] == 0, 20, "the queue to drain"
+    )
 
 
 def test_imap_unordered(tc: TC) -> None:
@@ -493,7 +522,9 @@ def test_imap_unordered(tc: TC) -> None:
     assert Counter(out) == Counter(range(12))
     assert out[0] != 0  # the slow first item does not hold back the others
     assert list(tc.imap(f, range(12))) == list(range(12))
-    assert Counter(tc.imap(lambda x: x % 3, range(30), ordered=False, chunksize=4)) == Counter(x % 3 for x in range(30))
+    assert Counter(tc.imap(lambda x: x % 3, range(30), ordered=False, chunksize=4)) == Counter(
+        x % 3 for x in range(30)
+    )
 
 
 def test_map_failing_item_raises_its_exception(tc: TC) -> None:
@@ -554,7 +585,9 @@ def test_bad_task_arguments_raise_type_error(make: Callable[[], Any]) -> None:
 
 
 def test_good_task_arguments_are_accepted() -> None:
-    t = StringTask("a=1", pull=("a",), push={}, retries=2, priority=-3, time_limit=1, retry_on="engine")
+    t = StringTask(
+        "a=1", pull=("a",), push={}, retries=2, priority=-3, time_limit=1, retry_on="engine"
+    )
     assert (t.retries, t.priority, t.time_limit) == (2, -3, 1)
     m = MapTask(_f, [1], {}, retry_on=(ValueError, KeyError), time_limit=0.5, recovery_task=t)
     assert m.recovery_task is t
@@ -600,7 +633,9 @@ def test_a_failing_task_clears_no_other_task(fresh_cluster: Callable[..., Cluste
     assert tc.get_task_result(good[4]) == "map"
 
 
-def test_a_failing_execute_clears_commands_but_not_tasks(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_a_failing_execute_clears_commands_but_not_tasks(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
     c = fresh_cluster(1)
     mec, tc = c.multiengine_client(), c.task_client()
     failing = mec.execute("import time; time.sleep(0.3)\n1/0", block=False)

@@ -39,7 +39,9 @@ CONTENT = b"some content"
 
 def make_frames(signer: Signer | None = None) -> list[bytes]:
     signer = signer or Signer(KEY)
-    frames = signer.frames(HEADER, CONTENT, [b"buffer-one", bytearray(b"buffer-two!")], idents=[b"client-1"])
+    frames = signer.frames(
+        HEADER, CONTENT, [b"buffer-one", bytearray(b"buffer-two!")], idents=[b"client-1"]
+    )
     return [bytes(f) for f in frames]
 
 
@@ -464,7 +466,8 @@ def test_unknown_distribution():
         partition([1, 2], 2, "x")
 
 
-# ---------------------------------------------------------------- connection files (contract §4, §7)
+# ---------------------------------------------------------------- connection files
+# (contract §4, §7)
 
 
 def test_write_connection_file(tmp_path):
@@ -489,8 +492,12 @@ def test_write_connection_file(tmp_path):
 
 def test_rewrite_replaces_the_file(tmp_path):
     path = tmp_path / "engine.json"
-    write_connection_file(path, ConnectionInfo(key=b"\x01" * 16, addresses={"engine": "tcp://127.0.0.1:1"}))
-    write_connection_file(path, ConnectionInfo(key=b"\x02" * 16, addresses={"engine": "tcp://127.0.0.1:2"}))
+    write_connection_file(
+        path, ConnectionInfo(key=b"\x01" * 16, addresses={"engine": "tcp://127.0.0.1:1"})
+    )
+    write_connection_file(
+        path, ConnectionInfo(key=b"\x02" * 16, addresses={"engine": "tcp://127.0.0.1:2"})
+    )
     assert read_connection_file(path).addresses == {"engine": "tcp://127.0.0.1:2"}
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -520,7 +527,6 @@ def test_pickle_streams_in_buffer_positions_are_signed() -> None:
     """A per-engine pickle (scatter/map parts, results) sits among the buffers: it must
     be hashed, so swapping it for another pickle of the same length is caught; only the
     buffers the header lists as raw data are covered by their length alone."""
-
 
     signer = Signer(b"k" * 32)
     part0, part1 = pickle.dumps(("aaaa",)), pickle.dumps(("bbbb",))

@@ -53,7 +53,9 @@ METRICS = [
     Metric("push", "push 80 MB float64, 1 engine", "GB/s", True, 1.2),
     Metric("pull", "pull 80 MB float64, 1 engine", "GB/s", True),
     Metric("map", f"map(lambda x: x, range({MAP_ITEMS})), all", "items/s", True),
-    Metric("tasks", f"{MAP_ITEMS} tiny load-balanced tasks (chunksize 1)", "tasks/s", True, 10000.0),
+    Metric(
+        "tasks", f"{MAP_ITEMS} tiny load-balanced tasks (chunksize 1)", "tasks/s", True, 10000.0
+    ),
 ]
 
 
@@ -138,7 +140,9 @@ class IPyParallel:
         import ipyparallel as ipp
 
         self.tmp = tempfile.mkdtemp(prefix="multiengine-bench-ipp-")  # a throw-away profile
-        self.cluster = ipp.Cluster(n=n, profile_dir=self.tmp, log_level=logging.WARNING, engine_timeout=60)
+        self.cluster = ipp.Cluster(
+            n=n, profile_dir=self.tmp, log_level=logging.WARNING, engine_timeout=60
+        )
         self.rc = self.cluster.start_and_connect_sync()
         one, dv, lbv = self.rc[0], self.rc[:], self.rc.load_balanced_view()
         return Ops(
@@ -173,8 +177,13 @@ class Dask:
     def start(self, n: int) -> Ops:
         from distributed import Client, LocalCluster
 
-        self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                                    silence_logs=logging.CRITICAL)
+        self.cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+        )
         client = self.client = Client(self.cluster)
         client.wait_for_workers(n, timeout=60)
         workers = sorted(client.scheduler_info()["workers"])
@@ -192,7 +201,9 @@ class Dask:
         return Ops(
             execute_one=lambda: client.submit(_zero, workers=workers[:1], pure=False).result(),
             pull_tiny=pull_tiny,
-            execute_all=lambda: client.gather([client.submit(_zero, workers=[w], pure=False) for w in workers]),
+            execute_all=lambda: client.gather(
+                [client.submit(_zero, workers=[w], pure=False) for w in workers]
+            ),
             push=push,
             pull=lambda: held["a"].result(),
             map=lambda f, seq: client.gather(client.map(f, seq, pure=False)),
@@ -235,7 +246,8 @@ class Outcome:
 
 
 def _sample(fn: Callable[[], Any], count: int, budget: float, warmup: int = 0) -> list[float]:
-    """Durations of up to ``count`` calls (at least one), stopping once ``budget`` seconds are spent."""
+    """Durations of up to ``count`` calls (at least one), stopping once ``budget`` seconds
+    are spent."""
     t_end = time.perf_counter() + budget / 5
     for _ in range(warmup):
         fn()
@@ -278,7 +290,8 @@ def _watchdog(seconds: float) -> Iterator[None]:
 
 
 def _descendants() -> dict[int, str]:
-    """pid -> command line of every live descendant of this process (from /proc; empty elsewhere)."""
+    """pid -> command line of every live descendant of this process
+    (from /proc; empty elsewhere)."""
     parent: dict[int, int] = {}
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         with contextlib.suppress(OSError, IndexError, ValueError):
@@ -291,16 +304,26 @@ def _descendants() -> dict[int, str]:
         p = frontier.pop()
         for child in (c for c, pp in parent.items() if pp == p and c not in found):
             with contextlib.suppress(OSError):
-                found[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found[child] = (
+                    Path(f"/proc/{child}/cmdline")
+                    .read_bytes()
+                    .replace(b"\0", b" ")
+                    .decode(errors="replace")
+                )
             frontier.append(child)
     return found
 
 
 def _reap_leftovers(before: dict[int, str], grace: float = 3.0) -> list[str]:
-    """Processes started since ``before`` and still alive after ``grace`` s: report them, end them by pid."""
+    """Processes started since ``before`` and still alive after ``grace`` s:
+    report them, end them by pid."""
     deadline = time.monotonic() + grace
     while True:  # multiprocessing's resource tracker (dask) ends with this process; leave it be
-        left = {p: c for p, c in _descendants().items() if p not in before and "resource_tracker" not in c}
+        left = {
+            p: c
+            for p, c in _descendants().items()
+            if p not in before and "resource_tracker" not in c
+        }
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -337,7 +360,10 @@ def _transfers(out: Outcome, ops: Ops, plan: Plan) -> None:
 
 
 def _maps(out: Outcome, ops: Ops, plan: Plan) -> None:
-    seq, results = range(MAP_ITEMS), []  # no warm-up: a dask map can take 20 s; the median absorbs a cold run
+    seq, results = (
+        range(MAP_ITEMS),
+        [],
+    )  # no warm-up: a dask map can take 20 s; the median absorbs a cold run
     xs = _sample(lambda: results.append(ops.map(lambda x: x, seq)), plan.maps, plan.budget)
     if any(list(r) != list(seq) for r in results):
         raise ValueError("map returned wrong results")
@@ -352,7 +378,9 @@ def _tasks(out: Outcome, ops: Ops, plan: Plan) -> None:
     out.store("tasks", MAP_ITEMS / statistics.median(xs), len(xs), plan.maps)
 
 
-def measure(system: System, n: int, plan: Plan, progress: Callable[[str], None] = lambda s: None) -> Outcome:
+def measure(
+    system: System, n: int, plan: Plan, progress: Callable[[str], None] = lambda s: None
+) -> Outcome:
     """Run every measurement on ``system``; stop it and end whatever it left running."""
     out = Outcome(system.name)
     try:
@@ -424,7 +452,14 @@ def _cell(o: Outcome, m: Metric) -> str:
 
 def _ratio(me: Outcome, peer: Outcome, m: Metric) -> str:
     a, b = me.values.get(m.key), peer.values.get(m.key)
-    if me.unavailable or peer.unavailable or not isinstance(a, float) or not isinstance(b, float) or not a or not b:
+    if (
+        me.unavailable
+        or peer.unavailable
+        or not isinstance(a, float)
+        or not isinstance(b, float)
+        or not a
+        or not b
+    ):
         return "-"
     return f"{(a / b if m.higher_is_better else b / a):.2f}x"
 
@@ -435,29 +470,61 @@ def _goal(me: Outcome, m: Metric) -> str:
     v, sign = me.values.get(m.key), (">=" if m.higher_is_better else "<")
     if not isinstance(v, float):
         return f"{sign} {m.goal:g}"
-    return f"{sign} {m.goal:g} " + ("ok" if (v >= m.goal if m.higher_is_better else v < m.goal) else "MISSED")
+    return f"{sign} {m.goal:g} " + (
+        "ok" if (v >= m.goal if m.higher_is_better else v < m.goal) else "MISSED"
+    )
 
 
 def table(outcomes: list[Outcome], n: int) -> str:
     """The results as a Markdown table (the first outcome is multiengine's), then notes."""
     me, peers = outcomes[0], outcomes[1:]
-    rows = [["metric (unit)", *(o.name for o in outcomes), *(f"{p.name}/me" for p in peers), "goal (issue)"]]
+    rows = [
+        [
+            "metric (unit)",
+            *(o.name for o in outcomes),
+            *(f"{p.name}/me" for p in peers),
+            "goal (issue)",
+        ]
+    ]
     for m in METRICS:
-        rows.append([f"{m.label} ({m.unit})", *(_cell(o, m) for o in outcomes), *(_ratio(me, p, m) for p in peers), _goal(me, m)])
+        rows.append(
+            [
+                f"{m.label} ({m.unit})",
+                *(_cell(o, m) for o in outcomes),
+                *(_ratio(me, p, m) for p in peers),
+                _goal(me, m),
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join([r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))]) + " |"
-             for r in rows]
+    lines = [
+        "| "
+        + " | ".join(
+            [r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))]
+        )
+        + " |"
+        for r in rows
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    notes = [f"{n} engine{'s' if n != 1 else ''} per system. Ratio columns (peer/me) = how many times faster multiengine is: "
-             "peer time / multiengine time (for GB/s, items/s: multiengine rate / peer rate). > 1: multiengine is faster."]
+    notes = [
+        f"{n} engine{'s' if n != 1 else ''} per system. "
+        "Ratio columns (peer/me) = how many times faster multiengine is: "
+        "peer time / multiengine time (for GB/s, items/s: multiengine rate / peer rate). "
+        "> 1: multiengine is faster."
+    ]
     if any(o.short for o in outcomes):
         notes.append("* fewer samples than planned: that measurement hit its time budget.")
     for o in outcomes:
         if len(o.unavailable) > 40:
             notes.append(f"{o.name}: n/a ({o.unavailable})")
-        notes += [f"{o.name}, {k}: {v}" for k, v in o.values.items() if isinstance(v, str) and len(v) >= 30]
+        notes += [
+            f"{o.name}, {k}: {v}"
+            for k, v in o.values.items()
+            if isinstance(v, str) and len(v) >= 30
+        ]
         if o.leftovers:
-            notes.append(f"{o.name}: still running after stop, ended by pid: " + "; ".join(o.leftovers))
+            notes.append(
+                f"{o.name}: still running after stop, ended by pid: " + "; ".join(o.leftovers)
+            )
     return "\n".join([*lines, "", *notes])
 
 
@@ -466,12 +533,16 @@ def _environment() -> str:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     busy = " (busy machine: expect noise)" if load > 0.5 * (os.cpu_count() or 1) else ""
-    return (f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, pyzmq {zmq.__version__}"
-            f"/libzmq {zmq.zmq_version()}; 1-min load average before the run {load:.2f}{busy}")
+    return (
+        f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"pyzmq {zmq.__version__}/libzmq {zmq.zmq_version()}; "
+        f"1-min load average before the run {load:.2f}{busy}"
+    )
 
 
 def run(n: int = 2, quick: bool = False, peers: bool = False, stream: Any = None) -> list[Outcome]:
-    """Measure multiengine (with ``peers`` also ipyparallel and dask); print the table to ``stream``."""
+    """Measure multiengine (with ``peers`` also ipyparallel and dask);
+    print the table to ``stream``."""
     stream = stream or sys.stdout
     plan = QUICK if quick else FULL
     systems: list[System] = [MultiEngine()]
@@ -484,16 +555,28 @@ def run(n: int = 2, quick: bool = False, peers: bool = False, stream: Any = None
 
     env = _environment()  # the load before our own processes add to it
     outcomes = [measure(s, n, plan, progress) for s in systems]
-    print(env + "\nversions: " + ", ".join(f"{o.name} {o.version}" for o in outcomes if o.version), file=stream)
+    print(
+        env + "\nversions: " + ", ".join(f"{o.name} {o.version}" for o in outcomes if o.version),
+        file=stream,
+    )
     print(table(outcomes, n), file=stream)
-    print(f"total {time.perf_counter() - t0:.1f} s ({'quick' if quick else 'full'} plan: {plan})", file=stream, flush=True)
+    print(
+        f"total {time.perf_counter() - t0:.1f} s ({'quick' if quick else 'full'} plan: {plan})",
+        file=stream,
+        flush=True,
+    )
     return outcomes
 
 
 def main(args: argparse.Namespace) -> int:
-    """``multiengine bench``: 0 when every multiengine measurement succeeded and nothing was left running."""
+    """``multiengine bench``: 0 when every multiengine measurement succeeded
+    and nothing was left running."""
     if args.n < 1:
         print("multiengine bench: -n must be at least 1", file=sys.stderr)
         return 2
     me = run(args.n, args.quick, args.peers)[0]
-    return 1 if me.unavailable or me.leftovers or any(isinstance(v, str) for v in me.values.values()) else 0
+    return (
+        1
+        if me.unavailable or me.leftovers or any(isinstance(v, str) for v in me.values.values())
+        else 0
+    )

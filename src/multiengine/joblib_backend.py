@@ -28,8 +28,13 @@ class MultiEngineBackend(ParallelBackendBase):  # type: ignore[misc]
     supports_timeout = True
     default_n_jobs = -1
 
-    def __init__(self, client: TaskClient | None = None, nesting_level: int | None = None,
-                 inner_max_num_threads: int | None = None, **connect: Any) -> None:
+    def __init__(
+        self,
+        client: TaskClient | None = None,
+        nesting_level: int | None = None,
+        inner_max_num_threads: int | None = None,
+        **connect: Any,
+    ) -> None:
         super().__init__(nesting_level=nesting_level, inner_max_num_threads=inner_max_num_threads)
         self._client = client
         self._connect = connect
@@ -78,7 +83,10 @@ class MultiEngineBackend(ParallelBackendBase):  # type: ignore[misc]
     def abort_everything(self, ensure_ready: bool = True) -> None:
         self.terminate()
         if ensure_ready:
-            self.configure(n_jobs=self.parallel.n_jobs if self.parallel is not None else -1, parallel=self.parallel)
+            self.configure(
+                n_jobs=self.parallel.n_jobs if self.parallel is not None else -1,
+                parallel=self.parallel,
+            )
 
 
 def register(name: str = "multiengine", make_default: bool = False) -> None:

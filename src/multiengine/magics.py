@@ -117,8 +117,15 @@ class ParallelMagics(Magics):
             self._original_run_cell = None
             print("%autopx disabled")
 
-    def _pxrun_cell(self, raw_cell: str, store_history: bool = False, silent: bool = False,
-                    shell_futures: bool = True, cell_id: Any = None, **kwargs: Any) -> ExecutionResult:
+    def _pxrun_cell(
+        self,
+        raw_cell: str,
+        store_history: bool = False,
+        silent: bool = False,
+        shell_futures: bool = True,
+        cell_id: Any = None,
+        **kwargs: Any,
+    ) -> ExecutionResult:
         info = ExecutionInfo(raw_cell, store_history, silent, shell_futures, cell_id)
         result = ExecutionResult(info)
         shell: Any = self.shell
@@ -129,7 +136,9 @@ class ParallelMagics(Magics):
             self._disable_autopx()
             return result
         try:
-            compile(raw_cell, "<autopx>", "exec")  # a syntax error is shown here, not on the engines
+            compile(
+                raw_cell, "<autopx>", "exec"
+            )  # a syntax error is shown here, not on the engines
         except SyntaxError as e:
             shell.showsyntaxerror()
             result.error_in_exec = e
@@ -165,4 +174,3 @@ def activate(client: Any) -> None:
         print("You must first load the multiengine extension by doing '%load_ext multiengine'")
         return
     magics.client = client
-

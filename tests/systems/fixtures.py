@@ -59,7 +59,9 @@ class SlurmCluster:
     conf: Path  #: the slurm.conf; clients find it through SLURM_CONF
     env: dict[str, str]  #: to add to os.environ for sbatch/squeue/... : {"SLURM_CONF": ...}
     dir: Path  #: state, spool and logs (``log/slurmctld.log``, ``log/slurmd.log``)
-    pids: dict[str, int] = field(default_factory=dict)  #: slurmctld, slurmd (+ munged if started here)
+    pids: dict[str, int] = field(
+        default_factory=dict
+    )  #: slurmctld, slurmd (+ munged if started here)
     up_seconds: float = 0.0
 
     def environ(self) -> dict[str, str]:
@@ -110,7 +112,10 @@ def _skip_unless_runnable(what: str, binaries: Sequence[str]) -> None:
     if not sys.platform.startswith("linux"):
         pytest.skip(f"SKIPPED LOUDLY: real {what} not tested: needs Linux (this is {sys.platform})")
     if os.geteuid() != 0:
-        pytest.skip(f"SKIPPED LOUDLY: real {what} not tested: needs root to start its daemons (CI runs as root)")
+        pytest.skip(
+            f"SKIPPED LOUDLY: real {what} not tested: "
+            "needs root to start its daemons (CI runs as root)"
+        )
     missing = [b for b in binaries if shutil.which(b, path=SEARCH_PATH) is None]
     if missing:
         pytest.skip(
@@ -175,11 +180,15 @@ class _System:
             r = _run([str(self.script), "up", *self.args], UP_TIMEOUT)
         except subprocess.TimeoutExpired as e:
             self.down(check=False)
-            pytest.fail(f"{self.what}: `{self.script.name} up` timed out after {UP_TIMEOUT} s; stderr:\n{_text(e.stderr)}")
+            pytest.fail(
+                f"{self.what}: `{self.script.name} up` timed out after {UP_TIMEOUT} s; "
+                f"stderr:\n{_text(e.stderr)}"
+            )
         self.up_seconds = time.monotonic() - t0
         if r.returncode != 0:
             pytest.fail(
-                f"{self.what}: `{self.script.name} up {' '.join(self.args)}` failed (exit {r.returncode}) "
+                f"{self.what}: `{self.script.name} up {' '.join(self.args)}` "
+                f"failed (exit {r.returncode}) "
                 f"although its binaries are installed; stderr:\n{r.stderr}"
             )
         _report(self.what, "up", self.up_seconds)
@@ -190,14 +199,22 @@ class _System:
         try:
             r = _run([str(self.script), "down", *self.args], DOWN_TIMEOUT)
         except subprocess.TimeoutExpired as e:
-            pytest.fail(f"{self.what}: `{self.script.name} down` timed out after {DOWN_TIMEOUT} s; stderr:\n{_text(e.stderr)}")
+            pytest.fail(
+                f"{self.what}: `{self.script.name} down` timed out after {DOWN_TIMEOUT} s; "
+                f"stderr:\n{_text(e.stderr)}"
+            )
         _report(self.what, "down", time.monotonic() - t0)
         if check and r.returncode != 0:
-            pytest.fail(f"{self.what}: `{self.script.name} down` failed (exit {r.returncode}); stderr:\n{r.stderr}")
+            pytest.fail(
+                f"{self.what}: `{self.script.name} down` failed (exit {r.returncode}); "
+                f"stderr:\n{r.stderr}"
+            )
 
     def assert_gone(self, pids: dict[str, int]) -> None:
         deadline = time.monotonic() + 5
-        while (left := {k: p for k, p in pids.items() if _running(p)}) and time.monotonic() < deadline:
+        while (
+            left := {k: p for k, p in pids.items() if _running(p)}
+        ) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not left, f"{self.what}: still running after down: {left}"
 
@@ -209,15 +226,24 @@ def _text(b: bytes | str | None) -> str:
 # ---------------------------------------------------------------- fixtures
 @pytest.fixture(name="slurm_cluster")
 def slurm_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    _skip_unless_runnable("Slurm", ["slurmctld", "slurmd", "sinfo", "sbatch", "srun", "squeue", "scancel", "munged", "munge"])
+    _skip_unless_runnable(
+        "Slurm",
+        ["slurmctld", "slurmd", "sinfo", "sbatch", "srun", "squeue", "scancel", "munged", "munge"],
+    )
     d = tmp_path_factory.mktemp("slurm")
     system = _System("Slurm", SLURM_SH, [str(d)])
     values = system.up()
     pids: dict[str, int] = {}
     try:
-        pids = {name: pid for name in ("slurmctld", "slurmd", "munged") if (pid := _read_pid(d / f"{name}.pid"))}
+        pids = {
+            name: pid
+            for name in ("slurmctld", "slurmd", "munged")
+            if (pid := _read_pid(d / f"{name}.pid"))
+        }
         conf = Path(values["SLURM_CONF"])
-        yield SlurmCluster(conf=conf, env={"SLURM_CONF": str(conf)}, dir=d, pids=pids, up_seconds=system.up_seconds)
+        yield SlurmCluster(
+            conf=conf, env={"SLURM_CONF": str(conf)}, dir=d, pids=pids, up_seconds=system.up_seconds
+        )
     finally:
         system.down()
     system.assert_gone(pids)
@@ -225,7 +251,9 @@ def slurm_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(name="sge_cluster")
 def sge_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SGECluster]:
-    _skip_unless_runnable("Grid Engine", ["sge_qmaster", "sge_execd", "qconf", "qsub", "qstat", "qdel", "qmod"])
+    _skip_unless_runnable(
+        "Grid Engine", ["sge_qmaster", "sge_execd", "qconf", "qsub", "qstat", "qdel", "qmod"]
+    )
     d = tmp_path_factory.mktemp("sge")
     system = _System("Grid Engine", SGE_SH, [str(d)])
     values = system.up()
@@ -237,14 +265,21 @@ def sge_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SG
         assert qsub is not None
         if shutil.which("qsub") != qsub:  # on PATH only through the sbin fallback
             env["PATH"] = os.pathsep.join([os.path.dirname(qsub), os.environ.get("PATH", "")])
-        yield SGECluster(env=env, dir=d, pids={f"sge_{k}": p for k, p in pids.items()}, up_seconds=system.up_seconds)
+        yield SGECluster(
+            env=env,
+            dir=d,
+            pids={f"sge_{k}": p for k, p in pids.items()},
+            up_seconds=system.up_seconds,
+        )
     finally:
         system.down()
     system.assert_gone(pids)
 
 
 @pytest.fixture(name="ssh_hosts")
-def ssh_hosts_fixture(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHHosts]:
+def ssh_hosts_fixture(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SSHHosts]:
     n = int(getattr(request, "param", None) or getattr(request.module, "SSH_HOSTS", 2))
     _skip_unless_runnable("ssh hosts (network namespaces)", ["ip", "sshd", "ssh", "ssh-keygen"])
     d = tmp_path_factory.mktemp("netns")
@@ -255,7 +290,11 @@ def ssh_hosts_fixture(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
         hosts = values["HOSTS"].split()
         assert len(hosts) == n, values
         key = Path(values["SSH_KEY"])
-        pids = {f"sshd@{h}": pid for k, h in enumerate(hosts, 1) if (pid := _read_pid(d / f"h{k}" / "sshd.pid"))}
+        pids = {
+            f"sshd@{h}": pid
+            for k, h in enumerate(hosts, 1)
+            if (pid := _read_pid(d / f"h{k}" / "sshd.pid"))
+        }
         yield SSHHosts(
             hosts=hosts,
             key=key,

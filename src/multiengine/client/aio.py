@@ -138,10 +138,13 @@ class AsyncTaskClient(_AsyncBase):
         return self.sync.mapper(*args, **kwargs)
 
     def executor(self, **task_options: Any) -> Any:
-        """A ``concurrent.futures`` executor; ``asyncio.wrap_future`` makes its Futures awaitable."""
+        """A ``concurrent.futures`` executor;
+        ``asyncio.wrap_future`` makes its Futures awaitable."""
         return self.sync.executor(**task_options)
 
-    async def imap(self, func: Callable[..., Any], *iterables: Any, **options: Any) -> AsyncIterator[Any]:
+    async def imap(
+        self, func: Callable[..., Any], *iterables: Any, **options: Any
+    ) -> AsyncIterator[Any]:
         """The lazy load-balanced map, as an async iterator."""
         done = object()
         iterator = self.sync.imap(func, *iterables, **options)

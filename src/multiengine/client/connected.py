@@ -18,7 +18,8 @@ def resolve_connection(
     cluster_dir: str | os.PathLike[str] | None = None,
     connection_file: str | os.PathLike[str] | None = None,
 ) -> ConnectionInfo:
-    """Find the client connection info: a file, ``$MULTIENGINE_CONNECTION``, a cluster dir or a profile."""
+    """Find the client connection info: a file, ``$MULTIENGINE_CONNECTION``,
+    a cluster dir or a profile."""
     if connection_file is not None:
         return read_connection_file(connection_file)
     if cluster_dir is None:

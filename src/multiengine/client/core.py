@@ -43,7 +43,9 @@ FOLLOW_SLICE = 0.002  # how often a waiting non-reader checks whether it can rea
 
 
 class ClientCore:
-    def __init__(self, info: ConnectionInfo, timeout: float = 10.0, dead_after: float = 6.0) -> None:
+    def __init__(
+        self, info: ConnectionInfo, timeout: float = 10.0, dead_after: float = 6.0
+    ) -> None:
         self.info = info
         self.url = info.url("client")
         self.signer = Signer(info.key)
@@ -51,8 +53,12 @@ class ClientCore:
         self.ctx: zmq.Context[Any] = zmq.Context.instance()
         self.identity = b"c-" + uuid.uuid4().hex.encode()
         self._futures: dict[int, Future[Message]] = {}
-        self._streams: dict[Any, tuple[Message, chunks.Assembler]] = {}  # results arriving in pieces
-        self._listeners: dict[int, Callable[[int, str, str], None]] = {}  # request id -> live-output callback
+        self._streams: dict[
+            Any, tuple[Message, chunks.Assembler]
+        ] = {}  # results arriving in pieces
+        self._listeners: dict[
+            int, Callable[[int, str, str], None]
+        ] = {}  # request id -> live-output callback
         self._seq = itertools.count(1)
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
@@ -79,7 +85,9 @@ class ClientCore:
         # controller, or the reverse) leaves no pipe to queue on: sends would block.
         deadline = time.monotonic() + timeout
         while True:
-            self._out.setsockopt(zmq.SNDTIMEO, max(1, int(min(0.25, deadline - time.monotonic()) * 1000)))
+            self._out.setsockopt(
+                zmq.SNDTIMEO, max(1, int(min(0.25, deadline - time.monotonic()) * 1000))
+            )
             try:
                 fut = self.request({"t": "connect"})
             except zmq.Again:
@@ -94,9 +102,9 @@ class ClientCore:
             if time.monotonic() >= deadline:
                 self.close()
                 raise ControllerConnectionError(
-                    f"no answer from the controller at {self.url} within {timeout:g} s: it is not running, "
-                    "not reachable, or the connection file's key is wrong (a controller drops messages it "
-                    "cannot verify)"
+                    f"no answer from the controller at {self.url} within {timeout:g} s: "
+                    "it is not running, not reachable, or the connection file's key is wrong "
+                    "(a controller drops messages it cannot verify)"
                 )
 
     # ------------------------------------------------------------------ requests
@@ -108,7 +116,8 @@ class ClientCore:
         pieces: list[tuple[int, Any]] | None = None,
         listener: Callable[[int, str, str], None] | None = None,
     ) -> Future[Message]:
-        """Send a message (then the ``(part, piece)`` chunks it announced); the future gets the reply."""
+        """Send a message (then the ``(part, piece)`` chunks it announced);
+        the future gets the reply."""
         if self._closed:
             raise ControllerConnectionError("this client is closed")
         mid = next(self._seq)
@@ -129,7 +138,11 @@ class ClientCore:
                 self._futures.pop(mid, None)
                 raise
             for part, piece in pieces or ():
-                chunk = self.signer.frames({"t": "chunk", "x": mid, "p": part, "rt": self.identity, "raw": True}, b"", (piece,))
+                chunk = self.signer.frames(
+                    {"t": "chunk", "x": mid, "p": part, "rt": self.identity, "raw": True},
+                    b"",
+                    (piece,),
+                )
                 self._out.send_multipart(chunk, copy=False)
         return fut
 
@@ -195,8 +208,8 @@ class ClientCore:
         if silent > self.dead_after:
             self._fail_all(
                 ControllerConnectionError(
-                    f"lost the controller at {self.url}: no answer for {self.dead_after:g} s. It was probably "
-                    "stopped or restarted; try recreating the client."
+                    f"lost the controller at {self.url}: no answer for {self.dead_after:g} s. "
+                    "It was probably stopped or restarted; try recreating the client."
                 )
             )
         elif silent >= PING_EVERY and now - self._last_ping >= PING_EVERY:
@@ -220,7 +233,9 @@ class ClientCore:
         callback = self._listeners.get(msg.header.get("id"))  # type: ignore[arg-type]
         if callback is None:
             return
-        text = bytes(msg.content.buffer if hasattr(msg.content, "buffer") else msg.content).decode("utf-8", "replace")
+        text = bytes(msg.content.buffer if hasattr(msg.content, "buffer") else msg.content).decode(
+            "utf-8", "replace"
+        )
         try:
             callback(int(msg.header.get("engine", -1)), str(msg.header.get("name", "stdout")), text)
         except Exception:
@@ -249,7 +264,10 @@ class ClientCore:
         self._streams.pop(mid, None)  # a whole message replaces a broken-off stream
         if msg.header["t"] == "result" and msg.header.get("stream"):
             part = msg.header["parts"][0]
-            self._streams[mid] = (msg, chunks.Assembler(part[4], part[5] if len(part) > 5 else None))
+            self._streams[mid] = (
+                msg,
+                chunks.Assembler(part[4], part[5] if len(part) > 5 else None),
+            )
             return None
         return msg
 

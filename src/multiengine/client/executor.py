@@ -37,7 +37,9 @@ class _Base(Executor):
 
     def _start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name=f"multiengine-{type(self).__name__}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name=f"multiengine-{type(self).__name__}", daemon=True
+            )
             self._thread.start()
 
     def _run(self) -> None:  # overridden
@@ -82,8 +84,13 @@ class TaskExecutor(_Base):
             self._lock.notify_all()
         return fut
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int = 1) -> Iterator[Any]:
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
         self._check_open()
         return self.client.imap(fn, *iterables, chunksize=chunksize, **self.task_options)
 
@@ -155,7 +162,9 @@ class MultiEngineExecutor(_Base):
             self._check_open()
             fut: Future[Any] = Future()
             name = getattr(fn, "__name__", "call")
-            pr = self.client._submit("apply", (fn, args, kwargs), self.targets, False, f"apply({name})")
+            pr = self.client._submit(
+                "apply", (fn, args, kwargs), self.targets, False, f"apply({name})"
+            )
             self._queue.append((pr, fut))
             self._start()
             self._lock.notify_all()

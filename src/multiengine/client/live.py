@@ -8,7 +8,8 @@ __all__ = ["live_wanted", "print_output"]
 
 
 def live_wanted(setting: bool | None) -> bool:
-    """True, False, or None for automatic: on at an interactive prompt (IPython, Jupyter, python -i)."""
+    """True, False, or None for automatic: on at an interactive prompt
+    (IPython, Jupyter, python -i)."""
     if setting is not None:
         return bool(setting)
     return "IPython" in sys.modules or bool(sys.flags.interactive) or hasattr(sys, "ps1")

@@ -15,14 +15,22 @@ __all__ = ["MultiEngineMapper", "ParallelFunction"]
 class MultiEngineMapper:
     """``map(func, *seqs)`` with fixed ``dist``, ``targets`` and ``block``."""
 
-    def __init__(self, multiengine: MultiEngineClient, dist: str = "b", targets: Any = "all", block: bool = True) -> None:
+    def __init__(
+        self,
+        multiengine: MultiEngineClient,
+        dist: str = "b",
+        targets: Any = "all",
+        block: bool = True,
+    ) -> None:
         self.multiengine = multiengine
         self.dist = dist
         self.targets = targets
         self.block = block
 
     def map(self, func: Any, *sequences: Any) -> Any:
-        return self.multiengine.raw_map(func, sequences, dist=self.dist, targets=self.targets, block=self.block)
+        return self.multiengine.raw_map(
+            func, sequences, dist=self.dist, targets=self.targets, block=self.block
+        )
 
 
 class ParallelFunction:
@@ -32,7 +40,13 @@ class ParallelFunction:
     decision 4), so changing ``mec.targets`` later takes effect.
     """
 
-    def __init__(self, multiengine: MultiEngineClient, dist: str = "b", targets: Any = None, block: bool | None = None) -> None:
+    def __init__(
+        self,
+        multiengine: MultiEngineClient,
+        dist: str = "b",
+        targets: Any = None,
+        block: bool | None = None,
+    ) -> None:
         self.multiengine = multiengine
         self.dist = dist
         self.targets = targets
@@ -40,7 +54,9 @@ class ParallelFunction:
 
     def __call__(self, func: Callable[..., Any] | str) -> Callable[..., Any]:
         def call_function(*sequences: Any) -> Any:
-            return self.multiengine.raw_map(func, sequences, dist=self.dist, targets=self.targets, block=self.block)
+            return self.multiengine.raw_map(
+                func, sequences, dist=self.dist, targets=self.targets, block=self.block
+            )
 
         if callable(func):
             functools.update_wrapper(call_function, func)

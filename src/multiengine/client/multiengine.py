@@ -55,7 +55,9 @@ class MultiEngineClient(Connected):
         super().__init__(profile, cluster_dir, connection_file, timeout)
         self._block = True
         self._targets: Any = "all"
-        self._flattened: dict[str, tuple[list[int], list[bool]]] = {}  # scatter(flatten=True) by key
+        self._flattened: dict[
+            str, tuple[list[int], list[bool]]
+        ] = {}  # scatter(flatten=True) by key
         # Live output of execute/run: None = on at an interactive prompt (IPython, python -i).
         self.live_output: bool | None = None
         self.output_hook: Callable[[int, str, str], None] = print_output
@@ -206,14 +208,18 @@ class MultiEngineClient(Connected):
             return [targets]
         if isinstance(targets, (list, tuple)):
             return list(targets)
-        raise errors.InvalidEngineID(f"targets argument is not an int, list of ints or 'all': {targets!r}")
+        raise errors.InvalidEngineID(
+            f"targets argument is not an int, list of ints or 'all': {targets!r}"
+        )
 
     # ------------------------------------------------------------ core methods
     def execute(self, lines: str, targets: Any = None, block: Any = None) -> Any:
         """Run ``lines`` on the engines; returns a ResultList of result dicts."""
         if not isinstance(lines, str):
             raise TypeError(f"execute takes a string of code, not {type(lines).__name__}")
-        return self._submit("execute", (lines,), targets, block, f"execute({_short(lines)})", post=ResultList)
+        return self._submit(
+            "execute", (lines,), targets, block, f"execute({_short(lines)})", post=ResultList
+        )
 
     def push(self, namespace: dict[str, Any], targets: Any = None, block: Any = None) -> Any:
         """Send the values of ``namespace`` into each engine's namespace."""
@@ -227,32 +233,53 @@ class MultiEngineClient(Connected):
         keys = self._check_keys(keys)
         return self._submit("pull", (keys,), targets, block, f"pull({_short(keys)})")
 
-    def push_function(self, namespace: dict[str, Any], targets: Any = None, block: Any = None) -> Any:
+    def push_function(
+        self, namespace: dict[str, Any], targets: Any = None, block: Any = None
+    ) -> Any:
         """Push functions; they run with the engine's namespace as their globals."""
         self._check_namespace(namespace)
         for v in namespace.values():
             if not isinstance(v, types.FunctionType):
                 raise TypeError("function object expected")
-        return self._submit("push_function", (namespace,), targets, block, f"push_function({', '.join(namespace)})")
+        return self._submit(
+            "push_function", (namespace,), targets, block, f"push_function({', '.join(namespace)})"
+        )
 
     def pull_function(self, keys: Any, targets: Any = None, block: Any = None) -> Any:
         keys = self._check_keys(keys)
-        return self._submit("pull_function", (keys,), targets, block, f"pull_function({_short(keys)})")
+        return self._submit(
+            "pull_function", (keys,), targets, block, f"pull_function({_short(keys)})"
+        )
 
-    def push_serialized(self, namespace: dict[str, Serialized], targets: Any = None, block: Any = None) -> Any:
+    def push_serialized(
+        self, namespace: dict[str, Serialized], targets: Any = None, block: Any = None
+    ) -> Any:
         self._check_namespace(namespace)
         for k, v in namespace.items():
             if not isinstance(v, Serialized):
-                raise TypeError(f"push_serialized takes Serialized values (multiengine.serialize(obj)); {k!r} is not")
-        return self._submit("push_serialized", (namespace,), targets, block, f"push_serialized({', '.join(namespace)})")
+                raise TypeError(
+                    "push_serialized takes Serialized values (multiengine.serialize(obj)); "
+                    f"{k!r} is not"
+                )
+        return self._submit(
+            "push_serialized",
+            (namespace,),
+            targets,
+            block,
+            f"push_serialized({', '.join(namespace)})",
+        )
 
     def pull_serialized(self, keys: Any, targets: Any = None, block: Any = None) -> Any:
         keys = self._check_keys(keys)
-        return self._submit("pull_serialized", (keys,), targets, block, f"pull_serialized({_short(keys)})")
+        return self._submit(
+            "pull_serialized", (keys,), targets, block, f"pull_serialized({_short(keys)})"
+        )
 
     def get_result(self, i: int | None = None, targets: Any = None, block: Any = None) -> Any:
         """The result dict of command ``i`` (default: the last one, failed ones included)."""
-        return self._submit("get_result", (i,), targets, block, f"get_result({i!r})", post=ResultList)
+        return self._submit(
+            "get_result", (i,), targets, block, f"get_result({i!r})", post=ResultList
+        )
 
     def reset(self, targets: Any = None, block: Any = None) -> Any:
         """Clear the engines' namespaces (queued commands are dropped first)."""
@@ -303,7 +330,14 @@ class MultiEngineClient(Connected):
 
     def queue_status(self, targets: Any = None, block: Any = None) -> Any:
         """Per engine ``(id, {'queue': [queued commands], 'pending': running command or None})``."""
-        return self._submit("queue_status", (), targets, block, "queue_status()", post=lambda v: [tuple(x) for x in v])
+        return self._submit(
+            "queue_status",
+            (),
+            targets,
+            block,
+            "queue_status()",
+            post=lambda v: [tuple(x) for x in v],
+        )
 
     def get_ids(self) -> list[int]:
         """The ids of the registered engines (always blocking)."""
@@ -314,7 +348,15 @@ class MultiEngineClient(Connected):
         return unpack(self._request({"t": "status"}).content)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ scatter / gather
-    def scatter(self, key: str, seq: Any, dist: str = "b", flatten: bool = False, targets: Any = None, block: Any = None) -> Any:
+    def scatter(
+        self,
+        key: str,
+        seq: Any,
+        dist: str = "b",
+        flatten: bool = False,
+        targets: Any = None,
+        block: Any = None,
+    ) -> Any:
         """Partition ``seq`` and push part ``p`` to the p-th target as ``key``."""
         check_dist(dist)
         targets = self._find_targets(targets)
@@ -337,12 +379,19 @@ class MultiEngineClient(Connected):
         check_dist(dist)
         targets = self._find_targets(targets)
         flattened = None
-        if key in self._flattened:  # undo scatter(flatten=True) when gathering from the same engines
+        if (
+            key in self._flattened
+        ):  # undo scatter(flatten=True) when gathering from the same engines
             ids, flags = self._flattened[key]
             if self._ids_for(targets) == ids:
                 flattened = flags
         return self._submit(
-            "pull", (key,), targets, block, f"gather({key})", post=lambda parts: join(parts, dist, flattened)
+            "pull",
+            (key,),
+            targets,
+            block,
+            f"gather({key})",
+            post=lambda parts: join(parts, dist, flattened),
         )
 
     def zip_pull(self, keys: Any, targets: Any = None, block: Any = None) -> Any:
@@ -357,15 +406,27 @@ class MultiEngineClient(Connected):
                 return list(zip(*values))
             return list(values)
 
-        return self._submit("pull", (self._check_keys(keys),), targets, block, f"zip_pull({_short(keys)})", post=post)
+        return self._submit(
+            "pull",
+            (self._check_keys(keys),),
+            targets,
+            block,
+            f"zip_pull({_short(keys)})",
+            post=post,
+        )
 
     # ------------------------------------------------------------ map
-    def raw_map(self, func: Any, seqs: Any, dist: str = "b", targets: Any = None, block: Any = None) -> Any:
-        """``map(func, *seqs)`` on the engines; ``func`` may be a callable or the name of one there."""
+    def raw_map(
+        self, func: Any, seqs: Any, dist: str = "b", targets: Any = None, block: Any = None
+    ) -> Any:
+        """``map(func, *seqs)`` on the engines; ``func`` may be a callable or the name of
+        one there."""
         if not isinstance(seqs, (list, tuple)):
             raise TypeError("seqs must be a list or tuple of sequences")
         if not (callable(func) or isinstance(func, str)):
-            raise TypeError(f"func must be callable or the name of a callable on the engines, not {func!r}")
+            raise TypeError(
+                f"func must be callable or the name of a callable on the engines, not {func!r}"
+            )
         check_dist(dist)
         seqs = [list(s) if not hasattr(s, "__len__") else s for s in seqs]
         if len({len(s) for s in seqs}) > 1:
@@ -376,13 +437,19 @@ class MultiEngineClient(Connected):
         if not ids:
             if targets == "all":
                 raise errors.NoEnginesRegistered(
-                    "There are no engines registered. Check the logs if you think there should have been."
+                    "There are no engines registered. "
+                    "Check the logs if you think there should have been."
                 )
             return [] if self._find_block(block) else PendingResult(self, "", "map", value=[])
         chunks = partition(items, len(ids), dist)
         name = getattr(func, "__name__", str(func))
         return self._submit(
-            "map", (), ids, block, f"map({name})", parts=[(func, c) for c in chunks],
+            "map",
+            (),
+            ids,
+            block,
+            f"map({name})",
+            parts=[(func, c) for c in chunks],
             post=lambda parts: join(parts, dist) if parts else [],
         )
 
@@ -408,7 +475,9 @@ class MultiEngineClient(Connected):
         compile(source, str(filename), "exec")
         block = self._find_block(block)
         if not block:
-            return self._submit("execute", (source,), targets, False, f"run({_short(str(filename))})", post=list)
+            return self._submit(
+                "execute", (source,), targets, False, f"run({_short(str(filename))})", post=list
+            )
         return list(self.execute(source, targets, block))
 
     def barrier(self, pendingResults: Iterable[PendingResult]) -> None:
@@ -416,7 +485,9 @@ class MultiEngineClient(Connected):
         prs = list(pendingResults)
         for pr in prs:
             if not isinstance(pr, PendingResult):
-                raise errors.NotAPendingResult("Objects passed to barrier must be PendingResult instances")
+                raise errors.NotAPendingResult(
+                    "Objects passed to barrier must be PendingResult instances"
+                )
         progress = bar(self.progress, len(prs), "barrier", "result")
         try:
             for pr in sorted(prs):
@@ -435,7 +506,8 @@ class MultiEngineClient(Connected):
     clear_pending_results = flush
 
     def benchmark(self, push_size: int = 10000) -> dict[str, tuple[float, str]]:
-        """Latency of ``execute('pass')`` and throughput of pushing a float64 array (best of 3x10)."""
+        """Latency of ``execute('pass')`` and throughput of pushing a float64 array
+        (best of 3x10)."""
         from .timing import benchmark
 
         return benchmark(self, push_size)
@@ -445,7 +517,9 @@ class MultiEngineClient(Connected):
         warnings.warn(_PROPERTIES_WARNING, DeprecationWarning, stacklevel=3)
         return self._submit(cmd, args, targets, block, f"{cmd}()")
 
-    def set_properties(self, properties: dict[Any, Any], targets: Any = None, block: Any = None) -> Any:
+    def set_properties(
+        self, properties: dict[Any, Any], targets: Any = None, block: Any = None
+    ) -> Any:
         return self._props("set_properties", (properties,), targets, block)
 
     def get_properties(self, keys: Any = None, targets: Any = None, block: Any = None) -> Any:
@@ -491,5 +565,3 @@ class MultiEngineClient(Connected):
         if isinstance(keys, (list, tuple)):
             return list(keys)
         raise TypeError(f"keys must be a str or a list/tuple of strs, not {type(keys).__name__}")
-
-

@@ -78,7 +78,9 @@ def join(parts: list[Any], dist: str = "b", flattened: list[bool] | None = None)
         arrays = [np.atleast_1d(np.asarray(p)) for p in parts]
         if dist == "b":
             return np.concatenate(arrays)
-        out = np.empty((sum(len(a) for a in arrays),) + arrays[0].shape[1:], dtype=np.result_type(*arrays))
+        out = np.empty(
+            (sum(len(a) for a in arrays),) + arrays[0].shape[1:], dtype=np.result_type(*arrays)
+        )
         for i, a in enumerate(arrays):
             out[i :: len(arrays)] = a
         return out

@@ -23,7 +23,9 @@ def wanted(setting: bool | None) -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-def bar(setting: bool | None, total: int | None, desc: str, unit: str = "task", delay: float = DELAY) -> Any:
+def bar(
+    setting: bool | None, total: int | None, desc: str, unit: str = "task", delay: float = DELAY
+) -> Any:
     """A tqdm bar that appears after ``delay`` seconds, or a do-nothing one."""
     if not wanted(setting):
         return _NoBar()

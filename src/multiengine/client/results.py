@@ -59,7 +59,9 @@ class ResultList(list[Any]):
             text = cmd.get("input", {}).get("translated", "No Input")
             out.append(f"{green}[{target}]{blue} In [{num}]:{normal} {text}\n")
             if cmd.get("stdout"):
-                out.append(f"{green}[{target}]{red} Out[{num}]:{normal} {cmd['stdout'].rstrip(chr(10))}\n")
+                out.append(
+                    f"{green}[{target}]{red} Out[{num}]:{normal} {cmd['stdout'].rstrip(chr(10))}\n"
+                )
             if cmd.get("stderr"):
                 out.append(f"{green}[{target}]{red} Err[{num}]:\n{normal} {cmd['stderr']}")
         return "".join(out)
@@ -82,7 +84,9 @@ def _rebuild_error(engine_id: int, enc: str, content: Any, method: str) -> BaseE
         except Exception:
             exc_obj = None
     if not isinstance(exc_obj, BaseException):
-        exc_obj = errors.RemoteError(env.get("ename", "?"), env.get("evalue", ""), env.get("traceback", ""))
+        exc_obj = errors.RemoteError(
+            env.get("ename", "?"), env.get("evalue", ""), env.get("traceback", "")
+        )
     exc_obj._multiengine_traceback_text = env.get("traceback", "")  # type: ignore[attr-defined]
     exc_obj._multiengine_engine_info = {  # type: ignore[attr-defined]
         "engineid": env.get("engineid", engine_id),
@@ -111,7 +115,9 @@ def decode_parts(msg: Message, method: str) -> list[Any]:
             try:
                 values.append(loads(content, bufs))
             except Exception as e:
-                err = errors.SerializationError(f"cannot unpickle the result of engine {engine_id}: {e}")
+                err = errors.SerializationError(
+                    f"cannot unpickle the result of engine {engine_id}: {e}"
+                )
                 err._multiengine_engine_info = {"engineid": engine_id, "method": method}  # type: ignore[attr-defined]
                 values.append(err)
     return values

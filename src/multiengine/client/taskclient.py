@@ -79,7 +79,9 @@ class TaskClient(Connected):
             if len(item) <= 2:
                 out.append((tid, state, None))
                 continue
-            kind, engine_id, status, enc, nbuf, submitted, completed, duration, sizes, piece = item[2:12]
+            kind, engine_id, status, enc, nbuf, submitted, completed, duration, sizes, piece = item[
+                2:12
+            ]
             content = frames[pos]
             bufs = frames[pos + 1 : pos + 1 + nbuf]
             pos += 1 + nbuf
@@ -91,10 +93,14 @@ class TaskClient(Connected):
                 value = loads(content, bufs)
                 outcome: Any = value
                 if kind == "string":
-                    outcome = TaskResult(value, engine_id, tid, None, submitted, completed, duration)
+                    outcome = TaskResult(
+                        value, engine_id, tid, None, submitted, completed, duration
+                    )
             else:
                 exc = _rebuild_error(engine_id, enc, content, "task")
-                if kind == "string" and not isinstance(exc, (errors.TaskAborted, errors.TaskTimeout)):
+                if kind == "string" and not isinstance(
+                    exc, (errors.TaskAborted, errors.TaskTimeout)
+                ):
                     outcome = TaskResult(None, engine_id, tid, exc, submitted, completed, duration)
                 else:
                     outcome = exc
@@ -141,8 +147,11 @@ class TaskClient(Connected):
         progress = bar(self.progress, len(waiting), "barrier")
         try:
             while waiting:
-                done = {tid for tid, state, _ in self._results(waiting[:WAIT_BATCH], "any")
-                        if state in ("succeeded", "failed", "unknown")}
+                done = {
+                    tid
+                    for tid, state, _ in self._results(waiting[:WAIT_BATCH], "any")
+                    if state in ("succeeded", "failed", "unknown")
+                }
                 progress.update(len(done))
                 waiting = [t for t in waiting if t not in done]
         finally:
@@ -166,8 +175,12 @@ class TaskClient(Connected):
 
     # ------------------------------------------------------------ map
     @staticmethod
-    def _map_tasks(func: Callable[..., Any], items: Iterable[tuple[Any, ...]], chunksize: int,
-                   options: dict[str, Any]) -> Iterator[MapTask]:
+    def _map_tasks(
+        func: Callable[..., Any],
+        items: Iterable[tuple[Any, ...]],
+        chunksize: int,
+        options: dict[str, Any],
+    ) -> Iterator[MapTask]:
         """One MapTask per ``chunksize`` items; the function is pickled once for all."""
         data, bufs = dumps(func)
         fpickle = data if not bufs else None
@@ -180,7 +193,9 @@ class TaskClient(Connected):
         if chunk:
             yield _map_task(func, chunk, chunksize, options, fpickle)
 
-    def map(self, func: Callable[..., Any], *sequences: Any, chunksize: int = 1, **options: Any) -> list[Any]:
+    def map(
+        self, func: Callable[..., Any], *sequences: Any, chunksize: int = 1, **options: Any
+    ) -> list[Any]:
         """``map(func, *sequences)`` load balanced: one task per ``chunksize`` items.
 
         Results come in order; the first failing item's exception is raised.
@@ -199,8 +214,15 @@ class TaskClient(Connected):
         finally:
             progress.close()
 
-    def imap(self, func: Callable[..., Any], *iterables: Iterable[Any], chunksize: int = 1, ordered: bool = True,
-             window: int | None = None, **options: Any) -> Iterator[Any]:
+    def imap(
+        self,
+        func: Callable[..., Any],
+        *iterables: Iterable[Any],
+        chunksize: int = 1,
+        ordered: bool = True,
+        window: int | None = None,
+        **options: Any,
+    ) -> Iterator[Any]:
         """A lazy load-balanced map: works on unbounded iterables.
 
         At most ``window`` tasks (default 1024) are submitted and not yet consumed at
@@ -215,7 +237,9 @@ class TaskClient(Connected):
         tasks = self._map_tasks(func, zip(*iterables), chunksize, options)
         return self._imap(tasks, window, ordered, chunksize > 1)
 
-    def _imap(self, tasks: Iterator[MapTask], window: int, ordered: bool, chunked: bool) -> Iterator[Any]:
+    def _imap(
+        self, tasks: Iterator[MapTask], window: int, ordered: bool, chunked: bool
+    ) -> Iterator[Any]:
         inflight: deque[int] = deque()
         done: dict[int, Any] = {}
         exhausted = False
@@ -258,14 +282,26 @@ class TaskClient(Connected):
 
         return TaskExecutor(self, **task_options)
 
-    def mapper(self, clear_before: bool = False, clear_after: bool = False, retries: int = 0,
-               recovery_task: BaseTask | None = None, depend: Callable[..., bool] | None = None,
-               block: bool = True) -> TaskMapper:
+    def mapper(
+        self,
+        clear_before: bool = False,
+        clear_after: bool = False,
+        retries: int = 0,
+        recovery_task: BaseTask | None = None,
+        depend: Callable[..., bool] | None = None,
+        block: bool = True,
+    ) -> TaskMapper:
         return TaskMapper(self, clear_before, clear_after, retries, recovery_task, depend, block)
 
-    def parallel(self, clear_before: bool = False, clear_after: bool = False, retries: int = 0,
-                 recovery_task: BaseTask | None = None, depend: Callable[..., bool] | None = None,
-                 block: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def parallel(
+        self,
+        clear_before: bool = False,
+        clear_after: bool = False,
+        retries: int = 0,
+        recovery_task: BaseTask | None = None,
+        depend: Callable[..., bool] | None = None,
+        block: bool = True,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """A decorator: ``f(seq)`` maps ``f`` over ``seq`` as load-balanced tasks."""
         mapper = self.mapper(clear_before, clear_after, retries, recovery_task, depend, block)
 
@@ -280,8 +316,13 @@ class TaskClient(Connected):
         return decorate
 
 
-def _map_task(func: Callable[..., Any], chunk: list[tuple[Any, ...]], chunksize: int,
-              options: dict[str, Any], fpickle: bytes | None) -> MapTask:
+def _map_task(
+    func: Callable[..., Any],
+    chunk: list[tuple[Any, ...]],
+    chunksize: int,
+    options: dict[str, Any],
+    fpickle: bytes | None,
+) -> MapTask:
     if chunksize == 1:
         task = MapTask(func, chunk[0], **options)
     else:
@@ -294,9 +335,16 @@ def _map_task(func: Callable[..., Any], chunk: list[tuple[Any, ...]], chunksize:
 class TaskMapper:
     """``map`` with fixed task options; ``block=False`` returns the task ids."""
 
-    def __init__(self, task_controller: TaskClient, clear_before: bool = False, clear_after: bool = False,
-                 retries: int = 0, recovery_task: BaseTask | None = None,
-                 depend: Callable[..., bool] | None = None, block: bool = True) -> None:
+    def __init__(
+        self,
+        task_controller: TaskClient,
+        clear_before: bool = False,
+        clear_after: bool = False,
+        retries: int = 0,
+        recovery_task: BaseTask | None = None,
+        depend: Callable[..., bool] | None = None,
+        block: bool = True,
+    ) -> None:
         self.task_controller = task_controller
         self.clear_before = clear_before
         self.clear_after = clear_after
@@ -310,8 +358,13 @@ class TaskMapper:
             raise ValueError("all sequences must have equal length")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # depend: warned once, at mapper()
-            options: dict[str, Any] = dict(clear_before=self.clear_before, clear_after=self.clear_after,
-                                           retries=self.retries, recovery_task=self.recovery_task, depend=self.depend)
+            options: dict[str, Any] = dict(
+                clear_before=self.clear_before,
+                clear_after=self.clear_after,
+                retries=self.retries,
+                recovery_task=self.recovery_task,
+                depend=self.depend,
+            )
             tc = self.task_controller
             if self.block:
                 return tc.map(func, *sequences, **options)

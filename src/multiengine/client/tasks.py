@@ -28,7 +28,9 @@ def _check_retry_on(retry_on: Any) -> tuple[tuple[type[BaseException], ...], boo
     if retry_on == "engine":
         return (), True
     classes = retry_on if isinstance(retry_on, tuple) else (retry_on,)
-    if not classes or not all(isinstance(c, type) and issubclass(c, BaseException) for c in classes):
+    if not classes or not all(
+        isinstance(c, type) and issubclass(c, BaseException) for c in classes
+    ):
         raise TypeError(f"retry_on must be None, 'engine', or exception classes, not {retry_on!r}")
     return classes, any(issubclass(EngineError, c) for c in classes)
 
@@ -58,15 +60,21 @@ class BaseTask:
             if not callable(depend):
                 raise TypeError(f"depend must be callable, not {depend!r}")
             warnings.warn(
-                "depend= (engine properties) is deprecated: raise TaskRejectError in the task instead",
+                "depend= (engine properties) is deprecated: "
+                "raise TaskRejectError in the task instead",
                 DeprecationWarning,
                 stacklevel=3,
             )
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise TypeError(f"priority must be an int, not {priority!r}")
-        if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
-                                       or time_limit <= 0):
-            raise TypeError(f"time_limit must be a positive number of seconds or None, not {time_limit!r}")
+        if time_limit is not None and (
+            isinstance(time_limit, bool)
+            or not isinstance(time_limit, (int, float))
+            or time_limit <= 0
+        ):
+            raise TypeError(
+                f"time_limit must be a positive number of seconds or None, not {time_limit!r}"
+            )
         self.retry_classes, self.retry_lost = _check_retry_on(retry_on)
         self.clear_before = bool(clear_before)
         self.clear_after = bool(clear_after)
@@ -119,7 +127,9 @@ class StringTask(BaseTask):
 
     kind = "string"
 
-    def __init__(self, expression: str, pull: Any = None, push: dict[str, Any] | None = None, **options: Any) -> None:
+    def __init__(
+        self, expression: str, pull: Any = None, push: dict[str, Any] | None = None, **options: Any
+    ) -> None:
         if not isinstance(expression, str):
             raise TypeError("a task expression must be a string")
         if pull is not None:
@@ -135,7 +145,12 @@ class StringTask(BaseTask):
         self.push = push
 
     def _engine_spec(self) -> dict[str, Any]:
-        return {**super()._engine_spec(), "expression": self.expression, "pull": self.pull, "push": self.push}
+        return {
+            **super()._engine_spec(),
+            "expression": self.expression,
+            "pull": self.pull,
+            "push": self.push,
+        }
 
     def _desc(self) -> str:
         text = self.expression if len(self.expression) <= 60 else self.expression[:57] + "..."
@@ -148,7 +163,11 @@ class MapTask(BaseTask):
     kind = "map"
 
     def __init__(
-        self, function: Callable[..., Any], args: Any = None, kwargs: dict[str, Any] | None = None, **options: Any
+        self,
+        function: Callable[..., Any],
+        args: Any = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
     ) -> None:
         if not callable(function) or isinstance(function, (str, type(None))):
             raise TypeError("a task function must be callable (a FunctionType, lambda, builtin...)")
@@ -161,7 +180,9 @@ class MapTask(BaseTask):
         self.args = tuple(args or ())
         self.kwargs = dict(kwargs or {})
         self._function_pickle: bytes | None = None  # set by map, so a function is pickled once
-        self._chunk: list[tuple[Any, ...]] | None = None  # set by a chunked map: many calls, one task
+        self._chunk: list[tuple[Any, ...]] | None = (
+            None  # set by a chunked map: many calls, one task
+        )
 
     def _engine_spec(self) -> dict[str, Any]:
         spec = super()._engine_spec()
@@ -225,5 +246,9 @@ class TaskResult:
             raise self.failure
 
     def __repr__(self) -> str:
-        body = repr(self.results) if self.failure is None else f"failure={type(self.failure).__name__}: {self.failure}"
+        body = (
+            repr(self.results)
+            if self.failure is None
+            else f"failure={type(self.failure).__name__}: {self.failure}"
+        )
         return f"TaskResult[ID:{self.taskid}]:{body}"

@@ -22,7 +22,9 @@ NOT_RUNNING = 11
 
 
 def _profile_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-p", "--profile", default="default", help="cluster profile (default: %(default)s)")
+    p.add_argument(
+        "-p", "--profile", default="default", help="cluster profile (default: %(default)s)"
+    )
     p.add_argument("--cluster-dir", help="cluster directory (overrides --profile)")
 
 
@@ -30,38 +32,62 @@ def build_parser() -> argparse.ArgumentParser:
     from ..controller.main import add_arguments as controller_args
     from ..engine.main import add_arguments as engine_args
 
-    parser = argparse.ArgumentParser(prog="multiengine", description="Interactive parallel computing for Python.")
+    parser = argparse.ArgumentParser(
+        prog="multiengine", description="Interactive parallel computing for Python."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     cluster = sub.add_parser("cluster", help="create, start, stop and inspect clusters")
     csub = cluster.add_subparsers(dest="action", required=True)
     p = csub.add_parser("create", help="make a cluster directory with a default cluster.toml")
     _profile_args(p)
-    p.add_argument("--reset-config", action="store_true", help="overwrite cluster.toml with the defaults")
+    p.add_argument(
+        "--reset-config", action="store_true", help="overwrite cluster.toml with the defaults"
+    )
     p = csub.add_parser("start", help="start a controller and engines")
     _profile_args(p)
-    p.add_argument("-n", "--number", type=int, help="number of engines (default: cluster.toml, else 2)")
-    p.add_argument("--launcher", default=None,
-                   help="how to start engines: local, mpi, slurm, sge, pbs, ssh (default: cluster.toml, else local)")
+    p.add_argument(
+        "-n", "--number", type=int, help="number of engines (default: cluster.toml, else 2)"
+    )
+    p.add_argument(
+        "--launcher",
+        default=None,
+        help="how to start engines: local, mpi, slurm, sge, pbs, ssh "
+        "(default: cluster.toml, else local)",
+    )
     p.add_argument("--daemon", action="store_true", help="start in the background and return")
-    p.add_argument("--ip", help="interface for the controller to bind (default: cluster.toml, else 127.0.0.1)")
-    p.add_argument("--location", help="address engines and clients use to reach the controller (default: the --ip)")
-    p.add_argument("--curve", choices=("auto", "on", "off"),
-                   help="CurveZMQ encryption (default auto: on whenever the controller binds off loopback)")
+    p.add_argument(
+        "--ip", help="interface for the controller to bind (default: cluster.toml, else 127.0.0.1)"
+    )
+    p.add_argument(
+        "--location",
+        help="address engines and clients use to reach the controller (default: the --ip)",
+    )
+    p.add_argument(
+        "--curve",
+        choices=("auto", "on", "off"),
+        help="CurveZMQ encryption (default auto: on whenever the controller binds off loopback)",
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the engines")
     p = csub.add_parser("stop", help="stop a running cluster")
     _profile_args(p)
-    p.add_argument("--signal", type=int, default=int(signal.SIGINT), help="signal to send (default 2, SIGINT)")
+    p.add_argument(
+        "--signal", type=int, default=int(signal.SIGINT), help="signal to send (default 2, SIGINT)"
+    )
     p = csub.add_parser("list", help="list cluster directories")
     p = csub.add_parser("status", help="engines, queues and pending results")
     _profile_args(p)
 
     controller_args(sub.add_parser("controller", help="run a controller"))
     engine_args(sub.add_parser("engine", help="run an engine"))
-    bench = sub.add_parser("bench", help="benchmarks, side by side with ipyparallel and dask when installed")
+    bench = sub.add_parser(
+        "bench", help="benchmarks, side by side with ipyparallel and dask when installed"
+    )
     bench.add_argument("-n", type=int, default=2, help="engines (default 2)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions")
-    bench.add_argument("--peers", action="store_true", help="also run ipyparallel and dask if installed")
+    bench.add_argument(
+        "--peers", action="store_true", help="also run ipyparallel and dask if installed"
+    )
     return parser
 
 
@@ -117,15 +143,24 @@ def cmd_start(args: argparse.Namespace) -> int:
     cdir = _cdir(args).create()
     pid = cdir.read_pid(cdir.cluster_pid_file)
     if pid_alive(pid):
-        print(f"multiengine: cluster {cdir.profile!r} is already running (pid {pid})", file=sys.stderr)
+        print(
+            f"multiengine: cluster {cdir.profile!r} is already running (pid {pid})", file=sys.stderr
+        )
         return ALREADY_RUNNING
     cfg = cdir.config()
     n = args.number if args.number is not None else int(cfg.get("cluster", {}).get("engines", 2))
     launcher = args.launcher or cfg.get("cluster", {}).get("launcher", "local")
     if args.daemon:
         return _start_daemon(args, cdir, n, launcher)
-    cluster = Cluster(n, launcher=launcher, cluster_dir=cdir.path, ip=args.ip, location=args.location,
-                      curve=args.curve, timeout=args.timeout)
+    cluster = Cluster(
+        n,
+        launcher=launcher,
+        cluster_dir=cdir.path,
+        ip=args.ip,
+        location=args.location,
+        curve=args.curve,
+        timeout=args.timeout,
+    )
     cdir.write_pid(cdir.cluster_pid_file)
     stopping = []
 
@@ -138,12 +173,20 @@ def cmd_start(args: argparse.Namespace) -> int:
         cluster.start()
         ctl = cluster.controller_launcher
         where = f"controller pid {ctl.pids()[0]}" if ctl and ctl.pids() else "controller started"
-        print(f"cluster {cdir.profile!r} running: {cluster.n} engines ({launcher} launcher, "
-              f"{cluster.start_time:.2f} s to start), {where}", flush=True)
+        print(
+            f"cluster {cdir.profile!r} running: {cluster.n} engines ({launcher} launcher, "
+            f"{cluster.start_time:.2f} s to start), {where}",
+            flush=True,
+        )
         while not stopping:
-            why = cluster.controller_launcher.poll() if cluster.controller_launcher else "not started"
+            why = (
+                cluster.controller_launcher.poll() if cluster.controller_launcher else "not started"
+            )
             if why:
-                print(f"multiengine: the controller exited ({why}); stopping the cluster", file=sys.stderr)
+                print(
+                    f"multiengine: the controller exited ({why}); stopping the cluster",
+                    file=sys.stderr,
+                )
                 break
             time.sleep(0.1)
     finally:
@@ -163,22 +206,36 @@ def _start_daemon(args: argparse.Namespace, cdir: ClusterDir, n: int, launcher: 
     logpath = cdir.log / "cluster.log"
     start = logpath.stat().st_size if logpath.exists() else 0
     with open(logpath, "ab") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + args.timeout + 5
     while time.monotonic() < deadline:
         with open(logpath, "rb") as f:
             f.seek(start)
             text = f.read().decode(errors="replace")
         if "running:" in text:
-            print(f"cluster {cdir.profile!r} started in the background: {n} engines (pid {proc.pid})")
+            print(
+                f"cluster {cdir.profile!r} started in the background: {n} engines (pid {proc.pid})"
+            )
             return 0
         if proc.poll() is not None:
             last = text.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
-            print(f"multiengine: error: the cluster did not start: {last[0]} (see {logpath})", file=sys.stderr)
+            print(
+                f"multiengine: error: the cluster did not start: {last[0]} (see {logpath})",
+                file=sys.stderr,
+            )
             return 1
         time.sleep(0.05)
     proc.terminate()
-    print(f"multiengine: error: the cluster did not come up within {args.timeout:g} s; see {logpath}", file=sys.stderr)
+    print(
+        f"multiengine: error: the cluster did not come up within {args.timeout:g} s; see {logpath}",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -195,7 +252,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     if pid_alive(pid):
-        print(f"multiengine: error: cluster process {pid} did not stop within 15 s", file=sys.stderr)
+        print(
+            f"multiengine: error: cluster process {pid} did not stop within 15 s", file=sys.stderr
+        )
         return 1
     print(f"cluster {cdir.profile!r} stopped")
     return 0
@@ -208,11 +267,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     cdir = _cdir(args).require()
     with MultiEngineClient(cluster_dir=cdir.path, timeout=5) as mec:
         st = mec.status()
-    print(f"cluster {cdir.profile!r}: controller pid {st['pid']} on {st['host']}, up {st['uptime']:.0f} s")
+    print(
+        f"cluster {cdir.profile!r}: controller pid {st['pid']} on {st['host']}, "
+        f"up {st['uptime']:.0f} s"
+    )
     info = read_connection_file(cdir.client_file)
     security = "CurveZMQ encrypted, signed" if info.curve_serverkey else "signed, not encrypted"
     print(f"clients connect to {info.addresses['client']} ({security})")
-    print(f"{len(st['engines'])} engines; {st['pending_results']} pending results ({st['pending_bytes']} bytes)")
+    print(
+        f"{len(st['engines'])} engines; {st['pending_results']} pending results "
+        f"({st['pending_bytes']} bytes)"
+    )
     for e in st["engines"]:
         running = e["running"] or "idle"
         print(f"  engine {e['id']}: pid {e['pid']} on {e['host']}, {e['queue']} queued, {running}")

@@ -112,7 +112,12 @@ class Cluster:
     def engines(self) -> list[subprocess.Popen[bytes]]:
         """The local processes holding the engines: the engines themselves with ``local``,
         else ``mpiexec`` or the ssh connections (empty for batch jobs)."""
-        return [p for launcher in self.engine_launchers if isinstance(launcher, ProcessLauncher) for p in launcher.procs]
+        return [
+            p
+            for launcher in self.engine_launchers
+            if isinstance(launcher, ProcessLauncher)
+            for p in launcher.procs
+        ]
 
     # ------------------------------------------------------------ processes
     def _dir_args(self) -> list[str]:
@@ -120,9 +125,15 @@ class Cluster:
 
     def _controller_args(self) -> list[str]:
         args = ["controller", *self._dir_args(), "--parent-pid", str(os.getpid())]
-        for flag, value in (("--ip", self.ip), ("--location", self.location), ("--curve", self.curve),
-                            ("--heartbeat-period", self.heartbeat_period), ("--heartbeat-timeout", self.heartbeat_timeout),
-                            ("--task-failure-penalty", self.task_failure_penalty), ("--task-timeout", self.task_timeout)):
+        for flag, value in (
+            ("--ip", self.ip),
+            ("--location", self.location),
+            ("--curve", self.curve),
+            ("--heartbeat-period", self.heartbeat_period),
+            ("--heartbeat-timeout", self.heartbeat_timeout),
+            ("--task-failure-penalty", self.task_failure_penalty),
+            ("--task-timeout", self.task_timeout),
+        ):
             if value is not None:
                 args += [flag, str(value)]
         return args
@@ -130,9 +141,17 @@ class Cluster:
     def _make_controller_launcher(self) -> Launcher:
         """The cluster's launcher when its options ask it to run the controller; else ``local``."""
         if self.launcher_cls.runs_controller(self.launcher_options):
-            return self.launcher_cls(self.cluster_dir, 1, self._controller_args(), self.env, self.launcher_options,
-                                     role="controller")
-        return LocalLauncher(self.cluster_dir, 1, self._controller_args(), self.env, {}, role="controller")
+            return self.launcher_cls(
+                self.cluster_dir,
+                1,
+                self._controller_args(),
+                self.env,
+                self.launcher_options,
+                role="controller",
+            )
+        return LocalLauncher(
+            self.cluster_dir, 1, self._controller_args(), self.env, {}, role="controller"
+        )
 
     def start(self) -> Cluster:
         began = time.monotonic()
@@ -154,13 +173,26 @@ class Cluster:
                 log.error("cleaning up after a failed start: %s", e)
             raise
         self.start_time = time.monotonic() - began
-        log.info("cluster %s: %d engines registered in %.2f s (%s)", self.profile, self.n, self.start_time, self.launcher)
+        log.info(
+            "cluster %s: %d engines registered in %.2f s (%s)",
+            self.profile,
+            self.n,
+            self.start_time,
+            self.launcher,
+        )
         return self
 
     def _launch_engines(self, n: int) -> Launcher:
         argv = ["engine", *self._dir_args(), "--timeout", str(self.timeout)]
-        launcher = self.launcher_cls(self.cluster_dir, n, argv, self.env, self.launcher_options,
-                                     role="engines", first=self._engine_count + 1)
+        launcher = self.launcher_cls(
+            self.cluster_dir,
+            n,
+            argv,
+            self.env,
+            self.launcher_options,
+            role="engines",
+            first=self._engine_count + 1,
+        )
         self._engine_count += launcher.n
         self.engine_launchers.append(launcher)
         connection = None
@@ -182,10 +214,14 @@ class Cluster:
         while not self.cluster_dir.client_file.exists():
             self._check_controller()
             if time.monotonic() > deadline:
-                raise self._start_error("the controller did not write its connection file within the timeout")
+                raise self._start_error(
+                    "the controller did not write its connection file within the timeout"
+                )
             time.sleep(0.005)
 
-    def wait_for_engines(self, n: int, timeout: float | None = None, launchers: list[Launcher] | None = None) -> list[int]:
+    def wait_for_engines(
+        self, n: int, timeout: float | None = None, launchers: list[Launcher] | None = None
+    ) -> list[int]:
         """Block until at least ``n`` engines are registered; return their ids.
 
         ``launchers`` are asked, while waiting, whether their processes are still there,
@@ -202,18 +238,27 @@ class Cluster:
             for launcher in launchers or []:
                 why = launcher.poll()
                 if why:
-                    hint = self._reach_hint() if launcher.needs_connection_info else ""  # engines elsewhere
-                    raise self._start_error(f"{why} ({len(ids)} of {n} engines registered){hint}", launcher)
+                    hint = (
+                        self._reach_hint() if launcher.needs_connection_info else ""
+                    )  # engines elsewhere
+                    raise self._start_error(
+                        f"{why} ({len(ids)} of {n} engines registered){hint}", launcher
+                    )
             if time.monotonic() > deadline:
-                raise self._start_error(f"{len(ids)} of {n} engines registered within {self.timeout:g} s"
-                                        f"{self._reach_hint()}", *(launchers or []))
+                raise self._start_error(
+                    f"{len(ids)} of {n} engines registered within {self.timeout:g} s"
+                    f"{self._reach_hint()}",
+                    *(launchers or []),
+                )
             time.sleep(0.005 if self.launcher_cls.starts_with_controller else 0.05)
 
     def _probe(self) -> MultiEngineClient:
         if not self._clients:
             from ..client.multiengine import MultiEngineClient
 
-            self._clients.append(MultiEngineClient(cluster_dir=self.cluster_dir.path, timeout=self.timeout))
+            self._clients.append(
+                MultiEngineClient(cluster_dir=self.cluster_dir.path, timeout=self.timeout)
+            )
         return self._clients[0]  # type: ignore[no-any-return]
 
     def _check_controller(self) -> None:
@@ -233,8 +278,11 @@ class Cluster:
             return ""
         host = address.split("//", 1)[-1].rsplit(":", 1)[0].strip("[]")
         if host == "localhost" or host == "::1" or host.startswith("127."):
-            return (f"; the controller listens on {host} only, which engines on other hosts cannot reach: "
-                    "start it with --ip (Cluster(ip=...)) on an interface they can")
+            return (
+                f"; the controller listens on {host} only, "
+                "which engines on other hosts cannot reach: "
+                "start it with --ip (Cluster(ip=...)) on an interface they can"
+            )
         return ""
 
     def _start_error(self, why: str, *launchers: Launcher) -> ClusterStartError:
@@ -256,7 +304,10 @@ class Cluster:
             c.close()
         self._clients.clear()
         errors: list[BaseException] = []
-        for launcher in [*self.engine_launchers, *([self.controller_launcher] if self.controller_launcher else [])]:
+        for launcher in [
+            *self.engine_launchers,
+            *([self.controller_launcher] if self.controller_launcher else []),
+        ]:
             try:
                 launcher.stop(timeout)
             except Exception as e:  # noqa: BLE001 - stop the rest, then report
@@ -295,4 +346,7 @@ class Cluster:
         return {e["id"]: e["pid"] for e in self._probe().status()["engines"]}
 
     def __repr__(self) -> str:
-        return f"<Cluster {self.profile!r} n={self.n} launcher={self.launcher} dir={self.cluster_dir.path}>"
+        return (
+            f"<Cluster {self.profile!r} n={self.n} launcher={self.launcher} "
+            f"dir={self.cluster_dir.path}>"
+        )

@@ -61,7 +61,9 @@ class ClusterDir:
         return cls(base_dir() / f"cluster_{profile}")
 
     @classmethod
-    def find(cls, profile: str | None = None, cluster_dir: str | os.PathLike[str] | None = None) -> ClusterDir:
+    def find(
+        cls, profile: str | None = None, cluster_dir: str | os.PathLike[str] | None = None
+    ) -> ClusterDir:
         if cluster_dir is not None:
             return cls(cluster_dir)
         return cls.for_profile(profile or "default")

@@ -111,7 +111,9 @@ class Controller:
         next_sweep = time.monotonic() + self.hb_period
         while self._running:
             wake = self.scheduler.next_wakeup()
-            timeout = max(0.0, min(next_sweep, wake if wake is not None else next_sweep) - time.monotonic())
+            timeout = max(
+                0.0, min(next_sweep, wake if wake is not None else next_sweep) - time.monotonic()
+            )
             for sock, _ in poller.poll(int(timeout * 1000)):
                 handler = handlers[sock]
                 for _ in range(DRAIN):
@@ -128,7 +130,9 @@ class Controller:
                     try:
                         handler(msg)
                     except Exception:
-                        log.exception("error handling %r message; the controller goes on", msg.header.get("t"))
+                        log.exception(
+                            "error handling %r message; the controller goes on", msg.header.get("t")
+                        )
             self.scheduler.flush()
             now = time.monotonic()
             if wake is not None and now >= wake:
@@ -150,20 +154,34 @@ class Controller:
                 pass
 
     def _name(self, sock: zmq.Socket[Any]) -> str:
-        return {id(self.clients): "client", id(self.engine_sock): "engine"}.get(id(sock), "heartbeat")
+        return {id(self.clients): "client", id(self.engine_sock): "engine"}.get(
+            id(sock), "heartbeat"
+        )
 
     # ------------------------------------------------------------------ sending
-    def send_to_client(self, client: bytes, header: dict[str, Any], content: Any = b"", buffers: list[Any] | None = None) -> None:
-        self.clients.send_multipart(self.signer.frames(header, content, buffers or (), (client,)), copy=False)
-
+    def send_to_client(
+        self,
+        client: bytes,
+        header: dict[str, Any],
+        content: Any = b"",
+        buffers: list[Any] | None = None,
+    ) -> None:
+        self.clients.send_multipart(
+            self.signer.frames(header, content, buffers or (), (client,)), copy=False
+        )
 
     def interrupt_engine(self, engine: EngineState, cmd_id: Any, why: str) -> None:
         """Ask an engine's heartbeat thread to interrupt the command it runs."""
-        self.hb.send_multipart(self.signer.frames({"t": "interrupt", "cmd": cmd_id, "why": why}, b"", (), (engine.ident,)))
+        self.hb.send_multipart(
+            self.signer.frames(
+                {"t": "interrupt", "cmd": cmd_id, "why": why}, b"", (), (engine.ident,)
+            )
+        )
 
     def reply_value(self, msg: Message, value: Any) -> None:
-        self.send_to_client(_client_of(msg), {"t": "value", "id": msg.header.get("id")}, pack(value))
-
+        self.send_to_client(
+            _client_of(msg), {"t": "value", "id": msg.header.get("id")}, pack(value)
+        )
 
     def reply_error(self, client: bytes, msg_id: Any, ename: str, evalue: str) -> None:
         self.send_to_client(client, {"t": "error", "id": msg_id, "ename": ename, "evalue": evalue})
@@ -193,7 +211,12 @@ class Controller:
             self._on_task_message(msg)
         else:
             log.warning("unknown client message type %r", t)
-            self.reply_error(_client_of(msg), msg.header.get("id"), "ProtocolError", f"unknown message type {t!r}")
+            self.reply_error(
+                _client_of(msg),
+                msg.header.get("id"),
+                "ProtocolError",
+                f"unknown message type {t!r}",
+            )
 
     def _on_task_message(self, msg: Message) -> None:
         h = msg.header
@@ -258,7 +281,11 @@ class Controller:
                 cmd.extra = {"live": True}
             if xfer:
                 p = i if splits is not None else 0
-                cmd.xfer = {"sizes": xfer["sizes"][p], "n": xfer["n"][p], "piece": xfer.get("piece")}
+                cmd.xfer = {
+                    "sizes": xfer["sizes"][p],
+                    "n": xfer["n"][p],
+                    "piece": xfer.get("piece"),
+                }
                 by_part.setdefault(p, []).append(cmd)
             engine.queue.append(cmd)
         if xfer:
@@ -347,8 +374,18 @@ class Controller:
             self._on_reply(engine, msg)
         elif t == "output":  # live stdout/stderr: on to the client that asked for it
             cmd = engine.current if engine is not None else None
-            if engine is not None and cmd is not None and cmd.job is not None and cmd.cmd_id == msg.header.get("cmd"):
-                header = {"t": "output", "id": cmd.job.msg_id, "engine": engine.id, "name": msg.header.get("name")}
+            if (
+                engine is not None
+                and cmd is not None
+                and cmd.job is not None
+                and cmd.cmd_id == msg.header.get("cmd")
+            ):
+                header = {
+                    "t": "output",
+                    "id": cmd.job.msg_id,
+                    "engine": engine.id,
+                    "name": msg.header.get("name"),
+                }
                 self.send_to_client(cmd.job.client, header, msg.content)
         elif t == "chunk":
             if engine is not None and engine.incoming is not None and msg.buffers:
@@ -371,7 +408,12 @@ class Controller:
             self.engines[eid] = engine
             self.by_ident[ident] = engine
             log.info("Engine Info: %d %s %d", eid, engine.host, engine.pid)
-        reply = {"t": "registered", "id": engine.id, "hb_period": self.hb_period, "hb_timeout": self.hb_timeout}
+        reply = {
+            "t": "registered",
+            "id": engine.id,
+            "hb_period": self.hb_period,
+            "hb_timeout": self.hb_timeout,
+        }
         self.engine_sock.send_multipart(self.signer.frames(reply, b"", (), (ident,)))
         self.scheduler.schedule()
 
@@ -379,7 +421,9 @@ class Controller:
         cmd = engine.current
         h = msg.header
         if cmd is None or cmd.cmd_id != h.get("cmd"):
-            log.warning("engine %d answered command %r, which it was not running", engine.id, h.get("cmd"))
+            log.warning(
+                "engine %d answered command %r, which it was not running", engine.id, h.get("cmd")
+            )
             return
         status = h.get("status", "ok")
         enc = str(h.get("enc", "p"))
@@ -427,7 +471,12 @@ class Controller:
         sent_ahead = list(engine.ahead)  # never started: they go back to wait, not as failures
         engine.ahead.clear()
         current = engine.current
-        if current is not None and current.job is not None and engine.incoming is not None and engine.incoming["stream"]:
+        if (
+            current is not None
+            and current.job is not None
+            and engine.incoming is not None
+            and engine.incoming["stream"]
+        ):
             current.job.streamed = False  # the client gets the error as a whole result
         engine.current = None
         engine.incoming = None
@@ -442,7 +491,11 @@ class Controller:
                     self.scheduler.requeue(cmd.task)
                 continue
             assert cmd.job is not None
-            part = error_part("EngineError", f"engine {engine.id} was lost ({why}) with {cmd.desc} on it", engine.id)
+            part = error_part(
+                "EngineError",
+                f"engine {engine.id} was lost ({why}) with {cmd.desc} on it",
+                engine.id,
+            )
             if cmd.job.set_part(cmd.index, part):
                 self._complete(cmd.job)
         self.scheduler.schedule()
@@ -458,7 +511,9 @@ class Controller:
 
     def _sweep(self, now: float) -> None:
         if self.parent_pid and os.getppid() != self.parent_pid and not pid_alive(self.parent_pid):
-            log.warning("the process that started this controller (%d) has gone: stopping", self.parent_pid)
+            log.warning(
+                "the process that started this controller (%d) has gone: stopping", self.parent_pid
+            )
             self._running = False
         limit = now - self.hb_timeout
         for engine in [e for e in self.engines.values() if e.last_seen < limit]:
@@ -492,6 +547,3 @@ def _client_of(msg: Message) -> bytes:
     """Where replies to a client message go: its receiving socket, else the sender."""
     rt = msg.header.get("rt")
     return rt if isinstance(rt, bytes) else msg.idents[0]
-
-
-

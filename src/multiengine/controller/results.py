@@ -69,4 +69,6 @@ class ResultDesk:
             job.discarded = True
             if job.waiter is not None:
                 wc, wid = job.waiter
-                self._error(wc, wid, "AbortedPendingDeferredError", f"result {job.job_id} was flushed")
+                self._error(
+                    wc, wid, "AbortedPendingDeferredError", f"result {job.job_id} was flushed"
+                )

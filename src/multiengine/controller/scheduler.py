@@ -80,7 +80,9 @@ class Task:
 
 
 class TaskScheduler:
-    def __init__(self, ctl: Controller, failure_penalty: float = 1.0, idle_timeout: float = 30.0) -> None:
+    def __init__(
+        self, ctl: Controller, failure_penalty: float = 1.0, idle_timeout: float = 30.0
+    ) -> None:
         self.ctl = ctl
         self.failure_penalty = failure_penalty
         self.idle_timeout = idle_timeout
@@ -89,8 +91,12 @@ class TaskScheduler:
         self._next_tid = 0
         self._seq = 0
         self._waiters: dict[int, list[list[Any]]] = {}  # tid -> waiters [client, msg_id, ids, mode]
-        self._due: dict[int, tuple[list[Any], list[int]]] = {}  # answers to send at the end of this turn
-        self._penalties: list[tuple[float, int]] = []  # (until, tid): when a penalized task may go again
+        self._due: dict[
+            int, tuple[list[Any], list[int]]
+        ] = {}  # answers to send at the end of this turn
+        self._penalties: list[
+            tuple[float, int]
+        ] = []  # (until, tid): when a penalized task may go again
 
     # ------------------------------------------------------------ from clients
     def handle(self, client: bytes, msg: Message) -> None:
@@ -105,7 +111,9 @@ class TaskScheduler:
             if isinstance(ids, list):
                 self.results(client, h.get("id"), ids, str(h.get("mode", "all")))
             else:
-                self.ctl.reply_error(client, h.get("id"), "ProtocolError", "task_result needs a list of ids")
+                self.ctl.reply_error(
+                    client, h.get("id"), "ProtocolError", "task_result needs a list of ids"
+                )
         elif t == "task_abort":
             answer(msg, self.abort(h.get("tid")))
         elif t == "task_status":
@@ -116,7 +124,9 @@ class TaskScheduler:
         elif t == "task_spin":
             answer(msg, self.schedule())
         else:
-            self.ctl.reply_error(client, h.get("id"), "ProtocolError", f"unknown message type {t!r}")
+            self.ctl.reply_error(
+                client, h.get("id"), "ProtocolError", f"unknown message type {t!r}"
+            )
 
     def submit(self, client: bytes, header: dict[str, Any], frames: list[Any]) -> list[int]:
         tids = []
@@ -129,13 +139,23 @@ class TaskScheduler:
                 content = frames[pos]
                 buffers = frames[pos + 1 : pos + 1 + nbuf]
                 # buffers the client marked raw stay raw on the way to the engine
-                spec_raw = True if nbuf and all(i in raw for i in range(pos + 1, pos + 1 + nbuf)) else None
+                spec_raw = (
+                    True if nbuf and all(i in raw for i in range(pos + 1, pos + 1 + nbuf)) else None
+                )
                 pos += 1 + nbuf
                 tl = info.get("tl")
                 chain.append(
-                    Spec(content, list(buffers), spec_raw, str(info.get("kind", "map")), int(info.get("pri", 0)),
-                         max(0, int(info.get("retries", 0))), float(tl) if tl else None,
-                         bool(info.get("rl", True)), str(info.get("desc", "task")))
+                    Spec(
+                        content,
+                        list(buffers),
+                        spec_raw,
+                        str(info.get("kind", "map")),
+                        int(info.get("pri", 0)),
+                        max(0, int(info.get("retries", 0))),
+                        float(tl) if tl else None,
+                        bool(info.get("rl", True)),
+                        str(info.get("desc", "task")),
+                    )
                 )
             tid = self._next_tid
             self._next_tid += 1
@@ -166,7 +186,9 @@ class TaskScheduler:
                 self.ctl.interrupt_engine(engine, task.cmd.cmd_id, "abort")
             elif engine is not None and task.cmd in engine.queue:
                 engine.queue.remove(task.cmd)
-                self._finish(task, error_part("TaskAborted", f"task {tid} was aborted"), failed=True)
+                self._finish(
+                    task, error_part("TaskAborted", f"task {tid} was aborted"), failed=True
+                )
         return None
 
     def results(self, client: bytes, msg_id: Any, ids: list[Any], mode: str) -> None:
@@ -186,7 +208,12 @@ class TaskScheduler:
                 self._waiters.setdefault(t, []).append(waiter)
 
     def status(self, verbose: bool) -> dict[str, Any]:
-        buckets: dict[str, list[int]] = {"scheduled": [], "pending": [], "succeeded": [], "failed": []}
+        buckets: dict[str, list[int]] = {
+            "scheduled": [],
+            "pending": [],
+            "succeeded": [],
+            "failed": [],
+        }
         for t in self.tasks.values():
             buckets[t.state].append(t.tid)
         if verbose:
@@ -253,7 +280,9 @@ class TaskScheduler:
     def _assign(self, task: Task, engine: EngineState) -> None:
         spec = task.spec
         self.ctl.next_cmd_id += 1
-        cmd = Command(None, 0, "task", spec.desc, spec.content, spec.buffers, self.ctl.next_cmd_id, task=task)
+        cmd = Command(
+            None, 0, "task", spec.desc, spec.content, spec.buffers, self.ctl.next_cmd_id, task=task
+        )
         extra: dict[str, Any] = {}
         if spec.time_limit:
             extra["tl"] = spec.time_limit
@@ -297,7 +326,10 @@ class TaskScheduler:
                 continue
             task.unmet_since = task.unmet_since or now
             if now - task.unmet_since >= self.idle_timeout:
-                msg = f"task {tid} failed to execute due to unmet dependencies for {self.idle_timeout:g} seconds"
+                msg = (
+                    f"task {tid} failed to execute due to unmet dependencies "
+                    f"for {self.idle_timeout:g} seconds"
+                )
                 self._finish(task, error_part("TaskTimeout", msg), failed=True)
         self.schedule()
 
@@ -307,7 +339,11 @@ class TaskScheduler:
             return
         task.cmd = None
         if task.aborting:
-            self._finish(task, error_part("TaskAborted", f"task {task.tid} was aborted", engine.id), failed=True)
+            self._finish(
+                task,
+                error_part("TaskAborted", f"task {task.tid} was aborted", engine.id),
+                failed=True,
+            )
             return
         if part.status == "ok":
             self._finish(task, part, failed=False)
@@ -334,9 +370,17 @@ class TaskScheduler:
         if task.done:
             return
         task.cmd = None
-        part = error_part("EngineError", f"engine {engine_id} was lost ({why}) while running task {task.tid}", engine_id)
+        part = error_part(
+            "EngineError",
+            f"engine {engine_id} was lost ({why}) while running task {task.tid}",
+            engine_id,
+        )
         if task.aborting:
-            self._finish(task, error_part("TaskAborted", f"task {task.tid} was aborted", engine_id), failed=True)
+            self._finish(
+                task,
+                error_part("TaskAborted", f"task {task.tid} was aborted", engine_id),
+                failed=True,
+            )
         elif task.spec.retry_lost:
             self._retry_or_fail(task, engine_id, part)
         else:
@@ -406,9 +450,27 @@ class TaskScheduler:
                 continue
             p = task.result
             started = task.started or task.submitted
-            run_time = p.run_time if isinstance(p.run_time, (int, float)) else (task.completed or started) - started
-            items.append([tid, task.state, task.spec.kind, p.engine_id, p.status, p.enc, len(p.frames) - 1,
-                          task.submitted, task.completed, run_time, p.sizes, p.piece])
+            run_time = (
+                p.run_time
+                if isinstance(p.run_time, (int, float))
+                else (task.completed or started) - started
+            )
+            items.append(
+                [
+                    tid,
+                    task.state,
+                    task.spec.kind,
+                    p.engine_id,
+                    p.status,
+                    p.enc,
+                    len(p.frames) - 1,
+                    task.submitted,
+                    task.completed,
+                    run_time,
+                    p.sizes,
+                    p.piece,
+                ]
+            )
             raw.extend(range(len(frames) + 1, len(frames) + len(p.frames)))
             frames.extend(p.frames)
         header: dict[str, Any] = {"t": "task_results", "id": msg_id, "items": items}

@@ -23,22 +23,31 @@ def resolve_targets(targets: Any, engines: Collection[int]) -> list[int]:
         if not engines:
             raise BadTargets(
                 "NoEnginesRegistered",
-                "There are no engines registered. Check the logs if you think there should have been.",
+                "There are no engines registered. "
+                "Check the logs if you think there should have been.",
             )
         return sorted(engines)
     if isinstance(targets, bool):
-        raise BadTargets("InvalidEngineID", f"targets argument is not an int, list of ints or 'all': {targets!r}")
+        raise BadTargets(
+            "InvalidEngineID", f"targets argument is not an int, list of ints or 'all': {targets!r}"
+        )
     if isinstance(targets, int):
         targets = [targets]
-    if not isinstance(targets, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in targets):
-        raise BadTargets("InvalidEngineID", f"targets argument is not an int, list of ints or 'all': {targets!r}")
+    if not isinstance(targets, list) or not all(
+        isinstance(t, int) and not isinstance(t, bool) for t in targets
+    ):
+        raise BadTargets(
+            "InvalidEngineID", f"targets argument is not an int, list of ints or 'all': {targets!r}"
+        )
     for t in targets:
         if t not in engines:
             raise BadTargets("InvalidEngineID", f"Engine with id {t} is not registered")
     return targets
 
 
-def per_target_payloads(content: Any, buffers: list[Any], splits: list[int] | None, n: int) -> list[tuple[Any, list[Any]]]:
+def per_target_payloads(
+    content: Any, buffers: list[Any], splits: list[int] | None, n: int
+) -> list[tuple[Any, list[Any]]]:
     """(content, buffers) for each of ``n`` targets: the same for all, or cut by ``splits``."""
     if splits is None:
         return [(content, buffers)] * n

@@ -27,10 +27,14 @@ log = logging.getLogger("multiengine.controller")
 class Transfers:
     def __init__(self, ctl: Controller) -> None:
         self.ctl = ctl
-        self._expected: dict[tuple[bytes, Any], list[Any]] = {}  # (client, msg id) -> [cmds by part, pieces left]
+        self._expected: dict[
+            tuple[bytes, Any], list[Any]
+        ] = {}  # (client, msg id) -> [cmds by part, pieces left]
 
     # ------------------------------------------------------------ client -> engines
-    def expect(self, client: bytes, msg_id: Any, by_part: dict[int, list[Command]], count: int) -> None:
+    def expect(
+        self, client: bytes, msg_id: Any, by_part: dict[int, list[Command]], count: int
+    ) -> None:
         self._expected[(client, msg_id)] = [by_part, count]
 
     def client_piece(self, client: bytes, msg: Message) -> None:
@@ -54,7 +58,8 @@ class Transfers:
             del self._expected[key]
 
     def dispatched(self, engine: EngineState, cmd: Command) -> None:
-        """The command has gone to the engine: send the pieces it holds; later ones follow directly."""
+        """The command has gone to the engine: send the pieces it holds;
+        later ones follow directly."""
         for piece in cmd.pieces:
             self.send_piece(engine, cmd, piece)
         cmd.pieces = []
@@ -63,21 +68,44 @@ class Transfers:
     def send_piece(self, engine: EngineState, cmd: Command, piece: Any) -> None:
         ctl = self.ctl
         header = {"t": "chunk", "cmd": cmd.cmd_id, "raw": True}
-        ctl.engine_sock.send_multipart(ctl.signer.frames(header, b"", (piece,), (engine.ident,)), copy=False)
+        ctl.engine_sock.send_multipart(
+            ctl.signer.frames(header, b"", (piece,), (engine.ident,)), copy=False
+        )
 
     # ------------------------------------------------------------ engine -> client
     def reply_announced(
-        self, engine: EngineState, cmd: Command, status: str, enc: str, flags: Any, xfer: dict[str, Any], content: Any
+        self,
+        engine: EngineState,
+        cmd: Command,
+        status: str,
+        enc: str,
+        flags: Any,
+        xfer: dict[str, Any],
+        content: Any,
     ) -> None:
         job = cmd.job
         stream = job is not None and job.block and len(job.targets) == 1 and not job.discarded
-        engine.incoming = {"status": status, "enc": enc, "content": content, "sizes": xfer["sizes"],
-                           "piece": xfer.get("piece"), "left": xfer["n"], "pieces": [], "stream": stream,
-                           "flags": flags, "rt": None}
+        engine.incoming = {
+            "status": status,
+            "enc": enc,
+            "content": content,
+            "sizes": xfer["sizes"],
+            "piece": xfer.get("piece"),
+            "left": xfer["n"],
+            "pieces": [],
+            "stream": stream,
+            "flags": flags,
+            "rt": None,
+        }
         if stream and job is not None:
             job.streamed = True
-            head = {"t": "result", "id": job.msg_id, "job": job.job_id, "stream": xfer["n"],
-                    "parts": [[engine.id, status, enc, xfer["n"], xfer["sizes"], xfer.get("piece")]]}
+            head = {
+                "t": "result",
+                "id": job.msg_id,
+                "job": job.job_id,
+                "stream": xfer["n"],
+                "parts": [[engine.id, status, enc, xfer["n"], xfer["sizes"], xfer.get("piece")]],
+            }
             self.ctl.send_to_client(job.client, head, b"", [content])
 
     def engine_piece(self, engine: EngineState, piece: Any) -> None:
@@ -86,7 +114,9 @@ class Transfers:
         if inc is None or cmd is None:
             return
         if inc["stream"] and cmd.job is not None:
-            self.ctl.send_to_client(cmd.job.client, {"t": "chunk", "id": cmd.job.msg_id, "raw": True}, b"", [piece])
+            self.ctl.send_to_client(
+                cmd.job.client, {"t": "chunk", "id": cmd.job.msg_id, "raw": True}, b"", [piece]
+            )
         else:
             inc["pieces"].append(piece)
         inc["left"] -= 1
@@ -94,7 +124,14 @@ class Transfers:
             return
         engine.incoming = None
         self.ctl.next_current(engine)
-        part = Part(engine.id, inc["status"], inc["enc"], [inc["content"], *inc["pieces"]], inc["sizes"], inc["piece"])
+        part = Part(
+            engine.id,
+            inc["status"],
+            inc["enc"],
+            [inc["content"], *inc["pieces"]],
+            inc["sizes"],
+            inc["piece"],
+        )
         part.flags = inc["flags"] if isinstance(inc["flags"], dict) else None
         part.run_time = inc["rt"]
         self.ctl.finish_reply(engine, cmd, part)

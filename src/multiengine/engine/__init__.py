@@ -16,5 +16,9 @@ def get_engine(engine_id: int | None = None) -> Any:
     The seed's ``get_engine(id)``: call it from code executed on an engine.
     """
     if _current is None or (engine_id is not None and engine_id != _current.engine_id):
-        raise LookupError(f"no engine {engine_id if engine_id is not None else ''} in this process".replace("  ", " "))
+        raise LookupError(
+            f"no engine {engine_id if engine_id is not None else ''} in this process".replace(
+                "  ", " "
+            )
+        )
     return _current

@@ -73,14 +73,20 @@ def pull_serialized(interp: Interpreter, keys: Any) -> Any:
     return [serialize(_lookup(interp, k)) for k in keys]
 
 
-def apply(interp: Interpreter, f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def apply(
+    interp: Interpreter, f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     f = rebind_globals(f, interp.namespace)
     return f(*args, **kwargs)
 
 
 def map_chunk(interp: Interpreter, f: Any, items: list[tuple[Any, ...]]) -> list[Any]:
     if isinstance(f, str):  # a name on the engines, or a builtin such as 'abs'
-        f = interp.namespace[f] if f in interp.namespace else getattr(builtins, f, None) or _lookup(interp, f)
+        f = (
+            interp.namespace[f]
+            if f in interp.namespace
+            else getattr(builtins, f, None) or _lookup(interp, f)
+        )
     elif isinstance(f, types.FunctionType):
         f = rebind_globals(f, interp.namespace)
     return [f(*item) for item in items]
@@ -151,7 +157,6 @@ def _result_with_id(f: Callable[..., dict[str, Any]]) -> Callable[..., dict[str,
         return r
 
     return wrapped
-
 
 
 COMMANDS: dict[str, Callable[..., Any]] = {

@@ -33,24 +33,40 @@ def read_stdin_connection() -> tuple[ConnectionInfo, str]:
 
     line = sys.stdin.readline()
     if not line.strip():
-        raise ConnectionFileError("--connection-file -: stdin closed before the connection info arrived")
+        raise ConnectionFileError(
+            "--connection-file -: stdin closed before the connection info arrived"
+        )
     try:
         data = json.loads(line)
     except ValueError as e:
-        raise ConnectionFileError(f"--connection-file -: the first line of stdin is not JSON: {e}") from None
+        raise ConnectionFileError(
+            f"--connection-file -: the first line of stdin is not JSON: {e}"
+        ) from None
     if not isinstance(data, dict):
-        raise ConnectionFileError("--connection-file -: the first line of stdin is not a JSON object")
+        raise ConnectionFileError(
+            "--connection-file -: the first line of stdin is not a JSON object"
+        )
     return ConnectionInfo.from_json(data, "stdin"), line.strip()
 
 
 def run_group(text: str, n: int, engine_args: list[str], grace: float = 5.0) -> int:
-    """Run ``n`` engines until stdin closes or this process is told to stop; return their worst exit code."""
+    """Run ``n`` engines until stdin closes or this process is told to stop;
+    return their worst exit code."""
     env = {**os.environ, ENV_VAR: text}
     procs = [
-        subprocess.Popen([sys.executable, "-m", "multiengine", "engine", *engine_args], env=env, stdin=subprocess.DEVNULL)
+        subprocess.Popen(
+            [sys.executable, "-m", "multiengine", "engine", *engine_args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
         for _ in range(n)
     ]
-    log.info("engine group %d: started %d engines (pids %s)", os.getpid(), n, ", ".join(str(p.pid) for p in procs))
+    log.info(
+        "engine group %d: started %d engines (pids %s)",
+        os.getpid(),
+        n,
+        ", ".join(str(p.pid) for p in procs),
+    )
     done = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

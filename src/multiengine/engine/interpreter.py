@@ -26,8 +26,23 @@ __all__ = ["Interpreter", "HIDDEN_NAMES"]
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
 
 HIDDEN_NAMES = frozenset(
-    ["__name__", "__builtins__", "__doc__", "__package__", "__loader__", "__spec__",
-     "_ih", "_oh", "In", "Out", "_", "__", "___", "input", "raw_input"]
+    [
+        "__name__",
+        "__builtins__",
+        "__doc__",
+        "__package__",
+        "__loader__",
+        "__spec__",
+        "_ih",
+        "_oh",
+        "In",
+        "Out",
+        "_",
+        "__",
+        "___",
+        "input",
+        "raw_input",
+    ]
 )
 
 

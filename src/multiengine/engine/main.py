@@ -32,7 +32,9 @@ log = logging.getLogger("multiengine.engine")
 
 
 class Engine:
-    def __init__(self, info: ConnectionInfo, desired_id: int | None = None, mpi: Any = None) -> None:
+    def __init__(
+        self, info: ConnectionInfo, desired_id: int | None = None, mpi: Any = None
+    ) -> None:
         self.info = info
         self.signer = Signer(info.key)
         self.ctx = zmq.Context()
@@ -55,7 +57,9 @@ class Engine:
         self.terminating = False
         self._backlog: list[Any] = []  # messages read early, handled next
         self._running: Any = None  # id of the command user code is running for, else None
-        self._revoked: dict[Any, str] = {}  # commands not started yet -> "interrupt", "abort" or "revoke"
+        self._revoked: dict[
+            Any, str
+        ] = {}  # commands not started yet -> "interrupt", "abort" or "revoke"
         self._last_started = -1  # command ids only grow: older marks can be forgotten
         self._start_lock = threading.Lock()
         self._sigint_handled = True
@@ -66,9 +70,16 @@ class Engine:
 
     # ------------------------------------------------------------ registration
     def register(self, timeout: float = 10.0) -> int:
-        header = {"t": "register", "desired_id": self.desired_id, "pid": os.getpid(), "host": socket.gethostname()}
+        header = {
+            "t": "register",
+            "desired_id": self.desired_id,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+        }
         deadline = time.monotonic() + timeout
-        self.sock.setsockopt(zmq.SNDTIMEO, max(1, int(timeout * 1000)))  # no pipe yet: do not block forever
+        self.sock.setsockopt(
+            zmq.SNDTIMEO, max(1, int(timeout * 1000))
+        )  # no pipe yet: do not block forever
         while True:
             try:
                 self._send(self.signer.frames(header))
@@ -79,7 +90,9 @@ class Engine:
                 if msg is not None and msg.header["t"] == "registered":
                     break
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"no answer from the controller at {self.info.url('engine')} in {timeout:g} s")
+                raise TimeoutError(
+                    f"no answer from the controller at {self.info.url('engine')} in {timeout:g} s"
+                )
         self.sock.setsockopt(zmq.SNDTIMEO, -1)
         self.id = int(msg.header["id"])
         self.hb_period = float(msg.header.get("hb_period", 0.5))
@@ -150,7 +163,9 @@ class Engine:
                 return
             self._interrupted = why
             self._sigint_handled = False
-        threading.Thread(target=self._signal_main, args=(running,), name="multiengine-interrupt", daemon=True).start()
+        threading.Thread(
+            target=self._signal_main, args=(running,), name="multiengine-interrupt", daemon=True
+        ).start()
 
     def _signal_main(self, running: Any) -> None:
         """SIGINT to the main thread, again until its handler has run (off the heartbeat thread).
@@ -197,17 +212,23 @@ class Engine:
         asm = chunks.Assembler(xfer["sizes"], xfer.get("piece"))
         while not asm.done:
             if not self.sock.poll(int(timeout * 1000)):
-                raise TimeoutError(f"a transfer stalled: {asm.received} of {asm.expected} pieces arrived")
+                raise TimeoutError(
+                    f"a transfer stalled: {asm.received} of {asm.expected} pieces arrived"
+                )
             msg = self._recv()
             if msg is None:
                 continue
             if msg.header["t"] != "chunk" or not msg.buffers:
                 self._backlog.append(msg)  # not ours: handled after this command
-                raise ValueError(f"a transfer broke off after {asm.received} of {asm.expected} pieces")
+                raise ValueError(
+                    f"a transfer broke off after {asm.received} of {asm.expected} pieces"
+                )
             asm.add(msg.buffers[0])
         return asm.buffers
 
-    def _classify(self, e: BaseException, h: dict[str, Any]) -> tuple[BaseException, dict[str, Any]]:
+    def _classify(
+        self, e: BaseException, h: dict[str, Any]
+    ) -> tuple[BaseException, dict[str, Any]]:
         """Turn an interrupt into the error it stands for; collect the scheduler's flags."""
         from ..errors import TaskAborted, TaskTimeout
 
@@ -216,12 +237,17 @@ class Engine:
         flags: dict[str, Any] = dict(getattr(e, "_multiengine_task", None) or {})
         if isinstance(e, _Revoked):
             if e.why == "abort":
-                return TaskAborted("the task was aborted before it ran"), {"why": "aborted", "retry": False}
+                return TaskAborted("the task was aborted before it ran"), {
+                    "why": "aborted",
+                    "retry": False,
+                }
             if e.why == "interrupt":
                 return KeyboardInterrupt(), {"why": None, "retry": False}
             return e, {"why": "revoked", "retry": False}
         if isinstance(e, KeyboardInterrupt) and why == "timeout":
-            e = TaskTimeout(f"the task exceeded its time limit of {float(h['tl']):g} s and was interrupted")
+            e = TaskTimeout(
+                f"the task exceeded its time limit of {float(h['tl']):g} s and was interrupted"
+            )
             flags.update(why="timeout", retry=False)
         elif isinstance(e, KeyboardInterrupt) and why == "abort":
             e = TaskAborted("the task was aborted while it ran")
@@ -245,8 +271,13 @@ class Engine:
         flags: dict[str, Any] | None = None,
         run_time: float = 0.0,
     ) -> None:
-        reply: dict[str, Any] = {"t": "reply", "cmd": cmd_id, "status": status, "enc": "p" if status == "ok" else "m",
-                                 "rt": round(run_time, 6)}
+        reply: dict[str, Any] = {
+            "t": "reply",
+            "cmd": cmd_id,
+            "status": status,
+            "enc": "p" if status == "ok" else "m",
+            "rt": round(run_time, 6),
+        }
         if flags:
             reply["task"] = flags
         if buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD:
@@ -364,12 +395,23 @@ class _Revoked(Exception):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-p", "--profile", default="default", help="cluster profile (default: %(default)s)")
+    p.add_argument(
+        "-p", "--profile", default="default", help="cluster profile (default: %(default)s)"
+    )
     p.add_argument("--cluster-dir", help="cluster directory (overrides --profile)")
-    p.add_argument("--connection-file", help="path of engine.json (overrides the cluster directory); "
-                   "'-' reads it from stdin and stops the engines when stdin closes (used by the ssh launcher)")
-    p.add_argument("-n", "--number", type=int, default=1,
-                   help="with --connection-file -: how many engines to start (default 1)")
+    p.add_argument(
+        "--connection-file",
+        help="path of engine.json (overrides the cluster directory); "
+        "'-' reads it from stdin and stops the engines when stdin closes "
+        "(used by the ssh launcher)",
+    )
+    p.add_argument(
+        "-n",
+        "--number",
+        type=int,
+        default=1,
+        help="with --connection-file -: how many engines to start (default 1)",
+    )
     p.add_argument("--mpi", action="store_true", help="initialise mpi4py; request id = MPI rank")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the controller")
     p.add_argument("--log-level", default="INFO")
@@ -417,7 +459,9 @@ def main(args: argparse.Namespace) -> int:
         except KernelError as e:
             print(f"multiengine engine: {e}", file=sys.stderr)
             return 2
-        passed = ["--timeout", str(args.timeout), "--log-level", str(args.log_level)] + (["--mpi"] if args.mpi else [])
+        passed = ["--timeout", str(args.timeout), "--log-level", str(args.log_level)] + (
+            ["--mpi"] if args.mpi else []
+        )
         return run_group(text, max(1, args.number), passed)
     try:
         info = _find_connection(args)
@@ -430,8 +474,11 @@ def main(args: argparse.Namespace) -> int:
         try:
             from mpi4py import MPI as mpi  # type: ignore[import-not-found,no-redef]
         except ImportError as e:
-            print(f"multiengine engine: --mpi needs mpi4py and an MPI library (pip install multiengine[mpi]): {e}",
-                  file=sys.stderr)
+            print(
+                "multiengine engine: --mpi needs mpi4py and an MPI library "
+                f"(pip install multiengine[mpi]): {e}",
+                file=sys.stderr,
+            )
             return 2
 
         mpi.size = mpi.COMM_WORLD.Get_size()

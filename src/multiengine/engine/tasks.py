@@ -73,7 +73,13 @@ def run_task(interp: Interpreter, spec: dict[str, Any]) -> Any:
             if spec.get("clear_after"):
                 interp.reset()
     except BaseException as e:
-        why = "unmet" if isinstance(e, UnmetDependency) else "reject" if isinstance(e, TaskRejectError) else None
+        why = (
+            "unmet"
+            if isinstance(e, UnmetDependency)
+            else "reject"
+            if isinstance(e, TaskRejectError)
+            else None
+        )
         retry_on = spec.get("retry_on", (Exception,))  # () when only engine loss is retried
         e._multiengine_task = {"why": why, "retry": isinstance(e, retry_on)}  # type: ignore[attr-defined]
         raise

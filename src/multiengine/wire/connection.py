@@ -61,7 +61,9 @@ class ConnectionInfo:
             addresses = dict(data["addresses"])
             scheme = data.get("signature_scheme", "hmac-sha256")
         except (KeyError, TypeError, ValueError) as e:
-            raise ConnectionFileError(f"{source} is not a valid multiengine connection file: {e}") from None
+            raise ConnectionFileError(
+                f"{source} is not a valid multiengine connection file: {e}"
+            ) from None
         if scheme != "hmac-sha256":
             raise ConnectionFileError(f"{source}: unsupported signature scheme {scheme!r}")
         known = {"key", "addresses", "signature_scheme", "curve_serverkey"}

@@ -54,7 +54,9 @@ def make_client(sock: zmq.Socket[Any], serverkey: str | bytes | None) -> None:
     if not available():
         from ..errors import KernelError
 
-        raise KernelError("the controller requires CurveZMQ encryption but this pyzmq/libzmq has no Curve support")
+        raise KernelError(
+            "the controller requires CurveZMQ encryption but this pyzmq/libzmq has no Curve support"
+        )
     public, secret = zmq.curve_keypair()
     sock.curve_serverkey = serverkey.encode() if isinstance(serverkey, str) else serverkey
     sock.curve_publickey = public

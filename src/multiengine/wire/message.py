@@ -80,7 +80,9 @@ class Signer:
             raise ValueError("a signing key is required")
         self._base = hmac.new(key, digestmod=hashlib.sha256)
 
-    def signature(self, header: bytes, content: Any, buffers: Sequence[Any], raw: Any = None) -> bytes:
+    def signature(
+        self, header: bytes, content: Any, buffers: Sequence[Any], raw: Any = None
+    ) -> bytes:
         """HMAC over the header, the content and every buffer; of the buffers that
         ``raw`` names (``True``: all of them) only the length is covered."""
         h = self._base.copy()
@@ -134,7 +136,11 @@ class Signer:
         except Exception:
             header = None
         raw = header.get("raw") if isinstance(header, dict) else None
-        if not (raw is None or raw is True or (isinstance(raw, list) and all(type(i) is int for i in raw))):
+        if not (
+            raw is None
+            or raw is True
+            or (isinstance(raw, list) and all(type(i) is int for i in raw))
+        ):
             raise WireError("malformed raw-buffer list in the header")
         expected = self.signature(hbytes, content, buffers, raw)
         if not hmac.compare_digest(sig, expected):

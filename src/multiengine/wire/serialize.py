@@ -34,7 +34,10 @@ def _bytes_from_buffer(buf: Any) -> bytes:
 
 
 _INSTALLED = tuple(
-    {os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages())}
+    {
+        os.path.realpath(p) + os.sep
+        for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages())
+    }
 )
 _by_value_checked: set[str] = set()
 
@@ -246,7 +249,9 @@ def serialize(obj: Any) -> Serialized:
         if obj.size == 0:
             raise SerializationError("You cannot send a length 0 array")
         arr = np.ascontiguousarray(obj)
-        return Serialized(memoryview(arr).cast("B"), "ndarray", {"shape": arr.shape, "dtype": arr.dtype.str})
+        return Serialized(
+            memoryview(arr).cast("B"), "ndarray", {"shape": arr.shape, "dtype": arr.dtype.str}
+        )
     data, buffers = dumps(obj)
     if buffers:  # keep a Serialized self-contained: buffers go back into the stream
         try:

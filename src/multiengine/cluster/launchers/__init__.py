@@ -13,7 +13,8 @@ from .ssh import SSHLauncher
 __all__ = ["LAUNCHERS", "Launcher", "LaunchError", "launcher_class"]
 
 LAUNCHERS: dict[str, type[Launcher]] = {
-    cls.name: cls for cls in (LocalLauncher, MPILauncher, SlurmLauncher, SGELauncher, PBSLauncher, SSHLauncher)
+    cls.name: cls
+    for cls in (LocalLauncher, MPILauncher, SlurmLauncher, SGELauncher, PBSLauncher, SSHLauncher)
 }
 
 
@@ -21,4 +22,6 @@ def launcher_class(name: str) -> type[Launcher]:
     try:
         return LAUNCHERS[name]
     except KeyError:
-        raise ValueError(f"unknown launcher {name!r}: choose one of {', '.join(LAUNCHERS)}") from None
+        raise ValueError(
+            f"unknown launcher {name!r}: choose one of {', '.join(LAUNCHERS)}"
+        ) from None

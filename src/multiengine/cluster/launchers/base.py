@@ -25,7 +25,15 @@ from typing import Any, ClassVar
 from ...errors import KernelError
 from ..paths import ClusterDir
 
-__all__ = ["Launcher", "LaunchError", "ClusterStartError", "ProcessLauncher", "tail", "require_command", "run_command"]
+__all__ = [
+    "Launcher",
+    "LaunchError",
+    "ClusterStartError",
+    "ProcessLauncher",
+    "tail",
+    "require_command",
+    "run_command",
+]
 
 
 class ClusterStartError(KernelError):
@@ -51,17 +59,25 @@ def require_command(launcher: str, cmd: str, hint: str) -> str:
     return found
 
 
-def run_command(launcher: str, argv: list[str], timeout: float = 60.0, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Run a resource manager's command; its failure becomes a :class:`LaunchError` with its output."""
+def run_command(
+    launcher: str, argv: list[str], timeout: float = 60.0, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run a resource manager's command; its failure becomes a :class:`LaunchError`
+    with its output."""
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
     except FileNotFoundError:
         raise LaunchError(f"{launcher} launcher: {argv[0]!r} was not found") from None
     except subprocess.TimeoutExpired as e:
-        raise LaunchError(f"{launcher} launcher: `{shlex.join(argv)}` did not finish within {timeout:g} s") from e
+        raise LaunchError(
+            f"{launcher} launcher: `{shlex.join(argv)}` did not finish within {timeout:g} s"
+        ) from e
     if r.returncode != 0:
         out = (r.stdout + r.stderr).strip() or "(no output)"
-        raise LaunchError(f"{launcher} launcher: `{shlex.join(argv)}` failed with exit code {r.returncode}:\n{out}")
+        raise LaunchError(
+            f"{launcher} launcher: `{shlex.join(argv)}` failed "
+            f"with exit code {r.returncode}:\n{out}"
+        )
     return r
 
 
@@ -82,8 +98,16 @@ class Launcher(ABC):
     #: files: they wait for its connection file), which saves a controller start-up.
     starts_with_controller: ClassVar[bool] = False
 
-    def __init__(self, cluster_dir: ClusterDir, n: int, argv: list[str], env: dict[str, str],
-                 options: dict[str, Any] | None = None, role: str = "engines", first: int = 1) -> None:
+    def __init__(
+        self,
+        cluster_dir: ClusterDir,
+        n: int,
+        argv: list[str],
+        env: dict[str, str],
+        options: dict[str, Any] | None = None,
+        role: str = "engines",
+        first: int = 1,
+    ) -> None:
         self.cluster_dir = cluster_dir
         self.n = n
         self.argv = list(argv)
@@ -94,7 +118,10 @@ class Launcher(ABC):
         unknown = set(self.options) - set(self.options_doc)
         if unknown:
             known = ", ".join(sorted(self.options_doc)) or "none"
-            raise ValueError(f"{self.name} launcher: unknown option(s) {', '.join(sorted(unknown))} (known: {known})")
+            raise ValueError(
+                f"{self.name} launcher: unknown option(s) {', '.join(sorted(unknown))} "
+                f"(known: {known})"
+            )
         self.log_dir = cluster_dir.log
         self.started_at: float | None = None
 
@@ -142,11 +169,20 @@ class ProcessLauncher(Launcher):
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
 
-    def spawn(self, argv: list[str], logname: str, stdin: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, argv: list[str], logname: str, stdin: Any = subprocess.DEVNULL
+    ) -> subprocess.Popen[bytes]:
         path = self.log_dir / logname
         with open(path, "ab") as log:
-            proc = subprocess.Popen(argv, stdin=stdin, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, env=self.env, cwd=os.getcwd())
+            proc = subprocess.Popen(
+                argv,
+                stdin=stdin,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=self.env,
+                cwd=os.getcwd(),
+            )
         self.procs.append(proc)
         self.logs.append(path)
         return proc

@@ -32,11 +32,16 @@ class BatchLauncher(Launcher):
     job_id_pattern: ClassVar[str] = r"\d+"
     install_hint: ClassVar[str]
     common_options: ClassVar[dict[str, str]] = {
-        "template": "path of a job script template (default: the built-in one, see docs/launchers.md)",
+        "template": (
+            "path of a job script template (default: the built-in one, see docs/launchers.md)"
+        ),
         "job_name": "job name (default: multiengine-<profile>)",
         "queue": "queue or partition to submit to",
         "time": "wall-clock limit, in the scheduler's own format",
-        "extra": "further scheduler directives, a list of option strings (each becomes one directive line)",
+        "extra": (
+            "further scheduler directives, a list of option strings "
+            "(each becomes one directive line)"
+        ),
         "python": "interpreter the engines run (default: this one; give an absolute path)",
         "submit_args": "extra arguments for the submit command, a list",
     }
@@ -80,13 +85,18 @@ class BatchLauncher(Launcher):
         try:
             return string.Template(text).substitute(variables)
         except (KeyError, ValueError) as e:
-            raise LaunchError(f"{self.name} launcher: the job template {path or '(built-in)'} uses an unknown "
-                              f"or malformed variable: {e}") from None
+            raise LaunchError(
+                f"{self.name} launcher: the job template {path or '(built-in)'} uses an unknown "
+                f"or malformed variable: {e}"
+            ) from None
 
     def parse_job_id(self, output: str) -> str:
         m = re.search(self.job_id_pattern, output)
         if not m:
-            raise LaunchError(f"{self.name} launcher: no job id in the output of {self.submit_cmd}:\n{output.strip()}")
+            raise LaunchError(
+                f"{self.name} launcher: no job id in the output of {self.submit_cmd}:\n"
+                f"{output.strip()}"
+            )
         return m.group(0)
 
     # ------------------------------------------------------------------ the job
@@ -96,8 +106,12 @@ class BatchLauncher(Launcher):
         self.script_path.write_text(self.render())
         self.script_path.chmod(0o700)
         args = [str(a) for a in self.options.get("submit_args", [])]
-        r = run_command(self.name, [submit, *self.submit_flags(), *args, str(self.script_path)],
-                        env=self.env, cwd=str(self.log_dir))
+        r = run_command(
+            self.name,
+            [submit, *self.submit_flags(), *args, str(self.script_path)],
+            env=self.env,
+            cwd=str(self.log_dir),
+        )
         self.submit_output = (r.stdout + r.stderr).strip()
         self.job_id = self.parse_job_id(r.stdout)
         self.started_at = time.monotonic()
@@ -109,7 +123,9 @@ class BatchLauncher(Launcher):
         if self.job_id is None or self._gone:
             return self._gone
         now = time.monotonic()
-        if now - self._last_check < 0.5:  # the scheduler's commands are slow; ask twice a second at most
+        if (
+            now - self._last_check < 0.5
+        ):  # the scheduler's commands are slow; ask twice a second at most
             return None
         self._last_check = now
         state = self.job_state()
@@ -137,7 +153,10 @@ class BatchLauncher(Launcher):
                 self._gone = f"{self.name} job {self.job_id} was cancelled ({state})"
                 return
             time.sleep(0.25)
-        raise LaunchError(f"{self.name} launcher: job {self.job_id} was still there {timeout:g} s after {self.cancel_cmd}")
+        raise LaunchError(
+            f"{self.name} launcher: job {self.job_id} was still there "
+            f"{timeout:g} s after {self.cancel_cmd}"
+        )
 
     def output(self) -> str:
         parts = []

@@ -22,4 +22,3 @@ class LocalLauncher(ProcessLauncher):
             return
         for i in range(self.n):
             self.spawn(self.command(), f"engine-{self.first + i}.log")
-

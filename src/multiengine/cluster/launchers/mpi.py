@@ -23,7 +23,9 @@ class MPILauncher(ProcessLauncher):
     starts_with_controller = True
     options_doc = {
         "mpiexec": "the MPI launcher command (default: mpiexec)",
-        "args": "extra mpiexec arguments, a list or a string (e.g. --oversubscribe, --hostfile FILE)",
+        "args": (
+            "extra mpiexec arguments, a list or a string (e.g. --oversubscribe, --hostfile FILE)"
+        ),
         "python": "interpreter the ranks run (default: this one)",
         "controller": "also start the controller under `mpiexec -n 1` (default: false)",
     }
@@ -33,8 +35,11 @@ class MPILauncher(ProcessLauncher):
         return bool(options.get("controller"))
 
     def mpiexec_argv(self, n: int) -> list[str]:
-        mpiexec = require_command(self.name, str(self.options.get("mpiexec", "mpiexec")),
-                                  "install OpenMPI or MPICH, or set [launcher.mpi] mpiexec")
+        mpiexec = require_command(
+            self.name,
+            str(self.options.get("mpiexec", "mpiexec")),
+            "install OpenMPI or MPICH, or set [launcher.mpi] mpiexec",
+        )
         extra = self.options.get("args", [])
         if isinstance(extra, str):
             extra = shlex.split(extra)

@@ -46,7 +46,9 @@ class PBSLauncher(BatchLauncher):
         if self.n > 1:
             flavour = str(self.options.get("array", "pbspro")).lower()
             if flavour not in ("pbspro", "torque"):
-                raise ValueError(f"pbs launcher: array must be 'pbspro' or 'torque', not {flavour!r}")
+                raise ValueError(
+                    f"pbs launcher: array must be 'pbspro' or 'torque', not {flavour!r}"
+                )
             lines.append(f"#PBS {'-t' if flavour == 'torque' else '-J'} 1-{self.n}")
         if self.options.get("queue"):
             lines.append(f"#PBS -q {self.options['queue']}")
@@ -58,7 +60,9 @@ class PBSLauncher(BatchLauncher):
         return ["-V"]  # the submitter's environment, as Slurm jobs get it
 
     def job_state(self) -> str | None:
-        r = subprocess.run(["qstat", str(self.job_id)], capture_output=True, text=True, timeout=30, env=self.env)
+        r = subprocess.run(
+            ["qstat", str(self.job_id)], capture_output=True, text=True, timeout=30, env=self.env
+        )
         return None if r.returncode == 0 else "finished"
 
     def output_files(self) -> list:  # type: ignore[type-arg]

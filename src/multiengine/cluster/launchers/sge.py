@@ -34,7 +34,9 @@ class SGELauncher(BatchLauncher):
     cancel_cmd = "qdel"
     directive = "#$"
     default_template = TEMPLATE
-    install_hint = "install Grid Engine's client commands (Debian: gridengine-client) and set SGE_ROOT"
+    install_hint = (
+        "install Grid Engine's client commands (Debian: gridengine-client) and set SGE_ROOT"
+    )
     options_doc = {
         **BatchLauncher.common_options,
         "queue": "queue (-q)",
@@ -56,5 +58,11 @@ class SGELauncher(BatchLauncher):
         return ["-terse", "-V"]  # the submitter's environment, as Slurm jobs get it
 
     def job_state(self) -> str | None:
-        r = subprocess.run(["qstat", "-j", str(self.job_id)], capture_output=True, text=True, timeout=30, env=self.env)
+        r = subprocess.run(
+            ["qstat", "-j", str(self.job_id)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=self.env,
+        )
         return None if r.returncode == 0 else "finished"

@@ -45,12 +45,22 @@ class SlurmLauncher(BatchLauncher):
         return ["--parsable"]
 
     def job_state(self) -> str | None:
-        r = subprocess.run(["squeue", "-h", "-j", str(self.job_id), "-o", "%T"], capture_output=True, text=True,
-                           timeout=30, env=self.env)
+        r = subprocess.run(
+            ["squeue", "-h", "-j", str(self.job_id), "-o", "%T"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=self.env,
+        )
         if r.returncode == 0 and r.stdout.strip():
             return None
-        r = subprocess.run(["scontrol", "show", "job", "-o", str(self.job_id)], capture_output=True, text=True,
-                           timeout=30, env=self.env)
+        r = subprocess.run(
+            ["scontrol", "show", "job", "-o", str(self.job_id)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=self.env,
+        )
         for word in r.stdout.split():
             if word.startswith("JobState="):
                 return word.split("=", 1)[1]

@@ -33,7 +33,10 @@ def host_counts(hosts: Any, n: int) -> dict[str, int]:
     if isinstance(hosts, str):
         hosts = hosts.split()
     if not hosts:
-        raise ValueError("ssh launcher: no hosts: set [launcher.ssh] hosts = {'host1' = 2, ...} or a list of hosts")
+        raise ValueError(
+            "ssh launcher: no hosts: set [launcher.ssh] hosts = {'host1' = 2, ...} "
+            "or a list of hosts"
+        )
     hosts = [str(h) for h in hosts]
     counts = dict.fromkeys(hosts, 0)
     for i in range(n):
@@ -60,22 +63,34 @@ class SSHLauncher(ProcessLauncher):
     name = "ssh"
     needs_connection_info = True
     options_doc = {
-        "hosts": "engines per host, {'host' = count, ...}, or a list of hosts that n engines are spread over",
+        "hosts": (
+            "engines per host, {'host' = count, ...}, "
+            "or a list of hosts that n engines are spread over"
+        ),
         "python": "the remote Python (required: an absolute path on the remote hosts)",
         "ssh": "the ssh command (default: ssh)",
-        "ssh_args": "extra ssh arguments, a list (e.g. ['-i', 'KEY', '-o', 'StrictHostKeyChecking=accept-new'])",
+        "ssh_args": (
+            "extra ssh arguments, a list "
+            "(e.g. ['-i', 'KEY', '-o', 'StrictHostKeyChecking=accept-new'])"
+        ),
         "user": "remote user name (default: ssh's own choice)",
         "workdir": "remote working directory of the engines (default: the remote home)",
         "controller_host": "run the controller on this host too (cluster start --launcher ssh)",
-        "controller_dir": "the remote controller's cluster directory (default: /tmp/multiengine-<profile>)",
+        "controller_dir": (
+            "the remote controller's cluster directory (default: /tmp/multiengine-<profile>)"
+        ),
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not self.options.get("python"):
-            raise ValueError("ssh launcher: set `python`, the absolute path of the remote hosts' Python "
-                             "(e.g. [launcher.ssh] python = '/opt/venv/bin/python')")
-        self.counts = host_counts(self.options.get("hosts"), self.n) if self.role == "engines" else {}
+            raise ValueError(
+                "ssh launcher: set `python`, the absolute path of the remote hosts' Python "
+                "(e.g. [launcher.ssh] python = '/opt/venv/bin/python')"
+            )
+        self.counts = (
+            host_counts(self.options.get("hosts"), self.n) if self.role == "engines" else {}
+        )
         if self.role == "engines":
             self.n = sum(self.counts.values())
         self._fetched = False
@@ -85,7 +100,9 @@ class SSHLauncher(ProcessLauncher):
         return bool(options.get("controller_host"))
 
     def ssh_argv(self, host: str) -> list[str]:
-        ssh = require_command(self.name, str(self.options.get("ssh", "ssh")), "install an OpenSSH client")
+        ssh = require_command(
+            self.name, str(self.options.get("ssh", "ssh")), "install an OpenSSH client"
+        )
         extra = self.options.get("ssh_args", [])
         if isinstance(extra, str):
             extra = shlex.split(extra)
@@ -111,7 +128,11 @@ class SSHLauncher(ProcessLauncher):
         base = _without(self.argv, "--cluster-dir", "--profile", "--connection-file")
         for host, count in self.counts.items():
             argv = [*base, "--connection-file", "-", "-n", str(count)]
-            proc = self.spawn([*self.ssh_argv(host), self.remote(argv)], f"ssh-engines-{host}.log", stdin=subprocess.PIPE)
+            proc = self.spawn(
+                [*self.ssh_argv(host), self.remote(argv)],
+                f"ssh-engines-{host}.log",
+                stdin=subprocess.PIPE,
+            )
             assert proc.stdin is not None
             try:
                 proc.stdin.write(line)
@@ -141,12 +162,22 @@ class SSHLauncher(ProcessLauncher):
         return str(host)
 
     def remote_dir(self) -> str:
-        return str(self.options.get("controller_dir") or f"/tmp/multiengine-{self.cluster_dir.profile}")
+        return str(
+            self.options.get("controller_dir") or f"/tmp/multiengine-{self.cluster_dir.profile}"
+        )
 
     def _start_controller(self) -> None:
-        argv = [*_without(self.argv, "--cluster-dir", "--profile", "--parent-pid"),
-                "--cluster-dir", self.remote_dir(), "--stdin-lifeline"]
-        self.spawn([*self.ssh_argv(self.controller_host), self.remote(argv)], "controller.log", stdin=subprocess.PIPE)
+        argv = [
+            *_without(self.argv, "--cluster-dir", "--profile", "--parent-pid"),
+            "--cluster-dir",
+            self.remote_dir(),
+            "--stdin-lifeline",
+        ]
+        self.spawn(
+            [*self.ssh_argv(self.controller_host), self.remote(argv)],
+            "controller.log",
+            stdin=subprocess.PIPE,
+        )
 
     def poll(self) -> str | None:
         why = super().poll()
@@ -157,10 +188,18 @@ class SSHLauncher(ProcessLauncher):
     def _fetch_connection_files(self) -> None:
         """Copy the remote controller's connection files here once it has written them."""
         sec = f"{self.remote_dir()}/security"
-        script = f"cat {shlex.quote(sec + '/engine.json')} && echo @@@ && cat {shlex.quote(sec + '/client.json')}"
+        script = (
+            f"cat {shlex.quote(sec + '/engine.json')} && echo @@@ "
+            f"&& cat {shlex.quote(sec + '/client.json')}"
+        )
         try:
-            r = subprocess.run([*self.ssh_argv(self.controller_host), script], capture_output=True, text=True,
-                               timeout=20, env=self.env)
+            r = subprocess.run(
+                [*self.ssh_argv(self.controller_host), script],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                env=self.env,
+            )
         except subprocess.TimeoutExpired:
             return
         if r.returncode != 0 or "@@@" not in r.stdout:
@@ -171,8 +210,12 @@ class SSHLauncher(ProcessLauncher):
         except ValueError:
             return  # caught between writes; the next poll reads them whole
         self.cluster_dir.create()
-        write_connection_file(self.cluster_dir.engine_file, ConnectionInfo.from_json(engine, "remote engine.json"))
-        write_connection_file(self.cluster_dir.client_file, ConnectionInfo.from_json(client, "remote client.json"))
+        write_connection_file(
+            self.cluster_dir.engine_file, ConnectionInfo.from_json(engine, "remote engine.json")
+        )
+        write_connection_file(
+            self.cluster_dir.client_file, ConnectionInfo.from_json(client, "remote client.json")
+        )
         self._fetched = True
 
     def describe(self) -> str:
