@@ -20,6 +20,10 @@ from pathlib import Path
 
 import pytest
 
+# Every message the tests make any process send is checked against the protocol table
+# (multiengine/wire/protocol.py); subprocesses inherit the setting.
+os.environ["MULTIENGINE_CHECK_PROTOCOL"] = "1"
+
 import multiengine
 from multiengine.cluster.cluster import Cluster
 

@@ -431,7 +431,7 @@ def test_f24_result_ns():
 
 
 def test_f24_strict_dict_copies_values():
-    from multiengine.engine.commands import StrictDict
+    from multiengine.engine.properties import StrictDict
 
     p = StrictDict()
     L = [0, 1]

@@ -25,6 +25,12 @@ from multiengine.wire.connection import ConnectionInfo, read_connection_file, wr
 from multiengine.wire.message import DELIM, Signer, WireError
 from multiengine.wire.serialize import dumps, loads, rebind_globals
 
+
+@pytest.fixture(autouse=True)
+def any_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests frame made-up message types: no check against the protocol table."""
+    monkeypatch.setattr("multiengine.wire.message._CHECK", False)
+
 KEY = b"0123456789abcdef0123456789abcdef"
 
 globala = 3  # a client-side global a pushed function refers to (seed testPushFunctionGlobal)

@@ -29,8 +29,10 @@ import zmq
 
 from ..errors import ControllerConnectionError
 from ..wire import chunks, curve
+from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
 from ..wire.message import Message, Signer, WireError, unpack
+from ..wire.protocol import PartHeader
 
 __all__ = ["ClientCore"]
 
@@ -75,7 +77,7 @@ class ClientCore:
             curve.make_client(s, info.curve_serverkey)
         self._in.connect(self.url)
         self._out.connect(self.url)
-        self._ping = self.signer.frames({"t": "ping", "id": 0, "rt": self.identity})
+        self._ping = self.signer.frames({"t": P.PING, "id": 0, "rt": self.identity})
         self.controller: dict[str, Any] = self._handshake(timeout)
 
     def _handshake(self, timeout: float) -> dict[str, Any]:
@@ -89,7 +91,7 @@ class ClientCore:
                 zmq.SNDTIMEO, max(1, int(min(0.25, deadline - time.monotonic()) * 1000))
             )
             try:
-                fut = self.request({"t": "connect"})
+                fut = self.request({"t": P.CONNECT})
             except zmq.Again:
                 fut = None
             try:
@@ -139,7 +141,7 @@ class ClientCore:
                 raise
             for part, piece in pieces or ():
                 chunk = self.signer.frames(
-                    {"t": "chunk", "x": mid, "p": part, "rt": self.identity, "raw": True},
+                    {"t": P.CHUNK, "x": mid, "p": part, "rt": self.identity, "raw": True},
                     b"",
                     (piece,),
                 )
@@ -191,7 +193,7 @@ class ClientCore:
                     log.warning("dropped a message from the controller: %s", e)
                     continue
                 self._last_heard = time.monotonic()
-                if msg.header["t"] == "output":
+                if msg.type == P.OUTPUT:
                     self._on_output(msg)
                     continue
                 whole = self._gather_stream(msg)
@@ -248,7 +250,7 @@ class ClientCore:
         like a whole result whose part has its buffers already assembled.
         """
         mid = msg.header.get("id")
-        if msg.header["t"] == "chunk":
+        if msg.type == P.CHUNK:
             held = self._streams.get(mid)
             if held is None or not msg.buffers:
                 return None
@@ -258,16 +260,15 @@ class ClientCore:
                 return None
             del self._streams[mid]
             head.buffers.extend(asm.buffers)
-            part = head.header["parts"][0]
-            part[3:] = [len(asm.buffers), None, None]
+            part = PartHeader.from_wire(head.header["parts"][0])
+            head.header["parts"][0] = part._replace(
+                nframes=len(asm.buffers), sizes=None, piece=None
+            ).to_wire()
             return head
         self._streams.pop(mid, None)  # a whole message replaces a broken-off stream
-        if msg.header["t"] == "result" and msg.header.get("stream"):
-            part = msg.header["parts"][0]
-            self._streams[mid] = (
-                msg,
-                chunks.Assembler(part[4], part[5] if len(part) > 5 else None),
-            )
+        if msg.type == P.RESULT and msg.header.get("stream"):
+            part = PartHeader.from_wire(msg.header["parts"][0])
+            self._streams[mid] = (msg, chunks.Assembler(part.sizes or [], part.piece))
             return None
         return msg
 

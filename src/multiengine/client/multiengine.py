@@ -18,13 +18,14 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..wire import chunks
+from ..wire import protocol as P
 from ..wire.message import Message, unpack
-from ..wire.serialize import Serialized, dumps
+from ..wire.serialize import Serialized
 from .connected import Connected
 from .live import live_wanted, print_output
 from .mapper import MultiEngineMapper, ParallelFunction
 from .partition import check_dist, join, partition
+from .payload import plan_payload
 from .progress import DELAY, bar
 from .results import PendingResult, ResultList, check, decode_parts, raise_direct
 
@@ -126,7 +127,7 @@ class MultiEngineClient(Connected):
             progress.close()
 
     def _fetch(self, job_id: str, block: bool) -> Future[Message]:
-        return self._core.request({"t": "fetch", "job": job_id, "block": block})
+        return self._core.request({"t": P.FETCH, "job": job_id, "block": block})
 
     def get_pending_deferred(self, deferredID: str, block: bool = True) -> Any:
         """Fetch a pending result by id, as the seed's client did."""
@@ -146,7 +147,7 @@ class MultiEngineClient(Connected):
         targets = self._find_targets(targets)
         block = self._find_block(block)
         header: dict[str, Any] = {
-            "t": "submit",
+            "t": P.SUBMIT,
             "cmd": cmd,
             "targets": self._wire_targets(targets),
             "block": block,
@@ -154,43 +155,13 @@ class MultiEngineClient(Connected):
         }
         if extra:
             header.update(extra)
-        pieces: list[tuple[int, Any]] = []
-        if parts is None:
-            content, buffers = dumps(args) if args else (b"", [])
-            if buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD:
-                sizes, cut = chunks.split(buffers)
-                header["xfer"] = {"sizes": [sizes], "n": [len(cut)], "piece": chunks.PIECE}
-                pieces = [(0, c) for c in cut]
-                buffers = []
-            elif buffers:
-                header["raw"] = True
-        else:
-            content, buffers = b"", []
-            dumped = [dumps(p) for p in parts]
-            stream = sum(chunks.total_size(b) for _, b in dumped) >= chunks.STREAM_THRESHOLD
-            counts, all_sizes, ns, raw = [], [], [], []  # type: list[int], list[list[int]], list[int], list[int]
-            for i, (c, bufs) in enumerate(dumped):
-                buffers.append(c)
-                raw.extend(range(len(buffers), len(buffers) + (0 if stream else len(bufs))))
-                if stream:
-                    sizes, cut = chunks.split(bufs)
-                    all_sizes.append(sizes)
-                    ns.append(len(cut))
-                    pieces.extend((i, x) for x in cut)
-                    counts.append(0)
-                else:
-                    buffers.extend(bufs)
-                    counts.append(len(bufs))
-            header["parts"] = counts
-            if raw:
-                header["raw"] = raw
-            if stream:
-                header["xfer"] = {"sizes": all_sizes, "n": ns, "piece": chunks.PIECE}
+        payload = plan_payload(args, parts)
+        header.update(payload.fields)
         listener = None
         if cmd == "execute" and self._live():
             header["live"] = True
             listener = self.output_hook
-        fut = self._core.request(header, content, buffers, pieces, listener)
+        fut = self._core.request(header, payload.content, payload.buffers, payload.pieces, listener)
         msg = self._wait_with_progress(fut, targets, cmd) if block else self._wait(fut)
         if block and listener is not None:
             self._core.unlisten(header["id"])
@@ -321,7 +292,7 @@ class MultiEngineClient(Connected):
         which, as any error, clears the MultiEngine commands queued behind them.
         """
         targets = self._find_targets(targets)
-        msg = self._request({"t": "interrupt", "targets": self._wire_targets(targets)})
+        msg = self._request({"t": P.INTERRUPT, "targets": self._wire_targets(targets)})
         raise_direct(msg)
         return unpack(msg.content)  # type: ignore[no-any-return]
 
@@ -341,11 +312,11 @@ class MultiEngineClient(Connected):
 
     def get_ids(self) -> list[int]:
         """The ids of the registered engines (always blocking)."""
-        return unpack(self._request({"t": "get_ids"}).content)  # type: ignore[no-any-return]
+        return unpack(self._request({"t": P.GET_IDS}).content)  # type: ignore[no-any-return]
 
     def status(self) -> dict[str, Any]:
         """The controller's view: engines, queues, pending results."""
-        return unpack(self._request({"t": "status"}).content)  # type: ignore[no-any-return]
+        return unpack(self._request({"t": P.STATUS}).content)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ scatter / gather
     def scatter(
@@ -501,7 +472,7 @@ class MultiEngineClient(Connected):
 
     def flush(self) -> None:
         """Forget every result of this client the controller still holds."""
-        self._request({"t": "flush"})
+        self._request({"t": P.FLUSH})
 
     clear_pending_results = flush
 

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..wire import chunks
+from ..wire import protocol as P
 from ..wire.message import Message, unpack
+from ..wire.protocol import ErrorReport, PartHeader
 from ..wire.serialize import loads
 
 if TYPE_CHECKING:
@@ -70,62 +72,57 @@ class ResultList(list[Any]):
 
 
 def _rebuild_error(engine_id: int, enc: str, content: Any, method: str) -> BaseException:
-    env = unpack(content)
-    if enc == "m" and "exc" not in env:  # made by the controller
-        cls = errors.BY_NAME.get(env.get("ename", ""), errors.KernelError)
-        exc: BaseException = cls(env.get("evalue", ""))
+    report = ErrorReport.from_bytes(content)
+    if report.traceback is None:  # made by the controller
+        cls = errors.BY_NAME.get(report.ename, errors.KernelError)
+        exc: BaseException = cls(report.evalue)
         if cls is errors.EngineError:
             exc._multiengine_engine_info = {"engineid": engine_id, "method": method}  # type: ignore[attr-defined]
         return exc
     exc_obj = None
-    if env.get("exc") is not None:
+    if report.exc is not None:
         try:
-            exc_obj = loads(env["exc"])
+            exc_obj = loads(report.exc)
         except Exception:
             exc_obj = None
     if not isinstance(exc_obj, BaseException):
-        exc_obj = errors.RemoteError(
-            env.get("ename", "?"), env.get("evalue", ""), env.get("traceback", "")
-        )
-    exc_obj._multiengine_traceback_text = env.get("traceback", "")  # type: ignore[attr-defined]
+        exc_obj = errors.RemoteError(report.ename, report.evalue, report.traceback)
+    exc_obj._multiengine_traceback_text = report.traceback  # type: ignore[attr-defined]
     exc_obj._multiengine_engine_info = {  # type: ignore[attr-defined]
-        "engineid": env.get("engineid", engine_id),
-        "method": env.get("method") or method,
+        "engineid": report.engine_id if report.engine_id is not None else engine_id,
+        "method": report.method or method,
     }
     return exc_obj
 
 
+def decode_part(part: PartHeader, content: Any, buffers: list[Any], method: str) -> Any:
+    """One engine's value; a failure becomes its exception."""
+    if part.sizes is not None:
+        buffers = chunks.assemble(part.sizes, buffers, part.piece)
+    if part.status == P.STATUS_ERROR:
+        return _rebuild_error(part.engine_id, part.enc, content, method)
+    if part.enc == P.MSGPACK:
+        return unpack(content)
+    try:
+        return loads(content, buffers)
+    except Exception as e:
+        err = errors.SerializationError(
+            f"cannot unpickle the result of engine {part.engine_id}: {e}"
+        )
+        err._multiengine_engine_info = {"engineid": part.engine_id, "method": method}  # type: ignore[attr-defined]
+        return err
+
+
 def decode_parts(msg: Message, method: str) -> list[Any]:
     """The per-target values of a result message; failures become exceptions."""
-    values: list[Any] = []
-    frames = msg.buffers
-    pos = 0
-    for engine_id, status, enc, nbuf, *rest in msg.header["parts"]:
-        content = frames[pos]
-        bufs = frames[pos + 1 : pos + 1 + nbuf]
-        pos += 1 + nbuf
-        sizes = rest[0] if rest else None
-        if sizes is not None:
-            bufs = chunks.assemble(sizes, bufs, rest[1] if len(rest) > 1 else None)
-        if status == "error":
-            values.append(_rebuild_error(engine_id, enc, content, method))
-        elif enc == "m":
-            values.append(unpack(content))
-        else:
-            try:
-                values.append(loads(content, bufs))
-            except Exception as e:
-                err = errors.SerializationError(
-                    f"cannot unpickle the result of engine {engine_id}: {e}"
-                )
-                err._multiengine_engine_info = {"engineid": engine_id, "method": method}  # type: ignore[attr-defined]
-                values.append(err)
-    return values
+    parts = [PartHeader.from_wire(p) for p in msg.header["parts"]]
+    frames = P.split_parts([p.nframes for p in parts], msg.buffers)
+    return [decode_part(p, c, b, method) for p, (c, b) in zip(parts, frames, strict=True)]
 
 
 def raise_direct(msg: Message) -> None:
     """Raise the error a controller answered directly (bad targets, unknown ids...)."""
-    if msg.header["t"] == "error":
+    if msg.type == P.ERROR:
         cls = errors.BY_NAME.get(msg.header.get("ename", ""), errors.KernelError)
         raise cls(msg.header.get("evalue", ""))
 
@@ -205,7 +202,7 @@ class PendingResult:
         if self._inflight is None:
             if not block:
                 msg = self.client._wait(self.client._fetch(self.result_id, block=False))
-                if msg.header["t"] == "error" and msg.header.get("ename") == "ResultNotCompleted":
+                if msg.type == P.ERROR and msg.header.get("ename") == "ResultNotCompleted":
                     return default
                 return self._finish(msg)
             self._inflight = self.client._fetch(self.result_id, block=True)

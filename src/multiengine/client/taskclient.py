@@ -14,12 +14,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
+from ..wire import protocol as P
 from ..wire.message import Message, unpack
-from ..wire.serialize import dumps, loads
+from ..wire.protocol import TaskItem, TaskLink
+from ..wire.serialize import dumps
 from .connected import Connected
 from .progress import bar
-from .results import _rebuild_error, raise_direct
-from .tasks import BaseTask, MapTask, TaskResult
+from .results import decode_part, raise_direct
+from .tasks import BaseTask, MapTask, TaskResult, encode
+
+Encoded = list[tuple[TaskLink, bytes, list[Any]]]  # a task chain as it travels (tasks.encode)
 
 if TYPE_CHECKING:
     from .executor import TaskExecutor
@@ -43,23 +47,18 @@ class TaskClient(Connected):
     def _value(self, header: dict[str, Any]) -> Any:
         return unpack(self._request(header).content)
 
-    def _submit(self, tasks: Sequence[BaseTask]) -> list[int]:
-        header: dict[str, Any] = {"t": "task_submit", "tasks": []}
-        frames: list[Any] = []
-        raw: list[int] = []
-        for task in tasks:
-            if not isinstance(task, BaseTask):
-                raise TypeError(f"a task must be a StringTask or a MapTask, not {task!r}")
-            chain = []
-            for link in task.chain():
-                content, bufs = dumps((link._engine_spec(),))
-                info = link._sched_info()
-                info["nbuf"] = len(bufs)
-                chain.append(info)
-                frames.append(content)
-                raw.extend(range(len(frames), len(frames) + len(bufs)))
-                frames.extend(bufs)
-            header["tasks"].append(chain)
+    def _submit(self, tasks: Sequence[BaseTask | Encoded]) -> list[int]:
+        """Submit tasks (or chains already encoded by a map); their ids."""
+        chains = [encode(t) if isinstance(t, BaseTask) else t for t in tasks]
+        for t in tasks:
+            if not isinstance(t, (BaseTask, list)):
+                raise TypeError(f"a task must be a StringTask or a MapTask, not {t!r}")
+        links = [link for chain in chains for link in chain]
+        _, frames, raw = P.pack_parts((content, buffers) for _, content, buffers in links)
+        header: dict[str, Any] = {
+            "t": P.TASK_SUBMIT,
+            "tasks": [[info.to_wire() for info, _, _ in chain] for chain in chains],
+        }
         if raw:
             header["raw"] = raw
         msg = self._request(header, b"", frames)
@@ -67,44 +66,29 @@ class TaskClient(Connected):
 
     def _results(self, ids: list[int], mode: str) -> list[tuple[int, str, Any]]:
         """(task id, state, outcome) per id; outcome is a value, a TaskResult or an exception."""
-        return self._parse_results(self._request({"t": "task_result", "ids": ids, "mode": mode}))
+        return self._parse_results(self._request({"t": P.TASK_RESULT, "ids": ids, "mode": mode}))
 
     def _parse_results(self, msg: Message) -> list[tuple[int, str, Any]]:
         raise_direct(msg)
+        items = [TaskItem.from_wire(i) for i in msg.header["items"]]
+        parts = iter(P.split_parts([i.part.nframes for i in items if i.part], msg.buffers))
         out = []
-        frames = msg.buffers
-        pos = 0
-        for item in msg.header["items"]:
-            tid, state = item[0], item[1]
-            if len(item) <= 2:
-                out.append((tid, state, None))
+        for item in items:
+            if item.part is None:
+                out.append((item.tid, item.state, None))
                 continue
-            kind, engine_id, status, enc, nbuf, submitted, completed, duration, sizes, piece = item[
-                2:12
-            ]
-            content = frames[pos]
-            bufs = frames[pos + 1 : pos + 1 + nbuf]
-            pos += 1 + nbuf
-            if sizes is not None:
-                from ..wire import chunks
-
-                bufs = chunks.assemble(sizes, bufs, piece)
-            if status == "ok":
-                value = loads(content, bufs)
-                outcome: Any = value
-                if kind == "string":
-                    outcome = TaskResult(
-                        value, engine_id, tid, None, submitted, completed, duration
-                    )
-            else:
-                exc = _rebuild_error(engine_id, enc, content, "task")
-                if kind == "string" and not isinstance(
-                    exc, (errors.TaskAborted, errors.TaskTimeout)
-                ):
-                    outcome = TaskResult(None, engine_id, tid, exc, submitted, completed, duration)
+            content, bufs = next(parts)
+            value = decode_part(item.part, content, bufs, "task")
+            times = (item.submitted, item.completed, item.elapsed)
+            outcome: Any = value
+            if item.kind == P.STRING_TASK and not isinstance(
+                value, (errors.TaskAborted, errors.TaskTimeout)
+            ):
+                if isinstance(value, BaseException):
+                    outcome = TaskResult(None, item.part.engine_id, item.tid, value, *times)
                 else:
-                    outcome = exc
-            out.append((tid, state, outcome))
+                    outcome = TaskResult(value, item.part.engine_id, item.tid, None, *times)
+            out.append((item.tid, item.state, outcome))
         return out
 
     @staticmethod
@@ -126,10 +110,10 @@ class TaskClient(Connected):
         with ``failure`` set; aborted and timed-out tasks raise TaskAborted/TaskTimeout.
         Not finished and ``block=False``: None.
         """
-        ((tid, state, outcome),) = self._results([taskid], "all" if block else "none")
-        if state == "unknown":
+        ((tid, state, outcome),) = self._results([taskid], P.ALL if block else P.NOW)
+        if state == P.UNKNOWN_TASK:
             raise IndexError(f"task ID not registered: {taskid}")
-        if state not in ("succeeded", "failed"):
+        if state not in P.FINISHED_STATES:
             return None
         return self._deliver(outcome)
 
@@ -137,7 +121,7 @@ class TaskClient(Connected):
         """Abort a waiting task, or interrupt a running one (it ends with TaskAborted)."""
         if not isinstance(taskid, int) or isinstance(taskid, bool):
             raise TypeError(f"an integer task id expected: {taskid!r}")
-        problem = self._value({"t": "task_abort", "tid": taskid})
+        problem = self._value({"t": P.TASK_ABORT, "tid": taskid})
         if problem:
             raise IndexError(problem)
 
@@ -149,8 +133,8 @@ class TaskClient(Connected):
             while waiting:
                 done = {
                     tid
-                    for tid, state, _ in self._results(waiting[:WAIT_BATCH], "any")
-                    if state in ("succeeded", "failed", "unknown")
+                    for tid, state, _ in self._results(waiting[:WAIT_BATCH], P.ANY)
+                    if state in (P.SUCCEEDED, P.FAILED, P.UNKNOWN_TASK)
                 }
                 progress.update(len(done))
                 waiting = [t for t in waiting if t not in done]
@@ -159,19 +143,19 @@ class TaskClient(Connected):
 
     def get_ids(self) -> list[int]:
         """The ids of the registered engines."""
-        return self._value({"t": "get_ids"})  # type: ignore[no-any-return]
+        return self._value({"t": P.GET_IDS})  # type: ignore[no-any-return]
 
     def spin(self) -> bool:
         """Ask the scheduler to hand out waiting tasks now; True if it did."""
-        return bool(self._value({"t": "task_spin"}))
+        return bool(self._value({"t": P.TASK_SPIN}))
 
     def queue_status(self, verbose: bool = False) -> dict[str, Any]:
         """Counts (or, verbose, ids) of tasks scheduled, pending, succeeded and failed."""
-        return self._value({"t": "task_status", "verbose": bool(verbose)})  # type: ignore[no-any-return]
+        return self._value({"t": P.TASK_STATUS, "verbose": bool(verbose)})  # type: ignore[no-any-return]
 
     def clear(self) -> None:
         """Forget every finished task's result."""
-        self._value({"t": "task_clear"})
+        self._value({"t": P.TASK_CLEAR})
 
     # ------------------------------------------------------------ map
     @staticmethod
@@ -180,7 +164,7 @@ class TaskClient(Connected):
         items: Iterable[tuple[Any, ...]],
         chunksize: int,
         options: dict[str, Any],
-    ) -> Iterator[MapTask]:
+    ) -> Iterator[Encoded]:
         """One MapTask per ``chunksize`` items; the function is pickled once for all."""
         data, bufs = dumps(func)
         fpickle = data if not bufs else None
@@ -238,7 +222,7 @@ class TaskClient(Connected):
         return self._imap(tasks, window, ordered, chunksize > 1)
 
     def _imap(
-        self, tasks: Iterator[MapTask], window: int, ordered: bool, chunked: bool
+        self, tasks: Iterator[Encoded], window: int, ordered: bool, chunked: bool
     ) -> Iterator[Any]:
         inflight: deque[int] = deque()
         done: dict[int, Any] = {}
@@ -258,8 +242,8 @@ class TaskClient(Connected):
                 return
             waiting = [t for t in inflight if t not in done]
             if waiting and (not ordered or inflight[0] not in done):
-                for tid, state, outcome in self._results(waiting[:WAIT_BATCH], "any"):
-                    if state in ("succeeded", "failed"):
+                for tid, state, outcome in self._results(waiting[:WAIT_BATCH], P.ANY):
+                    if state in P.FINISHED_STATES:
                         done[tid] = outcome
             if ordered:
                 while inflight and inflight[0] in done:
@@ -316,22 +300,6 @@ class TaskClient(Connected):
         return decorate
 
 
-def _map_task(
-    func: Callable[..., Any],
-    chunk: list[tuple[Any, ...]],
-    chunksize: int,
-    options: dict[str, Any],
-    fpickle: bytes | None,
-) -> MapTask:
-    if chunksize == 1:
-        task = MapTask(func, chunk[0], **options)
-    else:
-        task = MapTask(func, **options)
-        task._chunk = list(chunk)
-    task._function_pickle = fpickle
-    return task
-
-
 class TaskMapper:
     """``map`` with fixed task options; ``block=False`` returns the task ids."""
 
@@ -369,3 +337,16 @@ class TaskMapper:
             if self.block:
                 return tc.map(func, *sequences, **options)
             return tc._submit(list(tc._map_tasks(func, zip(*sequences), 1, options)))
+
+
+def _map_task(
+    func: Callable[..., Any],
+    chunk: list[tuple[Any, ...]],
+    chunksize: int,
+    options: dict[str, Any],
+    fpickle: bytes | None,
+) -> Encoded:
+    """One task of a map: ``chunk`` holds its items (a single call when ``chunksize`` is 1)."""
+    if chunksize == 1:
+        return encode(MapTask(func, chunk[0], **options), function_pickle=fpickle)
+    return encode(MapTask(func, **options), function_pickle=fpickle, chunk=list(chunk))

@@ -1,9 +1,10 @@
 """Load-balanced tasks: what a task is (StringTask, MapTask) and what it gives back
 (TaskResult).
 
-A task is turned into two things on submission: a plain dict the engine runs (see
-``multiengine.engine.tasks``), pickled, and the few fields the controller's scheduler
-needs (priority, retries, time limit, kind), sent beside it in the clear.
+A task is turned into two things on submission (:func:`encode`): a plain dict the
+engine runs (see ``multiengine.engine.tasks``), pickled, and the few fields the
+controller's scheduler needs (:class:`~multiengine.wire.protocol.TaskLink`: priority,
+retries, time limit, kind), sent beside it in the clear.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import EngineError
+from ..wire.protocol import TaskLink
+from ..wire.serialize import dumps
 from .results import ResultNS
 
-__all__ = ["BaseTask", "StringTask", "MapTask", "TaskResult"]
+__all__ = ["BaseTask", "StringTask", "MapTask", "TaskResult", "encode"]
 
 MAX_RECOVERY_DEPTH = 16
 
@@ -97,16 +100,6 @@ class BaseTask:
             spec["retry_on"] = self.retry_classes
         return spec
 
-    def _sched_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"kind": self.kind, "retries": self.retries, "desc": self._desc()}
-        if self.priority:
-            info["pri"] = self.priority
-        if self.time_limit:
-            info["tl"] = float(self.time_limit)
-        if not self.retry_lost:
-            info["rl"] = False
-        return info
-
     def _desc(self) -> str:
         return type(self).__name__
 
@@ -179,19 +172,10 @@ class MapTask(BaseTask):
         self.function = function
         self.args = tuple(args or ())
         self.kwargs = dict(kwargs or {})
-        self._function_pickle: bytes | None = None  # set by map, so a function is pickled once
-        self._chunk: list[tuple[Any, ...]] | None = (
-            None  # set by a chunked map: many calls, one task
-        )
 
     def _engine_spec(self) -> dict[str, Any]:
         spec = super()._engine_spec()
-        if self._function_pickle is not None:
-            spec["function_pickle"] = self._function_pickle
-        else:
-            spec["function"] = self.function
-        if self._chunk is not None:
-            spec["chunk"] = self._chunk
+        spec["function"] = self.function
         if self.args:
             spec["args"] = self.args
         if self.kwargs:
@@ -200,6 +184,43 @@ class MapTask(BaseTask):
 
     def _desc(self) -> str:
         return f"MapTask({getattr(self.function, '__name__', repr(self.function))})"
+
+
+def encode(
+    task: BaseTask,
+    *,
+    function_pickle: bytes | None = None,
+    chunk: list[tuple[Any, ...]] | None = None,
+) -> list[tuple[TaskLink, bytes, list[Any]]]:
+    """A task's chain (the task, then its recovery tasks) as it travels: per link, the
+    scheduler's fields and the pickled dict the engine runs, with its buffers.
+
+    A map passes ``function_pickle`` (its function, pickled once for all its tasks) and,
+    when it groups items, ``chunk`` (many calls of the head MapTask's function).
+    """
+    if not isinstance(task, BaseTask):
+        raise TypeError(f"a task must be a StringTask or a MapTask, not {task!r}")
+    out = []
+    for i, link in enumerate(task.chain()):
+        spec = link._engine_spec()
+        if i == 0 and function_pickle is not None:
+            del spec["function"]
+            spec["function_pickle"] = function_pickle
+        if i == 0 and chunk is not None:
+            spec["chunk"] = chunk
+        content, buffers = dumps((spec,))
+        time_limit = float(link.time_limit) if link.time_limit else None
+        info = TaskLink(
+            link.kind,
+            link.retries,
+            link._desc(),
+            len(buffers),
+            link.priority,
+            time_limit,
+            link.retry_lost,
+        )
+        out.append((info, content, buffers))
+    return out
 
 
 def _stamp(t: float | None) -> str | None:

@@ -8,10 +8,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..wire.protocol import Xfer
+
 if TYPE_CHECKING:
     from .jobs import Job
 
-__all__ = ["Command", "EngineState", "IdAllocator"]
+__all__ = ["Command", "EngineState", "IdAllocator", "IncomingReply"]
 
 
 @dataclass(eq=False)
@@ -26,11 +28,38 @@ class Command:
     content: Any
     buffers: list[Any]
     cmd_id: int = 0
-    xfer: dict[str, Any] | None = None  # buffers coming as pieces: {"sizes": [...], "n": count}
+    raw: bool = True  # the buffers are raw out-of-band data (signed by length)
+    xfer: Xfer | None = None  # buffers coming as pieces
     pieces: list[Any] = field(default_factory=list)  # pieces arrived before dispatch
     streaming: bool = False  # dispatched: later pieces go straight to the engine
     task: Any = None  # the scheduler's Task, for a task attempt
-    extra: dict[str, Any] | None = None  # more header fields for the engine (a time limit)
+    time_limit: float | None = None  # a task's, enforced by the engine
+    live: bool = False  # stream what it prints
+    sent: bool = False  # sent to the engine
+    started: float | None = None  # when it became the engine's current command
+    detached: bool = False  # taken back unrun: its answer, when it comes, is dropped
+
+    @property
+    def start_key(self) -> tuple[str, Any]:
+        """What a ``wait_started`` request names to wait for this command."""
+        if self.task is not None:
+            return ("task", self.task.tid)
+        return ("job", self.job.job_id if self.job is not None else None)
+
+
+@dataclass(eq=False)
+class IncomingReply:
+    """A reply whose buffers are still arriving in pieces."""
+
+    status: str
+    enc: str
+    content: Any
+    xfer: Xfer
+    flags: Any  # the reply's task flags, for the scheduler
+    stream: bool  # relayed on to the client piece by piece
+    elapsed: float | None = None
+    pieces: list[Any] = field(default_factory=list)
+    left: int = 0
 
 
 @dataclass(eq=False)
@@ -42,7 +71,7 @@ class EngineState:
     queue: deque[Command] = field(default_factory=deque)
     current: Command | None = None  # sent and running (or first in line on the engine)
     ahead: deque[Command] = field(default_factory=deque)  # tasks sent behind current (prefetch)
-    incoming: dict[str, Any] | None = None  # a reply whose pieces are still arriving
+    incoming: IncomingReply | None = None  # a reply whose pieces are still arriving
     last_seen: float = field(default_factory=time.monotonic)
     registered_at: float = field(default_factory=time.time)
     last_task: float = 0.0  # when a task was last handed to it (round-robin among idle engines)

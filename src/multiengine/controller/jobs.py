@@ -14,26 +14,35 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
+from ..wire import protocol as P
+from ..wire.protocol import ErrorReport, PartHeader, TaskFlags
 
 __all__ = ["Part", "Job", "JobStore", "JobIds", "error_part"]
 
 
 @dataclass(eq=False)
 class Part:
+    """One engine's answer to a command: its status and frames (content, then buffers)."""
+
     engine_id: int
-    status: str  # "ok" or "error"
-    enc: str  # "p": pickle from an engine; "m": msgpack from the controller
+    status: str  # STATUS_OK or STATUS_ERROR
+    enc: str  # PICKLE (from an engine) or MSGPACK (controller, or an engine's error report)
     frames: list[Any]  # content, then buffers (or their pieces, when sizes is set)
     sizes: list[int] | None = None  # buffer sizes, when frames after content are pieces
     piece: int | None = None  # the sender's piece size, with sizes
-    flags: dict[str, Any] | None = None  # a task attempt's outcome flags from the engine
-    run_time: float | None = None  # seconds the engine spent running it
+    flags: TaskFlags | None = None  # how a task attempt failed, from the engine
+    elapsed: float | None = None  # seconds the engine spent running it
+
+    def header(self) -> PartHeader:
+        """How the part is described in a ``result`` or ``task_results`` header."""
+        return PartHeader(
+            self.engine_id, self.status, self.enc, len(self.frames) - 1, self.sizes, self.piece
+        )
 
 
 def error_part(ename: str, evalue: str, engine_id: int = -1) -> Part:
     """An engine's share of a job that failed in the controller (msgpack, no pickle)."""
-    return Part(engine_id, "error", "m", [msgpack.packb({"ename": ename, "evalue": evalue})])
+    return Part(engine_id, P.STATUS_ERROR, P.MSGPACK, [ErrorReport(ename, evalue).to_bytes()])
 
 
 def _size(frames: list[Any]) -> int:
@@ -46,7 +55,7 @@ def _size(frames: list[Any]) -> int:
 @dataclass(eq=False)
 class Job:
     job_id: str
-    client: bytes  # the client's routing identity
+    client: bytes  # where its answers go (the request's reply-to identity)
     msg_id: Any  # the request's id, echoed in the reply
     method: str
     targets: list[int]
@@ -56,6 +65,8 @@ class Job:
     waiter: tuple[bytes, Any] | None = None  # (client, fetch msg id) of a blocking fetch
     discarded: bool = False
     kill_controller: bool = False
+    owner: bytes = b""  # the client that may flush it (the request's cid, else client)
+    started: bool = False  # one of its commands has become an engine's current one
     streamed: bool = False  # the result already went to the client piece by piece
     nbytes: int = 0
 
@@ -112,8 +123,8 @@ class JobStore:
         if job.job_id in self._jobs:
             self.nbytes += job.nbytes
 
-    def of_client(self, client: bytes) -> list[Job]:
-        return [j for j in self._jobs.values() if j.client == client]
+    def of_owner(self, owner: bytes) -> list[Job]:
+        return [j for j in self._jobs.values() if j.owner == owner]
 
     def __len__(self) -> int:
         return len(self._jobs)

@@ -3,28 +3,26 @@ until the client fetches them (deleted on first retrieval) or flushes them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from ..wire import protocol as P
+from .dispatch import Dispatch
 from .jobs import Job, JobStore
 
 __all__ = ["ResultDesk"]
 
-Send = Callable[[bytes, dict[str, Any], Any, list[Any]], None]
-SendError = Callable[[bytes, Any, str, str], None]
-
 
 class ResultDesk:
-    def __init__(self, send: Send, send_error: SendError) -> None:
+    def __init__(self, dispatch: Dispatch) -> None:
         self.store = JobStore()
-        self._send = send
-        self._error = send_error
+        self._dispatch = dispatch
 
     def add(self, job: Job) -> None:
         """Keep a non-blocking job's result for a later fetch."""
         self.store.add(job)
 
     def complete(self, job: Job) -> None:
+        self._dispatch.ended(("job", job.job_id))
         if job.discarded or job.streamed:
             return
         if job.block:
@@ -37,38 +35,55 @@ class ResultDesk:
             self.send_result(client, msg_id, job)
 
     def send_result(self, client: bytes, msg_id: Any, job: Job) -> None:
-        parts = []
-        frames: list[Any] = []
-        raw: list[int] = []  # buffers are raw data; each part's content (a pickle) is hashed
-        for p in job.parts:
-            assert p is not None
-            parts.append([p.engine_id, p.status, p.enc, len(p.frames) - 1, p.sizes, p.piece])
-            raw.extend(range(len(frames) + 1, len(frames) + len(p.frames)))
-            frames.extend(p.frames)
-        header = {"t": "result", "id": msg_id, "job": job.job_id, "parts": parts}
+        parts = [p for p in job.parts if p is not None]
+        _, frames, raw = P.pack_parts((p.frames[0], p.frames[1:]) for p in parts)
+        header: dict[str, Any] = {
+            "t": P.RESULT,
+            "id": msg_id,
+            "job": job.job_id,
+            "parts": [p.header().to_wire() for p in parts],
+        }
         if raw:
             header["raw"] = raw
-        self._send(client, header, b"", frames)
+        self._dispatch.to_client(client, header, b"", frames)
 
     def fetch(self, client: bytes, msg_id: Any, job_id: Any, block: bool) -> None:
         job = self.store.get(job_id) if isinstance(job_id, str) else None
         if job is None or job.waiter is not None:
-            self._error(client, msg_id, "InvalidDeferredID", f"invalid deferred_id: {job_id!r}")
+            self._dispatch.reply_error(
+                client, msg_id, "InvalidDeferredID", f"invalid deferred_id: {job_id!r}"
+            )
         elif job.done:
             self.store.pop(job.job_id)
             self.send_result(client, msg_id, job)
         elif block:
             job.waiter = (client, msg_id)
         else:
-            self._error(client, msg_id, "ResultNotCompleted", f"result {job_id} is not ready")
+            self._dispatch.reply_error(
+                client, msg_id, "ResultNotCompleted", f"result {job_id} is not ready"
+            )
 
-    def flush(self, client: bytes) -> None:
-        """Forget every result ``client`` has not fetched; abort waits on them."""
-        for job in self.store.of_client(client):
+    def wait_started(self, client: bytes, msg_id: Any, job_id: Any) -> None:
+        """Answer once the stored job ``job_id`` has started running (or has ended)."""
+        job = self.store.get(job_id) if isinstance(job_id, str) else None
+        if job is None:
+            self._dispatch.reply_error(
+                client, msg_id, "InvalidDeferredID", f"invalid deferred_id: {job_id!r}"
+            )
+        elif job.done:
+            self._dispatch.reply_value(client, msg_id, P.DONE)
+        elif job.started:
+            self._dispatch.reply_value(client, msg_id, P.RUNNING)
+        else:
+            self._dispatch.wait_started(("job", job.job_id), client, msg_id)
+
+    def flush(self, owner: bytes) -> None:
+        """Forget every result ``owner`` has not fetched; abort waits on them."""
+        for job in self.store.of_owner(owner):
             self.store.pop(job.job_id)
             job.discarded = True
             if job.waiter is not None:
                 wc, wid = job.waiter
-                self._error(
+                self._dispatch.reply_error(
                     wc, wid, "AbortedPendingDeferredError", f"result {job.job_id} was flushed"
                 )

@@ -1,16 +1,25 @@
 """The load-balanced task scheduler, inside the controller.
 
 Tasks wait here, highest ``priority`` first and in submission order among equals,
-until an engine is idle (no command running or queued on it); then one task goes into
-that engine's FIFO queue, the same queue MultiEngine commands use. A task that fails
-is retried while it has retries left, on another engine whenever one is free: the
-engine it failed on is not offered it again for ``failure_penalty`` seconds. After the
-retries, its recovery task (if any) runs under the same id. A task whose ``depend``
-predicate is false on every engine for ``idle_timeout`` seconds fails with
-TaskTimeout, as in the seed. Results stay until a client calls ``clear``.
+until an engine has room; then one task goes into that engine's FIFO queue, the same
+queue MultiEngine commands use. Idle engines come first; an engine running only tasks
+also takes up to ``PREFETCH`` more, sent ahead so it never waits for the controller.
+
+* **Load balance holds.** When an engine goes idle and nothing waits here, a task sent
+  ahead to a busy engine is taken back (``revoke``: the engine's heartbeat thread
+  answers at once whether it had started it) and runs on the idle engine instead.
+* **Retries.** A task that fails is retried while it has retries left, on another
+  engine whenever one is free: the engine it failed on is not offered it again for
+  ``failure_penalty`` seconds. After the retries, its recovery task (if any) runs
+  under the same id. A failing task takes back the tasks sent ahead to its engine.
+* **Depend.** A task whose ``depend`` predicate is false on every engine for
+  ``idle_timeout`` seconds fails with TaskTimeout, as in the seed.
+* **Results** stay until a client calls ``clear``.
 
 The scheduler never unpickles a task: the client sends, beside each pickled task, the
-few fields scheduling needs (priority, retries, time limit, kind).
+few fields scheduling needs (:class:`~multiengine.wire.protocol.TaskLink`). It sees the
+rest of the controller only through :class:`~.dispatch.Dispatch`, so it is tested
+without processes (tests/controller/test_scheduler.py).
 """
 
 from __future__ import annotations
@@ -18,16 +27,16 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..wire import protocol as P
 from ..wire.message import Message
+from ..wire.protocol import TaskItem, TaskLink
+from .dispatch import PREFETCH, Dispatch
 from .engines import Command, EngineState
 from .jobs import Part, error_part
-
-if TYPE_CHECKING:
-    from .relay import Controller
 
 __all__ = ["TaskScheduler", "Task", "Spec"]
 
@@ -36,17 +45,11 @@ log = logging.getLogger("multiengine.controller")
 
 @dataclass(eq=False)
 class Spec:
-    """One link of a task's chain: the task itself, then its recovery tasks."""
+    """One link of a task's chain (the task itself, then its recovery tasks)."""
 
     content: Any
     buffers: list[Any]
-    raw: Any
-    kind: str  # "string" or "map"
-    priority: int
-    retries: int
-    time_limit: float | None
-    retry_lost: bool  # retry when the engine dies under it
-    desc: str
+    link: TaskLink
 
 
 @dataclass(eq=False)
@@ -57,119 +60,118 @@ class Task:
     seq: int
     level: int = 0
     retries_left: int = 0
-    state: str = "scheduled"  # scheduled | pending | succeeded | failed
+    state: str = P.SCHEDULED
     engine_id: int | None = None
     submitted: float = field(default_factory=time.time)
     started: float | None = None
     completed: float | None = None
     result: Part | None = None
     failed_on: set[int] = field(default_factory=set)
-    penalty: dict[int, float] = field(default_factory=dict)  # engine id -> not before (monotonic)
+    penalty: dict[int, float] = field(default_factory=dict)  # engine id -> not before
     unmet: set[int] = field(default_factory=set)  # engines whose depend was false
     unmet_since: float | None = None
     aborting: bool = False
-    cmd: Command | None = None
+    cmd: Command | None = None  # the attempt on an engine, while it is pending
+    taken_for: int | None = None  # being taken back from a busy engine for this one
 
     @property
-    def spec(self) -> Spec:
-        return self.chain[self.level]
+    def link(self) -> TaskLink:
+        return self.chain[self.level].link
 
     @property
     def done(self) -> bool:
-        return self.state in ("succeeded", "failed")
+        return self.state in P.FINISHED_STATES
 
 
 class TaskScheduler:
+    """Waiting tasks, their attempts on engines, and their results.
+
+    ``clock`` is the monotonic clock penalties and timeouts are measured on (a test
+    passes its own).
+    """
+
     def __init__(
-        self, ctl: Controller, failure_penalty: float = 1.0, idle_timeout: float = 30.0
+        self,
+        dispatch: Dispatch,
+        failure_penalty: float,
+        idle_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.ctl = ctl
+        self.dispatch = dispatch
         self.failure_penalty = failure_penalty
         self.idle_timeout = idle_timeout
+        self.clock = clock
         self.tasks: dict[int, Task] = {}
-        self._ready: list[tuple[int, int, int]] = []  # (-priority, seq, tid)
+        self._ready: list[tuple[int, int, int]] = []  # heap of (-priority, seq, tid)
         self._next_tid = 0
         self._seq = 0
-        self._waiters: dict[int, list[list[Any]]] = {}  # tid -> waiters [client, msg_id, ids, mode]
-        self._due: dict[
-            int, tuple[list[Any], list[int]]
-        ] = {}  # answers to send at the end of this turn
-        self._penalties: list[
-            tuple[float, int]
-        ] = []  # (until, tid): when a penalized task may go again
+        self._waiters: dict[int, list[_Waiter]] = {}  # tid -> answers waiting for it
+        self._due: dict[int, tuple[_Waiter, list[int]]] = {}  # "any" answers of this turn
+        self._penalties: list[tuple[float, int]] = []  # heap of (until, tid)
+        self._taking_for: set[int] = set()  # idle engines a task is being taken back for
+        self.handlers: dict[str, Callable[[bytes, Message], None]] = {
+            P.TASK_SUBMIT: self._on_submit,
+            P.TASK_RESULT: self._on_result,
+            P.TASK_ABORT: self._on_abort,
+            P.TASK_STATUS: self._on_status,
+            P.TASK_CLEAR: self._on_clear,
+            P.TASK_SPIN: self._on_spin,
+        }
 
-    # ------------------------------------------------------------ from clients
-    def handle(self, client: bytes, msg: Message) -> None:
-        """A client's ``task_*`` request."""
+    # ------------------------------------------------------------ client requests
+    def _on_submit(self, client: bytes, msg: Message) -> None:
+        tids = self.submit(client, msg.header, msg.buffers)
+        self.dispatch.reply_value(client, msg.header.get("id"), tids)
+
+    def _on_result(self, client: bytes, msg: Message) -> None:
         h = msg.header
-        t = h["t"]
-        answer = self.ctl.reply_value
-        if t == "task_submit":
-            answer(msg, self.submit(client, h, msg.buffers))
-        elif t == "task_result":
-            ids = h.get("ids")
-            if isinstance(ids, list):
-                self.results(client, h.get("id"), ids, str(h.get("mode", "all")))
-            else:
-                self.ctl.reply_error(
-                    client, h.get("id"), "ProtocolError", "task_result needs a list of ids"
-                )
-        elif t == "task_abort":
-            answer(msg, self.abort(h.get("tid")))
-        elif t == "task_status":
-            answer(msg, self.status(bool(h.get("verbose"))))
-        elif t == "task_clear":
-            self.clear()
-            answer(msg, None)
-        elif t == "task_spin":
-            answer(msg, self.schedule())
-        else:
-            self.ctl.reply_error(
-                client, h.get("id"), "ProtocolError", f"unknown message type {t!r}"
+        ids = h.get("ids")
+        mode = h.get("mode", P.ALL)
+        if not isinstance(ids, list) or mode not in (P.NOW, P.ALL, P.ANY):
+            self.dispatch.reply_error(
+                client, h.get("id"), "ProtocolError", "task_result needs a list of ids and a mode"
             )
+            return
+        self.results(client, h.get("id"), ids, mode)
+
+    def _on_abort(self, client: bytes, msg: Message) -> None:
+        self.dispatch.reply_value(client, msg.header.get("id"), self.abort(msg.header.get("tid")))
+
+    def _on_status(self, client: bytes, msg: Message) -> None:
+        value = self.status(bool(msg.header.get("verbose")))
+        self.dispatch.reply_value(client, msg.header.get("id"), value)
+
+    def _on_clear(self, client: bytes, msg: Message) -> None:
+        self.clear()
+        self.dispatch.reply_value(client, msg.header.get("id"), None)
+
+    def _on_spin(self, client: bytes, msg: Message) -> None:
+        self.dispatch.reply_value(client, msg.header.get("id"), self.schedule())
 
     def submit(self, client: bytes, header: dict[str, Any], frames: list[Any]) -> list[int]:
+        """Take the tasks of a ``task_submit``; their ids, in order."""
+        chains = [[TaskLink.from_wire(item) for item in chain] for chain in header["tasks"]]
+        parts = iter(P.split_parts([link.nbuf for chain in chains for link in chain], frames))
         tids = []
-        pos = 0
-        raw = set(header.get("raw") or ())
-        for chain_info in header["tasks"]:
+        for links in chains:
+            if not links:
+                raise P.ProtocolViolation("a task with an empty chain")
             chain = []
-            for info in chain_info:
-                nbuf = int(info.get("nbuf", 0))
-                content = frames[pos]
-                buffers = frames[pos + 1 : pos + 1 + nbuf]
-                # buffers the client marked raw stay raw on the way to the engine
-                spec_raw = (
-                    True if nbuf and all(i in raw for i in range(pos + 1, pos + 1 + nbuf)) else None
-                )
-                pos += 1 + nbuf
-                tl = info.get("tl")
-                chain.append(
-                    Spec(
-                        content,
-                        list(buffers),
-                        spec_raw,
-                        str(info.get("kind", "map")),
-                        int(info.get("pri", 0)),
-                        max(0, int(info.get("retries", 0))),
-                        float(tl) if tl else None,
-                        bool(info.get("rl", True)),
-                        str(info.get("desc", "task")),
-                    )
-                )
-            tid = self._next_tid
+            for link in links:
+                content, buffers = next(parts)
+                chain.append(Spec(content, buffers, link))
             self._next_tid += 1
             self._seq += 1
-            task = Task(tid, client, chain, self._seq, retries_left=chain[0].retries)
-            self.tasks[tid] = task
+            task = Task(self._next_tid - 1, client, chain, self._seq, retries_left=links[0].retries)
+            self.tasks[task.tid] = task
             self._push(task)
-            tids.append(tid)
+            tids.append(task.tid)
         self.schedule()
         return tids
 
     def abort(self, tid: Any) -> str | None:
         """Abort a task; the text of an IndexError when it cannot be."""
-        task = self.tasks.get(tid)
+        task = self.tasks.get(tid) if isinstance(tid, int) else None
         if task is None:
             return f"No task #{tid}"
         if task.done:
@@ -177,43 +179,51 @@ class TaskScheduler:
         if task.aborting:
             return "Task Already Aborted"
         task.aborting = True
-        if task.state == "scheduled":
+        cmd = task.cmd
+        engine = self._engine_of(task)
+        if task.state == P.SCHEDULED:
             self._finish(task, error_part("TaskAborted", f"task {tid} was aborted"), failed=True)
-        elif task.cmd is not None:
-            engine = self.ctl.engines.get(task.engine_id if task.engine_id is not None else -1)
-            if engine is not None and (engine.current is task.cmd or task.cmd in engine.ahead):
-                # running: interrupted; sent ahead: the engine answers without running it
-                self.ctl.interrupt_engine(engine, task.cmd.cmd_id, "abort")
-            elif engine is not None and task.cmd in engine.queue:
-                engine.queue.remove(task.cmd)
-                self._finish(
-                    task, error_part("TaskAborted", f"task {tid} was aborted"), failed=True
-                )
+        elif cmd is not None and engine is not None:
+            if cmd is engine.current or cmd in engine.ahead:
+                # running: interrupted; sent ahead: the engine says at once that it will
+                # not run it, and answers it unrun when it gets there
+                self.dispatch.interrupt(engine, cmd, P.WHY_ABORT)
+            elif cmd in engine.queue:
+                engine.queue.remove(cmd)
+                self._finish(task, error_part("TaskAborted", f"task {tid} was aborted"), True)
         return None
 
     def results(self, client: bytes, msg_id: Any, ids: list[Any], mode: str) -> None:
-        """Answer with the results of ``ids``: now (mode "none"), or once any or all are done."""
+        """Answer with the results of ``ids``: now, or once any or all are done."""
         tasks = self.tasks
         unknown = [t for t in ids if t not in tasks]
         done = [t for t in ids if t in tasks and tasks[t].done]
-        if mode == "any" and done and not unknown:
-            self._send_results(client, msg_id, done)  # only what is done: the rest is still pending
+        if mode == P.ANY and done and not unknown:
+            self._send_results(client, msg_id, done)  # only what is done: the rest still runs
             return
-        if mode == "none" or unknown or len(done) == len(ids):
+        if mode == P.NOW or unknown or len(done) == len(ids):
             self._send_results(client, msg_id, ids)
             return
-        waiter = [client, msg_id, ids, mode]
+        waiter = _Waiter(client, msg_id, ids, mode)
         for t in ids:
             if not tasks[t].done:
                 self._waiters.setdefault(t, []).append(waiter)
 
+    def wait_started(self, client: bytes, msg_id: Any, tid: Any) -> None:
+        """Answer once task ``tid`` runs on an engine (or has ended)."""
+        task = self.tasks.get(tid) if isinstance(tid, int) else None
+        if task is None:
+            self.dispatch.reply_error(client, msg_id, "IndexError", f"No task #{tid}")
+        elif task.done:
+            self.dispatch.reply_value(client, msg_id, P.DONE)
+        elif task.cmd is not None and task.cmd.started is not None:
+            self.dispatch.reply_value(client, msg_id, P.RUNNING)
+        else:
+            self.dispatch.wait_started(("task", task.tid), client, msg_id)
+
     def status(self, verbose: bool) -> dict[str, Any]:
-        buckets: dict[str, list[int]] = {
-            "scheduled": [],
-            "pending": [],
-            "succeeded": [],
-            "failed": [],
-        }
+        states = (P.SCHEDULED, P.PENDING, P.SUCCEEDED, P.FAILED)
+        buckets: dict[str, list[int]] = {s: [] for s in states}
         for t in self.tasks.values():
             buckets[t.state].append(t.tid)
         if verbose:
@@ -227,10 +237,10 @@ class TaskScheduler:
 
     # ------------------------------------------------------------ scheduling
     def _push(self, task: Task) -> None:
-        task.state = "scheduled"
+        task.state = P.SCHEDULED
         task.engine_id = None
         task.cmd = None
-        heapq.heappush(self._ready, (-task.spec.priority, task.seq, task.tid))
+        heapq.heappush(self._ready, (-task.link.priority, task.seq, task.tid))
 
     def schedule(self, engines: Iterable[EngineState] | None = None) -> bool:
         """Hand waiting tasks to engines with room (all, or those given); True if any went.
@@ -240,32 +250,41 @@ class TaskScheduler:
         """
         if not self._ready:
             return False
-        from .relay import PREFETCH
-
-        candidates = self.ctl.engines.values() if engines is None else engines
+        candidates = self.dispatch.engines.values() if engines is None else engines
         free = [e for e in candidates if e.load <= PREFETCH and e.only_tasks()]
         if not free:
             return False
-        now = time.monotonic()
+        now = self.clock()
         skipped = []
         handed = False
         while self._ready and free:
             entry = heapq.heappop(self._ready)
             task = self.tasks.get(entry[2])
-            if task is None or task.state != "scheduled":
+            if task is None or task.state != P.SCHEDULED:
                 continue
             free.sort(key=lambda e: (e.load, e.last_task))
             engine = self._pick(task, free, now)
             if engine is None:
                 skipped.append(entry)
                 continue
-            self._assign(task, engine)
+            self._assign(task, engine, now)
             handed = True
             if engine.load > PREFETCH:
                 free.remove(engine)
         for entry in skipped:
             heapq.heappush(self._ready, entry)
         return handed
+
+    def engine_has_room(self, engine: EngineState, failed: bool = False) -> None:
+        """``engine`` answered a command or registered: give it work.
+
+        After a failure the task may go to any engine; else only this one has new room.
+        When nothing waits and the engine is idle, take a task back from a busy engine.
+        """
+        if self._ready:
+            self.schedule(None if failed else [engine])
+        if engine.idle and not self._ready and self.dispatch.prefetching:
+            self._take_back_for(engine)
 
     def _pick(self, task: Task, free: list[EngineState], now: float) -> EngineState | None:
         fallback = None
@@ -277,49 +296,95 @@ class TaskScheduler:
             fallback = fallback or e
         return fallback
 
-    def _assign(self, task: Task, engine: EngineState) -> None:
-        spec = task.spec
-        self.ctl.next_cmd_id += 1
+    def _assign(self, task: Task, engine: EngineState, now: float) -> None:
+        spec = task.chain[task.level]
         cmd = Command(
-            None, 0, "task", spec.desc, spec.content, spec.buffers, self.ctl.next_cmd_id, task=task
+            None,
+            0,
+            "task",
+            spec.link.desc,
+            spec.content,
+            spec.buffers,
+            self.dispatch.new_cmd_id(),
+            task=task,
+            time_limit=spec.link.time_limit,
         )
-        extra: dict[str, Any] = {}
-        if spec.time_limit:
-            extra["tl"] = spec.time_limit
-        if spec.raw:
-            extra["raw"] = True
-        cmd.extra = extra or None
-        task.state = "pending"
+        task.state = P.PENDING
         task.engine_id = engine.id
         task.cmd = cmd
-        task.started = time.time()
-        engine.last_task = time.monotonic()
-        engine.queue.append(cmd)
-        self.ctl.dispatch(engine)
+        engine.last_task = now
+        self._taking_for.discard(engine.id)
+        self.dispatch.enqueue(engine, cmd)
+
+    def _take_back_for(self, idle: EngineState) -> None:
+        """Take the newest task sent ahead to the busiest engine back, for ``idle``."""
+        if idle.id in self._taking_for:
+            return
+        now = self.clock()
+        busiest = sorted(
+            (self.dispatch.engines[i] for i in self.dispatch.prefetching),
+            key=lambda e: len(e.ahead),
+            reverse=True,
+        )
+        for engine in busiest:
+            for cmd in reversed(engine.ahead):
+                task = cmd.task
+                if (
+                    cmd.detached
+                    or task is None
+                    or task.cmd is not cmd
+                    or task.taken_for is not None
+                ):
+                    continue
+                if task.aborting or self._pick(task, [idle], now) is None:
+                    continue
+                task.taken_for = idle.id
+                self._taking_for.add(idle.id)
+                self.dispatch.interrupt(engine, cmd, P.WHY_REVOKE)
+                return
+
+    def on_revoked(self, engine: EngineState, cmd_id: Any, unrun: bool) -> None:
+        """The engine's answer to a revoke or abort: whether it will leave ``cmd_id`` unrun."""
+        cmd = next((c for c in (engine.current, *engine.ahead) if c and c.cmd_id == cmd_id), None)
+        task = cmd.task if cmd is not None else None
+        if cmd is None or task is None:
+            return
+        if task.taken_for is not None:
+            self._taking_for.discard(task.taken_for)
+            task.taken_for = None
+        if not unrun or task.cmd is not cmd:  # it runs (or its answer came first)
+            return
+        cmd.detached = True  # the engine answers it unrun later: that answer is dropped
+        task.cmd = None
+        if task.aborting:
+            self._finish(task, error_part("TaskAborted", f"task {task.tid} was aborted"), True)
+        else:
+            self._push(task)
+            self.schedule()
 
     def next_wakeup(self) -> float | None:
-        """When the next penalty ends (monotonic), so a penalized task can go again."""
+        """When the next penalty ends (on ``clock``), so a penalized task can go again."""
         heap = self._penalties
-        now = time.monotonic()
+        now = self.clock()
         while heap:
             until, tid = heap[0]
             task = self.tasks.get(tid)
-            if task is not None and task.state == "scheduled" and until > now - 1.0:
+            if task is not None and task.state == P.SCHEDULED and until > now - 1.0:
                 return until
             heapq.heappop(heap)
         return None
 
     def _penalize(self, task: Task, engine_id: int) -> None:
-        until = time.monotonic() + self.failure_penalty
+        until = self.clock() + self.failure_penalty
         task.penalty[engine_id] = until
         heapq.heappush(self._penalties, (until, task.tid))
 
     def sweep(self, now: float) -> None:
         """Idle timeouts of tasks no engine will take; then try to schedule again."""
-        engines = set(self.ctl.engines)
+        engines = set(self.dispatch.engines)
         for _, _, tid in list(self._ready):
             task = self.tasks.get(tid)
-            if task is None or task.state != "scheduled" or not task.unmet:
+            if task is None or task.state != P.SCHEDULED or not task.unmet:
                 continue
             if engines and not engines <= task.unmet:
                 task.unmet_since = None
@@ -327,61 +392,70 @@ class TaskScheduler:
             task.unmet_since = task.unmet_since or now
             if now - task.unmet_since >= self.idle_timeout:
                 msg = (
-                    f"task {tid} failed to execute due to unmet dependencies "
-                    f"for {self.idle_timeout:g} seconds"
+                    f"task {tid} failed to execute due to unmet dependencies for "
+                    f"{self.idle_timeout:g} seconds"
                 )
                 self._finish(task, error_part("TaskTimeout", msg), failed=True)
         self.schedule()
 
-    # ------------------------------------------------------------ from engines
+    def _engine_of(self, task: Task) -> EngineState | None:
+        return self.dispatch.engines.get(task.engine_id) if task.engine_id is not None else None
+
+    # ------------------------------------------------------------ engine answers
     def on_reply(self, engine: EngineState, task: Task, part: Part) -> None:
-        if task.cmd is None or task.state != "pending":
+        """An engine answered an attempt of ``task``."""
+        if task.cmd is None or task.state != P.PENDING:
             return
+        task.started = task.cmd.started
         task.cmd = None
         if task.aborting:
-            self._finish(
-                task,
-                error_part("TaskAborted", f"task {task.tid} was aborted", engine.id),
-                failed=True,
-            )
+            aborted = error_part("TaskAborted", f"task {task.tid} was aborted", engine.id)
+            self._finish(task, aborted, failed=True)
             return
-        if part.status == "ok":
+        if part.status == P.STATUS_OK:
             self._finish(task, part, failed=False)
             return
-        flags = part.flags or {}
-        why = flags.get("why")
-        if why == "revoked":  # taken back before it ran: not an attempt
+        flags = part.flags or P.TaskFlags(None, False)
+        if flags.why == "revoked":  # taken back before it ran: not an attempt
             self._push(task)
             return
-        if why == "unmet":
+        if flags.why == "unmet":
             task.unmet.add(engine.id)
             self._penalize(task, engine.id)
             self._push(task)
             return
         for cmd in engine.ahead:  # a failure here: what was sent ahead goes back to wait
-            self.ctl.interrupt_engine(engine, cmd.cmd_id, "revoke")
-        if why in ("reject", None) and flags.get("retry", why == "reject"):
+            if not cmd.detached:
+                self.dispatch.interrupt(engine, cmd, P.WHY_REVOKE)
+        if flags.why in ("reject", None) and flags.retry:
             self._retry_or_fail(task, engine.id, part)
             return
         self._recover_or_fail(task, part)
 
-    def on_lost(self, task: Task, engine_id: int, why: str) -> None:
-        """The engine died with the task on it (running or queued)."""
-        if task.done:
+    def on_engine_lost(
+        self, engine_id: int, why: str, running: Command | None, unstarted: list[Command]
+    ) -> None:
+        """An engine died: the task it ran is retried or fails; tasks queued or sent ahead
+        to it go back to wait (they never started)."""
+        self._taking_for.discard(engine_id)
+        for cmd in unstarted:
+            task = cmd.task
+            if task is not None and not cmd.detached and task.cmd is cmd:
+                if task.taken_for is not None:
+                    self._taking_for.discard(task.taken_for)
+                    task.taken_for = None
+                self.requeue(task)
+        task = running.task if running is not None and not running.detached else None
+        if task is None or task.done or task.cmd is not running:
             return
+        task.started = running.started if running is not None else None
         task.cmd = None
-        part = error_part(
-            "EngineError",
-            f"engine {engine_id} was lost ({why}) while running task {task.tid}",
-            engine_id,
-        )
+        lost = f"engine {engine_id} was lost ({why}) while running task {task.tid}"
+        part = error_part("EngineError", lost, engine_id)
         if task.aborting:
-            self._finish(
-                task,
-                error_part("TaskAborted", f"task {task.tid} was aborted", engine_id),
-                failed=True,
-            )
-        elif task.spec.retry_lost:
+            aborted = error_part("TaskAborted", f"task {task.tid} was aborted", engine_id)
+            self._finish(task, aborted, failed=True)
+        elif task.link.retry_lost:
             self._retry_or_fail(task, engine_id, part)
         else:
             self._recover_or_fail(task, part)
@@ -403,7 +477,7 @@ class TaskScheduler:
     def _recover_or_fail(self, task: Task, part: Part) -> None:
         if task.level + 1 < len(task.chain):
             task.level += 1
-            task.retries_left = task.spec.retries
+            task.retries_left = task.link.retries
             task.failed_on.clear()
             task.penalty.clear()
             task.unmet.clear()
@@ -412,19 +486,19 @@ class TaskScheduler:
             self._finish(task, part, failed=True)
 
     def _finish(self, task: Task, part: Part, failed: bool) -> None:
-        task.state = "failed" if failed else "succeeded"
+        task.state = P.FAILED if failed else P.SUCCEEDED
         task.result = part
         task.completed = time.time()
         task.cmd = None
+        self.dispatch.ended(("task", task.tid))
         for waiter in self._waiters.pop(task.tid, ()):
-            mode = waiter[3]
-            if mode == "sent":
+            if waiter.sent:
                 continue
-            if mode == "any":  # answered once per turn of the loop, with all that finished in it
+            if waiter.mode == P.ANY:  # answered once per turn, with all that finished in it
                 self._due.setdefault(id(waiter), (waiter, []))[1].append(task.tid)
-            elif all(self.tasks[t].done for t in waiter[2] if t in self.tasks):
-                waiter[3] = "sent"
-                self._send_results(waiter[0], waiter[1], waiter[2])
+            elif all(self.tasks[t].done for t in waiter.ids if t in self.tasks):
+                waiter.sent = True
+                self._send_results(waiter.client, waiter.msg_id, waiter.ids)
 
     def flush(self) -> None:
         """Send the answers gathered during this turn of the controller's loop."""
@@ -432,48 +506,48 @@ class TaskScheduler:
             return
         due, self._due = self._due, {}
         for waiter, tids in due.values():
-            waiter[3] = "sent"
-            self._send_results(waiter[0], waiter[1], tids)
+            waiter.sent = True
+            self._send_results(waiter.client, waiter.msg_id, tids)
 
-    # ------------------------------------------------------------ answers
     def _send_results(self, client: bytes, msg_id: Any, ids: list[Any]) -> None:
-        items = []
-        frames: list[Any] = []
-        raw: list[int] = []
+        items: list[Any] = []
+        parts: list[tuple[Any, list[Any]]] = []
         for tid in ids:
             task = self.tasks.get(tid)
             if task is None:
-                items.append([tid, "unknown"])
-                continue
-            if not task.done or task.result is None:
-                items.append([tid, task.state])
+                items.append(TaskItem(tid, P.UNKNOWN_TASK).to_wire())
                 continue
             p = task.result
+            if not task.done or p is None:
+                items.append(TaskItem(tid, task.state).to_wire())
+                continue
             started = task.started or task.submitted
-            run_time = (
-                p.run_time
-                if isinstance(p.run_time, (int, float))
-                else (task.completed or started) - started
+            elapsed = p.elapsed if p.elapsed is not None else (task.completed or started) - started
+            item = TaskItem(
+                tid,
+                task.state,
+                task.link.kind,
+                task.submitted,
+                task.started,
+                task.completed,
+                elapsed,
+                p.header(),
             )
-            items.append(
-                [
-                    tid,
-                    task.state,
-                    task.spec.kind,
-                    p.engine_id,
-                    p.status,
-                    p.enc,
-                    len(p.frames) - 1,
-                    task.submitted,
-                    task.completed,
-                    run_time,
-                    p.sizes,
-                    p.piece,
-                ]
-            )
-            raw.extend(range(len(frames) + 1, len(frames) + len(p.frames)))
-            frames.extend(p.frames)
-        header: dict[str, Any] = {"t": "task_results", "id": msg_id, "items": items}
+            items.append(item.to_wire())
+            parts.append((p.frames[0], p.frames[1:]))
+        _, frames, raw = P.pack_parts(parts)
+        header: dict[str, Any] = {"t": P.TASK_RESULTS, "id": msg_id, "items": items}
         if raw:
             header["raw"] = raw
-        self.ctl.send_to_client(client, header, b"", frames)
+        self.dispatch.to_client(client, header, b"", frames)
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """A ``task_result`` request waiting for tasks to finish."""
+
+    client: bytes
+    msg_id: Any
+    ids: list[Any]
+    mode: str
+    sent: bool = False

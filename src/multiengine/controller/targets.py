@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from ..wire.protocol import split_parts
+
 __all__ = ["BadTargets", "resolve_targets", "per_target_payloads"]
 
 
@@ -51,11 +53,7 @@ def per_target_payloads(
     """(content, buffers) for each of ``n`` targets: the same for all, or cut by ``splits``."""
     if splits is None:
         return [(content, buffers)] * n
-    out = []
-    pos = 0
-    for nbuf in splits:
-        out.append((buffers[pos], buffers[pos + 1 : pos + 1 + nbuf]))
-        pos += 1 + nbuf
+    out = split_parts(splits, buffers)
     if len(out) != n:
         raise BadTargets("ProtocolError", "parts do not match targets")
     return out

@@ -1,23 +1,24 @@
 """Relaying large buffers piece by piece (see ``multiengine.wire.chunks``).
 
 From a client: the ``submit`` announces the pieces (``xfer``) and they follow as
-``chunk`` messages; each piece goes to the engine at once if its command has been
-dispatched, or waits with the command until it is. From an engine: a ``reply``
-announces its pieces; for a blocking single-engine call they stream straight on to
-the client, otherwise they are kept with the result.
+``chunk`` messages; each piece goes to the engine at once if its command is running
+there, or waits with the command, which sends it right behind itself when it is
+dispatched (``Dispatch``). From an engine: a ``reply`` announces its pieces; for a
+blocking single-engine call they stream straight on to the client, otherwise they are
+kept with the result.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..wire import protocol as P
 from ..wire.message import Message
-from .engines import Command, EngineState
+from ..wire.protocol import PartHeader, TaskFlags, Xfer
+from .dispatch import Dispatch
+from .engines import Command, EngineState, IncomingReply
 from .jobs import Part
-
-if TYPE_CHECKING:
-    from .relay import Controller
 
 __all__ = ["Transfers"]
 
@@ -25,17 +26,16 @@ log = logging.getLogger("multiengine.controller")
 
 
 class Transfers:
-    def __init__(self, ctl: Controller) -> None:
-        self.ctl = ctl
-        self._expected: dict[
-            tuple[bytes, Any], list[Any]
-        ] = {}  # (client, msg id) -> [cmds by part, pieces left]
+    def __init__(self, dispatch: Dispatch) -> None:
+        self.dispatch = dispatch
+        # (client, submit id) -> [commands by part, pieces still to come]
+        self._expected: dict[tuple[bytes, Any], tuple[dict[int, list[Command]], list[int]]] = {}
 
     # ------------------------------------------------------------ client -> engines
     def expect(
         self, client: bytes, msg_id: Any, by_part: dict[int, list[Command]], count: int
     ) -> None:
-        self._expected[(client, msg_id)] = [by_part, count]
+        self._expected[(client, msg_id)] = (by_part, [count])
 
     def client_piece(self, client: bytes, msg: Message) -> None:
         """A piece from a client: to the engine now, or kept until its command is sent."""
@@ -44,94 +44,72 @@ class Transfers:
         if state is None or not msg.buffers:
             log.warning("dropped a piece of an unknown transfer")
             return
+        by_part, left = state
         piece = msg.buffers[0]
-        cmds: list[Command] = state[0].get(msg.header.get("p", 0), [])
-        for cmd in cmds:
-            if cmd.streaming and cmd.job is not None:
-                engine = self.ctl.engines.get(cmd.job.targets[cmd.index])
-                if engine is not None and engine.current is cmd:
-                    self.send_piece(engine, cmd, piece)
-            else:
+        for cmd in by_part.get(msg.header.get("p", 0), []):
+            if not cmd.streaming:
                 cmd.pieces.append(piece)
-        state[1] -= 1
-        if state[1] <= 0:
+                continue
+            engine = self._engine_running(cmd)
+            if engine is not None:
+                self.dispatch.send_piece(engine, cmd, piece)
+        left[0] -= 1
+        if left[0] <= 0:
             del self._expected[key]
 
-    def dispatched(self, engine: EngineState, cmd: Command) -> None:
-        """The command has gone to the engine: send the pieces it holds;
-        later ones follow directly."""
-        for piece in cmd.pieces:
-            self.send_piece(engine, cmd, piece)
-        cmd.pieces = []
-        cmd.streaming = True
-
-    def send_piece(self, engine: EngineState, cmd: Command, piece: Any) -> None:
-        ctl = self.ctl
-        header = {"t": "chunk", "cmd": cmd.cmd_id, "raw": True}
-        ctl.engine_sock.send_multipart(
-            ctl.signer.frames(header, b"", (piece,), (engine.ident,)), copy=False
-        )
+    def _engine_running(self, cmd: Command) -> EngineState | None:
+        if cmd.job is None:
+            return None
+        engine = self.dispatch.engines.get(cmd.job.targets[cmd.index])
+        return engine if engine is not None and engine.current is cmd else None
 
     # ------------------------------------------------------------ engine -> client
     def reply_announced(
         self,
         engine: EngineState,
         cmd: Command,
-        status: str,
-        enc: str,
-        flags: Any,
-        xfer: dict[str, Any],
+        header: dict[str, Any],
         content: Any,
     ) -> None:
+        """A reply whose buffers follow in pieces: stream them on, or collect them."""
+        xfer = Xfer.from_wire(header["xfer"])
+        status = str(header.get("status", P.STATUS_OK))
+        enc = str(header.get("enc", P.PICKLE))
+        flags = TaskFlags.from_wire(header["task"]) if header.get("task") else None
         job = cmd.job
         stream = job is not None and job.block and len(job.targets) == 1 and not job.discarded
-        engine.incoming = {
-            "status": status,
-            "enc": enc,
-            "content": content,
-            "sizes": xfer["sizes"],
-            "piece": xfer.get("piece"),
-            "left": xfer["n"],
-            "pieces": [],
-            "stream": stream,
-            "flags": flags,
-            "rt": None,
-        }
+        engine.incoming = IncomingReply(
+            status, enc, content, xfer, flags, stream, header.get("elapsed"), left=xfer.n
+        )
         if stream and job is not None:
             job.streamed = True
+            part = PartHeader(engine.id, status, enc, xfer.n, xfer.sizes, xfer.piece)
             head = {
-                "t": "result",
+                "t": P.RESULT,
                 "id": job.msg_id,
                 "job": job.job_id,
-                "stream": xfer["n"],
-                "parts": [[engine.id, status, enc, xfer["n"], xfer["sizes"], xfer.get("piece")]],
+                "stream": xfer.n,
+                "parts": [part.to_wire()],
             }
-            self.ctl.send_to_client(job.client, head, b"", [content])
+            self.dispatch.to_client(job.client, head, b"", [content])
 
-    def engine_piece(self, engine: EngineState, piece: Any) -> None:
+    def engine_piece(self, engine: EngineState, piece: Any) -> Part | None:
+        """A piece of the reply arriving from ``engine``; the whole Part after the last."""
         inc = engine.incoming
         cmd = engine.current
         if inc is None or cmd is None:
-            return
-        if inc["stream"] and cmd.job is not None:
-            self.ctl.send_to_client(
-                cmd.job.client, {"t": "chunk", "id": cmd.job.msg_id, "raw": True}, b"", [piece]
-            )
+            return None
+        if inc.stream and cmd.job is not None:
+            header = {"t": P.CHUNK, "id": cmd.job.msg_id, "raw": True}
+            self.dispatch.to_client(cmd.job.client, header, b"", [piece])
         else:
-            inc["pieces"].append(piece)
-        inc["left"] -= 1
-        if inc["left"] > 0:
-            return
+            inc.pieces.append(piece)
+        inc.left -= 1
+        if inc.left > 0:
+            return None
         engine.incoming = None
-        self.ctl.next_current(engine)
-        part = Part(
-            engine.id,
-            inc["status"],
-            inc["enc"],
-            [inc["content"], *inc["pieces"]],
-            inc["sizes"],
-            inc["piece"],
-        )
-        part.flags = inc["flags"] if isinstance(inc["flags"], dict) else None
-        part.run_time = inc["rt"]
-        self.ctl.finish_reply(engine, cmd, part)
+        frames = [inc.content, *inc.pieces]
+        part = Part(engine.id, inc.status, inc.enc, frames, inc.xfer.sizes, inc.xfer.piece)
+        part.flags = inc.flags
+        part.elapsed = inc.elapsed
+        return part

@@ -19,7 +19,10 @@ import types
 from pprint import pformat
 from typing import Any
 
+from ..wire.protocol import TaskFlags
+from ..wire.serialize import rebind_globals
 from .output import Capture, Streamer
+from .properties import StrictDict
 
 __all__ = ["Interpreter", "HIDDEN_NAMES"]
 
@@ -68,9 +71,8 @@ class Interpreter:
         self.number = 0
         self.namespace: dict[str, Any] = {}
         self.streamer: Streamer | None = None  # set while a command wants live output
-        from .commands import StrictDict
-
         self.properties: dict[Any, Any] = StrictDict()
+        self.task_flags: TaskFlags | None = None  # how the last task failed, for the scheduler
         self.reset()
 
     # The namespace is the engine's ``__main__`` module, so classes and functions
@@ -93,6 +95,23 @@ class Interpreter:
     def set_id(self, engine_id: int) -> None:
         self.engine_id = engine_id
         self.namespace["id"] = engine_id
+
+    def lookup(self, key: Any) -> Any:
+        """The value of ``key`` in the namespace; NameError when it is not defined."""
+        if not isinstance(key, str):
+            raise TypeError(f"keys must be strings, not {type(key).__name__}: {key!r}")
+        try:
+            return self.namespace[key]
+        except KeyError:
+            raise NameError(f"name '{key}' is not defined") from None
+
+    def push(self, namespace: dict[str, Any]) -> None:
+        """Bind each name; functions pushed resolve their globals in this namespace."""
+        ns = self.namespace
+        for k, v in namespace.items():
+            if not isinstance(k, str):
+                raise TypeError(f"names must be strings, not {type(k).__name__}: {k!r}")
+            ns[k] = rebind_globals(v, ns)
 
     def keys(self) -> list[str]:
         return [k for k in self.namespace if k not in HIDDEN_NAMES]

@@ -22,8 +22,10 @@ from typing import Any
 import zmq
 
 from ..wire import chunks, curve
+from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
-from ..wire.message import Signer, WireError
+from ..wire.message import Message, Signer, WireError
+from ..wire.protocol import ErrorReport, TaskFlags, Xfer
 from .interpreter import Interpreter, format_exception
 
 __all__ = ["Engine", "main", "add_arguments"]
@@ -71,7 +73,7 @@ class Engine:
     # ------------------------------------------------------------ registration
     def register(self, timeout: float = 10.0) -> int:
         header = {
-            "t": "register",
+            "t": P.REGISTER,
             "desired_id": self.desired_id,
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -87,7 +89,7 @@ class Engine:
                 pass
             if self.sock.poll(min(1000, max(1, int((deadline - time.monotonic()) * 1000)))):
                 msg = self._recv()
-                if msg is not None and msg.header["t"] == "registered":
+                if msg is not None and msg.type == P.REGISTERED:
                     break
             if time.monotonic() >= deadline:
                 raise TimeoutError(
@@ -122,7 +124,7 @@ class Engine:
         hb.setsockopt(zmq.IPV6, 1)
         curve.make_client(hb, self.info.curve_serverkey)
         hb.connect(self.info.url("heartbeat"))
-        ping = self.signer.frames({"t": "ping", "id": self.id})
+        ping = self.signer.frames({"t": P.PING, "id": self.id})
         last_heard = time.monotonic()
         limit = max(self.hb_timeout * 2, 2.0)
         while not self._stop.is_set():
@@ -137,35 +139,44 @@ class Engine:
                     log.warning("dropped a heartbeat message: %s", e)
                     continue
                 last_heard = time.monotonic()
-                if msg.header["t"] == "unknown":
+                if msg.type == P.UNKNOWN:
                     self._lost("the controller no longer knows this engine")
-                elif msg.header["t"] == "interrupt":
-                    self.interrupt(msg.header.get("cmd"), str(msg.header.get("why", "interrupt")))
+                elif msg.type == P.INTERRUPT:
+                    cmd, why = msg.header.get("cmd"), str(msg.header.get("why", P.WHY_INTERRUPT))
+                    unrun = self.interrupt(cmd, why)
+                    if why in (P.WHY_REVOKE, P.WHY_ABORT):  # the scheduler waits for this
+                        hb.send_multipart(
+                            self.signer.frames({"t": P.REVOKED, "cmd": cmd, "ok": unrun})
+                        )
+                elif msg.type != P.PONG:
+                    log.warning("unexpected heartbeat message %r", msg.type)
             if time.monotonic() - last_heard > limit:
                 self._lost(f"no answer from the controller for {limit:g} s")
         hb.close()
 
-    def interrupt(self, cmd_id: Any, why: str) -> None:
+    def interrupt(self, cmd_id: Any, why: str) -> bool:
         """Raise KeyboardInterrupt in the user code running for ``cmd_id`` (any, if None).
 
         A command that has not started yet (still arriving, or a task sent ahead) is
         instead marked: it is answered without running, as interrupted, as aborted
         (``why="abort"``) or as given back to the scheduler (``why="revoke"``). A revoke
-        never interrupts running code.
+        never interrupts running code. Returns True when ``cmd_id`` will not run.
         """
         with self._start_lock:
             running = self._running
             if cmd_id is not None and cmd_id != running:
                 if cmd_id > self._last_started:  # not started yet: answered without running
                     self._revoked[cmd_id] = why
-                return
-            if running is None or why == "revoke":
-                return
+                    return True
+                return False
+            if running is None or why == P.WHY_REVOKE:
+                return False
             self._interrupted = why
             self._sigint_handled = False
         threading.Thread(
             target=self._signal_main, args=(running,), name="multiengine-interrupt", daemon=True
         ).start()
+        return False
 
     def _signal_main(self, running: Any) -> None:
         """SIGINT to the main thread, again until its handler has run (off the heartbeat thread).
@@ -207,9 +218,9 @@ class Engine:
         os._exit(3)
 
     # ------------------------------------------------------------ main loop
-    def _recv_buffers(self, xfer: dict[str, Any], timeout: float = 60.0) -> list[Any]:
+    def _recv_buffers(self, xfer: Xfer, timeout: float = 60.0) -> list[Any]:
         """Read the pieces that follow a command announcing them, copying as they come."""
-        asm = chunks.Assembler(xfer["sizes"], xfer.get("piece"))
+        asm = chunks.Assembler(xfer.sizes, xfer.piece)
         while not asm.done:
             if not self.sock.poll(int(timeout * 1000)):
                 raise TimeoutError(
@@ -218,7 +229,7 @@ class Engine:
             msg = self._recv()
             if msg is None:
                 continue
-            if msg.header["t"] != "chunk" or not msg.buffers:
+            if msg.type != P.CHUNK or not msg.buffers:
                 self._backlog.append(msg)  # not ours: handled after this command
                 raise ValueError(
                     f"a transfer broke off after {asm.received} of {asm.expected} pieces"
@@ -228,30 +239,28 @@ class Engine:
 
     def _classify(
         self, e: BaseException, h: dict[str, Any]
-    ) -> tuple[BaseException, dict[str, Any]]:
-        """Turn an interrupt into the error it stands for; collect the scheduler's flags."""
+    ) -> tuple[BaseException, TaskFlags | None]:
+        """Turn an interrupt into the error it stands for; the scheduler's flags for a task."""
         from ..errors import TaskAborted, TaskTimeout
 
         why = self._interrupted
         self._interrupted = None
-        flags: dict[str, Any] = dict(getattr(e, "_multiengine_task", None) or {})
+        flags = self.interp.task_flags if h.get("name") == "task" else None
         if isinstance(e, _Revoked):
-            if e.why == "abort":
-                return TaskAborted("the task was aborted before it ran"), {
-                    "why": "aborted",
-                    "retry": False,
-                }
-            if e.why == "interrupt":
-                return KeyboardInterrupt(), {"why": None, "retry": False}
-            return e, {"why": "revoked", "retry": False}
+            if e.why == P.WHY_ABORT:
+                return TaskAborted("the task was aborted before it ran"), TaskFlags(
+                    "aborted", False
+                )
+            if e.why == P.WHY_INTERRUPT:
+                return KeyboardInterrupt(), TaskFlags(None, False)
+            return e, TaskFlags("revoked", False)
         if isinstance(e, KeyboardInterrupt) and why == "timeout":
-            e = TaskTimeout(
-                f"the task exceeded its time limit of {float(h['tl']):g} s and was interrupted"
-            )
-            flags.update(why="timeout", retry=False)
-        elif isinstance(e, KeyboardInterrupt) and why == "abort":
+            limit = float(h["tl"])
+            e = TaskTimeout(f"the task exceeded its time limit of {limit:g} s and was interrupted")
+            flags = TaskFlags("timeout", False)
+        elif isinstance(e, KeyboardInterrupt) and why == P.WHY_ABORT:
             e = TaskAborted("the task was aborted while it ran")
-            flags.update(why="aborted", retry=False)
+            flags = TaskFlags("aborted", False)
         return e, flags
 
     def _send(self, frames: list[Any], copy: bool = True) -> None:
@@ -259,7 +268,7 @@ class Engine:
             self.sock.send_multipart(frames, copy=copy)
 
     def _send_output(self, name: str, text: str) -> None:
-        header = {"t": "output", "cmd": self._live_cmd, "name": name}
+        header = {"t": P.OUTPUT, "cmd": self._live_cmd, "name": name}
         self._send(self.signer.frames(header, text.encode("utf-8", "replace")))
 
     def _send_reply(
@@ -268,24 +277,24 @@ class Engine:
         status: str,
         content: Any,
         buffers: list[Any],
-        flags: dict[str, Any] | None = None,
-        run_time: float = 0.0,
+        flags: TaskFlags | None = None,
+        elapsed: float = 0.0,
     ) -> None:
         reply: dict[str, Any] = {
-            "t": "reply",
+            "t": P.REPLY,
             "cmd": cmd_id,
             "status": status,
-            "enc": "p" if status == "ok" else "m",
-            "rt": round(run_time, 6),
+            "enc": P.PICKLE if status == P.STATUS_OK else P.MSGPACK,
+            "elapsed": round(elapsed, 6),
         }
-        if flags:
-            reply["task"] = flags
+        if flags is not None:
+            reply["task"] = flags.to_wire()
         if buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD:
-            sizes, pieces = chunks.split(buffers)
-            reply["xfer"] = chunks.announce(sizes, len(pieces))
+            xfer, pieces = chunks.cut(buffers)
+            reply["xfer"] = xfer.to_wire()
             self._send(self.signer.frames(reply, content), copy=False)
             for piece in pieces:
-                chunk = {"t": "chunk", "cmd": cmd_id, "raw": True}
+                chunk = {"t": P.CHUNK, "cmd": cmd_id, "raw": True}
                 self._send(self.signer.frames(chunk, b"", (piece,)), copy=False)
             return
         if buffers:
@@ -293,9 +302,7 @@ class Engine:
         self._send(self.signer.frames(reply, content, buffers), copy=False)
 
     def serve(self) -> None:
-        from ..wire.serialize import dumps, loads
-        from .commands import COMMANDS
-
+        """Run commands until a ``kill``; the only message the command socket takes is ``cmd``."""
         while True:
             try:
                 msg = self._backlog.pop(0) if self._backlog else self._recv()
@@ -303,84 +310,84 @@ class Engine:
                 continue  # an interrupt that arrived while idle
             if msg is None:
                 continue
-            h = msg.header
-            if h["t"] != "cmd":
-                log.warning("unexpected message type %r", h["t"])
+            if msg.type != P.CMD:
+                log.warning("unexpected message type %r", msg.type)
                 continue
-            name = h.get("name")
-            cmd_id = h.get("cmd")
-            status = "ok"
-            flags: dict[str, Any] = {}
-            run_time = 0.0
-            try:
-                buffers = msg.buffers
-                xfer = h.get("xfer")
-                if xfer:
-                    buffers = self._recv_buffers(xfer)
-                handler = COMMANDS[name]
-                args = loads(msg.content, buffers) if len(msg.content) else ()
-                with self._start_lock:
-                    revoked = self._revoked.pop(cmd_id, None)
-                    if isinstance(cmd_id, int):
-                        self._last_started = max(self._last_started, cmd_id)
-                        for old in [c for c in self._revoked if c < cmd_id]:
-                            del self._revoked[old]
-                    if revoked is None:
-                        self._interrupted = None
-                        self._running = cmd_id
-                if revoked is not None:
-                    raise _Revoked(revoked)
-                if h.get("tl"):
-                    self._arm_time_limit(cmd_id, float(h["tl"]))
-                if h.get("live"):
-                    if self._streamer is None:
-                        from .output import Streamer
-
-                        self._streamer = Streamer(self._send_output)
-                    self._live_cmd = cmd_id
-                    self.interp.streamer = self._streamer
-                started = time.perf_counter()
-                try:
-                    value = handler(self.interp, *args)
-                finally:
-                    self._running = None
-                    run_time = time.perf_counter() - started
-                    self.interp.streamer = None
-                content, buffers = dumps(value)
-            except BaseException as e:  # user code may raise anything, even SystemExit
-                if self.terminating:
-                    raise
-                status = "error"
-                e, flags = self._classify(e, h)
-                content, buffers = self._error_payload(e, name), []
-            self._send_reply(cmd_id, status, content, buffers, flags, run_time)
-            if name == "kill" and status == "ok":
+            if self._run_command(msg):
                 return
 
-    def _error_payload(self, e: BaseException, method: Any) -> bytes:
+    def _run_command(self, msg: Message) -> bool:
+        """Run one command and answer it; True when it was a ``kill``."""
+        from ..wire.serialize import dumps, loads
+        from .commands import COMMANDS
+
+        h = msg.header
+        name = str(h.get("name"))
+        cmd_id = h.get("cmd")
+        status = P.STATUS_OK
+        flags: TaskFlags | None = None
+        elapsed = 0.0
+        try:
+            buffers = msg.buffers
+            if h.get("xfer"):
+                buffers = self._recv_buffers(Xfer.from_wire(h["xfer"]))
+            handler = COMMANDS[name]
+            args = loads(msg.content, buffers) if len(msg.content) else ()
+            with self._start_lock:
+                revoked = self._revoked.pop(cmd_id, None)
+                if isinstance(cmd_id, int):
+                    self._last_started = max(self._last_started, cmd_id)
+                    for old in [c for c in self._revoked if c < cmd_id]:
+                        del self._revoked[old]
+                if revoked is None:
+                    self._interrupted = None
+                    self._running = cmd_id
+            if revoked is not None:
+                raise _Revoked(revoked)
+            if h.get("tl"):
+                self._arm_time_limit(cmd_id, float(h["tl"]))
+            if h.get("live"):
+                if self._streamer is None:
+                    from .output import Streamer
+
+                    self._streamer = Streamer(self._send_output)
+                self._live_cmd = cmd_id
+                self.interp.streamer = self._streamer
+            self.interp.task_flags = None
+            started = time.perf_counter()
+            try:
+                value = handler(self.interp, *args)
+            finally:
+                self._running = None
+                elapsed = time.perf_counter() - started
+                self.interp.streamer = None
+            content, buffers = dumps(value)
+        except BaseException as e:  # user code may raise anything, even SystemExit
+            if self.terminating:
+                raise
+            status = P.STATUS_ERROR
+            e, flags = self._classify(e, h)
+            content, buffers = self._error_report(e, name), []
+        self._send_reply(cmd_id, status, content, buffers, flags, elapsed)
+        return name == "kill" and status == P.STATUS_OK
+
+    def _error_report(self, e: BaseException, method: Any) -> bytes:
         """An error as msgpack: its text always arrives, its pickled object if it can."""
         import cloudpickle
 
-        from ..wire.message import pack
-
-        envelope: dict[str, Any] = {
-            "ename": type(e).__name__,
-            "evalue": str(e),
-            "traceback": format_exception(e),
-            "method": method,
-            "engineid": self.id,
-        }
+        text = format_exception(e)
         e.__traceback__ = None
         try:
-            envelope["exc"] = cloudpickle.dumps(e, protocol=5)
+            exc: bytes | None = cloudpickle.dumps(e, protocol=5)
         except Exception:
-            envelope["exc"] = None
-        return pack(envelope)  # type: ignore[no-any-return]
+            exc = None
+        report = ErrorReport(type(e).__name__, str(e), text, str(method), self.id, exc)
+        return report.to_bytes()
 
     def close(self) -> None:
         self._stop.set()
         try:
-            self._send(self.signer.frames({"t": "bye"}))
+            self._send(self.signer.frames({"t": P.BYE}))
         except zmq.ZMQError:
             pass
         self.sock.close(linger=500)

@@ -6,10 +6,10 @@ code): ``kind`` is ``"string"`` (push, execute an expression, pull names) or ``"
 ``depend`` is the deprecated engine-properties predicate; ``retry_on`` says which
 failures the scheduler may retry.
 
-A failure leaves with ``_multiengine_task`` set on the exception: a dict of flags the
-engine puts in its reply header for the controller's scheduler (``why``: ``"reject"``,
-``"unmet"``, ``"timeout"``, ``"aborted"`` or ``None``; ``retry``: whether ``retry_on``
-admits it).
+A failure leaves :class:`~multiengine.wire.protocol.TaskFlags` in
+``interp.task_flags``, which the engine puts in its reply header for the controller's
+scheduler (``why``: ``"reject"`` or ``"unmet"``, else ``None``; ``retry``: whether
+``retry_on`` admits the failure).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pickle
 from typing import Any
 
 from ..errors import TaskRejectError
+from ..wire.protocol import TaskFlags
 from ..wire.serialize import rebind_globals
-from .commands import _lookup, push
 from .interpreter import Interpreter
 
 __all__ = ["run_task", "UnmetDependency"]
@@ -61,10 +61,10 @@ def run_task(interp: Interpreter, spec: dict[str, Any]) -> Any:
             if spec.get("clear_before"):
                 interp.reset()
             if spec["kind"] == "string":
-                push(interp, spec.get("push") or {})
+                interp.push(spec.get("push") or {})
                 if spec.get("expression"):
                     interp.execute(spec["expression"])
-                return {k: _lookup(interp, k) for k in spec.get("pull") or ()}
+                return {k: interp.lookup(k) for k in spec.get("pull") or ()}
             f = rebind_globals(_function(spec), interp.namespace)
             if "chunk" in spec:
                 return [f(*item) for item in spec["chunk"]]
@@ -73,13 +73,8 @@ def run_task(interp: Interpreter, spec: dict[str, Any]) -> Any:
             if spec.get("clear_after"):
                 interp.reset()
     except BaseException as e:
-        why = (
-            "unmet"
-            if isinstance(e, UnmetDependency)
-            else "reject"
-            if isinstance(e, TaskRejectError)
-            else None
-        )
+        why = "unmet" if isinstance(e, UnmetDependency) else None
+        why = "reject" if isinstance(e, TaskRejectError) else why
         retry_on = spec.get("retry_on", (Exception,))  # () when only engine loss is retried
-        e._multiengine_task = {"why": why, "retry": isinstance(e, retry_on)}  # type: ignore[attr-defined]
+        interp.task_flags = TaskFlags(why, isinstance(e, retry_on))
         raise

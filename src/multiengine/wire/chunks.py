@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PIECE", "STREAM_THRESHOLD", "split", "assemble", "total_size"]
+from .protocol import Xfer
+
+__all__ = ["PIECE", "STREAM_THRESHOLD", "Assembler", "assemble", "cut", "split", "total_size"]
 
 PIECE = 4 * 1024 * 1024
 STREAM_THRESHOLD = 8 * 1024 * 1024
@@ -114,6 +116,8 @@ def count(sizes: list[int], piece: int | None = None) -> int:
     return sum(max(1, -(-s // piece)) for s in sizes)
 
 
-def announce(sizes: list[int], n: int) -> dict[str, Any]:
-    """The ``xfer`` header field announcing pieces (the piece size travels with it)."""
-    return {"sizes": sizes, "n": n, "piece": PIECE}
+def cut(buffers: list[Any], piece: int | None = None) -> tuple[Xfer, list[memoryview]]:
+    """The pieces of ``buffers``, and the ``xfer`` header item that announces them."""
+    piece = piece or PIECE
+    sizes, pieces = split(buffers, piece)
+    return Xfer(sizes, len(pieces), piece), pieces

@@ -2,9 +2,9 @@
 
 A message on any multiengine socket is, after the ZeroMQ routing identities::
 
-    b"ME/1" + signature + header      content      buffer_0 ... buffer_k
+    b"ME/2" + signature + header      content      buffer_0 ... buffer_k
 
-* The first frame starts with ``b"ME/1"``, which separates routing identities from
+* The first frame starts with ``b"ME/2"``, which separates routing identities from
   the message and names the protocol version; then come the 32-byte signature and
   the header, a msgpack map whose ``"t"`` is the message type. Routing fields
   (targets, ids) live in the header so that the controller never unpickles user data.
@@ -26,6 +26,7 @@ A frame list that fails any check raises :class:`WireError`; receivers log and d
 from __future__ import annotations
 
 import hashlib
+import os
 import hmac
 import struct
 from collections.abc import Sequence
@@ -33,9 +34,14 @@ from typing import Any
 
 import msgpack
 
+from .protocol import check_header
+
 __all__ = ["DELIM", "Signer", "WireError", "Message"]
 
-DELIM = b"ME/1"
+# With MULTIENGINE_CHECK_PROTOCOL=1 (the test suite sets it) every header sent is checked
+# against the table in protocol.py: a field or type that is not declared there raises.
+_CHECK = os.environ.get("MULTIENGINE_CHECK_PROTOCOL", "") not in ("", "0")
+DELIM = b"ME/2"  # the protocol version; ME/1 had other header fields
 _LEN = struct.Struct("<Q")
 _HEAD = len(DELIM) + 32  # delimiter + HMAC-SHA256 digest
 
@@ -105,6 +111,8 @@ class Signer:
         idents: Sequence[bytes] = (),
     ) -> list[Any]:
         """Build the frame list of a message."""
+        if _CHECK:
+            check_header(header)
         hbytes = msgpack.packb(header)
         sig = self.signature(hbytes, content, buffers, header.get("raw"))
         return [*idents, DELIM + sig + hbytes, content, *buffers]
@@ -121,6 +129,12 @@ class Signer:
             idents.append(b)
             i += 1
         else:
+            other = next((f for f in map(_bytes, frames) if f[:3] == b"ME/" and len(f) > 4), None)
+            if other is not None:
+                raise WireError(
+                    f"protocol {other[:4].decode(errors='replace')} is not this side's "
+                    f"{DELIM.decode()} (different multiengine versions?)"
+                )
             raise WireError("no protocol delimiter (not a multiengine message?)")
         if n - i < 2 or len(b) < _HEAD:
             raise WireError("truncated message")

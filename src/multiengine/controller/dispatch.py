@@ -1,0 +1,177 @@
+"""What the controller's parts share: the engine registry, and sending.
+
+:class:`Dispatch` is the narrow interface between the controller's hub
+(``relay.py``, which owns the sockets and the loop) and its satellites, the task
+scheduler (``scheduler.py``) and the large-transfer relay (``transfers.py``). They see
+the registered engines and may queue commands on them, send to clients and engines,
+interrupt commands, and take command numbers; they never see the hub. Sending goes
+through an :class:`Outbox`: the hub's signs and sends on its sockets, a test's records
+what would have been sent, so the scheduler is tested without a process or a socket.
+
+Each engine runs one command at a time, in the order of its FIFO queue. While it runs
+only tasks, up to :data:`PREFETCH` more tasks are sent to it ahead of time, so it never
+waits for the controller between two of them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from ..wire import protocol as P
+from ..wire.message import pack
+from .engines import Command, EngineState, IdAllocator
+
+__all__ = ["Dispatch", "Outbox", "PREFETCH", "StartKey"]
+
+# Tasks sent to a busy engine ahead of time. Only tasks, only behind tasks, and only
+# this many: a failing task takes the ones sent ahead back (they return to the
+# scheduler), an engine that goes idle takes them over, and priorities keep ordering
+# what still waits in the controller.
+PREFETCH = 2
+
+StartKey = tuple[str, Any]  # ("job", job id) or ("task", task id): what wait_started names
+
+
+class Outbox(Protocol):
+    """Where the controller's messages go: signed and sent, or recorded in a test."""
+
+    def to_client(
+        self, client: bytes, header: dict[str, Any], content: Any = b"", buffers: Any = ()
+    ) -> None: ...
+
+    def to_engine(
+        self, ident: bytes, header: dict[str, Any], content: Any = b"", buffers: Any = ()
+    ) -> None: ...
+
+    def to_heartbeat(self, ident: bytes, header: dict[str, Any]) -> None: ...
+
+
+class Dispatch:
+    """The registered engines and their queues, and every way of sending."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.engines: dict[int, EngineState] = {}
+        self.by_ident: dict[bytes, EngineState] = {}
+        self.ids = IdAllocator()
+        self.prefetching: set[int] = set()  # engines holding tasks sent ahead
+        self._last_cmd = 0
+        self._start_waiters: dict[StartKey, list[tuple[bytes, Any]]] = {}
+
+    # ------------------------------------------------------------ the registry
+    def add_engine(self, ident: bytes, pid: int, host: str, desired: int | None) -> EngineState:
+        engine = EngineState(self.ids.take(desired), ident, pid, host)
+        self.engines[engine.id] = engine
+        self.by_ident[ident] = engine
+        return engine
+
+    def remove_engine(self, engine: EngineState) -> bool:
+        """Forget ``engine`` (False if it was already gone); its queues are the caller's."""
+        if self.engines.get(engine.id) is not engine:
+            return False
+        del self.engines[engine.id]
+        self.by_ident.pop(engine.ident, None)
+        self.ids.release(engine.id)
+        self.prefetching.discard(engine.id)
+        return True
+
+    def idle_engines(self) -> Iterator[EngineState]:
+        return (e for e in self.engines.values() if e.idle)
+
+    def new_cmd_id(self) -> int:
+        self._last_cmd += 1
+        return self._last_cmd
+
+    # ------------------------------------------------------------ queues
+    def enqueue(self, engine: EngineState, cmd: Command) -> None:
+        """Put ``cmd`` at the end of ``engine``'s queue and send what can go now."""
+        engine.queue.append(cmd)
+        self.dispatch(engine)
+
+    def dispatch(self, engine: EngineState) -> None:
+        """Send the engine its next command, and tasks ahead while it runs tasks."""
+        if engine.current is None and engine.queue:
+            engine.current = engine.queue.popleft()
+            self._send_cmd(engine, engine.current)
+            self._started(engine.current)
+        while (
+            engine.queue
+            and engine.current is not None
+            and engine.current.task is not None
+            and engine.queue[0].task is not None
+            and len(engine.ahead) < PREFETCH
+        ):
+            cmd = engine.queue.popleft()
+            engine.ahead.append(cmd)
+            self.prefetching.add(engine.id)
+            self._send_cmd(engine, cmd)
+
+    def advance(self, engine: EngineState) -> None:
+        """The engine answered its current command: the next one sent ahead (if any) runs."""
+        engine.current = engine.ahead.popleft() if engine.ahead else None
+        if not engine.ahead:
+            self.prefetching.discard(engine.id)
+        if engine.current is not None:
+            self._started(engine.current)
+
+    def _send_cmd(self, engine: EngineState, cmd: Command) -> None:
+        header: dict[str, Any] = {"t": P.CMD, "cmd": cmd.cmd_id, "name": cmd.name}
+        if cmd.xfer is not None:
+            header["xfer"] = cmd.xfer.to_wire()
+        if cmd.buffers and cmd.raw:
+            header["raw"] = True  # out-of-band buffers; the content (the pickle) is hashed
+        if cmd.time_limit:
+            header["tl"] = cmd.time_limit
+        if cmd.live:
+            header["live"] = True
+        self.outbox.to_engine(engine.ident, header, cmd.content, cmd.buffers)
+        cmd.sent = True
+        if cmd.xfer is not None:  # pieces that arrived before it: right behind it; later ones
+            for piece in cmd.pieces:  # go straight on (Transfers)
+                self.send_piece(engine, cmd, piece)
+            cmd.pieces = []
+            cmd.streaming = True
+
+    def send_piece(self, engine: EngineState, cmd: Command, piece: Any) -> None:
+        """A piece of a large transfer, to the engine running ``cmd``."""
+        header = {"t": P.CHUNK, "cmd": cmd.cmd_id, "raw": True}
+        self.outbox.to_engine(engine.ident, header, b"", (piece,))
+
+    def interrupt(self, engine: EngineState, cmd: Command, why: str) -> None:
+        """Ask the engine's heartbeat thread to interrupt ``cmd`` (or, if it has not
+        started it, to answer it unrun)."""
+        self.outbox.to_heartbeat(engine.ident, {"t": P.INTERRUPT, "cmd": cmd.cmd_id, "why": why})
+
+    # ------------------------------------------------------------ clients
+    def to_client(
+        self, client: bytes, header: dict[str, Any], content: Any = b"", buffers: Any = ()
+    ) -> None:
+        self.outbox.to_client(client, header, content, buffers)
+
+    def reply_value(self, client: bytes, msg_id: Any, value: Any) -> None:
+        self.outbox.to_client(client, {"t": P.VALUE, "id": msg_id}, pack(value))
+
+    def reply_error(self, client: bytes, msg_id: Any, ename: str, evalue: str) -> None:
+        header = {"t": P.ERROR, "id": msg_id, "ename": ename, "evalue": evalue}
+        self.outbox.to_client(client, header)
+
+    # ------------------------------------------------------------ wait_started
+    def wait_started(self, key: StartKey, client: bytes, msg_id: Any) -> None:
+        """Answer ``client`` once the job or task ``key`` starts running (or ends)."""
+        self._start_waiters.setdefault(key, []).append((client, msg_id))
+
+    def ended(self, key: StartKey) -> None:
+        """The job or task ended (possibly without ever running): answer its waiters."""
+        if self._start_waiters:
+            for client, msg_id in self._start_waiters.pop(key, ()):
+                self.reply_value(client, msg_id, P.DONE)
+
+    def _started(self, cmd: Command) -> None:
+        cmd.started = time.time()
+        if cmd.job is not None:
+            cmd.job.started = True
+        if self._start_waiters:
+            for client, msg_id in self._start_waiters.pop(cmd.start_key, ()):
+                self.reply_value(client, msg_id, P.RUNNING)

@@ -1,0 +1,436 @@
+"""The multiengine protocol in one place: message types, their header fields, and the
+structured items that travel inside headers.
+
+``message.py`` frames and signs messages; this module says what their headers mean.
+Every process builds and reads headers with the names defined here:
+
+* **Message types** are the constants below (``SUBMIT``, ``REPLY``, ...). :data:`MESSAGES`
+  lists, per channel and sender, the header fields each type may carry; with
+  ``MULTIENGINE_CHECK_PROTOCOL=1`` in the environment (the test suite sets it) every
+  message sent is checked against it. docs/protocol.md describes the same table, and a
+  test checks that the two agree.
+* **Items** that travel as lists inside headers are named tuples with one encoding
+  (``to_wire``) and one decoding (``from_wire``): :class:`PartHeader` (one engine's
+  share of a result), :class:`Xfer` (buffers that follow in pieces), :class:`TaskLink`
+  (one link of a submitted task's chain), :class:`TaskItem` (a task's state and
+  result), :class:`TaskFlags` (a failed task attempt, for the scheduler) and
+  :class:`ErrorReport` (the msgpack content of an error part).
+* :func:`pack_parts` and :func:`split_parts` lay several (content, buffers) parts into
+  one message's frames and back, with the ``raw`` indices the signature needs: the
+  controller's results, a task submit, a scatter all use them.
+
+A header names engines by id, commands by number and jobs by id; it never holds user
+data, so the controller routes without unpickling anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import msgpack
+
+__all__ = [
+    "MESSAGES",
+    "MessageSpec",
+    "ErrorReport",
+    "PartHeader",
+    "TaskFlags",
+    "TaskItem",
+    "TaskLink",
+    "Xfer",
+    "ProtocolViolation",
+    "check_header",
+    "pack_parts",
+    "split_parts",
+]
+
+# ---------------------------------------------------------------- channels and senders
+CLIENT_CHANNEL = "client"
+ENGINE_CHANNEL = "engine"
+HEARTBEAT_CHANNEL = "heartbeat"
+
+CLIENT = "client"
+CONTROLLER = "controller"
+ENGINE = "engine"
+
+# ---------------------------------------------------------------- message types
+# client -> controller
+CONNECT = "connect"
+GET_IDS = "get_ids"
+STATUS = "status"
+SUBMIT = "submit"
+FETCH = "fetch"
+FLUSH = "flush"
+INTERRUPT = "interrupt"
+WAIT_STARTED = "wait_started"
+TASK_SUBMIT = "task_submit"
+TASK_RESULT = "task_result"
+TASK_ABORT = "task_abort"
+TASK_STATUS = "task_status"
+TASK_CLEAR = "task_clear"
+TASK_SPIN = "task_spin"
+# controller -> client
+VALUE = "value"
+ACK = "ack"
+RESULT = "result"
+ERROR = "error"
+TASK_RESULTS = "task_results"
+# engine channel
+REGISTER = "register"
+REGISTERED = "registered"
+CMD = "cmd"
+REPLY = "reply"
+BYE = "bye"
+# heartbeat channel
+UNKNOWN = "unknown"
+REVOKED = "revoked"
+# on more than one channel
+PING = "ping"
+PONG = "pong"
+CHUNK = "chunk"
+OUTPUT = "output"
+
+# ---------------------------------------------------------------- values of header fields
+STATUS_OK = "ok"  # status of a reply or part
+STATUS_ERROR = "error"
+PICKLE = "p"  # enc: the content is a pickle made by a client or an engine
+MSGPACK = "m"  # enc: msgpack, made by the controller or an engine's error report
+
+# task states (TaskItem.state)
+SCHEDULED = "scheduled"  # waiting in the controller
+PENDING = "pending"  # handed to an engine: running or sent ahead
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+UNKNOWN_TASK = "unknown"
+FINISHED_STATES = frozenset({SUCCEEDED, FAILED})
+
+# task kinds
+STRING_TASK = "string"
+MAP_TASK = "map"
+
+# task_result modes: answer now, once all are done, or once any is done
+NOW = "now"
+ALL = "all"
+ANY = "any"
+
+# why the controller interrupts a command (heartbeat ``interrupt``)
+WHY_INTERRUPT = "interrupt"  # mec.interrupt(): KeyboardInterrupt in the user code
+WHY_ABORT = "abort"  # tc.abort(): the task ends with TaskAborted
+WHY_REVOKE = "revoke"  # a task sent ahead is taken back, unrun, for another engine
+
+# wait_started answers
+RUNNING = "running"
+DONE = "done"
+
+# engine commands run by the engine (submit ``cmd``, engine ``cmd`` ``name``)
+ENGINE_COMMANDS = frozenset(
+    {
+        "execute",
+        "push",
+        "pull",
+        "push_function",
+        "pull_function",
+        "push_serialized",
+        "pull_serialized",
+        "get_result",
+        "reset",
+        "keys",
+        "kill",
+        "apply",
+        "map",
+        "task",
+        "set_properties",
+        "get_properties",
+        "has_properties",
+        "del_properties",
+        "clear_properties",
+    }
+)
+# answered by the controller itself, without queueing
+CONTROLLER_COMMANDS = frozenset({"queue_status", "clear_queue"})
+
+
+# ---------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class MessageSpec:
+    type: str
+    channel: str
+    sender: str
+    fields: frozenset[str]  # header fields besides "t"
+
+
+def _spec(type_: str, channel: str, sender: str, *fields: str) -> MessageSpec:
+    return MessageSpec(type_, channel, sender, frozenset(fields))
+
+
+MESSAGES: tuple[MessageSpec, ...] = (
+    # client channel, client -> controller. Every request has "id" (echoed in its answer)
+    # and "rt", the identity of the client socket its answer goes to.
+    _spec(CONNECT, CLIENT_CHANNEL, CLIENT, "id", "rt"),
+    _spec(GET_IDS, CLIENT_CHANNEL, CLIENT, "id", "rt"),
+    _spec(STATUS, CLIENT_CHANNEL, CLIENT, "id", "rt"),
+    _spec(
+        SUBMIT,
+        CLIENT_CHANNEL,
+        CLIENT,
+        *("id", "rt", "cid", "cmd", "targets", "block", "desc"),
+        *("parts", "xfer", "controller", "live", "raw"),
+    ),
+    _spec(CHUNK, CLIENT_CHANNEL, CLIENT, "x", "p", "rt", "raw"),
+    _spec(FETCH, CLIENT_CHANNEL, CLIENT, "id", "rt", "job", "block"),
+    _spec(FLUSH, CLIENT_CHANNEL, CLIENT, "id", "rt", "cid"),
+    _spec(PING, CLIENT_CHANNEL, CLIENT, "id", "rt"),
+    _spec(INTERRUPT, CLIENT_CHANNEL, CLIENT, "id", "rt", "targets"),
+    _spec(WAIT_STARTED, CLIENT_CHANNEL, CLIENT, "id", "rt", "job", "tid"),
+    _spec(TASK_SUBMIT, CLIENT_CHANNEL, CLIENT, "id", "rt", "tasks", "raw"),
+    _spec(TASK_RESULT, CLIENT_CHANNEL, CLIENT, "id", "rt", "ids", "mode"),
+    _spec(TASK_ABORT, CLIENT_CHANNEL, CLIENT, "id", "rt", "tid"),
+    _spec(TASK_STATUS, CLIENT_CHANNEL, CLIENT, "id", "rt", "verbose"),
+    _spec(TASK_CLEAR, CLIENT_CHANNEL, CLIENT, "id", "rt"),
+    _spec(TASK_SPIN, CLIENT_CHANNEL, CLIENT, "id", "rt"),
+    # client channel, controller -> client
+    _spec(VALUE, CLIENT_CHANNEL, CONTROLLER, "id"),
+    _spec(ACK, CLIENT_CHANNEL, CONTROLLER, "id", "job"),
+    _spec(RESULT, CLIENT_CHANNEL, CONTROLLER, "id", "job", "parts", "stream", "raw"),
+    _spec(ERROR, CLIENT_CHANNEL, CONTROLLER, "id", "ename", "evalue"),
+    _spec(PONG, CLIENT_CHANNEL, CONTROLLER, "id"),
+    _spec(CHUNK, CLIENT_CHANNEL, CONTROLLER, "id", "raw"),
+    _spec(OUTPUT, CLIENT_CHANNEL, CONTROLLER, "id", "engine", "name"),
+    _spec(TASK_RESULTS, CLIENT_CHANNEL, CONTROLLER, "id", "items", "raw"),
+    # engine channel
+    _spec(REGISTER, ENGINE_CHANNEL, ENGINE, "desired_id", "pid", "host"),
+    _spec(REGISTERED, ENGINE_CHANNEL, CONTROLLER, "id", "hb_period", "hb_timeout"),
+    _spec(CMD, ENGINE_CHANNEL, CONTROLLER, "cmd", "name", "xfer", "tl", "live", "raw"),
+    _spec(REPLY, ENGINE_CHANNEL, ENGINE, "cmd", "status", "enc", "elapsed", "task", "xfer", "raw"),
+    _spec(OUTPUT, ENGINE_CHANNEL, ENGINE, "cmd", "name"),
+    _spec(CHUNK, ENGINE_CHANNEL, CONTROLLER, "cmd", "raw"),
+    _spec(CHUNK, ENGINE_CHANNEL, ENGINE, "cmd", "raw"),
+    _spec(BYE, ENGINE_CHANNEL, ENGINE),
+    # heartbeat channel
+    _spec(PING, HEARTBEAT_CHANNEL, ENGINE, "id"),
+    _spec(PONG, HEARTBEAT_CHANNEL, CONTROLLER),
+    _spec(UNKNOWN, HEARTBEAT_CHANNEL, CONTROLLER),
+    _spec(INTERRUPT, HEARTBEAT_CHANNEL, CONTROLLER, "cmd", "why"),
+    _spec(REVOKED, HEARTBEAT_CHANNEL, ENGINE, "cmd", "ok"),
+)
+
+_ALLOWED: dict[str, frozenset[str]] = {}
+for _m in MESSAGES:
+    _ALLOWED[_m.type] = _ALLOWED.get(_m.type, frozenset()) | _m.fields | {"t"}
+
+
+class ProtocolViolation(Exception):
+    """A header that names an unknown message type or a field its type does not have."""
+
+
+def check_header(header: dict[str, Any]) -> None:
+    """Raise :class:`ProtocolViolation` unless ``header`` follows :data:`MESSAGES`."""
+    t = header.get("t")
+    allowed = _ALLOWED.get(t) if isinstance(t, str) else None
+    if allowed is None:
+        raise ProtocolViolation(f"unknown message type {t!r}")
+    extra = set(header) - allowed
+    if extra:
+        raise ProtocolViolation(f"{t!r} messages have no field(s) {sorted(extra)}")
+
+
+# ---------------------------------------------------------------- structured items
+def _items(item: Any, what: str, least: int, most: int) -> Sequence[Any]:
+    if not isinstance(item, (list, tuple)) or not least <= len(item) <= most:
+        raise ProtocolViolation(f"malformed {what}: {item!r}")
+    return item
+
+
+class Xfer(NamedTuple):
+    """Buffers that follow a message in pieces (``header["xfer"]``): their sizes, the
+    number of pieces, and the piece size they were cut with."""
+
+    sizes: list[int]
+    n: int
+    piece: int
+
+    def to_wire(self) -> list[Any]:
+        return [self.sizes, self.n, self.piece]
+
+    @classmethod
+    def from_wire(cls, item: Any) -> Xfer:
+        sizes, n, piece = _items(item, "xfer", 3, 3)
+        return cls(list(sizes), int(n), int(piece))
+
+
+class PartHeader(NamedTuple):
+    """One engine's share of a ``result`` (or a finished task's outcome).
+
+    Its content frame is followed by ``nframes`` frames: the buffers of the content's
+    pickle, or, when ``sizes`` is set, pieces that rebuild buffers of those sizes.
+    """
+
+    engine_id: int
+    status: str  # STATUS_OK or STATUS_ERROR
+    enc: str  # PICKLE or MSGPACK
+    nframes: int
+    sizes: list[int] | None = None
+    piece: int | None = None
+
+    def to_wire(self) -> list[Any]:
+        return [self.engine_id, self.status, self.enc, self.nframes, self.sizes, self.piece]
+
+    @classmethod
+    def from_wire(cls, item: Any) -> PartHeader:
+        return cls(*_items(item, "result part", 4, 6))
+
+
+class TaskLink(NamedTuple):
+    """One link of a submitted task's chain (the task, then its recovery tasks): what the
+    scheduler needs, sent beside the pickled task, which the controller never opens."""
+
+    kind: str  # STRING_TASK or MAP_TASK
+    retries: int
+    desc: str
+    nbuf: int  # buffers after the link's content frame
+    priority: int = 0
+    time_limit: float | None = None
+    retry_lost: bool = True  # retry when the engine dies under it
+
+    def to_wire(self) -> list[Any]:
+        return list(self)
+
+    @classmethod
+    def from_wire(cls, item: Any) -> TaskLink:
+        kind, retries, desc, nbuf, priority, time_limit, retry_lost = _items(
+            item, "task link", 7, 7
+        )
+        return cls(
+            str(kind),
+            max(0, int(retries)),
+            str(desc),
+            max(0, int(nbuf)),
+            int(priority),
+            float(time_limit) if time_limit else None,
+            bool(retry_lost),
+        )
+
+
+class TaskItem(NamedTuple):
+    """A task in a ``task_results`` answer: its state and, once finished, its outcome
+    (``part``), whose frames follow in the message's buffers."""
+
+    tid: int
+    state: str
+    kind: str | None = None
+    submitted: float | None = None
+    started: float | None = None
+    completed: float | None = None
+    elapsed: float | None = None  # seconds the engine ran it
+    part: PartHeader | None = None
+
+    def to_wire(self) -> list[Any]:
+        part = self.part.to_wire() if self.part is not None else None
+        return [*self[:7], part]
+
+    @classmethod
+    def from_wire(cls, item: Any) -> TaskItem:
+        tid, state, kind, submitted, started, completed, elapsed, part = _items(
+            item, "task item", 8, 8
+        )
+        return cls(
+            tid,
+            state,
+            kind,
+            submitted,
+            started,
+            completed,
+            elapsed,
+            PartHeader.from_wire(part) if part is not None else None,
+        )
+
+
+class TaskFlags(NamedTuple):
+    """How a task attempt failed, for the scheduler (``reply`` header ``task``).
+
+    ``why``: ``"reject"`` (TaskRejectError), ``"unmet"`` (its ``depend`` is false here),
+    ``"timeout"``, ``"aborted"``, ``"revoked"`` (taken back unrun) or None (it raised);
+    ``retry``: whether the task's ``retry_on`` admits this failure.
+    """
+
+    why: str | None
+    retry: bool
+
+    def to_wire(self) -> list[Any]:
+        return [self.why, self.retry]
+
+    @classmethod
+    def from_wire(cls, item: Any) -> TaskFlags:
+        why, retry = _items(item, "task flags", 2, 2)
+        return cls(why if isinstance(why, str) else None, bool(retry))
+
+
+class ErrorReport(NamedTuple):
+    """The content of a failed part (always msgpack, never a bare pickle).
+
+    Made by an engine: the exception's name, text and formatted traceback, the method
+    and engine, and the exception pickled with cloudpickle when it can be (``exc``).
+    Made by the controller: only ``ename`` and ``evalue``.
+    """
+
+    ename: str
+    evalue: str
+    traceback: str | None = None
+    method: str | None = None
+    engine_id: int | None = None
+    exc: bytes | None = None
+
+    def to_bytes(self) -> bytes:
+        data = {k: v for k, v in zip(self._fields, self, strict=True) if v is not None}
+        return msgpack.packb(data)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_bytes(cls, data: Any) -> ErrorReport:
+        env = msgpack.unpackb(data.buffer if hasattr(data, "buffer") else data)
+        if not isinstance(env, dict):
+            raise ProtocolViolation("an error report is not a map")
+        return cls(
+            str(env.get("ename", "KernelError")),
+            str(env.get("evalue", "")),
+            env.get("traceback"),
+            env.get("method"),
+            env.get("engine_id"),
+            env.get("exc"),
+        )
+
+
+# ---------------------------------------------------------------- parts in frames
+def pack_parts(
+    parts: Iterable[tuple[Any, Sequence[Any]]],
+) -> tuple[list[int], list[Any], list[int]]:
+    """Lay ``(content, buffers)`` parts one after another in a message's frames.
+
+    Returns the buffer count of each part, the frames, and the indices of the frames
+    that are raw buffers (the signature covers their length only; every content frame,
+    a pickle or msgpack, is hashed in full).
+    """
+    counts: list[int] = []
+    frames: list[Any] = []
+    raw: list[int] = []
+    for content, buffers in parts:
+        frames.append(content)
+        raw.extend(range(len(frames), len(frames) + len(buffers)))
+        frames.extend(buffers)
+        counts.append(len(buffers))
+    return counts, frames, raw
+
+
+def split_parts(counts: Sequence[int], frames: Sequence[Any]) -> list[tuple[Any, list[Any]]]:
+    """The ``(content, buffers)`` parts that :func:`pack_parts` laid out."""
+    out: list[tuple[Any, list[Any]]] = []
+    pos = 0
+    for n in counts:
+        if not isinstance(n, int) or n < 0 or pos + 1 + n > len(frames):
+            raise ProtocolViolation("the parts do not match the frames")
+        out.append((frames[pos], list(frames[pos + 1 : pos + 1 + n])))
+        pos += 1 + n
+    if pos != len(frames):
+        raise ProtocolViolation("frames left over after the last part")
+    return out
