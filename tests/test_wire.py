@@ -31,6 +31,7 @@ def any_header(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests frame made-up message types: no check against the protocol table."""
     monkeypatch.setattr("multiengine.wire.message._CHECK", False)
 
+
 KEY = b"0123456789abcdef0123456789abcdef"
 
 globala = 3  # a client-side global a pushed function refers to (seed testPushFunctionGlobal)

@@ -26,8 +26,8 @@ A frame list that fails any check raises :class:`WireError`; receivers log and d
 from __future__ import annotations
 
 import hashlib
-import os
 import hmac
+import os
 import struct
 from collections.abc import Sequence
 from typing import Any
