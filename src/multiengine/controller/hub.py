@@ -1,0 +1,416 @@
+"""What the controller does with each message: the hub of the controller.
+
+The :class:`Hub` turns MultiEngine calls into jobs (one command per target, queued in
+:class:`~.dispatch.Dispatch`), collects their answers into results, and handles
+engines joining and leaving; it hands task requests to the
+:class:`~.scheduler.TaskScheduler` and large buffers to :class:`~.transfers.Transfers`,
+which see only ``Dispatch``. Each channel has a table from message type to handler.
+
+The hub owns no socket: it sends through an :class:`~.dispatch.Outbox` and is handed
+verified messages by the loop in ``relay.py``. Tests drive it the same way, with an
+outbox that records (tests/controller/).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..wire import protocol as P
+from ..wire.message import Message, pack
+from ..wire.protocol import TaskFlags, Xfer
+from .dispatch import Dispatch, Outbox
+from .engines import Command, EngineState
+from .jobs import Job, JobIds, Part, error_part
+from .results import ResultDesk
+from .scheduler import TaskScheduler
+from .targets import BadTargets, per_target_payloads, resolve_targets
+from .transfers import Transfers
+
+__all__ = ["Hub"]
+
+log = logging.getLogger("multiengine.controller")
+
+# Commands that first drop what is queued on the engine (the seed's reset and kill).
+CLEARS_FIRST = frozenset({"reset", "kill"})
+
+ClientHandler = Callable[[bytes, Message], None]
+EngineHandler = Callable[[bytes, "EngineState | None", Message], None]
+
+
+class Hub:
+    """The controller's state and its answer to every message.
+
+    ``heartbeat_period``/``heartbeat_timeout`` go to engines at registration; an engine
+    silent for longer than the timeout is dropped at the next :meth:`sweep`.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        heartbeat_period: float,
+        heartbeat_timeout: float,
+        task_failure_penalty: float,
+        task_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.outbox = outbox
+        self.hb_period = heartbeat_period
+        self.hb_timeout = heartbeat_timeout
+        self.clock = clock
+        self.dispatch = Dispatch(outbox)
+        self.job_ids = JobIds()
+        self.desk = ResultDesk(self.dispatch)
+        self.scheduler = TaskScheduler(self.dispatch, task_failure_penalty, task_timeout, clock)
+        self.transfers = Transfers(self.dispatch)
+        self.started = time.time()
+        self.dropped = 0  # messages that failed verification (counted by the loop)
+        self.exit_at: float | None = None  # kill(controller=True): when to stop (clock)
+        self.client_handlers: dict[str, ClientHandler] = {
+            P.SUBMIT: self._on_submit,
+            P.CHUNK: self.transfers.client_piece,
+            P.FETCH: self._on_fetch,
+            P.PING: self._on_ping,
+            P.GET_IDS: lambda c, m: self.dispatch.reply_value(c, m.header.get("id"), self.ids()),
+            P.CONNECT: self._on_connect,
+            P.FLUSH: self._on_flush,
+            P.STATUS: lambda c, m: self.dispatch.reply_value(c, m.header.get("id"), self.status()),
+            P.INTERRUPT: self._on_interrupt,
+            P.WAIT_STARTED: self._on_wait_started,
+            **self.scheduler.handlers,
+        }
+        self.engine_handlers: dict[str, EngineHandler] = {
+            P.REPLY: self._on_reply,
+            P.OUTPUT: self._on_output,
+            P.CHUNK: self._on_engine_piece,
+            P.REGISTER: self._on_register,
+            P.BYE: self._on_bye,
+        }
+
+    @property
+    def engines(self) -> dict[int, EngineState]:
+        return self.dispatch.engines
+
+    def ids(self) -> list[int]:
+        return sorted(self.dispatch.engines)
+
+    # ------------------------------------------------------------------ clients
+    def on_client(self, msg: Message) -> None:
+        """A verified message on the client channel."""
+        client = _client_of(msg)
+        handler = self.client_handlers.get(msg.type)
+        if handler is None:
+            log.warning("unknown client message type %r", msg.type)
+            evalue = f"unknown message type {msg.type!r}"
+            self.dispatch.reply_error(client, msg.header.get("id"), "ProtocolError", evalue)
+            return
+        handler(client, msg)
+
+    def _on_connect(self, client: bytes, msg: Message) -> None:
+        value = {"engines": self.ids(), "pid": os.getpid()}
+        self.dispatch.reply_value(client, msg.header.get("id"), value)
+
+    def _on_ping(self, client: bytes, msg: Message) -> None:
+        self.dispatch.to_client(client, {"t": P.PONG, "id": msg.header.get("id")})
+
+    def _on_fetch(self, client: bytes, msg: Message) -> None:
+        h = msg.header
+        self.desk.fetch(client, h.get("id"), h.get("job"), bool(h.get("block", True)))
+
+    def _on_flush(self, client: bytes, msg: Message) -> None:
+        self.desk.flush(_owner_of(msg, client))
+        self.dispatch.reply_value(client, msg.header.get("id"), None)
+
+    def _on_wait_started(self, client: bytes, msg: Message) -> None:
+        h = msg.header
+        if h.get("tid") is not None:
+            self.scheduler.wait_started(client, h.get("id"), h["tid"])
+        else:
+            self.desk.wait_started(client, h.get("id"), h.get("job"))
+
+    def _on_interrupt(self, client: bytes, msg: Message) -> None:
+        """Interrupt what runs on some engines (MultiEngine commands or tasks)."""
+        h = msg.header
+        try:
+            targets = resolve_targets(h.get("targets", "all"), self.dispatch.engines)
+        except BadTargets as e:
+            self.dispatch.reply_error(client, h.get("id"), e.ename, e.evalue)
+            return
+        for eid in targets:
+            engine = self.dispatch.engines[eid]
+            if engine.current is not None:
+                self.dispatch.interrupt(engine, engine.current, P.WHY_INTERRUPT)
+        self.dispatch.reply_value(client, h.get("id"), [None] * len(targets))
+
+    def _on_submit(self, client: bytes, msg: Message) -> None:
+        """A MultiEngine call: one job, one command per target in each target's queue."""
+        h = msg.header
+        try:
+            targets = resolve_targets(h.get("targets", "all"), self.dispatch.engines)
+        except BadTargets as e:
+            self.dispatch.reply_error(client, h.get("id"), e.ename, e.evalue)
+            return
+        name = str(h["cmd"])
+        block = bool(h.get("block", True))
+        job = Job(self.job_ids.next(), client, h.get("id"), name, list(targets), block)
+        job.owner = _owner_of(msg, client)
+        job.kill_controller = bool(h.get("controller")) and name == "kill"
+        if not block:
+            self.desk.add(job)
+            self.dispatch.to_client(client, {"t": P.ACK, "id": h.get("id"), "job": job.job_id})
+        if not targets:
+            self._complete(job)
+            return
+        engines = self.dispatch.engines
+        if name in P.CONTROLLER_COMMANDS:
+            for i, eid in enumerate(targets):
+                self._answer_locally(job, i, engines[eid])
+            return
+        splits = h.get("parts")
+        try:
+            per_target = per_target_payloads(msg.content, msg.buffers, splits, len(targets))
+            xfers = [Xfer.from_wire(x) for x in h["xfer"]] if h.get("xfer") else None
+        except (BadTargets, P.ProtocolViolation) as e:
+            self._fail_job(job, "ProtocolError", str(e))
+            return
+        if name in CLEARS_FIRST:  # once per engine, so reset(targets=[0, 0]) runs twice
+            for eid in set(targets):
+                self._clear_queue(engines[eid])
+        desc = str(h.get("desc") or name)
+        live = bool(h.get("live"))
+        by_part: dict[int, list[Command]] = {}
+        for i, eid in enumerate(targets):
+            content, buffers = per_target[i]
+            cmd_id = self.dispatch.new_cmd_id()
+            cmd = Command(job, i, name, desc, content, buffers, cmd_id, live=live)
+            if xfers:
+                p = i if splits is not None else 0
+                cmd.xfer = xfers[p]
+                by_part.setdefault(p, []).append(cmd)
+            engines[eid].queue.append(cmd)
+        if xfers:
+            self.transfers.expect(client, h.get("id"), by_part, sum(x.n for x in xfers))
+        for eid in set(targets):
+            self.dispatch.dispatch(engines[eid])
+
+    def _fail_job(self, job: Job, ename: str, evalue: str) -> None:
+        for i in range(len(job.targets)):
+            if job.set_part(i, error_part(ename, evalue, job.targets[i])):
+                self._complete(job)
+
+    def _answer_locally(self, job: Job, index: int, engine: EngineState) -> None:
+        if job.method == "queue_status":
+            pending = engine.current.desc if engine.current else None
+            value: Any = [engine.id, {"queue": engine.queued_descs(), "pending": pending}]
+        else:  # clear_queue
+            self._clear_queue(engine)
+            value = None
+        if job.set_part(index, Part(engine.id, P.STATUS_OK, P.MSGPACK, [pack(value)])):
+            self._complete(job)
+
+    def _clear_queue(self, engine: EngineState) -> None:
+        """Drop every queued (not running) command on ``engine`` with QueueCleared."""
+        queued, engine.queue = engine.queue, type(engine.queue)()
+        for cmd in queued:
+            if cmd.task is not None:
+                self.scheduler.requeue(cmd.task)  # a task is not cleared: it goes back to wait
+                continue
+            assert cmd.job is not None
+            if cmd.job.set_part(cmd.index, error_part("QueueCleared", cmd.desc, engine.id)):
+                self._complete(cmd.job)
+
+    def _complete(self, job: Job) -> None:
+        self.desk.complete(job)
+        if job.kill_controller:
+            log.info("kill(controller=True): stopping after the reply")
+            self.exit_at = self.clock() + 0.2
+
+    # ------------------------------------------------------------------ engines
+    def on_engine(self, msg: Message) -> None:
+        """A verified message on the engine channel."""
+        ident = msg.idents[0]
+        engine = self.dispatch.by_ident.get(ident)
+        if engine is not None:
+            engine.last_seen = self.clock()
+        handler = self.engine_handlers.get(msg.type)
+        if handler is None:
+            log.warning("unknown engine message type %r", msg.type)
+            return
+        handler(ident, engine, msg)
+
+    def _on_register(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:
+        h = msg.header
+        if engine is None:
+            desired = h.get("desired_id")
+            wanted = desired if isinstance(desired, int) and not isinstance(desired, bool) else None
+            engine = self.dispatch.add_engine(
+                ident, int(h.get("pid", -1)), str(h.get("host", "?")), wanted
+            )
+            log.info("Engine Info: %d %s %d", engine.id, engine.host, engine.pid)
+        reply = {
+            "t": P.REGISTERED,
+            "id": engine.id,
+            "hb_period": self.hb_period,
+            "hb_timeout": self.hb_timeout,
+        }
+        self.outbox.to_engine(ident, reply)
+        self.scheduler.engine_has_room(engine)
+
+    def _on_bye(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:
+        if engine is not None:
+            self._unregister(engine, "the engine shut down")
+
+    def _on_output(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:
+        """Live stdout/stderr: on to the client that asked for it."""
+        cmd = engine.current if engine is not None else None
+        if engine is None or cmd is None or cmd.job is None or cmd.cmd_id != msg.header.get("cmd"):
+            return
+        header = {
+            "t": P.OUTPUT,
+            "id": cmd.job.msg_id,
+            "engine": engine.id,
+            "name": msg.header.get("name"),
+        }
+        self.dispatch.to_client(cmd.job.client, header, msg.content)
+
+    def _on_reply(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:
+        if engine is None:
+            log.warning("reply from an unregistered engine dropped")
+            return
+        cmd = engine.current
+        h = msg.header
+        if cmd is None or cmd.cmd_id != h.get("cmd"):
+            log.warning(
+                "engine %d answered command %r, which it was not running", engine.id, h.get("cmd")
+            )
+            return
+        if h.get("xfer"):  # the buffers follow in pieces
+            self.transfers.reply_announced(engine, cmd, h, msg.content)
+            return
+        part = Part(
+            engine.id,
+            str(h.get("status", P.STATUS_OK)),
+            str(h.get("enc", P.PICKLE)),
+            [msg.content, *msg.buffers],
+            flags=TaskFlags.from_wire(h["task"]) if h.get("task") else None,
+            elapsed=h.get("elapsed"),
+        )
+        self._finish_reply(engine, cmd, part)
+
+    def _on_engine_piece(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:
+        if engine is None or engine.incoming is None or not msg.buffers:
+            return
+        cmd = engine.current
+        part = self.transfers.engine_piece(engine, msg.buffers[0])
+        if part is not None and cmd is not None:
+            self._finish_reply(engine, cmd, part)
+
+    def _finish_reply(self, engine: EngineState, cmd: Command, part: Part) -> None:
+        """``engine`` answered ``cmd``: record it, and send the engine what comes next."""
+        self.dispatch.advance(engine)
+        if cmd.detached:  # taken back before it ran; the task went elsewhere
+            self.dispatch.dispatch(engine)
+            self.scheduler.engine_has_room(engine)
+            return
+        failed = part.status != P.STATUS_OK
+        if cmd.task is not None:  # a task's failure clears nothing
+            self.scheduler.on_reply(engine, cmd.task, part)
+            self.dispatch.dispatch(engine)
+            self.scheduler.engine_has_room(engine, failed)
+            return
+        assert cmd.job is not None
+        if failed:
+            self._clear_queue(engine)  # later commands usually depend on the failed one
+        if cmd.job.set_part(cmd.index, part):
+            self._complete(cmd.job)
+        if cmd.name == "kill" and not failed:
+            self._unregister(engine, "killed")
+            return
+        self.dispatch.dispatch(engine)
+        if engine.idle:
+            self.scheduler.engine_has_room(engine)
+
+    def _unregister(self, engine: EngineState, why: str) -> None:
+        """Forget an engine; what ran or waited on it fails or goes back to wait."""
+        if not self.dispatch.remove_engine(engine):
+            return
+        log.info("engine %d unregistered: %s", engine.id, why)
+        current = engine.current
+        if current is not None and current.job is not None:
+            if engine.incoming is not None and engine.incoming.stream:
+                current.job.streamed = False  # the client gets the error as a whole result
+        unstarted = [*engine.ahead, *engine.queue]
+        engine.current = None
+        engine.incoming = None
+        engine.ahead.clear()
+        engine.queue.clear()
+        self.scheduler.on_engine_lost(engine.id, why, current, unstarted)
+        for cmd in [current, *unstarted]:
+            if cmd is None or cmd.job is None:
+                continue
+            lost = f"engine {engine.id} was lost ({why}) with {cmd.desc} on it"
+            if cmd.job.set_part(cmd.index, error_part("EngineError", lost, engine.id)):
+                self._complete(cmd.job)
+        self.scheduler.schedule()
+
+    def on_heartbeat(self, msg: Message) -> None:
+        """A verified message on the heartbeat channel."""
+        ident = msg.idents[0]
+        engine = self.dispatch.by_ident.get(ident)
+        if engine is None:
+            if msg.type == P.PING:
+                self.outbox.to_heartbeat(ident, {"t": P.UNKNOWN})
+            return
+        engine.last_seen = self.clock()
+        if msg.type == P.PING:
+            self.outbox.to_heartbeat(ident, {"t": P.PONG})
+        elif msg.type == P.REVOKED:
+            self.scheduler.on_revoked(engine, msg.header.get("cmd"), bool(msg.header.get("ok")))
+        else:
+            log.warning("unknown heartbeat message type %r", msg.type)
+
+    def sweep(self, now: float) -> None:
+        """Drop engines silent past the heartbeat timeout; the scheduler's timeouts."""
+        limit = now - self.hb_timeout
+        for engine in [e for e in self.dispatch.engines.values() if e.last_seen < limit]:
+            self._unregister(engine, f"no heartbeat for {self.hb_timeout:g} s")
+        self.scheduler.sweep(now)
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "uptime": time.time() - self.started,
+            "engines": [
+                {
+                    "id": e.id,
+                    "pid": e.pid,
+                    "host": e.host,
+                    "queue": len(e.queue),
+                    "running": e.current.desc if e.current else None,
+                }
+                for e in sorted(self.dispatch.engines.values(), key=lambda e: e.id)
+            ],
+            "pending_results": len(self.desk.store),
+            "pending_bytes": self.desk.store.nbytes,
+            "dropped_messages": self.dropped,
+            "tasks": self.scheduler.status(False),
+        }
+
+
+def _client_of(msg: Message) -> bytes:
+    """Where answers to a client message go: the socket it names in ``rt``, else the sender."""
+    rt = msg.header.get("rt")
+    return rt if isinstance(rt, bytes) else msg.idents[0]
+
+
+def _owner_of(msg: Message, client: bytes) -> bytes:
+    """Which client a stored result belongs to (for ``flush``): ``cid``, else ``client``."""
+    cid = msg.header.get("cid")
+    return cid if isinstance(cid, bytes) else client
