@@ -237,6 +237,9 @@ class TaskScheduler:
 
     # ------------------------------------------------------------ scheduling
     def _push(self, task: Task) -> None:
+        if task.taken_for is not None:  # back to wait: no longer being taken for that engine
+            self._taking_for.discard(task.taken_for)
+            task.taken_for = None
         task.state = P.SCHEDULED
         task.engine_id = None
         task.cmd = None
