@@ -20,7 +20,8 @@
     └── the seed's remaining names, kept for compatibility
 
 Remote exceptions keep their own type (ZeroDivisionError, NameError, ...) inside a
-CompositeError; the engine's formatted traceback travels with them.
+CompositeError. Each has a :class:`RemoteTraceback` as its ``__cause__``: the engine
+id, the call, and the engine's formatted traceback, shown wherever it is printed.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ __all__ = [
     "ProtocolError",
     "QueueCleared",
     "RemoteError",
+    "RemoteTraceback",
     "ResultAlreadyRetrieved",
     "ResultNotCompleted",
     "SecurityError",
@@ -219,11 +221,39 @@ BY_NAME: dict[str, type[KernelError]] = {
 }
 
 
+class RemoteTraceback(Exception):
+    """Where an engine's exception came from: set as its ``__cause__`` on the client, so
+    a printed traceback shows the engine, the call, and the engine's own traceback.
+
+    ``engine_id`` and ``method`` say where; ``traceback`` is the engine's formatted
+    traceback, or None when the controller reported the error (an engine that was lost,
+    a command cleared from a queue).
+    """
+
+    def __init__(self, engine_id: int, method: str, traceback: str | None = None) -> None:
+        super().__init__(engine_id, method, traceback)
+        self.engine_id = engine_id
+        self.method = method
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        where = f"[engine {self.engine_id}] {self.method}"
+        if self.traceback is None:
+            return f"{where}: reported by the controller (no engine traceback)"
+        return f'{where}, the engine\'s traceback:\n"""\n{self.traceback.rstrip()}\n"""'
+
+
+def remote_origin(ev: BaseException) -> RemoteTraceback | None:
+    """The :class:`RemoteTraceback` of an exception that came from an engine, else None."""
+    cause = ev.__cause__
+    return cause if isinstance(cause, RemoteTraceback) else None
+
+
 def engine_label(ev: BaseException) -> str:
-    info = getattr(ev, "_multiengine_engine_info", None)
-    if not info:
+    origin = remote_origin(ev)
+    if origin is None:
         return "[Engine Exception]"
-    return "[%i:%s]: " % (info["engineid"], info["method"])
+    return "[%i:%s]: " % (origin.engine_id, origin.method)
 
 
 class CompositeError(KernelError):
@@ -256,7 +286,8 @@ class CompositeError(KernelError):
         return engine_label(ev)
 
     def _get_traceback(self, ev: BaseException) -> str:
-        return getattr(ev, "_multiengine_traceback_text", None) or "No traceback available"
+        origin = remote_origin(ev)
+        return (origin.traceback if origin else None) or "No traceback available"
 
     def print_tracebacks(self, excid: int | None = None, file: Any = None) -> None:
         out = file if file is not None else sys.stdout
@@ -278,8 +309,18 @@ class CompositeError(KernelError):
 
 
 def collect_exceptions(rlist: list[Any], method: str) -> list[Any]:
-    """Raise a CompositeError if ``rlist`` holds exceptions, else return it."""
+    """Raise a CompositeError if ``rlist`` holds exceptions, else return it.
+
+    The first engine's exception becomes the CompositeError's ``__cause__``, so a printed
+    traceback shows it, with the engine's own traceback, above the summary.
+    """
     elist = [(type(r), r, None) for r in rlist if isinstance(r, BaseException)]
     if elist:
-        raise CompositeError("one or more exceptions from call to method: " + method, elist)
+        err = CompositeError("one or more exceptions from call to method: " + method, elist)
+        if len(elist) > 1:
+            err.add_note(
+                f"{len(elist)} engines failed; e.print_tracebacks() shows every traceback, "
+                "e.raise_exception(i) raises the i-th exception"
+            )
+        raise err from elist[0][1]
     return rlist

@@ -7,7 +7,11 @@
 
 Backend arguments are those of TaskClient (``profile``, ``cluster_dir``,
 ``connection_file``), or ``client=`` an existing TaskClient. ``n_jobs=-1`` means as
-many as there are engines.
+many as there are engines; ``n_jobs=0`` is refused with joblib's own ValueError.
+
+``joblib.Parallel`` with this backend cannot be nested inside a task: a task runs on an
+engine, which has no client of its own and cannot wait for other engines' tasks while
+it holds its engine (docs/interactive.md).
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class MultiEngineBackend(ParallelBackendBase):  # type: ignore[misc]
         return self._client
 
     def effective_n_jobs(self, n_jobs: int | None) -> int:
+        if n_jobs == 0:
+            raise ValueError("n_jobs == 0 in Parallel has no meaning")  # joblib's own words
         engines = max(1, len(self._task_client().get_ids()))
         if n_jobs is None or n_jobs < 0:
             return engines

@@ -6,9 +6,7 @@ import os
 from typing import Any
 
 from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
-from ..wire.message import Message
 from .core import ClientCore
-from .results import raise_direct
 
 __all__ = ["Connected", "resolve_connection"]
 
@@ -44,12 +42,6 @@ class Connected:
         timeout: float = 10.0,
     ) -> None:
         self._core = ClientCore(resolve_connection(profile, cluster_dir, connection_file), timeout)
-
-    def _request(self, header: dict[str, Any], content: Any = b"", buffers: Any = ()) -> Message:
-        """Send a request, wait for its answer, raise what the controller answered directly."""
-        msg = self._core.wait(self._core.request(header, content, buffers))
-        raise_direct(msg)
-        return msg
 
     def close(self) -> None:
         self._core.close()

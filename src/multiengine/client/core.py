@@ -1,28 +1,48 @@
-"""The client's I/O core, shared by every thread of a client.
+"""The client's I/O core, shared by every thread and every coroutine of one client.
 
-Two DEALER sockets reach the controller: one sends (any thread, under a short lock),
-the other receives; the controller sends replies to the receiving socket's identity
-(``header["rt"]``). There is no hand-off to a background thread on the hot path: a
-thread waiting for a reply becomes the *reader* while it holds the receive lock,
-reads whatever arrives, and completes the matching :class:`concurrent.futures.Future`
-of whichever thread asked. Other waiting threads sleep on their futures and take over
-the reading when the reader leaves. The core never unpickles anything and never runs
-user callbacks.
+::
 
-While a reader waits it pings the controller every second of silence; if the
-controller says nothing for ``dead_after`` seconds, every outstanding future fails
-with :class:`~multiengine.errors.ControllerConnectionError`.
+      any thread ──► out (DEALER) ───────────────────────────► controller
+                                                                  │
+      blocking calls ◄── fg (DEALER, identity c-…) ◄──────────────┤ answers go to the
+        (read by a thread that waits)                             │ socket named in "rt"
+      asyncio, executors, ◄── bg (DEALER, identity c-…-b) ◄───────┘
+      live output          (read by the I/O thread)
+                                  │
+                                  └──► delivery thread: every user callback
+
+**Why two receiving sockets.** A blocking call's answer is read by the thread that waits
+for it (whichever waiting thread holds the reader role reads for all of them), so the
+answer reaches its caller with no hand-off between threads. Handing every answer over
+from a dedicated I/O thread measured about 0.09 ms more per round trip (a controller
+round trip went from ~0.18 to ~0.27 ms; ``execute('pass')`` is ~0.52 ms): on two cores
+a thread hop costs as much as half the controller's work. Everything that has no
+waiting thread (awaited by asyncio, completing executor Futures, the live output of a
+call that did not block) names the second socket in ``rt``, and one I/O thread,
+started when first needed, reads it. ``docs/client.md`` ("How the client works") has
+the measurements.
+
+**User code never runs where it can block I/O.** Live-output hooks and the callbacks of
+executors run on one delivery thread, in arrival order, never on a thread that holds a
+socket. A blocking call with live output returns only once its output has been shown;
+a hook may itself call the client (its request is read by whichever thread waits).
+
+**Liveness.** A reader pings the controller after a second of silence; if the
+controller says nothing for ``dead_after`` seconds, every outstanding request fails
+with :class:`~multiengine.errors.ControllerConnectionError`. The core never unpickles.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
@@ -34,17 +54,41 @@ from ..wire.connection import ConnectionInfo
 from ..wire.message import Message, Signer, WireError, unpack
 from ..wire.protocol import PartHeader
 
-__all__ = ["ClientCore"]
+__all__ = ["ClientCore", "OutputHook"]
 
 log = logging.getLogger("multiengine.client")
 
+OutputHook = Callable[[int, str, str], None]  # (engine id, "stdout"/"stderr", text)
+
 MAX_LISTENERS = 256  # requests whose live output is still shown
-PING_EVERY = 1.0  # seconds of silence before a waiting reader pings the controller
+PING_EVERY = 1.0  # seconds of silence before a reader pings the controller
 READ_SLICE = 0.1  # longest single poll of a reader, so it notices a dead controller
-FOLLOW_SLICE = 0.002  # how often a waiting non-reader checks whether it can read
+FOLLOW_SLICE = 0.05  # longest wait of a non-reader before it looks again (it is woken)
+
+
+@dataclass(eq=False)
+class _Request:
+    mid: int
+    future: Future[Message]
+    background: bool
+    listener: OutputHook | None
+    answered: bool = False  # its answer has been read (the future may still be pending)
+
+
+@dataclass(eq=False)
+class _Socket:
+    """A receiving socket, and what its reader keeps."""
+
+    sock: zmq.Socket[Any]
+    identity: bytes
+    ping: list[Any] = field(default_factory=list)
+    streams: dict[Any, tuple[Message, chunks.Assembler]] = field(default_factory=dict)
+    last_ping: float = 0.0
 
 
 class ClientCore:
+    """Sockets, requests and their futures, the readers, and the delivery thread."""
+
     def __init__(
         self, info: ConnectionInfo, timeout: float = 10.0, dead_after: float = 6.0
     ) -> None:
@@ -54,137 +98,183 @@ class ClientCore:
         self.dead_after = dead_after
         self.ctx: zmq.Context[Any] = zmq.Context.instance()
         self.identity = b"c-" + uuid.uuid4().hex.encode()
-        self._futures: dict[int, Future[Message]] = {}
-        self._streams: dict[
-            Any, tuple[Message, chunks.Assembler]
-        ] = {}  # results arriving in pieces
-        self._listeners: dict[
-            int, Callable[[int, str, str], None]
-        ] = {}  # request id -> live-output callback
+        self._requests: dict[int, _Request] = {}
+        self._listeners: dict[int, OutputHook] = {}  # request id -> live-output hook
         self._seq = itertools.count(1)
         self._send_lock = threading.Lock()
-        self._recv_lock = threading.Lock()
+        self._fg_lock = threading.Lock()  # the reader role on the fg socket
+        self._fg_cv = threading.Condition()  # waiting non-readers sleep here
         self._closed = False
         self._last_heard = time.monotonic()
-        self._last_ping = 0.0
-        self._out = self.ctx.socket(zmq.DEALER)
-        self._out.setsockopt(zmq.LINGER, 1000)
-        self._in = self.ctx.socket(zmq.DEALER)
-        self._in.setsockopt(zmq.IDENTITY, self.identity)
-        self._in.setsockopt(zmq.LINGER, 0)
-        for s in (self._in, self._out):
-            s.setsockopt(zmq.IPV6, 1)  # harmless for IPv4 addresses
-            curve.make_client(s, info.curve_serverkey)
-        self._in.connect(self.url)
+        self._io_thread: threading.Thread | None = None
+        self._io_lock = threading.Lock()
+        self._deliveries: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._delivery_thread: threading.Thread | None = None
+        self._out = self._socket(linger=1000)
+        self._fg = _Socket(self._socket(self.identity), self.identity)
+        self._bg = _Socket(self._socket(self.identity + b"-b"), self.identity + b"-b")
+        for s in (self._fg, self._bg):
+            s.ping = self.signer.frames({"t": P.PING, "id": 0, "rt": s.identity})
         self._out.connect(self.url)
-        self._ping = self.signer.frames({"t": P.PING, "id": 0, "rt": self.identity})
-        self.controller: dict[str, Any] = self._handshake(timeout)
+        try:
+            self.controller: dict[str, Any] = self._handshake(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _socket(self, identity: bytes | None = None, linger: int = 0) -> zmq.Socket[Any]:
+        s = self.ctx.socket(zmq.DEALER)
+        if identity is not None:
+            s.setsockopt(zmq.IDENTITY, identity)
+        s.setsockopt(zmq.LINGER, linger)
+        s.setsockopt(zmq.IPV6, 1)  # harmless for IPv4 addresses
+        curve.make_client(s, self.info.curve_serverkey)
+        if identity is not None:
+            s.connect(self.url)
+        return s
 
     def _handshake(self, timeout: float) -> dict[str, Any]:
-        # The receiving socket's connection may complete after the sending one's, and
-        # the controller drops replies to identities it does not know yet: ask again.
-        # A peer that never completes the connection (a plaintext client of an encrypting
-        # controller, or the reverse) leaves no pipe to queue on: sends would block.
+        # A receiving socket's connection may complete after the sending one's, and the
+        # controller drops answers to identities it does not know yet: ask again until
+        # both sockets have had an answer. A peer that never completes the connection (a
+        # plaintext client of an encrypting controller, or the reverse) leaves no pipe
+        # to queue on, so sends time out instead of blocking.
         deadline = time.monotonic() + timeout
-        while True:
-            self._out.setsockopt(
-                zmq.SNDTIMEO, max(1, int(min(0.25, deadline - time.monotonic()) * 1000))
-            )
-            try:
-                fut = self.request({"t": P.CONNECT})
-            except zmq.Again:
-                fut = None
-            try:
-                if fut is not None:
-                    reply = self.wait(fut, min(0.25, max(0.01, deadline - time.monotonic())))
-                    self._out.setsockopt(zmq.SNDTIMEO, -1)
-                    return unpack(reply.content)  # type: ignore[no-any-return]
-            except TimeoutError:
-                self.forget(fut)  # type: ignore[arg-type]
-            if time.monotonic() >= deadline:
-                self.close()
-                raise ControllerConnectionError(
-                    f"no answer from the controller at {self.url} within {timeout:g} s: "
-                    "it is not running, not reachable, or the connection file's key is wrong "
-                    "(a controller drops messages it cannot verify)"
-                )
+        answer: dict[str, Any] = {}
+        for sock in (self._fg, self._bg):
+            while True:
+                left = deadline - time.monotonic()
+                self._out.setsockopt(zmq.SNDTIMEO, max(1, int(min(0.25, left) * 1000)))
+                try:
+                    req = self._new_request(sock is self._bg, None)
+                    self._send(self.signer.frames(self._stamp({"t": P.CONNECT}, req, sock)), ())
+                except zmq.Again:
+                    self._requests.pop(req.mid, None)
+                else:
+                    if self._read_until(sock, req, min(0.25, max(0.01, left))):
+                        answer = unpack(req.future.result().content)
+                        break
+                    self._requests.pop(req.mid, None)
+                if time.monotonic() >= deadline:
+                    raise ControllerConnectionError(
+                        f"no answer from the controller at {self.url} within {timeout:g} s: it "
+                        "is not running, not reachable, or the connection file's key is wrong "
+                        "(a controller drops messages it cannot verify), or it runs another "
+                        "version of multiengine"
+                    )
+        self._out.setsockopt(zmq.SNDTIMEO, -1)
+        return answer
 
     # ------------------------------------------------------------------ requests
+    def _new_request(self, background: bool, listener: OutputHook | None) -> _Request:
+        if self._closed:
+            raise ControllerConnectionError("this client is closed")
+        if not self._requests:
+            self._last_heard = time.monotonic()  # silence while idle does not count
+        req = _Request(next(self._seq), Future(), background, listener)
+        req.future.mid = req.mid  # type: ignore[attr-defined]
+        self._requests[req.mid] = req
+        return req
+
+    def _stamp(self, header: dict[str, Any], req: _Request, sock: _Socket) -> dict[str, Any]:
+        header["id"] = req.mid
+        header["rt"] = sock.identity
+        return header
+
     def request(
         self,
         header: dict[str, Any],
         content: Any = b"",
-        buffers: Any = (),
-        pieces: list[tuple[int, Any]] | None = None,
-        listener: Callable[[int, str, str], None] | None = None,
+        buffers: Sequence[Any] = (),
+        pieces: Sequence[tuple[int, Any]] = (),
+        listener: OutputHook | None = None,
+        background: bool = False,
     ) -> Future[Message]:
-        """Send a message (then the ``(part, piece)`` chunks it announced);
-        the future gets the reply."""
-        if self._closed:
-            raise ControllerConnectionError("this client is closed")
-        mid = next(self._seq)
-        header["id"] = mid
-        header["rt"] = self.identity
-        if not self._futures:
-            self._last_heard = time.monotonic()  # silence while idle does not count
+        """Send a message (then the ``(part, piece)`` chunks it announced).
+
+        The returned future gets the answer. ``background`` requests are read by the I/O
+        thread (for asyncio and callbacks); the others by a thread in :meth:`wait`.
+        ``listener`` gets the request's live output, on the delivery thread.
+        """
+        req = self._new_request(background, listener)
+        sock = self._bg if background else self._fg
         if listener is not None:
-            self.listen(mid, listener)
-        fut: Future[Message] = Future()
-        fut.mid = mid  # type: ignore[attr-defined]
-        self._futures[mid] = fut
-        frames = self.signer.frames(header, content, buffers)
+            self.listen(req.mid, listener)
+        if background:
+            self._start_io()
+        frames = self.signer.frames(self._stamp(header, req, sock), content, buffers)
+        chunk_frames = [
+            self.signer.frames(
+                {"t": P.CHUNK, "x": req.mid, "p": part, "rt": sock.identity, "raw": True},
+                b"",
+                (piece,),
+            )
+            for part, piece in pieces
+        ]
+        try:
+            self._send(frames, chunk_frames)
+        except BaseException:
+            self._requests.pop(req.mid, None)
+            raise
+        return req.future
+
+    def _send(self, frames: list[Any], more: Sequence[list[Any]]) -> None:
         with self._send_lock:
-            try:
-                self._out.send_multipart(frames, copy=False)
-            except BaseException:
-                self._futures.pop(mid, None)
-                raise
-            for part, piece in pieces or ():
-                chunk = self.signer.frames(
-                    {"t": P.CHUNK, "x": mid, "p": part, "rt": self.identity, "raw": True},
-                    b"",
-                    (piece,),
-                )
-                self._out.send_multipart(chunk, copy=False)
-        return fut
+            self._out.send_multipart(frames, copy=False)
+            for f in more:
+                self._out.send_multipart(f, copy=False)
 
     def forget(self, fut: Future[Message]) -> None:
-        """Stop waiting for ``fut``'s reply (a reply that comes later is dropped)."""
-        self._futures.pop(getattr(fut, "mid", -1), None)
+        """Stop waiting for ``fut``'s answer (an answer that comes later is dropped)."""
+        self._requests.pop(getattr(fut, "mid", -1), None)
 
     def wait(self, fut: Future[Message], timeout: float | None = None) -> Message:
-        """Wait for ``fut``, reading the socket for every thread while it does.
-
-        ``timeout=0`` still reads what has already arrived before giving up.
-        """
+        """Wait for ``fut``: reading the fg socket for every thread while it does, if the
+        request is a blocking one. ``timeout=0`` still reads what has already arrived."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if fut.done():
-                return fut.result()
+        req = self._requests.get(getattr(fut, "mid", -1))
+        while not fut.done():
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if self._recv_lock.acquire(blocking=False):
+            if req is None or req.background or req.answered:
+                self._wait_done(fut, left)  # another thread completes it
+            elif self._fg_lock.acquire(blocking=False):
                 try:
-                    self._read(READ_SLICE if left is None else min(READ_SLICE, left), fut)
+                    self._read_until(
+                        self._fg, req, READ_SLICE if left is None else min(READ_SLICE, left)
+                    )
                 finally:
-                    self._recv_lock.release()
+                    self._fg_lock.release()
+                    with self._fg_cv:
+                        self._fg_cv.notify_all()
             else:
-                try:
-                    return fut.result(FOLLOW_SLICE if left is None else min(FOLLOW_SLICE, left))
-                except TimeoutError:
-                    pass
-            if fut.done():
-                return fut.result()
-            if deadline is not None and time.monotonic() >= deadline:
+                with self._fg_cv:
+                    if not fut.done() and not req.answered and self._fg_lock.locked():
+                        self._fg_cv.wait(FOLLOW_SLICE if left is None else min(FOLLOW_SLICE, left))
+            if not fut.done() and deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError
+        return fut.result()
 
-    def _read(self, slice_: float, mine: Future[Message]) -> None:
+    def _wait_done(self, fut: Future[Message], left: float | None) -> None:
+        """Wait for a future another thread completes; the delivery thread runs its queue."""
+        if threading.current_thread() is self._delivery_thread:
+            self._deliver_some(READ_SLICE if left is None else min(READ_SLICE, left))
+            return
+        try:
+            fut.result(READ_SLICE if left is None else min(READ_SLICE, left))
+        except TimeoutError:
+            pass
+        except BaseException:  # noqa: BLE001 - wait() returns or raises fut.result()
+            pass
+
+    # ------------------------------------------------------------------ reading
+    def _read_until(self, sock: _Socket, req: _Request | None, slice_: float) -> bool:
+        """Read ``sock`` for up to ``slice_`` seconds, or until ``req``'s answer is in."""
         if self._closed:
             raise ControllerConnectionError("this client is closed")
-        sock = self._in
-        if sock.poll(slice_ * 1000):
+        if sock.sock.poll(int(slice_ * 1000)):
             while True:
                 try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    frames = sock.sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
                 try:
@@ -193,18 +283,38 @@ class ClientCore:
                     log.warning("dropped a message from the controller: %s", e)
                     continue
                 self._last_heard = time.monotonic()
-                if msg.type == P.OUTPUT:
-                    self._on_output(msg)
-                    continue
-                whole = self._gather_stream(msg)
-                if whole is None:
-                    continue
-                fut = self._futures.pop(whole.header.get("id"), None)  # type: ignore[arg-type]
-                if fut is not None and not fut.done():
-                    fut.set_result(whole)
-                if mine.done():
-                    return
+                self._route(sock, msg)
+                if req is not None and req.answered:
+                    return True
+            return req is not None and req.answered
+        self._check_alive(sock)
+        return False
+
+    def _route(self, sock: _Socket, msg: Message) -> None:
+        t = msg.type
+        if t == P.OUTPUT:
+            self._on_output(msg)
             return
+        if t == P.PONG:
+            return
+        whole = self._gather_stream(sock, msg)
+        if whole is None:
+            return
+        req = self._requests.pop(whole.header.get("id"), None)  # type: ignore[arg-type]
+        if req is None:
+            return
+        req.answered = True
+        if req.listener is not None:  # after the output that came before it
+            self._deliver(lambda: _complete(req.future, whole))
+        else:
+            _complete(req.future, whole)
+        if not req.background:
+            with self._fg_cv:
+                self._fg_cv.notify_all()
+
+    def _check_alive(self, sock: _Socket) -> None:
+        if not self._requests:
+            return  # idle: silence does not count
         now = time.monotonic()
         silent = now - self._last_heard
         if silent > self.dead_after:
@@ -214,36 +324,12 @@ class ClientCore:
                     "It was probably stopped or restarted; try recreating the client."
                 )
             )
-        elif silent >= PING_EVERY and now - self._last_ping >= PING_EVERY:
+        elif silent >= PING_EVERY and now - sock.last_ping >= PING_EVERY:
             with self._send_lock:
-                self._out.send_multipart(self._ping)
-            self._last_ping = now
+                self._out.send_multipart(sock.ping)
+            sock.last_ping = now
 
-    def listen(self, mid: int, callback: Callable[[int, str, str], None]) -> None:
-        """Call ``callback(engine_id, name, text)`` for live output of request ``mid``.
-
-        It runs on the thread reading the socket (a thread waiting for a reply).
-        """
-        self._listeners[mid] = callback
-        while len(self._listeners) > MAX_LISTENERS:
-            self._listeners.pop(next(iter(self._listeners)))
-
-    def unlisten(self, mid: int) -> None:
-        self._listeners.pop(mid, None)
-
-    def _on_output(self, msg: Message) -> None:
-        callback = self._listeners.get(msg.header.get("id"))  # type: ignore[arg-type]
-        if callback is None:
-            return
-        text = bytes(msg.content.buffer if hasattr(msg.content, "buffer") else msg.content).decode(
-            "utf-8", "replace"
-        )
-        try:
-            callback(int(msg.header.get("engine", -1)), str(msg.header.get("name", "stdout")), text)
-        except Exception:
-            log.exception("a live-output callback failed")
-
-    def _gather_stream(self, msg: Message) -> Message | None:
+    def _gather_stream(self, sock: _Socket, msg: Message) -> Message | None:
         """Hold a result that arrives piece by piece until its last piece is in.
 
         The pieces are copied into place as they come; the held message then looks
@@ -251,39 +337,136 @@ class ClientCore:
         """
         mid = msg.header.get("id")
         if msg.type == P.CHUNK:
-            held = self._streams.get(mid)
+            held = sock.streams.get(mid)
             if held is None or not msg.buffers:
                 return None
             head, asm = held
             asm.add(msg.buffers[0])
             if not asm.done:
                 return None
-            del self._streams[mid]
+            del sock.streams[mid]
             head.buffers.extend(asm.buffers)
             part = PartHeader.from_wire(head.header["parts"][0])
-            head.header["parts"][0] = part._replace(
-                nframes=len(asm.buffers), sizes=None, piece=None
-            ).to_wire()
+            whole = part._replace(nframes=len(asm.buffers), sizes=None, piece=None)
+            head.header["parts"][0] = whole.to_wire()
             return head
-        self._streams.pop(mid, None)  # a whole message replaces a broken-off stream
+        sock.streams.pop(mid, None)  # a whole message replaces a broken-off stream
         if msg.type == P.RESULT and msg.header.get("stream"):
             part = PartHeader.from_wire(msg.header["parts"][0])
-            self._streams[mid] = (msg, chunks.Assembler(part.sizes or [], part.piece))
+            sock.streams[mid] = (msg, chunks.Assembler(part.sizes or [], part.piece))
             return None
         return msg
 
+    # ------------------------------------------------------------------ the I/O thread
+    def _start_io(self) -> None:
+        if self._io_thread is not None:
+            return
+        with self._io_lock:
+            if self._io_thread is None:
+                t = threading.Thread(target=self._io_loop, name="multiengine-io", daemon=True)
+                t.start()
+                self._io_thread = t
+
+    def _io_loop(self) -> None:
+        while not self._closed:
+            try:
+                self._read_until(self._bg, None, READ_SLICE)
+            except ControllerConnectionError:
+                return
+            except zmq.ZMQError:
+                if self._closed:
+                    return
+                raise
+
+    # ------------------------------------------------------------------ live output
+    def listen(self, mid: int, hook: OutputHook) -> None:
+        """Call ``hook(engine_id, name, text)`` for live output of request ``mid``, on the
+        delivery thread."""
+        self._listeners[mid] = hook
+        while len(self._listeners) > MAX_LISTENERS:
+            self._listeners.pop(next(iter(self._listeners)))
+
+    def unlisten(self, mid: int) -> None:
+        self._listeners.pop(mid, None)
+
+    def _on_output(self, msg: Message) -> None:
+        hook = self._listeners.get(msg.header.get("id"))  # type: ignore[arg-type]
+        if hook is None:
+            return
+        content = msg.content
+        text = bytes(content.buffer if hasattr(content, "buffer") else content).decode(
+            "utf-8", "replace"
+        )
+        engine = int(msg.header.get("engine", -1))
+        name = str(msg.header.get("name", "stdout"))
+        self._deliver(lambda: hook(engine, name, text))
+
+    # ------------------------------------------------------------------ the delivery thread
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the delivery thread, after what is already queued there."""
+        self._deliver(fn)
+
+    def _deliver(self, fn: Callable[[], None]) -> None:
+        self._deliveries.put(fn)
+        if self._delivery_thread is None:
+            with self._io_lock:
+                if self._delivery_thread is None:
+                    t = threading.Thread(
+                        target=self._delivery_loop, name="multiengine-callbacks", daemon=True
+                    )
+                    self._delivery_thread = t
+                    t.start()
+
+    def _delivery_loop(self) -> None:
+        while True:
+            fn = self._deliveries.get()
+            if fn is None:
+                return
+            _run_callback(fn)
+
+    def _deliver_some(self, timeout: float) -> None:
+        """On the delivery thread, while a callback waits for the client: go on delivering."""
+        try:
+            fn = self._deliveries.get(timeout=timeout)
+        except queue.Empty:
+            return
+        if fn is None:
+            self._deliveries.put(None)  # closing: leave the sentinel for the loop
+            return
+        _run_callback(fn)
+
+    # ------------------------------------------------------------------ closing
     def _fail_all(self, err: BaseException) -> None:
-        for mid in list(self._futures):
-            f = self._futures.pop(mid, None)
-            if f is not None and not f.done():
-                f.set_exception(err)
+        for mid in list(self._requests):
+            req = self._requests.pop(mid, None)
+            if req is not None and not req.future.done():
+                req.future.set_exception(err)
         self._last_heard = time.monotonic()
+        with self._fg_cv:
+            self._fg_cv.notify_all()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._fail_all(ControllerConnectionError("the client was closed"))
-        with self._send_lock, self._recv_lock:
+        if self._io_thread is not None and self._io_thread is not threading.current_thread():
+            self._io_thread.join()
+        if self._delivery_thread is not None:
+            self._deliveries.put(None)
+        with self._send_lock, self._fg_lock:
             self._out.close(linger=200)
-            self._in.close(linger=0)
+            self._fg.sock.close(linger=0)
+            self._bg.sock.close(linger=0)
+
+
+def _complete(fut: Future[Message], msg: Message) -> None:
+    if not fut.done():
+        fut.set_result(msg)
+
+
+def _run_callback(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:
+        log.exception("a client callback failed")

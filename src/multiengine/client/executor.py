@@ -1,88 +1,179 @@
 """``concurrent.futures`` executors over a cluster.
 
 * ``tc.executor()``: each ``submit(fn, *args, **kwargs)`` is a load-balanced task; its
-  Future gets the return value or the exception. ``map`` streams through ``imap``.
+  Future gets the return value or the exception.
 * ``mec.executor(targets)``: each ``submit`` runs the call on every target engine; its
   Future gets the list of per-engine results (or the CompositeError).
 
-One daemon thread per executor completes the Futures; user callbacks run on it, never
-on a thread reading the client's sockets.
+Both follow the standard: a Future is *running* from the moment its call starts on an
+engine (the controller says so: ``wait_started``), and from then on ``cancel()``
+returns False; before that, ``cancel()`` takes the call back from the controller so it
+never runs. ``map(..., timeout=)`` raises TimeoutError when a result is late and
+cancels the rest; ``shutdown(cancel_futures=True)`` cancels only calls that have not
+started. No thread polls: the core's I/O thread reads the answers, and the Futures are
+completed (and their done-callbacks run) on the client's delivery thread.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections import deque
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
+from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any
 
+from ..wire import protocol as P
+from ..wire.message import Message, unpack
+from .results import PendingResult, raise_direct
+from .taskcalls import SUBMIT_BATCH, parse_results
 from .tasks import MapTask
 
 if TYPE_CHECKING:
+    from .core import ClientCore
     from .multiengine import MultiEngineClient
-    from .results import PendingResult
     from .taskclient import TaskClient
 
 __all__ = ["TaskExecutor", "MultiEngineExecutor"]
 
-POLL = 0.05  # how often the waiting thread looks for newly submitted work while it waits
+
+class _CallFuture(Future[Any]):
+    """A Future whose ``cancel()`` also takes its call back from the controller."""
+
+    def __init__(self, take_back: Callable[[], None]) -> None:
+        super().__init__()
+        self._take_back = take_back
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        self._take_back()
+        return True
 
 
 class _Base(Executor):
-    def __init__(self) -> None:
-        self._lock = threading.Condition()
+    def __init__(self, core: ClientCore) -> None:
+        self._core = core
+        self._lock = threading.Lock()
         self._shutdown = False
-        self._thread: threading.Thread | None = None
-
-    def _start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(
-                target=self._run, name=f"multiengine-{type(self).__name__}", daemon=True
-            )
-            self._thread.start()
-
-    def _run(self) -> None:  # overridden
-        raise RuntimeError
+        self._outstanding: set[Future[Any]] = set()
 
     def _check_open(self) -> None:
         if self._shutdown:
-            raise RuntimeError("cannot submit after shutdown")
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    def _track(self, fut: Future[Any]) -> None:
+        with self._lock:
+            self._outstanding.add(fut)
+        fut.add_done_callback(self._untrack)
+
+    def _untrack(self, fut: Future[Any]) -> None:
+        with self._lock:
+            self._outstanding.discard(fut)
+
+    def _then(self, request: Future[Message], step: Callable[[Message], None]) -> None:
+        """Run ``step`` with the answer to ``request``, on the delivery thread."""
+
+        def hand_over(done: Future[Message]) -> None:
+            self._core.call_soon(lambda: self._step(done, step))
+
+        request.add_done_callback(hand_over)
+
+    def _step(self, done: Future[Message], step: Callable[[Message], None]) -> None:
+        try:
+            msg = done.result()
+        except BaseException as e:  # the controller is gone: the calls fail with it
+            self._fail(done, e)
+            return
+        step(msg)
+
+    def _fail(self, done: Future[Message], e: BaseException) -> None:  # overridden
+        raise e
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             self._shutdown = True
-            if cancel_futures:
-                self._cancel_waiting()
-            self._lock.notify_all()
-        if wait and self._thread is not None:
-            self._thread.join()
+            outstanding = list(self._outstanding)
+        if cancel_futures:
+            for fut in outstanding:
+                fut.cancel()  # only calls that have not started: running ones go on
+        if wait:
+            wait_futures(outstanding)
 
-    def _cancel_waiting(self) -> None:
-        pass
+
+def _settle(fut: Future[Any], outcome: Any) -> None:
+    """Complete ``fut`` with a value or an exception (running first, if it never was)."""
+    if fut.done():
+        return
+    if not fut.running() and not fut.set_running_or_notify_cancel():
+        return
+    if isinstance(outcome, BaseException):
+        fut.set_exception(outcome)
+    else:
+        fut.set_result(outcome)
 
 
 class TaskExecutor(_Base):
     """Load-balanced: every call is a MapTask on whichever engine is free."""
 
     def __init__(self, client: TaskClient, **task_options: Any) -> None:
-        super().__init__()
+        super().__init__(client._core)
         self.client = client
         self.task_options = task_options
-        self._pending: dict[int, Future[Any]] = {}
-        self._generation = 0
+        self._futures: dict[int, Future[Any]] = {}
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return self._submit_many([MapTask(fn, args, kwargs, **self.task_options)])[0]
+
+    def _submit_many(self, tasks: list[MapTask]) -> list[Future[Any]]:
         self._check_open()
-        fut: Future[Any] = Future()
-        tid = self.client.run(MapTask(fn, args, kwargs, **self.task_options))  # not under the lock
-        fut.task_id = tid  # type: ignore[attr-defined]
-        with self._lock:
-            self._pending[tid] = fut
-            self._generation += 1
-            self._start()
-            self._lock.notify_all()
-        return fut
+        tids = self.client._run(self.client._calls.submit(tasks))
+        futures: list[Future[Any]] = []
+        for tid in tids:
+            fut = _CallFuture(functools.partial(self._abort, tid))
+            fut.task_id = tid  # type: ignore[attr-defined]
+            self._futures[tid] = fut
+            self._track(fut)
+            self._watch(tid)
+            futures.append(fut)
+        return futures
+
+    def _watch(self, tid: int) -> None:
+        request = self._core.request({"t": P.WAIT_STARTED, "tid": tid}, background=True)
+        self._then(request, lambda msg: self._started(tid, msg))
+
+    def _started(self, tid: int, msg: Message) -> None:
+        fut = self._futures.get(tid)
+        if fut is None:
+            return
+        if msg.type == P.VALUE and unpack(msg.content) == P.RUNNING:
+            if not fut.set_running_or_notify_cancel():
+                return  # cancelled just before: its abort is on the way
+        request = self._core.request(
+            {"t": P.TASK_RESULT, "ids": [tid], "mode": P.ALL}, background=True
+        )
+        self._then(request, lambda answer: self._finished(tid, answer))
+
+    def _finished(self, tid: int, msg: Message) -> None:
+        fut = self._futures.pop(tid, None)
+        if fut is None:
+            return
+        try:
+            ((_, _, outcome),) = parse_results(msg)
+        except BaseException as e:
+            outcome = e
+        _settle(fut, outcome)
+
+    def _fail(self, done: Future[Message], e: BaseException) -> None:
+        for tid in list(self._futures):
+            fut = self._futures.pop(tid)
+            _settle(fut, e)
+
+    def _abort(self, tid: int) -> None:
+        """Take a cancelled call back: the controller aborts the task (not waited for)."""
+        self._futures.pop(tid, None)
+        self._core.request({"t": P.TASK_ABORT, "tid": tid}, background=True)
 
     def map(
         self,
@@ -91,103 +182,106 @@ class TaskExecutor(_Base):
         timeout: float | None = None,
         chunksize: int = 1,
     ) -> Iterator[Any]:
-        self._check_open()
-        return self.client.imap(fn, *iterables, chunksize=chunksize, **self.task_options)
+        """``map(fn, *iterables)``, each call (or ``chunksize`` calls) a task.
 
-    def _cancel_waiting(self) -> None:
-        for tid, fut in list(self._pending.items()):
-            if fut.cancel():
-                try:
-                    self.client.abort(tid)
-                except IndexError:
-                    pass
-                del self._pending[tid]
+        The iterables are read at once and the tasks submitted, as the standard says;
+        results come in order. With ``timeout``, a result not there ``timeout`` seconds
+        after this call raises TimeoutError, and the calls not yet started are cancelled.
+        """
+        if not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"chunksize must be a positive int, not {chunksize!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        items = list(zip(*iterables))
+        if chunksize == 1:
+            tasks = [MapTask(fn, item, **self.task_options) for item in items]
+        else:
+            tasks = [
+                MapTask(_run_chunk, (fn, items[i : i + chunksize]), **self.task_options)
+                for i in range(0, len(items), chunksize)
+            ]
+        futures: list[Future[Any]] = []
+        for i in range(0, len(tasks), SUBMIT_BATCH):
+            futures.extend(self._submit_many(tasks[i : i + SUBMIT_BATCH]))
+        return _results_in_order(futures, deadline, chunked=chunksize > 1)
 
-    def _run(self) -> None:
-        core = self.client._core
-        while True:
-            with self._lock:
-                while not self._pending and not self._shutdown:
-                    self._lock.wait()
-                if not self._pending:
-                    return
-                ids = sorted(self._pending)
-                generation = self._generation
-            request = core.request({"t": "task_result", "ids": ids, "mode": "any"})
-            while True:
-                try:
-                    core.wait(request, POLL)
-                    break
-                except TimeoutError:
-                    if self._generation != generation:  # new work: ask again, with it included
-                        core.forget(request)
-                        request = None  # type: ignore[assignment]
-                        break
-                except Exception as e:  # the controller is gone: fail everything
-                    self._fail_all(e)
-                    return
-            if request is None:
-                continue
-            for tid, state, outcome in self.client._parse_results(request.result()):
-                if state not in ("succeeded", "failed"):
-                    continue
-                with self._lock:
-                    fut = self._pending.pop(tid, None)
-                if fut is None or not fut.set_running_or_notify_cancel():
-                    continue
-                if isinstance(outcome, BaseException):
-                    fut.set_exception(outcome)
-                else:
-                    fut.set_result(outcome)
 
-    def _fail_all(self, e: BaseException) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for fut in pending.values():
-            if fut.set_running_or_notify_cancel():
-                fut.set_exception(e)
+def _run_chunk(fn: Callable[..., Any], items: list[tuple[Any, ...]]) -> list[Any]:
+    return [fn(*item) for item in items]
+
+
+def _results_in_order(
+    futures: list[Future[Any]], deadline: float | None, chunked: bool
+) -> Iterator[Any]:
+    """Yield each future's result in order, keeping no reference to those yielded."""
+    futures.reverse()
+    try:
+        while futures:
+            fut = futures.pop()
+            left = None if deadline is None else deadline - time.monotonic()
+            try:
+                value = fut.result(left)
+            finally:
+                fut.cancel()
+                del fut
+            if chunked:
+                yield from value
+            else:
+                yield value
+            del value
+    finally:
+        for fut in futures:
+            fut.cancel()
 
 
 class MultiEngineExecutor(_Base):
     """Every call runs on each target engine; the result is the list of their results."""
 
     def __init__(self, client: MultiEngineClient, targets: Any = None) -> None:
-        super().__init__()
+        super().__init__(client._core)
         self.client = client
-        self.targets = client._find_targets(targets)
-        self._queue: deque[tuple[PendingResult, Future[Any]]] = deque()
+        self.targets = client._calls.find_targets(targets)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        with self._lock:
-            self._check_open()
-            fut: Future[Any] = Future()
-            name = getattr(fn, "__name__", "call")
-            pr = self.client._submit(
-                "apply", (fn, args, kwargs), self.targets, False, f"apply({name})"
-            )
-            self._queue.append((pr, fut))
-            self._start()
-            self._lock.notify_all()
+        self._check_open()
+        name = getattr(fn, "__name__", "call")
+        op = self.client._calls.submit(
+            "apply", (fn, args, kwargs), self.targets, False, f"apply({name})"
+        )
+        pr: PendingResult[Any] = self.client._run(op)
+        fut = _CallFuture(lambda: self._cancel_job(pr.result_id))
+        self._track(fut)
+        if pr.called:  # no engines to run on: already done
+            _settle(fut, pr.result)
+            return fut
+        request = self._core.request({"t": P.WAIT_STARTED, "job": pr.result_id}, background=True)
+        self._then(request, lambda msg: self._started(pr, fut, msg))
         return fut
 
-    def _cancel_waiting(self) -> None:
-        for _, fut in self._queue:
-            fut.cancel()
+    def _started(self, pr: PendingResult[Any], fut: Future[Any], msg: Message) -> None:
+        try:
+            raise_direct(msg)
+            running = unpack(msg.content) == P.RUNNING
+        except BaseException as e:
+            _settle(fut, e)
+            return
+        if running and not fut.set_running_or_notify_cancel():
+            return
+        request = pr._fetch(block=True, background=True)
+        self._then(request, lambda answer: self._finished(pr, fut, answer))
 
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                while not self._queue and not self._shutdown:
-                    self._lock.wait()
-                if not self._queue:
-                    return
-                pr, fut = self._queue.popleft()
-            # commands on the same engines finish in submission order: wait for them in it
-            try:
-                value = pr.get_result(block=True)
-            except BaseException as e:
-                if fut.set_running_or_notify_cancel():
-                    fut.set_exception(e)
-            else:
-                if fut.set_running_or_notify_cancel():
-                    fut.set_result(value)
+    def _finished(self, pr: PendingResult[Any], fut: Future[Any], msg: Message) -> None:
+        try:
+            outcome = pr._finish(msg)
+        except BaseException as e:
+            outcome = e
+        _settle(fut, outcome)
+
+    def _fail(self, done: Future[Message], e: BaseException) -> None:
+        with self._lock:
+            outstanding = list(self._outstanding)
+        for fut in outstanding:
+            _settle(fut, e)
+
+    def _cancel_job(self, job_id: str) -> None:
+        """Take a cancelled call back: the controller drops its queued commands."""
+        self._core.request({"t": P.CANCEL, "job": job_id}, background=True)

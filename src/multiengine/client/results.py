@@ -1,11 +1,12 @@
-"""Results as users see them: ResultList, PendingResult, and decoding of replies."""
+"""Results as users see them: ResultList, ResultNS, PendingResult, and the decoding of
+answers into values and exceptions."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar, overload
 
 from .. import errors
 from ..wire import chunks
@@ -13,11 +14,20 @@ from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from ..wire.protocol import ErrorReport, PartHeader
 from ..wire.serialize import loads
+from .core import ClientCore
 
-if TYPE_CHECKING:
-    from .multiengine import MultiEngineClient
+__all__ = [
+    "PendingResult",
+    "ResultList",
+    "ResultNS",
+    "check",
+    "decode_part",
+    "decode_parts",
+    "raise_direct",
+]
 
-__all__ = ["ResultList", "ResultNS", "PendingResult", "decode_parts", "raise_direct"]
+T = TypeVar("T")
+D = TypeVar("D")
 
 
 class ResultNS:
@@ -61,9 +71,8 @@ class ResultList(list[Any]):
             text = cmd.get("input", {}).get("translated", "No Input")
             out.append(f"{green}[{target}]{blue} In [{num}]:{normal} {text}\n")
             if cmd.get("stdout"):
-                out.append(
-                    f"{green}[{target}]{red} Out[{num}]:{normal} {cmd['stdout'].rstrip(chr(10))}\n"
-                )
+                stdout = cmd["stdout"].rstrip(chr(10))
+                out.append(f"{green}[{target}]{red} Out[{num}]:{normal} {stdout}\n")
             if cmd.get("stderr"):
                 out.append(f"{green}[{target}]{red} Err[{num}]:\n{normal} {cmd['stderr']}")
         return "".join(out)
@@ -71,28 +80,25 @@ class ResultList(list[Any]):
     __str__ = __repr__
 
 
-def _rebuild_error(engine_id: int, enc: str, content: Any, method: str) -> BaseException:
+# ---------------------------------------------------------------- decoding answers
+def rebuild_error(engine_id: int, content: Any, method: str) -> BaseException:
+    """The exception an error part stands for, with a RemoteTraceback as its cause."""
     report = ErrorReport.from_bytes(content)
-    if report.traceback is None:  # made by the controller
-        cls = errors.BY_NAME.get(report.ename, errors.KernelError)
-        exc: BaseException = cls(report.evalue)
-        if cls is errors.EngineError:
-            exc._multiengine_engine_info = {"engineid": engine_id, "method": method}  # type: ignore[attr-defined]
-        return exc
-    exc_obj = None
-    if report.exc is not None:
+    exc: BaseException | None = None
+    if report.traceback is None:  # made by the controller: it names an error class
+        exc = errors.BY_NAME.get(report.ename, errors.KernelError)(report.evalue)
+        if not isinstance(exc, errors.EngineError):
+            return exc  # the seed's "[Engine Exception]QueueCleared: ..." has no engine
+    elif report.exc is not None:
         try:
-            exc_obj = loads(report.exc)
+            exc = loads(report.exc)
         except Exception:
-            exc_obj = None
-    if not isinstance(exc_obj, BaseException):
-        exc_obj = errors.RemoteError(report.ename, report.evalue, report.traceback)
-    exc_obj._multiengine_traceback_text = report.traceback  # type: ignore[attr-defined]
-    exc_obj._multiengine_engine_info = {  # type: ignore[attr-defined]
-        "engineid": report.engine_id if report.engine_id is not None else engine_id,
-        "method": report.method or method,
-    }
-    return exc_obj
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = errors.RemoteError(report.ename, report.evalue, report.traceback or "")
+    where = report.engine_id if report.engine_id is not None else engine_id
+    exc.__cause__ = errors.RemoteTraceback(where, report.method or method, report.traceback)
+    return exc
 
 
 def decode_part(part: PartHeader, content: Any, buffers: list[Any], method: str) -> Any:
@@ -100,7 +106,7 @@ def decode_part(part: PartHeader, content: Any, buffers: list[Any], method: str)
     if part.sizes is not None:
         buffers = chunks.assemble(part.sizes, buffers, part.piece)
     if part.status == P.STATUS_ERROR:
-        return _rebuild_error(part.engine_id, part.enc, content, method)
+        return rebuild_error(part.engine_id, content, method)
     if part.enc == P.MSGPACK:
         return unpack(content)
     try:
@@ -109,7 +115,7 @@ def decode_part(part: PartHeader, content: Any, buffers: list[Any], method: str)
         err = errors.SerializationError(
             f"cannot unpickle the result of engine {part.engine_id}: {e}"
         )
-        err._multiengine_engine_info = {"engineid": part.engine_id, "method": method}  # type: ignore[attr-defined]
+        err.__cause__ = errors.RemoteTraceback(part.engine_id, method)
         return err
 
 
@@ -131,27 +137,29 @@ def check(values: list[Any], method: str) -> list[Any]:
     return errors.collect_exceptions(values, method)
 
 
-_NOT_READY = object()
+# ---------------------------------------------------------------- PendingResult
+_NOT_READY: Any = object()
 
 
-class PendingResult:
+class PendingResult(Generic[T]):
     """A result that may not be ready yet (from a call made with ``block=False``).
 
     ``get_result(default, block)`` fetches it once from the controller and caches it
-    (or the exception, re-raised on every later call); ``.r`` blocks. ``done()`` and
-    ``wait(timeout)`` ask without raising. Callbacks added with ``add_callback`` run
-    in order on the caller's thread when the result is first retrieved.
+    (or the exception, re-raised on every later call); ``.r`` blocks; ``await pr``
+    waits without blocking an event loop. ``done()`` and ``wait(timeout)`` ask without
+    raising. Callbacks added with ``add_callback`` run in order, on the thread (or in
+    the coroutine) that first retrieves the result, and may use the client.
     """
 
     def __init__(
         self,
-        client: MultiEngineClient,
+        core: ClientCore | None,
         result_id: str,
         method: str,
-        post: Callable[[list[Any]], Any] | None = None,
+        post: Callable[[list[Any]], T] | None = None,
         value: Any = _NOT_READY,
     ) -> None:
-        self.client = client
+        self.core = core
         self.result_id = result_id
         self.method = method
         self._post = post
@@ -165,21 +173,15 @@ class PendingResult:
         state = "done" if self.called else "pending"
         return f"<PendingResult {self.method} {self.result_id} {state}>"
 
-    def __lt__(self, other: PendingResult) -> bool:
+    def __lt__(self, other: PendingResult[Any]) -> bool:
         return self.result_id < other.result_id
 
-    def _finish(self, msg: Message) -> Any:
+    def _finish(self, msg: Message) -> T:
         try:
             raise_direct(msg)
-            value = check(decode_parts(msg, self.method), self.method)
+            value: Any = check(decode_parts(msg, self.method), self.method)
             if self._post is not None:
                 value = self._post(value)
-        except BaseException as e:
-            self.result = e
-            self.raised = True
-            self.called = True
-            raise
-        try:
             for f, args, kwargs in self.callbacks:
                 value = f(value, *args, **kwargs)
         except BaseException as e:  # kept, so .r re-raises it rather than fetching again
@@ -189,38 +191,58 @@ class PendingResult:
             raise
         self.result = value
         self.called = True
-        return value
+        return value  # type: ignore[no-any-return]
 
-    def _cached(self) -> Any:
+    def _cached(self) -> T:
         if self.raised:
             raise self.result
-        return self.result
+        return self.result  # type: ignore[no-any-return]
 
+    def _fetch(self, block: bool, background: bool = False) -> Future[Message]:
+        assert self.core is not None
+        header = {"t": P.FETCH, "job": self.result_id, "block": block}
+        return self.core.request(header, background=background)
+
+    @overload
+    def get_result(self, default: None = None, block: bool = True) -> T | None: ...
+    @overload
+    def get_result(self, default: D, block: bool = True) -> T | D: ...
     def get_result(self, default: Any = None, block: bool = True) -> Any:
+        """The result (``block=True`` waits for it); ``default`` if not ready and not block."""
         if self.called:
             return self._cached()
+        assert self.core is not None
         if self._inflight is None:
             if not block:
-                msg = self.client._wait(self.client._fetch(self.result_id, block=False))
+                msg = self.core.wait(self._fetch(block=False))
                 if msg.type == P.ERROR and msg.header.get("ename") == "ResultNotCompleted":
                     return default
                 return self._finish(msg)
-            self._inflight = self.client._fetch(self.result_id, block=True)
+            self._inflight = self._fetch(block=True)
         try:
-            msg = self.client._wait(self._inflight, None if block else 0)
+            msg = self.core.wait(self._inflight, None if block else 0)
         except TimeoutError:
             return default
         return self._finish(msg)
 
     @property
-    def r(self) -> Any:
-        return self.get_result(block=True)
+    def r(self) -> T:
+        return self.get_result(block=True)  # type: ignore[return-value]
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, T]:
         """``await pr``: the result, without blocking the event loop."""
+        return self._await().__await__()
+
+    async def _await(self) -> T:
         import asyncio
 
-        return asyncio.to_thread(self.get_result).__await__()
+        if self.called:
+            return self._cached()
+        if self._inflight is not None:  # a blocking fetch is already waiting: wait for it
+            return await asyncio.to_thread(lambda: self.r)
+        self._inflight = self._fetch(block=True, background=True)
+        msg = await asyncio.wrap_future(self._inflight)
+        return self._finish(msg) if not self.called else self._cached()
 
     def add_callback(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         if not callable(f):
@@ -240,10 +262,11 @@ class PendingResult:
         """Wait up to ``timeout`` seconds; True when the result has arrived."""
         if self.called:
             return True
+        assert self.core is not None
         if self._inflight is None:
-            self._inflight = self.client._fetch(self.result_id, block=True)
+            self._inflight = self._fetch(block=True)
         try:
-            self.client._wait(self._inflight, timeout)
+            self.core.wait(self._inflight, timeout)
         except TimeoutError:
             return False
         except BaseException:

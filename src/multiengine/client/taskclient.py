@@ -3,35 +3,27 @@
 ``run`` hands a task to the controller's scheduler and returns its id;
 ``get_task_result`` fetches the outcome. ``map`` and ``imap`` spread a function over
 sequences, one task per item or per ``chunksize`` items, submitting in batches and
-collecting results as they complete.
+collecting results as they complete. The calls are defined once in ``taskcalls.py``;
+this class runs them on the calling thread.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .. import errors
 from ..wire import protocol as P
-from ..wire.message import Message, unpack
-from ..wire.protocol import TaskItem, TaskLink
-from ..wire.serialize import dumps
 from .connected import Connected
-from .progress import bar
-from .results import decode_part, raise_direct
-from .tasks import BaseTask, MapTask, TaskResult, encode
-
-Encoded = list[tuple[TaskLink, bytes, list[Any]]]  # a task chain as it travels (tasks.encode)
+from .drive import Op, iterate, run
+from .taskcalls import TaskCalls
+from .tasks import BaseTask
 
 if TYPE_CHECKING:
     from .executor import TaskExecutor
 
 __all__ = ["TaskClient", "TaskMapper"]
-
-SUBMIT_BATCH = 500  # tasks per submit message
-WAIT_BATCH = 2000  # task ids per result request
 
 
 class TaskClient(Connected):
@@ -41,67 +33,31 @@ class TaskClient(Connected):
     ``barrier`` waits longer than two seconds.
     """
 
-    progress: bool | None = None
+    def __init__(
+        self,
+        profile: str | None = "default",
+        cluster_dir: str | os.PathLike[str] | None = None,
+        connection_file: str | os.PathLike[str] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        super().__init__(profile, cluster_dir, connection_file, timeout)
+        self._calls = TaskCalls()
 
-    # ------------------------------------------------------------ plumbing
-    def _value(self, header: dict[str, Any]) -> Any:
-        return unpack(self._request(header).content)
+    def _run(self, op: Op[Any]) -> Any:
+        return run(self._core, op)
 
-    def _submit(self, tasks: Sequence[BaseTask | Encoded]) -> list[int]:
-        """Submit tasks (or chains already encoded by a map); their ids."""
-        chains = [encode(t) if isinstance(t, BaseTask) else t for t in tasks]
-        for t in tasks:
-            if not isinstance(t, (BaseTask, list)):
-                raise TypeError(f"a task must be a StringTask or a MapTask, not {t!r}")
-        links = [link for chain in chains for link in chain]
-        _, frames, raw = P.pack_parts((content, buffers) for _, content, buffers in links)
-        header: dict[str, Any] = {
-            "t": P.TASK_SUBMIT,
-            "tasks": [[info.to_wire() for info, _, _ in chain] for chain in chains],
-        }
-        if raw:
-            header["raw"] = raw
-        msg = self._request(header, b"", frames)
-        return unpack(msg.content)  # type: ignore[no-any-return]
+    @property
+    def progress(self) -> bool | None:
+        return self._calls.progress
 
-    def _results(self, ids: list[int], mode: str) -> list[tuple[int, str, Any]]:
-        """(task id, state, outcome) per id; outcome is a value, a TaskResult or an exception."""
-        return self._parse_results(self._request({"t": P.TASK_RESULT, "ids": ids, "mode": mode}))
-
-    def _parse_results(self, msg: Message) -> list[tuple[int, str, Any]]:
-        raise_direct(msg)
-        items = [TaskItem.from_wire(i) for i in msg.header["items"]]
-        parts = iter(P.split_parts([i.part.nframes for i in items if i.part], msg.buffers))
-        out = []
-        for item in items:
-            if item.part is None:
-                out.append((item.tid, item.state, None))
-                continue
-            content, bufs = next(parts)
-            value = decode_part(item.part, content, bufs, "task")
-            times = (item.submitted, item.completed, item.elapsed)
-            outcome: Any = value
-            if item.kind == P.STRING_TASK and not isinstance(
-                value, (errors.TaskAborted, errors.TaskTimeout)
-            ):
-                if isinstance(value, BaseException):
-                    outcome = TaskResult(None, item.part.engine_id, item.tid, value, *times)
-                else:
-                    outcome = TaskResult(value, item.part.engine_id, item.tid, None, *times)
-            out.append((item.tid, item.state, outcome))
-        return out
-
-    @staticmethod
-    def _deliver(outcome: Any) -> Any:
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+    @progress.setter
+    def progress(self, value: bool | None) -> None:
+        self._calls.progress = value
 
     # ------------------------------------------------------------ the seed's methods
     def run(self, task: BaseTask, block: bool = False) -> Any:
         """Submit ``task``; its id, or with ``block=True`` its result."""
-        tid = self._submit([task])[0]
-        return self.get_task_result(tid, block=True) if block else tid
+        return self._run(self._calls.run(task, block))
 
     def get_task_result(self, taskid: int, block: bool = False) -> Any:
         """The task's result (TaskResult for a StringTask, the value for a MapTask).
@@ -110,73 +66,34 @@ class TaskClient(Connected):
         with ``failure`` set; aborted and timed-out tasks raise TaskAborted/TaskTimeout.
         Not finished and ``block=False``: None.
         """
-        ((tid, state, outcome),) = self._results([taskid], P.ALL if block else P.NOW)
-        if state == P.UNKNOWN_TASK:
-            raise IndexError(f"task ID not registered: {taskid}")
-        if state not in P.FINISHED_STATES:
-            return None
-        return self._deliver(outcome)
+        return self._run(self._calls.get_task_result(taskid, block))
 
     def abort(self, taskid: int) -> None:
         """Abort a waiting task, or interrupt a running one (it ends with TaskAborted)."""
-        if not isinstance(taskid, int) or isinstance(taskid, bool):
-            raise TypeError(f"an integer task id expected: {taskid!r}")
-        problem = self._value({"t": P.TASK_ABORT, "tid": taskid})
-        if problem:
-            raise IndexError(problem)
+        self._run(self._calls.abort(taskid))
 
     def barrier(self, taskids: int | Iterable[int]) -> None:
         """Wait until every task has finished (errors are not raised here)."""
-        waiting = [taskids] if isinstance(taskids, int) else list(taskids)
-        progress = bar(self.progress, len(waiting), "barrier")
-        try:
-            while waiting:
-                done = {
-                    tid
-                    for tid, state, _ in self._results(waiting[:WAIT_BATCH], P.ANY)
-                    if state in (P.SUCCEEDED, P.FAILED, P.UNKNOWN_TASK)
-                }
-                progress.update(len(done))
-                waiting = [t for t in waiting if t not in done]
-        finally:
-            progress.close()
+        self._run(self._calls.barrier(taskids))
 
     def get_ids(self) -> list[int]:
         """The ids of the registered engines."""
-        return self._value({"t": P.GET_IDS})  # type: ignore[no-any-return]
+        return self._run(self._calls.ask({"t": P.GET_IDS}))  # type: ignore[no-any-return]
 
     def spin(self) -> bool:
         """Ask the scheduler to hand out waiting tasks now; True if it did."""
-        return bool(self._value({"t": P.TASK_SPIN}))
+        return bool(self._run(self._calls.ask({"t": P.TASK_SPIN})))
 
     def queue_status(self, verbose: bool = False) -> dict[str, Any]:
         """Counts (or, verbose, ids) of tasks scheduled, pending, succeeded and failed."""
-        return self._value({"t": P.TASK_STATUS, "verbose": bool(verbose)})  # type: ignore[no-any-return]
+        header = {"t": P.TASK_STATUS, "verbose": bool(verbose)}
+        return self._run(self._calls.ask(header))  # type: ignore[no-any-return]
 
     def clear(self) -> None:
         """Forget every finished task's result."""
-        self._value({"t": P.TASK_CLEAR})
+        self._run(self._calls.ask({"t": P.TASK_CLEAR}))
 
     # ------------------------------------------------------------ map
-    @staticmethod
-    def _map_tasks(
-        func: Callable[..., Any],
-        items: Iterable[tuple[Any, ...]],
-        chunksize: int,
-        options: dict[str, Any],
-    ) -> Iterator[Encoded]:
-        """One MapTask per ``chunksize`` items; the function is pickled once for all."""
-        data, bufs = dumps(func)
-        fpickle = data if not bufs else None
-        chunk: list[tuple[Any, ...]] = []
-        for item in items:
-            chunk.append(item)
-            if len(chunk) == chunksize:
-                yield _map_task(func, chunk, chunksize, options, fpickle)
-                chunk = []
-        if chunk:
-            yield _map_task(func, chunk, chunksize, options, fpickle)
-
     def map(
         self, func: Callable[..., Any], *sequences: Any, chunksize: int = 1, **options: Any
     ) -> list[Any]:
@@ -185,18 +102,7 @@ class TaskClient(Connected):
         Results come in order; the first failing item's exception is raised.
         Task options (retries, priority, time_limit...) apply to every task.
         """
-        lengths = {len(s) for s in sequences}
-        if len(lengths) > 1:
-            raise ValueError("all sequences must have equal length")
-        progress = bar(self.progress, lengths.pop() if lengths else 0, "map", "item")
-        try:
-            out = []
-            for value in self.imap(func, *sequences, chunksize=chunksize, **options):
-                out.append(value)
-                progress.update(1)
-            return out
-        finally:
-            progress.close()
+        return self._run(self._calls.map(func, sequences, chunksize, options))  # type: ignore[no-any-return]
 
     def imap(
         self,
@@ -213,52 +119,8 @@ class TaskClient(Connected):
         any time. Results are yielded in input order, or as they complete with
         ``ordered=False``. A failing item raises its exception when it is reached.
         """
-        if not callable(func):
-            raise TypeError(f"func must be callable, not {func!r}")
-        if not isinstance(chunksize, int) or chunksize < 1:
-            raise ValueError(f"chunksize must be a positive int, not {chunksize!r}")
-        window = window or 1024
-        tasks = self._map_tasks(func, zip(*iterables), chunksize, options)
-        return self._imap(tasks, window, ordered, chunksize > 1)
-
-    def _imap(
-        self, tasks: Iterator[Encoded], window: int, ordered: bool, chunked: bool
-    ) -> Iterator[Any]:
-        inflight: deque[int] = deque()
-        done: dict[int, Any] = {}
-        exhausted = False
-        while True:
-            if not exhausted and len(inflight) + len(done) < window:
-                batch = []
-                for task in tasks:
-                    batch.append(task)
-                    if len(batch) >= min(SUBMIT_BATCH, window - len(inflight) - len(done)):
-                        break
-                else:
-                    exhausted = True
-                if batch:
-                    inflight.extend(self._submit(batch))
-            if not inflight and not done:
-                return
-            waiting = [t for t in inflight if t not in done]
-            if waiting and (not ordered or inflight[0] not in done):
-                for tid, state, outcome in self._results(waiting[:WAIT_BATCH], P.ANY):
-                    if state in P.FINISHED_STATES:
-                        done[tid] = outcome
-            if ordered:
-                while inflight and inflight[0] in done:
-                    yield from self._unchunk(self._deliver(done.pop(inflight.popleft())), chunked)
-            else:
-                for tid in [t for t in inflight if t in done]:
-                    inflight.remove(tid)
-                    yield from self._unchunk(self._deliver(done.pop(tid)), chunked)
-
-    @staticmethod
-    def _unchunk(value: Any, chunked: bool) -> Iterator[Any]:
-        if chunked:
-            yield from value
-        else:
-            yield value
+        stream = self._calls.imap(func, iterables, chunksize, ordered, window, options)
+        return iterate(self._core, stream)
 
     def executor(self, **task_options: Any) -> TaskExecutor:
         """A ``concurrent.futures.Executor``: each ``submit`` is a load-balanced task."""
@@ -336,17 +198,5 @@ class TaskMapper:
             tc = self.task_controller
             if self.block:
                 return tc.map(func, *sequences, **options)
-            return tc._submit(list(tc._map_tasks(func, zip(*sequences), 1, options)))
-
-
-def _map_task(
-    func: Callable[..., Any],
-    chunk: list[tuple[Any, ...]],
-    chunksize: int,
-    options: dict[str, Any],
-    fpickle: bytes | None,
-) -> Encoded:
-    """One task of a map: ``chunk`` holds its items (a single call when ``chunksize`` is 1)."""
-    if chunksize == 1:
-        return encode(MapTask(func, chunk[0], **options), function_pickle=fpickle)
-    return encode(MapTask(func, **options), function_pickle=fpickle, chunk=list(chunk))
+            tasks = list(TaskCalls.map_tasks(func, zip(*sequences), 1, options))
+            return tc._run(tc._calls.submit(tasks))

@@ -82,6 +82,7 @@ class Hub:
             P.STATUS: lambda c, m: self.dispatch.reply_value(c, m.header.get("id"), self.status()),
             P.INTERRUPT: self._on_interrupt,
             P.WAIT_STARTED: self._on_wait_started,
+            P.CANCEL: self._on_cancel,
             **self.scheduler.handlers,
         }
         self.engine_handlers: dict[str, EngineHandler] = {
@@ -132,6 +133,25 @@ class Hub:
             self.scheduler.wait_started(client, h.get("id"), h["tid"])
         else:
             self.desk.wait_started(client, h.get("id"), h.get("job"))
+
+    def _on_cancel(self, client: bytes, msg: Message) -> None:
+        """Take back the commands of a stored job that have not started (they never run).
+
+        Answers True when none of the job had started, else False (what runs goes on).
+        """
+        h = msg.header
+        job = self.desk.store.get(h["job"]) if isinstance(h.get("job"), str) else None
+        if job is None:
+            self.dispatch.reply_value(client, h.get("id"), False)
+            return
+        untouched = not job.started
+        for engine in {self.dispatch.engines.get(eid) for eid in job.targets} - {None}:
+            assert engine is not None
+            for cmd in [c for c in engine.queue if c.job is job]:
+                engine.queue.remove(cmd)
+                if job.set_part(cmd.index, error_part("QueueCleared", f"{cmd.desc} was cancelled")):
+                    self._complete(job)
+        self.dispatch.reply_value(client, h.get("id"), untouched)
 
     def _on_interrupt(self, client: bytes, msg: Message) -> None:
         """Interrupt what runs on some engines (MultiEngine commands or tasks)."""

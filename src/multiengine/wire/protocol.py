@@ -65,6 +65,7 @@ FETCH = "fetch"
 FLUSH = "flush"
 INTERRUPT = "interrupt"
 WAIT_STARTED = "wait_started"
+CANCEL = "cancel"
 TASK_SUBMIT = "task_submit"
 TASK_RESULT = "task_result"
 TASK_ABORT = "task_abort"
@@ -184,6 +185,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(PING, CLIENT_CHANNEL, CLIENT, "id", "rt"),
     _spec(INTERRUPT, CLIENT_CHANNEL, CLIENT, "id", "rt", "targets"),
     _spec(WAIT_STARTED, CLIENT_CHANNEL, CLIENT, "id", "rt", "job", "tid"),
+    _spec(CANCEL, CLIENT_CHANNEL, CLIENT, "id", "rt", "job"),
     _spec(TASK_SUBMIT, CLIENT_CHANNEL, CLIENT, "id", "rt", "tasks", "raw"),
     _spec(TASK_RESULT, CLIENT_CHANNEL, CLIENT, "id", "rt", "ids", "mode"),
     _spec(TASK_ABORT, CLIENT_CHANNEL, CLIENT, "id", "rt", "tid"),

@@ -1,0 +1,405 @@
+"""The MultiEngine interface, once: every call as an operation (see ``drive.py``).
+
+:class:`MultiEngineCalls` holds what a MultiEngine client remembers between calls (its
+default ``targets`` and ``block``, how a key was scattered, live output and progress
+settings) and builds each call as a generator that yields requests and turns the
+answers into values. ``MultiEngineClient`` runs them blocking,
+``AsyncMultiEngineClient`` awaits them; neither repeats the logic.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import types
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, TypeAlias
+
+from .. import errors
+from ..wire import protocol as P
+from ..wire.message import Message, unpack
+from ..wire.serialize import Serialized
+from .core import ClientCore, OutputHook
+from .drive import Op, Request
+from .live import live_wanted, print_output
+from .partition import check_dist, join, partition
+from .payload import plan_payload
+from .progress import bar
+from .results import PendingResult, ResultList, check, decode_parts, raise_direct
+
+__all__ = ["MultiEngineCalls", "Targets"]
+
+Targets: TypeAlias = Literal["all"] | int | Sequence[int]
+"""Which engines a call goes to: ``'all'``, one engine id, or a list or tuple of ids."""
+
+PROPERTIES_WARNING = (
+    "Engine properties are deprecated: we are currently refactoring the task dependency "
+    "system; use TaskRejectError in task code instead."
+)
+
+
+def short(x: Any, limit: int = 120) -> str:
+    r = repr(x)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def _value(msg: Message) -> Any:
+    raise_direct(msg)
+    return unpack(msg.content)
+
+
+class MultiEngineCalls:
+    """A MultiEngine client's settings, and its calls as operations."""
+
+    def __init__(self, core: ClientCore) -> None:
+        self.core = core
+        self.block = True
+        self.targets: Targets = "all"
+        self.flattened: dict[str, tuple[list[int], list[bool]]] = {}  # scatter(flatten=True)
+        self.live_output: bool | None = None  # None: on at an interactive prompt
+        self.output_hook: OutputHook = print_output
+        self.progress: bool | None = None  # None: on at a terminal or in IPython
+
+    # ------------------------------------------------------------ arguments
+    def find_block(self, block: Any = None) -> bool:
+        if block is None:
+            return self.block
+        if block in (True, False) and isinstance(block, (bool, int)):
+            return bool(block)
+        raise ValueError("block must be True or False")
+
+    def find_targets(self, targets: Any = None) -> Targets:
+        if targets is None:
+            return self.targets
+        if not isinstance(targets, (str, list, tuple, int)):
+            raise ValueError("targets must be a str, list, tuple or int")
+        return targets  # type: ignore[return-value]
+
+    @staticmethod
+    def check_namespace(namespace: Any) -> None:
+        if not isinstance(namespace, dict):
+            raise TypeError(f"namespace must be a dict, not {type(namespace).__name__}")
+        for k in namespace:
+            if not isinstance(k, str) or not k.isidentifier():
+                raise TypeError(f"names must be identifier strings, not {k!r}")
+
+    @staticmethod
+    def check_keys(keys: Any) -> str | list[str]:
+        if isinstance(keys, str):
+            return keys
+        if isinstance(keys, (list, tuple)):
+            return list(keys)
+        raise TypeError(f"keys must be a str or a list/tuple of strs, not {type(keys).__name__}")
+
+    # ------------------------------------------------------------ the one submit
+    def submit(
+        self,
+        cmd: str,
+        args: tuple[Any, ...] = (),
+        targets: Any = None,
+        block: Any = None,
+        desc: str | None = None,
+        parts: list[tuple[Any, ...]] | None = None,
+        post: Callable[[list[Any]], Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Op[Any]:
+        """Run ``cmd`` on the targets: their values (after ``post``), or a PendingResult."""
+        targets = self.find_targets(targets)
+        block = self.find_block(block)
+        header: dict[str, Any] = {
+            "t": P.SUBMIT,
+            "cmd": cmd,
+            "targets": list(targets) if isinstance(targets, tuple) else targets,
+            "block": block,
+            "desc": desc or f"{cmd}()",
+            "cid": self.core.identity,
+        }
+        if extra:
+            header.update(extra)
+        payload = plan_payload(args, parts)
+        header.update(payload.fields)
+        listener = None
+        if cmd == "execute" and live_wanted(self.live_output):
+            header["live"] = True
+            listener = self.output_hook
+        n = len(targets) if isinstance(targets, (list, tuple)) else None
+        msg = yield Request(
+            header,
+            payload.content,
+            payload.buffers,
+            payload.pieces,
+            listener,
+            keep_listening=listener is not None and not block,
+            progress=self.progress if block else False,
+            progress_label=f"{cmd} on {n or 'all'} engines",
+            progress_total=n,
+        )
+        raise_direct(msg)
+        if not block:
+            return PendingResult(self.core, msg.header["job"], cmd, post)
+        values = check(decode_parts(msg, cmd), cmd)
+        return post(values) if post is not None else values
+
+    def ask(self, header: dict[str, Any]) -> Op[Any]:
+        """A request the controller answers with a value."""
+        return _value((yield Request(header)))
+
+    def ids_for(self, targets: Targets) -> Op[list[int]]:
+        """The engine ids a targets spec names (client-side, for partitioning)."""
+        if targets == "all":
+            return (yield from self.ask({"t": P.GET_IDS}))  # type: ignore[no-any-return]
+        if isinstance(targets, int) and not isinstance(targets, bool):
+            return [targets]
+        if isinstance(targets, (list, tuple)):
+            return list(targets)
+        raise errors.InvalidEngineID(
+            f"targets argument is not an int, list of ints or 'all': {targets!r}"
+        )
+
+    # ------------------------------------------------------------ the seed's calls
+    def execute(self, lines: str, targets: Any, block: Any) -> Op[Any]:
+        if not isinstance(lines, str):
+            raise TypeError(f"execute takes a string of code, not {type(lines).__name__}")
+        desc = f"execute({short(lines)})"
+        return self.submit("execute", (lines,), targets, block, desc, post=ResultList)
+
+    def push(self, namespace: dict[str, Any], targets: Any, block: Any) -> Op[Any]:
+        self.check_namespace(namespace)
+        for key in namespace:
+            self.flattened.pop(key, None)
+        return self.submit("push", (namespace,), targets, block, f"push({', '.join(namespace)})")
+
+    def pull(self, keys: Any, targets: Any, block: Any) -> Op[Any]:
+        keys = self.check_keys(keys)
+        return self.submit("pull", (keys,), targets, block, f"pull({short(keys)})")
+
+    def push_function(self, namespace: dict[str, Any], targets: Any, block: Any) -> Op[Any]:
+        self.check_namespace(namespace)
+        for v in namespace.values():
+            if not isinstance(v, types.FunctionType):
+                raise TypeError("function object expected")
+        desc = f"push_function({', '.join(namespace)})"
+        return self.submit("push_function", (namespace,), targets, block, desc)
+
+    def pull_function(self, keys: Any, targets: Any, block: Any) -> Op[Any]:
+        keys = self.check_keys(keys)
+        return self.submit(
+            "pull_function", (keys,), targets, block, f"pull_function({short(keys)})"
+        )
+
+    def push_serialized(
+        self, namespace: dict[str, Serialized], targets: Any, block: Any
+    ) -> Op[Any]:
+        self.check_namespace(namespace)
+        for k, v in namespace.items():
+            if not isinstance(v, Serialized):
+                raise TypeError(
+                    "push_serialized takes Serialized values (multiengine.serialize(obj)); "
+                    f"{k!r} is not"
+                )
+        desc = f"push_serialized({', '.join(namespace)})"
+        return self.submit("push_serialized", (namespace,), targets, block, desc)
+
+    def pull_serialized(self, keys: Any, targets: Any, block: Any) -> Op[Any]:
+        keys = self.check_keys(keys)
+        desc = f"pull_serialized({short(keys)})"
+        return self.submit("pull_serialized", (keys,), targets, block, desc)
+
+    def get_result(self, i: int | None, targets: Any, block: Any) -> Op[Any]:
+        desc = f"get_result({i!r})"
+        return self.submit("get_result", (i,), targets, block, desc, post=ResultList)
+
+    def reset(self, targets: Any, block: Any) -> Op[Any]:
+        return self.submit("reset", (), targets, block, "reset()")
+
+    def keys(self, targets: Any, block: Any) -> Op[Any]:
+        return self.submit("keys", (), targets, block, "keys()")
+
+    def kill(self, controller: bool, targets: Any, block: Any) -> Op[Any]:
+        if controller:
+            extra = {"controller": True}
+            result = yield from self.submit("kill", (), "all", True, "kill()", extra=extra)
+            if not self.find_block(block):
+                return PendingResult(self.core, "", "kill", value=result)
+            return result
+        return (yield from self.submit("kill", (), targets, block, "kill()"))
+
+    def clear_queue(self, targets: Any, block: Any) -> Op[Any]:
+        return self.submit("clear_queue", (), targets, block, "clear_queue()")
+
+    def queue_status(self, targets: Any, block: Any) -> Op[Any]:
+        def post(v: list[Any]) -> list[tuple[Any, ...]]:
+            return [tuple(x) for x in v]
+
+        return self.submit("queue_status", (), targets, block, "queue_status()", post=post)
+
+    def interrupt(self, targets: Any) -> Op[list[None]]:
+        targets = self.find_targets(targets)
+        wire = list(targets) if isinstance(targets, tuple) else targets
+        return self.ask({"t": P.INTERRUPT, "targets": wire})
+
+    def flush(self) -> Op[None]:
+        yield from self.ask({"t": P.FLUSH, "cid": self.core.identity})
+
+    def get_pending_deferred(self, deferred_id: str, block: bool) -> Op[Any]:
+        pr: PendingResult[Any] = PendingResult(self.core, deferred_id, "get_pending_deferred")
+        return (yield from fetch(pr, block))
+
+    # ------------------------------------------------------------ scatter / gather
+    def scatter(
+        self, key: str, seq: Any, dist: str, flatten: bool, targets: Any, block: Any
+    ) -> Op[Any]:
+        check_dist(dist)
+        targets = self.find_targets(targets)
+        block = self.find_block(block)
+        ids = yield from self.ids_for(targets)
+        if not ids:
+            return [] if block else PendingResult(self.core, "", "scatter", value=[])
+        pieces = partition(seq, len(ids), dist)
+        self.flattened.pop(key, None)
+        if flatten:
+            flags = [len(p) == 1 for p in pieces]
+            pieces = [p[0] if f else p for p, f in zip(pieces, flags, strict=True)]
+            self.flattened[key] = (list(ids), flags)
+        parts = [({key: p},) for p in pieces]
+        return (yield from self.submit("push", (), ids, block, f"scatter({key})", parts=parts))
+
+    def gather(self, key: str, dist: str, targets: Any, block: Any) -> Op[Any]:
+        check_dist(dist)
+        targets = self.find_targets(targets)
+        flattened = None
+        if key in self.flattened:  # undo scatter(flatten=True) when gathering from the same engines
+            ids, flags = self.flattened[key]
+            if (yield from self.ids_for(targets)) == ids:
+                flattened = flags
+
+        def post(parts: list[Any]) -> Any:
+            return join(parts, dist, flattened)
+
+        return (yield from self.submit("pull", (key,), targets, block, f"gather({key})", post=post))
+
+    def zip_pull(self, keys: Any, targets: Any, block: Any) -> Op[Any]:
+        targets = self.find_targets(targets)
+        multi = False if isinstance(targets, int) else len((yield from self.ids_for(targets))) > 1
+        several = not isinstance(keys, str)  # a list of keys gives a list per engine (decision 5)
+
+        def post(values: list[Any]) -> Any:
+            if not multi:
+                return values[0] if values else values
+            if several:
+                return list(zip(*values))
+            return list(values)
+
+        desc = f"zip_pull({short(keys)})"
+        keys = self.check_keys(keys)
+        return (yield from self.submit("pull", (keys,), targets, block, desc, post=post))
+
+    # ------------------------------------------------------------ map
+    def raw_map(self, func: Any, seqs: Any, dist: str, targets: Any, block: Any) -> Op[Any]:
+        if not isinstance(seqs, (list, tuple)):
+            raise TypeError("seqs must be a list or tuple of sequences")
+        if not (callable(func) or isinstance(func, str)):
+            raise TypeError(
+                f"func must be callable or the name of a callable on the engines, not {func!r}"
+            )
+        check_dist(dist)
+        seqs = [list(s) if not hasattr(s, "__len__") else s for s in seqs]
+        if len({len(s) for s in seqs}) > 1:
+            raise ValueError("all sequences must have equal length")
+        items = list(zip(*seqs))
+        targets = self.find_targets(targets)
+        ids = yield from self.ids_for(targets)
+        if not ids:
+            if targets == "all":
+                raise errors.NoEnginesRegistered(
+                    "There are no engines registered. "
+                    "Check the logs if you think there should have been."
+                )
+            return [] if self.find_block(block) else PendingResult(self.core, "", "map", value=[])
+        chunks = partition(items, len(ids), dist)
+        name = getattr(func, "__name__", str(func))
+
+        def post(parts: list[Any]) -> Any:
+            return join(parts, dist) if parts else []
+
+        parts = [(func, c) for c in chunks]
+        return (
+            yield from self.submit("map", (), ids, block, f"map({name})", parts=parts, post=post)
+        )
+
+    # ------------------------------------------------------------ extras
+    def run(self, filename: str | os.PathLike[str], targets: Any, block: Any) -> Op[Any]:
+        with open(filename) as f:
+            source = f.read()
+        compile(source, str(filename), "exec")
+        desc = f"run({short(str(filename))})"
+        if not self.find_block(block):
+            return (yield from self.submit("execute", (source,), targets, False, desc, post=list))
+        return list((yield from self.execute(source, targets, True)))
+
+    def barrier(self, pending: Iterable[PendingResult[Any]]) -> Op[None]:
+        prs = list(pending)
+        for pr in prs:
+            if not isinstance(pr, PendingResult):
+                raise errors.NotAPendingResult(
+                    "Objects passed to barrier must be PendingResult instances"
+                )
+        progress = bar(self.progress, len(prs), "barrier", "result")
+        try:
+            for pr in sorted(prs):
+                try:
+                    yield from fetch(pr, block=True)
+                except Exception:
+                    pass
+                progress.update(1)
+        finally:
+            progress.close()
+
+    def benchmark(self, push_size: int) -> Op[dict[str, tuple[float, str]]]:
+        """Best of 3 x 10: ``execute('pass')`` on one and on all engines, and pushes of
+        ``push_size`` float64s to all and to one (the push entries need numpy)."""
+        out: dict[str, tuple[float, str]] = {}
+        first = (yield from self.ids_for("all"))[0]
+
+        def best(make: Callable[[], Op[Any]]) -> Op[float]:
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                for _ in range(10):
+                    yield from make()
+                times.append((time.perf_counter() - start) / 10)
+            return min(times)
+
+        t = yield from best(lambda: self.execute("pass", first, True))
+        out["single_engine_latency"] = (1000 * t, "msec")
+        t = yield from best(lambda: self.execute("pass", "all", True))
+        out["all_engine_latency"] = (1000 * t, "msec")
+        try:
+            import numpy as np
+        except ImportError:
+            return out
+        d = {"a": np.zeros(push_size, dtype="float64")}
+        t = yield from best(lambda: self.push(d, "all", True))
+        out["all_engine_push"] = (1e-6 * push_size * 8 / t, "MB/sec")
+        t = yield from best(lambda: self.push(d, first, True))
+        out["single_engine_push"] = (1e-6 * push_size * 8 / t, "MB/sec")
+        return out
+
+    def properties(self, cmd: str, args: tuple[Any, ...], targets: Any, block: Any) -> Op[Any]:
+        warnings.warn(PROPERTIES_WARNING, DeprecationWarning, stacklevel=4)
+        return self.submit(cmd, args, targets, block, f"{cmd}()")
+
+
+def fetch(pr: PendingResult[Any], block: bool) -> Op[Any]:
+    """A PendingResult's value, as an operation (``get_pending_deferred``, ``barrier``)."""
+    if pr.called:
+        return pr._cached()
+    header = {"t": P.FETCH, "job": pr.result_id, "block": block}
+    if pr._inflight is not None:  # a blocking fetch is already waiting for it
+        msg = yield Request(header, sent=pr._inflight)
+    else:
+        msg = yield Request(header)
+    if not block and msg.type == P.ERROR and msg.header.get("ename") == "ResultNotCompleted":
+        return None
+    return pr._finish(msg)

@@ -1,0 +1,153 @@
+"""One definition of every client call, run two ways: blocking, or awaited.
+
+A call is written once as a generator (an *operation*) that yields the
+:class:`Request`\\ s it needs and receives their answers; it never waits itself. The
+blocking clients drive it with :func:`run` (the calling thread waits, and reads the
+answer itself: ``ClientCore.wait``); the asyncio clients with :func:`arun` (the core's
+I/O thread reads, the coroutine awaits the core's future: no thread per call). An
+operation that produces a stream of values (``imap``) also yields :class:`Item`\\ s,
+which :func:`iterate` and :func:`aiterate` hand to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..wire.message import Message
+from .core import ClientCore, OutputHook
+from .progress import DELAY, bar
+
+__all__ = ["Item", "Op", "Request", "Stream", "arun", "aiterate", "iterate", "run"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class Request:
+    """A message an operation sends, and how its answer is waited for."""
+
+    header: dict[str, Any]
+    content: Any = b""
+    buffers: Sequence[Any] = ()
+    pieces: Sequence[tuple[int, Any]] = ()
+    listener: OutputHook | None = None  # live output, shown on the delivery thread
+    keep_listening: bool = False  # the output comes after the answer (a non-blocking call)
+    progress: bool | None = None  # a bar for a long blocking wait (the client's setting)
+    progress_label: str = ""
+    progress_total: int | None = None
+    sent: Future[Message] | None = None  # already sent: only wait for its answer
+
+
+@dataclass
+class Item:
+    """A value a streaming operation hands to its caller."""
+
+    value: Any
+
+
+Op = Generator[Request, Message, T]
+Stream = Generator["Request | Item", "Message | None", None]
+
+
+def _send(core: ClientCore, req: Request, background: bool) -> Any:
+    return core.request(
+        req.header, req.content, req.buffers, req.pieces, req.listener, background=background
+    )
+
+
+def _wait(core: ClientCore, req: Request) -> Message:
+    """Send ``req`` and wait for its answer on this thread (with a bar past two seconds)."""
+    fut = req.sent or _send(core, req, background=req.keep_listening)
+    try:
+        if req.progress is False or req.progress_label == "":
+            return core.wait(fut)
+        try:
+            return core.wait(fut, DELAY)
+        except TimeoutError:
+            pass
+        total = req.progress_total
+        progress = bar(req.progress, total, req.progress_label, "engine", delay=0)
+        try:
+            msg = core.wait(fut)
+            progress.update(total or 0)
+            return msg
+        finally:
+            progress.close()
+    finally:
+        if req.listener is not None and not req.keep_listening:
+            core.unlisten(getattr(fut, "mid", -1))
+
+
+async def _await(core: ClientCore, req: Request) -> Message:
+    if req.sent is not None:  # a blocking request sent earlier: a thread waits for it
+        return await asyncio.to_thread(core.wait, req.sent)
+    fut = _send(core, req, background=True)
+    try:
+        return await asyncio.wrap_future(fut)
+    finally:
+        if req.listener is not None and not req.keep_listening:
+            core.unlisten(getattr(fut, "mid", -1))
+
+
+def run(core: ClientCore, op: Op[T]) -> T:
+    """Drive ``op`` on this thread: send each request and wait for its answer."""
+    try:
+        req = next(op)
+        while True:
+            req = op.send(_wait(core, req))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    finally:
+        op.close()
+
+
+async def arun(core: ClientCore, op: Op[T]) -> T:
+    """Drive ``op`` in a coroutine: the core's I/O thread reads, the event loop waits."""
+    try:
+        req = next(op)
+        while True:
+            req = op.send(await _await(core, req))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    finally:
+        op.close()
+
+
+def iterate(core: ClientCore, op: Stream) -> Iterator[Any]:
+    """Drive a streaming operation; yield its items as it produces them."""
+    try:
+        step = next(op)
+        while True:
+            if isinstance(step, Item):
+                value = step.value
+                del step
+                yield value
+                step = op.send(None)
+            else:
+                step = op.send(_wait(core, step))
+    except StopIteration:
+        return
+    finally:
+        op.close()
+
+
+async def aiterate(core: ClientCore, op: Stream) -> AsyncIterator[Any]:
+    """Drive a streaming operation from a coroutine: an async iterator of its items."""
+    try:
+        step = next(op)
+        while True:
+            if isinstance(step, Item):
+                value = step.value
+                del step
+                yield value
+                step = op.send(None)
+            else:
+                step = op.send(await _await(core, step))
+    except StopIteration:
+        return
+    finally:
+        op.close()

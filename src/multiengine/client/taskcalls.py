@@ -1,0 +1,257 @@
+"""The Task interface, once: every call as an operation (see ``drive.py``).
+
+``TaskClient`` runs these blocking, ``AsyncTaskClient`` awaits them, and the executors
+and the joblib backend build on them. A map is a stream: it submits tasks in batches
+and yields results as they complete, holding at most a window of them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from .. import errors
+from ..wire import protocol as P
+from ..wire.message import Message, unpack
+from ..wire.protocol import TaskItem, TaskLink
+from ..wire.serialize import dumps
+from .drive import Item, Op, Request, Stream
+from .progress import bar
+from .results import decode_part, raise_direct
+from .tasks import BaseTask, MapTask, TaskResult, encode
+
+__all__ = ["Encoded", "TaskCalls", "deliver"]
+
+SUBMIT_BATCH = 500  # tasks per submit message
+WAIT_BATCH = 2000  # task ids per result request
+DEFAULT_WINDOW = 1024  # tasks a map keeps submitted and not yet consumed
+
+Encoded = list[tuple[TaskLink, bytes, list[Any]]]  # a task chain as it travels (tasks.encode)
+Outcome = tuple[int, str, Any]  # (task id, state, value / TaskResult / exception / None)
+
+
+def _value(msg: Message) -> Any:
+    raise_direct(msg)
+    return unpack(msg.content)
+
+
+def parse_results(msg: Message) -> list[Outcome]:
+    """(task id, state, outcome) per task of a ``task_results`` answer.
+
+    The outcome of a finished task is its value (MapTask), a TaskResult (StringTask), or
+    the exception it failed with; None while it has not finished.
+    """
+    raise_direct(msg)
+    items = [TaskItem.from_wire(i) for i in msg.header["items"]]
+    parts = iter(P.split_parts([i.part.nframes for i in items if i.part], msg.buffers))
+    out: list[Outcome] = []
+    for item in items:
+        if item.part is None:
+            out.append((item.tid, item.state, None))
+            continue
+        content, bufs = next(parts)
+        value = decode_part(item.part, content, bufs, "task")
+        outcome: Any = value
+        if item.kind == P.STRING_TASK and not isinstance(
+            value, (errors.TaskAborted, errors.TaskTimeout)
+        ):
+            engine, times = item.part.engine_id, (item.submitted, item.completed, item.elapsed)
+            if isinstance(value, BaseException):
+                outcome = TaskResult(None, engine, item.tid, value, *times)
+            else:
+                outcome = TaskResult(value, engine, item.tid, None, *times)
+        out.append((item.tid, item.state, outcome))
+    return out
+
+
+def deliver(outcome: Any) -> Any:
+    """A finished task's outcome as its caller gets it: a failure is raised."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+class TaskCalls:
+    """A Task client's settings, and its calls as operations."""
+
+    def __init__(self) -> None:
+        self.progress: bool | None = None  # a bar for long map/barrier waits
+
+    # ------------------------------------------------------------ plumbing
+    def submit(self, tasks: Sequence[BaseTask | Encoded]) -> Op[list[int]]:
+        """Submit tasks (or chains a map already encoded); their ids."""
+        for t in tasks:
+            if not isinstance(t, (BaseTask, list)):
+                raise TypeError(f"a task must be a StringTask or a MapTask, not {t!r}")
+        chains = [encode(t) if isinstance(t, BaseTask) else t for t in tasks]
+        links = [link for chain in chains for link in chain]
+        _, frames, raw = P.pack_parts((content, buffers) for _, content, buffers in links)
+        header: dict[str, Any] = {
+            "t": P.TASK_SUBMIT,
+            "tasks": [[info.to_wire() for info, _, _ in chain] for chain in chains],
+        }
+        if raw:
+            header["raw"] = raw
+        return _value((yield Request(header, b"", frames)))  # type: ignore[no-any-return]
+
+    def results(self, ids: list[int], mode: str) -> Op[list[Outcome]]:
+        return parse_results((yield Request({"t": P.TASK_RESULT, "ids": ids, "mode": mode})))
+
+    def ask(self, header: dict[str, Any]) -> Op[Any]:
+        return _value((yield Request(header)))
+
+    # ------------------------------------------------------------ the seed's calls
+    def run(self, task: BaseTask, block: bool) -> Op[Any]:
+        (tid,) = yield from self.submit([task])
+        if not block:
+            return tid
+        return (yield from self.get_task_result(tid, True))
+
+    def get_task_result(self, taskid: int, block: bool) -> Op[Any]:
+        ((_, state, outcome),) = yield from self.results([taskid], P.ALL if block else P.NOW)
+        if state == P.UNKNOWN_TASK:
+            raise IndexError(f"task ID not registered: {taskid}")
+        if state not in P.FINISHED_STATES:
+            return None
+        return deliver(outcome)
+
+    def abort(self, taskid: int) -> Op[None]:
+        if not isinstance(taskid, int) or isinstance(taskid, bool):
+            raise TypeError(f"an integer task id expected: {taskid!r}")
+        problem = yield from self.ask({"t": P.TASK_ABORT, "tid": taskid})
+        if problem:
+            raise IndexError(problem)
+
+    def barrier(self, taskids: int | Iterable[int]) -> Op[None]:
+        waiting = [taskids] if isinstance(taskids, int) else list(taskids)
+        progress = bar(self.progress, len(waiting), "barrier")
+        try:
+            while waiting:
+                answered = yield from self.results(waiting[:WAIT_BATCH], P.ANY)
+                ended = (P.SUCCEEDED, P.FAILED, P.UNKNOWN_TASK)
+                done = {tid for tid, state, _ in answered if state in ended}
+                progress.update(len(done))
+                waiting = [t for t in waiting if t not in done]
+        finally:
+            progress.close()
+
+    # ------------------------------------------------------------ map
+    @staticmethod
+    def map_tasks(
+        func: Callable[..., Any],
+        items: Iterable[tuple[Any, ...]],
+        chunksize: int,
+        options: dict[str, Any],
+    ) -> Iterator[Encoded]:
+        """One task per ``chunksize`` items; the function is pickled once for all."""
+        data, bufs = dumps(func)
+        fpickle = data if not bufs else None
+        chunk: list[tuple[Any, ...]] = []
+        for item in items:
+            chunk.append(item)
+            if len(chunk) == chunksize:
+                yield _map_task(func, chunk, chunksize, options, fpickle)
+                chunk = []
+        if chunk:
+            yield _map_task(func, chunk, chunksize, options, fpickle)
+
+    def imap(
+        self,
+        func: Callable[..., Any],
+        iterables: Sequence[Iterable[Any]],
+        chunksize: int = 1,
+        ordered: bool = True,
+        window: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Stream:
+        """A lazy load-balanced map over (possibly unbounded) iterables.
+
+        At most ``window`` tasks are submitted and not yet consumed at any time. Results
+        come in input order, or as they complete with ``ordered=False``; a failing item
+        raises its exception when it is reached.
+        """
+        if not callable(func):
+            raise TypeError(f"func must be callable, not {func!r}")
+        if not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"chunksize must be a positive int, not {chunksize!r}")
+        tasks = self.map_tasks(func, zip(*iterables), chunksize, options or {})
+        return self._imap(tasks, window or DEFAULT_WINDOW, ordered, chunksize > 1)
+
+    def _imap(self, tasks: Iterator[Encoded], window: int, ordered: bool, chunked: bool) -> Stream:
+        inflight: deque[int] = deque()
+        done: dict[int, Any] = {}
+        exhausted = False
+        while True:
+            if not exhausted and len(inflight) + len(done) < window:
+                batch = []
+                for task in tasks:
+                    batch.append(task)
+                    if len(batch) >= min(SUBMIT_BATCH, window - len(inflight) - len(done)):
+                        break
+                else:
+                    exhausted = True
+                if batch:
+                    inflight.extend((yield from self.submit(batch)))  # type: ignore[misc]
+            if not inflight and not done:
+                return
+            waiting = [t for t in inflight if t not in done]
+            if waiting and (not ordered or inflight[0] not in done):
+                answered = yield from self.results(waiting[:WAIT_BATCH], P.ANY)  # type: ignore[misc]
+                for tid, state, outcome in answered:
+                    if state in P.FINISHED_STATES:
+                        done[tid] = outcome
+            ready = []
+            if ordered:
+                while inflight and inflight[0] in done:
+                    ready.append(inflight.popleft())
+            else:
+                ready = [t for t in inflight if t in done]
+                for tid in ready:
+                    inflight.remove(tid)
+            for tid in ready:
+                value = deliver(done.pop(tid))
+                for v in value if chunked else (value,):
+                    yield Item(v)
+                del value
+
+    def map(
+        self,
+        func: Callable[..., Any],
+        sequences: Sequence[Any],
+        chunksize: int,
+        options: dict[str, Any],
+    ) -> Op[list[Any]]:
+        lengths = {len(s) for s in sequences}
+        if len(lengths) > 1:
+            raise ValueError("all sequences must have equal length")
+        progress = bar(self.progress, lengths.pop() if lengths else 0, "map", "item")
+        out: list[Any] = []
+        stream = self.imap(func, sequences, chunksize, options=options)
+        try:
+            step = next(stream)
+            while True:
+                if isinstance(step, Item):
+                    out.append(step.value)
+                    progress.update(1)
+                    step = stream.send(None)
+                else:
+                    step = stream.send((yield step))
+        except StopIteration:
+            return out
+        finally:
+            stream.close()
+            progress.close()
+
+
+def _map_task(
+    func: Callable[..., Any],
+    chunk: list[tuple[Any, ...]],
+    chunksize: int,
+    options: dict[str, Any],
+    fpickle: bytes | None,
+) -> Encoded:
+    """One task of a map: ``chunk`` holds its items (a single call when ``chunksize`` is 1)."""
+    if chunksize == 1:
+        return encode(MapTask(func, chunk[0], **options), function_pickle=fpickle)
+    return encode(MapTask(func, **options), function_pickle=fpickle, chunk=list(chunk))
