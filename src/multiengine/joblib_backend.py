@@ -55,15 +55,15 @@ class MultiEngineBackend(ParallelBackendBase):  # type: ignore[misc]
     def effective_n_jobs(self, n_jobs: int | None) -> int:
         if n_jobs == 0:
             raise ValueError("n_jobs == 0 in Parallel has no meaning")  # joblib's own words
-        engines = max(1, len(self._task_client().get_ids()))
-        if n_jobs is None or n_jobs < 0:
-            return engines
-        return max(1, n_jobs)
+        if n_jobs is not None and n_jobs > 0:
+            return n_jobs
+        return max(1, len(self._task_client().get_ids()))
 
     def configure(self, n_jobs: int = 1, parallel: Any = None, **backend_args: Any) -> int:
         self.parallel = parallel
+        n = self.effective_n_jobs(n_jobs)  # refuses n_jobs=0 before anything is opened
         self._executor = self._task_client().executor()
-        return self.effective_n_jobs(n_jobs)
+        return n
 
     def submit(self, func: Any, callback: Any = None) -> Future[Any]:
         assert self._executor is not None, "configure() first"
