@@ -4,6 +4,8 @@ Each system is a small adapter (:class:`System`): ``start(n)`` brings up a fresh
 cluster of ``n`` engines (dask: workers) and returns its :class:`Ops`, the timed
 operations side by side under the same names, so that one measuring code
 (:mod:`multiengine.bench.measure`) serves all three; ``stop()`` takes it down again.
+The multiengine adapter uses only the public API (``multiengine.Cluster`` and the
+clients it hands out), as a user's script would.
 """
 
 from __future__ import annotations
@@ -52,11 +54,17 @@ class MultiEngine:
     cluster: Any = None
 
     def start(self, n: int) -> Ops:
-        from ..cluster.cluster import Cluster
+        import multiengine
 
-        self.cluster = Cluster(n)
+        self.cluster = multiengine.Cluster(n=n)
         mec = self.cluster.start().multiengine_client()
         tc = self.cluster.task_client()
+
+        def tasks(f: Callable[[Any], Any], seq: range) -> list[Any]:
+            results = tc.map(f, seq, chunksize=1)
+            tc.clear()  # the controller forgets these results: they do not pile up across runs
+            return results
+
         return Ops(
             execute_one=lambda: mec.execute("pass", targets=0),
             pull_tiny=lambda: mec.pull("id", targets=0),
@@ -64,7 +72,7 @@ class MultiEngine:
             push=lambda a: mec.push({"a": a}, targets=0),
             pull=lambda: mec.pull("a", targets=0)[0],
             map=lambda f, seq: mec.map(f, seq),
-            tasks=lambda f, seq: (tc.map(f, seq, chunksize=1), tc.clear())[0],
+            tasks=tasks,
             drop=lambda: mec.execute("del a", targets=0),
         )
 
