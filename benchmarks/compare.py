@@ -25,7 +25,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-if (
-    __name__ == "__main__"
-):  # the guard matters: dask starts its workers with multiprocessing "spawn"
+# the guard matters: dask starts its workers with multiprocessing "spawn"
+if __name__ == "__main__":
     sys.exit(main(parse()))

@@ -19,6 +19,7 @@ __all__ = [
     "AsyncMultiEngineClient",
     "AsyncTaskClient",
     "Cluster",
+    "ClusterStartError",
     "CompositeError",
     "MapTask",
     "MultiEngineClient",
@@ -28,8 +29,8 @@ __all__ = [
     "Serialized",
     "StringTask",
     "TaskClient",
-    "TaskResult",
     "TaskRejectError",
+    "TaskResult",
     "errors",
     "register_joblib_backend",
     "serialize",
@@ -49,6 +50,7 @@ _LAZY = {
     "MapTask": ("multiengine.client.tasks", "MapTask"),
     "TaskResult": ("multiengine.client.tasks", "TaskResult"),
     "serialize": ("multiengine.wire.serialize", "serialize"),
+    "ClusterStartError": ("multiengine.errors", "ClusterStartError"),
     "CompositeError": ("multiengine.errors", "CompositeError"),
     "TaskRejectError": ("multiengine.errors", "TaskRejectError"),
     "errors": ("multiengine.errors", None),
@@ -62,7 +64,7 @@ if TYPE_CHECKING:
     from .client.taskclient import TaskClient
     from .client.tasks import MapTask, StringTask, TaskResult
     from .cluster.cluster import Cluster
-    from .errors import CompositeError, TaskRejectError
+    from .errors import ClusterStartError, CompositeError, TaskRejectError
     from .wire.serialize import Serialized, serialize
 
 

@@ -2,22 +2,36 @@
 
     KernelError
     ├── CompositeError            errors from one or more engines of one call
-    ├── InvalidEngineID           a target that is not a registered engine
-    ├── NoEnginesRegistered       'all' when no engine is registered
+    ├── RemoteError               (inside a CompositeError) an engine exception whose type
+    │                             could not be rebuilt on the client
+    ├── RemoteTraceback           the ``__cause__`` of every exception from an engine: the
+    │                             engine id, the call and the engine's traceback
+    ├── EngineError               the engine died or was lost with the command on it
     ├── QueueCleared              a queued command was dropped (clear_queue, reset, kill,
     │                             or an earlier error on the same engine)
-    ├── EngineError               the engine died or was lost with the command on it
+    ├── InvalidProperty           an engine property that cannot be stored
+    ├── InvalidEngineID           a target that is not a registered engine
+    ├── NoEnginesRegistered       'all' when no engine is registered
     ├── InvalidDeferredID         unknown, fetched, flushed or double-awaited result id
     ├── ResultNotCompleted        a non-blocking fetch of an unfinished result
     ├── AbortedPendingDeferredError   a pending result was flushed while awaited
     ├── NotAPendingResult         barrier() given something else
-    ├── ControllerConnectionError no answer from the controller (``ConnectionError``)
+    ├── ControllerConnectionError no answer from the controller (alias ``ConnectionError``)
     ├── ConnectionFileError       a missing connection file or unknown profile
+    │                             (also a ``FileNotFoundError``)
     ├── SerializationError        a value that cannot be pickled or unpickled
+    │                             (also a ``pickle.PicklingError``)
     ├── ProtocolError             a malformed message
-    ├── InvalidProperty           an engine property that cannot be stored
-    ├── TaskAborted, TaskTimeout, TaskRejectError
-    └── the seed's remaining names, kept for compatibility
+    ├── TaskAborted               a task aborted before or while it ran
+    ├── TaskTimeout               a task past its time limit, or with unmet dependencies
+    ├── TaskRejectError           raised by task code: not on this engine, try another
+    ├── ClusterStartError         the cluster's processes did not come up
+    │   └── LaunchError           a launcher could not start (or stop) its processes
+    │
+    │   Seed compatibility: names the seed had, never raised by multiengine
+    ├── NotDefined, IdInUse, InvalidClientID, MessageSizeError, ResultAlreadyRetrieved,
+    └── ClientError, UnpickleableException, StopLocalExecution, FileTimeoutError,
+        MissingBlockArgument, SecurityError
 
 Remote exceptions keep their own type (ZeroDivisionError, NameError, ...) inside a
 CompositeError. Each has a :class:`RemoteTraceback` as its ``__cause__``: the engine
@@ -33,6 +47,7 @@ from typing import Any
 __all__ = [
     "AbortedPendingDeferredError",
     "ClientError",
+    "ClusterStartError",
     "CompositeError",
     "ConnectionError",
     "ConnectionFileError",
@@ -45,6 +60,7 @@ __all__ = [
     "InvalidEngineID",
     "InvalidProperty",
     "KernelError",
+    "LaunchError",
     "MessageSizeError",
     "MissingBlockArgument",
     "NoEnginesRegistered",
@@ -71,157 +87,8 @@ class KernelError(Exception):
     """Base class of every multiengine error."""
 
 
-class NotDefined(KernelError):
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(name)
-
-    def __repr__(self) -> str:
-        return f"<NotDefined: {self.name}>"
-
-    __str__ = __repr__
-
-
-class QueueCleared(KernelError):
-    pass
-
-
-class IdInUse(KernelError):
-    pass
-
-
-class ProtocolError(KernelError):
-    pass
-
-
-class InvalidClientID(KernelError):
-    pass
-
-
-class SerializationError(KernelError, pickle.PicklingError):
-    """A value could not be pickled (client side) or unpickled."""
-
-
-class MessageSizeError(KernelError):
-    pass
-
-
-class ResultAlreadyRetrieved(KernelError):
-    pass
-
-
-class ClientError(KernelError):
-    pass
-
-
-class UnpickleableException(KernelError):
-    pass
-
-
-class StopLocalExecution(KernelError):
-    pass
-
-
-class FileTimeoutError(KernelError):
-    pass
-
-
-class ControllerConnectionError(KernelError):
-    """The controller did not answer (not running, unreachable, or a wrong key)."""
-
-
-ConnectionError = ControllerConnectionError  # the seed's name  # noqa: A001
-
-
-class ConnectionFileError(KernelError, FileNotFoundError):
-    """A connection file is missing, or a profile has no cluster directory."""
-
-
-class InvalidEngineID(KernelError):
-    pass
-
-
-class NoEnginesRegistered(KernelError):
-    pass
-
-
-class InvalidDeferredID(KernelError):
-    pass
-
-
-class ResultNotCompleted(KernelError):
-    pass
-
-
-class TaskAborted(KernelError):
-    pass
-
-
-class TaskTimeout(KernelError):
-    pass
-
-
-class NotAPendingResult(KernelError):
-    pass
-
-
-class AbortedPendingDeferredError(KernelError):
-    pass
-
-
-class InvalidProperty(KernelError):
-    pass
-
-
-class MissingBlockArgument(KernelError):
-    pass
-
-
-class SecurityError(KernelError):
-    pass
-
-
-class TaskRejectError(KernelError):
-    """Raised by task code to say: not on this engine, try another one."""
-
-
-class EngineError(KernelError):
-    """An engine died or was lost while a command was queued or running on it."""
-
-
-class RemoteError(KernelError):
-    """An engine exception whose type could not be rebuilt on the client."""
-
-    def __init__(self, ename: str, evalue: str, traceback: str = "") -> None:
-        super().__init__(ename, evalue)
-        self.ename = ename
-        self.evalue = evalue
-        self.traceback = traceback
-
-    def __str__(self) -> str:
-        return f"{self.ename}: {self.evalue}"
-
-
-# The classes a controller-made error may name (it sends names, never pickles).
-BY_NAME: dict[str, type[KernelError]] = {
-    cls.__name__: cls
-    for cls in (
-        QueueCleared,
-        InvalidEngineID,
-        NoEnginesRegistered,
-        InvalidDeferredID,
-        ResultNotCompleted,
-        AbortedPendingDeferredError,
-        EngineError,
-        ProtocolError,
-        TaskAborted,
-        TaskTimeout,
-        KernelError,
-    )
-}
-
-
-class RemoteTraceback(Exception):
+# ---------------------------------------------------------------- errors from the engines
+class RemoteTraceback(KernelError):
     """Where an engine's exception came from: set as its ``__cause__`` on the client, so
     a printed traceback shows the engine, the call, and the engine's own traceback.
 
@@ -324,3 +191,170 @@ def collect_exceptions(rlist: list[Any], method: str) -> list[Any]:
             )
         raise err from elist[0][1]
     return rlist
+
+
+class RemoteError(KernelError):
+    """An engine exception whose type could not be rebuilt on the client."""
+
+    def __init__(self, ename: str, evalue: str, traceback: str = "") -> None:
+        super().__init__(ename, evalue)
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        return f"{self.ename}: {self.evalue}"
+
+
+class EngineError(KernelError):
+    """An engine died or was lost while a command was queued or running on it."""
+
+
+class QueueCleared(KernelError):
+    """A queued command was dropped: clear_queue, reset, kill, or an earlier error."""
+
+
+class InvalidProperty(KernelError):
+    """An engine property that cannot be stored."""
+
+
+# ---------------------------------------------------------------- targets and results
+class InvalidEngineID(KernelError):
+    """A target that is not a registered engine (or not an int, list of ints or 'all')."""
+
+
+class NoEnginesRegistered(KernelError):
+    """'all' (or a map, or a gather) when no engine is registered."""
+
+
+class InvalidDeferredID(KernelError):
+    """A result id that is unknown, already retrieved, flushed or already being awaited."""
+
+
+class ResultNotCompleted(KernelError):
+    """A non-blocking fetch of a result that is not finished yet."""
+
+
+class AbortedPendingDeferredError(KernelError):
+    """A result was flushed while a blocking fetch waited for it."""
+
+
+class NotAPendingResult(KernelError):
+    """``barrier()`` was given something that is not a pending result."""
+
+
+# ---------------------------------------------------------------- connection and wire
+class ControllerConnectionError(KernelError):
+    """The controller did not answer (not running, unreachable, or a wrong key)."""
+
+
+ConnectionError = ControllerConnectionError  # the seed's name  # noqa: A001
+
+
+class ConnectionFileError(KernelError, FileNotFoundError):
+    """A connection file is missing, or a profile has no cluster directory."""
+
+
+class SerializationError(KernelError, pickle.PicklingError):
+    """A value could not be pickled (client side) or unpickled."""
+
+
+class ProtocolError(KernelError):
+    """A malformed message."""
+
+
+# ---------------------------------------------------------------- tasks
+class TaskAborted(KernelError):
+    """A task was aborted before or while it ran."""
+
+
+class TaskTimeout(KernelError):
+    """A task ran past its time limit, or its dependencies can no longer be met."""
+
+
+class TaskRejectError(KernelError):
+    """Raised by task code to say: not on this engine, try another one."""
+
+
+# ---------------------------------------------------------------- starting a cluster
+class ClusterStartError(KernelError):
+    """The cluster's processes did not come up; the message ends with their output."""
+
+
+class LaunchError(ClusterStartError):
+    """A launcher could not start (or stop) its processes; the message ends with their output."""
+
+
+# The classes a controller-made error may name (it sends names, never pickles).
+BY_NAME: dict[str, type[KernelError]] = {
+    cls.__name__: cls
+    for cls in (
+        QueueCleared,
+        InvalidEngineID,
+        NoEnginesRegistered,
+        InvalidDeferredID,
+        ResultNotCompleted,
+        AbortedPendingDeferredError,
+        EngineError,
+        ProtocolError,
+        TaskAborted,
+        TaskTimeout,
+        KernelError,
+    )
+}
+
+
+# ---------------------------------------------------------------- seed compatibility
+# Seed compatibility: names the seed had, never raised by multiengine.
+# IPython.kernel defined them; they stay importable so that code catching them still runs.
+
+
+class NotDefined(KernelError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(name)
+
+    def __repr__(self) -> str:
+        return f"<NotDefined: {self.name}>"
+
+    __str__ = __repr__
+
+
+class IdInUse(KernelError):
+    pass
+
+
+class InvalidClientID(KernelError):
+    pass
+
+
+class MessageSizeError(KernelError):
+    pass
+
+
+class ResultAlreadyRetrieved(KernelError):
+    pass
+
+
+class ClientError(KernelError):
+    pass
+
+
+class UnpickleableException(KernelError):
+    pass
+
+
+class StopLocalExecution(KernelError):
+    pass
+
+
+class FileTimeoutError(KernelError):
+    pass
+
+
+class MissingBlockArgument(KernelError):
+    pass
+
+
+class SecurityError(KernelError):
+    pass

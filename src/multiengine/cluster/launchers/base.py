@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ...errors import KernelError
+from ...errors import ClusterStartError, LaunchError  # defined there, re-exported here
 from ..paths import ClusterDir
 
 __all__ = [
@@ -34,14 +34,6 @@ __all__ = [
     "require_command",
     "run_command",
 ]
-
-
-class ClusterStartError(KernelError):
-    """The cluster's processes did not come up; the message ends with their output."""
-
-
-class LaunchError(ClusterStartError):
-    """A launcher could not start (or stop) its processes; the message ends with their output."""
 
 
 def tail(path: Path, lines: int = 15) -> str:
