@@ -13,7 +13,7 @@ from typing import Any
 import zmq
 
 from ..errors import KernelError
-from .paths import ClusterDir, list_cluster_dirs, pid_alive
+from ..runtime import ClusterDir, list_cluster_dirs, pid_alive
 
 __all__ = ["main", "ALREADY_RUNNING", "NOT_RUNNING"]
 

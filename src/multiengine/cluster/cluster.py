@@ -20,10 +20,10 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..runtime import ClusterDir, base_dir
 from .launchers import Launcher, launcher_class
 from .launchers.base import ClusterStartError, LaunchError, ProcessLauncher, tail
 from .launchers.local import LocalLauncher
-from .paths import ClusterDir, base_dir
 
 if TYPE_CHECKING:
     from ..client.multiengine import MultiEngineClient

@@ -11,7 +11,7 @@ import socket
 import sys
 from typing import Any
 
-from ..cluster.paths import ClusterDir
+from ..runtime import ClusterDir
 from ..wire import curve
 from ..wire.connection import ConnectionInfo, read_connection_file, write_connection_file
 
@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    from ..cluster.paths import pid_alive
+    from ..runtime import pid_alive
 
     cdir = ClusterDir.find(args.profile, args.cluster_dir).create()
     running = cdir.read_pid(cdir.controller_pid_file)
@@ -205,7 +205,7 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if args.stdin_lifeline:
-        from ..cluster.paths import on_stdin_close
+        from ..runtime import on_stdin_close
 
         def lifeline_cut() -> None:
             log.warning("stdin closed (the launcher has gone): stopping")

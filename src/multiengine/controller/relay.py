@@ -24,7 +24,7 @@ from typing import Any
 
 import zmq
 
-from ..cluster.paths import pid_alive
+from ..runtime import pid_alive
 from ..wire import curve
 from ..wire.message import Message, Signer, WireError, pack
 from .endpoints import bind

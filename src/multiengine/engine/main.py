@@ -428,7 +428,7 @@ def _find_connection(args: argparse.Namespace) -> ConnectionInfo:
         if env is not None:
             info = env
         else:
-            from ..cluster.paths import ClusterDir
+            from ..runtime import ClusterDir
 
             path = ClusterDir.find(args.profile, args.cluster_dir).engine_file
             deadline = time.monotonic() + args.timeout

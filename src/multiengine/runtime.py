@@ -1,8 +1,14 @@
-"""Cluster directories and profiles.
+"""The ground floor: what every process of a cluster shares on this host.
 
-``$MULTIENGINE_DIR/cluster_<profile>/`` (``MULTIENGINE_DIR`` defaults to
-``~/.multiengine``) holds ``cluster.toml``, ``security/`` (0700, connection files
-0600), ``log/`` and ``pid/``.
+Cluster directories and profiles: ``$MULTIENGINE_DIR/cluster_<profile>/``
+(``MULTIENGINE_DIR`` defaults to ``~/.multiengine``) holds ``cluster.toml``,
+``security/`` (0700, connection files 0600), ``log/`` and ``pid/``. Also whether a pid
+is alive, and the stdin lifeline of processes started over ssh.
+
+The controller, the engines, the clients and the cluster command all use this module,
+so it imports only the standard library and :mod:`multiengine.errors` /
+:mod:`multiengine.config` (the import-layering test, tests/project/test_layers.py,
+keeps it that way).
 """
 
 from __future__ import annotations
@@ -13,9 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConnectionFileError
+from .errors import ConnectionFileError
 
-__all__ = ["ClusterDir", "base_dir", "list_cluster_dirs", "DEFAULT_CONFIG", "on_stdin_close"]
+__all__ = [
+    "ClusterDir",
+    "base_dir",
+    "list_cluster_dirs",
+    "DEFAULT_CONFIG",
+    "pid_alive",
+    "on_stdin_close",
+]
 
 DEFAULT_CONFIG = """\
 # multiengine cluster configuration
