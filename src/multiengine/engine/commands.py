@@ -7,60 +7,26 @@ returns the value sent back to the client.
 from __future__ import annotations
 
 import builtins
-import copy
-import pickle
 import types
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import InvalidProperty
 from ..wire.serialize import Serialized, rebind_globals, serialize
 from .interpreter import Interpreter
+from .namespace import StrictDict, bind, lookup
+from .tasks import run_task
 
 __all__ = ["COMMANDS", "StrictDict"]
 
 
-class StrictDict(dict[Any, Any]):
-    """Engine properties: values are deep-copied in and out and must pickle."""
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        try:
-            pickle.dumps(key)
-            pickle.dumps(value)
-            value = copy.deepcopy(value)
-        except Exception as e:
-            raise InvalidProperty(f"can't store property {key!r}: {e}") from None
-        super().__setitem__(key, value)
-
-    def __getitem__(self, key: Any) -> Any:
-        return copy.deepcopy(super().__getitem__(key))
-
-    def update(self, *args: Any, **kw: Any) -> None:
-        for k, v in dict(*args, **kw).items():
-            self[k] = v
-
-
-def _lookup(interp: Interpreter, key: Any) -> Any:
-    if not isinstance(key, str):
-        raise TypeError(f"keys must be strings, not {type(key).__name__}: {key!r}")
-    try:
-        return interp.namespace[key]
-    except KeyError:
-        raise NameError(f"name '{key}' is not defined") from None
-
-
 def pull(interp: Interpreter, keys: Any) -> Any:
     if isinstance(keys, str):
-        return _lookup(interp, keys)
-    return [_lookup(interp, k) for k in keys]
+        return lookup(interp.namespace, keys)
+    return [lookup(interp.namespace, k) for k in keys]
 
 
 def push(interp: Interpreter, namespace: dict[str, Any]) -> None:
-    ns = interp.namespace
-    for k, v in namespace.items():
-        if not isinstance(k, str):
-            raise TypeError(f"names must be strings, not {type(k).__name__}: {k!r}")
-        ns[k] = rebind_globals(v, ns)
+    bind(interp.namespace, namespace)
 
 
 def push_serialized(interp: Interpreter, namespace: dict[str, Serialized]) -> None:
@@ -69,8 +35,8 @@ def push_serialized(interp: Interpreter, namespace: dict[str, Serialized]) -> No
 
 def pull_serialized(interp: Interpreter, keys: Any) -> Any:
     if isinstance(keys, str):
-        return serialize(_lookup(interp, keys))
-    return [serialize(_lookup(interp, k)) for k in keys]
+        return serialize(lookup(interp.namespace, keys))
+    return [serialize(lookup(interp.namespace, k)) for k in keys]
 
 
 def apply(
@@ -85,7 +51,7 @@ def map_chunk(interp: Interpreter, f: Any, items: list[tuple[Any, ...]]) -> list
         f = (
             interp.namespace[f]
             if f in interp.namespace
-            else getattr(builtins, f, None) or _lookup(interp, f)
+            else getattr(builtins, f, None) or lookup(interp.namespace, f)
         )
     elif isinstance(f, types.FunctionType):
         f = rebind_globals(f, interp.namespace)
@@ -141,8 +107,6 @@ def clear_properties(interp: Interpreter) -> None:
 
 
 def task(interp: Interpreter, spec: dict[str, Any]) -> Any:
-    from .tasks import run_task
-
     return run_task(interp, spec)
 
 

@@ -19,6 +19,7 @@ import types
 from pprint import pformat
 from typing import Any
 
+from .namespace import StrictDict
 from .output import Capture, Streamer
 
 __all__ = ["Interpreter", "HIDDEN_NAMES"]
@@ -68,8 +69,6 @@ class Interpreter:
         self.number = 0
         self.namespace: dict[str, Any] = {}
         self.streamer: Streamer | None = None  # set while a command wants live output
-        from .commands import StrictDict
-
         self.properties: dict[Any, Any] = StrictDict()
         self.reset()
 

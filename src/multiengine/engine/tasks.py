@@ -19,8 +19,8 @@ from typing import Any
 
 from ..errors import TaskRejectError
 from ..wire.serialize import rebind_globals
-from .commands import _lookup, push
 from .interpreter import Interpreter
+from .namespace import bind, lookup
 
 __all__ = ["run_task", "UnmetDependency"]
 
@@ -61,10 +61,10 @@ def run_task(interp: Interpreter, spec: dict[str, Any]) -> Any:
             if spec.get("clear_before"):
                 interp.reset()
             if spec["kind"] == "string":
-                push(interp, spec.get("push") or {})
+                bind(interp.namespace, spec.get("push") or {})
                 if spec.get("expression"):
                     interp.execute(spec["expression"])
-                return {k: _lookup(interp, k) for k in spec.get("pull") or ()}
+                return {k: lookup(interp.namespace, k) for k in spec.get("pull") or ()}
             f = rebind_globals(_function(spec), interp.namespace)
             if "chunk" in spec:
                 return [f(*item) for item in spec["chunk"]]
