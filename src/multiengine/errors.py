@@ -13,6 +13,7 @@
     ├── NotAPendingResult         barrier() given something else
     ├── ControllerConnectionError no answer from the controller (``ConnectionError``)
     ├── ConnectionFileError       a missing connection file or unknown profile
+    ├── ConfigError               a setting that cannot be used (``ValueError``)
     ├── SerializationError        a value that cannot be pickled or unpickled
     ├── ProtocolError             a malformed message
     ├── InvalidProperty           an engine property that cannot be stored
@@ -33,6 +34,7 @@ __all__ = [
     "AbortedPendingDeferredError",
     "ClientError",
     "CompositeError",
+    "ConfigError",
     "ConnectionError",
     "ConnectionFileError",
     "ControllerConnectionError",
@@ -44,6 +46,7 @@ __all__ = [
     "InvalidEngineID",
     "InvalidProperty",
     "KernelError",
+    "NO_ENGINES_REGISTERED",
     "MessageSizeError",
     "MissingBlockArgument",
     "NoEnginesRegistered",
@@ -135,8 +138,22 @@ class ConnectionFileError(KernelError, FileNotFoundError):
     """A connection file is missing, or a profile has no cluster directory."""
 
 
+class ConfigError(KernelError, ValueError):
+    """A setting (command line, environment, cluster.toml or keyword) that cannot be used;
+    ``settings`` names the fields concerned (multiengine.config)."""
+
+    def __init__(self, message: str, settings: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.settings = settings
+
+
 class InvalidEngineID(KernelError):
     pass
+
+
+NO_ENGINES_REGISTERED = (
+    "There are no engines registered. Check the logs if you think there should have been."
+)
 
 
 class NoEnginesRegistered(KernelError):

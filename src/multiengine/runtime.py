@@ -13,36 +13,40 @@ keeps it that way).
 
 from __future__ import annotations
 
+import argparse
 import os
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import ConnectionFileError
+from .config import ControllerConfig, EngineConfig
+from .errors import ConfigError, ConnectionFileError
 
 __all__ = [
     "ClusterDir",
     "base_dir",
     "list_cluster_dirs",
     "DEFAULT_CONFIG",
+    "add_cluster_dir_arguments",
     "pid_alive",
     "on_stdin_close",
 ]
 
-DEFAULT_CONFIG = """\
-# multiengine cluster configuration
+DEFAULT_CONFIG = (
+    """\
+# multiengine cluster configuration. A setting given on the command line, or as
+# MULTIENGINE_<SETTING> in the environment (MULTIENGINE_HEARTBEAT_PERIOD), wins over
+# this file; a missing key takes the default shown (docs/cli.md lists every setting).
 [cluster]
 engines = 2            # engines started by `multiengine cluster start` without -n
 launcher = "local"
 
-[controller]
-ip = "127.0.0.1"       # interface to bind; loopback unless told otherwise
-heartbeat_period = 0.5 # seconds between engine heartbeats
-heartbeat_timeout = 3.0  # an engine silent this long is unregistered
-# location = "node1"   # address engines and clients connect to (default: the ip)
-# curve = "auto"       # CurveZMQ: auto = on whenever ip is not loopback; "on", "off"
-
+"""
+    + ControllerConfig.toml_table()
+    + "\n"
+    + EngineConfig.toml_table()
+    + """
 # Launcher settings, one table per launcher (docs/launchers.md lists every option):
 # [launcher.mpi]
 # args = ["--oversubscribe"]
@@ -57,6 +61,16 @@ heartbeat_timeout = 3.0  # an engine silent this long is unregistered
 # hosts = { "node1" = 2, "node2" = 2 }
 # python = "/opt/venv/bin/python"
 """
+)
+
+
+def add_cluster_dir_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-p/--profile`` and ``--cluster-dir``: which cluster directory a command uses
+    (``ClusterDir.find(args.profile, args.cluster_dir)``)."""
+    parser.add_argument(
+        "-p", "--profile", default="default", help="cluster profile (default: %(default)s)"
+    )
+    parser.add_argument("--cluster-dir", help="cluster directory (overrides --profile)")
 
 
 def base_dir() -> Path:
@@ -145,12 +159,30 @@ class ClusterDir:
         return self
 
     def config(self) -> dict[str, Any]:
+        """``cluster.toml`` over the defaults of :data:`DEFAULT_CONFIG`."""
         merged = tomllib.loads(DEFAULT_CONFIG)
-        if self.config_file.exists():
-            for section, values in tomllib.loads(self.config_file.read_text()).items():
-                if isinstance(values, dict):
-                    merged.setdefault(section, {}).update(values)
+        for section, values in self._read_config().items():
+            if isinstance(values, dict):
+                merged.setdefault(section, {}).update(values)
         return merged
+
+    def settings(self, section: str) -> dict[str, Any]:
+        """One table of ``cluster.toml`` as written (no defaults): what
+        ``ControllerConfig``/``EngineConfig.from_sources(toml=...)`` take."""
+        table = self._read_config().get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{self.config_file}: [{section}] must be a table")
+        return table
+
+    def _read_config(self) -> dict[str, Any]:
+        try:
+            text = self.config_file.read_text()
+        except FileNotFoundError:
+            return {}
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{self.config_file} is not valid TOML: {e}") from None
 
     def read_pid(self, path: Path) -> int | None:
         try:

@@ -80,9 +80,7 @@ class Task:
 
 
 class TaskScheduler:
-    def __init__(
-        self, ctl: Controller, failure_penalty: float = 1.0, idle_timeout: float = 30.0
-    ) -> None:
+    def __init__(self, ctl: Controller, failure_penalty: float, idle_timeout: float) -> None:
         self.ctl = ctl
         self.failure_penalty = failure_penalty
         self.idle_timeout = idle_timeout
