@@ -14,6 +14,7 @@ keeps it that way).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tomllib
 from collections.abc import Callable
@@ -137,6 +138,12 @@ class ClusterDir:
     def controller_pid_file(self) -> Path:
         return self.pid / "controller.pid"
 
+    @property
+    def ready_file(self) -> Path:
+        """Written by a foreground ``cluster start`` once every engine has registered,
+        removed when it stops: what ``cluster start --daemon`` waits for."""
+        return self.pid / "cluster.ready"
+
     def exists(self) -> bool:
         return self.path.is_dir()
 
@@ -191,9 +198,25 @@ class ClusterDir:
             return None
 
     def write_pid(self, path: Path, pid: int | None = None) -> None:
+        self._write_atomically(path, f"{pid if pid is not None else os.getpid()}\n")
+
+    def write_ready(self, **info: Any) -> None:
+        """Say that this process's cluster is up: every engine registered."""
+        self._write_atomically(self.ready_file, json.dumps({"pid": os.getpid(), **info}) + "\n")
+
+    def read_ready(self) -> dict[str, Any] | None:
+        """What :meth:`write_ready` wrote (``pid``, ``engines``, ...), if it did."""
+        try:
+            info = json.loads(self.ready_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return info if isinstance(info, dict) else None
+
+    def _write_atomically(self, path: Path, text: str) -> None:
+        """Readers see the whole file or none of it: a temporary file, then a rename."""
         self.pid.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(f"{pid if pid is not None else os.getpid()}\n")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
         os.replace(tmp, path)
 
     def __repr__(self) -> str:

@@ -160,6 +160,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         return _start_daemon(args, cdir, n, launcher, ControllerConfig.argv_for(given))
     cluster = Cluster(n, launcher=launcher, cluster_dir=cdir.path, timeout=args.timeout, **given)
     cdir.write_pid(cdir.cluster_pid_file)
+    cdir.ready_file.unlink(missing_ok=True)  # left by a start that was killed
     stopping = []
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -176,6 +177,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             f"{cluster.start_time:.2f} s to start), {where}",
             flush=True,
         )
+        cdir.write_ready(engines=cluster.n, launcher=launcher, start_time=cluster.start_time)
         while not stopping:
             why = (
                 cluster.controller_launcher.poll() if cluster.controller_launcher else "not started"
@@ -188,6 +190,8 @@ def cmd_start(args: argparse.Namespace) -> int:
                 break
             time.sleep(0.1)
     finally:
+        if (cdir.read_ready() or {}).get("pid") == os.getpid():
+            cdir.ready_file.unlink(missing_ok=True)
         cluster.stop()
         if cdir.read_pid(cdir.cluster_pid_file) == os.getpid():
             cdir.cluster_pid_file.unlink(missing_ok=True)
@@ -210,17 +214,21 @@ def _start_daemon(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    # Up when the child has written the ready file (pid/cluster.ready, naming it);
+    # failed when it exits first. Its log is read only to say why.
     deadline = time.monotonic() + args.timeout + 5
     while time.monotonic() < deadline:
-        with open(logpath, "rb") as f:
-            f.seek(start)
-            text = f.read().decode(errors="replace")
-        if "running:" in text:
+        ready = cdir.read_ready()
+        if ready and ready.get("pid") == proc.pid:
             print(
-                f"cluster {cdir.profile!r} started in the background: {n} engines (pid {proc.pid})"
+                f"cluster {cdir.profile!r} started in the background: "
+                f"{ready.get('engines', n)} engines (pid {proc.pid})"
             )
             return 0
         if proc.poll() is not None:
+            with open(logpath, "rb") as f:
+                f.seek(start)
+                text = f.read().decode(errors="replace")
             last = text.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
             print(
                 f"multiengine: error: the cluster did not start: {last[0]} (see {logpath})",
@@ -241,6 +249,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     pid = cdir.read_pid(cdir.cluster_pid_file)
     if not pid_alive(pid):
         cdir.cluster_pid_file.unlink(missing_ok=True)
+        cdir.ready_file.unlink(missing_ok=True)
         print(f"multiengine: no cluster is running for profile {cdir.profile!r}", file=sys.stderr)
         return NOT_RUNNING
     assert pid is not None
