@@ -22,7 +22,8 @@ from ..wire import chunks
 from ..wire.message import Message, unpack
 from ..wire.serialize import Serialized, dumps
 from .connected import Connected
-from .live import live_wanted, print_output
+from .live import print_output
+from .live import wanted as live_wanted
 from .mapper import MultiEngineMapper, ParallelFunction
 from .partition import check_dist, join, partition
 from .progress import DELAY, bar
@@ -441,10 +442,7 @@ class MultiEngineClient(Connected):
         ids = self._ids_for(targets)
         if not ids:
             if targets == "all":
-                raise errors.NoEnginesRegistered(
-                    "There are no engines registered. "
-                    "Check the logs if you think there should have been."
-                )
+                raise errors.NoEnginesRegistered(errors.NO_ENGINES_REGISTERED)
             return [] if self._find_block(block) else PendingResult(self, "", "map", value=[])
         chunks = partition(items, len(ids), dist)
         name = getattr(func, "__name__", str(func))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from ..errors import NO_ENGINES_REGISTERED
+
 __all__ = ["BadTargets", "resolve_targets", "per_target_payloads"]
 
 
@@ -21,11 +23,7 @@ def resolve_targets(targets: Any, engines: Collection[int]) -> list[int]:
     """The engine ids ``targets`` names (``'all'``, an int, or a list of ints), in order."""
     if targets == "all":
         if not engines:
-            raise BadTargets(
-                "NoEnginesRegistered",
-                "There are no engines registered. "
-                "Check the logs if you think there should have been.",
-            )
+            raise BadTargets("NoEnginesRegistered", NO_ENGINES_REGISTERED)
         return sorted(engines)
     if isinstance(targets, bool):
         raise BadTargets(
