@@ -1,4 +1,5 @@
-"""``multiengine engine``: connect, register, then run commands until told to stop.
+"""The engine: connect, register, then run commands until told to stop (the command line,
+``multiengine engine``, is cli.py).
 
 The main thread owns the command socket: it receives a command, runs it, and sends
 the answer. A daemon thread owns the heartbeat socket; it pings the controller every
