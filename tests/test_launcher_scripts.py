@@ -18,7 +18,7 @@ from multiengine.cluster.launchers import LAUNCHERS, launcher_class
 from multiengine.cluster.launchers.base import LaunchError
 from multiengine.cluster.launchers.batch import BatchLauncher
 from multiengine.cluster.launchers.ssh import host_counts
-from multiengine.cluster.paths import ClusterDir
+from multiengine.runtime import ClusterDir
 
 ARGV = ["engine", "--cluster-dir", "/shared/cluster_x", "--log-level", "INFO", "--timeout", "30"]
 

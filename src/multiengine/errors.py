@@ -19,6 +19,7 @@
     ├── ControllerConnectionError no answer from the controller (alias ``ConnectionError``)
     ├── ConnectionFileError       a missing connection file or unknown profile
     │                             (also a ``FileNotFoundError``)
+    ├── ConfigError               a setting that cannot be used (also a ``ValueError``)
     ├── SerializationError        a value that cannot be pickled or unpickled
     │                             (also a ``pickle.PicklingError``)
     ├── ProtocolError             a malformed message
@@ -49,6 +50,7 @@ __all__ = [
     "ClientError",
     "ClusterStartError",
     "CompositeError",
+    "ConfigError",
     "ConnectionError",
     "ConnectionFileError",
     "ControllerConnectionError",
@@ -63,6 +65,7 @@ __all__ = [
     "LaunchError",
     "MessageSizeError",
     "MissingBlockArgument",
+    "NO_ENGINES_REGISTERED",
     "NoEnginesRegistered",
     "NotAPendingResult",
     "NotDefined",
@@ -223,6 +226,11 @@ class InvalidEngineID(KernelError):
     """A target that is not a registered engine (or not an int, list of ints or 'all')."""
 
 
+NO_ENGINES_REGISTERED = (
+    "There are no engines registered. Check the logs if you think there should have been."
+)
+
+
 class NoEnginesRegistered(KernelError):
     """'all' (or a map, or a gather) when no engine is registered."""
 
@@ -261,6 +269,15 @@ class SerializationError(KernelError, pickle.PicklingError):
 
 class ProtocolError(KernelError):
     """A malformed message."""
+
+
+class ConfigError(KernelError, ValueError):
+    """A setting (command line, environment, cluster.toml or keyword) that cannot be used;
+    ``settings`` names the fields concerned (multiengine.config)."""
+
+    def __init__(self, message: str, settings: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.settings = settings
 
 
 # ---------------------------------------------------------------- tasks

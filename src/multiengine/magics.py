@@ -12,6 +12,8 @@ from typing import Any
 from IPython.core.interactiveshell import ExecutionInfo, ExecutionResult, InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 
+from .client import multiengine as _client
+
 __all__ = ["ParallelMagics", "load_ipython_extension", "NO_CLIENT"]
 
 NO_CLIENT = "Use activate() on a MultiEngineClient object to activate it for magics."
@@ -167,10 +169,13 @@ def activate(client: Any) -> None:
     """Make ``client`` the one the magics use (``mec.activate()``)."""
     ip = InteractiveShell.instance() if InteractiveShell.initialized() else None
     if ip is None:
-        print("The IPython parallel magics (%result, %px, %autopx) only work within IPython.")
+        print(_client.MAGICS_NEED_IPYTHON)
         return
     magics = ip.magics_manager.registry.get("ParallelMagics")
     if magics is None:
-        print("You must first load the multiengine extension by doing '%load_ext multiengine'")
+        print(_client.MAGICS_NOT_LOADED)
         return
     magics.client = client
+
+
+_client.activate_magics = activate  # mec.activate() calls it; the client never imports us

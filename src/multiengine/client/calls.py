@@ -22,7 +22,8 @@ from ..wire.message import Message, unpack
 from ..wire.serialize import Serialized
 from .core import ClientCore, OutputHook
 from .drive import Op, Request
-from .live import live_wanted, print_output
+from .live import print_output
+from .live import wanted as live_wanted
 from .partition import check_dist, join, partition
 from .payload import plan_payload
 from .progress import bar
@@ -312,10 +313,7 @@ class MultiEngineCalls:
         ids = yield from self.ids_for(targets)
         if not ids:
             if targets == "all":
-                raise errors.NoEnginesRegistered(
-                    "There are no engines registered. "
-                    "Check the logs if you think there should have been."
-                )
+                raise errors.NoEnginesRegistered(errors.NO_ENGINES_REGISTERED)
             return [] if self.find_block(block) else PendingResult(self.core, "", "map", value=[])
         chunks = partition(items, len(ids), dist)
         name = getattr(func, "__name__", str(func))

@@ -24,7 +24,7 @@ def resolve_connection(
         env = connection_from_env()
         if env is not None:
             return env
-    from ..cluster.paths import ClusterDir
+    from ..runtime import ClusterDir
 
     cdir = ClusterDir.find(profile, cluster_dir).require()
     return read_connection_file(cdir.client_file)

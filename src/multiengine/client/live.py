@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["live_wanted", "print_output"]
+__all__ = ["wanted", "print_output"]
 
 
-def live_wanted(setting: bool | None) -> bool:
-    """True, False, or None for automatic: on at an interactive prompt
-    (IPython, Jupyter, python -i)."""
+def wanted(setting: bool | None, *, on_a_terminal: bool = False) -> bool:
+    """Whether to show something extra (live output, progress bars): ``setting`` when it
+    is True or False; for None (automatic), on at an interactive prompt (IPython,
+    Jupyter, python -i) and, with ``on_a_terminal``, whenever stderr is a terminal."""
     if setting is not None:
         return bool(setting)
-    return "IPython" in sys.modules or bool(sys.flags.interactive) or hasattr(sys, "ps1")
+    if "IPython" in sys.modules or bool(sys.flags.interactive) or hasattr(sys, "ps1"):
+        return True
+    return on_a_terminal and bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 def print_output(engine_id: int, name: str, text: str) -> None:

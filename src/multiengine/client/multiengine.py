@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 
 __all__ = ["MultiEngineClient"]
 
+MAGICS_NEED_IPYTHON = (
+    "The IPython parallel magics (%result, %px, %autopx) only work within IPython."
+)
+MAGICS_NOT_LOADED = "You must first load the multiengine extension by doing '%load_ext multiengine'"
+# How activate() reaches the IPython magics without importing them (they sit in a layer
+# above the clients): multiengine.magics puts its activate function here when it loads.
+activate_magics: Callable[[MultiEngineClient], None] | None = None
+
 
 class MultiEngineClient(Connected):
     """A client of one controller's engines (``profile``, ``cluster_dir`` or
@@ -572,12 +580,10 @@ class MultiEngineClient(Connected):
 
     def activate(self) -> None:
         """Make this client the one the IPython magics (%px, %autopx, %result) use."""
-        if "IPython" not in sys.modules:
-            print("The IPython parallel magics (%result, %px, %autopx) only work within IPython.")
+        if activate_magics is None:  # multiengine.magics was never loaded
+            print(MAGICS_NOT_LOADED if "IPython" in sys.modules else MAGICS_NEED_IPYTHON)
             return
-        from ..magics import activate
-
-        activate(self)
+        activate_magics(self)
 
     def executor(self, targets: Targets | None = None) -> MultiEngineExecutor:
         """A ``concurrent.futures.Executor``: each ``submit(fn, *args)`` runs on every target

@@ -2,7 +2,7 @@
 
 tqdm draws them (``tqdm.auto``: a widget in Jupyter, text in a terminal). A client's
 ``progress`` attribute switches them: True, False, or None for automatic (on when
-stderr is a terminal or inside IPython/Jupyter).
+stderr is a terminal, at an interactive prompt, or inside IPython/Jupyter).
 """
 
 from __future__ import annotations
@@ -10,24 +10,18 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["DELAY", "bar", "wanted"]
+from .live import wanted
+
+__all__ = ["DELAY", "bar"]
 
 DELAY = 2.0
-
-
-def wanted(setting: bool | None) -> bool:
-    if setting is not None:
-        return bool(setting)
-    if "IPython" in sys.modules:
-        return True
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 def bar(
     setting: bool | None, total: int | None, desc: str, unit: str = "task", delay: float = DELAY
 ) -> Any:
     """A tqdm bar that appears after ``delay`` seconds, or a do-nothing one."""
-    if not wanted(setting):
+    if not wanted(setting, on_a_terminal=True):
         return _NoBar()
     try:
         from tqdm.auto import tqdm

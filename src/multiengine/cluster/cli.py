@@ -12,8 +12,9 @@ from typing import Any
 
 import zmq
 
-from ..errors import KernelError
-from .paths import ClusterDir, list_cluster_dirs, pid_alive
+from ..config import ControllerConfig
+from ..errors import ConfigError, KernelError
+from ..runtime import ClusterDir, add_cluster_dir_arguments, list_cluster_dirs, pid_alive
 
 __all__ = ["main", "ALREADY_RUNNING", "NOT_RUNNING"]
 
@@ -21,16 +22,22 @@ ALREADY_RUNNING = 10
 NOT_RUNNING = 11
 
 
-def _profile_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-p", "--profile", default="default", help="cluster profile (default: %(default)s)"
-    )
-    p.add_argument("--cluster-dir", help="cluster directory (overrides --profile)")
+# The controller settings `cluster start` takes (the ones Cluster() takes), as options
+# generated from ControllerConfig.
+START_SETTINGS = (
+    "ip",
+    "location",
+    "curve",
+    "heartbeat_period",
+    "heartbeat_timeout",
+    "task_failure_penalty",
+    "task_timeout",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from ..controller.main import add_arguments as controller_args
-    from ..engine.main import add_arguments as engine_args
+    from ..engine.cli import add_arguments as engine_args
 
     parser = argparse.ArgumentParser(
         prog="multiengine", description="Interactive parallel computing for Python."
@@ -40,12 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = sub.add_parser("cluster", help="create, start, stop and inspect clusters")
     csub = cluster.add_subparsers(dest="action", required=True)
     p = csub.add_parser("create", help="make a cluster directory with a default cluster.toml")
-    _profile_args(p)
+    add_cluster_dir_arguments(p)
     p.add_argument(
         "--reset-config", action="store_true", help="overwrite cluster.toml with the defaults"
     )
     p = csub.add_parser("start", help="start a controller and engines")
-    _profile_args(p)
+    add_cluster_dir_arguments(p)
     p.add_argument(
         "-n", "--number", type=int, help="number of engines (default: cluster.toml, else 2)"
     )
@@ -56,27 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: cluster.toml, else local)",
     )
     p.add_argument("--daemon", action="store_true", help="start in the background and return")
-    p.add_argument(
-        "--ip", help="interface for the controller to bind (default: cluster.toml, else 127.0.0.1)"
-    )
-    p.add_argument(
-        "--location",
-        help="address engines and clients use to reach the controller (default: the --ip)",
-    )
-    p.add_argument(
-        "--curve",
-        choices=("auto", "on", "off"),
-        help="CurveZMQ encryption (default auto: on whenever the controller binds off loopback)",
-    )
+    ControllerConfig.add_arguments(p, START_SETTINGS)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the engines")
     p = csub.add_parser("stop", help="stop a running cluster")
-    _profile_args(p)
+    add_cluster_dir_arguments(p)
     p.add_argument(
         "--signal", type=int, default=int(signal.SIGINT), help="signal to send (default 2, SIGINT)"
     )
     p = csub.add_parser("list", help="list cluster directories")
     p = csub.add_parser("status", help="engines, queues and pending results")
-    _profile_args(p)
+    add_cluster_dir_arguments(p)
 
     controller_args(sub.add_parser("controller", help="run a controller"))
     engine_args(sub.add_parser("engine", help="run an engine"))
@@ -99,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return controller_main(args)
         if args.command == "engine":
-            from ..engine.main import main as engine_main
+            from ..engine.cli import main as engine_main
 
             return engine_main(args)
         if args.command == "bench":
@@ -109,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         return CLUSTER_ACTIONS[args.action](args)
     except KeyboardInterrupt:
         return 130
+    except ConfigError as e:  # a bad setting: a usage error, as argparse's own
+        print(f"multiengine: error: {e}", file=sys.stderr)
+        return 2
     except (KernelError, OSError, ValueError, zmq.ZMQError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"multiengine: error: {first}", file=sys.stderr)
@@ -131,7 +130,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     for cdir in list_cluster_dirs():
         running = pid_alive(cdir.read_pid(cdir.cluster_pid_file))
-        n = cdir.config().get("cluster", {}).get("engines", 2)
+        n = cdir.config()["cluster"]["engines"]
         state = "running" if running else "stopped"
         print(f"multiengine cluster start -p {cdir.profile} -n {n} ==> {cdir.path} ({state})")
     return 0
@@ -147,21 +146,21 @@ def cmd_start(args: argparse.Namespace) -> int:
             f"multiengine: cluster {cdir.profile!r} is already running (pid {pid})", file=sys.stderr
         )
         return ALREADY_RUNNING
-    cfg = cdir.config()
-    n = args.number if args.number is not None else int(cfg.get("cluster", {}).get("engines", 2))
-    launcher = args.launcher or cfg.get("cluster", {}).get("launcher", "local")
-    if args.daemon:
-        return _start_daemon(args, cdir, n, launcher)
-    cluster = Cluster(
-        n,
-        launcher=launcher,
-        cluster_dir=cdir.path,
-        ip=args.ip,
-        location=args.location,
-        curve=args.curve,
-        timeout=args.timeout,
+    cfg = cdir.config()["cluster"]
+    n = args.number if args.number is not None else int(cfg["engines"])
+    launcher = args.launcher or cfg["launcher"]
+    # Checked here, so a bad setting stops us before anything starts (or daemonizes).
+    config = ControllerConfig.from_sources(
+        toml=cdir.settings("controller"), env=os.environ, args=args
     )
+    given = {
+        name: getattr(config, name) for name in START_SETTINGS if getattr(args, name) is not None
+    }
+    if args.daemon:
+        return _start_daemon(args, cdir, n, launcher, ControllerConfig.argv_for(given))
+    cluster = Cluster(n, launcher=launcher, cluster_dir=cdir.path, timeout=args.timeout, **given)
     cdir.write_pid(cdir.cluster_pid_file)
+    cdir.ready_file.unlink(missing_ok=True)  # left by a start that was killed
     stopping = []
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -178,6 +177,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             f"{cluster.start_time:.2f} s to start), {where}",
             flush=True,
         )
+        cdir.write_ready(engines=cluster.n, launcher=launcher, start_time=cluster.start_time)
         while not stopping:
             why = (
                 cluster.controller_launcher.poll() if cluster.controller_launcher else "not started"
@@ -190,6 +190,8 @@ def cmd_start(args: argparse.Namespace) -> int:
                 break
             time.sleep(0.1)
     finally:
+        if (cdir.read_ready() or {}).get("pid") == os.getpid():
+            cdir.ready_file.unlink(missing_ok=True)
         cluster.stop()
         if cdir.read_pid(cdir.cluster_pid_file) == os.getpid():
             cdir.cluster_pid_file.unlink(missing_ok=True)
@@ -197,12 +199,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_daemon(args: argparse.Namespace, cdir: ClusterDir, n: int, launcher: str) -> int:
+def _start_daemon(
+    args: argparse.Namespace, cdir: ClusterDir, n: int, launcher: str, settings: list[str]
+) -> int:
     cmd = [sys.executable, "-m", "multiengine", "cluster", "start", "--cluster-dir", str(cdir.path)]
-    cmd += ["-n", str(n), "--timeout", str(args.timeout), "--launcher", launcher]
-    for flag, value in (("--ip", args.ip), ("--location", args.location), ("--curve", args.curve)):
-        if value:
-            cmd += [flag, value]
+    cmd += ["-n", str(n), "--timeout", str(args.timeout), "--launcher", launcher, *settings]
     logpath = cdir.log / "cluster.log"
     start = logpath.stat().st_size if logpath.exists() else 0
     with open(logpath, "ab") as log:
@@ -213,17 +214,21 @@ def _start_daemon(args: argparse.Namespace, cdir: ClusterDir, n: int, launcher: 
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    # Up when the child has written the ready file (pid/cluster.ready, naming it);
+    # failed when it exits first. Its log is read only to say why.
     deadline = time.monotonic() + args.timeout + 5
     while time.monotonic() < deadline:
-        with open(logpath, "rb") as f:
-            f.seek(start)
-            text = f.read().decode(errors="replace")
-        if "running:" in text:
+        ready = cdir.read_ready()
+        if ready and ready.get("pid") == proc.pid:
             print(
-                f"cluster {cdir.profile!r} started in the background: {n} engines (pid {proc.pid})"
+                f"cluster {cdir.profile!r} started in the background: "
+                f"{ready.get('engines', n)} engines (pid {proc.pid})"
             )
             return 0
         if proc.poll() is not None:
+            with open(logpath, "rb") as f:
+                f.seek(start)
+                text = f.read().decode(errors="replace")
             last = text.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
             print(
                 f"multiengine: error: the cluster did not start: {last[0]} (see {logpath})",
@@ -244,6 +249,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     pid = cdir.read_pid(cdir.cluster_pid_file)
     if not pid_alive(pid):
         cdir.cluster_pid_file.unlink(missing_ok=True)
+        cdir.ready_file.unlink(missing_ok=True)
         print(f"multiengine: no cluster is running for profile {cdir.profile!r}", file=sys.stderr)
         return NOT_RUNNING
     assert pid is not None

@@ -18,12 +18,14 @@ import shutil
 import subprocess
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..config import ControllerConfig, EngineConfig, Settings
+from ..runtime import ClusterDir, base_dir
+from ..wire.curve import is_loopback
 from .launchers import Launcher, launcher_class
 from .launchers.base import ClusterStartError, LaunchError, ProcessLauncher, tail
 from .launchers.local import LocalLauncher
-from .paths import ClusterDir, base_dir
 
 if TYPE_CHECKING:
     from ..client.multiengine import MultiEngineClient
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["Cluster", "ClusterStartError", "LaunchError"]
 
 log = logging.getLogger("multiengine.cluster")
+
+AnyConfig = TypeVar("AnyConfig", ControllerConfig, EngineConfig)
 
 
 class Cluster:
@@ -43,6 +47,12 @@ class Cluster:
     (loopback by default), ``location`` the address others reach it at; ``curve``
     (``"auto"``, ``"on"``, ``"off"``) sets CurveZMQ encryption, on by default whenever
     the controller binds anything but loopback.
+
+    Those and the other settings become :attr:`controller_config` and
+    :attr:`engine_config` (:mod:`multiengine.config`), built and checked here, before
+    anything starts: ``None`` means not given, so ``MULTIENGINE_<SETTING>``, then
+    ``cluster.toml``, then the default decide. A bad one raises ``ConfigError``
+    (a ``ValueError``).
 
     Without ``profile`` (and ``cluster_dir``) a unique throw-away profile is made under
     ``$MULTIENGINE_DIR`` and removed at :meth:`stop`, so clusters can run side by side.
@@ -62,15 +72,13 @@ class Cluster:
         timeout: float = 30.0,
         heartbeat_period: float | None = None,
         heartbeat_timeout: float | None = None,
-        log_level: str = "INFO",
+        log_level: str | None = None,
         env: dict[str, str] | None = None,
         task_failure_penalty: float | None = None,
         task_timeout: float | None = None,
     ) -> None:
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative int, not {n!r}")
-        if curve not in (None, "auto", "on", "off"):
-            raise ValueError(f"curve must be 'auto', 'on' or 'off', not {curve!r}")
         self.launcher = launcher
         self.launcher_cls = launcher_class(launcher)
         self.n = n
@@ -80,16 +88,26 @@ class Cluster:
         self.cluster_dir = ClusterDir.find(profile, cluster_dir)
         configured = self.cluster_dir.config().get("launcher", {}).get(launcher, {})
         self.launcher_options = {**configured, **(launcher_options or {})}
-        self.ip = ip
-        self.location = location
-        self.curve = curve
         self.timeout = timeout
-        self.heartbeat_period = heartbeat_period
-        self.heartbeat_timeout = heartbeat_timeout
-        self.task_failure_penalty = task_failure_penalty
-        self.task_timeout = task_timeout
-        self.log_level = log_level
         self.env = {**os.environ, **(env or {})}
+        # Both configs are built (and checked) here, before anything starts; None means
+        # "not given": the environment, then cluster.toml, then the default decide.
+        given = {
+            "ip": ip,
+            "location": location,
+            "curve": curve,
+            "heartbeat_period": heartbeat_period,
+            "heartbeat_timeout": heartbeat_timeout,
+            "task_failure_penalty": task_failure_penalty,
+            "task_timeout": task_timeout,
+            "log_level": log_level,
+        }
+        self.controller_config = self._config(
+            ControllerConfig, {**given, "parent_pid": os.getpid()}
+        )
+        self.engine_config = self._config(
+            EngineConfig, {"timeout": timeout, "log_level": log_level}
+        )
         self.controller_launcher: Launcher | None = None
         self.engine_launchers: list[Launcher] = []
         self._clients: list[Any] = []
@@ -120,23 +138,21 @@ class Cluster:
         ]
 
     # ------------------------------------------------------------ processes
-    def _dir_args(self) -> list[str]:
-        return ["--cluster-dir", str(self.cluster_dir.path), "--log-level", self.log_level]
+    def _config(self, kind: type[AnyConfig], given: dict[str, Any]) -> AnyConfig:
+        return kind.from_sources(
+            toml=self.cluster_dir.settings(kind.SECTION), env=self.env, args=given
+        )
+
+    def _argv(self, command: str, config: Settings) -> list[str]:
+        """``command`` with this cluster's directory and exactly the settings that the
+        process would not read from its environment and cluster.toml by itself."""
+        inherited = type(config).from_sources(
+            toml=self.cluster_dir.settings(config.SECTION), env=self.env
+        )
+        return [command, "--cluster-dir", str(self.cluster_dir.path), *config.to_argv(inherited)]
 
     def _controller_args(self) -> list[str]:
-        args = ["controller", *self._dir_args(), "--parent-pid", str(os.getpid())]
-        for flag, value in (
-            ("--ip", self.ip),
-            ("--location", self.location),
-            ("--curve", self.curve),
-            ("--heartbeat-period", self.heartbeat_period),
-            ("--heartbeat-timeout", self.heartbeat_timeout),
-            ("--task-failure-penalty", self.task_failure_penalty),
-            ("--task-timeout", self.task_timeout),
-        ):
-            if value is not None:
-                args += [flag, str(value)]
-        return args
+        return self._argv("controller", self.controller_config)
 
     def _make_controller_launcher(self) -> Launcher:
         """The cluster's launcher when its options ask it to run the controller; else ``local``."""
@@ -183,7 +199,7 @@ class Cluster:
         return self
 
     def _launch_engines(self, n: int) -> Launcher:
-        argv = ["engine", *self._dir_args(), "--timeout", str(self.timeout)]
+        argv = self._argv("engine", self.engine_config)
         launcher = self.launcher_cls(
             self.cluster_dir,
             n,
@@ -277,7 +293,7 @@ class Cluster:
         except (OSError, ValueError, KeyError):
             return ""
         host = address.split("//", 1)[-1].rsplit(":", 1)[0].strip("[]")
-        if host == "localhost" or host == "::1" or host.startswith("127."):
+        if is_loopback(host):
             return (
                 f"; the controller listens on {host} only, "
                 "which engines on other hosts cannot reach: "

@@ -10,7 +10,7 @@ from typing import Any
 
 import zmq
 
-from ..cluster.paths import pid_alive
+from ..runtime import pid_alive
 
 __all__ = ["bind"]
 

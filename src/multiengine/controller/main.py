@@ -11,7 +11,8 @@ import socket
 import sys
 from typing import Any
 
-from ..cluster.paths import ClusterDir
+from ..config import ControllerConfig
+from ..runtime import ClusterDir, add_cluster_dir_arguments, on_stdin_close, pid_alive
 from ..wire import curve
 from ..wire.connection import ConnectionInfo, read_connection_file, write_connection_file
 
@@ -21,66 +22,21 @@ log = logging.getLogger("multiengine.controller")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-p", "--profile", default="default", help="cluster profile (default: %(default)s)"
-    )
-    p.add_argument("--cluster-dir", help="cluster directory (overrides --profile)")
-    p.add_argument("--ip", help="interface to bind (default: cluster.toml, else 127.0.0.1)")
-    p.add_argument(
-        "--location",
-        help="host or address engines and clients connect to (default: the --ip, "
-        "or this host's name when binding all interfaces)",
-    )
-    p.add_argument(
-        "--curve",
-        choices=("auto", "on", "off"),
-        default=None,
-        help="CurveZMQ encryption: auto = on whenever the controller binds anything but loopback "
-        "(default: cluster.toml, else auto)",
-    )
-    p.add_argument(
-        "--port", type=int, default=0, help="first of three consecutive ports (default: random)"
-    )
-    p.add_argument(
-        "--reuse", action="store_true", help="reuse the key and ports of existing connection files"
-    )
-    p.add_argument("--heartbeat-period", type=float, help="seconds between engine heartbeats")
-    p.add_argument(
-        "--heartbeat-timeout", type=float, help="seconds of silence before an engine is dropped"
-    )
-    p.add_argument(
-        "--task-failure-penalty",
-        type=float,
-        default=1.0,
-        help="seconds before a task that failed on an engine is offered to it again (default 1)",
-    )
-    p.add_argument(
-        "--task-timeout",
-        type=float,
-        default=30.0,
-        help="seconds a task may wait for an engine that meets its dependencies (default 30)",
-    )
-    p.add_argument(
-        "--parent-pid", type=int, help="stop when this process has gone (set by launchers)"
-    )
-    p.add_argument(
-        "--stdin-lifeline",
-        action="store_true",
-        help="stop when stdin closes (set by the ssh launcher for a controller on another host)",
-    )
-    p.add_argument("--log-level", default="INFO")
+    add_cluster_dir_arguments(p)
+    ControllerConfig.add_arguments(p)
 
 
 def main(args: argparse.Namespace) -> int:
     from .relay import Controller
 
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    cdir = ClusterDir.find(args.profile, args.cluster_dir)
+    config = ControllerConfig.from_sources(
+        toml=cdir.settings("controller"), env=os.environ, args=args
     )
-    from ..cluster.paths import pid_alive
-
-    cdir = ClusterDir.find(args.profile, args.cluster_dir).create()
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    cdir.create()
     running = cdir.read_pid(cdir.controller_pid_file)
     if running != os.getpid() and pid_alive(running):
         print(
@@ -89,22 +45,9 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 10
-    if args.port and not 0 < args.port <= 65533:
-        print(
-            f"multiengine controller: --port must be between 1 and 65533, not {args.port}",
-            file=sys.stderr,
-        )
-        return 2
-    cfg = cdir.config().get("controller", {})
-    ip = args.ip or cfg.get("ip", "127.0.0.1")
-    ip = "127.0.0.1" if ip == "localhost" else ip
-    location = (
-        args.location
-        or cfg.get("location")
-        or (socket.gethostname() if ip in ("0.0.0.0", "*", "::") else ip)
-    )
-    mode = args.curve or str(cfg.get("curve", "auto"))
-    encrypt = mode == "on" or (mode == "auto" and not curve.is_loopback(ip))
+    ip = config.ip
+    location = config.location or (socket.gethostname() if ip in ("0.0.0.0", "*", "::") else ip)
+    encrypt = config.curve == "on" or (config.curve == "auto" and not curve.is_loopback(ip))
     if encrypt and not curve.available():
         print(
             f"multiengine controller: CurveZMQ is needed to listen on {ip} "
@@ -118,9 +61,9 @@ def main(args: argparse.Namespace) -> int:
         )
     key = secrets.token_bytes(32)
     ports: tuple[int, int, int] | None = None
-    if args.port:
-        ports = (args.port, args.port + 1, args.port + 2)
-    reuse = bool(args.reuse and cdir.client_file.exists() and cdir.engine_file.exists())
+    if config.port:
+        ports = (config.port, config.port + 1, config.port + 2)
+    reuse = bool(config.reuse and cdir.client_file.exists() and cdir.engine_file.exists())
     curve_public, curve_secret = (
         curve.server_keypair(cdir.curve_file, reuse) if encrypt else (None, None)
     )
@@ -139,22 +82,10 @@ def main(args: argparse.Namespace) -> int:
     else:
         for f in (cdir.client_file, cdir.engine_file):
             f.unlink(missing_ok=True)
-    hb_period = args.heartbeat_period or float(cfg.get("heartbeat_period", 0.5))
-    hb_timeout = args.heartbeat_timeout or float(cfg.get("heartbeat_timeout", 3.0))
     import zmq
 
     try:
-        ctl = Controller(
-            key,
-            ip,
-            ports,
-            hb_period,
-            hb_timeout,
-            parent_pid=args.parent_pid,
-            task_failure_penalty=args.task_failure_penalty,
-            task_timeout=args.task_timeout,
-            curve_secret=curve_secret,
-        )
+        ctl = Controller(config, key=key, ports=ports, curve_secret=curve_secret)
     except zmq.ZMQError as e:
         where = f"{ip}:{ports[0]}-{ports[2]}" if ports else ip
         print(f"multiengine controller: cannot listen on {where}: {e}", file=sys.stderr)
@@ -204,8 +135,7 @@ def main(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    if args.stdin_lifeline:
-        from ..cluster.paths import on_stdin_close
+    if config.stdin_lifeline:
 
         def lifeline_cut() -> None:
             log.warning("stdin closed (the launcher has gone): stopping")
@@ -219,7 +149,7 @@ def main(args: argparse.Namespace) -> int:
         if cdir.read_pid(cdir.controller_pid_file) == os.getpid():
             cdir.controller_pid_file.unlink(missing_ok=True)
             for f in (cdir.client_file, cdir.engine_file):
-                if not args.reuse:
+                if not config.reuse:
                     f.unlink(missing_ok=True)
     return 0
 

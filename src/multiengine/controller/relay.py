@@ -26,7 +26,8 @@ from typing import Any
 
 import zmq
 
-from ..cluster.paths import pid_alive
+from ..config import ControllerConfig
+from ..runtime import pid_alive
 from ..wire import curve
 from ..wire.message import Signer, WireError
 from .endpoints import bind
@@ -74,33 +75,30 @@ class Controller:
 
     def __init__(
         self,
+        config: ControllerConfig,
+        *,
         key: bytes,
-        ip: str = "127.0.0.1",
         ports: tuple[int, int, int] | None = None,
-        heartbeat_period: float = 0.5,
-        heartbeat_timeout: float = 3.0,
-        context: zmq.Context[Any] | None = None,
-        parent_pid: int | None = None,
-        task_failure_penalty: float = 1.0,
-        task_timeout: float = 30.0,
         curve_secret: bytes | None = None,
+        context: zmq.Context[Any] | None = None,
     ) -> None:
-        self.parent_pid = parent_pid
+        self.config = config
+        self.parent_pid = config.parent_pid
         self.curve_secret = curve_secret
         self.signer = Signer(key)
         self.ctx = context or zmq.Context.instance()
-        self.hb_period = heartbeat_period
+        self.hb_period = config.heartbeat_period
         self.clients = self._router()
         self.engine_sock = self._router()
         self.hb = self._router()
         named = {"client": self.clients, "engine": self.engine_sock, "heartbeat": self.hb}
-        self.ports, self.ipc = bind(named, ip, ports)
+        self.ports, self.ipc = bind(named, config.ip, ports)
         self.hub = Hub(
             SocketOutbox(self.signer, self.clients, self.engine_sock, self.hb),
-            heartbeat_period=heartbeat_period,
-            heartbeat_timeout=heartbeat_timeout,
-            task_failure_penalty=task_failure_penalty,
-            task_timeout=task_timeout,
+            heartbeat_period=config.heartbeat_period,
+            heartbeat_timeout=config.heartbeat_timeout,
+            task_failure_penalty=config.task_failure_penalty,
+            task_timeout=config.task_timeout,
         )
         self._running = True
 

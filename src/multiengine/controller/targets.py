@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from ..errors import NO_ENGINES_REGISTERED
 from ..wire.protocol import split_parts
 
 __all__ = ["BadTargets", "resolve_targets", "per_target_payloads"]
@@ -23,11 +24,7 @@ def resolve_targets(targets: Any, engines: Collection[int]) -> list[int]:
     """The engine ids ``targets`` names (``'all'``, an int, or a list of ints), in order."""
     if targets == "all":
         if not engines:
-            raise BadTargets(
-                "NoEnginesRegistered",
-                "There are no engines registered. "
-                "Check the logs if you think there should have been.",
-            )
+            raise BadTargets("NoEnginesRegistered", NO_ENGINES_REGISTERED)
         return sorted(engines)
     if isinstance(targets, bool):
         raise BadTargets(

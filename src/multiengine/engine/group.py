@@ -19,7 +19,7 @@ import sys
 import threading
 from typing import Any
 
-from ..cluster.paths import on_stdin_close
+from ..runtime import on_stdin_close
 from ..wire.connection import ENV_VAR, ConnectionInfo
 
 __all__ = ["read_stdin_connection", "run_group"]

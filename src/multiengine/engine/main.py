@@ -1,4 +1,5 @@
-"""``multiengine engine``: connect, register, then run commands until told to stop.
+"""The engine: connect, register, then run commands until told to stop (the command line,
+``multiengine engine``, is cli.py).
 
 The main thread owns the command socket: it receives a command, runs it, and sends
 the answer. A daemon thread owns the heartbeat socket; it pings the controller every
@@ -8,12 +9,10 @@ longer knows this engine.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -21,14 +20,15 @@ from typing import Any
 
 import zmq
 
+from ..config import ControllerConfig
 from ..wire import chunks, curve
 from ..wire import protocol as P
-from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
+from ..wire.connection import ConnectionInfo
 from ..wire.message import Message, Signer, WireError
 from ..wire.protocol import ErrorReport, TaskFlags, Xfer
 from .interpreter import Interpreter, format_exception
 
-__all__ = ["Engine", "main", "add_arguments"]
+__all__ = ["Engine"]
 
 log = logging.getLogger("multiengine.engine")
 
@@ -53,8 +53,8 @@ class Engine:
 
         _package._current = self.interp
         self.id = -1
-        self.hb_period = 0.5
-        self.hb_timeout = 3.0
+        self.hb_period = ControllerConfig.heartbeat_period  # until the controller says
+        self.hb_timeout = ControllerConfig.heartbeat_timeout
         self._stop = threading.Event()
         self.terminating = False
         self._backlog: list[Any] = []  # messages read early, handled next
@@ -97,8 +97,8 @@ class Engine:
                 )
         self.sock.setsockopt(zmq.SNDTIMEO, -1)
         self.id = int(msg.header["id"])
-        self.hb_period = float(msg.header.get("hb_period", 0.5))
-        self.hb_timeout = float(msg.header.get("hb_timeout", 3.0))
+        self.hb_period = float(msg.header.get("hb_period", self.hb_period))
+        self.hb_timeout = float(msg.header.get("hb_timeout", self.hb_timeout))
         self.interp.set_id(self.id)
         log.info("registered as engine %d", self.id)
         return self.id
@@ -399,115 +399,3 @@ class _Revoked(Exception):
     def __init__(self, why: str) -> None:
         super().__init__(f"taken back before it ran ({why})")
         self.why = why
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-p", "--profile", default="default", help="cluster profile (default: %(default)s)"
-    )
-    p.add_argument("--cluster-dir", help="cluster directory (overrides --profile)")
-    p.add_argument(
-        "--connection-file",
-        help="path of engine.json (overrides the cluster directory); "
-        "'-' reads it from stdin and stops the engines when stdin closes "
-        "(used by the ssh launcher)",
-    )
-    p.add_argument(
-        "-n",
-        "--number",
-        type=int,
-        default=1,
-        help="with --connection-file -: how many engines to start (default 1)",
-    )
-    p.add_argument("--mpi", action="store_true", help="initialise mpi4py; request id = MPI rank")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the controller")
-    p.add_argument("--log-level", default="INFO")
-
-
-def _find_connection(args: argparse.Namespace) -> ConnectionInfo:
-    """--connection-file, else --cluster-dir, else $MULTIENGINE_CONNECTION, else the profile."""
-    from ..errors import ConnectionFileError
-
-    if args.connection_file:
-        info = read_connection_file(args.connection_file)
-    else:
-        env = connection_from_env() if not args.cluster_dir else None
-        if env is not None:
-            info = env
-        else:
-            from ..cluster.paths import ClusterDir
-
-            path = ClusterDir.find(args.profile, args.cluster_dir).engine_file
-            deadline = time.monotonic() + args.timeout
-            while not path.exists() and time.monotonic() < deadline:
-                time.sleep(0.02)  # the controller may still be starting
-            info = read_connection_file(path)
-    missing = {"engine", "heartbeat"} - set(info.addresses)
-    if missing:
-        raise ConnectionFileError(
-            f"the connection info has no {' or '.join(sorted(missing))} address: engines need the "
-            "controller's engine.json, not client.json"
-        )
-    return info
-
-
-def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    from ..errors import KernelError
-
-    if args.connection_file == "-":
-        from .group import read_stdin_connection, run_group
-
-        try:
-            _, text = read_stdin_connection()
-        except KernelError as e:
-            print(f"multiengine engine: {e}", file=sys.stderr)
-            return 2
-        passed = ["--timeout", str(args.timeout), "--log-level", str(args.log_level)] + (
-            ["--mpi"] if args.mpi else []
-        )
-        return run_group(text, max(1, args.number), passed)
-    try:
-        info = _find_connection(args)
-    except KernelError as e:
-        print(f"multiengine engine: {e}", file=sys.stderr)
-        return 2
-    mpi: Any = None
-    desired = None
-    if args.mpi:
-        try:
-            from mpi4py import MPI as mpi  # type: ignore[import-not-found,no-redef]
-        except ImportError as e:
-            print(
-                "multiengine engine: --mpi needs mpi4py and an MPI library "
-                f"(pip install multiengine[mpi]): {e}",
-                file=sys.stderr,
-            )
-            return 2
-
-        mpi.size = mpi.COMM_WORLD.Get_size()
-        mpi.rank = mpi.COMM_WORLD.Get_rank()
-        desired = mpi.rank
-    engine = Engine(info, desired, mpi)
-
-    def terminate(signum: int, frame: Any) -> None:
-        engine.terminating = True
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, engine._on_sigint)
-    try:
-        engine.register(args.timeout)
-        engine.start_heartbeat()
-        engine.serve()
-    except TimeoutError as e:
-        print(f"multiengine engine: {e}", file=sys.stderr)
-        return 2
-    except SystemExit:
-        pass
-    finally:
-        engine.close()
-    return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ...errors import ClusterStartError, LaunchError  # defined there, re-exported here
-from ..paths import ClusterDir
+from ...runtime import ClusterDir
 
 __all__ = [
     "Launcher",

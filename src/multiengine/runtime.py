@@ -1,35 +1,53 @@
-"""Cluster directories and profiles.
+"""The ground floor: what every process of a cluster shares on this host.
 
-``$MULTIENGINE_DIR/cluster_<profile>/`` (``MULTIENGINE_DIR`` defaults to
-``~/.multiengine``) holds ``cluster.toml``, ``security/`` (0700, connection files
-0600), ``log/`` and ``pid/``.
+Cluster directories and profiles: ``$MULTIENGINE_DIR/cluster_<profile>/``
+(``MULTIENGINE_DIR`` defaults to ``~/.multiengine``) holds ``cluster.toml``,
+``security/`` (0700, connection files 0600), ``log/`` and ``pid/``. Also whether a pid
+is alive, and the stdin lifeline of processes started over ssh.
+
+The controller, the engines, the clients and the cluster command all use this module,
+so it imports only the standard library and :mod:`multiengine.errors` /
+:mod:`multiengine.config` (the import-layering test, tests/project/test_layers.py,
+keeps it that way).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConnectionFileError
+from .config import ControllerConfig, EngineConfig
+from .errors import ConfigError, ConnectionFileError
 
-__all__ = ["ClusterDir", "base_dir", "list_cluster_dirs", "DEFAULT_CONFIG", "on_stdin_close"]
+__all__ = [
+    "ClusterDir",
+    "base_dir",
+    "list_cluster_dirs",
+    "DEFAULT_CONFIG",
+    "add_cluster_dir_arguments",
+    "pid_alive",
+    "on_stdin_close",
+]
 
-DEFAULT_CONFIG = """\
-# multiengine cluster configuration
+DEFAULT_CONFIG = (
+    """\
+# multiengine cluster configuration. A setting given on the command line, or as
+# MULTIENGINE_<SETTING> in the environment (MULTIENGINE_HEARTBEAT_PERIOD), wins over
+# this file; a missing key takes the default shown (docs/cli.md lists every setting).
 [cluster]
 engines = 2            # engines started by `multiengine cluster start` without -n
 launcher = "local"
 
-[controller]
-ip = "127.0.0.1"       # interface to bind; loopback unless told otherwise
-heartbeat_period = 0.5 # seconds between engine heartbeats
-heartbeat_timeout = 3.0  # an engine silent this long is unregistered
-# location = "node1"   # address engines and clients connect to (default: the ip)
-# curve = "auto"       # CurveZMQ: auto = on whenever ip is not loopback; "on", "off"
-
+"""
+    + ControllerConfig.toml_table()
+    + "\n"
+    + EngineConfig.toml_table()
+    + """
 # Launcher settings, one table per launcher (docs/launchers.md lists every option):
 # [launcher.mpi]
 # args = ["--oversubscribe"]
@@ -44,6 +62,16 @@ heartbeat_timeout = 3.0  # an engine silent this long is unregistered
 # hosts = { "node1" = 2, "node2" = 2 }
 # python = "/opt/venv/bin/python"
 """
+)
+
+
+def add_cluster_dir_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-p/--profile`` and ``--cluster-dir``: which cluster directory a command uses
+    (``ClusterDir.find(args.profile, args.cluster_dir)``)."""
+    parser.add_argument(
+        "-p", "--profile", default="default", help="cluster profile (default: %(default)s)"
+    )
+    parser.add_argument("--cluster-dir", help="cluster directory (overrides --profile)")
 
 
 def base_dir() -> Path:
@@ -110,6 +138,12 @@ class ClusterDir:
     def controller_pid_file(self) -> Path:
         return self.pid / "controller.pid"
 
+    @property
+    def ready_file(self) -> Path:
+        """Written by a foreground ``cluster start`` once every engine has registered,
+        removed when it stops: what ``cluster start --daemon`` waits for."""
+        return self.pid / "cluster.ready"
+
     def exists(self) -> bool:
         return self.path.is_dir()
 
@@ -132,12 +166,30 @@ class ClusterDir:
         return self
 
     def config(self) -> dict[str, Any]:
+        """``cluster.toml`` over the defaults of :data:`DEFAULT_CONFIG`."""
         merged = tomllib.loads(DEFAULT_CONFIG)
-        if self.config_file.exists():
-            for section, values in tomllib.loads(self.config_file.read_text()).items():
-                if isinstance(values, dict):
-                    merged.setdefault(section, {}).update(values)
+        for section, values in self._read_config().items():
+            if isinstance(values, dict):
+                merged.setdefault(section, {}).update(values)
         return merged
+
+    def settings(self, section: str) -> dict[str, Any]:
+        """One table of ``cluster.toml`` as written (no defaults): what
+        ``ControllerConfig``/``EngineConfig.from_sources(toml=...)`` take."""
+        table = self._read_config().get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{self.config_file}: [{section}] must be a table")
+        return table
+
+    def _read_config(self) -> dict[str, Any]:
+        try:
+            text = self.config_file.read_text()
+        except FileNotFoundError:
+            return {}
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{self.config_file} is not valid TOML: {e}") from None
 
     def read_pid(self, path: Path) -> int | None:
         try:
@@ -146,9 +198,25 @@ class ClusterDir:
             return None
 
     def write_pid(self, path: Path, pid: int | None = None) -> None:
+        self._write_atomically(path, f"{pid if pid is not None else os.getpid()}\n")
+
+    def write_ready(self, **info: Any) -> None:
+        """Say that this process's cluster is up: every engine registered."""
+        self._write_atomically(self.ready_file, json.dumps({"pid": os.getpid(), **info}) + "\n")
+
+    def read_ready(self) -> dict[str, Any] | None:
+        """What :meth:`write_ready` wrote (``pid``, ``engines``, ...), if it did."""
+        try:
+            info = json.loads(self.ready_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return info if isinstance(info, dict) else None
+
+    def _write_atomically(self, path: Path, text: str) -> None:
+        """Readers see the whole file or none of it: a temporary file, then a rename."""
         self.pid.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(f"{pid if pid is not None else os.getpid()}\n")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
         os.replace(tmp, path)
 
     def __repr__(self) -> str:

@@ -1,0 +1,113 @@
+"""``multiengine engine``: find the controller, then run one engine (or, with
+``--connection-file -``, a group of them) until told to stop."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from ..config import EngineConfig
+from ..errors import ConnectionFileError, KernelError
+from ..runtime import ClusterDir, add_cluster_dir_arguments
+from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
+from .main import Engine
+
+__all__ = ["main", "add_arguments"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_cluster_dir_arguments(p)
+    EngineConfig.add_arguments(p)
+
+
+def _find_connection(config: EngineConfig, cdir: ClusterDir, from_dir: bool) -> ConnectionInfo:
+    """--connection-file, else --cluster-dir, else $MULTIENGINE_CONNECTION, else the profile."""
+    if config.connection_file:
+        info = read_connection_file(config.connection_file)
+    else:
+        env = connection_from_env() if not from_dir else None
+        if env is not None:
+            info = env
+        else:
+            path = cdir.engine_file
+            deadline = time.monotonic() + config.timeout
+            while not path.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)  # the controller may still be starting
+            info = read_connection_file(path)
+    missing = {"engine", "heartbeat"} - set(info.addresses)
+    if missing:
+        raise ConnectionFileError(
+            f"the connection info has no {' or '.join(sorted(missing))} address: engines need the "
+            "controller's engine.json, not client.json"
+        )
+    return info
+
+
+def main(args: argparse.Namespace) -> int:
+    cdir = ClusterDir.find(args.profile, args.cluster_dir)
+    config = EngineConfig.from_sources(toml=cdir.settings("engine"), env=os.environ, args=args)
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    if config.connection_file == "-":
+        from .group import read_stdin_connection, run_group
+
+        try:
+            _, text = read_stdin_connection()
+        except KernelError as e:
+            print(f"multiengine engine: {e}", file=sys.stderr)
+            return 2
+        # Each engine of the group gets the connection in its environment and these
+        # settings on its command line (it reads the default profile's cluster.toml).
+        one = dataclasses.replace(config, connection_file=None, number=1)
+        inherited = EngineConfig.from_sources(
+            toml=ClusterDir.find().settings("engine"), env=os.environ
+        )
+        return run_group(text, config.number, one.to_argv(inherited))
+    try:
+        info = _find_connection(config, cdir, from_dir=args.cluster_dir is not None)
+    except KernelError as e:
+        print(f"multiengine engine: {e}", file=sys.stderr)
+        return 2
+    mpi: Any = None
+    desired = None
+    if config.mpi:
+        try:
+            from mpi4py import MPI as mpi  # type: ignore[import-not-found,no-redef]
+        except ImportError as e:
+            print(
+                "multiengine engine: --mpi needs mpi4py and an MPI library "
+                f"(pip install multiengine[mpi]): {e}",
+                file=sys.stderr,
+            )
+            return 2
+
+        mpi.size = mpi.COMM_WORLD.Get_size()
+        mpi.rank = mpi.COMM_WORLD.Get_rank()
+        desired = mpi.rank
+    engine = Engine(info, desired, mpi)
+
+    def terminate(signum: int, frame: Any) -> None:
+        engine.terminating = True
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, engine._on_sigint)
+    try:
+        engine.register(config.timeout)
+        engine.start_heartbeat()
+        engine.serve()
+    except TimeoutError as e:
+        print(f"multiengine engine: {e}", file=sys.stderr)
+        return 2
+    except SystemExit:
+        pass
+    finally:
+        engine.close()
+    return 0
