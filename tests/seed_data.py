@@ -1,4 +1,4 @@
-"""The seed's shared test data (engineservicetest.py), in Python 3 form."""
+"""The seed's shared test data (engineservicetest.py, seed-tests.md §A/§B), in Python 3 form."""
 
 from __future__ import annotations
 
@@ -98,3 +98,19 @@ INVALID_COMMANDS: list[tuple[str, type[BaseException]]] = [
     ("import abababsdbfsbaljasdlja", ImportError),
     ("raise Exception()", Exception),
 ]
+
+PUSH_PULL_OBJECTS: list[Any] = [10, "hi there", 1.2342354, {"p": (1, 2)}]
+
+# The seed's helpers testf/testg, defined as in an interactive session (module '__main__'):
+# the case contract decision 9 covers (they travel by value and resolve their globals in
+# the engine's namespace). ``globala`` is deliberately not defined here, so ``testg`` can
+# only work with the engine's ``globala``.
+_HELPERS: dict[str, Any] = {"__name__": "__main__"}
+exec("def testf(x):\n    return 2.0*x\n\ndef testg(x):\n    return globala*x\n", _HELPERS)
+TESTF = _HELPERS["testf"]  # bound to non-test names, so pytest does not collect them
+TESTG = _HELPERS["testg"]
+
+
+def dikt() -> dict[str, Any]:
+    """The seed's engine properties. (Its e=range(5) was a list in Python 2.)"""
+    return dict(a=5, b="asdf", c=True, d=None, e=list(range(5)))

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import zmq
+from helpers import assert_cluster_works, error_types, wait_until
 
 import multiengine
 from multiengine.errors import (
@@ -58,24 +59,6 @@ def call_within(fn: Callable[[], Any], seconds: float) -> dict[str, Any]:
     assert not t.is_alive(), f"the call did not return within {seconds:g} s"
     box["elapsed"] = time.monotonic() - t0
     return box
-
-
-def error_types(e: CompositeError) -> list[type]:
-    return [et for et, _, _ in e.elist]
-
-
-def assert_cluster_works(mec: multiengine.MultiEngineClient, targets: Any = "all") -> None:
-    """A follow-up execute and pull succeed on ``targets``."""
-    mec.execute("_follow_up = 41 + 1", targets=targets)
-    values = mec.pull("_follow_up", targets=targets)
-    assert values and all(v == 42 for v in values), values
-
-
-def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- targets and block
@@ -353,10 +336,9 @@ def test_an_engine_killed_mid_execute_gives_engine_error(
     assert mec.get_ids() == [0, 1]
     running = mec.execute("import time; time.sleep(30)", targets=0, block=False)
     queued = mec.execute("never = 1", targets=0, block=False)
-    wait_for(
+    wait_until(
         lambda: mec.status()["engines"][0]["running"] is not None,
-        10,
-        "engine 0 to start the command",
+        message="engine 0 to start the command",
     )
     pid = c.engine_pids()[0]
     os.kill(pid, signal.SIGKILL)

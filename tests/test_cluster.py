@@ -9,72 +9,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import stat
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
+from helpers import kill_pids, processes_using, run_cli, running, wait_until
 
 import multiengine
 from multiengine.errors import ControllerConnectionError
 
 
 # ---------------------------------------------------------------- helpers
-def is_gone(pid: int) -> bool:
-    """True when ``pid`` no longer runs (a zombie waiting to be reaped counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
-def alive(pids: Iterable[int]) -> list[int]:
-    return [p for p in pids if not is_gone(p)]
-
-
-def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        time.sleep(0.05)
-
-
-def pids_using(path: Path) -> list[int]:
-    """Processes whose command line names ``path`` (the unique cluster dir of a test)."""
-    needle = str(path).encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
-def kill_all(pids: Iterable[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 def unique_profile(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -98,9 +46,9 @@ def test_cluster_context_manager_starts_and_stops_every_process(multiengine_dir:
         pids = cluster_pids(c)
         assert len(pids) == 3
         assert set(c.engine_pids().values()) == {p.pid for p in c.engines}
-        assert alive(pids) == pids
+        assert running(pids) == pids
         assert c.cluster_dir.path.parent == multiengine_dir
-    assert alive(pids) == [], "processes left running after the with block"
+    assert running(pids) == [], "processes left running after the with block"
 
 
 def test_cluster_context_manager_stops_everything_when_the_body_raises(
@@ -113,7 +61,7 @@ def test_cluster_context_manager_stops_everything_when_the_body_raises(
             assert c.multiengine_client().get_ids() == [0, 1]
             raise RuntimeError("boom")
     assert len(pids) == 3
-    assert alive(pids) == [], "processes left running after the body raised"
+    assert running(pids) == [], "processes left running after the body raised"
 
 
 def test_two_clusters_run_side_by_side(multiengine_dir: Path) -> None:
@@ -130,11 +78,11 @@ def test_two_clusters_run_side_by_side(multiengine_dir: Path) -> None:
         a_pids, b_pids = cluster_pids(a), cluster_pids(b)
         assert not set(a_pids) & set(b_pids)
         b.stop()
-        assert alive(b_pids) == []
+        assert running(b_pids) == []
         # the other cluster is untouched
-        assert alive(a_pids) == a_pids
+        assert running(a_pids) == a_pids
         assert ma.pull("where") == ["a"]
-    assert alive(a_pids) == []
+    assert running(a_pids) == []
 
 
 # ---------------------------------------------------------------- files
@@ -189,7 +137,7 @@ def test_cli_cluster_lifecycle(multiengine_dir: Path) -> None:
     learned: set[int] = set()
     try:
         r = run_cli("cluster", "start", "-p", profile, "-n", "2", "--daemon", timeout=90)
-        learned.update(pids_using(cdir))
+        learned.update(processes_using(cdir))
         assert r.returncode == 0, r.stdout + r.stderr
 
         with multiengine.MultiEngineClient(profile=profile, timeout=10) as mec:
@@ -218,13 +166,13 @@ def test_cli_cluster_lifecycle(multiengine_dir: Path) -> None:
         cluster_pid_file = cdir / "pid" / "cluster.pid"
         if cluster_pid_file.exists():
             learned.add(int(cluster_pid_file.read_text()))
-        learned.update(pids_using(cdir))
-        assert alive(learned), "no process of the started cluster is running"
+        learned.update(processes_using(cdir))
+        assert running(learned), "no process of the started cluster is running"
 
         r = run_cli("cluster", "stop", "-p", profile, timeout=30)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert alive(learned) == [], "processes left running after `cluster stop`"
-        assert pids_using(cdir) == []
+        assert running(learned) == [], "processes left running after `cluster stop`"
+        assert processes_using(cdir) == {}
 
         with pytest.raises((ControllerConnectionError, FileNotFoundError)):
             multiengine.MultiEngineClient(profile=profile, timeout=1)
@@ -232,10 +180,10 @@ def test_cli_cluster_lifecycle(multiengine_dir: Path) -> None:
         r = run_cli("cluster", "stop", "-p", profile)
         assert r.returncode == 11, (r.returncode, r.stdout, r.stderr)
     finally:
-        if alive(learned) or pids_using(cdir):
+        if running(learned) or processes_using(cdir):
             run_cli("cluster", "stop", "-p", profile, timeout=30)
-        leftover = set(alive(learned)) | set(pids_using(cdir))
-        kill_all(leftover)
+        leftover = set(running(learned)) | set(processes_using(cdir))
+        kill_pids(leftover)
 
 
 def test_cli_unknown_profile_gives_one_clear_line(multiengine_dir: Path) -> None:
@@ -256,8 +204,10 @@ def test_cli_unknown_profile_gives_one_clear_line(multiengine_dir: Path) -> None
 # ---------------------------------------------------------------- kill(controller=True)
 def _wait_all_exited(c: multiengine.Cluster, timeout: float = 15) -> None:
     procs = [*c.engines, *([c.controller] if c.controller else [])]
-    wait_for(
-        lambda: all(p.poll() is not None for p in procs), timeout, "the cluster's processes to exit"
+    wait_until(
+        lambda: all(p.poll() is not None for p in procs),
+        timeout,
+        message="the cluster's processes to exit",
     )
 
 
@@ -270,7 +220,7 @@ def test_kill_controller_stops_engines_and_controller(
     pids = cluster_pids(c)
     mec.kill(controller=True)
     _wait_all_exited(c)
-    assert alive(pids) == []
+    assert running(pids) == []
 
 
 def test_kill_controller_non_blocking_completes(
@@ -286,7 +236,7 @@ def test_kill_controller_non_blocking_completes(
     result = pr.r
     assert len(result) == 2
     _wait_all_exited(c)
-    assert alive(pids) == []
+    assert running(pids) == []
 
 
 def test_empty_targets_non_blocking(mec: multiengine.MultiEngineClient) -> None:
@@ -307,10 +257,10 @@ def _engine_id_reuse(c: multiengine.Cluster, wait_for_exit: bool) -> None:
     assert mec.get_ids() == [0, 2]
     if wait_for_exit:
         proc: Any = next(p for p in c.engines if p.pid == old[1])
-        wait_for(lambda: proc.poll() is not None, 10, "the killed engine to exit")
+        wait_until(lambda: proc.poll() is not None, message="the killed engine to exit")
     new = c.start_engines(1)
     assert len(new) == 1
-    wait_for(lambda: mec.get_ids() == [0, 1, 2], 10, "the new engine to register")
+    wait_until(lambda: mec.get_ids() == [0, 1, 2], message="the new engine to register")
     now = c.engine_pids()
     assert now[1] == new[0].pid != old[1]
     assert now[0] == old[0] and now[2] == old[2]

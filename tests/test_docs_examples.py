@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import plain_repr
 
 import multiengine
 from multiengine import PendingResult, ResultList
@@ -24,12 +25,6 @@ from multiengine.errors import (
     KernelError,
     QueueCleared,
 )
-
-
-def plain_repr(obj: object) -> str:
-    """repr() as shown when stdout is not a terminal (no colours)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        return repr(obj)
 
 
 def lines(obj: object) -> list[str]:

@@ -6,7 +6,7 @@ import json
 import socket
 
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
 import multiengine
 from multiengine.cluster.cluster import Cluster

@@ -7,12 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import process_running
+from helpers import process_running, running, wait_until
 
 from multiengine.cluster.cluster import Cluster
 
@@ -33,18 +32,14 @@ def test_engines_from_stdin_stop_when_stdin_closes(fresh_cluster: Callable[..., 
     try:
         group.stdin.write((json.dumps(info) + "\n").encode())
         group.stdin.flush()
-        deadline = time.monotonic() + 20
-        while len(mec.get_ids()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: len(mec.get_ids()) == 2, message="the two engines to register")
         assert mec.get_ids() == [0, 1]
         pids = list(c.engine_pids().values())
         mec.execute("x = id + 10")
         assert mec.pull("x") == [10, 11]
         group.stdin.close()  # the lifeline: the engines stop
         assert group.wait(15) == 0
-        deadline = time.monotonic() + 10
-        while any(process_running(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: not running(pids), message="the engines to stop")
         assert not any(process_running(p) for p in pids)
     finally:
         if group.poll() is None:

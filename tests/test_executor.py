@@ -6,6 +6,7 @@ import concurrent.futures as cf
 import time
 
 import pytest
+from helpers import wait_until
 
 import multiengine
 
@@ -40,9 +41,7 @@ def test_task_executor_map_callbacks_and_shutdown(tc: multiengine.TaskClient) ->
     f.add_done_callback(lambda fut: seen.append(fut.result()))
     ex.shutdown(wait=True)
     assert f.result() == 7
-    deadline = time.monotonic() + 5
-    while not seen and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: seen, message="the done-callback to run")
     assert seen == [7]
     with pytest.raises(RuntimeError, match="after shutdown"):
         ex.submit(abs, 1)

@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from conftest import process_running
+from helpers import process_running
 from systems.fixtures import SGECluster, SlurmCluster, sge_cluster_fixture, slurm_cluster_fixture  # noqa: F401
 
 from multiengine.cluster.cluster import Cluster, ClusterStartError

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import process_running, run_cli
+from helpers import process_running, run_cli
 
 import multiengine
 from multiengine.cluster.cluster import Cluster, ClusterStartError

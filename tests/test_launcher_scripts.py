@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 from multiengine.cluster.launchers import LAUNCHERS, launcher_class
 from multiengine.cluster.launchers.base import LaunchError
@@ -157,8 +158,6 @@ def test_ssh_host_counts() -> None:
 
 
 def test_cli_unknown_launcher_is_one_line(multiengine_dir: Path) -> None:
-    from conftest import run_cli
-
     r = run_cli("cluster", "start", "-p", "bad-launcher", "--launcher", "lsf")
     assert r.returncode == 1
     assert (

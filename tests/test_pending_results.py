@@ -13,12 +13,12 @@ semantics are checked on the PendingResults that ``block=False`` calls return:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import string
 import time
+from typing import Any
 
 import pytest
+from helpers import plain_repr, wait_until
 
 from multiengine import PendingResult, ResultList
 from multiengine.errors import (
@@ -31,17 +31,19 @@ from multiengine.errors import (
 SLEEP = "import time; time.sleep(0.5)"
 
 
-def plain_repr(obj: object) -> str:
-    """repr() as printed when stdout is not a terminal (no colours)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        return repr(obj)
+def poll_result(pr: PendingResult) -> Any:
+    """The value of ``pr``, polled with non-blocking gets only (never a blocking one)."""
+    box: list[Any] = []
 
+    def ready() -> bool:
+        value = pr.get_result("NOTREADY", block=False)
+        if isinstance(value, str) and value == "NOTREADY":
+            return False
+        box.append(value)
+        return True
 
-def wait_until_done(pr: PendingResult, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pr.done():
-        assert time.monotonic() < deadline, f"{pr!r} did not complete in {timeout} s"
-        time.sleep(0.02)
+    wait_until(ready, message=f"{pr!r} to be reported ready to a non-blocking get")
+    return box[0]
 
 
 # ---------------------------------------------------------------- caching, one retrieval
@@ -115,12 +117,7 @@ def test_nonblocking_get_returns_default_while_running_then_the_value(mec):
 
 def test_nonblocking_get_after_completion_returns_value(mec):
     pr = mec.execute("x = 3", block=False)
-    deadline = time.monotonic() + 10
-    value = "NOTREADY"
-    while value == "NOTREADY":
-        assert time.monotonic() < deadline
-        value = pr.get_result("NOTREADY", block=False)
-        time.sleep(0.01)
+    value = poll_result(pr)
     assert isinstance(value, ResultList)
     assert [r["number"] for r in value] == [1, 1, 1, 1]
     assert pr.r is value
@@ -330,19 +327,14 @@ def test_clear_pending_results_is_flush(mec):
 
 def test_none_result_counts_as_ready(mec):
     pr = mec.push({"a": 1}, block=False)
-    wait_until_done(pr)
+    wait_until(pr.done, message="the push to complete")
     assert pr.get_result("NOTREADY", block=False) == [None, None, None, None]
     assert pr.r == [None, None, None, None]
 
 
 def test_none_result_fetched_nonblocking_without_waiting_first(mec):
     pr = mec.clear_queue(block=False)
-    deadline = time.monotonic() + 10
-    value = "NOTREADY"
-    while value == "NOTREADY":
-        assert time.monotonic() < deadline, "a result of [None]*4 was never reported ready"
-        value = pr.get_result("NOTREADY", block=False)
-        time.sleep(0.01)
+    value = poll_result(pr)
     assert value == [None, None, None, None]
 
 

@@ -18,52 +18,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-# ---------------------------------------------------------------------------------------------
-# Shared data of engineservicetest.py, in Python 3 form.
-#
-from seed_data import INVALID_COMMANDS, VALID_COMMANDS  # noqa: E402
+from helpers import assert_remote, clean_properties
+from seed_data import INVALID_COMMANDS, PUSH_PULL_OBJECTS, TESTF, TESTG, VALID_COMMANDS, dikt
 
 import multiengine
 from multiengine.errors import CompositeError, InvalidProperty
-
-PUSH_PULL_OBJECTS: list[Any] = [10, "hi there", 1.2342354, {"p": (1, 2)}, None]
-
-# The seed's helper functions. They are defined as in an interactive session (module
-# '__main__'), which is the case contract decision 9 covers: such functions travel by value
-# and resolve their globals in the engine's namespace. ``globala`` is deliberately *not*
-# defined here, so ``testg`` can only work with the engine's ``globala``.
-_HELPERS: dict[str, Any] = {"__name__": "__main__"}
-exec(
-    "def testf(x):\n    return 2.0*x\n\ndef testg(x):\n    return globala*x\n",
-    _HELPERS,
-)
-TESTF = _HELPERS["testf"]  # bound to non-test names, so pytest does not collect them
-TESTG = _HELPERS["testg"]
 
 
 def fresh(i: int) -> dict[str, Any]:
     """What a fresh engine 0 answers to VALID_COMMANDS[i]: number 1, with 'id'."""
     return {**VALID_COMMANDS[i][1], "number": 1, "id": 0}
-
-
-def raise_remote(excinfo: pytest.ExceptionInfo[CompositeError]) -> None:
-    """The seed's ``_raise_it``: re-raise the engine-side exception of a CompositeError."""
-    excinfo.value.raise_exception()
-
-
-def assert_remote(
-    exc_type: type[BaseException], func: Any, *args: Any, **kwargs: Any
-) -> BaseException:
-    """``func`` fails with a CompositeError whose (every) engine error is an ``exc_type``."""
-    with pytest.raises(CompositeError) as excinfo:
-        func(*args, **kwargs)
-    assert excinfo.value.elist, "a CompositeError without errors"
-    for et, ev, _ in excinfo.value.elist:
-        assert isinstance(ev, exc_type), f"expected {exc_type.__name__}, got {et.__name__}: {ev}"
-    with pytest.raises(exc_type):
-        raise_remote(excinfo)
-    return excinfo.value.elist[0][1]
 
 
 # =============================================================================================
@@ -129,7 +93,7 @@ def test_execute_failures(
     mec: multiengine.MultiEngineClient, cmd: str, exc_type: type[BaseException]
 ) -> None:
     # testExecuteFailuresEngineService_0..6
-    ev = assert_remote(exc_type, mec.execute, cmd, targets=0)
+    ev = assert_remote(exc_type, mec.execute, cmd, targets=0).elist[0][1]
     assert type(ev) is not CompositeError
 
 
@@ -140,7 +104,9 @@ def test_execute_stops_at_first_exception(mec: multiengine.MultiEngineClient) ->
     assert_remote(NameError, mec.pull, "y", targets=0)
 
 
-@pytest.mark.parametrize("obj", PUSH_PULL_OBJECTS, ids=["int", "str", "float", "dict", "None"])
+@pytest.mark.parametrize(
+    "obj", [*PUSH_PULL_OBJECTS, None], ids=["int", "str", "float", "dict", "None"]
+)
 def test_push_pull(mec: multiengine.MultiEngineClient, obj: Any) -> None:
     # testPushPull_0..4
     assert mec.push(dict(a=obj), targets=0) == [None]
@@ -275,7 +241,7 @@ def test_iengine_serialized_deferreds(mec: multiengine.MultiEngineClient) -> Non
     assert s.unserialize() == 12345
 
 
-@pytest.mark.parametrize("obj", PUSH_PULL_OBJECTS[:4], ids=["int", "str", "float", "dict"])
+@pytest.mark.parametrize("obj", PUSH_PULL_OBJECTS, ids=["int", "str", "float", "dict"])
 def test_push_pull_serialized(mec: multiengine.MultiEngineClient, obj: Any) -> None:
     # testPushPullSerialized
     mec.push_serialized(dict(key=multiengine.serialize(obj)), targets=0)
@@ -367,21 +333,6 @@ PROPERTIES_METHODS = [
 ]
 
 
-def clean_properties(mec: multiengine.MultiEngineClient) -> None:
-    """Start from no properties, as the seed's fresh engines did.
-
-    The fixture's reset() should already have cleared them (test_reset_clears_properties
-    checks that); clearing here keeps a failure of reset from spilling into these tests.
-    """
-    with pytest.warns(DeprecationWarning):
-        mec.clear_properties()
-
-
-def dikt() -> dict[str, Any]:
-    # The seed's e=range(5) was a list in Python 2.
-    return dict(a=5, b="asdf", c=True, d=None, e=list(range(5)))
-
-
 def test_iengine_properties_interface_methods(mec: multiengine.MultiEngineClient) -> None:
     # testIEnginePropertiesInterface + testIEnginePropertiesInterfaceMethods. The seed's
     # ``properties`` attribute of an engine is reached through get_properties.
@@ -465,7 +416,9 @@ def test_strict_dict(mec: multiengine.MultiEngineClient) -> None:
         "import threading",
         targets=0,
     )
-    ev = assert_remote(InvalidProperty, mec.execute, "p['a'] = threading.Lock()", targets=0)
+    ev = assert_remote(InvalidProperty, mec.execute, "p['a'] = threading.Lock()", targets=0).elist[
+        0
+    ][1]
     assert "'a'" in str(ev)
     # values are copied in and out: mutating what one reads changes nothing stored
     mec.execute("p['a'] = list(range(5))", targets=0)

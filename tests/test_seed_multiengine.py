@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_remote, clean_properties, pending
+from seed_data import INVALID_COMMANDS, PUSH_PULL_OBJECTS, TESTF, TESTG, VALID_COMMANDS, dikt
 
 import multiengine
 from multiengine.client.mapper import ParallelFunction
@@ -35,21 +37,6 @@ from multiengine.errors import (
 MEC = multiengine.MultiEngineClient
 ALL = [0, 1, 2, 3]
 
-# ---------------------------------------------------------------------------------------------
-# Shared data of engineservicetest.py, in Python 3 form.
-#
-from seed_data import INVALID_COMMANDS, VALID_COMMANDS  # noqa: E402
-
-PUSH_PULL_OBJECTS: list[Any] = [10, "hi there", 1.2342354, {"p": (1, 2)}]
-
-# The seed's helpers testf/testg, defined as in an interactive session (module '__main__'):
-# the case contract decision 9 covers (they travel by value and resolve their globals in
-# the engine's namespace). ``globala`` is deliberately not defined here.
-_HELPERS: dict[str, Any] = {"__name__": "__main__"}
-exec("def testf(x):\n    return 2.0*x\n\ndef testg(x):\n    return globala*x\n", _HELPERS)
-TESTF = _HELPERS["testf"]  # bound to non-test names, so pytest does not collect them
-TESTG = _HELPERS["testg"]
-
 
 def expected(index: int, engine_id: int, number: int | None = None) -> dict[str, Any]:
     """VALID_COMMANDS[index]'s message from ``engine_id`` (``number`` overrides the sequence's)."""
@@ -57,41 +44,6 @@ def expected(index: int, engine_id: int, number: int | None = None) -> dict[str,
     if number is not None:
         msg["number"] = number
     return msg
-
-
-def assert_remote(
-    exc_type: type[BaseException], func: Callable[..., Any], *args: Any, **kwargs: Any
-) -> CompositeError:
-    """``func`` fails with a CompositeError whose every engine error is an ``exc_type``
-    (the seed's ``_raise_it``: ``raise_exception()`` re-raises that type)."""
-    with pytest.raises(CompositeError) as excinfo:
-        func(*args, **kwargs)
-    e = excinfo.value
-    assert e.elist, "a CompositeError without errors"
-    for et, ev, _ in e.elist:
-        assert isinstance(ev, exc_type), f"expected {exc_type.__name__}, got {et.__name__}: {ev}"
-    with pytest.raises(exc_type):
-        e.raise_exception()
-    return e
-
-
-def pending(x: Any) -> multiengine.PendingResult:
-    """The seed's ``isdid(did)``: a non-blocking call returned a pending result."""
-    assert isinstance(x, multiengine.PendingResult)
-    assert isinstance(x.result_id, str) and x.result_id
-    return x
-
-
-def dikt() -> dict[str, Any]:
-    # The seed's e=range(5) was a list in Python 2.
-    return dict(a=5, b="asdf", c=True, d=None, e=list(range(5)))
-
-
-def clean_properties(mec: MEC) -> None:
-    """Start from no properties, as the seed's fresh engines did (the fixture's reset()
-    should already have done it: test_seed_engine.py::test_reset_clears_properties)."""
-    with pytest.warns(DeprecationWarning):
-        mec.clear_properties()
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ depends on a fresh controller (task ids 0, 1, 2...) or on there being one engine
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime
 
 import pytest
+from helpers import wait_until
 
 import multiengine
 from multiengine import MapTask, StringTask, TaskRejectError, TaskResult
@@ -33,14 +33,6 @@ from multiengine.errors import CompositeError, TaskAborted, TaskTimeout
 TC = multiengine.TaskClient
 MEC = multiengine.MultiEngineClient
 STAMP = "%Y/%m/%d %H:%M:%S"
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,7 +376,7 @@ def test_queue_status_buckets(fresh_cluster: Callable[..., Cluster]) -> None:
     running = tc.run(StringTask("import time; time.sleep(1.0)"))
     waiting = [tc.run(StringTask(f"w = {i}")) for i in range(5)]
     wait_until(
-        lambda: running in tc.queue_status(True)["pending"], 5, "the sleeper to be handed out"
+        lambda: running in tc.queue_status(True)["pending"], message="the sleeper to be handed out"
     )
     st = tc.queue_status(True)
     assert running in st["pending"]

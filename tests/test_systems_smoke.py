@@ -12,11 +12,11 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from helpers import wait_until
 from systems.fixtures import (  # noqa: F401  (the *_fixture ones register slurm_cluster, sge_cluster, ssh_hosts)
     SGECluster,
     SlurmCluster,
@@ -46,13 +46,6 @@ def run(
     return r
 
 
-def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.25)
-
-
 # ---------------------------------------------------------------- Slurm
 def _squeue(cluster: SlurmCluster, jid: str, fmt: str = "%T") -> str:
     return run(["squeue", "-h", "-j", jid, "-o", fmt], env=cluster.environ()).stdout.strip()
@@ -79,7 +72,7 @@ def test_slurm_batch_job_runs_srun(slurm_cluster: SlurmCluster, tmp_path: Path) 
         env=env,
     )
     jid = r.stdout.strip().split(";")[0]
-    wait_until(lambda: _squeue(slurm_cluster, jid) == "", 60, f"slurm job {jid} to finish")
+    wait_until(lambda: _squeue(slurm_cluster, jid) == "", 60, 0.25, f"slurm job {jid} to finish")
     assert _job_state(slurm_cluster, jid) == "COMPLETED"
     assert (tmp_path / f"job-{jid}.out").read_text().split() == [socket.gethostname()]
 
@@ -91,9 +84,16 @@ def test_slurm_scancel(slurm_cluster: SlurmCluster) -> None:
         .stdout.strip()
         .split(";")[0]
     )
-    wait_until(lambda: _squeue(slurm_cluster, jid) == "RUNNING", 30, f"slurm job {jid} to run")
+    wait_until(
+        lambda: _squeue(slurm_cluster, jid) == "RUNNING", 30, 0.25, f"slurm job {jid} to run"
+    )
     run(["scancel", jid], env=env)
-    wait_until(lambda: _squeue(slurm_cluster, jid) == "", 30, f"slurm job {jid} to leave squeue")
+    wait_until(
+        lambda: _squeue(slurm_cluster, jid) == "",
+        30,
+        0.25,
+        f"slurm job {jid} to leave squeue",
+    )
     assert _job_state(slurm_cluster, jid) == "CANCELLED"
 
 
@@ -121,7 +121,7 @@ def test_sge_array_job_runs(sge_cluster: SGECluster, tmp_path: Path) -> None:
     ).stdout.strip()  # "7.1-2:1"
     jid = out.split(".")[0]
     assert jid.isdigit(), out
-    wait_until(lambda: not _sge_job_known(sge_cluster, jid), 60, f"sge job {jid} to finish")
+    wait_until(lambda: not _sge_job_known(sge_cluster, jid), 60, 0.25, f"sge job {jid} to finish")
     for task in (1, 2):
         assert (tmp_path / f"arr.{task}.out").read_text().strip() == f"job={jid} task={task}"
 
@@ -136,9 +136,9 @@ def test_sge_qdel(sge_cluster: SGECluster, tmp_path: Path) -> None:
         lines = run(["qstat"], env=env).stdout.splitlines()
         return any(line.split()[:1] == [jid] and line.split()[4] == "r" for line in lines[2:])
 
-    wait_until(running, 30, f"sge job {jid} to run")
+    wait_until(running, 30, 0.25, f"sge job {jid} to run")
     run(["qdel", jid], env=env)
-    wait_until(lambda: not _sge_job_known(sge_cluster, jid), 30, f"sge job {jid} to go")
+    wait_until(lambda: not _sge_job_known(sge_cluster, jid), 30, 0.25, f"sge job {jid} to go")
 
 
 # ---------------------------------------------------------------- ssh hosts

@@ -20,7 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import helpers
 import pytest
+from helpers import running_engine, wait_until
 
 import multiengine
 from multiengine import MapTask, StringTask, TaskResult
@@ -31,37 +33,11 @@ TC = multiengine.TaskClient
 MEC = multiengine.MultiEngineClient
 
 
-def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
-
-
 def finish(tc: TC, tids: int | list[int], timeout: float = 10.0) -> float:
-    """Wait (polling, with a deadline) until every task has finished; the seconds waited."""
-    ids = [tids] if isinstance(tids, int) else list(tids)
+    """Wait until every task has finished; the seconds waited."""
     t0 = time.monotonic()
-
-    def done() -> bool:
-        st = tc.queue_status(True)
-        return set(ids) <= set(st["succeeded"]) | set(st["failed"])
-
-    wait_until(done, timeout, f"tasks {ids} to finish")
+    helpers.finish(tc, tids, timeout)
     return time.monotonic() - t0
-
-
-def running_engine(mec: MEC) -> int:
-    """The id of the one engine that is running something now."""
-    busy: list[int] = []
-
-    def found() -> bool:
-        busy[:] = [eid for eid, q in mec.queue_status() if q["pending"] is not None]
-        return len(busy) == 1
-
-    wait_until(found, 5, "exactly one busy engine")
-    return busy[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,7 +51,7 @@ def test_priority_orders_waiting_tasks_fifo_among_equals(
     mec, tc = c.multiengine_client(), c.task_client()
     mec.execute("order = []")
     sleeper = tc.run(StringTask("import time; time.sleep(0.5)"))
-    wait_until(lambda: sleeper in tc.queue_status(True)["pending"], 5, "the sleeper to start")
+    wait_until(lambda: sleeper in tc.queue_status(True)["pending"], message="the sleeper to start")
     # Two tasks of the highest priority first: they are the ones a prefetching scheduler
     # may already have handed to the busy engine (at most two), and they run first anyway.
     first = [tc.run(StringTask(f"order.append('first{i}')", priority=100)) for i in range(2)]
@@ -147,7 +123,7 @@ def test_abort_of_a_running_task_interrupts_it(fresh_cluster: Callable[..., Clus
     c = fresh_cluster(1)
     mec, tc = c.multiengine_client(), c.task_client()
     tid = tc.run(StringTask("x = 1\nimport time\ntime.sleep(30)"))
-    wait_until(lambda: tid in tc.queue_status(True)["pending"], 5, "the task to start")
+    wait_until(lambda: tid in tc.queue_status(True)["pending"], message="the task to start")
     time.sleep(0.2)  # surely running on the engine now
     assert tc.abort(tid) is None
     assert finish(tc, tid, 10) < 2.5
@@ -164,7 +140,7 @@ def test_abort_of_a_running_task_interrupts_it(fresh_cluster: Callable[..., Clus
         return 1
 
     tid = tc.run(MapTask(nap))
-    wait_until(lambda: tid in tc.queue_status(True)["pending"], 5, "the map task to start")
+    wait_until(lambda: tid in tc.queue_status(True)["pending"], message="the map task to start")
     time.sleep(0.2)
     tc.abort(tid)
     assert finish(tc, tid, 10) < 2.5
@@ -193,7 +169,7 @@ def test_abort_of_waiting_tasks(fresh_cluster: Callable[..., Cluster]) -> None:
     mec, tc = c.multiengine_client(), c.task_client()
     mec.execute("ran = []")
     sleeper = tc.run(StringTask("import time; time.sleep(0.5)"))
-    wait_until(lambda: sleeper in tc.queue_status(True)["pending"], 5, "the sleeper to start")
+    wait_until(lambda: sleeper in tc.queue_status(True)["pending"], message="the sleeper to start")
     waiting = [tc.run(StringTask(f"ran.append({i})")) for i in range(6)]
     for tid in waiting[::2]:  # sent ahead to the engine or still in the controller: both abort
         tc.abort(tid)
@@ -217,7 +193,9 @@ def test_interrupt_stops_running_execute(fresh_cluster: Callable[..., Cluster]) 
     behind = mec.execute("z = 3", targets=0, block=False)
     pr1 = mec.execute("import time\ntime.sleep(0.6)\ny = 2", targets=1, block=False)
     wait_until(
-        lambda: all(q["pending"] for _, q in mec.queue_status()), 5, "both engines to be busy"
+        lambda: all(q["pending"] for _, q in mec.queue_status()),
+        5,
+        message="both engines to be busy",
     )
     time.sleep(0.2)
     t0 = time.monotonic()
@@ -262,7 +240,7 @@ def test_interrupt_stops_a_running_task(fresh_cluster: Callable[..., Cluster]) -
     mec, tc = c.multiengine_client(), c.task_client()
     tid = tc.run(StringTask("x = 1\nimport time\ntime.sleep(30)", retries=2))
     after = tc.run(StringTask("y = x + 1", pull="y"))
-    wait_until(lambda: tid in tc.queue_status(True)["pending"], 5, "the task to start")
+    wait_until(lambda: tid in tc.queue_status(True)["pending"], message="the task to start")
     time.sleep(0.2)
     mec.interrupt()
     assert finish(tc, tid, 10) < 2.5  # not retried into another 30 s sleep
@@ -324,7 +302,9 @@ def test_engine_killed_mid_task_without_retries_gives_engine_error(
     string_tid = tc.run(StringTask("import time; time.sleep(20)"))
     map_tid = tc.run(MapTask(nap))
     wait_until(
-        lambda: all(q["pending"] for _, q in mec.queue_status()), 5, "both engines to be busy"
+        lambda: all(q["pending"] for _, q in mec.queue_status()),
+        5,
+        message="both engines to be busy",
     )
     for pid in c.engine_pids().values():
         os.kill(pid, signal.SIGKILL)
@@ -346,7 +326,7 @@ def test_tasks_waiting_on_a_dying_engine_are_not_lost(
     c = fresh_cluster(1, heartbeat_timeout=1.0)
     mec, tc = c.multiengine_client(), c.task_client()
     doomed = tc.run(StringTask("import time; time.sleep(20)"))
-    wait_until(lambda: doomed in tc.queue_status(True)["pending"], 5, "the task to start")
+    wait_until(lambda: doomed in tc.queue_status(True)["pending"], message="the task to start")
     waiting = [tc.run(StringTask(f"who = id\nk = {i}", pull=["who", "k"])) for i in range(4)]
     pid = c.engine_pids()[0]
     c.start_engines(1)
@@ -509,7 +489,9 @@ def test_imap_over_an_unbounded_generator(fresh_cluster: Callable[..., Cluster])
     # the client goes on working, and what was submitted ahead drains
     assert tc.map(lambda x: 2 * x, range(5)) == [0, 2, 4, 6, 8]
     wait_until(
-        lambda: (s := tc.queue_status())["scheduled"] + s["pending"] == 0, 20, "the queue to drain"
+        lambda: (s := tc.queue_status())["scheduled"] + s["pending"] == 0,
+        20,
+        message="the queue to drain",
     )
 
 
@@ -613,7 +595,7 @@ def test_a_task_waits_behind_a_running_execute(fresh_cluster: Callable[..., Clus
     assert pr.wait(5)
     # and the other way round: a command waits behind a running task
     tid = tc.run(StringTask("import time; time.sleep(0.6)\nz = 3"))
-    wait_until(lambda: tid in tc.queue_status(True)["pending"], 5, "the task to start")
+    wait_until(lambda: tid in tc.queue_status(True)["pending"], message="the task to start")
     t0 = time.monotonic()
     pr = mec.execute("w = z + 1", block=False)
     assert pr.wait(5)
