@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Callable
 
 import pytest
+from helpers import HANG, Latch
 
 import multiengine
 from multiengine.cluster.cluster import Cluster
@@ -33,27 +34,24 @@ async def test_async_multiengine_client(
 
 @pytest.mark.asyncio
 async def test_calls_run_concurrently_and_the_loop_stays_free(
-    cluster: Cluster, mec: multiengine.MultiEngineClient
+    cluster: Cluster, mec: multiengine.MultiEngineClient, latch: Callable[[], Latch]
 ) -> None:
+    # Each engine's command says it started, then waits for a release that a coroutine on
+    # the event loop gives only once both have started. Both calls must be in flight at
+    # once, and the loop must keep running while they are: otherwise nothing ends.
+    started, release = [latch(), latch()], latch()
+
+    async def releaser() -> None:
+        while not all(s.is_set() for s in started):
+            await asyncio.sleep(0.01)
+        release.set()
+
     async with multiengine.AsyncMultiEngineClient(cluster_dir=cluster.cluster_dir.path) as amec:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.02)
-                ticks += 1
-
-        tick_task = asyncio.create_task(ticker())
-        t0 = time.monotonic()
-        # one sleep on each of two engines at once: about 0.5 s, not 1 s
-        await asyncio.gather(
-            *(amec.execute("import time; time.sleep(0.5)", targets=i) for i in (0, 1))
-        )
-        elapsed = time.monotonic() - t0
-        tick_task.cancel()
-        assert elapsed < 0.9
-        assert ticks >= 10  # the event loop kept running while the engines worked
+        calls = [
+            amec.execute(f"{started[i].set_code}\n{release.wait_code}", targets=i) for i in (0, 1)
+        ]
+        results = await asyncio.wait_for(asyncio.gather(*calls, releaser()), HANG)
+    assert [[r["id"] for r in rl] for rl in results[:2]] == [[0], [1]]
 
 
 @pytest.mark.asyncio

@@ -12,14 +12,13 @@ import json
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq
-from helpers import assert_cluster_works, error_types, wait_until
+from helpers import HANG, Latch, assert_cluster_works, call_within, error_types, wait_until
 
 import multiengine
 from multiengine.errors import (
@@ -39,28 +38,6 @@ NO_ENGINES = "There are no engines registered. Check the logs if you think there
 
 
 # ---------------------------------------------------------------- helpers
-def call_within(fn: Callable[[], Any], seconds: float) -> dict[str, Any]:
-    """Run ``fn`` on a daemon thread; fail the test if it has not returned within ``seconds``.
-
-    Returns ``{'value': ...}`` or ``{'error': exception}`` and the elapsed time.
-    """
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # handed back to the test
-            box["error"] = e
-
-    t0 = time.monotonic()
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), f"the call did not return within {seconds:g} s"
-    box["elapsed"] = time.monotonic() - t0
-    return box
-
-
 # ---------------------------------------------------------------- targets and block
 def test_unknown_engine_id_raises_invalid_engine_id_directly(
     mec: multiengine.MultiEngineClient,
@@ -212,13 +189,15 @@ def test_push_function_of_a_non_function_raises_type_error(
 
 # ---------------------------------------------------------------- the queue
 def test_an_error_clears_the_queue_behind_it_and_keeps_the_namespace(
-    mec: multiengine.MultiEngineClient,
+    mec: multiengine.MultiEngineClient, latch: Callable[[], Latch]
 ) -> None:
     mec.execute("kept = 5")
-    failing = mec.execute("import time; time.sleep(0.5); 1/0", block=False)
+    gate = latch()  # the command fails only once the others wait behind it
+    failing = mec.execute(f"import time\n{gate.wait_code}\n1/0", block=False)
     queued_exec = mec.execute("after = 2", block=False)
     queued_push = mec.push({"pushed": 3}, block=False)
-    assert failing.wait(15) and queued_exec.wait(15) and queued_push.wait(15)
+    gate.set()
+    assert failing.wait(HANG) and queued_exec.wait(HANG) and queued_push.wait(HANG)
     with pytest.raises(CompositeError) as info:
         _ = failing.r
     assert error_types(info.value) == [ZeroDivisionError] * 4
@@ -238,11 +217,13 @@ def test_an_error_clears_the_queue_behind_it_and_keeps_the_namespace(
 
 
 def test_an_error_on_one_engine_clears_only_that_engines_queue(
-    mec: multiengine.MultiEngineClient,
+    mec: multiengine.MultiEngineClient, latch: Callable[[], Latch]
 ) -> None:
-    failing = mec.execute("import time; time.sleep(0.5)\nif id == 0: 1/0", block=False)
+    gate = latch()  # the command fails only once the next one waits behind it
+    failing = mec.execute(f"{gate.wait_code}\nif id == 0: 1/0", block=False)
     queued = mec.execute("after = id", block=False)
-    assert failing.wait(15) and queued.wait(15)
+    gate.set()
+    assert failing.wait(HANG) and queued.wait(HANG)
     with pytest.raises(CompositeError) as info:
         _ = failing.r
     assert error_types(info.value) == [ZeroDivisionError]
@@ -278,13 +259,12 @@ def test_forged_garbage_and_truncated_messages_are_dropped(
         ]
         for frames in bad_messages:
             sock.send_multipart(frames)
-        # none of them gets an answer...
-        assert sock.poll(500) == 0, "the controller answered a message it could not verify"
-        # ...but a good message on the same socket does
+        # a good message on the same socket, after them, is answered...
         sock.send_multipart(good.frames({"t": "get_ids", "id": 7}))
-        assert sock.poll(5000), "the controller stopped answering after bad messages"
+        assert sock.poll(HANG * 1000), "the controller stopped answering after bad messages"
+        # ...and its answer is the first one: none of the bad messages got an answer
         reply = good.parse(sock.recv_multipart())
-        assert reply.header["id"] == 7
+        assert reply.header["id"] == 7, "the controller answered a message it could not verify"
     finally:
         sock.close(0)
     assert mec.status()["dropped_messages"] == dropped_before + len(bad_messages)
@@ -300,10 +280,11 @@ def test_a_client_with_a_wrong_key_gets_controller_connection_error(
     wrong = tmp_path / "client.json"
     wrong.write_text(json.dumps(data))
     dropped_before = mec.status()["dropped_messages"]
-    t0 = time.monotonic()
     with pytest.raises(ControllerConnectionError) as info:
-        multiengine.MultiEngineClient(connection_file=wrong, timeout=1)
-    assert time.monotonic() - t0 < 5
+        call_within(
+            lambda: multiengine.MultiEngineClient(connection_file=wrong, timeout=1),
+            message="a client with a wrong key",
+        )
     assert "key" in str(info.value)
     assert mec.status()["dropped_messages"] > dropped_before
     assert_cluster_works(mec)
@@ -334,7 +315,7 @@ def test_an_engine_killed_mid_execute_gives_engine_error(
     c = fresh_cluster(2)
     mec = c.multiengine_client()
     assert mec.get_ids() == [0, 1]
-    running = mec.execute("import time; time.sleep(30)", targets=0, block=False)
+    running = mec.execute("import time; time.sleep(600)", targets=0, block=False)
     queued = mec.execute("never = 1", targets=0, block=False)
     wait_until(
         lambda: mec.status()["engines"][0]["running"] is not None,
@@ -342,9 +323,7 @@ def test_an_engine_killed_mid_execute_gives_engine_error(
     )
     pid = c.engine_pids()[0]
     os.kill(pid, signal.SIGKILL)
-    t0 = time.monotonic()
-    assert running.wait(10), "the command on the killed engine did not fail within 10 s"
-    assert time.monotonic() - t0 < 10
+    assert running.wait(HANG), "the command on the killed engine never failed"
     for pr in (running, queued):
         with pytest.raises(CompositeError) as info:
             _ = pr.r
@@ -366,9 +345,8 @@ def test_the_controller_gone_raises_controller_connection_error(
     assert c.controller is not None
     os.kill(c.controller.pid, signal.SIGKILL)
     c.controller.wait(10)
-    box = call_within(lambda: mec.execute("a = 1"), 15)
-    assert isinstance(box.get("error"), ControllerConnectionError), box
-    assert box["elapsed"] < 10
+    with pytest.raises(ControllerConnectionError):
+        call_within(lambda: mec.execute("a = 1"), message="execute with the controller gone")
     # a later call fails the same way, rather than hanging
-    box = call_within(mec.get_ids, 15)
-    assert isinstance(box.get("error"), ControllerConnectionError), box
+    with pytest.raises(ControllerConnectionError):
+        call_within(mec.get_ids, message="get_ids with the controller gone")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import time
 
 import numpy as np
 import pytest
@@ -377,9 +376,12 @@ def test_f23_reset_then_get_result_is_index_error(mec):
     assert str(exc.value).split("\n")[1] == "[0:get_result]: IndexError: index None out of range"
 
 
-def test_f23_clear_queue_clears_queued_commands(mec):
-    prs = [mec.execute("import time; time.sleep(0.3)", block=False) for _ in range(5)]
+def test_f23_clear_queue_clears_queued_commands(mec, latch):
+    gate = latch()  # the first command runs until the queue behind it is cleared
+    prs = [mec.execute(gate.wait_code, block=False)]
+    prs += [mec.execute("import time; time.sleep(0.3)", block=False) for _ in range(4)]
     assert mec.clear_queue() == [None] * 4
+    gate.set()
     mec.barrier(prs)
     assert [r["id"] for r in prs[0].r] == [0, 1, 2, 3]  # the running one completed
     for pr in prs[1:]:
@@ -390,7 +392,7 @@ def test_f23_clear_queue_clears_queued_commands(mec):
         assert all(
             ln.startswith("[Engine Exception]QueueCleared") for ln in str(exc.value).split("\n")[1:]
         )
-    # only the first sleep ran: numbering counts executed commands
+    # only the first command ran: numbering counts executed commands
     assert [r["number"] for r in mec.execute("pass")] == [2, 2, 2, 2]
 
 
@@ -663,14 +665,14 @@ def test_get_result_honours_targets(mec):
     assert [r["id"] for r in rl] == [1]
 
 
-def test_decision12_queue_status(mec):
+def test_decision12_queue_status(mec, latch):
     assert mec.queue_status() == [(i, {"queue": [], "pending": None}) for i in range(4)]
-    running = mec.execute("import time; time.sleep(0.5)", targets=0, block=False)
+    gate = latch()
+    running = mec.execute(gate.wait_code, targets=0, block=False)
     queued = mec.execute("a=1", targets=0, block=False)
     status = mec.queue_status(targets=0)
-    assert status == [
-        (0, {"queue": ["execute('a=1')"], "pending": "execute('import time; time.sleep(0.5)')"})
-    ]
+    assert status == [(0, {"queue": ["execute('a=1')"], "pending": f"execute({gate.wait_code!r})"})]
+    gate.set()
     mec.barrier([running, queued])
     assert mec.queue_status(targets=0) == [(0, {"queue": [], "pending": None})]
 
@@ -705,10 +707,11 @@ def test_run_file(mec, tmp_path):
         mec.run(bad)
 
 
-def test_sleep_keeps_per_engine_order(mec):
-    t0 = time.monotonic()
-    pr1 = mec.execute("import time; time.sleep(0.2); v = 1", block=False)
+def test_commands_keep_their_order_on_each_engine(mec, latch):
+    gate = latch()
+    pr1 = mec.execute(f"{gate.wait_code}\nv = 1", block=False)
     pr2 = mec.execute("v = v + 1", block=False)
+    assert not pr2.done()  # it waits behind the first command, which cannot end yet
+    gate.set()
     assert pr2.r and pr1.r
-    assert time.monotonic() - t0 >= 0.2
     assert mec.pull("v") == [2] * 4

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
-import time
+from collections.abc import Callable
 
 import pytest
-from helpers import wait_until
+from helpers import HANG, Latch, wait_for_path, wait_until
 
 import multiengine
 
@@ -22,15 +22,19 @@ def test_task_executor_submit_result_and_exception(tc: multiengine.TaskClient) -
         assert isinstance(bad.exception(), ZeroDivisionError)
 
 
-def test_task_executor_completes_quick_work_before_slow(tc: multiengine.TaskClient) -> None:
+def test_task_executor_completes_quick_work_before_slow(
+    tc: multiengine.TaskClient, latch: Callable[[], Latch]
+) -> None:
+    gate = latch()
     with tc.executor() as ex:
-        slow = ex.submit(time.sleep, 1.0)
+        slow = ex.submit(wait_for_path, str(gate.path))  # cannot end before the gate opens
         quick = ex.submit(abs, -5)
-        assert quick.result(5) == 5
+        assert quick.result(HANG) == 5
         assert not slow.done()  # each Future completes when its own task does
-        done = list(cf.as_completed([ex.submit(abs, -i) for i in range(6)], timeout=10))
+        done = list(cf.as_completed([ex.submit(abs, -i) for i in range(6)], timeout=HANG))
         assert sorted(f.result() for f in done) == list(range(6))
-        assert slow.result(5) is None
+        gate.set()
+        assert slow.result(HANG) is None
 
 
 def test_task_executor_map_callbacks_and_shutdown(tc: multiengine.TaskClient) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import Latch, wait_until
 
 import multiengine
 from multiengine.wire import chunks
@@ -74,22 +76,34 @@ def test_large_bytes_travel_out_of_band(mec: multiengine.MultiEngineClient) -> N
 
 
 def test_a_large_push_behind_a_running_command_waits_its_turn(
-    mec: multiengine.MultiEngineClient, big: np.ndarray
+    mec: multiengine.MultiEngineClient, big: np.ndarray, latch: Callable[[], Latch]
 ) -> None:
     # The pieces reach the controller while engine 0 is busy; they must be held and
     # sent after the running command, in order, and the engine must get all of them.
-    running = mec.execute("import time; time.sleep(0.4); before = 1", targets=0, block=False)
+    gate = latch()
+    running = mec.execute(f"{gate.wait_code}\nbefore = 1", targets=0, block=False)
     pushed = mec.push({"a": big}, targets=0, block=False)
+    wait_until(
+        lambda: len(mec.queue_status(targets=0)[0][1]["queue"]) == 1,
+        message="the push to wait in engine 0's queue",
+    )
+    gate.set()
     assert running.r and pushed.r == [None]
     mec.execute("s = float(a.sum())", targets=0)
     assert mec.pull(["before", "s"], targets=0) == [[1, float(big.sum())]]
 
 
 def test_a_large_push_cleared_from_the_queue_loses_nothing_else(
-    mec: multiengine.MultiEngineClient, big: np.ndarray
+    mec: multiengine.MultiEngineClient, big: np.ndarray, latch: Callable[[], Latch]
 ) -> None:
-    running = mec.execute("import time; time.sleep(0.3); 1/0", targets=0, block=False)
+    gate = latch()  # the command fails only once the push waits behind it
+    running = mec.execute(f"{gate.wait_code}\n1/0", targets=0, block=False)
     pushed = mec.push({"a": big}, targets=0, block=False)
+    wait_until(
+        lambda: len(mec.queue_status(targets=0)[0][1]["queue"]) == 1,
+        message="the push to wait in engine 0's queue",
+    )
+    gate.set()
     with pytest.raises(multiengine.CompositeError):
         running.get_result()
     with pytest.raises(multiengine.CompositeError) as info:

@@ -6,10 +6,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from helpers import Latch, idle, wait_until
 
 import multiengine
 from multiengine.cluster.cluster import Cluster
@@ -97,21 +97,32 @@ def test_autopx_toggles_and_runs_cells_remotely(
 
 
 def test_ctrl_c_during_px_interrupts_the_engines(
-    ip: InteractiveShell, mec: multiengine.MultiEngineClient, cluster: Cluster
+    ip: InteractiveShell,
+    mec: multiengine.MultiEngineClient,
+    cluster: Cluster,
+    latch: Callable[[], Latch],
 ) -> None:
     mec.activate()
     main = threading.main_thread().ident
     assert main is not None
-    timer = threading.Timer(0.5, lambda: signal.pthread_kill(main, signal.SIGINT))
-    timer.start()
-    t0 = time.monotonic()
-    ip.run_cell("%px import time; time.sleep(20)")
-    timer.join()
-    deadline = time.monotonic() + 5
-    while any(s[1]["pending"] for s in mec.queue_status()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    started = [latch() for _ in range(4)]
+    paths = [str(s.path) for s in started]
+
+    def ctrl_c() -> None:  # once every engine runs the command (or on a timeout: unblock)
+        try:
+            wait_until(lambda: all(s.is_set() for s in started), message="the engines to start")
+        finally:
+            signal.pthread_kill(main, signal.SIGINT)
+
+    sender = threading.Thread(target=ctrl_c, daemon=True)
+    sender.start()
+    # each engine says it has started, then sleeps far longer than any wait here
+    ip.run_cell(f"%px open({paths!r}[id], 'a').close(); import time; time.sleep(600)")
+    sender.join()
+    assert all(s.is_set() for s in started)
+    # the engines stopped: only the interrupt can have ended their sleep
+    wait_until(lambda: idle(mec), message="the engines to stop running the command")
     assert mec.queue_status() == [(i, {"queue": [], "pending": None}) for i in range(4)]
-    assert time.monotonic() - t0 < 6  # the engines stopped, they did not sleep 20 s
     assert mec.pull("id") == [0, 1, 2, 3]
 
 

@@ -14,11 +14,10 @@ semantics are checked on the PendingResults that ``block=False`` calls return:
 from __future__ import annotations
 
 import string
-import time
 from typing import Any
 
 import pytest
-from helpers import plain_repr, wait_until
+from helpers import HANG, call_within, plain_repr, wait_until
 
 from multiengine import PendingResult, ResultList
 from multiengine.errors import (
@@ -27,8 +26,6 @@ from multiengine.errors import (
     InvalidDeferredID,
     NotAPendingResult,
 )
-
-SLEEP = "import time; time.sleep(0.5)"
 
 
 def poll_result(pr: PendingResult) -> Any:
@@ -102,15 +99,17 @@ def test_unknown_id_raises_invalid_deferred_id(mec):
 # ---------------------------------------------------------------- blocking / non-blocking
 
 
-def test_nonblocking_get_returns_default_while_running_then_the_value(mec):
-    pr = mec.execute(SLEEP, block=False)
+def test_nonblocking_get_returns_default_while_running_then_the_value(mec, latch):
+    gate = latch()
+    pr = mec.execute(gate.wait_code, block=False)
     assert pr.get_result(block=False) is None
     assert pr.get_result("NOTREADY", block=False) == "NOTREADY"
     assert pr.get_result(default=42, block=False) == 42
+    gate.set()
     rl = pr.get_result()  # blocks until done
     assert isinstance(rl, ResultList)
     assert [r["id"] for r in rl] == [0, 1, 2, 3]
-    assert all(r["input"]["raw"] == SLEEP for r in rl)
+    assert all(r["input"]["raw"] == gate.wait_code for r in rl)
     # once retrieved, the non-blocking form returns the value, not the default
     assert pr.get_result("NOTREADY", block=False) is rl
 
@@ -123,22 +122,27 @@ def test_nonblocking_get_after_completion_returns_value(mec):
     assert pr.r is value
 
 
-def test_blocking_get_waits_for_the_result(mec):
-    t0 = time.monotonic()
-    pr = mec.execute(SLEEP + "\nz = 7", block=False)
-    assert time.monotonic() - t0 < 0.4, "block=False must return at once"
-    assert len(pr.r) == 4
-    assert time.monotonic() - t0 >= 0.45
+def test_blocking_get_waits_for_the_result(mec, latch):
+    gate = latch()
+    # block=False returns at once: the command cannot end before the gate opens
+    pr = call_within(
+        lambda: mec.execute(gate.wait_code + "\nz = 7", block=False), message="execute(block=False)"
+    )
+    assert not pr.done()
+    gate.set()
+    assert len(pr.r) == 4  # .r waits for the whole result
     assert mec.pull("z") == [7, 7, 7, 7]
 
 
-def test_done_and_wait(mec):
-    pr = mec.execute(SLEEP, block=False)
+def test_done_and_wait(mec, latch):
+    gate = latch()
+    pr = mec.execute(gate.wait_code, block=False)
     assert pr.done() is False
     assert pr.wait(0.05) is False
     assert pr.done() is False
     assert pr.get_result("NOTREADY", block=False) == "NOTREADY"
-    assert pr.wait(10) is True
+    gate.set()
+    assert pr.wait(HANG) is True
     assert pr.done() is True
     assert [r["id"] for r in pr.r] == [0, 1, 2, 3]
     assert pr.wait(0) is True
@@ -153,12 +157,14 @@ def test_done_and_wait_do_not_raise_a_failed_result(mec):
     assert [et for et, _, _ in exc.value.elist] == [ZeroDivisionError] * 4
 
 
-def test_second_concurrent_waiter_gets_invalid_deferred_id(mec):
+def test_second_concurrent_waiter_gets_invalid_deferred_id(mec, latch):
     """seed test_double_get: while a blocking fetch waits, another fetch of the id fails."""
-    pr = mec.execute(SLEEP, block=False)
+    gate = latch()
+    pr = mec.execute(gate.wait_code, block=False)
     assert pr.wait(0.05) is False  # a blocking fetch is now waiting on the controller
     with pytest.raises(InvalidDeferredID):
         mec.get_pending_deferred(pr.result_id)
+    gate.set()
     assert [r["id"] for r in pr.r] == [0, 1, 2, 3]
 
 
@@ -187,11 +193,13 @@ def test_callbacks_are_chained_in_order(mec):
     assert len(calls) == 2
 
 
-def test_callbacks_added_while_running_apply(mec):
-    pr = mec.execute(SLEEP, block=False)
+def test_callbacks_added_while_running_apply(mec, latch):
+    gate = latch()
+    pr = mec.execute(gate.wait_code, block=False)
     pr.add_callback(lambda rl: [r["id"] for r in rl])
     pr.add_callback(sum)
     assert pr.get_result(block=False) is None
+    gate.set()
     assert pr.r == 0 + 1 + 2 + 3
 
 
@@ -305,13 +313,14 @@ def test_flush_after_results_completed(mec):
             _ = pr.r
 
 
-def test_flush_aborts_a_waiting_fetch(mec):
+def test_flush_aborts_a_waiting_fetch(mec, latch):
     """seed test_save_get_delete: deleting an id while a fetch waits aborts the waiter."""
-    pr = mec.execute(SLEEP, block=False)
+    gate = latch()  # stays closed: the command cannot end, only the flush ends the wait
+    pr = mec.execute(gate.wait_code, block=False)
     assert pr.wait(0.05) is False
     mec.flush()
     with pytest.raises(AbortedPendingDeferredError):
-        _ = pr.r
+        call_within(lambda: pr.r, message="the flushed result's fetch")
 
 
 def test_clear_pending_results_is_flush(mec):
@@ -352,8 +361,10 @@ def test_empty_targets_nonblocking(mec):
     assert mec.keys() == [["id", "mpi"]] * 4
 
 
-def test_pending_result_repr(mec):
-    pr = mec.execute(SLEEP, block=False)
+def test_pending_result_repr(mec, latch):
+    gate = latch()
+    pr = mec.execute(gate.wait_code, block=False)
     assert "PendingResult" in plain_repr(pr)
+    gate.set()
     _ = pr.r
     assert "PendingResult" in plain_repr(pr)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import pickle
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers import assert_remote, clean_properties
+from helpers import Latch, assert_remote, clean_properties
 from seed_data import INVALID_COMMANDS, PUSH_PULL_OBJECTS, TESTF, TESTG, VALID_COMMANDS, dikt
 
 import multiengine
@@ -290,12 +291,16 @@ def test_clear_queue(mec: multiengine.MultiEngineClient) -> None:
     assert mec.queue_status(targets=0) == [(0, {"queue": [], "pending": None})]
 
 
-def test_clear_queue_drops_queued_commands(mec: multiengine.MultiEngineClient) -> None:
+def test_clear_queue_drops_queued_commands(
+    mec: multiengine.MultiEngineClient, latch: Callable[[], Latch]
+) -> None:
     # What clear_queue is for: a command waiting behind a running one is dropped with
     # QueueCleared, the running one finishes.
-    running = mec.execute("import time; time.sleep(0.3); done = 1", targets=0, block=False)
+    gate = latch()
+    running = mec.execute(f"{gate.wait_code}\ndone = 1", targets=0, block=False)
     queued = mec.execute("queued = 1", targets=0, block=False)
     assert mec.clear_queue(targets=0) == [None]
+    gate.set()
     assert running.r[0]["number"] == 1
     with pytest.raises(CompositeError) as excinfo:
         queued.get_result()
@@ -304,18 +309,20 @@ def test_clear_queue_drops_queued_commands(mec: multiengine.MultiEngineClient) -
     assert_remote(NameError, mec.pull, "queued", targets=0)
 
 
-def test_queue_status(mec: multiengine.MultiEngineClient) -> None:
+def test_queue_status(mec: multiengine.MultiEngineClient, latch: Callable[[], Latch]) -> None:
     # testQueueStatus: the dict has 'queue' and 'pending'; while a command runs, it is the
     # 'pending' one and the next waits in 'queue'.
     ((eid, status),) = mec.queue_status(targets=0)
     assert eid == 0
     assert set(status) == {"queue", "pending"}
-    running = mec.execute("import time; time.sleep(0.3)", targets=0, block=False)
+    gate = latch()
+    running = mec.execute(gate.wait_code, targets=0, block=False)
     queued = mec.execute("a=1", targets=0, block=False)
     ((eid, status),) = mec.queue_status(targets=0)
     assert eid == 0
-    assert status["pending"] is not None and "time.sleep(0.3)" in status["pending"]
+    assert status["pending"] is not None and gate.wait_code in status["pending"]
     assert len(status["queue"]) == 1 and "a=1" in status["queue"][0]
+    gate.set()
     mec.barrier([running, queued])
     assert queued.r[0]["number"] == 2
     assert mec.queue_status(targets=0) == [(0, {"queue": [], "pending": None})]

@@ -6,7 +6,8 @@ with MultiEngine commands (contract.md §7 "Tasks and the queue", "Task outcomes
 
 Tests that interrupt, kill or time out engines run on a cluster of their own
 (``fresh_cluster``). Waits that might never end when something is broken poll with a
-deadline (``finish``) instead of blocking.
+deadline (``finish``) instead of blocking. Engines are kept busy by latches, or by
+sleeps far longer than any wait, so that only what the test does can end their work.
 """
 
 from __future__ import annotations
@@ -20,9 +21,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import helpers
 import pytest
-from helpers import running_engine, wait_until
+from helpers import (
+    HANG,
+    Latch,
+    call_within,
+    finish,
+    idle,
+    process_running,
+    running_engine,
+    wait_for_path,
+    wait_until,
+)
 
 import multiengine
 from multiengine import MapTask, StringTask, TaskResult
@@ -33,31 +43,26 @@ TC = multiengine.TaskClient
 MEC = multiengine.MultiEngineClient
 
 
-def finish(tc: TC, tids: int | list[int], timeout: float = 10.0) -> float:
-    """Wait until every task has finished; the seconds waited."""
-    t0 = time.monotonic()
-    helpers.finish(tc, tids, timeout)
-    return time.monotonic() - t0
-
-
 # ---------------------------------------------------------------------------------------------
 # priorities
 
 
 def test_priority_orders_waiting_tasks_fifo_among_equals(
-    fresh_cluster: Callable[..., Cluster],
+    fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
 ) -> None:
     c = fresh_cluster(1)
     mec, tc = c.multiengine_client(), c.task_client()
     mec.execute("order = []")
-    sleeper = tc.run(StringTask("import time; time.sleep(0.5)"))
-    wait_until(lambda: sleeper in tc.queue_status(True)["pending"], message="the sleeper to start")
+    gate = latch()
+    blocker = tc.run(StringTask(gate.wait_code))  # holds the engine until every task is in
+    wait_until(lambda: blocker in tc.queue_status(True)["pending"], message="the blocker to start")
     # Two tasks of the highest priority first: they are the ones a prefetching scheduler
     # may already have handed to the busy engine (at most two), and they run first anyway.
     first = [tc.run(StringTask(f"order.append('first{i}')", priority=100)) for i in range(2)]
     mixed = [("a", 0), ("b", 5), ("c", -1), ("d", 5), ("e", 0), ("f", 10)]
     ids = [tc.run(StringTask(f"order.append({name!r})", priority=pri)) for name, pri in mixed]
-    finish(tc, [sleeper, *first, *ids])
+    gate.set()
+    finish(tc, [blocker, *first, *ids])
     assert mec.pull("order") == [["first0", "first1", "f", "b", "d", "a", "e", "c"]]
 
 
@@ -69,10 +74,9 @@ def test_map_options_reach_every_task(fresh_cluster: Callable[..., Cluster]) -> 
             pass
         return x
 
-    t0 = time.monotonic()
+    # item 2 never ends by itself: only the time limit given to map can end it
     with pytest.raises(TaskTimeout):
-        tc.map(f, range(4), time_limit=0.5)
-    assert time.monotonic() - t0 < 5
+        call_within(lambda: tc.map(f, range(4), time_limit=0.5), message="map with a time limit")
     assert tc.map(f, [0, 1, 3], priority=3, time_limit=5) == [0, 1, 3]
 
 
@@ -87,8 +91,7 @@ def test_time_limit_stops_a_busy_loop_and_keeps_the_engine(
     mec, tc = c.multiengine_client(), c.task_client()
     mec.execute("keep = 42")
     tid = tc.run(StringTask("x = 1\nwhile True: pass", time_limit=0.5))
-    elapsed = finish(tc, tid, 10)
-    assert 0.4 <= elapsed < 2.5
+    finish(tc, tid)  # the loop never ends by itself: only the limit can end it
     with pytest.raises(TaskTimeout):  # a StringTask's timeout is raised, not returned
         tc.get_task_result(tid)
     # the engine is the same process, with its namespace (what the task set included)
@@ -102,16 +105,16 @@ def test_time_limit_stops_a_busy_loop_and_keeps_the_engine(
             pass
 
     tid = tc.run(MapTask(spin, time_limit=0.3))
-    assert finish(tc, tid, 10) < 2.5
+    finish(tc, tid)
     with pytest.raises(TaskTimeout):
         tc.get_task_result(tid)
     # a task within its limit is not disturbed, and the limit does not outlive its task
     tr = tc.run(
-        StringTask("import time; time.sleep(0.1)\nz = 3", pull="z", time_limit=0.4), block=True
+        StringTask("import time; time.sleep(0.1)\nz = 3", pull="z", time_limit=1.0), block=True
     )
     assert tr.ns.z == 3
-    tid = tc.run(StringTask("import time; time.sleep(0.8)\nw = 4", pull="w"))
-    finish(tc, tid, 10)
+    tid = tc.run(StringTask("import time; time.sleep(1.5)\nw = 4", pull="w"))
+    finish(tc, tid)
     assert tc.get_task_result(tid).ns.w == 4
 
 
@@ -119,14 +122,17 @@ def test_time_limit_stops_a_busy_loop_and_keeps_the_engine(
 # abort and interrupt
 
 
-def test_abort_of_a_running_task_interrupts_it(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_abort_of_a_running_task_interrupts_it(
+    fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
+) -> None:
     c = fresh_cluster(1)
     mec, tc = c.multiengine_client(), c.task_client()
-    tid = tc.run(StringTask("x = 1\nimport time\ntime.sleep(30)"))
-    wait_until(lambda: tid in tc.queue_status(True)["pending"], message="the task to start")
-    time.sleep(0.2)  # surely running on the engine now
+    started = latch()
+    # sleeps far longer than any wait here: only the abort can end it in time
+    tid = tc.run(StringTask(f"x = 1\n{started.set_code}\nimport time\ntime.sleep(600)"))
+    started.wait(message="the task to run on the engine")
     assert tc.abort(tid) is None
-    assert finish(tc, tid, 10) < 2.5
+    finish(tc, tid)
     with pytest.raises(TaskAborted):  # raised for a StringTask too
         tc.get_task_result(tid)
     with pytest.raises(IndexError, match="Task Already"):
@@ -135,15 +141,18 @@ def test_abort_of_a_running_task_interrupts_it(fresh_cluster: Callable[..., Clus
     assert mec.pull("x") == [1]  # the namespace survived the interrupt
     assert tc.run(StringTask("y = x + 1", pull="y"), block=True).ns.y == 2
 
+    map_started = latch()
+    path = str(map_started.path)
+
     def nap() -> int:
-        time.sleep(30)
+        open(path, "a").close()
+        time.sleep(600)
         return 1
 
     tid = tc.run(MapTask(nap))
-    wait_until(lambda: tid in tc.queue_status(True)["pending"], message="the map task to start")
-    time.sleep(0.2)
+    map_started.wait(message="the map task to run on the engine")
     tc.abort(tid)
-    assert finish(tc, tid, 10) < 2.5
+    finish(tc, tid)
     with pytest.raises(TaskAborted):
         tc.get_task_result(tid)
     assert tc.queue_status() == {"scheduled": 0, "pending": 0, "succeeded": 1, "failed": 2}
@@ -154,54 +163,58 @@ def test_abort_right_after_run_interrupts_a_task_still_arriving(
 ) -> None:
     # The user aborts a task the moment tc.run() returns; it is already handed to the
     # engine, which is still receiving its 200 MB of pushed data. The abort must not be
-    # lost: the task must end with TaskAborted without sleeping its 10 s out.
+    # lost: the task must end with TaskAborted, and the engine be free, without sleeping
+    # out its sleep (far longer than the waits here).
     c = fresh_cluster(1)
-    tc = c.task_client()
-    tid = tc.run(StringTask("import time; time.sleep(10)", push={"big": b"x" * (200 * 2**20)}))
+    mec, tc = c.multiengine_client(), c.task_client()
+    tid = tc.run(StringTask("import time; time.sleep(600)", push={"big": b"x" * (200 * 2**20)}))
     tc.abort(tid)
-    assert finish(tc, tid, 15) < 4.0
+    finish(tc, tid)
     with pytest.raises(TaskAborted):
         tc.get_task_result(tid)
+    wait_until(lambda: idle(mec), message="the engine to be free again")
 
 
-def test_abort_of_waiting_tasks(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_abort_of_waiting_tasks(
+    fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
+) -> None:
     c = fresh_cluster(1)
     mec, tc = c.multiengine_client(), c.task_client()
     mec.execute("ran = []")
-    sleeper = tc.run(StringTask("import time; time.sleep(0.5)"))
-    wait_until(lambda: sleeper in tc.queue_status(True)["pending"], message="the sleeper to start")
+    gate = latch()
+    blocker = tc.run(StringTask(gate.wait_code))  # holds the engine until the aborts are done
+    wait_until(lambda: blocker in tc.queue_status(True)["pending"], message="the blocker to start")
     waiting = [tc.run(StringTask(f"ran.append({i})")) for i in range(6)]
     for tid in waiting[::2]:  # sent ahead to the engine or still in the controller: both abort
         tc.abort(tid)
-    finish(tc, waiting[::2], 5)
+    gate.set()  # (one sent ahead is answered by the engine once the blocker is done)
+    finish(tc, [blocker, *waiting])
     for tid in waiting[::2]:
         with pytest.raises(TaskAborted):
             tc.get_task_result(tid)
         with pytest.raises(IndexError, match="Task Already"):
             tc.abort(tid)
-    finish(tc, [sleeper, *waiting])
     assert mec.pull("ran") == [[1, 3, 5]]  # the aborted ones never ran
     st = tc.queue_status(True)
     assert sorted(st["failed"]) == waiting[::2]
-    assert sorted(st["succeeded"]) == sorted([sleeper, *waiting[1::2]])
+    assert sorted(st["succeeded"]) == sorted([blocker, *waiting[1::2]])
 
 
-def test_interrupt_stops_running_execute(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_interrupt_stops_running_execute(
+    fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
+) -> None:
     c = fresh_cluster(2)
     mec = c.multiengine_client()
-    pr0 = mec.execute("x = 1\nimport time\ntime.sleep(30)", targets=0, block=False)
+    started0, started1, gate1 = latch(), latch(), latch()
+    # engine 0 sleeps far longer than any wait here: only the interrupt can end it in time
+    code0 = f"x = 1\n{started0.set_code}\nimport time\ntime.sleep(600)"
+    pr0 = mec.execute(code0, targets=0, block=False)
     behind = mec.execute("z = 3", targets=0, block=False)
-    pr1 = mec.execute("import time\ntime.sleep(0.6)\ny = 2", targets=1, block=False)
-    wait_until(
-        lambda: all(q["pending"] for _, q in mec.queue_status()),
-        5,
-        message="both engines to be busy",
-    )
-    time.sleep(0.2)
-    t0 = time.monotonic()
+    pr1 = mec.execute(f"{started1.set_code}\n{gate1.wait_code}\ny = 2", targets=1, block=False)
+    started0.wait(message="engine 0 to run its command")
+    started1.wait(message="engine 1 to run its command")
     assert mec.interrupt(targets=0) == [None]
-    assert pr0.wait(5), "the interrupted command did not end"
-    assert time.monotonic() - t0 < 2.0
+    assert pr0.wait(HANG), "the interrupted command did not end"
     with pytest.raises(CompositeError) as info:
         pr0.get_result()
     assert len(info.value.elist) == 1 and isinstance(info.value.elist[0][1], KeyboardInterrupt)
@@ -209,8 +222,10 @@ def test_interrupt_stops_running_execute(fresh_cluster: Callable[..., Cluster]) 
     with pytest.raises(CompositeError) as info:  # as any error, it clears what was queued behind
         behind.get_result()
     assert isinstance(info.value.elist[0][1], QueueCleared)
-    assert pr1.wait(5)
-    pr1.get_result()  # engine 1 was not interrupted
+    assert not pr1.done()  # engine 1 still runs its command...
+    gate1.set()
+    assert pr1.wait(HANG)
+    pr1.get_result()  # ...which ends normally: engine 1 was not interrupted
     assert mec.get_ids() == [0, 1]
     assert mec.pull("x", targets=0) == [1]
     assert mec.pull("y", targets=1) == [2]
@@ -222,42 +237,45 @@ def test_interrupt_right_after_execute_is_not_lost(fresh_cluster: Callable[..., 
     # interrupt() the moment the command has been sent: the engine may not have started
     # it yet, but the controller already counts it as running, so it must be interrupted.
     # A long comment makes the command take a while to arrive and be decoded, so the
-    # interrupt surely comes before the code starts; then a few plain attempts.
+    # interrupt surely comes before the code starts; then a few plain attempts. Each
+    # command sleeps far longer than the wait: only the interrupt can end it in time.
     c = fresh_cluster(1)
     mec = c.multiengine_client()
-    big = "import time\ntime.sleep(5)\n#" + "x" * (16 * 2**20)
-    for attempt, code in enumerate([big] + ["import time; time.sleep(5)"] * 10):
+    big = "import time\ntime.sleep(600)\n#" + "x" * (16 * 2**20)
+    for attempt, code in enumerate([big] + ["import time; time.sleep(600)"] * 10):
         pr = mec.execute(code, block=False)
         mec.interrupt()
-        assert pr.wait(3), f"attempt {attempt}: the interrupt was lost, the command ran on"
+        assert pr.wait(HANG), f"attempt {attempt}: the interrupt was lost, the command ran on"
         with pytest.raises(CompositeError) as info:
             pr.get_result()
         assert isinstance(info.value.elist[0][1], KeyboardInterrupt)
 
 
-def test_interrupt_stops_a_running_task(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_interrupt_stops_a_running_task(
+    fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
+) -> None:
     c = fresh_cluster(1)
     mec, tc = c.multiengine_client(), c.task_client()
-    tid = tc.run(StringTask("x = 1\nimport time\ntime.sleep(30)", retries=2))
+    started = latch()
+    code = f"x = 1\n{started.set_code}\nimport time\ntime.sleep(600)"
+    tid = tc.run(StringTask(code, retries=2))
     after = tc.run(StringTask("y = x + 1", pull="y"))
-    wait_until(lambda: tid in tc.queue_status(True)["pending"], message="the task to start")
-    time.sleep(0.2)
+    started.wait(message="the task to run on the engine")
     mec.interrupt()
-    assert finish(tc, tid, 10) < 2.5  # not retried into another 30 s sleep
+    finish(tc, tid)  # ended by the interrupt, and not retried into another long sleep
     try:
         outcome: BaseException | None = tc.get_task_result(tid).failure
     except TaskAborted as e:
         outcome = e
     assert isinstance(outcome, (KeyboardInterrupt, TaskAborted))
-    finish(tc, after, 5)
+    finish(tc, after)
     assert tc.get_task_result(after).ns.y == 2  # the engine goes on, with its namespace
     assert mec.get_ids() == [0]
 
 
 def test_interrupt_of_idle_engines_is_harmless(mec: MEC) -> None:
     assert mec.interrupt() == [None, None, None, None]
-    time.sleep(0.1)
-    # no stray KeyboardInterrupt hits the next command
+    # no stray KeyboardInterrupt hits the next command (which gives one time to land)
     r = mec.execute("import time; time.sleep(0.2)\na = 1")
     assert [x["number"] for x in r] == [1, 1, 1, 1]
     assert mec.pull("a") == [1, 1, 1, 1]
@@ -272,15 +290,21 @@ def slow_times_ten(x: int) -> tuple[int, int]:
     return 10 * x, id  # type: ignore[return-value]  # the engine's id
 
 
-def test_engine_killed_mid_task_retried_on_another(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_engine_killed_mid_task_retried_on_another(
+    fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
+) -> None:
     c = fresh_cluster(2, heartbeat_timeout=1.0)
     mec, tc = c.multiengine_client(), c.task_client()
-    tid = tc.run(StringTask("import time\ntime.sleep(1.0)\nwho = id", pull="who", retries=1))
+    gate = latch()  # the task cannot end before its engine is dead
+    tid = tc.run(StringTask(f"{gate.wait_code}\nwho = id", pull="who", retries=1))
     victim = running_engine(mec)
     survivor = 1 - victim
     others = [tc.run(MapTask(slow_times_ten, (x,), retries=1)) for x in range(6)]
-    os.kill(c.engine_pids()[victim], signal.SIGKILL)
-    finish(tc, [tid, *others], 15)
+    pid = c.engine_pids()[victim]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not process_running(pid), message="the killed engine to be gone")
+    gate.set()
+    finish(tc, [tid, *others])
     tr = tc.get_task_result(tid)
     assert tr.failure is None
     assert tr.ns.who == survivor and tr.engineid == survivor
@@ -296,19 +320,17 @@ def test_engine_killed_mid_task_without_retries_gives_engine_error(
     mec, tc = c.multiengine_client(), c.task_client()
 
     def nap() -> int:
-        time.sleep(20)
+        time.sleep(600)
         return 1
 
-    string_tid = tc.run(StringTask("import time; time.sleep(20)"))
+    string_tid = tc.run(StringTask("import time; time.sleep(600)"))
     map_tid = tc.run(MapTask(nap))
     wait_until(
-        lambda: all(q["pending"] for _, q in mec.queue_status()),
-        5,
-        message="both engines to be busy",
+        lambda: all(q["pending"] for _, q in mec.queue_status()), message="both engines to be busy"
     )
     for pid in c.engine_pids().values():
         os.kill(pid, signal.SIGKILL)
-    assert finish(tc, [string_tid, map_tid], 10) < 6
+    finish(tc, [string_tid, map_tid])  # the tasks cannot end: only the engines' loss ends them
     tr = tc.get_task_result(string_tid)
     assert isinstance(tr, TaskResult) and isinstance(tr.failure, EngineError)
     assert f"engine {tr.engineid}" in str(tr.failure)
@@ -340,7 +362,9 @@ def test_tasks_waiting_on_a_dying_engine_are_not_lost(
     assert {r.ns.who for r in results} == {1}
 
 
-def test_retry_on_engine_retries_only_engine_loss(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_retry_on_engine_retries_only_engine_loss(
+    fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
+) -> None:
     c = fresh_cluster(2, heartbeat_timeout=1.0)
     mec, tc = c.multiengine_client(), c.task_client()
     # an exception in the task is not retried...
@@ -356,14 +380,16 @@ def test_retry_on_engine_retries_only_engine_loss(fresh_cluster: Callable[..., C
     assert isinstance(tr.failure, ValueError)
     assert sum(len(t) for t in mec.pull("tries")) == 1 + 4
     # the engine dying under it is retried
+    gate = latch()  # the task cannot end before its engine is dead
     tid = tc.run(
-        StringTask(
-            "import time\ntime.sleep(1.0)\nwho = id", pull="who", retries=1, retry_on="engine"
-        )
+        StringTask(f"{gate.wait_code}\nwho = id", pull="who", retries=1, retry_on="engine")
     )
     victim = running_engine(mec)
-    os.kill(c.engine_pids()[victim], signal.SIGKILL)
-    finish(tc, tid, 15)
+    pid = c.engine_pids()[victim]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not process_running(pid), message="the killed engine to be gone")
+    gate.set()
+    finish(tc, tid)
     assert tc.get_task_result(tid).ns.who == 1 - victim
 
 
@@ -383,46 +409,60 @@ def test_retry_on_exception_classes(tc: TC, mec: MEC) -> None:
 
 
 def test_always_failing_task_fails_after_paced_retries(
-    fresh_cluster: Callable[..., Cluster],
+    fresh_cluster: Callable[..., Cluster], tmp_path: Path
 ) -> None:
+    # "Retries are paced": each retry starts at least the failure penalty (0.3 s) after
+    # the attempt before it. The attempts note when they start, on the engine; only lower
+    # bounds are checked, which no load on the machine can break.
     c = fresh_cluster(1, task_failure_penalty=0.3)
     mec, tc = c.multiengine_client(), c.task_client()
     mec.execute("attempts = []")
-    tid = tc.run(StringTask("attempts.append(1)\nraise ValueError('always')", retries=3))
-    elapsed = finish(tc, tid, 10)
-    assert 0.9 <= elapsed < 4.0  # three retries, each after the 0.3 s penalty
+    code = "import time\nattempts.append(time.monotonic())\nraise ValueError('always')"
+    tid = tc.run(StringTask(code, retries=3))
+    finish(tc, tid)
     assert isinstance(tc.get_task_result(tid).failure, ValueError)
-    assert mec.pull("attempts") == [[1, 1, 1, 1]]
+    (attempts,) = mec.pull("attempts")
+    assert len(attempts) == 4  # the attempt and three retries
+    assert [b - a >= 0.3 for a, b in zip(attempts, attempts[1:])] == [True] * 3
+
+    log = tmp_path / "map-attempts"
+    path = str(log)
 
     def always() -> None:
+        with open(path, "a") as f:
+            f.write(f"{time.monotonic()}\n")
         raise ValueError("always")
 
-    t0 = time.monotonic()
     with pytest.raises(ValueError, match="always"):
         tc.run(MapTask(always, retries=3), block=True)
-    assert time.monotonic() - t0 >= 0.9
+    starts = [float(t) for t in log.read_text().split()]
+    assert len(starts) == 4
+    assert [b - a >= 0.3 for a, b in zip(starts, starts[1:])] == [True] * 3
 
 
 def test_retry_goes_to_another_engine(
-    fresh_cluster: Callable[..., Cluster], tmp_path: Path
+    fresh_cluster: Callable[..., Cluster], tmp_path: Path, latch: Callable[[], Latch]
 ) -> None:
     # decision 10: the retry goes to the other, free engine, although that engine was
     # handed a task more recently (plain round robin would pick the failing one again)
     c = fresh_cluster(2, task_failure_penalty=0.0)
     tc = c.task_client()
     log = tmp_path / "attempts"
+    gate = latch()  # the first attempt fails only once the quick task is done elsewhere
     code = (
         "with open(path, 'a') as f:\n"
         "    f.write(f'{id}\\n')\n"
-        "import time\n"
-        "time.sleep(0.4)\n"
         "if len(open(path).read().split()) < 2:\n"
+        f"    {gate.wait_code}\n"
         "    raise ValueError('first attempt')\n"
         "who = id\n"
     )
     tid = tc.run(StringTask(code, push={"path": str(log)}, pull="who", retries=1))
-    quick = tc.run(StringTask("import time; time.sleep(0.05)"))
-    finish(tc, [tid, quick], 10)
+    wait_until(log.exists, message="the first attempt to start")
+    quick = tc.run(StringTask("q = 1"))
+    finish(tc, quick)
+    gate.set()
+    finish(tc, tid)
     first, second = (int(x) for x in log.read_text().split())
     assert first != second
     tr = tc.get_task_result(tid)
@@ -431,20 +471,19 @@ def test_retry_goes_to_another_engine(
 
 
 def test_unmet_depend_times_out(fresh_cluster: Callable[..., Cluster]) -> None:
-    c = fresh_cluster(1, task_timeout=1.0)
+    c = fresh_cluster(1, task_timeout=3.0)
     tc = c.task_client()
     with pytest.warns(DeprecationWarning):
         never = StringTask("a = 1", depend=lambda props: False)
     with pytest.warns(DeprecationWarning):
         always = MapTask(lambda: 7, depend=lambda props: True)
-    t0 = time.monotonic()
     tid = tc.run(never)
-    # the engine is not held up by the task it cannot take
+    # the engine is not held up by the task it cannot take...
     assert tc.run(StringTask("b = 2", pull="b"), block=True).ns.b == 2
-    assert time.monotonic() - t0 < 0.9
     assert tc.run(always, block=True) == 7
-    elapsed = finish(tc, tid, 10)
-    assert 0.9 <= time.monotonic() - t0 and elapsed < 5
+    # ...which still waits for its dependencies meanwhile, and times out only later
+    assert tid in tc.queue_status(True)["scheduled"]
+    finish(tc, tid)
     with pytest.raises(TaskTimeout, match="unmet dependencies"):
         tc.get_task_result(tid)
     assert tc.queue_status() == {"scheduled": 0, "pending": 0, "succeeded": 2, "failed": 1}
@@ -495,14 +534,21 @@ def test_imap_over_an_unbounded_generator(fresh_cluster: Callable[..., Cluster])
     )
 
 
-def test_imap_unordered(tc: TC) -> None:
+def test_imap_unordered(tc: TC, latch: Callable[[], Latch]) -> None:
+    gate = latch()
+    path = str(gate.path)
+
     def f(x: int) -> int:
-        time.sleep(0.6 if x == 0 else 0.0)
+        if x == 0:
+            wait_for_path(path)  # the first item is held back until the gate opens
         return x
 
-    out = list(tc.imap(f, range(12), ordered=False))
+    it = tc.imap(f, range(12), ordered=False)
+    first = next(it)
+    assert first != 0  # the held-back first item does not hold back the others
+    gate.set()
+    out = [first, *it]
     assert Counter(out) == Counter(range(12))
-    assert out[0] != 0  # the slow first item does not hold back the others
     assert list(tc.imap(f, range(12))) == list(range(12))
     assert Counter(tc.imap(lambda x: x % 3, range(30), ordered=False, chunksize=4)) == Counter(
         x % 3 for x in range(30)
@@ -584,31 +630,41 @@ def test_run_rejects_what_is_not_a_task(tc: TC) -> None:
 # tasks and MultiEngine commands share the engines' queues
 
 
-def test_a_task_waits_behind_a_running_execute(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_a_task_waits_behind_a_running_execute(
+    fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
+) -> None:
     c = fresh_cluster(1)
     mec, tc = c.multiengine_client(), c.task_client()
-    pr = mec.execute("import time; time.sleep(0.6)\nx = 1", block=False)
+    gate = latch()
+    pr = mec.execute(f"{gate.wait_code}\nx = 1", block=False)
     tid = tc.run(StringTask("y = x + 1", pull="y"))
-    elapsed = finish(tc, tid, 10)
-    assert elapsed >= 0.45
+    st = tc.queue_status(True)
+    assert tid not in st["succeeded"] + st["failed"]  # it cannot run before the command ends
+    gate.set()
+    finish(tc, tid)
     assert tc.get_task_result(tid).ns.y == 2  # it ran after the command, in its namespace
-    assert pr.wait(5)
+    assert pr.wait(HANG)
     # and the other way round: a command waits behind a running task
-    tid = tc.run(StringTask("import time; time.sleep(0.6)\nz = 3"))
+    gate2 = latch()
+    tid = tc.run(StringTask(f"{gate2.wait_code}\nz = 3"))
     wait_until(lambda: tid in tc.queue_status(True)["pending"], message="the task to start")
-    t0 = time.monotonic()
     pr = mec.execute("w = z + 1", block=False)
-    assert pr.wait(5)
-    assert time.monotonic() - t0 >= 0.3
+    assert not pr.done()  # it cannot run before the task ends
+    gate2.set()
+    assert pr.wait(HANG)
     assert mec.pull("w") == [4]
 
 
-def test_a_failing_task_clears_no_other_task(fresh_cluster: Callable[..., Cluster]) -> None:
+def test_a_failing_task_clears_no_other_task(
+    fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
+) -> None:
     c = fresh_cluster(1)
     tc = c.task_client()
-    bad = tc.run(StringTask("import time; time.sleep(0.2)\n1/0"))
+    gate = latch()  # the failing task fails only once the others wait behind it
+    bad = tc.run(StringTask(f"{gate.wait_code}\n1/0"))
     good = [tc.run(StringTask(f"v = {i}", pull="v")) for i in range(4)]
     good.append(tc.run(MapTask(lambda: "map")))
+    gate.set()
     finish(tc, [bad, *good])
     assert isinstance(tc.get_task_result(bad).failure, ZeroDivisionError)
     assert [tc.get_task_result(t).ns.v for t in good[:4]] == [0, 1, 2, 3]
@@ -616,16 +672,18 @@ def test_a_failing_task_clears_no_other_task(fresh_cluster: Callable[..., Cluste
 
 
 def test_a_failing_execute_clears_commands_but_not_tasks(
-    fresh_cluster: Callable[..., Cluster],
+    fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
 ) -> None:
     c = fresh_cluster(1)
     mec, tc = c.multiengine_client(), c.task_client()
-    failing = mec.execute("import time; time.sleep(0.3)\n1/0", block=False)
+    gate = latch()  # the command fails only once the others wait behind it
+    failing = mec.execute(f"{gate.wait_code}\n1/0", block=False)
     behind = mec.execute("z = 1", block=False)
     tid = tc.run(StringTask("w = 5", pull="w"))
-    finish(tc, tid, 10)
+    gate.set()
+    finish(tc, tid)
     assert tc.get_task_result(tid).ns.w == 5
-    assert failing.wait(5) and behind.wait(5)
+    assert failing.wait(HANG) and behind.wait(HANG)
     with pytest.raises(CompositeError) as info:
         failing.get_result()
     assert isinstance(info.value.elist[0][1], ZeroDivisionError)
