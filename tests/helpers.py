@@ -30,6 +30,9 @@ T = TypeVar("T")
 #: how long a guard waits before calling something hung (generous: the machine is shared)
 HANG = 30.0
 
+#: the engine ids of the shared cluster (the ``mec`` fixture checks that it has them all)
+ENGINES = [0, 1, 2, 3]
+
 
 # ---------------------------------------------------------------- waiting
 def wait_until(
@@ -224,6 +227,12 @@ def assert_cluster_works(mec: multiengine.MultiEngineClient, targets: Any = "all
     mec.execute("_follow_up = 41 + 1", targets=targets)
     values = mec.pull("_follow_up", targets=targets)
     assert values and all(v == 42 for v in values), values
+
+
+def assert_engines_work(mec: multiengine.MultiEngineClient, n: int) -> None:
+    """Engines 0 .. n-1 are there and each runs code as itself."""
+    mec.execute("probe = id * 10")
+    assert mec.pull("probe") == [10 * i for i in range(n)]
 
 
 def idle(mec: multiengine.MultiEngineClient, targets: Any = "all") -> bool:
