@@ -4,13 +4,15 @@
 bridge whose root-namespace side is 10.200.0.1. The controller binds that address, so
 CurveZMQ is on by default; traffic between the hosts crosses the veth links, where
 tcpdump can watch it. The namespaces share this machine's files, so the "remote"
-Python is this one, named explicitly as a remote Python must be.
+Python is this one, named explicitly as a remote Python must be (through a wrapper that
+puts the multiengine under test first on its path, since sshd gives a clean environment).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import struct
 import subprocess
@@ -30,8 +32,21 @@ from multiengine.errors import ControllerConnectionError
 pytestmark = pytest.mark.timeout(180)
 
 
-def options(net: SSHHosts, **extra: object) -> dict[str, object]:
-    return {"python": sys.executable, "ssh_args": net.ssh_options, **extra}
+@pytest.fixture(scope="module")
+def remote_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """This interpreter, running the multiengine this test imported, for the hosts."""
+    source = Path(multiengine.__file__).resolve().parents[1]
+    wrapper = tmp_path_factory.mktemp("remote-python") / "python"
+    wrapper.write_text(
+        f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(source))} "
+        f'exec {shlex.quote(sys.executable)} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def options(net: SSHHosts, python: str, **extra: object) -> dict[str, object]:
+    return {"python": python, "ssh_args": net.ssh_options, **extra}
 
 
 def netns_of(pid: int) -> str:
@@ -70,7 +85,7 @@ def assert_hosts_empty(hosts: SSHHosts) -> None:
 
 
 @pytest.fixture
-def across(ssh_hosts: SSHHosts) -> object:
+def across(ssh_hosts: SSHHosts, remote_python: str) -> object:
     """Start a cluster with the ssh launcher; afterwards nothing but the sshds may remain
     in the hosts."""
     started: list[Cluster] = []
@@ -84,7 +99,7 @@ def across(ssh_hosts: SSHHosts) -> object:
             ip=ip or ssh_hosts.bridge_ip,
             curve=curve,
             timeout=timeout,
-            launcher_options=options(ssh_hosts, **opts),
+            launcher_options=options(ssh_hosts, remote_python, **opts),
         )
         started.append(c)
         return c.start()
@@ -161,22 +176,22 @@ def _sniff(ssh_hosts: SSHHosts, host: str, pcap: Path) -> subprocess.Popen[bytes
     return proc
 
 
-def _last_capture_time(pcap: Path) -> float:
-    """When the last whole packet in a pcap file was captured (0 while there is none)."""
+def _captured(pcap: Path) -> list[tuple[float, int]]:
+    """(capture time, length) of each whole packet written to a pcap file so far."""
     data = pcap.read_bytes() if pcap.exists() else b""
     if len(data) < 24:
-        return 0.0
+        return []
     magic = data[:4]
     order = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
     per_second = 1e9 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e6
-    pos, last = 24, 0.0
+    pos, packets = 24, []
     while pos + 16 <= len(data):
         seconds, fraction, length, _ = struct.unpack(order + "IIII", data[pos : pos + 16])
         if pos + 16 + length > len(data):
             break
-        last = seconds + fraction / per_second
+        packets.append((seconds + fraction / per_second, length))
         pos += 16 + length
-    return last
+    return packets
 
 
 def _marker_seen(ssh_hosts: SSHHosts, c: Cluster, tmp_path: Path, name: str) -> bool:
@@ -185,21 +200,22 @@ def _marker_seen(ssh_hosts: SSHHosts, c: Cluster, tmp_path: Path, name: str) -> 
     sniffer = _sniff(ssh_hosts, ssh_hosts.hosts[0], pcap)
     try:
         mec = c.multiengine_client()
+        pushed = time.time()
         mec.push({"secret": marker})
         assert mec.pull("secret") == [marker] * len(mec.get_ids())
         pulled = time.time()
         # heartbeats go on over the link: once the file holds a packet captured after the
         # pull, it holds every packet the push and the pull sent
         wait_until(
-            lambda: _last_capture_time(pcap) > pulled,
+            lambda: any(t > pulled for t, _ in _captured(pcap)),
             message="the capture to catch up with the pull",
         )
     finally:
         sniffer.send_signal(signal.SIGINT)
         sniffer.communicate(timeout=10)
-    data = pcap.read_bytes()
-    assert len(data) > 1000, "the capture saw no traffic: the test would prove nothing"
-    return marker.encode() in data
+    carried = sum(n for t, n in _captured(pcap) if pushed <= t <= pulled)
+    assert carried > 2 * len(marker), "the capture missed the push and pull: it would prove nothing"
+    return marker.encode() in pcap.read_bytes()
 
 
 def test_sniffing_the_link_shows_no_plaintext(
@@ -253,7 +269,9 @@ def test_controller_on_a_remote_host(ssh_hosts: SSHHosts, across: object) -> Non
     assert info["addresses"]["client"].startswith(f"tcp://{h1}:") and info["curve_serverkey"]
 
 
-def test_ssh_auth_failure_is_one_clear_error(ssh_hosts: SSHHosts, tmp_path: Path) -> None:
+def test_ssh_auth_failure_is_one_clear_error(
+    ssh_hosts: SSHHosts, remote_python: str, tmp_path: Path
+) -> None:
     stranger = tmp_path / "stranger_key"
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True, timeout=30
@@ -265,7 +283,7 @@ def test_ssh_auth_failure_is_one_clear_error(ssh_hosts: SSHHosts, tmp_path: Path
         ip=ssh_hosts.bridge_ip,
         timeout=600,  # far longer than the guard below: the refusal must be reported at once
         launcher_options={
-            "python": sys.executable,
+            "python": remote_python,
             "ssh_args": args,
             "hosts": {ssh_hosts.hosts[0]: 2},
         },
@@ -280,7 +298,7 @@ def test_ssh_auth_failure_is_one_clear_error(ssh_hosts: SSHHosts, tmp_path: Path
 
 
 def test_engines_that_cannot_reach_the_controller_time_out(
-    ssh_hosts: SSHHosts, tmp_path: Path
+    ssh_hosts: SSHHosts, remote_python: str
 ) -> None:
     """A location the hosts cannot reach: the engines never register; one error, nothing left."""
     c = Cluster(
@@ -290,7 +308,7 @@ def test_engines_that_cannot_reach_the_controller_time_out(
         location="10.200.0.250",
         timeout=4,
         launcher_options={
-            "python": sys.executable,
+            "python": remote_python,
             "ssh_args": ssh_hosts.ssh_options,
             "hosts": {ssh_hosts.hosts[0]: 1},
         },
@@ -308,7 +326,9 @@ def test_ssh_needs_an_explicit_remote_python(ssh_hosts: SSHHosts) -> None:
         Cluster(1, launcher="ssh", launcher_options={"hosts": ssh_hosts.hosts}).start()
 
 
-def test_cli_ssh_launcher_from_cluster_toml(ssh_hosts: SSHHosts, multiengine_dir: Path) -> None:
+def test_cli_ssh_launcher_from_cluster_toml(
+    ssh_hosts: SSHHosts, remote_python: str, multiengine_dir: Path
+) -> None:
     """Everything from cluster.toml: `cluster start --daemon`, work from a client,
     `cluster stop`."""
     profile = f"ssh-cli-{os.getpid()}"
@@ -325,7 +345,7 @@ ip = "{ssh_hosts.bridge_ip}"
 
 [launcher.ssh]
 hosts = {{ "{h1}" = 1, "{h2}" = 1 }}
-python = "{sys.executable}"
+python = "{remote_python}"
 ssh_args = {json.dumps(ssh_hosts.ssh_options)}
 """)
     r = run_cli("cluster", "start", "-p", profile, "--daemon", timeout=90)
@@ -341,13 +361,15 @@ ssh_args = {json.dumps(ssh_hosts.ssh_options)}
     assert_hosts_empty(ssh_hosts)
 
 
-def test_loopback_controller_with_remote_engines_says_why(ssh_hosts: SSHHosts) -> None:
+def test_loopback_controller_with_remote_engines_says_why(
+    ssh_hosts: SSHHosts, remote_python: str
+) -> None:
     """The default (loopback) controller cannot be reached from other hosts: the error says so."""
     c = Cluster(
         1,
         launcher="ssh",
         timeout=4,
-        launcher_options=options(ssh_hosts, hosts={ssh_hosts.hosts[0]: 1}),
+        launcher_options=options(ssh_hosts, remote_python, hosts={ssh_hosts.hosts[0]: 1}),
     )
     try:
         with pytest.raises(ClusterStartError, match=r"listens on 127\.0\.0\.1 only.*--ip"):
