@@ -1,24 +1,35 @@
 """Shared fixtures: real controller and engine processes on loopback.
 
+* ``multiengine_dir`` (session, autouse): ``MULTIENGINE_DIR`` for the whole session, so
+  every cluster directory lives under one temporary folder.
 * ``cluster`` (session): one 4-engine cluster for tests that do not break engines.
 * ``mec`` (function): a client of that cluster, with every engine reset first, so each
   test starts from fresh namespaces (``In [1]``) and the default targets/block.
+* ``tc`` (function): a task client of that cluster, its finished tasks cleared.
 * ``fresh_cluster`` (function): a factory for a cluster of one's own, for tests that
   kill engines or the controller; it is stopped at the end of the test.
+* ``latch`` (function): a factory of :class:`helpers.Latch` es; all are set when the test
+  ends, so no engine stays blocked on one.
 
-Every process started here is ended by PID when the fixture finishes; the session
-also checks that no engine or controller it started is left running.
+Every process started here is ended by PID when the fixture finishes. When the session
+ends, it checks that no engine, controller or other process it started is left running
+(any process whose command line names a path under ``MULTIENGINE_DIR``, or a multiengine
+process started with it): such processes are killed and the session fails, listing them.
+
+Helpers shared by tests (waiting, the command line, processes) are in ``helpers.py``.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import shutil
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import Latch, kill_pids, processes_using, wait_until
 
 # Every message the tests make any process send is checked against the protocol table
 # (multiengine/wire/protocol.py); subprocesses inherit the setting.
@@ -38,6 +49,27 @@ def multiengine_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("MULTIENGINE_DIR", None)
     else:
         os.environ["MULTIENGINE_DIR"] = old
+    # Torn down last of the session's fixtures (it is set up first): every cluster is
+    # stopped by now. Give exiting processes a moment, then kill and report the rest.
+    left: dict[int, str] = {}
+    try:
+        wait_until(lambda: not processes_using(d), 10, 0.1, "the session's processes to exit")
+    except AssertionError:
+        left = processes_using(d)
+    if left:
+        kill_pids(left)
+        listing = "\n".join(f"  pid {pid}: {cmd}" for pid, cmd in sorted(left.items()))
+        pytest.fail(
+            f"processes started by this test session were left running (now killed):\n{listing}",
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def any_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests that frame made-up or malformed messages on purpose: this process does
+    not check what it sends against the protocol table."""
+    monkeypatch.setattr("multiengine.wire.message._CHECK", False)
 
 
 @pytest.fixture(scope="session")
@@ -86,23 +118,24 @@ def fresh_cluster(multiengine_dir: Path) -> Iterator[Callable[..., Cluster]]:
         c.stop()
 
 
-def run_cli(
-    *args: str, timeout: float = 60, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m multiengine ARGS`` and return the finished process."""
-    return subprocess.run(
-        [sys.executable, "-m", "multiengine", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+@pytest.fixture(scope="session")
+def _latch_dir() -> Iterator[Path]:
+    # Short paths (not under tmp_path) keep the engine code of a latch short enough to be
+    # shown whole in queue_status.
+    d = Path(tempfile.mkdtemp(prefix="me-latch-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
-def process_running(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting for PID 1 to reap it counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
+@pytest.fixture
+def latch(_latch_dir: Path) -> Iterator[Callable[[], Latch]]:
+    """``latch()`` gives a new, unset :class:`helpers.Latch`; every one is set at the end."""
+    made: list[Latch] = []
+
+    def make() -> Latch:
+        made.append(Latch(_latch_dir / uuid.uuid4().hex[:12]))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.set()

@@ -4,27 +4,12 @@ per call; output of calls that did not block shows up as it arrives."""
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import time
 from collections.abc import Callable
-from pathlib import Path
+
+from helpers import Latch, wait_until
 
 import multiengine
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
-def _release(flag: Path) -> None:
-    os.close(os.open(flag, os.O_CREAT))
-
-
-HOLD = "import os, time\nwhile not os.path.exists({flag!r}): time.sleep(0.01)\n"
 
 
 def test_an_output_hook_may_call_the_client(mec: multiengine.MultiEngineClient) -> None:
@@ -68,18 +53,18 @@ def test_a_callback_of_a_pending_result_may_call_the_client(
 
 
 def test_output_of_a_call_that_did_not_block_appears_while_it_runs(
-    mec: multiengine.MultiEngineClient, tmp_path: Path
+    mec: multiengine.MultiEngineClient, latch: Callable[[], Latch]
 ) -> None:
     seen: list[str] = []
     mec.live_output = True
     mec.output_hook = lambda engine, name, text: seen.append(text.strip())
-    flag = tmp_path / "go"
-    code = "print('started', flush=True)\n" + HOLD.format(flag=str(flag))
+    gate = latch()
+    code = "print('started', flush=True)\n" + gate.wait_code + "\n"
     pr = mec.execute(code, targets=2, block=False)
     # no thread of the test waits on the client: the line must arrive on its own
-    _wait(lambda: seen == ["started"])
+    wait_until(lambda: seen == ["started"])
     assert not pr.done()
-    _release(flag)
+    gate.set()
     assert pr.r[0]["stdout"] == "started\n"
 
 
@@ -97,7 +82,7 @@ def test_close_inside_a_hook_does_not_hang(cluster: multiengine.Cluster) -> None
         client.execute("print('bye')", targets=0)
     except multiengine.errors.ControllerConnectionError:
         pass  # closed under the call: it fails with that, never hangs
-    _wait(closed.is_set)
+    wait_until(closed.is_set)
 
 
 def test_asyncio_gather_of_200_calls_uses_a_bounded_number_of_threads(

@@ -9,87 +9,74 @@ import os
 import time
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
+from helpers import Latch, wait_until
 
 import multiengine
 
 
-def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def hold(path: str, value: int = 0) -> int:
     """Runs on an engine until ``path`` exists."""
-    import os
-    import time
 
     while not os.path.exists(path):
         time.sleep(0.01)
     return value
 
 
-def _release(flag: Path) -> None:
-    os.close(os.open(flag, os.O_CREAT))
-
-
 def test_a_task_future_is_running_while_its_call_runs_and_cannot_be_cancelled(
-    tc: multiengine.TaskClient, tmp_path: Path
+    tc: multiengine.TaskClient, latch: Callable[[], Latch]
 ) -> None:
-    flag = tmp_path / "go"
+    gate = latch()
     with tc.executor() as ex:
-        fut = ex.submit(hold, str(flag), 7)
-        _wait(fut.running)
+        fut = ex.submit(hold, str(gate.path), 7)
+        wait_until(fut.running)
         assert not fut.done()
         assert fut.cancel() is False
-        _release(flag)
+        gate.set()
         assert fut.result(30) == 7
 
 
 def test_a_task_future_cancelled_before_it_starts_never_runs(
-    tc: multiengine.TaskClient, mec: multiengine.MultiEngineClient, tmp_path: Path
+    tc: multiengine.TaskClient, mec: multiengine.MultiEngineClient, latch: Callable[[], Latch]
 ) -> None:
-    flag = tmp_path / "go"
+    gate = latch()
     with tc.executor() as ex:
-        blockers = [ex.submit(hold, str(flag)) for _ in range(4)]  # every engine busy
-        _wait(lambda: all(f.running() for f in blockers))
+        blockers = [ex.submit(hold, str(gate.path)) for _ in range(4)]  # every engine busy
+        wait_until(lambda: all(f.running() for f in blockers))
         waiting = ex.submit(mec.__class__.__name__.__len__)  # would run after them
         assert waiting.cancel() is True
         assert waiting.cancelled()
-        _release(flag)
+        gate.set()
         cf.wait(blockers, timeout=30)
-    _wait(lambda: tc.queue_status()["scheduled"] == 0 and tc.queue_status()["pending"] == 0)
+    wait_until(lambda: tc.queue_status()["scheduled"] == 0 and tc.queue_status()["pending"] == 0)
     assert tc.queue_status()["failed"] >= 1  # the cancelled call was aborted, not run
 
 
 def test_shutdown_cancel_futures_keeps_running_calls(
-    tc: multiengine.TaskClient, tmp_path: Path
+    tc: multiengine.TaskClient, latch: Callable[[], Latch]
 ) -> None:
-    flag = tmp_path / "go"
+    gate = latch()
     ex = tc.executor()
-    running = [ex.submit(hold, str(flag), i) for i in range(4)]
-    _wait(lambda: all(f.running() for f in running))
-    queued = [ex.submit(hold, str(flag), 10 + i) for i in range(3)]
+    running = [ex.submit(hold, str(gate.path), i) for i in range(4)]
+    wait_until(lambda: all(f.running() for f in running))
+    queued = [ex.submit(hold, str(gate.path), 10 + i) for i in range(3)]
     ex.shutdown(wait=False, cancel_futures=True)
     assert all(f.cancelled() for f in queued)
-    _release(flag)
+    gate.set()
     assert [f.result(30) for f in running] == [0, 1, 2, 3]
 
 
 def test_map_timeout_raises_while_the_calls_still_run(
-    tc: multiengine.TaskClient, tmp_path: Path
+    tc: multiengine.TaskClient, latch: Callable[[], Latch]
 ) -> None:
-    flag = tmp_path / "go"
+    gate = latch()
     with tc.executor() as ex:
-        results = ex.map(hold, [str(flag)] * 3, range(3), timeout=0.2)
+        results = ex.map(hold, [str(gate.path)] * 3, range(3), timeout=0.2)
         with pytest.raises(TimeoutError):
             next(results)
-        assert not flag.exists()  # raised in time: the calls could not have finished
-        _release(flag)
+        assert not gate.is_set()  # raised in time: the calls could not have finished
+        gate.set()
 
 
 def test_map_keeps_no_reference_to_results_it_yielded(tc: multiengine.TaskClient) -> None:
@@ -111,28 +98,28 @@ def test_map_chunks(tc: multiengine.TaskClient) -> None:
 
 
 def test_multiengine_future_is_running_while_its_call_runs(
-    mec: multiengine.MultiEngineClient, tmp_path: Path
+    mec: multiengine.MultiEngineClient, latch: Callable[[], Latch]
 ) -> None:
-    flag = tmp_path / "go"
+    gate = latch()
     with mec.executor(targets=[0, 1]) as ex:
-        fut = ex.submit(hold, str(flag), 5)
-        _wait(fut.running)
+        fut = ex.submit(hold, str(gate.path), 5)
+        wait_until(fut.running)
         assert fut.cancel() is False
-        _release(flag)
+        gate.set()
         assert fut.result(30) == [5, 5]
 
 
 def test_multiengine_call_cancelled_before_it_starts_never_runs(
-    mec: multiengine.MultiEngineClient, tmp_path: Path
+    mec: multiengine.MultiEngineClient, latch: Callable[[], Latch]
 ) -> None:
-    flag = tmp_path / "go"
+    gate = latch()
     mec.execute("ran = False")
     with mec.executor(targets=[2]) as ex:
-        first = ex.submit(hold, str(flag))
-        _wait(first.running)
+        first = ex.submit(hold, str(gate.path))
+        wait_until(first.running)
         second = ex.submit(exec, "global ran; ran = True")
         assert second.cancel() is True
-        _release(flag)
+        gate.set()
         first.result(30)
     assert mec.pull("ran", targets=2) == [False]
 

@@ -10,14 +10,13 @@ import json
 import os
 import re
 import signal
-import time
 import tomllib
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import process_running, run_cli
+from helpers import process_running, run_cli, wait_until
 
 import multiengine
 from multiengine.cluster.cluster import Cluster
@@ -359,9 +358,7 @@ def test_cli_daemon_waits_for_the_ready_file(multiengine_dir: Path) -> None:
     finally:
         if pid and process_running(pid):
             os.kill(pid, signal.SIGINT)
-            deadline = time.monotonic() + 15
-            while process_running(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: not process_running(pid), message=f"cluster process {pid} to stop")
 
 
 def test_cli_daemon_ignores_a_stale_ready_file_and_reports_a_failed_start(

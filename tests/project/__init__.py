@@ -1,0 +1,1 @@
+"""Checks on the codebase itself (its layers, exports, and docs that must match the code)."""

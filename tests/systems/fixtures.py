@@ -10,7 +10,7 @@ every test starts from nothing and leaves no daemon, job, namespace or link behi
   N = 2, or ``@pytest.mark.parametrize("ssh_hosts", [3], indirect=True)``, or a module-level
   ``SSH_HOSTS = 3``)
 
-Use them from a test module (tests/ is on sys.path, as for ``from conftest import ...``)::
+Use them from a test module (tests/ is on sys.path, as for ``from helpers import ...``)::
 
     from systems.fixtures import SlurmCluster, slurm_cluster_fixture  # noqa: F401
 
@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from helpers import process_running, wait_until
 
 HERE = Path(__file__).resolve().parent
 SLURM_SH = HERE / "slurm.sh"
@@ -145,15 +146,6 @@ def _values(stdout: str) -> dict[str, str]:
     return out
 
 
-def _running(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie (PID 1 reaps lazily here) counts as gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
 def _read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
@@ -211,12 +203,15 @@ class _System:
             )
 
     def assert_gone(self, pids: dict[str, int]) -> None:
-        deadline = time.monotonic() + 5
-        while (
-            left := {k: p for k, p in pids.items() if _running(p)}
-        ) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not left, f"{self.what}: still running after down: {left}"
+        def left() -> dict[str, int]:
+            return {k: p for k, p in pids.items() if process_running(p)}
+
+        wait_until(
+            lambda: not left(),
+            10,
+            0.1,
+            lambda: f"{self.what}'s daemons to exit after down; still running: {left()}",
+        )
 
 
 def _text(b: bytes | str | None) -> str:

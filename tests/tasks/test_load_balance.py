@@ -6,15 +6,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
+
+from helpers import Latch, wait_until
 
 from multiengine import MapTask
 
 
 def _hold_until(path: str) -> int:
     """Runs on an engine: wait for ``path`` to exist (the test creates it); the engine id."""
-    import os
-    import time
 
     while not os.path.exists(path):
         time.sleep(0.01)
@@ -25,26 +24,19 @@ def _engine_id(x: int) -> tuple[int, int]:
     return x, id  # type: ignore[name-defined]  # noqa: F821
 
 
-def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_tasks_sent_ahead_behind_a_long_task_run_on_the_idle_engine(
-    fresh_cluster: Callable[..., object], tmp_path: Path
+    fresh_cluster: Callable[..., object], latch: Callable[[], Latch]
 ) -> None:
     cluster = fresh_cluster(2)
     tc = cluster.task_client()  # type: ignore[attr-defined]
-    flag = str(tmp_path / "release")
-    long_id = tc.run(MapTask(_hold_until, (flag,)))
-    _wait(lambda: tc.queue_status()["pending"] == 1)
+    gate = latch()
+    long_id = tc.run(MapTask(_hold_until, (str(gate.path),)))
+    wait_until(lambda: tc.queue_status()["pending"] == 1)
     short_ids = [tc.run(MapTask(_engine_id, (i,))) for i in range(6)]
     # every short task finishes while the long one still holds its engine
-    _wait(lambda: all(tc.get_task_result(t) is not None for t in short_ids))
+    wait_until(lambda: all(tc.get_task_result(t) is not None for t in short_ids))
     assert tc.get_task_result(long_id) is None
-    os.close(os.open(flag, os.O_CREAT))
+    gate.set()
     long_engine = tc.get_task_result(long_id, block=True)
     results = [tc.get_task_result(t) for t in short_ids]
     assert [x for x, _ in results] == list(range(6))

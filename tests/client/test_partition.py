@@ -1,0 +1,50 @@
+"""How scatter splits a sequence over engines and gather joins it (seed-system §2.7)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from multiengine.client.partition import check_dist, join, partition
+
+
+def test_block_partitions():
+    assert partition(range(16), 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15]]
+    assert partition(range(10), 4) == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]
+    assert partition(range(2), 4) == [[0], [1], [], []]
+    assert partition([], 3) == [[], [], []]
+
+
+def test_partitions_keep_the_sequence_type():
+    assert partition((1, 2, 3, 4, 5), 2) == [(1, 2, 3), (4, 5)]
+    assert partition("abcdefgh", 4) == ["ab", "cd", "ef", "gh"]
+    assert partition(b"abcde", 2) == [b"abc", b"de"]
+    parts = partition(np.arange(10), 4)
+    assert all(isinstance(p, np.ndarray) for p in parts)
+    assert [p.tolist() for p in parts] == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]
+
+
+def test_round_robin_partitions():
+    assert partition(list(range(10)), 4, "r") == [[0, 4, 8], [1, 5, 9], [2, 6], [3, 7]]
+    assert partition("abcdefghij", 3, "r") == ["adgj", "beh", "cfi"]
+
+
+def test_join_inverts_partition():
+    assert join([[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert join([[0], [1], [], []]) == [0, 1]
+    assert join([(1, 2, 3), (4, 5)]) == (1, 2, 3, 4, 5)
+    assert join(["ab", "cd", "ef", "gh"]) == "abcdefgh"
+    assert join([b"abc", b"de"]) == b"abcde"
+    arr = join([np.array([0, 1, 2]), np.array([3, 4]), np.array([], dtype=np.int64)])
+    assert isinstance(arr, np.ndarray)
+    assert arr.tolist() == [0, 1, 2, 3, 4]
+    assert join([[0, 4, 8], [1, 5, 9], [2, 6], [3, 7]], "r") == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert join(["adgj", "beh", "cfi"], "r") == "abcdefghij"
+    assert join([0, 1, 2, 3]) == [0, 1, 2, 3]  # scalars: one per engine, as gather('id')
+
+
+def test_unknown_distribution():
+    with pytest.raises(KeyError):
+        check_dist("x")
+    with pytest.raises(KeyError):
+        partition([1, 2], 2, "x")

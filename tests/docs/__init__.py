@@ -1,0 +1,1 @@
+"""The documented examples, run as written (seed-tests §F)."""

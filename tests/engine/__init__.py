@@ -1,0 +1,2 @@
+"""Tests of multiengine.engine: execute semantics, properties, interrupts, the ``multiengine
+engine`` command."""

@@ -1,0 +1,1 @@
+"""Interactive use: the IPython magics, a notebook, the joblib backend."""
