@@ -61,7 +61,7 @@ class MultiEngine:
         tc = self.cluster.task_client()
 
         def tasks(f: Callable[[Any], Any], seq: range) -> list[Any]:
-            results = tc.map(f, seq, chunksize=1)
+            results: list[Any] = tc.map(f, seq, chunksize=1)
             tc.clear()  # the controller forgets these results: they do not pile up across runs
             return results
 

@@ -461,7 +461,7 @@ class AsyncMultiEngineClient(_AsyncBase):
         self, key: str, dist: str = "b", targets: Targets | None = None, block: bool | None = None
     ) -> Any | PendingResult[Any]:
         """Pull ``key`` from each target and join the parts into one sequence."""
-        return await self._arun(self._calls.gather(key, dist, targets, block))  # type: ignore[no-any-return]
+        return await self._arun(self._calls.gather(key, dist, targets, block))
 
     @overload
     async def zip_pull(
@@ -479,7 +479,7 @@ class AsyncMultiEngineClient(_AsyncBase):
         self, keys: str | Sequence[str], targets: Targets | None = None, block: bool | None = None
     ) -> Any | PendingResult[Any]:
         """Pull ``keys`` from each target, zipped across engines."""
-        return await self._arun(self._calls.zip_pull(keys, targets, block))  # type: ignore[no-any-return]
+        return await self._arun(self._calls.zip_pull(keys, targets, block))
 
     @overload
     async def raw_map(

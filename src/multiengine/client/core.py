@@ -123,7 +123,7 @@ class ClientCore:
             raise
 
     def _socket(self, identity: bytes | None = None, linger: int = 0) -> zmq.Socket[Any]:
-        s = self.ctx.socket(zmq.DEALER)
+        s: zmq.Socket[Any] = self.ctx.socket(zmq.DEALER)
         if identity is not None:
             s.setsockopt(zmq.IDENTITY, identity)
         s.setsockopt(zmq.LINGER, linger)

@@ -461,7 +461,7 @@ class MultiEngineClient(Connected):
         self, key: str, dist: str = "b", targets: Targets | None = None, block: bool | None = None
     ) -> Any | PendingResult[Any]:
         """Pull ``key`` from each target and join the parts into one sequence."""
-        return self._run(self._calls.gather(key, dist, targets, block))  # type: ignore[no-any-return]
+        return self._run(self._calls.gather(key, dist, targets, block))
 
     @overload
     def zip_pull(
@@ -479,7 +479,7 @@ class MultiEngineClient(Connected):
         self, keys: str | Sequence[str], targets: Targets | None = None, block: bool | None = None
     ) -> Any | PendingResult[Any]:
         """Pull ``keys`` from each target, zipped across engines."""
-        return self._run(self._calls.zip_pull(keys, targets, block))  # type: ignore[no-any-return]
+        return self._run(self._calls.zip_pull(keys, targets, block))
 
     @overload
     def raw_map(

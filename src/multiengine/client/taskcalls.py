@@ -192,12 +192,12 @@ class TaskCalls:
                 else:
                     exhausted = True
                 if batch:
-                    inflight.extend((yield from self.submit(batch)))  # type: ignore[misc]
+                    inflight.extend((yield from self.submit(batch)))
             if not inflight and not done:
                 return
             waiting = [t for t in inflight if t not in done]
             if waiting and (not ordered or inflight[0] not in done):
-                answered = yield from self.results(waiting[:WAIT_BATCH], P.ANY)  # type: ignore[misc]
+                answered = yield from self.results(waiting[:WAIT_BATCH], P.ANY)
                 for tid, state, outcome in answered:
                     if state in P.FINISHED_STATES:
                         done[tid] = outcome

@@ -103,7 +103,7 @@ class Controller:
         self._running = True
 
     def _router(self) -> zmq.Socket[Any]:
-        s = self.ctx.socket(zmq.ROUTER)
+        s: zmq.Socket[Any] = self.ctx.socket(zmq.ROUTER)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.ROUTER_HANDOVER, 1)  # an engine reconnecting keeps its identity
         s.setsockopt(zmq.SNDHWM, 0)

@@ -79,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
     desired = None
     if config.mpi:
         try:
-            from mpi4py import MPI as mpi  # type: ignore[import-not-found,no-redef]
+            from mpi4py import MPI as mpi
         except ImportError as e:
             print(
                 "multiengine engine: --mpi needs mpi4py and an MPI library "

@@ -74,7 +74,7 @@ class Capture(io.TextIOBase):
 
     def __init__(self, name: str, streamer: Streamer | None = None) -> None:
         super().__init__()
-        self.name = name  # type: ignore[misc]
+        self.name = name
         self._parts: list[str] = []
         self._streamer = streamer
 

@@ -106,7 +106,7 @@ def _wrap_large(obj: Any) -> Any:
     return obj
 
 
-class _Pickler(cloudpickle.Pickler):
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle is not annotated
     """cloudpickle, plus functions of the user's local modules sent by value."""
 
     def reducer_override(self, obj: Any) -> Any:
