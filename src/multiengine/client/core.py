@@ -291,12 +291,13 @@ class ClientCore:
         return False
 
     def _route(self, sock: _Socket, msg: Message) -> None:
-        t = msg.type
-        if t == P.OUTPUT:
+        """One message from the controller: live output, a pong, or (part of) an answer."""
+        if msg.type == P.OUTPUT:
             self._on_output(msg)
-            return
-        if t == P.PONG:
-            return
+        elif msg.type != P.PONG:  # every other type answers a request (a chunk, a part of one)
+            self._on_answer(sock, msg)
+
+    def _on_answer(self, sock: _Socket, msg: Message) -> None:
         whole = self._gather_stream(sock, msg)
         if whole is None:
             return

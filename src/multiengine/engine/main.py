@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -125,6 +126,18 @@ class Engine:
         curve.make_client(hb, self.info.curve_serverkey)
         hb.connect(self.info.url("heartbeat"))
         ping = self.signer.frames({"t": P.PING, "id": self.id})
+
+        def on_interrupt(msg: Message) -> None:
+            cmd, why = msg.header.get("cmd"), str(msg.header.get("why", P.WHY_INTERRUPT))
+            unrun = self.interrupt(cmd, why)
+            if why in (P.WHY_REVOKE, P.WHY_ABORT):  # the scheduler waits for this answer
+                hb.send_multipart(self.signer.frames({"t": P.REVOKED, "cmd": cmd, "ok": unrun}))
+
+        handlers: dict[str, Callable[[Message], None]] = {
+            P.PONG: lambda msg: None,
+            P.UNKNOWN: lambda msg: self._lost("the controller no longer knows this engine"),
+            P.INTERRUPT: on_interrupt,
+        }
         last_heard = time.monotonic()
         limit = max(self.hb_timeout * 2, 2.0)
         while not self._stop.is_set():
@@ -139,17 +152,11 @@ class Engine:
                     log.warning("dropped a heartbeat message: %s", e)
                     continue
                 last_heard = time.monotonic()
-                if msg.type == P.UNKNOWN:
-                    self._lost("the controller no longer knows this engine")
-                elif msg.type == P.INTERRUPT:
-                    cmd, why = msg.header.get("cmd"), str(msg.header.get("why", P.WHY_INTERRUPT))
-                    unrun = self.interrupt(cmd, why)
-                    if why in (P.WHY_REVOKE, P.WHY_ABORT):  # the scheduler waits for this
-                        hb.send_multipart(
-                            self.signer.frames({"t": P.REVOKED, "cmd": cmd, "ok": unrun})
-                        )
-                elif msg.type != P.PONG:
+                handler = handlers.get(msg.type)
+                if handler is None:
                     log.warning("unexpected heartbeat message %r", msg.type)
+                else:
+                    handler(msg)
             if time.monotonic() - last_heard > limit:
                 self._lost(f"no answer from the controller for {limit:g} s")
         hb.close()
