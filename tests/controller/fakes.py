@@ -196,7 +196,7 @@ class FakeCluster:
         header = {**header, "id": self.last_id, "rt": self.CLIENT}
         before = len(self.outbox.sent)
         self.hub.on_client(Message([self.CLIENT], header, b"", buffers or []))
-        self.hub.scheduler.flush()
+        self.hub.scheduler.table.flush()
         return [s for s in self.outbox.sent[before:] if s.header.get("id") == self.last_id]
 
     def answers_to(self, msg_id: int) -> list[Sent]:

@@ -38,7 +38,7 @@ def test_a_busy_engine_gets_at_most_prefetch_tasks_ahead():
     c.submit(*[task(f"t{i}") for i in range(6)])
     assert c.running(0) == "t0"
     assert c.sent_ahead(0) == [f"t{i}" for i in range(1, 1 + PREFETCH)]
-    assert c.hub.scheduler.status(False)[P.SCHEDULED] == 6 - 1 - PREFETCH
+    assert c.hub.scheduler.table.status(False)[P.SCHEDULED] == 6 - 1 - PREFETCH
     c.reply(0)
     assert c.running(0) == "t1"
     assert len(c.sent_ahead(0)) == PREFETCH
@@ -218,7 +218,7 @@ def test_an_idle_engine_takes_over_tasks_sent_ahead_to_a_busy_one():
     c.reply(0)  # long ends; the engine then answers x and y unrun: dropped
     c.answer_unrun(0)
     c.answer_unrun(0)
-    assert c.hub.scheduler.status(False) == {
+    assert c.hub.scheduler.table.status(False) == {
         P.SCHEDULED: 0,
         P.PENDING: 0,
         P.SUCCEEDED: 3,
@@ -237,7 +237,7 @@ def test_a_task_the_busy_engine_already_started_stays_there():
     c.revoked(0, "b", unrun=False)
     assert c.running(0) == "b" and c.running(1) is None
     c.reply(0)
-    assert c.hub.scheduler.status(False)[P.SUCCEEDED] == 2
+    assert c.hub.scheduler.table.status(False)[P.SUCCEEDED] == 2
 
 
 def test_the_unrun_answer_may_come_before_the_heartbeat_one():

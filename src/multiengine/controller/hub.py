@@ -130,7 +130,7 @@ class Hub:
     def _on_wait_started(self, client: bytes, msg: Message) -> None:
         h = msg.header
         if h.get("tid") is not None:
-            self.scheduler.wait_started(client, h.get("id"), h["tid"])
+            self.scheduler.table.wait_started(client, h.get("id"), h["tid"])
         else:
             self.desk.wait_started(client, h.get("id"), h.get("job"))
 
@@ -420,7 +420,7 @@ class Hub:
             "pending_results": len(self.desk.store),
             "pending_bytes": self.desk.store.nbytes,
             "dropped_messages": self.dropped,
-            "tasks": self.scheduler.status(False),
+            "tasks": self.scheduler.table.status(False),
         }
 
 

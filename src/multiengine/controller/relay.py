@@ -143,7 +143,7 @@ class Controller:
                         handle(msg)
                     except Exception:
                         log.exception("error handling %r message; the controller goes on", msg.type)
-            hub.scheduler.flush()
+            hub.scheduler.table.flush()
             now = time.monotonic()
             if wake is not None and now >= wake:
                 hub.scheduler.schedule()

@@ -14,7 +14,7 @@ also takes up to ``PREFETCH`` more, sent ahead so it never waits for the control
   under the same id. A failing task takes back the tasks sent ahead to its engine.
 * **Depend.** A task whose ``depend`` predicate is false on every engine for
   ``idle_timeout`` seconds fails with TaskTimeout, as in the seed.
-* **Results** stay until a client calls ``clear``.
+* **Results** are kept in the :class:`~.tasktable.TaskTable`, which answers clients.
 
 The scheduler never unpickles a task: the client sends, beside each pickled task, the
 few fields scheduling needs (:class:`~multiengine.wire.protocol.TaskLink`). It sees the
@@ -28,59 +28,19 @@ import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..wire import protocol as P
 from ..wire.message import Message
-from ..wire.protocol import TaskItem, TaskLink
+from ..wire.protocol import TaskLink
 from .dispatch import PREFETCH, Dispatch
 from .engines import Command, EngineState
 from .jobs import Part, error_part
+from .tasktable import Spec, Task, TaskTable
 
-__all__ = ["TaskScheduler", "Task", "Spec"]
+__all__ = ["TaskScheduler"]
 
 log = logging.getLogger("multiengine.controller")
-
-
-@dataclass(eq=False)
-class Spec:
-    """One link of a task's chain (the task itself, then its recovery tasks)."""
-
-    content: Any
-    buffers: list[Any]
-    link: TaskLink
-
-
-@dataclass(eq=False)
-class Task:
-    tid: int
-    client: bytes
-    chain: list[Spec]
-    seq: int
-    level: int = 0
-    retries_left: int = 0
-    state: str = P.SCHEDULED
-    engine_id: int | None = None
-    submitted: float = field(default_factory=time.time)
-    started: float | None = None
-    completed: float | None = None
-    result: Part | None = None
-    failed_on: set[int] = field(default_factory=set)
-    penalty: dict[int, float] = field(default_factory=dict)  # engine id -> not before
-    unmet: set[int] = field(default_factory=set)  # engines whose depend was false
-    unmet_since: float | None = None
-    aborting: bool = False
-    cmd: Command | None = None  # the attempt on an engine, while it is pending
-    taken_for: int | None = None  # being taken back from a busy engine for this one
-
-    @property
-    def link(self) -> TaskLink:
-        return self.chain[self.level].link
-
-    @property
-    def done(self) -> bool:
-        return self.state in P.FINISHED_STATES
 
 
 class TaskScheduler:
@@ -101,21 +61,18 @@ class TaskScheduler:
         self.failure_penalty = failure_penalty
         self.idle_timeout = idle_timeout
         self.clock = clock
-        self.tasks: dict[int, Task] = {}
+        self.table = TaskTable(dispatch)
+        self.tasks = self.table.tasks  # the same dict: every task by id
         self._ready: list[tuple[int, int, int]] = []  # heap of (-priority, seq, tid)
         self._next_tid = 0
         self._seq = 0
-        self._waiters: dict[int, list[_Waiter]] = {}  # tid -> answers waiting for it
-        self._due: dict[int, tuple[_Waiter, list[int]]] = {}  # "any" answers of this turn
         self._penalties: list[tuple[float, int]] = []  # heap of (until, tid)
         self._taking_for: set[int] = set()  # idle engines a task is being taken back for
         self.handlers: dict[str, Callable[[bytes, Message], None]] = {
             P.TASK_SUBMIT: self._on_submit,
-            P.TASK_RESULT: self._on_result,
             P.TASK_ABORT: self._on_abort,
-            P.TASK_STATUS: self._on_status,
-            P.TASK_CLEAR: self._on_clear,
             P.TASK_SPIN: self._on_spin,
+            **self.table.handlers,
         }
 
     # ------------------------------------------------------------ client requests
@@ -123,27 +80,8 @@ class TaskScheduler:
         tids = self.submit(client, msg.header, msg.buffers)
         self.dispatch.reply_value(client, msg.header.get("id"), tids)
 
-    def _on_result(self, client: bytes, msg: Message) -> None:
-        h = msg.header
-        ids = h.get("ids")
-        mode = h.get("mode", P.ALL)
-        if not isinstance(ids, list) or mode not in (P.NOW, P.ALL, P.ANY):
-            self.dispatch.reply_error(
-                client, h.get("id"), "ProtocolError", "task_result needs a list of ids and a mode"
-            )
-            return
-        self.results(client, h.get("id"), ids, mode)
-
     def _on_abort(self, client: bytes, msg: Message) -> None:
         self.dispatch.reply_value(client, msg.header.get("id"), self.abort(msg.header.get("tid")))
-
-    def _on_status(self, client: bytes, msg: Message) -> None:
-        value = self.status(bool(msg.header.get("verbose")))
-        self.dispatch.reply_value(client, msg.header.get("id"), value)
-
-    def _on_clear(self, client: bytes, msg: Message) -> None:
-        self.clear()
-        self.dispatch.reply_value(client, msg.header.get("id"), None)
 
     def _on_spin(self, client: bytes, msg: Message) -> None:
         self.dispatch.reply_value(client, msg.header.get("id"), self.schedule())
@@ -163,7 +101,7 @@ class TaskScheduler:
             self._next_tid += 1
             self._seq += 1
             task = Task(self._next_tid - 1, client, chain, self._seq, retries_left=links[0].retries)
-            self.tasks[task.tid] = task
+            self.table.add(task)
             self._push(task)
             tids.append(task.tid)
         self.schedule()
@@ -171,7 +109,7 @@ class TaskScheduler:
 
     def abort(self, tid: Any) -> str | None:
         """Abort a task; the text of an IndexError when it cannot be."""
-        task = self.tasks.get(tid) if isinstance(tid, int) else None
+        task = self.table.get(tid)
         if task is None:
             return f"No task #{tid}"
         if task.done:
@@ -182,7 +120,7 @@ class TaskScheduler:
         cmd = task.cmd
         engine = self._engine_of(task)
         if task.state == P.SCHEDULED:
-            self._finish(task, error_part("TaskAborted", f"task {tid} was aborted"), failed=True)
+            self.table.finish(task, _aborted(task), failed=True)
         elif cmd is not None and engine is not None:
             if cmd is engine.current or cmd in engine.ahead:
                 # running: interrupted; sent ahead: the engine says at once that it will
@@ -190,50 +128,8 @@ class TaskScheduler:
                 self.dispatch.interrupt(engine, cmd, P.WHY_ABORT)
             elif cmd in engine.queue:
                 engine.queue.remove(cmd)
-                self._finish(task, error_part("TaskAborted", f"task {tid} was aborted"), True)
+                self.table.finish(task, _aborted(task), True)
         return None
-
-    def results(self, client: bytes, msg_id: Any, ids: list[Any], mode: str) -> None:
-        """Answer with the results of ``ids``: now, or once any or all are done."""
-        tasks = self.tasks
-        unknown = [t for t in ids if t not in tasks]
-        done = [t for t in ids if t in tasks and tasks[t].done]
-        if mode == P.ANY and done and not unknown:
-            self._send_results(client, msg_id, done)  # only what is done: the rest still runs
-            return
-        if mode == P.NOW or unknown or len(done) == len(ids):
-            self._send_results(client, msg_id, ids)
-            return
-        waiter = _Waiter(client, msg_id, ids, mode)
-        for t in ids:
-            if not tasks[t].done:
-                self._waiters.setdefault(t, []).append(waiter)
-
-    def wait_started(self, client: bytes, msg_id: Any, tid: Any) -> None:
-        """Answer once task ``tid`` runs on an engine (or has ended)."""
-        task = self.tasks.get(tid) if isinstance(tid, int) else None
-        if task is None:
-            self.dispatch.reply_error(client, msg_id, "IndexError", f"No task #{tid}")
-        elif task.done:
-            self.dispatch.reply_value(client, msg_id, P.DONE)
-        elif task.cmd is not None and task.cmd.started is not None:
-            self.dispatch.reply_value(client, msg_id, P.RUNNING)
-        else:
-            self.dispatch.wait_started(("task", task.tid), client, msg_id)
-
-    def status(self, verbose: bool) -> dict[str, Any]:
-        states = (P.SCHEDULED, P.PENDING, P.SUCCEEDED, P.FAILED)
-        buckets: dict[str, list[int]] = {s: [] for s in states}
-        for t in self.tasks.values():
-            buckets[t.state].append(t.tid)
-        if verbose:
-            return buckets
-        return {k: len(v) for k, v in buckets.items()}
-
-    def clear(self) -> None:
-        """Forget every finished task."""
-        for tid in [t.tid for t in self.tasks.values() if t.done]:
-            del self.tasks[tid]
 
     # ------------------------------------------------------------ scheduling
     def _push(self, task: Task) -> None:
@@ -360,7 +256,7 @@ class TaskScheduler:
         cmd.detached = True  # the engine answers it unrun later: that answer is dropped
         task.cmd = None
         if task.aborting:
-            self._finish(task, error_part("TaskAborted", f"task {task.tid} was aborted"), True)
+            self.table.finish(task, _aborted(task), True)
         else:
             self._push(task)
             self.schedule()
@@ -398,7 +294,7 @@ class TaskScheduler:
                     f"task {tid} failed to execute due to unmet dependencies for "
                     f"{self.idle_timeout:g} seconds"
                 )
-                self._finish(task, error_part("TaskTimeout", msg), failed=True)
+                self.table.finish(task, error_part("TaskTimeout", msg), failed=True)
         self.schedule()
 
     def _engine_of(self, task: Task) -> EngineState | None:
@@ -412,11 +308,11 @@ class TaskScheduler:
         task.started = task.cmd.started
         task.cmd = None
         if task.aborting:
-            aborted = error_part("TaskAborted", f"task {task.tid} was aborted", engine.id)
-            self._finish(task, aborted, failed=True)
+            aborted = _aborted(task, engine.id)
+            self.table.finish(task, aborted, failed=True)
             return
         if part.status == P.STATUS_OK:
-            self._finish(task, part, failed=False)
+            self.table.finish(task, part, failed=False)
             return
         flags = part.flags or P.TaskFlags(None, False)
         if flags.why == "revoked":  # taken back before it ran: not an attempt
@@ -456,8 +352,8 @@ class TaskScheduler:
         lost = f"engine {engine_id} was lost ({why}) while running task {task.tid}"
         part = error_part("EngineError", lost, engine_id)
         if task.aborting:
-            aborted = error_part("TaskAborted", f"task {task.tid} was aborted", engine_id)
-            self._finish(task, aborted, failed=True)
+            aborted = _aborted(task, engine_id)
+            self.table.finish(task, aborted, failed=True)
         elif task.link.retry_lost:
             self._retry_or_fail(task, engine_id, part)
         else:
@@ -486,71 +382,8 @@ class TaskScheduler:
             task.unmet.clear()
             self._push(task)
         else:
-            self._finish(task, part, failed=True)
-
-    def _finish(self, task: Task, part: Part, failed: bool) -> None:
-        task.state = P.FAILED if failed else P.SUCCEEDED
-        task.result = part
-        task.completed = time.time()
-        task.cmd = None
-        self.dispatch.ended(("task", task.tid))
-        for waiter in self._waiters.pop(task.tid, ()):
-            if waiter.sent:
-                continue
-            if waiter.mode == P.ANY:  # answered once per turn, with all that finished in it
-                self._due.setdefault(id(waiter), (waiter, []))[1].append(task.tid)
-            elif all(self.tasks[t].done for t in waiter.ids if t in self.tasks):
-                waiter.sent = True
-                self._send_results(waiter.client, waiter.msg_id, waiter.ids)
-
-    def flush(self) -> None:
-        """Send the answers gathered during this turn of the controller's loop."""
-        if not self._due:
-            return
-        due, self._due = self._due, {}
-        for waiter, tids in due.values():
-            waiter.sent = True
-            self._send_results(waiter.client, waiter.msg_id, tids)
-
-    def _send_results(self, client: bytes, msg_id: Any, ids: list[Any]) -> None:
-        items: list[Any] = []
-        parts: list[tuple[Any, list[Any]]] = []
-        for tid in ids:
-            task = self.tasks.get(tid)
-            if task is None:
-                items.append(TaskItem(tid, P.UNKNOWN_TASK).to_wire())
-                continue
-            p = task.result
-            if not task.done or p is None:
-                items.append(TaskItem(tid, task.state).to_wire())
-                continue
-            started = task.started or task.submitted
-            elapsed = p.elapsed if p.elapsed is not None else (task.completed or started) - started
-            item = TaskItem(
-                tid,
-                task.state,
-                task.link.kind,
-                task.submitted,
-                task.started,
-                task.completed,
-                elapsed,
-                p.header(),
-            )
-            items.append(item.to_wire())
-            parts.append((p.frames[0], p.frames[1:]))
-        _, frames, raw = P.pack_parts(parts)
-        header: dict[str, Any] = {"t": P.TASK_RESULTS, "id": msg_id, "items": items}
-        if raw:
-            header["raw"] = raw
-        self.dispatch.to_client(client, header, b"", frames)
+            self.table.finish(task, part, failed=True)
 
 
-@dataclass(eq=False)
-class _Waiter:
-    """A ``task_result`` request waiting for tasks to finish."""
-
-    client: bytes
-    msg_id: Any
-    ids: list[Any]
-    mode: str
-    sent: bool = False
+def _aborted(task: Task, engine_id: int = -1) -> Part:
+    return error_part("TaskAborted", f"task {task.tid} was aborted", engine_id)
