@@ -271,3 +271,29 @@ def test_wait_started_answers_when_a_task_sent_ahead_starts():
     assert msgpack.unpackb(answer.content) == P.RUNNING
     (done,) = c.send({"t": P.WAIT_STARTED, "tid": 0})
     assert msgpack.unpackb(done.content) == P.DONE
+
+
+# ---------------------------------------------------------------- malformed requests
+def test_a_task_submit_whose_frames_do_not_match_is_answered_with_protocol_error():
+    c = FakeCluster(n=1)
+    link = task("t")[0][0]
+    answer = c.request({"t": P.TASK_SUBMIT, "tasks": [[link.to_wire()]]}, [])  # no frames
+    assert answer.header["t"] == P.ERROR and answer.header["ename"] == "ProtocolError"
+    assert c.submit(task("after")) == [0]  # the controller goes on
+
+
+def test_a_submit_with_too_few_xfers_fails_its_job_and_queues_nothing():
+    c = FakeCluster(n=2)
+    header = {
+        "t": P.SUBMIT,
+        "cmd": "push",
+        "targets": [0, 1],
+        "block": True,
+        "desc": "push()",
+        "parts": [0, 0],
+        "xfer": [[[4], 1, 4]],
+    }
+    (answer,) = c.send(header, [b"p0", b"p1"])
+    assert answer.header["t"] == P.RESULT
+    assert [p[1] for p in answer.header["parts"]] == [P.STATUS_ERROR, P.STATUS_ERROR]
+    assert c.running(0) is None and c.running(1) is None

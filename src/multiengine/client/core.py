@@ -66,7 +66,7 @@ READ_SLICE = 0.1  # longest single poll of a reader, so it notices a dead contro
 FOLLOW_SLICE = 0.05  # longest wait of a non-reader before it looks again (it is woken)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Request:
     mid: int
     future: Future[Message]
@@ -104,6 +104,7 @@ class ClientCore:
         self._send_lock = threading.Lock()
         self._fg_lock = threading.Lock()  # the reader role on the fg socket
         self._fg_cv = threading.Condition()  # waiting non-readers sleep here
+        self._following = 0  # how many sleep there (changed under _fg_cv)
         self._closed = False
         self._last_heard = time.monotonic()
         self._io_thread: threading.Thread | None = None
@@ -244,15 +245,26 @@ class ClientCore:
                     )
                 finally:
                     self._fg_lock.release()
-                    with self._fg_cv:
-                        self._fg_cv.notify_all()
+                    self._wake_followers()
             else:
                 with self._fg_cv:
-                    if not fut.done() and not req.answered and self._fg_lock.locked():
-                        self._fg_cv.wait(FOLLOW_SLICE if left is None else min(FOLLOW_SLICE, left))
+                    self._following += 1
+                    try:
+                        if not fut.done() and not req.answered and self._fg_lock.locked():
+                            slice_ = FOLLOW_SLICE if left is None else min(FOLLOW_SLICE, left)
+                            self._fg_cv.wait(slice_)
+                    finally:
+                        self._following -= 1
             if not fut.done() and deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError
         return fut.result()
+
+    def _wake_followers(self) -> None:
+        # A follower counts itself before it checks its future, so one that will sleep
+        # is seen here (and this notify waits for it to be asleep): no wake-up is lost.
+        if self._following:
+            with self._fg_cv:
+                self._fg_cv.notify_all()
 
     def _wait_done(self, fut: Future[Message], left: float | None) -> None:
         """Wait for a future another thread completes; the delivery thread runs its queue."""
@@ -310,8 +322,7 @@ class ClientCore:
         else:
             _complete(req.future, whole)
         if not req.background:
-            with self._fg_cv:
-                self._fg_cv.notify_all()
+            self._wake_followers()
 
     def _check_alive(self, sock: _Socket) -> None:
         if not self._requests:

@@ -26,7 +26,7 @@ __all__ = ["Item", "Op", "Request", "Stream", "arun", "aiterate", "iterate", "ru
 T = TypeVar("T")
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """A message an operation sends, and how its answer is waited for."""
 

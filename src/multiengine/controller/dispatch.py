@@ -58,7 +58,9 @@ class Dispatch:
         self.ids = IdAllocator()
         self.prefetching: set[int] = set()  # engines holding tasks sent ahead
         self._last_cmd = 0
-        self._start_waiters: dict[StartKey, list[tuple[bytes, Any]]] = {}
+        # clients waiting for a job or task to start (wait_started); empty almost always
+        self.start_waiters: dict[StartKey, list[tuple[bytes, Any]]] = {}
+        self.to_client = outbox.to_client  # bound once: this is on every answer's path
 
     # ------------------------------------------------------------ the registry
     def add_engine(self, ident: bytes, pid: int, host: str, desired: int | None) -> EngineState:
@@ -145,10 +147,6 @@ class Dispatch:
         self.outbox.to_heartbeat(engine.ident, {"t": P.INTERRUPT, "cmd": cmd.cmd_id, "why": why})
 
     # ------------------------------------------------------------ clients
-    def to_client(
-        self, client: bytes, header: dict[str, Any], content: Any = b"", buffers: Any = ()
-    ) -> None:
-        self.outbox.to_client(client, header, content, buffers)
 
     def reply_value(self, client: bytes, msg_id: Any, value: Any) -> None:
         self.outbox.to_client(client, {"t": P.VALUE, "id": msg_id}, pack(value))
@@ -160,18 +158,19 @@ class Dispatch:
     # ------------------------------------------------------------ wait_started
     def wait_started(self, key: StartKey, client: bytes, msg_id: Any) -> None:
         """Answer ``client`` once the job or task ``key`` starts running (or ends)."""
-        self._start_waiters.setdefault(key, []).append((client, msg_id))
+        self.start_waiters.setdefault(key, []).append((client, msg_id))
 
     def ended(self, key: StartKey) -> None:
         """The job or task ended (possibly without ever running): answer its waiters."""
-        if self._start_waiters:
-            for client, msg_id in self._start_waiters.pop(key, ()):
+        if self.start_waiters:
+            for client, msg_id in self.start_waiters.pop(key, ()):
                 self.reply_value(client, msg_id, P.DONE)
 
     def _started(self, cmd: Command) -> None:
-        cmd.started = time.time()
         if cmd.job is not None:
             cmd.job.started = True
-        if self._start_waiters:
-            for client, msg_id in self._start_waiters.pop(cmd.start_key, ()):
+        else:  # a task: its start time is part of its record
+            cmd.started = time.time()
+        if self.start_waiters:
+            for client, msg_id in self.start_waiters.pop(cmd.start_key, ()):
                 self.reply_value(client, msg_id, P.RUNNING)

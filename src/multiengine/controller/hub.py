@@ -110,7 +110,14 @@ class Hub:
             evalue = f"unknown message type {msg.type!r}"
             self.dispatch.reply_error(client, msg.header.get("id"), "ProtocolError", evalue)
             return
-        handler(client, msg)
+        try:
+            handler(client, msg)
+        except (P.ProtocolViolation, LookupError, TypeError, ValueError) as e:
+            # a signed request whose fields do not fit together: say so, rather than leave
+            # the client waiting for an answer that never comes
+            log.warning("malformed %r request: %r", msg.type, e)
+            evalue = f"malformed {msg.type!r} request: {e!r}"
+            self.dispatch.reply_error(client, msg.header.get("id"), "ProtocolError", evalue)
 
     def _on_connect(self, client: bytes, msg: Message) -> None:
         value = {"engines": self.ids(), "pid": os.getpid()}
@@ -149,7 +156,8 @@ class Hub:
             assert engine is not None
             for cmd in [c for c in engine.queue if c.job is job]:
                 engine.queue.remove(cmd)
-                if job.set_part(cmd.index, error_part("QueueCleared", f"{cmd.desc} was cancelled")):
+                cleared = error_part("QueueCleared", f"{cmd.desc} was cancelled", engine.id)
+                if job.set_part(cmd.index, cleared):
                     self._complete(job)
         self.dispatch.reply_value(client, h.get("id"), untouched)
 
@@ -195,6 +203,8 @@ class Hub:
         try:
             per_target = per_target_payloads(msg.content, msg.buffers, splits, len(targets))
             xfers = [Xfer.from_wire(x) for x in h["xfer"]] if h.get("xfer") else None
+            if xfers is not None and len(xfers) != (len(splits) if splits is not None else 1):
+                raise P.ProtocolViolation("one xfer per part is needed")
         except (BadTargets, P.ProtocolViolation) as e:
             self._fail_job(job, "ProtocolError", str(e))
             return
@@ -352,8 +362,7 @@ class Hub:
             self._unregister(engine, "killed")
             return
         self.dispatch.dispatch(engine)
-        if engine.idle:
-            self.scheduler.engine_has_room(engine)
+        self.scheduler.engine_has_room(engine)
 
     def _unregister(self, engine: EngineState, why: str) -> None:
         """Forget an engine; what ran or waited on it fails or goes back to wait."""

@@ -22,7 +22,8 @@ class ResultDesk:
         self.store.add(job)
 
     def complete(self, job: Job) -> None:
-        self._dispatch.ended(("job", job.job_id))
+        if self._dispatch.start_waiters:
+            self._dispatch.ended(("job", job.job_id))
         if job.discarded or job.streamed:
             return
         if job.block:

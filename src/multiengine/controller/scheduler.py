@@ -182,7 +182,7 @@ class TaskScheduler:
         """
         if self._ready:
             self.schedule(None if failed else [engine])
-        if engine.idle and not self._ready and self.dispatch.prefetching:
+        elif self.dispatch.prefetching and engine.idle:
             self._take_back_for(engine)
 
     def _pick(self, task: Task, free: list[EngineState], now: float) -> EngineState | None:

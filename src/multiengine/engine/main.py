@@ -27,6 +27,8 @@ from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
 from ..wire.message import Message, Signer, WireError
 from ..wire.protocol import ErrorReport, TaskFlags, Xfer
+from ..wire.serialize import dumps, loads
+from .commands import COMMANDS
 from .interpreter import Interpreter, format_exception
 
 __all__ = ["Engine"]
@@ -325,15 +327,13 @@ class Engine:
 
     def _run_command(self, msg: Message) -> bool:
         """Run one command and answer it; True when it was a ``kill``."""
-        from ..wire.serialize import dumps, loads
-        from .commands import COMMANDS
-
         h = msg.header
         name = str(h.get("name"))
         cmd_id = h.get("cmd")
         status = P.STATUS_OK
         flags: TaskFlags | None = None
         elapsed = 0.0
+        self.interp.task_flags = None  # set by a task that fails
         try:
             buffers = msg.buffers
             if h.get("xfer"):
@@ -360,7 +360,6 @@ class Engine:
                     self._streamer = Streamer(self._send_output)
                 self._live_cmd = cmd_id
                 self.interp.streamer = self._streamer
-            self.interp.task_flags = None
             started = time.perf_counter()
             try:
                 value = handler(self.interp, *args)
@@ -374,6 +373,8 @@ class Engine:
                 raise
             status = P.STATUS_ERROR
             e, flags = self._classify(e, h)
+            if name != "task":
+                flags = None  # only the scheduler reads them, and only for tasks
             content, buffers = self._error_report(e, name), []
         self._send_reply(cmd_id, status, content, buffers, flags, elapsed)
         return name == "kill" and status == P.STATUS_OK

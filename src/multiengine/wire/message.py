@@ -53,7 +53,7 @@ class WireError(Exception):
 class Message:
     """A parsed, verified message."""
 
-    __slots__ = ("idents", "header", "content", "buffers")
+    __slots__ = ("idents", "header", "content", "buffers", "type")
 
     def __init__(
         self, idents: list[bytes], header: dict[str, Any], content: Any, buffers: list[Any]
@@ -62,10 +62,7 @@ class Message:
         self.header = header
         self.content = content  # bytes or zmq.Frame
         self.buffers = buffers  # zmq.Frame or bytes-like
-
-    @property
-    def type(self) -> str:
-        return self.header["t"]  # type: ignore[no-any-return]
+        self.type: str = header["t"]  # the message type (read on every hop: an attribute)
 
 
 def _nbytes(buf: Any) -> int:

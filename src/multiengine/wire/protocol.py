@@ -281,6 +281,8 @@ class PartHeader(NamedTuple):
 
     @classmethod
     def from_wire(cls, item: Any) -> PartHeader:
+        if type(item) is list and 4 <= len(item) <= 6:  # the common case, checked quickly
+            return cls(*item)
         return cls(*_items(item, "result part", 4, 6))
 
 
