@@ -43,6 +43,10 @@ class _AsyncBase:
         timeout: float = 10.0,
     ) -> None:
         self._core = ClientCore(resolve_connection(profile, cluster_dir, connection_file), timeout)
+        self._calls = self._make_calls()
+
+    def _make_calls(self) -> Any:
+        return None
 
     async def _arun(self, op: Op[Any]) -> Any:
         return await arun(self._core, op)
@@ -63,15 +67,10 @@ class _AsyncBase:
 class AsyncMultiEngineClient(_AsyncBase):
     """The MultiEngine client for asyncio code (same arguments as MultiEngineClient)."""
 
-    def __init__(
-        self,
-        profile: str | None = "default",
-        cluster_dir: str | os.PathLike[str] | None = None,
-        connection_file: str | os.PathLike[str] | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        super().__init__(profile, cluster_dir, connection_file, timeout)
-        self._calls = MultiEngineCalls(self._core)
+    _calls: MultiEngineCalls
+
+    def _make_calls(self) -> MultiEngineCalls:
+        return MultiEngineCalls(self._core)
 
     @property
     def block(self) -> bool:
@@ -588,15 +587,10 @@ class AsyncMultiEngineClient(_AsyncBase):
 class AsyncTaskClient(_AsyncBase):
     """The Task client for asyncio code (same arguments as TaskClient)."""
 
-    def __init__(
-        self,
-        profile: str | None = "default",
-        cluster_dir: str | os.PathLike[str] | None = None,
-        connection_file: str | os.PathLike[str] | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        super().__init__(profile, cluster_dir, connection_file, timeout)
-        self._calls = TaskCalls()
+    _calls: TaskCalls
+
+    def _make_calls(self) -> TaskCalls:
+        return TaskCalls()
 
     async def run(self, task: BaseTask, block: bool = False) -> Any:
         """Submit ``task``; its id, or with ``block=True`` its result."""

@@ -42,6 +42,11 @@ class Connected:
         timeout: float = 10.0,
     ) -> None:
         self._core = ClientCore(resolve_connection(profile, cluster_dir, connection_file), timeout)
+        self._calls = self._make_calls()
+
+    def _make_calls(self) -> Any:
+        """What the client's calls are built from (``calls.py``, ``taskcalls.py``)."""
+        return None
 
     def close(self) -> None:
         self._core.close()

@@ -46,15 +46,10 @@ class MultiEngineClient(Connected):
     """A client of one controller's engines (``profile``, ``cluster_dir`` or
     ``connection_file`` say which; ``timeout``: how long to wait for it to answer)."""
 
-    def __init__(
-        self,
-        profile: str | None = "default",
-        cluster_dir: str | os.PathLike[str] | None = None,
-        connection_file: str | os.PathLike[str] | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        super().__init__(profile, cluster_dir, connection_file, timeout)
-        self._calls = MultiEngineCalls(self._core)
+    _calls: MultiEngineCalls
+
+    def _make_calls(self) -> MultiEngineCalls:
+        return MultiEngineCalls(self._core)
 
     def _run(self, op: Op[Any]) -> Any:
         return run(self._core, op)

@@ -9,7 +9,6 @@ this class runs them on the calling thread.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -33,15 +32,10 @@ class TaskClient(Connected):
     ``barrier`` waits longer than two seconds.
     """
 
-    def __init__(
-        self,
-        profile: str | None = "default",
-        cluster_dir: str | os.PathLike[str] | None = None,
-        connection_file: str | os.PathLike[str] | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        super().__init__(profile, cluster_dir, connection_file, timeout)
-        self._calls = TaskCalls()
+    _calls: TaskCalls
+
+    def _make_calls(self) -> TaskCalls:
+        return TaskCalls()
 
     def _run(self, op: Op[Any]) -> Any:
         return run(self._core, op)

@@ -161,13 +161,19 @@ class Hub:
                     self._complete(job)
         self.dispatch.reply_value(client, h.get("id"), untouched)
 
+    def _targets(self, client: bytes, msg: Message) -> list[int] | None:
+        """The engines a request names; None (and the caller answered) when it names none."""
+        try:
+            return resolve_targets(msg.header.get("targets", "all"), self.dispatch.engines)
+        except BadTargets as e:
+            self.dispatch.reply_error(client, msg.header.get("id"), e.ename, e.evalue)
+            return None
+
     def _on_interrupt(self, client: bytes, msg: Message) -> None:
         """Interrupt what runs on some engines (MultiEngine commands or tasks)."""
         h = msg.header
-        try:
-            targets = resolve_targets(h.get("targets", "all"), self.dispatch.engines)
-        except BadTargets as e:
-            self.dispatch.reply_error(client, h.get("id"), e.ename, e.evalue)
+        targets = self._targets(client, msg)
+        if targets is None:
             return
         for eid in targets:
             engine = self.dispatch.engines[eid]
@@ -178,10 +184,8 @@ class Hub:
     def _on_submit(self, client: bytes, msg: Message) -> None:
         """A MultiEngine call: one job, one command per target in each target's queue."""
         h = msg.header
-        try:
-            targets = resolve_targets(h.get("targets", "all"), self.dispatch.engines)
-        except BadTargets as e:
-            self.dispatch.reply_error(client, h.get("id"), e.ename, e.evalue)
+        targets = self._targets(client, msg)
+        if targets is None:
             return
         name = str(h["cmd"])
         block = bool(h.get("block", True))
