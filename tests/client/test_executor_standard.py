@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Callable
 
 import pytest
-from helpers import Latch, wait_until
+from helpers import Latch, call_within, wait_until
 
 import multiengine
 
@@ -131,3 +131,19 @@ def test_joblib_backend_refuses_zero_jobs_as_joblib_does(cluster: multiengine.Cl
     with joblib.parallel_backend("multiengine", cluster_dir=cluster.cluster_dir.path):
         with pytest.raises(ValueError, match="n_jobs == 0 in Parallel has no meaning"):
             joblib.Parallel(n_jobs=0)(joblib.delayed(abs)(-1) for _ in range(2))
+
+
+def test_shutdown_that_waits_with_cancel_futures_returns(
+    tc: multiengine.TaskClient, latch: Callable[[], Latch]
+) -> None:
+    gate = latch()
+    ex = tc.executor()
+    running = [ex.submit(hold, str(gate.path), i) for i in range(4)]
+    wait_until(lambda: all(f.running() for f in running))
+    queued = ex.submit(hold, str(gate.path), 99)
+    assert queued.cancel()
+    done, _ = cf.wait([queued], timeout=0)  # a cancelled future counts as done at once
+    assert done == {queued}
+    gate.set()
+    call_within(lambda: ex.shutdown(wait=True, cancel_futures=True))
+    assert [f.result() for f in running] == [0, 1, 2, 3]

@@ -31,7 +31,8 @@ __all__ = ["AsyncMultiEngineClient", "AsyncTaskClient"]
 
 
 class _AsyncBase:
-    """Connecting and closing; the connection handshake runs in a worker thread."""
+    """Connecting (in the constructor, which returns once the controller has answered)
+    and closing (awaitable)."""
 
     _core: ClientCore
 

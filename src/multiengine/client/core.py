@@ -14,9 +14,9 @@
 **Why two receiving sockets.** A blocking call's answer is read by the thread that waits
 for it (whichever waiting thread holds the reader role reads for all of them), so the
 answer reaches its caller with no hand-off between threads. Handing every answer over
-from a dedicated I/O thread measured about 0.09 ms more per round trip (a controller
-round trip went from ~0.18 to ~0.27 ms; ``execute('pass')`` is ~0.52 ms): on two cores
-a thread hop costs as much as half the controller's work. Everything that has no
+from an I/O thread measured about 0.1 ms more per round trip (``get_ids``: 0.24 ms read
+by the waiting thread, 0.34 ms handed over by the I/O thread; benchmarks/client_core.py):
+on two cores a thread hop costs as much as the controller's work. Everything that has no
 waiting thread (awaited by asyncio, completing executor Futures, the live output of a
 call that did not block) names the second socket in ``rt``, and one I/O thread,
 started when first needed, reads it. ``docs/client.md`` ("How the client works") has

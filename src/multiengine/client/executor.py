@@ -48,6 +48,7 @@ class _CallFuture(Future[Any]):
     def cancel(self) -> bool:
         if not super().cancel():
             return False
+        self.set_running_or_notify_cancel()  # now done: wait() and as_completed() see it
         self._take_back()
         return True
 
@@ -104,7 +105,7 @@ class _Base(Executor):
 
 def _settle(fut: Future[Any], outcome: Any) -> None:
     """Complete ``fut`` with a value or an exception (running first, if it never was)."""
-    if fut.done():
+    if fut.done():  # cancelled, or already settled
         return
     if not fut.running() and not fut.set_running_or_notify_cancel():
         return
@@ -145,7 +146,7 @@ class TaskExecutor(_Base):
 
     def _started(self, tid: int, msg: Message) -> None:
         fut = self._futures.get(tid)
-        if fut is None:
+        if fut is None or fut.cancelled():
             return
         if msg.type == P.VALUE and unpack(msg.content) == P.RUNNING:
             if not fut.set_running_or_notify_cancel():
@@ -264,7 +265,7 @@ class MultiEngineExecutor(_Base):
         except BaseException as e:
             _settle(fut, e)
             return
-        if running and not fut.set_running_or_notify_cancel():
+        if fut.cancelled() or (running and not fut.set_running_or_notify_cancel()):
             return
         request = pr._fetch(block=True, background=True)
         self._then(request, lambda answer: self._finished(pr, fut, answer))

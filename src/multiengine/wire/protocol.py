@@ -336,19 +336,11 @@ class TaskItem(NamedTuple):
 
     @classmethod
     def from_wire(cls, item: Any) -> TaskItem:
-        tid, state, kind, submitted, started, completed, elapsed, part = _items(
-            item, "task item", 8, 8
-        )
-        return cls(
-            tid,
-            state,
-            kind,
-            submitted,
-            started,
-            completed,
-            elapsed,
-            PartHeader.from_wire(part) if part is not None else None,
-        )
+        if type(item) is not list or len(item) != 8:
+            raise ProtocolViolation(f"malformed task item: {item!r}")
+        part = item[7]
+        header = PartHeader.from_wire(part) if part is not None else None
+        return cls(item[0], item[1], item[2], item[3], item[4], item[5], item[6], header)
 
 
 class TaskFlags(NamedTuple):
