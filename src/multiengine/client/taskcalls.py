@@ -7,6 +7,7 @@ and yields results as they complete, holding at most a window of them.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -15,7 +16,7 @@ from .. import errors
 from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from ..wire.protocol import TaskItem, TaskLink
-from ..wire.serialize import dumps
+from ..wire.serialize import dumps, loads
 from .drive import Item, Op, Request, Stream
 from .progress import bar
 from .results import decode_part, raise_direct
@@ -144,17 +145,24 @@ class TaskCalls:
         chunksize: int,
         options: dict[str, Any],
     ) -> Iterator[Encoded]:
-        """One task per ``chunksize`` items; the function is pickled once for all."""
+        """One task per ``chunksize`` items; the function is pickled once for all, and the
+        task's options are checked and encoded once for all."""
         data, bufs = dumps(func)
-        fpickle = data if not bufs else None
+        if bufs:  # a function holding large buffers: each task pickles it itself
+            yield from _each_task(func, items, chunksize, options)
+            return
+        template = encode(MapTask(func, **options), function_pickle=data)
+        link, head, _ = template[0]
+        recovery = template[1:]
+        spec = loads(head)[0]  # the head task's dict, without args: filled in per task
         chunk: list[tuple[Any, ...]] = []
         for item in items:
             chunk.append(item)
             if len(chunk) == chunksize:
-                yield _map_task(func, chunk, chunksize, options, fpickle)
+                yield _with_items(spec, link, recovery, chunk, chunksize)
                 chunk = []
         if chunk:
-            yield _map_task(func, chunk, chunksize, options, fpickle)
+            yield _with_items(spec, link, recovery, chunk, chunksize)
 
     def imap(
         self,
@@ -179,36 +187,40 @@ class TaskCalls:
         return self._imap(tasks, window or DEFAULT_WINDOW, ordered, chunksize > 1)
 
     def _imap(self, tasks: Iterator[Encoded], window: int, ordered: bool, chunked: bool) -> Stream:
-        inflight: deque[int] = deque()
-        done: dict[int, Any] = {}
+        order: deque[int] = deque()  # submitted, in input order (when ordered)
+        waiting: dict[int, None] = {}  # submitted and not finished, oldest first
+        done: dict[int, Any] = {}  # finished and not handed out yet
         exhausted = False
         while True:
-            if not exhausted and len(inflight) + len(done) < window:
+            held = len(waiting) + len(done)
+            if not exhausted and held < window:
                 batch = []
                 for task in tasks:
                     batch.append(task)
-                    if len(batch) >= min(SUBMIT_BATCH, window - len(inflight) - len(done)):
+                    if len(batch) >= min(SUBMIT_BATCH, window - held):
                         break
                 else:
                     exhausted = True
                 if batch:
-                    inflight.extend((yield from self.submit(batch)))
-            if not inflight and not done:
+                    tids = yield from self.submit(batch)
+                    waiting.update(dict.fromkeys(tids))
+                    if ordered:
+                        order.extend(tids)
+            if not waiting and not done:
                 return
-            waiting = [t for t in inflight if t not in done]
-            if waiting and (not ordered or inflight[0] not in done):
-                answered = yield from self.results(waiting[:WAIT_BATCH], P.ANY)
-                for tid, state, outcome in answered:
-                    if state in P.FINISHED_STATES:
-                        done[tid] = outcome
-            ready = []
+            if waiting and (not ordered or order[0] not in done):
+                asked = list(itertools.islice(waiting, WAIT_BATCH))
+                for tid, state, outcome in (yield from self.results(asked, P.ANY)):
+                    if state in P.FINISHED_STATES or state == P.UNKNOWN_TASK:
+                        lost = IndexError(f"task ID not registered: {tid} (cleared?)")
+                        done[tid] = outcome if state != P.UNKNOWN_TASK else lost
+                        del waiting[tid]
+            ready: list[int] = []
             if ordered:
-                while inflight and inflight[0] in done:
-                    ready.append(inflight.popleft())
+                while order and order[0] in done:
+                    ready.append(order.popleft())
             else:
-                ready = [t for t in inflight if t in done]
-                for tid in ready:
-                    inflight.remove(tid)
+                ready = list(done)
             for tid in ready:
                 value = deliver(done.pop(tid))
                 for v in value if chunked else (value,):
@@ -242,6 +254,41 @@ class TaskCalls:
         finally:
             stream.close()
             progress.close()
+
+
+def _with_items(
+    spec: dict[str, Any],
+    link: TaskLink,
+    recovery: Encoded,
+    chunk: list[tuple[Any, ...]],
+    chunksize: int,
+) -> Encoded:
+    """One task of a map: the map's task with these items (one call when ``chunksize`` is 1)."""
+    spec = dict(spec)
+    if chunksize > 1:
+        spec["chunk"] = list(chunk)
+    elif chunk[0]:
+        spec["args"] = chunk[0]
+    content, buffers = dumps((spec,))
+    if buffers:
+        link = link._replace(nbuf=len(buffers))
+    return [(link, content, buffers), *recovery]
+
+
+def _each_task(
+    func: Callable[..., Any],
+    items: Iterable[tuple[Any, ...]],
+    chunksize: int,
+    options: dict[str, Any],
+) -> Iterator[Encoded]:
+    chunk: list[tuple[Any, ...]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == chunksize:
+            yield _map_task(func, chunk, chunksize, options, None)
+            chunk = []
+    if chunk:
+        yield _map_task(func, chunk, chunksize, options, None)
 
 
 def _map_task(
