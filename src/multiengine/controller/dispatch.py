@@ -113,7 +113,7 @@ class Dispatch:
     def advance(self, engine: EngineState) -> None:
         """The engine answered its current command: the next one sent ahead (if any) runs."""
         engine.current = engine.ahead.popleft() if engine.ahead else None
-        if not engine.ahead:
+        if self.prefetching and not engine.ahead:
             self.prefetching.discard(engine.id)
         if engine.current is not None:
             self._started(engine.current)

@@ -190,7 +190,8 @@ class Hub:
         name = str(h["cmd"])
         block = bool(h.get("block", True))
         job = Job(self.job_ids.next(), client, h.get("id"), name, list(targets), block)
-        job.owner = _owner_of(msg, client)
+        cid = h.get("cid")  # (inline: every submit passes here)
+        job.owner = cid if type(cid) is bytes else client
         job.kill_controller = bool(h.get("controller")) and name == "kill"
         if not block:
             self.desk.add(job)
@@ -366,7 +367,8 @@ class Hub:
             self._unregister(engine, "killed")
             return
         self.dispatch.dispatch(engine)
-        self.scheduler.engine_has_room(engine)
+        if self.scheduler.ready or self.dispatch.prefetching:  # any task work at all
+            self.scheduler.engine_has_room(engine)
 
     def _unregister(self, engine: EngineState, why: str) -> None:
         """Forget an engine; what ran or waited on it fails or goes back to wait."""

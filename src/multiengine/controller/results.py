@@ -37,7 +37,7 @@ class ResultDesk:
 
     def send_result(self, client: bytes, msg_id: Any, job: Job) -> None:
         parts = [p for p in job.parts if p is not None]
-        _, frames, raw = P.pack_parts((p.frames[0], p.frames[1:]) for p in parts)
+        _, frames, raw = P.pack_parts([(p.frames[0], p.frames[1:]) for p in parts])
         header: dict[str, Any] = {
             "t": P.RESULT,
             "id": msg_id,

@@ -63,7 +63,7 @@ class TaskScheduler:
         self.clock = clock
         self.table = TaskTable(dispatch)
         self.tasks = self.table.tasks  # the same dict: every task by id
-        self._ready: list[tuple[int, int, int]] = []  # heap of (-priority, seq, tid)
+        self.ready: list[tuple[int, int, int]] = []  # waiting tasks: heap of (-priority, seq, tid)
         self._next_tid = 0
         self._seq = 0
         self._penalties: list[tuple[float, int]] = []  # heap of (until, tid)
@@ -139,7 +139,7 @@ class TaskScheduler:
         task.state = P.SCHEDULED
         task.engine_id = None
         task.cmd = None
-        heapq.heappush(self._ready, (-task.link.priority, task.seq, task.tid))
+        heapq.heappush(self.ready, (-task.link.priority, task.seq, task.tid))
 
     def schedule(self, engines: Iterable[EngineState] | None = None) -> bool:
         """Hand waiting tasks to engines with room (all, or those given); True if any went.
@@ -147,7 +147,7 @@ class TaskScheduler:
         Idle engines come first; a busy engine running only tasks takes up to
         ``PREFETCH`` more, least loaded first.
         """
-        if not self._ready:
+        if not self.ready:
             return False
         candidates = self.dispatch.engines.values() if engines is None else engines
         free = [e for e in candidates if e.load <= PREFETCH and e.only_tasks()]
@@ -156,8 +156,8 @@ class TaskScheduler:
         now = self.clock()
         skipped = []
         handed = False
-        while self._ready and free:
-            entry = heapq.heappop(self._ready)
+        while self.ready and free:
+            entry = heapq.heappop(self.ready)
             task = self.tasks.get(entry[2])
             if task is None or task.state != P.SCHEDULED:
                 continue
@@ -171,7 +171,7 @@ class TaskScheduler:
             if engine.load > PREFETCH:
                 free.remove(engine)
         for entry in skipped:
-            heapq.heappush(self._ready, entry)
+            heapq.heappush(self.ready, entry)
         return handed
 
     def engine_has_room(self, engine: EngineState, failed: bool = False) -> None:
@@ -180,7 +180,7 @@ class TaskScheduler:
         After a failure the task may go to any engine; else only this one has new room.
         When nothing waits and the engine is idle, take a task back from a busy engine.
         """
-        if self._ready:
+        if self.ready:
             self.schedule(None if failed else [engine])
         elif self.dispatch.prefetching and engine.idle:
             self._take_back_for(engine)
@@ -281,7 +281,7 @@ class TaskScheduler:
     def sweep(self, now: float) -> None:
         """Idle timeouts of tasks no engine will take; then try to schedule again."""
         engines = set(self.dispatch.engines)
-        for _, _, tid in list(self._ready):
+        for _, _, tid in list(self.ready):
             task = self.tasks.get(tid)
             if task is None or task.state != P.SCHEDULED or not task.unmet:
                 continue
