@@ -21,7 +21,7 @@ from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from ..wire.serialize import Serialized
 from .core import ClientCore, OutputHook
-from .drive import Op, Request
+from .drive import Call, Op, Request, Steps
 from .live import print_output
 from .live import wanted as live_wanted
 from .partition import check_dist, join, partition
@@ -125,7 +125,7 @@ class MultiEngineCalls:
             header["live"] = True
             listener = self.output_hook
         n = len(targets) if isinstance(targets, (list, tuple)) else None
-        msg = yield Request(
+        request = Request(
             header,
             payload.content,
             payload.buffers,
@@ -133,20 +133,25 @@ class MultiEngineCalls:
             listener,
             keep_listening=listener is not None and not block,
             progress=self.progress if block else False,
-            progress_label=f"{cmd} on {n or 'all'} engines",
+            progress_label=cmd,
             progress_total=n,
         )
-        raise_direct(msg)
-        if not block:
-            return PendingResult(self.core, msg.header["job"], cmd, post)
-        values = check(decode_parts(msg, cmd), cmd)
-        return post(values) if post is not None else values
+        core = self.core
 
-    def ask(self, header: dict[str, Any]) -> Op[Any]:
+        def finish(msg: Message) -> Any:
+            raise_direct(msg)
+            if not block:
+                return PendingResult(core, msg.header["job"], cmd, post)
+            values = check(decode_parts(msg, cmd), cmd)
+            return post(values) if post is not None else values
+
+        return Call(request, finish)
+
+    def ask(self, header: dict[str, Any]) -> Steps[Any]:
         """A request the controller answers with a value."""
         return _value((yield Request(header)))
 
-    def ids_for(self, targets: Targets) -> Op[list[int]]:
+    def ids_for(self, targets: Targets) -> Steps[list[int]]:
         """The engine ids a targets spec names (client-side, for partitioning)."""
         if targets == "all":
             return (yield from self.ask({"t": P.GET_IDS}))  # type: ignore[no-any-return]
@@ -217,7 +222,7 @@ class MultiEngineCalls:
     def keys(self, targets: Any, block: Any) -> Op[Any]:
         return self.submit("keys", (), targets, block, "keys()")
 
-    def kill(self, controller: bool, targets: Any, block: Any) -> Op[Any]:
+    def kill(self, controller: bool, targets: Any, block: Any) -> Steps[Any]:
         if controller:
             extra = {"controller": True}
             result = yield from self.submit("kill", (), "all", True, "kill()", extra=extra)
@@ -240,17 +245,17 @@ class MultiEngineCalls:
         wire = list(targets) if isinstance(targets, tuple) else targets
         return self.ask({"t": P.INTERRUPT, "targets": wire})
 
-    def flush(self) -> Op[None]:
+    def flush(self) -> Steps[None]:
         yield from self.ask({"t": P.FLUSH, "cid": self.core.identity})
 
-    def get_pending_deferred(self, deferred_id: str, block: bool) -> Op[Any]:
+    def get_pending_deferred(self, deferred_id: str, block: bool) -> Steps[Any]:
         pr: PendingResult[Any] = PendingResult(self.core, deferred_id, "get_pending_deferred")
         return (yield from fetch(pr, block))
 
     # ------------------------------------------------------------ scatter / gather
     def scatter(
         self, key: str, seq: Any, dist: str, flatten: bool, targets: Any, block: Any
-    ) -> Op[Any]:
+    ) -> Steps[Any]:
         check_dist(dist)
         targets = self.find_targets(targets)
         block = self.find_block(block)
@@ -266,7 +271,7 @@ class MultiEngineCalls:
         parts = [({key: p},) for p in pieces]
         return (yield from self.submit("push", (), ids, block, f"scatter({key})", parts=parts))
 
-    def gather(self, key: str, dist: str, targets: Any, block: Any) -> Op[Any]:
+    def gather(self, key: str, dist: str, targets: Any, block: Any) -> Steps[Any]:
         check_dist(dist)
         targets = self.find_targets(targets)
         flattened = None
@@ -280,7 +285,7 @@ class MultiEngineCalls:
 
         return (yield from self.submit("pull", (key,), targets, block, f"gather({key})", post=post))
 
-    def zip_pull(self, keys: Any, targets: Any, block: Any) -> Op[Any]:
+    def zip_pull(self, keys: Any, targets: Any, block: Any) -> Steps[Any]:
         targets = self.find_targets(targets)
         multi = False if isinstance(targets, int) else len((yield from self.ids_for(targets))) > 1
         several = not isinstance(keys, str)  # a list of keys gives a list per engine (decision 5)
@@ -297,7 +302,7 @@ class MultiEngineCalls:
         return (yield from self.submit("pull", (keys,), targets, block, desc, post=post))
 
     # ------------------------------------------------------------ map
-    def raw_map(self, func: Any, seqs: Any, dist: str, targets: Any, block: Any) -> Op[Any]:
+    def raw_map(self, func: Any, seqs: Any, dist: str, targets: Any, block: Any) -> Steps[Any]:
         if not isinstance(seqs, (list, tuple)):
             raise TypeError("seqs must be a list or tuple of sequences")
         if not (callable(func) or isinstance(func, str)):
@@ -327,7 +332,7 @@ class MultiEngineCalls:
         )
 
     # ------------------------------------------------------------ extras
-    def run(self, filename: str | os.PathLike[str], targets: Any, block: Any) -> Op[Any]:
+    def run(self, filename: str | os.PathLike[str], targets: Any, block: Any) -> Steps[Any]:
         with open(filename) as f:
             source = f.read()
         compile(source, str(filename), "exec")
@@ -336,7 +341,7 @@ class MultiEngineCalls:
             return (yield from self.submit("execute", (source,), targets, False, desc, post=list))
         return list((yield from self.execute(source, targets, True)))
 
-    def barrier(self, pending: Iterable[PendingResult[Any]]) -> Op[None]:
+    def barrier(self, pending: Iterable[PendingResult[Any]]) -> Steps[None]:
         prs = list(pending)
         for pr in prs:
             if not isinstance(pr, PendingResult):
@@ -354,13 +359,13 @@ class MultiEngineCalls:
         finally:
             progress.close()
 
-    def benchmark(self, push_size: int) -> Op[dict[str, tuple[float, str]]]:
+    def benchmark(self, push_size: int) -> Steps[dict[str, tuple[float, str]]]:
         """Best of 3 x 10: ``execute('pass')`` on one and on all engines, and pushes of
         ``push_size`` float64s to all and to one (the push entries need numpy)."""
         out: dict[str, tuple[float, str]] = {}
         first = (yield from self.ids_for("all"))[0]
 
-        def best(make: Callable[[], Op[Any]]) -> Op[float]:
+        def best(make: Callable[[], Op[Any]]) -> Steps[float]:
             times = []
             for _ in range(3):
                 start = time.perf_counter()
@@ -389,7 +394,7 @@ class MultiEngineCalls:
         return self.submit(cmd, args, targets, block, f"{cmd}()")
 
 
-def fetch(pr: PendingResult[Any], block: bool) -> Op[Any]:
+def fetch(pr: PendingResult[Any], block: bool) -> Steps[Any]:
     """A PendingResult's value, as an operation (``get_pending_deferred``, ``barrier``)."""
     if pr.called:
         return pr._cached()

@@ -148,7 +148,9 @@ class ClientCore:
                 self._out.setsockopt(zmq.SNDTIMEO, max(1, int(min(0.25, left) * 1000)))
                 try:
                     req = self._new_request(sock is self._bg, None)
-                    self._send(self.signer.frames(self._stamp({"t": P.CONNECT}, req, sock)), ())
+                    header = {"t": P.CONNECT, "id": req.mid, "rt": sock.identity}
+                    with self._send_lock:
+                        self._out.send_multipart(self.signer.frames(header))
                 except zmq.Again:
                     self._requests.pop(req.mid, None)
                 else:
@@ -177,11 +179,6 @@ class ClientCore:
         self._requests[req.mid] = req
         return req
 
-    def _stamp(self, header: dict[str, Any], req: _Request, sock: _Socket) -> dict[str, Any]:
-        header["id"] = req.mid
-        header["rt"] = sock.identity
-        return header
-
     def request(
         self,
         header: dict[str, Any],
@@ -203,7 +200,9 @@ class ClientCore:
             self.listen(req.mid, listener)
         if background:
             self._start_io()
-        frames = self.signer.frames(self._stamp(header, req, sock), content, buffers)
+        header["id"] = req.mid
+        header["rt"] = sock.identity
+        frames = self.signer.frames(header, content, buffers)
         chunk_frames = [
             self.signer.frames(
                 {"t": P.CHUNK, "x": req.mid, "p": part, "rt": sock.identity, "raw": True},
@@ -213,17 +212,14 @@ class ClientCore:
             for part, piece in pieces
         ]
         try:
-            self._send(frames, chunk_frames)
+            with self._send_lock:
+                self._out.send_multipart(frames, copy=False)
+                for f in chunk_frames:
+                    self._out.send_multipart(f, copy=False)
         except BaseException:
             self._requests.pop(req.mid, None)
             raise
         return req.future
-
-    def _send(self, frames: list[Any], more: Sequence[list[Any]]) -> None:
-        with self._send_lock:
-            self._out.send_multipart(frames, copy=False)
-            for f in more:
-                self._out.send_multipart(f, copy=False)
 
     def forget(self, fut: Future[Message]) -> None:
         """Stop waiting for ``fut``'s answer (an answer that comes later is dropped)."""

@@ -17,7 +17,7 @@ from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from ..wire.protocol import TaskItem, TaskLink
 from ..wire.serialize import dumps, loads
-from .drive import Item, Op, Request, Stream
+from .drive import Item, Request, Steps, Stream
 from .progress import bar
 from .results import decode_part, raise_direct
 from .tasks import BaseTask, MapTask, TaskResult, encode
@@ -80,7 +80,7 @@ class TaskCalls:
         self.progress: bool | None = None  # a bar for long map/barrier waits
 
     # ------------------------------------------------------------ plumbing
-    def submit(self, tasks: Sequence[BaseTask | Encoded]) -> Op[list[int]]:
+    def submit(self, tasks: Sequence[BaseTask | Encoded]) -> Steps[list[int]]:
         """Submit tasks (or chains a map already encoded); their ids."""
         for t in tasks:
             if not isinstance(t, (BaseTask, list)):
@@ -96,20 +96,20 @@ class TaskCalls:
             header["raw"] = raw
         return _value((yield Request(header, b"", frames)))  # type: ignore[no-any-return]
 
-    def results(self, ids: list[int], mode: str) -> Op[list[Outcome]]:
+    def results(self, ids: list[int], mode: str) -> Steps[list[Outcome]]:
         return parse_results((yield Request({"t": P.TASK_RESULT, "ids": ids, "mode": mode})))
 
-    def ask(self, header: dict[str, Any]) -> Op[Any]:
+    def ask(self, header: dict[str, Any]) -> Steps[Any]:
         return _value((yield Request(header)))
 
     # ------------------------------------------------------------ the seed's calls
-    def run(self, task: BaseTask, block: bool) -> Op[Any]:
+    def run(self, task: BaseTask, block: bool) -> Steps[Any]:
         (tid,) = yield from self.submit([task])
         if not block:
             return tid
         return (yield from self.get_task_result(tid, True))
 
-    def get_task_result(self, taskid: int, block: bool) -> Op[Any]:
+    def get_task_result(self, taskid: int, block: bool) -> Steps[Any]:
         ((_, state, outcome),) = yield from self.results([taskid], P.ALL if block else P.NOW)
         if state == P.UNKNOWN_TASK:
             raise IndexError(f"task ID not registered: {taskid}")
@@ -117,14 +117,14 @@ class TaskCalls:
             return None
         return deliver(outcome)
 
-    def abort(self, taskid: int) -> Op[None]:
+    def abort(self, taskid: int) -> Steps[None]:
         if not isinstance(taskid, int) or isinstance(taskid, bool):
             raise TypeError(f"an integer task id expected: {taskid!r}")
         problem = yield from self.ask({"t": P.TASK_ABORT, "tid": taskid})
         if problem:
             raise IndexError(problem)
 
-    def barrier(self, taskids: int | Iterable[int]) -> Op[None]:
+    def barrier(self, taskids: int | Iterable[int]) -> Steps[None]:
         waiting = [taskids] if isinstance(taskids, int) else list(taskids)
         progress = bar(self.progress, len(waiting), "barrier")
         try:
@@ -233,7 +233,7 @@ class TaskCalls:
         sequences: Sequence[Any],
         chunksize: int,
         options: dict[str, Any],
-    ) -> Op[list[Any]]:
+    ) -> Steps[list[Any]]:
         lengths = {len(s) for s in sequences}
         if len(lengths) > 1:
             raise ValueError("all sequences must have equal length")

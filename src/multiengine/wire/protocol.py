@@ -418,15 +418,17 @@ def pack_parts(
     return counts, frames, raw
 
 
-def split_parts(counts: Sequence[int], frames: Sequence[Any]) -> list[tuple[Any, list[Any]]]:
+def split_parts(counts: Sequence[int], frames: list[Any]) -> list[tuple[Any, list[Any]]]:
     """The ``(content, buffers)`` parts that :func:`pack_parts` laid out."""
     out: list[tuple[Any, list[Any]]] = []
     pos = 0
+    end = len(frames)
     for n in counts:
-        if not isinstance(n, int) or n < 0 or pos + 1 + n > len(frames):
+        nxt = pos + 1 + n
+        if type(n) is not int or n < 0 or nxt > end:
             raise ProtocolViolation("the parts do not match the frames")
-        out.append((frames[pos], list(frames[pos + 1 : pos + 1 + n])))
-        pos += 1 + n
-    if pos != len(frames):
+        out.append((frames[pos], frames[pos + 1 : nxt]))
+        pos = nxt
+    if pos != end:
         raise ProtocolViolation("frames left over after the last part")
     return out
