@@ -147,9 +147,9 @@ class MultiEngineCalls:
 
         return Call(request, finish)
 
-    def ask(self, header: dict[str, Any]) -> Steps[Any]:
+    def ask(self, header: dict[str, Any]) -> Call[Any]:
         """A request the controller answers with a value."""
-        return _value((yield Request(header)))
+        return Call(Request(header), _value)
 
     def ids_for(self, targets: Targets) -> Steps[list[int]]:
         """The engine ids a targets spec names (client-side, for partitioning)."""

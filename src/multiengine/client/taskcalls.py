@@ -17,7 +17,7 @@ from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from ..wire.protocol import TaskItem, TaskLink
 from ..wire.serialize import dumps, loads
-from .drive import Item, Request, Steps, Stream
+from .drive import Call, Item, Request, Steps, Stream
 from .progress import bar
 from .results import decode_part, raise_direct
 from .tasks import BaseTask, MapTask, TaskResult, encode
@@ -96,11 +96,11 @@ class TaskCalls:
             header["raw"] = raw
         return _value((yield Request(header, b"", frames)))  # type: ignore[no-any-return]
 
-    def results(self, ids: list[int], mode: str) -> Steps[list[Outcome]]:
-        return parse_results((yield Request({"t": P.TASK_RESULT, "ids": ids, "mode": mode})))
+    def results(self, ids: list[int], mode: str) -> Call[list[Outcome]]:
+        return Call(Request({"t": P.TASK_RESULT, "ids": ids, "mode": mode}), parse_results)
 
-    def ask(self, header: dict[str, Any]) -> Steps[Any]:
-        return _value((yield Request(header)))
+    def ask(self, header: dict[str, Any]) -> Call[Any]:
+        return Call(Request(header), _value)
 
     # ------------------------------------------------------------ the seed's calls
     def run(self, task: BaseTask, block: bool) -> Steps[Any]:
