@@ -194,7 +194,14 @@ class ClientCore:
         thread (for asyncio and callbacks); the others by a thread in :meth:`wait`.
         ``listener`` gets the request's live output, on the delivery thread.
         """
-        req = self._new_request(background, listener)
+        if self._closed:
+            raise ControllerConnectionError("this client is closed")
+        if not self._requests:
+            self._last_heard = time.monotonic()  # silence while idle does not count
+        mid = next(self._seq)
+        req = _Request(mid, Future(), background, listener)
+        req.future.mid = mid  # type: ignore[attr-defined]
+        self._requests[mid] = req
         sock = self._bg if background else self._fg
         if listener is not None:
             self.listen(req.mid, listener)
@@ -300,15 +307,19 @@ class ClientCore:
 
     def _route(self, sock: _Socket, msg: Message) -> None:
         """One message from the controller: live output, a pong, or (part of) an answer."""
-        if msg.type == P.OUTPUT:
+        t = msg.type
+        if t == P.OUTPUT:
             self._on_output(msg)
-        elif msg.type != P.PONG:  # every other type answers a request (a chunk, a part of one)
-            self._on_answer(sock, msg)
-
-    def _on_answer(self, sock: _Socket, msg: Message) -> None:
-        whole = self._gather_stream(sock, msg)
-        if whole is None:
             return
+        if t == P.PONG:
+            return
+        # every other type answers a request, whole or piece by piece
+        whole = msg
+        if sock.streams or t == P.CHUNK or (t == P.RESULT and "stream" in msg.header):
+            held = self._gather_stream(sock, msg)
+            if held is None:
+                return
+            whole = held
         req = self._requests.pop(whole.header.get("id"), None)  # type: ignore[arg-type]
         if req is None:
             return

@@ -81,7 +81,9 @@ def _send(core: ClientCore, req: Request, background: bool) -> Any:
 
 def _wait(core: ClientCore, req: Request) -> Message:
     """Send ``req`` and wait for its answer on this thread (with a bar past two seconds)."""
-    fut = req.sent or _send(core, req, background=req.keep_listening)
+    fut = req.sent or core.request(
+        req.header, req.content, req.buffers, req.pieces, req.listener, req.keep_listening
+    )
     try:
         if req.progress is False or req.progress_label == "":
             return core.wait(fut)

@@ -14,7 +14,7 @@ from ..wire.serialize import dumps
 __all__ = ["Payload", "plan_payload"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Payload:
     """What a ``submit`` carries: header fields, frames, and the pieces that follow it."""
 

@@ -131,9 +131,9 @@ class Dispatch:
         self.outbox.to_engine(engine.ident, header, cmd.content, cmd.buffers)
         cmd.sent = True
         if cmd.xfer is not None:  # pieces that arrived before it: right behind it; later ones
-            for piece in cmd.pieces:  # go straight on (Transfers)
+            for piece in cmd.pieces or ():  # go straight on (Transfers)
                 self.send_piece(engine, cmd, piece)
-            cmd.pieces = []
+            cmd.pieces = None
             cmd.streaming = True
 
     def send_piece(self, engine: EngineState, cmd: Command, piece: Any) -> None:

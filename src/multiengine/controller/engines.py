@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["Command", "EngineState", "IdAllocator", "IncomingReply"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Command:
     """One engine's share of a job, or one attempt of a task: what to send, and where
     its answer goes (``job`` for MultiEngine calls, ``task`` for load-balanced tasks)."""
@@ -30,7 +30,7 @@ class Command:
     cmd_id: int = 0
     raw: bool = True  # the buffers are raw out-of-band data (signed by length)
     xfer: Xfer | None = None  # buffers coming as pieces
-    pieces: list[Any] = field(default_factory=list)  # pieces arrived before dispatch
+    pieces: list[Any] | None = None  # pieces arrived before dispatch
     streaming: bool = False  # dispatched: later pieces go straight to the engine
     task: Any = None  # the scheduler's Task, for a task attempt
     time_limit: float | None = None  # a task's, enforced by the engine
@@ -47,7 +47,7 @@ class Command:
         return ("job", self.job.job_id if self.job is not None else None)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class IncomingReply:
     """A reply whose buffers are still arriving in pieces."""
 
@@ -62,7 +62,7 @@ class IncomingReply:
     left: int = 0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class EngineState:
     id: int
     ident: bytes  # routing identity on the engine channel (also used on heartbeat)

@@ -20,7 +20,7 @@ from ..wire.protocol import ErrorReport, PartHeader, TaskFlags
 __all__ = ["Part", "Job", "JobStore", "JobIds", "error_part"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Part:
     """One engine's answer to a command: its status and frames (content, then buffers)."""
 
@@ -52,7 +52,7 @@ def _size(frames: list[Any]) -> int:
     return n
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Job:
     job_id: str
     client: bytes  # where its answers go (the request's reply-to identity)

@@ -48,6 +48,8 @@ class Transfers:
         piece = msg.buffers[0]
         for cmd in by_part.get(msg.header.get("p", 0), []):
             if not cmd.streaming:
+                if cmd.pieces is None:
+                    cmd.pieces = []
                 cmd.pieces.append(piece)
                 continue
             engine = self._engine_running(cmd)
