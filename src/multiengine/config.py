@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Self, get_type_hints
 
 from .errors import ConfigError
 
-__all__ = ["ControllerConfig", "EngineConfig", "Settings", "ENV_PREFIX"]
+__all__ = ["ControllerConfig", "EngineConfig", "Settings", "ENV_PREFIX", "parse_size"]
 
 ENV_PREFIX = "MULTIENGINE_"
 CURVE_MODES = ("auto", "on", "off")
@@ -298,6 +298,40 @@ _KIND_NAMES = {
 }
 
 
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1000,
+    "KB": 1000,
+    "KIB": 1024,
+    "M": 1000**2,
+    "MB": 1000**2,
+    "MIB": 1024**2,
+    "G": 1000**3,
+    "GB": 1000**3,
+    "GIB": 1024**3,
+    "T": 1000**4,
+    "TB": 1000**4,
+    "TIB": 1024**4,
+}
+
+
+def parse_size(text: str, name: str = "size") -> int:
+    """Bytes in a size such as ``1GiB``, ``500MB``, ``200 MiB`` or ``4096``."""
+    cleaned = text.strip().upper().replace(" ", "")
+    number = cleaned.rstrip("KMGTIB")
+    unit = cleaned[len(number) :]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in _UNITS or value < 0 or not math.isfinite(value):
+        raise ConfigError(
+            f"{name} must be a size such as 500MB, 2GiB or 4096 (bytes), not {text!r}", (name,)
+        )
+    return int(value * _UNITS[unit])
+
+
 def _cli_only(f: dataclasses.Field[Any]) -> bool:
     return bool(f.metadata["cli_only"])
 
@@ -356,6 +390,17 @@ class ControllerConfig(Settings):
         "seconds a task may wait for an engine that meets its dependencies",
         metavar="S",
     )
+    result_memory_budget: str = setting(
+        "1GiB",
+        "memory for results kept for clients (non-blocking calls, tasks); past it they are "
+        "read back from results.db in the cluster directory, where every kept result is",
+        metavar="SIZE",
+    )
+    history_limit: int = setting(
+        1_000_000,
+        "jobs and tasks whose record results.db keeps (the oldest go first)",
+        metavar="N",
+    )
     parent_pid: int | None = setting(
         None,
         "stop when this process has gone (launchers set it)",
@@ -373,6 +418,10 @@ class ControllerConfig(Settings):
         if self.ip == "localhost":
             object.__setattr__(self, "ip", "127.0.0.1")
         super().__post_init__()
+
+    @property
+    def result_memory_budget_bytes(self) -> int:
+        return parse_size(self.result_memory_budget, "result_memory_budget")
 
     def validate(self) -> None:
         if not self.ip:
@@ -398,6 +447,11 @@ class ControllerConfig(Settings):
             raise ConfigError(
                 f"task_failure_penalty must not be negative, not {self.task_failure_penalty!r}",
                 ("task_failure_penalty",),
+            )
+        parse_size(self.result_memory_budget, "result_memory_budget")
+        if self.history_limit < 1:
+            raise ConfigError(
+                f"history_limit must be at least 1, not {self.history_limit}", ("history_limit",)
             )
         if self.parent_pid is not None and self.parent_pid <= 0:
             raise ConfigError(

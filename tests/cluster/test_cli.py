@@ -64,6 +64,9 @@ def test_cli_cluster_lifecycle(multiengine_dir: Path) -> None:
         shown = {int(i): int(p) for i, p in re.findall(r"engine (\d+)\D+?(\d+)", r.stdout)}
         assert shown == engine_pids, r.stdout
         assert str(st["pid"]) in r.stdout
+        assert re.search(
+            r"results kept: \d+ in memory \(.*\), \d+ on disk \(.*results\.db\)", r.stdout
+        )
 
         r = run_cli("cluster", "list")
         assert r.returncode == 0, r.stderr

@@ -90,11 +90,17 @@ class FakeCluster:
         self.last_id = 0
         self.idents = [self.register() for _ in range(n)]
 
+    def _turn(self) -> None:
+        """What the controller's loop does after each batch of messages."""
+        self.hub.scheduler.table.flush()
+        self.hub.store.turn()
+
     # ------------------------------------------------------------ engines
     def register(self) -> bytes:
         ident = b"e-%d" % len(self.hub.engines)
         header = {"t": P.REGISTER, "desired_id": None, "pid": 100, "host": "fake"}
         self.hub.on_engine(Message([ident], header, b"", []))
+        self._turn()
         if hasattr(self, "idents"):
             self.idents.append(ident)
         return ident
@@ -155,6 +161,7 @@ class FakeCluster:
         if flags is not None:
             header["task"] = flags.to_wire()
         self.hub.on_engine(Message([self.idents[eid]], header, content, []))
+        self._turn()
 
     def revoked(self, eid: int, label: str, unrun: bool = True) -> None:
         """Engine ``eid``'s heartbeat thread answers a revoke or abort of ``label``."""
@@ -168,6 +175,7 @@ class FakeCluster:
         )
         header = {"t": P.REVOKED, "cmd": cmd_id, "ok": unrun}
         self.hub.on_heartbeat(Message([self.idents[eid]], header, b"", []))
+        self._turn()
 
     def answer_unrun(self, eid: int) -> None:
         """Engine ``eid`` reaches a command it was told not to run, and says so."""
@@ -178,6 +186,7 @@ class FakeCluster:
         for e in self.hub.engines.values():
             e.last_seen = self.now if e.id != eid else self.now - 10
         self.hub.sweep(self.now)
+        self._turn()
 
     def advance(self, seconds: float) -> None:
         """Move the clock; run what the controller's loop would on waking up."""
@@ -188,6 +197,7 @@ class FakeCluster:
         if wake is not None and self.now >= wake:
             self.hub.scheduler.schedule()
         self.hub.sweep(self.now)
+        self._turn()
 
     # ------------------------------------------------------------ the client
     def send(self, header: dict[str, Any], buffers: list[Any] | None = None) -> list[Sent]:
@@ -196,7 +206,7 @@ class FakeCluster:
         header = {**header, "id": self.last_id, "rt": self.CLIENT}
         before = len(self.outbox.sent)
         self.hub.on_client(Message([self.CLIENT], header, b"", buffers or []))
-        self.hub.scheduler.table.flush()
+        self._turn()
         return [s for s in self.outbox.sent[before:] if s.header.get("id") == self.last_id]
 
     def answers_to(self, msg_id: int) -> list[Sent]:

@@ -13,6 +13,7 @@ This module is long for the same reason as ``multiengine.py``: each method is ty
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Literal, overload
@@ -625,6 +626,21 @@ class AsyncTaskClient(_AsyncBase):
     async def clear(self) -> None:
         """Forget every finished task's result."""
         await self._arun(self._calls.ask({"t": P.TASK_CLEAR}))
+
+    async def history(
+        self,
+        status: str | None = None,
+        engine: int | None = None,
+        since: float | datetime.datetime | None = None,
+        limit: int | None = None,
+        kind: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Records of finished tasks and MultiEngine calls (see ``TaskClient.history``)."""
+        return await self._arun(self._calls.history(status, engine, since, limit, kind))  # type: ignore[no-any-return]
+
+    async def resubmit(self, task_ids: int | Iterable[int]) -> list[int]:
+        """Run finished tasks again, under new ids."""
+        return await self._arun(self._calls.resubmit(task_ids))  # type: ignore[no-any-return]
 
     async def map(
         self, func: Callable[..., Any], *sequences: Any, chunksize: int = 1, **options: Any

@@ -134,7 +134,10 @@ def decode_parts(msg: Message, method: str) -> list[Any]:
 def raise_direct(msg: Message) -> None:
     """Raise the error a controller answered directly (bad targets, unknown ids...)."""
     if msg.type == P.ERROR:
-        cls = errors.BY_NAME.get(msg.header.get("ename", ""), errors.KernelError)
+        ename = msg.header.get("ename", "")
+        cls: type[Exception] = (
+            IndexError if ename == "IndexError" else errors.BY_NAME.get(ename, errors.KernelError)
+        )
         raise cls(msg.header.get("evalue", ""))
 
 

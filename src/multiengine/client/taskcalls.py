@@ -7,6 +7,7 @@ and yields results as they complete, holding at most a window of them.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,6 +36,16 @@ Outcome = tuple[int, str, Any]  # (task id, state, value / TaskResult / exceptio
 def _value(msg: Message) -> Any:
     raise_direct(msg)
     return unpack(msg.content)
+
+
+def _history_records(msg: Message) -> list[dict[str, Any]]:
+    """History rows as users get them: engines as a list of ids, task ids as ints."""
+    rows: list[dict[str, Any]] = _value(msg)
+    for row in rows:
+        row["engines"] = [int(e) for e in row["engines"].split(",")] if row["engines"] else []
+        if row["kind"] == "task":
+            row["id"] = int(row["id"])
+    return rows
 
 
 def parse_results(msg: Message) -> list[Outcome]:
@@ -136,6 +147,40 @@ class TaskCalls:
                 waiting = [t for t in waiting if t not in done]
         finally:
             progress.close()
+
+    def history(
+        self,
+        status: str | None,
+        engine: int | None,
+        since: float | datetime.datetime | None,
+        limit: int | None,
+        kind: str | None,
+    ) -> Call[list[dict[str, Any]]]:
+        if status not in (None, P.SUCCEEDED, P.FAILED):
+            raise ValueError(f"status must be 'succeeded', 'failed' or None, not {status!r}")
+        if kind not in (None, "task", "job"):
+            raise ValueError(f"kind must be 'task', 'job' or None, not {kind!r}")
+        if engine is not None and (not isinstance(engine, int) or isinstance(engine, bool)):
+            raise TypeError(f"engine must be an engine id, not {engine!r}")
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be a non-negative int, not {limit!r}")
+        if isinstance(since, datetime.datetime):
+            since = since.timestamp()
+        header: dict[str, Any] = {"t": P.HISTORY}
+        for name, value in (
+            ("status", status),
+            ("engine", engine),
+            ("since", since),
+            ("limit", limit),
+            ("kind", kind),
+        ):
+            if value is not None:
+                header[name] = value
+        return Call(Request(header), _history_records)
+
+    def resubmit(self, task_ids: int | Iterable[int]) -> Call[list[int]]:
+        ids = [task_ids] if isinstance(task_ids, int) else list(task_ids)
+        return Call(Request({"t": P.TASK_RESUBMIT, "ids": ids}), _value)
 
     # ------------------------------------------------------------ map
     @staticmethod

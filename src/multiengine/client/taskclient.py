@@ -9,6 +9,7 @@ this class runs them on the calling thread.
 
 from __future__ import annotations
 
+import datetime
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,30 @@ class TaskClient(Connected):
     def clear(self) -> None:
         """Forget every finished task's result."""
         self._run(self._calls.ask({"t": P.TASK_CLEAR}))
+
+    def history(
+        self,
+        status: str | None = None,
+        engine: int | None = None,
+        since: float | datetime.datetime | None = None,
+        limit: int | None = None,
+        kind: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Records of finished tasks and MultiEngine calls, newest first.
+
+        Each is a dict: ``kind`` (``'task'`` or ``'job'``), ``id``, ``description``,
+        ``engines``, ``status`` (``'succeeded'``/``'failed'``), ``submitted``,
+        ``started``, ``completed`` (seconds since the epoch), ``duration``, ``retries``
+        and ``error`` (the exception's type name). Filters: ``status``, ``engine`` (ran
+        there), ``since`` (completed at or after; a datetime or epoch seconds),
+        ``limit`` (the newest N), ``kind``. The controller keeps the newest
+        ``history_limit`` records in results.db.
+        """
+        return self._run(self._calls.history(status, engine, since, limit, kind))  # type: ignore[no-any-return]
+
+    def resubmit(self, task_ids: int | Iterable[int]) -> list[int]:
+        """Run finished tasks again, under new ids (returned in the same order)."""
+        return self._run(self._calls.resubmit(task_ids))  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ map
     def map(

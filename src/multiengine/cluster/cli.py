@@ -284,6 +284,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{len(st['engines'])} engines; {st['pending_results']} pending results "
         f"({st['pending_bytes']} bytes)"
     )
+    print(
+        f"results kept: {st['results_in_memory']} in memory "
+        f"({_size(st['results_in_memory_bytes'])}), {st['results_on_disk']} on disk "
+        f"({_size(st['results_on_disk_bytes'])}, {cdir.path / 'results.db'})"
+    )
     for e in st["engines"]:
         running = e["running"] or "idle"
         print(f"  engine {e['id']}: pid {e['pid']} on {e['host']}, {e['queue']} queued, {running}")
@@ -297,3 +302,11 @@ CLUSTER_ACTIONS = {
     "list": cmd_list,
     "status": cmd_status,
 }
+
+
+def _size(n: int) -> str:
+    """Bytes as people read them: 812 B, 3.4 MB, 1.2 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"

@@ -76,6 +76,7 @@ class Cluster:
         env: dict[str, str] | None = None,
         task_failure_penalty: float | None = None,
         task_timeout: float | None = None,
+        result_memory_budget: str | None = None,
     ) -> None:
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative int, not {n!r}")
@@ -101,6 +102,7 @@ class Cluster:
             "task_failure_penalty": task_failure_penalty,
             "task_timeout": task_timeout,
             "log_level": log_level,
+            "result_memory_budget": result_memory_budget,
         }
         self.controller_config = self._config(
             ControllerConfig, {**given, "parent_pid": os.getpid()}

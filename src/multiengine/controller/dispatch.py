@@ -168,7 +168,8 @@ class Dispatch:
 
     def _started(self, cmd: Command) -> None:
         if cmd.job is not None:
-            cmd.job.started = True
+            if cmd.job.started is None:
+                cmd.job.started = time.time()
         else:  # a task: its start time is part of its record
             cmd.started = time.time()
         if self.start_waiters:

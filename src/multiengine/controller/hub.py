@@ -28,6 +28,7 @@ from .engines import Command, EngineState
 from .jobs import Job, JobIds, Part, error_part
 from .results import ResultDesk
 from .scheduler import TaskScheduler
+from .store import ResultStore
 from .targets import BadTargets, per_target_payloads, resolve_targets
 from .transfers import Transfers
 
@@ -57,16 +58,21 @@ class Hub:
         heartbeat_timeout: float,
         task_failure_penalty: float,
         task_timeout: float,
+        store: ResultStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.outbox = outbox
+        # results kept for clients, and the history; in memory only without a file
+        self.store = store or ResultStore(None, budget=1 << 30)
         self.hb_period = heartbeat_period
         self.hb_timeout = heartbeat_timeout
         self.clock = clock
         self.dispatch = Dispatch(outbox)
         self.job_ids = JobIds()
-        self.desk = ResultDesk(self.dispatch)
-        self.scheduler = TaskScheduler(self.dispatch, task_failure_penalty, task_timeout, clock)
+        self.desk = ResultDesk(self.dispatch, self.store)
+        self.scheduler = TaskScheduler(
+            self.dispatch, self.store, task_failure_penalty, task_timeout, clock
+        )
         self.transfers = Transfers(self.dispatch)
         self.started = time.time()
         self.dropped = 0  # messages that failed verification (counted by the loop)
@@ -83,6 +89,7 @@ class Hub:
             P.INTERRUPT: self._on_interrupt,
             P.WAIT_STARTED: self._on_wait_started,
             P.CANCEL: self._on_cancel,
+            P.HISTORY: self._on_history,
             **self.scheduler.handlers,
         }
         self.engine_handlers: dict[str, EngineHandler] = {
@@ -141,17 +148,39 @@ class Hub:
         else:
             self.desk.wait_started(client, h.get("id"), h.get("job"))
 
+    def _on_history(self, client: bytes, msg: Message) -> None:
+        """Records of finished jobs and tasks, newest first, as the request filters them."""
+        h = msg.header
+        kinds: dict[str, Any] = {
+            "kind": str,
+            "status": str,
+            "engine": int,
+            "since": (int, float),
+            "limit": int,
+        }
+        for name, kind in kinds.items():
+            if h.get(name) is not None and not isinstance(h[name], kind):
+                raise P.ProtocolViolation(f"history: bad {name} {h[name]!r}")
+        rows = self.store.history(
+            kind=h.get("kind"),
+            status=h.get("status"),
+            engine=h.get("engine"),
+            since=h.get("since"),
+            limit=h.get("limit"),
+        )
+        self.dispatch.reply_value(client, h.get("id"), rows)
+
     def _on_cancel(self, client: bytes, msg: Message) -> None:
         """Take back the commands of a stored job that have not started (they never run).
 
         Answers True when none of the job had started, else False (what runs goes on).
         """
         h = msg.header
-        job = self.desk.store.get(h["job"]) if isinstance(h.get("job"), str) else None
+        job = self.desk.jobs.get(h["job"]) if isinstance(h.get("job"), str) else None
         if job is None:
             self.dispatch.reply_value(client, h.get("id"), False)
             return
-        untouched = not job.started
+        untouched = job.started is None
         for engine in {self.dispatch.engines.get(eid) for eid in job.targets} - {None}:
             assert engine is not None
             for cmd in [c for c in engine.queue if c.job is job]:
@@ -190,6 +219,8 @@ class Hub:
         name = str(h["cmd"])
         block = bool(h.get("block", True))
         job = Job(self.job_ids.next(), client, h.get("id"), name, list(targets), block)
+        job.submitted = time.time()
+        job.desc = str(h.get("desc") or name)
         cid = h.get("cid")  # (inline: every submit passes here)
         job.owner = cid if type(cid) is bytes else client
         job.kill_controller = bool(h.get("controller")) and name == "kill"
@@ -432,10 +463,21 @@ class Hub:
                 }
                 for e in sorted(self.dispatch.engines.values(), key=lambda e: e.id)
             ],
-            "pending_results": len(self.desk.store),
-            "pending_bytes": self.desk.store.nbytes,
+            **self._results_status(),
             "dropped_messages": self.dropped,
             "tasks": self.scheduler.table.status(False),
+        }
+
+    def _results_status(self) -> dict[str, int]:
+        pending, pending_bytes = self.desk.counts()
+        in_memory, memory_bytes, on_disk, disk_bytes = self.store.counts("")
+        return {
+            "pending_results": pending,  # of non-blocking calls, not fetched yet
+            "pending_bytes": pending_bytes,
+            "results_in_memory": in_memory,  # kept results of calls and tasks
+            "results_in_memory_bytes": memory_bytes,
+            "results_on_disk": on_disk,  # every kept result (memory holds the newest)
+            "results_on_disk_bytes": disk_bytes,
         }
 
 

@@ -66,7 +66,9 @@ class Job:
     discarded: bool = False
     kill_controller: bool = False
     owner: bytes = b""  # the client that may flush it (the request's cid, else client)
-    started: bool = False  # one of its commands has become an engine's current one
+    desc: str = ""  # what it runs, as queue_status and the history show it
+    submitted: float = 0.0  # when it arrived (time.time())
+    started: float | None = None  # when its first command became an engine's current one
     streamed: bool = False  # the result already went to the client piece by piece
     nbytes: int = 0
 
@@ -125,6 +127,9 @@ class JobStore:
 
     def of_owner(self, owner: bytes) -> list[Job]:
         return [j for j in self._jobs.values() if j.owner == owner]
+
+    def values(self) -> list[Job]:
+        return list(self._jobs.values())
 
     def __len__(self) -> int:
         return len(self._jobs)

@@ -84,8 +84,17 @@ def main(args: argparse.Namespace) -> int:
             f.unlink(missing_ok=True)
     import zmq
 
+    results_db = cdir.path / "results.db"
+    for stale in (
+        results_db,
+        results_db.with_name("results.db-wal"),
+        results_db.with_name("results.db-shm"),
+    ):
+        stale.unlink(missing_ok=True)  # a new controller starts with no results
     try:
-        ctl = Controller(config, key=key, ports=ports, curve_secret=curve_secret)
+        ctl = Controller(
+            config, key=key, ports=ports, curve_secret=curve_secret, store_path=str(results_db)
+        )
     except zmq.ZMQError as e:
         where = f"{ip}:{ports[0]}-{ports[2]}" if ports else ip
         print(f"multiengine controller: cannot listen on {where}: {e}", file=sys.stderr)

@@ -32,6 +32,7 @@ from ..wire import curve
 from ..wire.message import Signer, WireError
 from .endpoints import bind
 from .hub import Hub
+from .store import ResultStore
 
 __all__ = ["Controller", "SocketOutbox"]
 
@@ -81,6 +82,7 @@ class Controller:
         ports: tuple[int, int, int] | None = None,
         curve_secret: bytes | None = None,
         context: zmq.Context[Any] | None = None,
+        store_path: str | None = None,
     ) -> None:
         self.config = config
         self.parent_pid = config.parent_pid
@@ -99,6 +101,7 @@ class Controller:
             heartbeat_timeout=config.heartbeat_timeout,
             task_failure_penalty=config.task_failure_penalty,
             task_timeout=config.task_timeout,
+            store=ResultStore(store_path, config.result_memory_budget_bytes, config.history_limit),
         )
         self._running = True
 
@@ -144,6 +147,7 @@ class Controller:
                     except Exception:
                         log.exception("error handling %r message; the controller goes on", msg.type)
             hub.scheduler.table.flush()
+            hub.store.turn()
             now = time.monotonic()
             if wake is not None and now >= wake:
                 hub.scheduler.schedule()
@@ -166,6 +170,7 @@ class Controller:
         self._running = False
 
     def close(self) -> None:
+        self.hub.store.close()
         for s in (self.clients, self.engine_sock, self.hb):
             s.close(linger=0)
         for url in self.ipc.values():

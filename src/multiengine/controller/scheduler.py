@@ -36,6 +36,7 @@ from ..wire.protocol import TaskLink
 from .dispatch import PREFETCH, Dispatch
 from .engines import Command, EngineState
 from .jobs import Part, error_part
+from .store import ResultStore
 from .tasktable import Spec, Task, TaskTable
 
 __all__ = ["TaskScheduler"]
@@ -53,6 +54,7 @@ class TaskScheduler:
     def __init__(
         self,
         dispatch: Dispatch,
+        store: ResultStore,
         failure_penalty: float,
         idle_timeout: float,
         clock: Callable[[], float] = time.monotonic,
@@ -61,7 +63,7 @@ class TaskScheduler:
         self.failure_penalty = failure_penalty
         self.idle_timeout = idle_timeout
         self.clock = clock
-        self.table = TaskTable(dispatch)
+        self.table = TaskTable(dispatch, store)
         self.tasks = self.table.tasks  # the same dict: every task by id
         self.ready: list[tuple[int, int, int]] = []  # waiting tasks: heap of (-priority, seq, tid)
         self._next_tid = 0
@@ -72,6 +74,7 @@ class TaskScheduler:
             P.TASK_SUBMIT: self._on_submit,
             P.TASK_ABORT: self._on_abort,
             P.TASK_SPIN: self._on_spin,
+            P.TASK_RESUBMIT: self._on_resubmit,
             **self.table.handlers,
         }
 
@@ -90,27 +93,52 @@ class TaskScheduler:
         """Take the tasks of a ``task_submit``; their ids, in order."""
         chains = [[TaskLink.from_wire(item) for item in chain] for chain in header["tasks"]]
         parts = iter(P.split_parts([link.nbuf for chain in chains for link in chain], frames))
-        tids = []
+        specs = []
         for links in chains:
             if not links:
                 raise P.ProtocolViolation("a task with an empty chain")
-            chain = []
-            for link in links:
-                content, buffers = next(parts)
-                chain.append(Spec(content, buffers, link))
-            self._next_tid += 1
-            self._seq += 1
-            task = Task(self._next_tid - 1, client, chain, self._seq, retries_left=links[0].retries)
-            self.table.add(task)
-            self._push(task)
-            tids.append(task.tid)
+            specs.append([Spec(*next(parts), link) for link in links])
+        tids = [self._add(client, chain) for chain in specs]
         self.schedule()
         return tids
+
+    def _add(self, client: bytes, chain: list[Spec]) -> int:
+        self._next_tid += 1
+        self._seq += 1
+        task = Task(
+            self._next_tid - 1, client, chain, self._seq, retries_left=chain[0].link.retries
+        )
+        self.table.add(task)
+        self._push(task)
+        return task.tid
+
+    def _on_resubmit(self, client: bytes, msg: Message) -> None:
+        ids = msg.header.get("ids")
+        if not isinstance(ids, list):
+            raise P.ProtocolViolation("task_resubmit needs a list of task ids")
+        chains = []
+        for tid in ids:
+            chain = self.table.chain_of(tid)
+            if chain is None:
+                self.dispatch.reply_error(
+                    client,
+                    msg.header.get("id"),
+                    "IndexError",
+                    f"task {tid!r} is not a finished task this controller still knows",
+                )
+                return
+            chains.append(chain)
+        tids = [self._add(client, chain) for chain in chains]
+        self.schedule()
+        self.dispatch.reply_value(client, msg.header.get("id"), tids)
 
     def abort(self, tid: Any) -> str | None:
         """Abort a task; the text of an IndexError when it cannot be."""
         task = self.table.get(tid)
         if task is None:
+            stored = self.table.stored(tid)
+            if stored is not None:  # finished, and out of memory
+                return "Task Already Completed"
             return f"No task #{tid}"
         if task.done:
             return "Task Already Aborted" if task.aborting else "Task Already Completed"
@@ -311,6 +339,8 @@ class TaskScheduler:
             aborted = _aborted(task, engine.id)
             self.table.finish(task, aborted, failed=True)
             return
+        if flags_why(part) not in ("revoked", "unmet"):
+            task.attempts += 1
         if part.status == P.STATUS_OK:
             self.table.finish(task, part, failed=False)
             return
@@ -348,6 +378,7 @@ class TaskScheduler:
         if task is None or task.done or task.cmd is not running:
             return
         task.started = running.started if running is not None else None
+        task.attempts += 1
         task.cmd = None
         lost = f"engine {engine_id} was lost ({why}) while running task {task.tid}"
         part = error_part("EngineError", lost, engine_id)
@@ -387,3 +418,7 @@ class TaskScheduler:
 
 def _aborted(task: Task, engine_id: int = -1) -> Part:
     return error_part("TaskAborted", f"task {task.tid} was aborted", engine_id)
+
+
+def flags_why(part: Part) -> str | None:
+    return part.flags.why if part.flags is not None else None

@@ -16,12 +16,15 @@ from typing import Any
 
 from ..wire import protocol as P
 from ..wire.message import Message
-from ..wire.protocol import TaskItem, TaskLink
+from ..wire.protocol import ErrorReport, TaskItem, TaskLink
 from .dispatch import Dispatch
 from .engines import Command
 from .jobs import Part
+from .store import HistoryRow, ResultStore, Stored
 
-__all__ = ["Spec", "Task", "TaskTable"]
+__all__ = ["Spec", "TASK", "Task", "TaskTable"]
+
+TASK = "t:"  # store key prefix of a task's result
 
 
 @dataclass(eq=False)
@@ -54,6 +57,7 @@ class Task:
     aborting: bool = False
     cmd: Command | None = None  # the attempt on an engine, while it is pending
     taken_for: int | None = None  # being taken back from a busy engine for this one
+    attempts: int = 0  # times it was handed to an engine and ran (retries + 1)
 
     @property
     def link(self) -> TaskLink:
@@ -65,10 +69,16 @@ class Task:
 
 
 class TaskTable:
-    """Every task by id, the answers waiting for tasks to end, and those answers."""
+    """Every task by id, the answers waiting for tasks to end, and those answers.
 
-    def __init__(self, dispatch: Dispatch) -> None:
+    A finished task's result is kept in the :class:`~.store.ResultStore` (on disk, and
+    in memory while the budget allows); a task whose result has left memory is no
+    longer in :attr:`tasks`, and is read back from disk when asked for.
+    """
+
+    def __init__(self, dispatch: Dispatch, store: ResultStore) -> None:
         self.dispatch = dispatch
+        self.store = store
         self.tasks: dict[int, Task] = {}
         self._waiters: dict[int, list[_Waiter]] = {}  # tid -> answers waiting for it
         self._due: dict[int, tuple[_Waiter, list[int]]] = {}  # "any" answers of this turn
@@ -77,12 +87,35 @@ class TaskTable:
             P.TASK_STATUS: self._on_status,
             P.TASK_CLEAR: self._on_clear,
         }
+        store.on_evict(TASK, self._evicted)
 
     def add(self, task: Task) -> None:
         self.tasks[task.tid] = task
 
     def get(self, tid: Any) -> Task | None:
         return self.tasks.get(tid) if isinstance(tid, int) else None
+
+    def _evicted(self, key: str) -> None:
+        self.tasks.pop(int(key[len(TASK) :]), None)  # on disk only from now on
+
+    def chain_of(self, tid: Any) -> list[Spec] | None:
+        """The chain (task and recovery tasks) of a finished task, to run it again."""
+        task = self.get(tid)
+        if task is not None:
+            return task.chain if task.done else None
+        stored = self.stored(tid)
+        if stored is None:
+            return None
+        rest = stored.frames[1 + _nframes(stored.meta["item"]) :]
+        links = [TaskLink.from_wire(w) for w in stored.meta["chain"]]
+        laid = P.split_parts([link.nbuf for link in links], rest)
+        return [Spec(c, b, link) for (c, b), link in zip(laid, links, strict=True)]
+
+    def stored(self, tid: Any) -> Stored | None:
+        """A finished task whose result has left memory (None if there is none)."""
+        if not isinstance(tid, int) or isinstance(tid, bool) or tid in self.tasks:
+            return None
+        return self.store.load(f"{TASK}{tid}")
 
     # ------------------------------------------------------------ client requests
     def _on_result(self, client: bytes, msg: Message) -> None:
@@ -105,26 +138,35 @@ class TaskTable:
         self.dispatch.reply_value(client, msg.header.get("id"), None)
 
     def results(self, client: bytes, msg_id: Any, ids: list[Any], mode: str) -> None:
-        """Answer with the results of ``ids``: now, or once any or all are done."""
+        """Answer with the results of ``ids``: now, or once any or all are done.
+
+        Tasks not in memory count as done when their result is on disk, else unknown.
+        """
         tasks = self.tasks
-        unknown = [t for t in ids if t not in tasks]
-        done = [t for t in ids if t in tasks and tasks[t].done]
-        if mode == P.ANY and done and not unknown:
-            self._send_results(client, msg_id, done)  # only what is done: the rest still runs
-            return
-        if mode == P.NOW or unknown or len(done) == len(ids):
+        waiting = [t for t in ids if t in tasks and not tasks[t].done]
+        if mode == P.ANY and len(waiting) < len(ids):
+            unknown = [t for t in ids if t not in tasks and self.stored(t) is None]
+            if not unknown:  # only what is done: the rest still runs
+                self._send_results(client, msg_id, [t for t in ids if t not in waiting])
+                return
+        if mode == P.NOW or not waiting:
             self._send_results(client, msg_id, ids)
             return
+        if any(t not in tasks and self.stored(t) is None for t in ids):
+            self._send_results(client, msg_id, ids)  # an unknown id: answer now
+            return
         waiter = _Waiter(client, msg_id, ids, mode)
-        for t in ids:
-            if not tasks[t].done:
-                self._waiters.setdefault(t, []).append(waiter)
+        for t in waiting:
+            self._waiters.setdefault(t, []).append(waiter)
 
     def wait_started(self, client: bytes, msg_id: Any, tid: Any) -> None:
         """Answer once task ``tid`` runs on an engine (or has ended)."""
         task = self.tasks.get(tid) if isinstance(tid, int) else None
         if task is None:
-            self.dispatch.reply_error(client, msg_id, "IndexError", f"No task #{tid}")
+            if self.stored(tid) is not None:
+                self.dispatch.reply_value(client, msg_id, P.DONE)
+            else:
+                self.dispatch.reply_error(client, msg_id, "IndexError", f"No task #{tid}")
         elif task.done:
             self.dispatch.reply_value(client, msg_id, P.DONE)
         elif task.cmd is not None and task.cmd.started is not None:
@@ -137,14 +179,19 @@ class TaskTable:
         buckets: dict[str, list[int]] = {s: [] for s in states}
         for t in self.tasks.values():
             buckets[t.state].append(t.tid)
+        for key, state in self.store.states(TASK):  # finished, and out of memory
+            buckets[state or P.FAILED].append(int(key[len(TASK) :]))
         if verbose:
-            return buckets
+            return {k: sorted(v) for k, v in buckets.items()}
         return {k: len(v) for k, v in buckets.items()}
 
     def clear(self) -> None:
-        """Forget every finished task."""
-        for tid in [t.tid for t in self.tasks.values() if t.done]:
+        """Forget every finished task, in memory and on disk."""
+        done = [t.tid for t in self.tasks.values() if t.done]
+        for tid in done:
             del self.tasks[tid]
+        self.store.delete(f"{TASK}{tid}" for tid in done)
+        self.store.delete_prefix(TASK)
 
     # ------------------------------------------------------------ ends and answers
     def finish(self, task: Task, part: Part, failed: bool) -> None:
@@ -154,6 +201,15 @@ class TaskTable:
         task.completed = time.time()
         task.cmd = None
         self.dispatch.ended(("task", task.tid))
+        item = self._item(task).to_wire()
+        # kept with the task's chain, so resubmit works after it has left memory
+        meta = {"item": item, "chain": [s.link.to_wire() for s in task.chain]}
+        frames = [*part.frames]
+        for spec in task.chain:
+            frames += [spec.content, *spec.buffers]
+        stored = Stored(meta, frames, state=task.state)
+        self.store.put(f"{TASK}{task.tid}", stored, _size(frames))
+        self.store.record(_history(task, item))
         for waiter in self._waiters.pop(task.tid, ()):
             if waiter.sent:
                 continue
@@ -172,37 +228,82 @@ class TaskTable:
             waiter.sent = True
             self._send_results(waiter.client, waiter.msg_id, tids)
 
+    @staticmethod
+    def _item(task: Task) -> TaskItem:
+        p = task.result
+        assert p is not None
+        started = task.started or task.submitted
+        elapsed = p.elapsed if p.elapsed is not None else (task.completed or started) - started
+        return TaskItem(
+            task.tid,
+            task.state,
+            task.link.kind,
+            task.submitted,
+            task.started,
+            task.completed,
+            elapsed,
+            p.header(),
+        )
+
     def _send_results(self, client: bytes, msg_id: Any, ids: list[Any]) -> None:
         items: list[Any] = []
         parts: list[tuple[Any, list[Any]]] = []
         for tid in ids:
-            task = self.tasks.get(tid)
+            task = self.tasks.get(tid) if isinstance(tid, int) else None
             if task is None:
-                items.append(TaskItem(tid, P.UNKNOWN_TASK).to_wire())
+                stored = self.stored(tid)
+                if stored is None:
+                    items.append(TaskItem(tid, P.UNKNOWN_TASK).to_wire())
+                    continue
+                item = stored.meta["item"]
+                items.append(item)
+                nframes = _nframes(item)
+                parts.append((stored.frames[0], stored.frames[1 : 1 + nframes]))
                 continue
             p = task.result
             if not task.done or p is None:
                 items.append(TaskItem(tid, task.state).to_wire())
                 continue
-            started = task.started or task.submitted
-            elapsed = p.elapsed if p.elapsed is not None else (task.completed or started) - started
-            item = TaskItem(
-                tid,
-                task.state,
-                task.link.kind,
-                task.submitted,
-                task.started,
-                task.completed,
-                elapsed,
-                p.header(),
-            )
-            items.append(item.to_wire())
+            items.append(self._item(task).to_wire())
             parts.append((p.frames[0], p.frames[1:]))
         _, frames, raw = P.pack_parts(parts)
         header: dict[str, Any] = {"t": P.TASK_RESULTS, "id": msg_id, "items": items}
         if raw:
             header["raw"] = raw
         self.dispatch.to_client(client, header, b"", frames)
+
+
+def _nframes(item: Any) -> int:
+    """How many frames follow the content of a finished task item's part."""
+    part = TaskItem.from_wire(item).part
+    return part.nframes if part is not None else 0
+
+
+def _size(frames: list[Any]) -> int:
+    return sum(len(f) for f in frames)
+
+
+def _history(task: Task, item: list[Any]) -> HistoryRow:
+    part = task.result
+    error = None
+    if part is not None and part.status == P.STATUS_ERROR:
+        try:
+            error = ErrorReport.from_bytes(part.frames[0]).ename
+        except Exception:  # noqa: BLE001 - a history record never fails a task
+            error = "?"
+    return HistoryRow(
+        "task",
+        str(task.tid),
+        task.link.desc,
+        str(task.engine_id) if task.engine_id is not None else "",
+        task.state,
+        task.submitted,
+        task.started,
+        task.completed,
+        item[6],
+        task.attempts - 1 if task.attempts else 0,
+        error,
+    )
 
 
 @dataclass(eq=False)

@@ -72,6 +72,8 @@ TASK_ABORT = "task_abort"
 TASK_STATUS = "task_status"
 TASK_CLEAR = "task_clear"
 TASK_SPIN = "task_spin"
+TASK_RESUBMIT = "task_resubmit"
+HISTORY = "history"
 # controller -> client
 VALUE = "value"
 ACK = "ack"
@@ -192,6 +194,10 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(TASK_STATUS, CLIENT_CHANNEL, CLIENT, "id", "rt", "verbose"),
     _spec(TASK_CLEAR, CLIENT_CHANNEL, CLIENT, "id", "rt"),
     _spec(TASK_SPIN, CLIENT_CHANNEL, CLIENT, "id", "rt"),
+    _spec(TASK_RESUBMIT, CLIENT_CHANNEL, CLIENT, "id", "rt", "ids"),
+    _spec(
+        HISTORY, CLIENT_CHANNEL, CLIENT, "id", "rt", "kind", "status", "engine", "since", "limit"
+    ),
     # client channel, controller -> client
     _spec(VALUE, CLIENT_CHANNEL, CONTROLLER, "id"),
     _spec(ACK, CLIENT_CHANNEL, CONTROLLER, "id", "job"),
