@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from helpers import call_within
+from helpers import call_within, wait_until
 
 import multiengine
 from multiengine import MapTask
@@ -38,7 +38,8 @@ def test_results_past_the_budget_come_back_from_results_db(
     tids = [tc.run(MapTask(square, (i,))) for i in range(300)]
     tc.barrier(tids)
     prs = [mec.execute(f"v = {i}", targets=i % 2, block=False) for i in range(200)]
-    mec.barrier(prs[-1:])
+    mec.barrier(prs[-1:])  # fetched: 199 calls' results stay kept
+    wait_until(lambda: mec.status()["results_on_disk"] == 300 + 199)  # all written through
     status = mec.status()
     assert status["results_in_memory_bytes"] <= 64_000
     assert status["results_on_disk"] >= 300 + 199  # every kept result is on disk

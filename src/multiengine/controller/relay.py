@@ -129,6 +129,9 @@ class Controller:
         while self._running:
             wake = hub.scheduler.next_wakeup()
             until = next_sweep if wake is None else min(next_sweep, wake)
+            write = hub.store.next_turn()
+            if write is not None:
+                until = min(until, write)
             for sock, _ in poller.poll(int(max(0.0, until - time.monotonic()) * 1000)):
                 channel, handle = readers[sock]
                 for _ in range(DRAIN):
@@ -147,7 +150,7 @@ class Controller:
                     except Exception:
                         log.exception("error handling %r message; the controller goes on", msg.type)
             hub.scheduler.table.flush()
-            hub.store.turn()
+            hub.store.turn(time.monotonic())
             now = time.monotonic()
             if wake is not None and now >= wake:
                 hub.scheduler.schedule()

@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -36,6 +36,10 @@ __all__ = ["ENTRY_OVERHEAD", "HistoryRow", "ResultStore", "Stored"]
 
 log = logging.getLogger("multiengine.controller")
 
+# Seconds between two commits of the writer: what arrives in between shares a transaction
+# (a result is on disk at most this long after it is kept; a sync() does not wait).
+COMMIT_EVERY = 0.02
+HANDOVER_AT_MOST = 5000  # writes gathered before they go to the writer at once
 # What one kept result costs in memory besides its frames (its Job or Task, dict slots):
 # counted against the budget so that many tiny results leave memory too.
 ENTRY_OVERHEAD = 1024
@@ -61,15 +65,17 @@ CREATE TABLE IF NOT EXISTS history (
     completed REAL,
     duration REAL,
     retries INTEGER,
-    error TEXT,             -- the exception's type name, if it failed
-    PRIMARY KEY (kind, id)
+    error TEXT              -- the exception's type name, if it failed
 );
-CREATE INDEX IF NOT EXISTS history_completed ON history(completed);
 """
+# history is an append-only log: rows come in the order jobs and tasks finish, so rowid
+# order is completion order, and "newest first" needs no index (each index would cost
+# every finished job a B-tree insert on the writer thread).
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryRow:
+class HistoryRow(NamedTuple):
+    """One finished job or task, as the history table holds it (columns in order)."""
+
     kind: str
     id: str
     description: str
@@ -128,7 +134,8 @@ class ResultStore:
         self._gone_keys: set[str] = set()
         self._gone_owners: list[bytes] = []
         self._gone_prefixes: list[str] = []
-        self._pending: list[tuple[Any, ...]] = []  # this turn's writes, handed over at turn()
+        self._pending: list[tuple[Any, ...]] = []  # writes not yet handed to the writer
+        self._handover_at = 0.0  # when the next handover may happen (monotonic)
         self._thread: threading.Thread | None = None
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         if path is None:
@@ -228,6 +235,7 @@ class ResultStore:
 
     # ------------------------------------------------------------ history
     def record(self, row: HistoryRow) -> None:
+        """A finished job or task's record (a plain tuple: this runs for every job)."""
         self._pending.append(("history", row))
 
     def history(
@@ -255,7 +263,7 @@ class ResultStore:
         if since is not None:
             sql += " AND completed >= ?"
             args.append(since)
-        sql += " ORDER BY completed DESC, rowid DESC"
+        sql += " ORDER BY rowid DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
@@ -264,15 +272,23 @@ class ResultStore:
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     # ------------------------------------------------------------ the loop's turn
-    def turn(self) -> None:
-        """Once per turn of the controller's loop: hand this turn's writes to the writer,
-        and let results that are on disk leave memory while it is over budget."""
+    def turn(self, now: float | None = None) -> None:
+        """Once per turn of the controller's loop: hand the writes gathered so far to the
+        writer (at most every ``COMMIT_EVERY`` seconds: waking the writer thread costs
+        the loop more than a job does), and let results that are on disk leave memory
+        while it is over budget."""
         if self._pending:
-            batch, self._pending = self._pending, []
-            if self._thread is None:
+            now = time.monotonic() if now is None else now
+            if self._thread is None and (self.path is None or now >= self._handover_at):
+                batch, self._pending = self._pending, []
                 self._write(batch)
-            else:
+                self._handover_at = now + COMMIT_EVERY
+            elif self._thread is not None and (
+                now >= self._handover_at or len(self._pending) >= HANDOVER_AT_MOST
+            ):
+                batch, self._pending = self._pending, []
                 self._jobs.put(batch)
+                self._handover_at = now + COMMIT_EVERY
         self._confirm()
         if self.memory_bytes > self.budget:
             self._shrink()
@@ -300,8 +316,14 @@ class ResultStore:
             if drop is not None:
                 drop(key)
 
+    def next_turn(self) -> float | None:
+        """When (monotonic) the loop must call :meth:`turn` to hand writes over, if any
+        wait; the loop sleeps no longer than that."""
+        return self._handover_at if self._pending else None
+
     def sync(self) -> None:
-        """Wait until everything handed to the writer so far is on disk."""
+        """Wait until everything kept so far is on disk."""
+        self._handover_at = 0.0
         self.turn()
         if self._thread is None:
             return
@@ -311,6 +333,7 @@ class ResultStore:
         self._confirm()
 
     def close(self) -> None:
+        self._handover_at = 0.0
         self.turn()
         if self._thread is not None:
             self._jobs.put(None)
@@ -321,6 +344,7 @@ class ResultStore:
 
     # ------------------------------------------------------------ the writer
     def _write_loop(self) -> None:
+        last_commit = 0.0
         while True:
             job = self._jobs.get()
             if job is None:
@@ -329,19 +353,24 @@ class ResultStore:
                 job.set()
                 continue
             batch = [job]
-            while True:  # take what else is waiting: one transaction for all of it
+            # Group commit: what arrives until COMMIT_EVERY after the last commit goes in
+            # the same transaction (a commit per job would cost more than the job).
+            deadline = last_commit + COMMIT_EVERY
+            while True:
+                left = deadline - time.monotonic()
                 try:
-                    more = self._jobs.get_nowait()
+                    more = self._jobs.get(timeout=left) if left > 0 else self._jobs.get_nowait()
                 except queue.Empty:
                     break
                 if more is None or isinstance(more, threading.Event):
-                    self._jobs.put(more)  # handled next round, after this commit
+                    self._jobs.put(more)  # handled next round, right after this commit
                     break
                 batch.append(more)
             try:
                 self._write([op for b in batch for op in b])
             except Exception:
                 log.exception("writing results.db failed; results stay in memory")
+            last_commit = time.monotonic()
 
     def _write(self, ops: list[tuple[Any, ...]]) -> None:
         db = self._writer
@@ -368,25 +397,7 @@ class ResultStore:
             elif kind == "history":
                 history.append(op[1])
         if history:
-            db.executemany(
-                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        r.kind,
-                        r.id,
-                        r.description,
-                        r.engines,
-                        r.status,
-                        r.submitted,
-                        r.started,
-                        r.completed,
-                        r.duration,
-                        r.retries,
-                        r.error,
-                    )
-                    for r in history
-                ],
-            )
+            db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", history)
             self._history_count += len(history)
             if self._history_count > self.history_limit * 1.1:  # trim now and then, not per row
                 self._trim_history(db)
@@ -399,7 +410,7 @@ class ResultStore:
         if count > self.history_limit:
             db.execute(
                 "DELETE FROM history WHERE rowid IN "
-                "(SELECT rowid FROM history ORDER BY completed ASC, rowid ASC LIMIT ?)",
+                "(SELECT rowid FROM history ORDER BY rowid ASC LIMIT ?)",
                 (count - self.history_limit,),
             )
         self._history_count = min(count, self.history_limit)
