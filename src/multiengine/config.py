@@ -376,6 +376,13 @@ class ControllerConfig(Settings):
         False,
         "reuse the key and ports of existing connection files, and keep them on exit",
     )
+    restore: bool = setting(
+        False,
+        "take up where this cluster directory's last controller stopped: its key, ports "
+        "and IPC endpoints (engines and clients reconnect by themselves), results.db's "
+        "results and history, and its unfinished tasks (run again)",
+        cli_only=True,
+    )
     heartbeat_period: float = setting(0.5, "seconds between engine heartbeats", metavar="S")
     heartbeat_timeout: float = setting(
         3.0, "seconds of silence after which an engine is unregistered", metavar="S"

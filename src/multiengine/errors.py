@@ -17,6 +17,8 @@
     ├── AbortedPendingDeferredError   a pending result was flushed while awaited
     ├── NotAPendingResult         barrier() given something else
     ├── ControllerConnectionError no answer from the controller (alias ``ConnectionError``)
+    │   └── ControllerRestarted   the controller restarted (--restore) while a call was on
+    │                             its way or running: that call may or may not have run
     ├── ConnectionFileError       a missing connection file or unknown profile
     │                             (also a ``FileNotFoundError``)
     ├── ConfigError               a setting that cannot be used (also a ``ValueError``)
@@ -259,6 +261,16 @@ class ControllerConnectionError(KernelError):
 ConnectionError = ControllerConnectionError  # the seed's name  # noqa: A001
 
 
+class ControllerRestarted(ControllerConnectionError):
+    """The controller restarted (``--restore``) while this call was on its way or running.
+
+    Results kept by the controller survive a restart, and a client takes up its tasks
+    and its requests that are safe to send twice by itself; a call that is not (an
+    ``execute``, a ``push``) fails with this error: it may or may not have run. The
+    engines kept their namespaces.
+    """
+
+
 class ConnectionFileError(KernelError, FileNotFoundError):
     """A connection file is missing, or a profile has no cluster directory."""
 
@@ -316,6 +328,7 @@ BY_NAME: dict[str, type[KernelError]] = {
         ProtocolError,
         TaskAborted,
         TaskTimeout,
+        ControllerRestarted,
         KernelError,
     )
 }

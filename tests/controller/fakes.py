@@ -15,6 +15,7 @@ from typing import Any
 import msgpack
 
 from multiengine.controller.hub import Hub
+from multiengine.controller.store import ResultStore
 from multiengine.wire import protocol as P
 from multiengine.wire.message import Message
 from multiengine.wire.protocol import ErrorReport, TaskFlags, TaskItem, TaskLink
@@ -75,7 +76,15 @@ class FakeCluster:
 
     CLIENT = b"c-test"
 
-    def __init__(self, n: int = 2, *, penalty: float = 1.0, task_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        n: int = 2,
+        *,
+        penalty: float = 1.0,
+        task_timeout: float = 30.0,
+        store: ResultStore | None = None,
+        strict_clients: bool = False,
+    ) -> None:
         self.now = 1000.0
         self.outbox = RecordingOutbox()
         self.hub = Hub(
@@ -85,6 +94,8 @@ class FakeCluster:
             task_failure_penalty=penalty,
             task_timeout=task_timeout,
             clock=lambda: self.now,
+            store=store,
+            strict_clients=strict_clients,
         )
         self._ids = itertools.count(1)
         self.last_id = 0
@@ -93,7 +104,7 @@ class FakeCluster:
     def _turn(self) -> None:
         """What the controller's loop does after each batch of messages."""
         self.hub.scheduler.table.flush()
-        self.hub.store.turn()
+        self.hub.store.sync()  # what waits for the disk (a results.db) is answered
 
     # ------------------------------------------------------------ engines
     def register(self) -> bytes:

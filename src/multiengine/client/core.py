@@ -30,6 +30,12 @@ a hook may itself call the client (its request is read by whichever thread waits
 **Liveness.** A reader pings the controller after a second of silence; if the
 controller says nothing for ``dead_after`` seconds, every outstanding request fails
 with :class:`~multiengine.errors.ControllerConnectionError`. The core never unpickles.
+
+**A controller that restarts** (``--restore``) refuses requests until a client connects
+again; a refusal, or a ``pong`` with another run tag, makes the core connect again and
+then send again what was refused, and what was lost if it is safe to send twice; the
+rest fails with :class:`~multiengine.errors.ControllerRestarted` (docs/protocol.md,
+"A controller that restarts").
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from typing import Any
 
 import zmq
 
-from ..errors import ControllerConnectionError
+from ..errors import ControllerConnectionError, ControllerRestarted
 from ..wire import chunks, curve
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
@@ -73,6 +79,17 @@ class _Request:
     background: bool
     listener: OutputHook | None
     answered: bool = False  # its answer has been read (the future may still be pending)
+    # what was sent: sent again if the controller restarts before it answers
+    sent: tuple[dict[str, Any], Any, Sequence[Any], Sequence[tuple[int, Any]]] | None = None
+
+
+@dataclass(eq=False)
+class _Reconnect:
+    """A controller restart under way: the ``connect`` requests sent to the new run, and
+    the requests that were outstanding when they went out."""
+
+    connects: list[_Request]
+    before: list[_Request]
 
 
 @dataclass(eq=False)
@@ -110,6 +127,9 @@ class ClientCore:
         self._io_thread: threading.Thread | None = None
         self._io_lock = threading.Lock()
         self._deliveries: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._restart_lock = threading.Lock()
+        self._reconnect: _Reconnect | None = None  # a controller restart being handled
+        self._refused: list[_Request] = []  # requests the restarted controller did not run
         self._delivery_thread: threading.Thread | None = None
         self._out = self._socket(linger=1000)
         self._fg = _Socket(self._socket(self.identity), self.identity)
@@ -122,6 +142,7 @@ class ClientCore:
         except BaseException:
             self.close()
             raise
+        self.run = self.controller.get("run")  # the controller's run tag
 
     def _socket(self, identity: bytes | None = None, linger: int = 0) -> zmq.Socket[Any]:
         s: zmq.Socket[Any] = self.ctx.socket(zmq.DEALER)
@@ -209,6 +230,9 @@ class ClientCore:
             self._start_io()
         header["id"] = req.mid
         header["rt"] = sock.identity
+        if header["t"] == P.TASK_SUBMIT and "key" not in header:
+            header["key"] = uuid.uuid4().hex  # sent again after a restart: not run twice
+        req.sent = (header, content, buffers, pieces)
         frames = self.signer.frames(header, content, buffers)
         chunk_frames = [
             self.signer.frames(
@@ -312,7 +336,15 @@ class ClientCore:
             self._on_output(msg)
             return
         if t == P.PONG:
+            run = msg.header.get("run")
+            if run is not None and run != self.run and self._reconnect is None:
+                self._restarted(None)
             return
+        if t == P.ERROR and msg.header.get("ename") == P.CONNECT_AGAIN:
+            refused = self._requests.get(msg.header.get("id"))  # type: ignore[arg-type]
+            if refused is not None and refused.sent is not None:
+                self._restarted(refused)
+                return
         # every other type answers a request, whole or piece by piece
         whole = msg
         if sock.streams or t == P.CHUNK or (t == P.RESULT and "stream" in msg.header):
@@ -330,6 +362,85 @@ class ClientCore:
             _complete(req.future, whole)
         if not req.background:
             self._wake_followers()
+
+    # ------------------------------------------------------------------ restarts
+    def _restarted(self, refused: _Request | None) -> None:
+        """The controller restarted (a refusal, or a pong from another run): connect
+        again on both sockets; what to send again is decided once both are answered."""
+        with self._restart_lock:
+            if refused is not None:
+                self._refused.append(refused)
+            if self._reconnect is not None:
+                return
+            log.warning("the controller at %s restarted: connecting again", self.url)
+            with self._send_lock:
+                before = list(self._requests.values())  # their messages went out before
+                connects = []
+                for sock in (self._fg, self._bg):
+                    req = self._new_request(sock is self._bg, None)
+                    header = {"t": P.CONNECT, "id": req.mid, "rt": sock.identity}
+                    self._out.send_multipart(self.signer.frames(header))
+                    connects.append(req)
+            self._reconnect = _Reconnect(connects, before)
+        for req in connects:
+            req.future.add_done_callback(self._connect_answered)
+        self._start_io()  # the bg socket's answer is read by the I/O thread
+
+    def _connect_answered(self, fut: Future[Message]) -> None:
+        with self._restart_lock:
+            rc = self._reconnect
+            if rc is None or not all(r.future.done() for r in rc.connects):
+                return
+            self._reconnect = None
+            refused, self._refused = self._refused, []
+            if any(r.future.exception() is not None for r in rc.connects):
+                return  # lost again: the requests have failed with it
+            self.run = unpack(rc.connects[0].future.result().content).get("run")
+            gone = set(refused)
+            lost = [
+                r
+                for r in rc.before
+                if r not in gone and not r.answered and self._requests.get(r.mid) is r
+            ]
+        for req in refused:  # not run: send again as they were
+            self._send_again(req, again=False)
+        for req in lost:
+            assert req.sent is not None
+            kind = req.sent[0]["t"]
+            if kind in P.SAFE_TO_RESEND or kind == P.TASK_SUBMIT:
+                self._send_again(req, again=True)
+            else:
+                self._requests.pop(req.mid, None)
+                if not req.future.done():
+                    req.future.set_exception(
+                        ControllerRestarted(
+                            f"the controller at {self.url} restarted while this "
+                            f"{kind!r} request was on its way or running: it may or may not "
+                            "have run (the engines kept their namespaces)"
+                        )
+                    )
+        log.warning(
+            "connected again to the restarted controller: %d requests sent again, %d failed",
+            len(refused) + sum(1 for r in lost if not r.future.done()),
+            sum(1 for r in lost if r.future.done()),
+        )
+
+    def _send_again(self, req: _Request, again: bool) -> None:
+        assert req.sent is not None
+        header, content, buffers, pieces = req.sent
+        if again and header["t"] == P.TASK_SUBMIT:
+            header = {**header, "again": True}
+        rt = header["rt"]
+        frames = [self.signer.frames(header, content, buffers)]
+        frames += [
+            self.signer.frames(
+                {"t": P.CHUNK, "x": req.mid, "p": part, "rt": rt, "raw": True}, b"", (piece,)
+            )
+            for part, piece in pieces
+        ]
+        with self._send_lock:
+            for f in frames:
+                self._out.send_multipart(f, copy=False)
 
     def _check_alive(self, sock: _Socket) -> None:
         if not self._requests:
@@ -389,6 +500,9 @@ class ClientCore:
     def _io_loop(self) -> None:
         while not self._closed:
             try:
+                rc = self._reconnect
+                if rc is not None and not rc.connects[0].future.done():
+                    self._read_fg_for_reconnect()
                 self._read_until(self._bg, None, READ_SLICE)
             except ControllerConnectionError:
                 return
@@ -396,6 +510,16 @@ class ClientCore:
                 if self._closed:
                     return
                 raise
+
+    def _read_fg_for_reconnect(self) -> None:
+        """While connecting again, the fg socket's answer may have no thread waiting to
+        read it: the I/O thread reads it then, if no waiting thread holds the reader role."""
+        if self._fg_lock.acquire(blocking=False):
+            try:
+                self._read_until(self._fg, None, 0.01)
+            finally:
+                self._fg_lock.release()
+                self._wake_followers()
 
     # ------------------------------------------------------------------ live output
     def listen(self, mid: int, hook: OutputHook) -> None:

@@ -16,7 +16,7 @@ waits for the controller between two of them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from ..wire import protocol as P
@@ -61,6 +61,8 @@ class Dispatch:
         # clients waiting for a job or task to start (wait_started); empty almost always
         self.start_waiters: dict[StartKey, list[tuple[bytes, Any]]] = {}
         self.to_client = outbox.to_client  # bound once: this is on every answer's path
+        # told when a task's command starts on its engine (the scheduler writes it down)
+        self.on_task_start: Callable[[Command], None] | None = None
 
     # ------------------------------------------------------------ the registry
     def add_engine(self, ident: bytes, pid: int, host: str, desired: int | None) -> EngineState:
@@ -172,6 +174,8 @@ class Dispatch:
                 cmd.job.started = time.time()
         else:  # a task: its start time is part of its record
             cmd.started = time.time()
+            if self.on_task_start is not None:
+                self.on_task_start(cmd)
         if self.start_waiters:
             for client, msg_id in self.start_waiters.pop(cmd.start_key, ()):
                 self.reply_value(client, msg_id, P.RUNNING)

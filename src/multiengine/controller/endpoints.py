@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import tempfile
 import uuid
 from typing import Any
 
 import zmq
-
-from ..runtime import pid_alive
 
 __all__ = ["bind"]
 
@@ -18,13 +17,17 @@ log = logging.getLogger("multiengine.controller")
 
 
 def bind(
-    sockets: dict[str, zmq.Socket[Any]], ip: str, ports: tuple[int, int, int] | None
+    sockets: dict[str, zmq.Socket[Any]],
+    ip: str,
+    ports: tuple[int, int, int] | None,
+    ipc: dict[str, str] | None = None,
 ) -> tuple[list[int], dict[str, str]]:
     """Bind each socket to TCP (given or random ports) and, on loopback, to IPC too.
 
     Returns the TCP ports in order and the IPC URLs by channel name. Processes on this
     host may use IPC instead of loopback TCP: no TCP stack on the way, about 7% off a
-    round trip (shared/spec/limits.md).
+    round trip (shared/spec/limits.md). ``ipc`` names the IPC URLs to bind again (a
+    restored controller: engines and clients reconnect to where they were).
     """
     host = "*" if ip in ("0.0.0.0", "*") else ip
     if ":" in host:  # an IPv6 address
@@ -38,12 +41,13 @@ def bind(
             bound.append(ports[i])
         else:
             bound.append(s.bind_to_random_port(f"tcp://{host}"))
-    ipc = _bind_ipc(sockets) if host in ("127.0.0.1", "*") else {}
-    return bound, ipc
+    urls = _bind_ipc(sockets, ipc) if host in ("127.0.0.1", "*") else {}
+    return bound, urls
 
 
-def _bind_ipc(sockets: dict[str, zmq.Socket[Any]]) -> dict[str, str]:
-    """Bind each socket to an IPC endpoint in a private runtime directory too."""
+def _bind_ipc(sockets: dict[str, zmq.Socket[Any]], again: dict[str, str] | None) -> dict[str, str]:
+    """Bind each socket to an IPC endpoint in a private runtime directory too (the
+    endpoints ``again`` names, if given and in that directory)."""
     base = os.path.join(tempfile.gettempdir(), f"multiengine-{os.getuid()}")
     try:
         os.makedirs(base, mode=0o700, exist_ok=True)
@@ -52,16 +56,19 @@ def _bind_ipc(sockets: dict[str, zmq.Socket[Any]]) -> dict[str, str]:
         log.info("no IPC endpoints (%s): local processes use TCP", e)
         return {}
     for stale in os.listdir(base):  # endpoints of controllers that died without cleaning up
-        pid = stale.split("-", 1)[0]
-        if pid.isdigit() and not pid_alive(int(pid)):
+        path = os.path.join(base, stale)
+        if not _listening(path):
             try:
-                os.unlink(os.path.join(base, stale))
+                os.unlink(path)
             except OSError:
                 pass
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     urls = {}
     for name, sock in sockets.items():
         url = f"ipc://{base}/{tag}-{name[0]}"
+        old = (again or {}).get(name, "")
+        if old.startswith(f"ipc://{base}/") and not _listening(old[len("ipc://") :]):
+            url = old
         try:
             sock.bind(url)
         except zmq.ZMQError as e:
@@ -69,3 +76,17 @@ def _bind_ipc(sockets: dict[str, zmq.Socket[Any]]) -> dict[str, str]:
             return {}
         urls[name] = url
     return urls
+
+
+def _listening(path: str) -> bool:
+    """Whether a process listens on the Unix socket at ``path`` (an endpoint is stale
+    when nobody does: its controller died; a restored one binds it again)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(0.5)
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()

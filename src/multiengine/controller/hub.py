@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -39,6 +40,10 @@ log = logging.getLogger("multiengine.controller")
 # Commands that first drop what is queued on the engine (the seed's reset and kill).
 CLEARS_FIRST = frozenset({"reset", "kill"})
 
+# what a client that has not connected to this run of the controller may still send
+_OPEN = frozenset({P.CONNECT, P.PING})
+
+
 ClientHandler = Callable[[bytes, Message], None]
 EngineHandler = Callable[[bytes, "EngineState | None", Message], None]
 
@@ -60,8 +65,16 @@ class Hub:
         task_timeout: float,
         store: ResultStore | None = None,
         clock: Callable[[], float] = time.monotonic,
+        strict_clients: bool = False,
     ) -> None:
         self.outbox = outbox
+        # this run of the controller: a client that sees it change knows it restarted
+        self.run = secrets.token_hex(4)
+        # With a key an earlier controller used (--restore, --reuse), clients of that one
+        # may send here: their requests are refused with ControllerRestarted (never run)
+        # until they connect again, so a client knows exactly what to send again.
+        self.strict_clients = strict_clients
+        self.known_clients: set[bytes] = set()
         # results kept for clients, and the history; in memory only without a file
         self.store = store or ResultStore(None, budget=1 << 30)
         self.hb_period = heartbeat_period
@@ -70,6 +83,7 @@ class Hub:
         self.dispatch = Dispatch(outbox)
         self.job_ids = JobIds()
         self.desk = ResultDesk(self.dispatch, self.store)
+        self.desk.own_tag = self.job_ids.tag
         self.scheduler = TaskScheduler(
             self.dispatch, self.store, task_failure_penalty, task_timeout, clock
         )
@@ -111,6 +125,13 @@ class Hub:
     def on_client(self, msg: Message) -> None:
         """A verified message on the client channel."""
         client = _client_of(msg)
+        if self.strict_clients and client not in self.known_clients and msg.type not in _OPEN:
+            evalue = (
+                "the controller restarted: this request was not run; connect again (a "
+                "client does so by itself)"
+            )
+            self.dispatch.reply_error(client, msg.header.get("id"), P.CONNECT_AGAIN, evalue)
+            return
         handler = self.client_handlers.get(msg.type)
         if handler is None:
             log.warning("unknown client message type %r", msg.type)
@@ -127,11 +148,22 @@ class Hub:
             self.dispatch.reply_error(client, msg.header.get("id"), "ProtocolError", evalue)
 
     def _on_connect(self, client: bytes, msg: Message) -> None:
-        value = {"engines": self.ids(), "pid": os.getpid()}
+        if self.strict_clients:
+            self.known_clients.add(client)
+        value = {"engines": self.ids(), "pid": os.getpid(), "run": self.run}
         self.dispatch.reply_value(client, msg.header.get("id"), value)
 
     def _on_ping(self, client: bytes, msg: Message) -> None:
-        self.dispatch.to_client(client, {"t": P.PONG, "id": msg.header.get("id")})
+        self.dispatch.to_client(client, {"t": P.PONG, "id": msg.header.get("id"), "run": self.run})
+
+    def restore(self) -> None:
+        """Take up what the last controller of this cluster directory left unfinished
+        (``--restore``): its tasks run again (see :meth:`TaskScheduler.restore`); the
+        results of its non-blocking calls that had not finished are lost, and fetching
+        one says so (ControllerRestarted)."""
+        left = self.store.leftovers()
+        self.scheduler.restore(left.tasks, left.next_tid)
+        self.desk.restored = True
 
     def _on_fetch(self, client: bytes, msg: Message) -> None:
         h = msg.header

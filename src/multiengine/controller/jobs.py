@@ -96,6 +96,7 @@ class JobIds:
     def __init__(self) -> None:
         self._tag = int.from_bytes(os.urandom(8), "big")
         self._count = 0
+        self.tag = "%016x" % self._tag  # the last 16 digits of every id this one makes
 
     def next(self) -> str:
         self._count = (self._count + 1) & 0xFFFFFFFF

@@ -63,7 +63,11 @@ def main(args: argparse.Namespace) -> int:
     ports: tuple[int, int, int] | None = None
     if config.port:
         ports = (config.port, config.port + 1, config.port + 2)
-    reuse = bool(config.reuse and cdir.client_file.exists() and cdir.engine_file.exists())
+    # --restore: the key, ports and IPC endpoints of a controller that died (its
+    # connection files are still there), and results.db's contents in any case
+    files = cdir.client_file.exists() and cdir.engine_file.exists()
+    reuse = bool((config.reuse or config.restore) and files)
+    ipc: dict[str, str] | None = None
     curve_public, curve_secret = (
         curve.server_keypair(cdir.curve_file, reuse) if encrypt else (None, None)
     )
@@ -71,6 +75,11 @@ def main(args: argparse.Namespace) -> int:
         old_c = read_connection_file(cdir.client_file)
         old_e = read_connection_file(cdir.engine_file)
         key = old_c.key
+        if config.restore:  # the same IPC endpoints too: local peers reconnect there
+            ipc = {
+                **old_c.extra.get("ipc_addresses", {}),
+                **old_e.extra.get("ipc_addresses", {}),
+            }
         ports = tuple(
             int(u.rsplit(":", 1)[1])
             for u in (  # type: ignore[assignment]
@@ -85,15 +94,22 @@ def main(args: argparse.Namespace) -> int:
     import zmq
 
     results_db = cdir.path / "results.db"
-    for stale in (
-        results_db,
-        results_db.with_name("results.db-wal"),
-        results_db.with_name("results.db-shm"),
-    ):
-        stale.unlink(missing_ok=True)  # a new controller starts with no results
+    if not config.restore:
+        for stale in (
+            results_db,
+            results_db.with_name("results.db-wal"),
+            results_db.with_name("results.db-shm"),
+        ):
+            stale.unlink(missing_ok=True)  # a new controller starts with no results
     try:
         ctl = Controller(
-            config, key=key, ports=ports, curve_secret=curve_secret, store_path=str(results_db)
+            config,
+            key=key,
+            ports=ports,
+            curve_secret=curve_secret,
+            store_path=str(results_db),
+            restore=config.restore,
+            ipc=ipc,
         )
     except zmq.ZMQError as e:
         where = f"{ip}:{ports[0]}-{ports[2]}" if ports else ip

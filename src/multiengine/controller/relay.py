@@ -83,6 +83,8 @@ class Controller:
         curve_secret: bytes | None = None,
         context: zmq.Context[Any] | None = None,
         store_path: str | None = None,
+        restore: bool = False,
+        ipc: dict[str, str] | None = None,
     ) -> None:
         self.config = config
         self.parent_pid = config.parent_pid
@@ -94,7 +96,7 @@ class Controller:
         self.engine_sock = self._router()
         self.hb = self._router()
         named = {"client": self.clients, "engine": self.engine_sock, "heartbeat": self.hb}
-        self.ports, self.ipc = bind(named, config.ip, ports)
+        self.ports, self.ipc = bind(named, config.ip, ports, ipc)
         self.hub = Hub(
             SocketOutbox(self.signer, self.clients, self.engine_sock, self.hb),
             heartbeat_period=config.heartbeat_period,
@@ -102,7 +104,10 @@ class Controller:
             task_failure_penalty=config.task_failure_penalty,
             task_timeout=config.task_timeout,
             store=ResultStore(store_path, config.result_memory_budget_bytes, config.history_limit),
+            strict_clients=restore or config.reuse,
         )
+        if restore:
+            self.hub.restore()
         self._running = True
 
     def _router(self) -> zmq.Socket[Any]:
@@ -125,6 +130,9 @@ class Controller:
         }
         for s in readers:
             poller.register(s, zmq.POLLIN)
+        wake_fd = hub.store.wake_fd  # the store's writer: "what you wait for is on disk"
+        if wake_fd is not None:
+            poller.register(wake_fd, zmq.POLLIN)
         next_sweep = time.monotonic() + self.hb_period
         while self._running:
             wake = hub.scheduler.next_wakeup()
@@ -133,6 +141,9 @@ class Controller:
             if write is not None:
                 until = min(until, write)
             for sock, _ in poller.poll(int(max(0.0, until - time.monotonic()) * 1000)):
+                if sock == wake_fd:
+                    hub.store.woken()
+                    continue
                 channel, handle = readers[sock]
                 for _ in range(DRAIN):
                     try:

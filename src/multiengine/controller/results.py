@@ -27,6 +27,8 @@ class ResultDesk:
         self.jobs = JobStore()  # non-blocking jobs in memory: running, or done and kept
         self._dispatch = dispatch
         self._store = store
+        self.restored = False  # taken up from an earlier controller (--restore)
+        self.own_tag = ""  # the tag of the job ids this controller makes (JobIds.tag)
         store.on_evict(JOB, self._evicted)
 
     def _evicted(self, key: str) -> None:
@@ -86,9 +88,7 @@ class ResultDesk:
         if job is None:
             stored = self._store.load(JOB + job_id) if isinstance(job_id, str) else None
             if stored is None:
-                self._dispatch.reply_error(
-                    client, msg_id, "InvalidDeferredID", f"invalid deferred_id: {job_id!r}"
-                )
+                self._unknown(client, msg_id, job_id)
                 return
             self._store.delete([JOB + job_id])  # a result is fetched once
             self._send_stored(client, msg_id, job_id, stored)
@@ -114,15 +114,28 @@ class ResultDesk:
             if isinstance(job_id, str) and self._store.load(JOB + job_id) is not None:
                 self._dispatch.reply_value(client, msg_id, P.DONE)
                 return
-            self._dispatch.reply_error(
-                client, msg_id, "InvalidDeferredID", f"invalid deferred_id: {job_id!r}"
-            )
+            self._unknown(client, msg_id, job_id)
         elif job.done:
             self._dispatch.reply_value(client, msg_id, P.DONE)
         elif job.started is not None:
             self._dispatch.reply_value(client, msg_id, P.RUNNING)
         else:
             self._dispatch.wait_started(("job", job.job_id), client, msg_id)
+
+    def _unknown(self, client: bytes, msg_id: Any, job_id: Any) -> None:
+        earlier = isinstance(job_id, str) and len(job_id) == 40 and job_id[-16:] != self.own_tag
+        if self.restored and earlier:
+            self._dispatch.reply_error(
+                client,
+                msg_id,
+                "ControllerRestarted",
+                f"result {job_id} is lost: the controller restarted before that call "
+                "finished (the engines kept their namespaces; it may or may not have run)",
+            )
+            return
+        self._dispatch.reply_error(
+            client, msg_id, "InvalidDeferredID", f"invalid deferred_id: {job_id!r}"
+        )
 
     def flush(self, owner: bytes) -> None:
         """Forget every result ``owner`` has not fetched; abort waits on them."""

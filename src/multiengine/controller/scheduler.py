@@ -63,6 +63,7 @@ class TaskScheduler:
         self.failure_penalty = failure_penalty
         self.idle_timeout = idle_timeout
         self.clock = clock
+        self.store = store
         self.table = TaskTable(dispatch, store)
         self.tasks = self.table.tasks  # the same dict: every task by id
         self.ready: list[tuple[int, int, int]] = []  # waiting tasks: heap of (-priority, seq, tid)
@@ -70,6 +71,7 @@ class TaskScheduler:
         self._seq = 0
         self._penalties: list[tuple[float, int]] = []  # heap of (until, tid)
         self._taking_for: set[int] = set()  # idle engines a task is being taken back for
+        dispatch.on_task_start = self._started
         self.handlers: dict[str, Callable[[bytes, Message], None]] = {
             P.TASK_SUBMIT: self._on_submit,
             P.TASK_ABORT: self._on_abort,
@@ -80,8 +82,20 @@ class TaskScheduler:
 
     # ------------------------------------------------------------ client requests
     def _on_submit(self, client: bytes, msg: Message) -> None:
-        tids = self.submit(client, msg.header, msg.buffers)
-        self.dispatch.reply_value(client, msg.header.get("id"), tids)
+        h = msg.header
+        key = h.get("key")
+        if key is not None and not isinstance(key, str):
+            raise P.ProtocolViolation("a task_submit key is a string")
+        # sent again (the client lost the controller before the answer): the same ids, if
+        # the first one was taken; a submission is answered only once it is on disk
+        tids = self.store.submitted_as(key) if key is not None and h.get("again") else None
+        if tids is None:
+            tids = self.submit(client, h, msg.buffers)
+            self.store.remember_submit(key, tids, self._next_tid)
+        self._answer_when_written(client, h.get("id"), tids)
+
+    def _answer_when_written(self, client: bytes, msg_id: Any, tids: list[int]) -> None:
+        self.store.when_written(lambda: self.dispatch.reply_value(client, msg_id, tids))
 
     def _on_abort(self, client: bytes, msg: Message) -> None:
         self.dispatch.reply_value(client, msg.header.get("id"), self.abort(msg.header.get("tid")))
@@ -109,8 +123,47 @@ class TaskScheduler:
             self._next_tid - 1, client, chain, self._seq, retries_left=chain[0].link.retries
         )
         self.table.add(task)
+        self.table.persist(task)
         self._push(task)
         return task.tid
+
+    def _started(self, cmd: Command) -> None:
+        if cmd.task is not None and cmd.task.cmd is cmd:
+            self.table.progressed(cmd.task)
+
+    def restore(self, tasks: list[tuple[int, str | None, Any, list[bytes]]], next_tid: int) -> None:
+        """Take up the unfinished tasks of a controller that stopped (``results.db``):
+        those that waited wait again; those that were running lost that attempt (the
+        controller cannot know its outcome) and run again if their retries allow."""
+        self._next_tid = max(self._next_tid, next_tid)
+        for tid, progress, meta, frames in tasks:
+            links = [TaskLink.from_wire(w) for w in meta["chain"]]
+            laid = P.split_parts([link.nbuf for link in links], frames)
+            chain = [Spec(c, b, link) for (c, b), link in zip(laid, links, strict=True)]
+            word, level, retries, attempts, *where = (progress or "waiting 0 0 0").split()
+            self._seq += 1
+            task = Task(tid, b"", chain, self._seq, int(level), int(retries))
+            task.submitted = meta.get("sub", task.submitted)
+            task.attempts = int(attempts)
+            task.progress = progress
+            self.table.add(task)
+            if word != "running":
+                self._push(task)
+                continue
+            engine_id = int(where[0]) if where else -1
+            task.attempts += 1
+            lost = (
+                f"the controller restarted while task {tid} ran on engine {engine_id}; "
+                "its outcome is unknown"
+            )
+            part = error_part("EngineError", lost, engine_id)
+            if task.link.retry_lost:  # the engine did nothing wrong: no penalty there
+                self._retry_or_fail(task, -1, part)
+            else:
+                self._recover_or_fail(task, part)
+        if tasks:
+            log.info("restored %d unfinished tasks", len(tasks))
+        self.schedule()
 
     def _on_resubmit(self, client: bytes, msg: Message) -> None:
         ids = msg.header.get("ids")
@@ -129,8 +182,9 @@ class TaskScheduler:
                 return
             chains.append(chain)
         tids = [self._add(client, chain) for chain in chains]
+        self.store.remember_submit(None, tids, self._next_tid)
         self.schedule()
-        self.dispatch.reply_value(client, msg.header.get("id"), tids)
+        self._answer_when_written(client, msg.header.get("id"), tids)
 
     def abort(self, tid: Any) -> str | None:
         """Abort a task; the text of an IndexError when it cannot be."""
@@ -167,6 +221,8 @@ class TaskScheduler:
         task.state = P.SCHEDULED
         task.engine_id = None
         task.cmd = None
+        if task.progress is not None:
+            self.table.progressed(task)
         heapq.heappush(self.ready, (-task.link.priority, task.seq, task.tid))
 
     def schedule(self, engines: Iterable[EngineState] | None = None) -> bool:

@@ -14,13 +14,23 @@ been written at each turn (:meth:`ResultStore.turn`), and only then may a result
 memory. ``path=None`` keeps everything in memory (no file, no thread): the hub's unit
 tests use it.
 
-Tables: ``results`` (key, owner, meta, frames, nbytes) and ``history`` (one row per job
-and task: kind, id, description, engines, status, times, retries, error).
+Unfinished tasks are written too, so that a controller started again with ``--restore``
+takes them up (:meth:`ResultStore.leftovers`): every task until it ends (``q:`` rows,
+marked when one starts running), the key of every ``task_submit`` (a client that sends
+one again after a restart gets the same task ids) and the next task id. (A non-blocking
+MultiEngine call is not written until it ends: its job id tells a restored controller
+that it came from the run before.) A task submission is answered only once it is on disk
+(:meth:`ResultStore.when_written`), so a task id a client holds is never lost.
+
+Tables: ``results`` (key, owner, state, meta, frames, nbytes), ``submits`` (key, task
+ids), ``counters`` (name, value) and ``history`` (one row per job and task: kind, id,
+description, engines, status, times, retries, error).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -32,7 +42,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-__all__ = ["ENTRY_OVERHEAD", "HistoryRow", "ResultStore", "Stored"]
+__all__ = ["ENTRY_OVERHEAD", "HistoryRow", "Leftovers", "ResultStore", "Stored"]
 
 log = logging.getLogger("multiengine.controller")
 
@@ -46,14 +56,24 @@ ENTRY_OVERHEAD = 1024
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
-    key TEXT PRIMARY KEY,   -- 'j:<job id>' or 't:<task id>'
+    key TEXT PRIMARY KEY,   -- 'j:<job id>', 't:<task id>': results; 'q:<task id>': a task
+                            -- not finished yet
     owner BLOB,             -- the client that may flush it (jobs)
-    state TEXT,             -- a task's: succeeded or failed
+    state TEXT,             -- a task's: succeeded or failed; for a 'q:' row 'waiting|running
+                            -- <level> <retries left> <attempts> [<engine>]'
     meta BLOB,              -- msgpack: what decodes the frames (parts, task item)
     frames BLOB,            -- msgpack list of the frames' bytes
     nbytes INTEGER
 );
 CREATE INDEX IF NOT EXISTS results_owner ON results(owner);
+CREATE TABLE IF NOT EXISTS submits (
+    key TEXT PRIMARY KEY,   -- a task_submit's key (the client's): a resent one is not run twice
+    tids BLOB               -- msgpack list of the task ids it got
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,  -- 'next_tid': no task id is ever given twice, even after a restore
+    value INTEGER
+);
 CREATE TABLE IF NOT EXISTS history (
     kind TEXT,              -- 'job' or 'task'
     id TEXT,
@@ -89,10 +109,18 @@ class HistoryRow(NamedTuple):
     error: str | None
 
 
+class Leftovers(NamedTuple):
+    """What a controller that stopped left unfinished in ``results.db``."""
+
+    tasks: list[tuple[int, str | None, Any, list[bytes]]]  # (tid, state, meta, frames)
+    next_tid: int  # the first task id not given yet
+
+
 @dataclass(slots=True)
 class _Done:
     """What one commit of the writer made true on disk."""
 
+    upto: int = 0  # the last handover it includes
     written: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     owners: list[bytes] = field(default_factory=list)
@@ -136,6 +164,13 @@ class ResultStore:
         self._gone_prefixes: list[str] = []
         self._pending: list[tuple[Any, ...]] = []  # writes not yet handed to the writer
         self._handover_at = 0.0  # when the next handover may happen (monotonic)
+        self._handed = 0  # handovers so far
+        self._confirmed = 0  # the last handover known to be on disk
+        self._waiting: deque[tuple[int, Callable[[], None]]] = deque()  # when_written's
+        self._urgent = False  # someone waits for the next handover: commit it at once
+        # the writer wakes the loop through this pipe when a callback waits for its commit
+        self.wake_fd: int | None = None
+        self._wake_w: int | None = None
         self._thread: threading.Thread | None = None
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         if path is None:
@@ -148,6 +183,9 @@ class ResultStore:
             self._writer.commit()
             (self._history_count,) = self._writer.execute("SELECT count(*) FROM history").fetchone()
             self._reader = _connect(path)
+            self.wake_fd, self._wake_w = os.pipe()
+            os.set_blocking(self.wake_fd, False)
+            os.set_blocking(self._wake_w, False)
             self._thread = threading.Thread(
                 target=self._write_loop, name="multiengine-store", daemon=True
             )
@@ -233,6 +271,71 @@ class ResultStore:
         mine = [cost for key, cost in self._memory.items() if key.startswith(prefix)]
         return len(mine), sum(mine) - ENTRY_OVERHEAD * len(mine), row[0], row[1]
 
+    # ------------------------------------------------------------ unfinished work
+    def persist(self, key: str, stored: Stored) -> None:
+        """Write a row of unfinished work (``q:``, ``p:``) to disk only; it takes no
+        memory here and counts nothing against the budget."""
+        meta, frames = stored.meta, list(stored.frames)
+        self._pending.append(("put", key, stored.owner, stored.state, meta, frames, 0))
+
+    def mark(self, key: str, state: str | None) -> None:
+        """Change the state of a row on disk (a task that starts running)."""
+        self._pending.append(("state", key, state))
+
+    def unpersist(self, key: str) -> None:
+        """Remove a row of unfinished work from disk (it finished)."""
+        self._pending.append(("delete", [(key,)]))
+
+    def remember_submit(self, key: str | None, tids: list[int], next_tid: int) -> None:
+        """A ``task_submit`` with ``key`` (if the client gave one) got ``tids``; no task
+        id below ``next_tid`` is to be given again."""
+        self._pending.append(("submit", key, tids, next_tid))
+
+    def submitted_as(self, key: str) -> list[int] | None:
+        """The task ids a ``task_submit`` with ``key`` got, if one was taken."""
+        self.sync()
+        row = self._reader.execute("SELECT tids FROM submits WHERE key = ?", (key,)).fetchone()
+        return None if row is None else list(msgpack.unpackb(row[0]))
+
+    def when_written(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` at a turn of the loop once everything kept, persisted or
+        deleted so far is on disk (at once when it already is)."""
+        if self._pending:
+            self._waiting.append((self._handed + 1, callback))
+            self._handover_at = 0.0  # someone waits: hand over at this turn
+            self._urgent = True
+        elif self._confirmed < self._handed:
+            self._waiting.append((self._handed, callback))
+        else:
+            callback()
+
+    def leftovers(self) -> Leftovers:
+        """Unfinished tasks on disk, and the next task id: what a restored controller
+        takes up."""
+        self.sync()
+        db = self._reader
+        tasks = [
+            (int(key[2:]), state, msgpack.unpackb(meta), msgpack.unpackb(frames))
+            for key, state, meta, frames in db.execute(
+                "SELECT key, state, meta, frames FROM results WHERE key >= 'q:' AND key < 'q;'"
+            )
+        ]
+        highest = [-1]
+        for prefix in ("t:", "q:"):
+            lo, hi = _prefix_range(prefix)
+            cur = db.execute(
+                "SELECT max(CAST(substr(key, 3) AS INTEGER)) FROM results WHERE key >= ? "
+                "AND key < ?",
+                (lo, hi),
+            )
+            highest.append(cur.fetchone()[0] or -1)
+        cur = db.execute("SELECT max(CAST(id AS INTEGER)) FROM history WHERE kind = 'task'")
+        highest.append(cur.fetchone()[0] or -1)
+        row = db.execute("SELECT value FROM counters WHERE name = 'next_tid'").fetchone()
+        next_tid = max(max(highest) + 1, row[0] if row else 0)
+        tasks.sort()
+        return Leftovers(tasks, next_tid)
+
     # ------------------------------------------------------------ history
     def record(self, row: HistoryRow) -> None:
         """A finished job or task's record (a plain tuple: this runs for every job)."""
@@ -281,13 +384,16 @@ class ResultStore:
             now = time.monotonic() if now is None else now
             if self._thread is None and (self.path is None or now >= self._handover_at):
                 batch, self._pending = self._pending, []
-                self._write(batch)
+                self._handed += 1
+                self._write(batch, self._handed)
                 self._handover_at = now + COMMIT_EVERY
             elif self._thread is not None and (
                 now >= self._handover_at or len(self._pending) >= HANDOVER_AT_MOST
             ):
                 batch, self._pending = self._pending, []
-                self._jobs.put(batch)
+                self._handed += 1
+                self._jobs.put((self._handed, batch, self._urgent))
+                self._urgent = False
                 self._handover_at = now + COMMIT_EVERY
         self._confirm()
         if self.memory_bytes > self.budget:
@@ -297,12 +403,15 @@ class ResultStore:
         """Take in what the writer has committed since the last turn."""
         while self._written:
             done = self._written.popleft()
+            self._confirmed = max(self._confirmed, done.upto)
             self._on_disk.update(k for k in done.written if k in self._memory)
             self._gone_keys.difference_update(done.keys)
             for owner in done.owners:
                 self._gone_owners.remove(owner)
             for prefix in done.prefixes:
                 self._gone_prefixes.remove(prefix)
+        while self._waiting and self._waiting[0][0] <= self._confirmed:
+            self._waiting.popleft()[1]()
 
     def _shrink(self) -> None:
         for key in list(self._memory):
@@ -316,9 +425,19 @@ class ResultStore:
             if drop is not None:
                 drop(key)
 
+    def woken(self) -> None:
+        """:attr:`wake_fd` is readable: take the writer's wake-ups in, then a turn."""
+        if self.wake_fd is not None:
+            try:
+                while os.read(self.wake_fd, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        self.turn()
+
     def next_turn(self) -> float | None:
         """When (monotonic) the loop must call :meth:`turn` to hand writes over, if any
-        wait; the loop sleeps no longer than that."""
+        wait; the loop sleeps no longer than that (and wakes on :attr:`wake_fd`)."""
         return self._handover_at if self._pending else None
 
     def sync(self) -> None:
@@ -341,6 +460,10 @@ class ResultStore:
         self._reader.close()
         if self._writer is not self._reader:
             self._writer.close()
+        for fd in (self.wake_fd, self._wake_w):
+            if fd is not None:
+                os.close(fd)
+        self.wake_fd = self._wake_w = None
 
     # ------------------------------------------------------------ the writer
     def _write_loop(self) -> None:
@@ -352,10 +475,12 @@ class ResultStore:
             if isinstance(job, threading.Event):
                 job.set()
                 continue
-            batch = [job]
+            upto, ops, urgent = job
+            batch = [ops]
             # Group commit: what arrives until COMMIT_EVERY after the last commit goes in
-            # the same transaction (a commit per job would cost more than the job).
-            deadline = last_commit + COMMIT_EVERY
+            # the same transaction (a commit per job would cost more than the job), unless
+            # an answer waits for this one (a task submission): then what is there now.
+            deadline = time.monotonic() if urgent else last_commit + COMMIT_EVERY
             while True:
                 left = deadline - time.monotonic()
                 try:
@@ -365,17 +490,27 @@ class ResultStore:
                 if more is None or isinstance(more, threading.Event):
                     self._jobs.put(more)  # handled next round, right after this commit
                     break
-                batch.append(more)
+                upto = more[0]
+                batch.append(more[1])
+                if more[2]:
+                    deadline = time.monotonic()
             try:
-                self._write([op for b in batch for op in b])
+                self._write([op for b in batch for op in b], upto)
             except Exception:
                 log.exception("writing results.db failed; results stay in memory")
+                self._written.append(_Done(upto))  # nobody waits for it forever
             last_commit = time.monotonic()
+            if self._waiting and self._wake_w is not None:
+                try:
+                    os.write(self._wake_w, b"w")
+                except (BlockingIOError, OSError):
+                    pass  # the pipe is full (the loop will look) or closed (shutting down)
 
-    def _write(self, ops: list[tuple[Any, ...]]) -> None:
+    def _write(self, ops: list[tuple[Any, ...]], upto: int) -> None:
         db = self._writer
-        done = _Done()
+        done = _Done(upto)
         written = done.written
+        next_tid: int | None = None
         history: list[HistoryRow] = []
         for op in ops:
             kind = op[0]
@@ -396,6 +531,16 @@ class ResultStore:
                 db.execute("DELETE FROM results WHERE key >= ? AND key < ?", _prefix_range(op[1]))
             elif kind == "history":
                 history.append(op[1])
+            elif kind == "state":
+                db.execute("UPDATE results SET state = ? WHERE key = ?", (op[2], op[1]))
+            elif kind == "submit":
+                _, key, tids, next_tid = op
+                if key is not None:
+                    db.execute(
+                        "INSERT OR REPLACE INTO submits VALUES (?, ?)", (key, msgpack.packb(tids))
+                    )
+        if next_tid is not None:
+            db.execute("INSERT OR REPLACE INTO counters VALUES ('next_tid', ?)", (next_tid,))
         if history:
             db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", history)
             self._history_count += len(history)
@@ -414,6 +559,15 @@ class ResultStore:
                 (count - self.history_limit,),
             )
         self._history_count = min(count, self.history_limit)
+        # the keys of submissions go with the history: a resend comes seconds after its
+        # submission, not a million jobs later
+        (submits,) = db.execute("SELECT count(*) FROM submits").fetchone()
+        if submits > self.history_limit:
+            db.execute(
+                "DELETE FROM submits WHERE rowid IN "
+                "(SELECT rowid FROM submits ORDER BY rowid ASC LIMIT ?)",
+                (submits - self.history_limit,),
+            )
 
 
 def _connect(path: str) -> sqlite3.Connection:

@@ -22,9 +22,10 @@ from .engines import Command
 from .jobs import Part
 from .store import HistoryRow, ResultStore, Stored
 
-__all__ = ["Spec", "TASK", "Task", "TaskTable"]
+__all__ = ["Spec", "TASK", "Task", "TaskTable", "UNFINISHED"]
 
 TASK = "t:"  # store key prefix of a task's result
+UNFINISHED = "q:"  # store key prefix of a task not finished yet (for a restored controller)
 
 
 @dataclass(eq=False)
@@ -58,6 +59,7 @@ class Task:
     cmd: Command | None = None  # the attempt on an engine, while it is pending
     taken_for: int | None = None  # being taken back from a busy engine for this one
     attempts: int = 0  # times it was handed to an engine and ran (retries + 1)
+    progress: str | None = None  # its state as last written to disk (progress_of)
 
     @property
     def link(self) -> TaskLink:
@@ -91,6 +93,21 @@ class TaskTable:
 
     def add(self, task: Task) -> None:
         self.tasks[task.tid] = task
+
+    # ------------------------------------------------------------ unfinished, on disk
+    def persist(self, task: Task) -> None:
+        """Write a new task to disk until it finishes: a restored controller runs it."""
+        meta = {"chain": [s.link.to_wire() for s in task.chain], "sub": task.submitted}
+        frames = [f for spec in task.chain for f in (spec.content, *spec.buffers)]
+        task.progress = progress_of(task)
+        self.store.persist(f"{UNFINISHED}{task.tid}", Stored(meta, frames, None, task.progress))
+
+    def progressed(self, task: Task) -> None:
+        """The task waits again, or started on an engine: say so on disk (if it changed)."""
+        progress = progress_of(task)
+        if progress != task.progress and not task.done:
+            task.progress = progress
+            self.store.mark(f"{UNFINISHED}{task.tid}", progress)
 
     def get(self, tid: Any) -> Task | None:
         return self.tasks.get(tid) if isinstance(tid, int) else None
@@ -209,6 +226,7 @@ class TaskTable:
             frames += [spec.content, *spec.buffers]
         stored = Stored(meta, frames, state=task.state)
         self.store.put(f"{TASK}{task.tid}", stored, _size(frames))
+        self.store.unpersist(f"{UNFINISHED}{task.tid}")
         self.store.record(_history(task, item))
         for waiter in self._waiters.pop(task.tid, ()):
             if waiter.sent:
@@ -271,6 +289,15 @@ class TaskTable:
         if raw:
             header["raw"] = raw
         self.dispatch.to_client(client, header, b"", frames)
+
+
+def progress_of(task: Task) -> str:
+    """A task's state as written to disk: ``waiting|running <level> <retries left>
+    <attempts> [<engine>]`` (what a restored controller needs to take it up)."""
+    running = task.state == P.PENDING and task.cmd is not None and task.cmd.started is not None
+    where = f" {task.engine_id}" if running else ""
+    word = "running" if running else "waiting"
+    return f"{word} {task.level} {task.retries_left} {task.attempts}{where}"
 
 
 def _nframes(item: Any) -> int:

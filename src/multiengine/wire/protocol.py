@@ -168,6 +168,17 @@ def _spec(type_: str, channel: str, sender: str, *fields: str) -> MessageSpec:
     return MessageSpec(type_, channel, sender, frozenset(fields))
 
 
+# The ``ename`` of the ``error`` a restored controller answers to a request from a client
+# socket that has not sent it ``connect`` yet: the request was not run, and the client
+# sends it again once connected (docs/protocol.md, "A controller that restarts").
+CONNECT_AGAIN = "ConnectAgain"
+
+# Client requests a client may send again after a controller restart without doing
+# anything twice (a ``task_submit`` goes with its ``key``).
+SAFE_TO_RESEND = frozenset(
+    {FETCH, WAIT_STARTED, TASK_RESULT, TASK_STATUS, TASK_CLEAR, FLUSH, STATUS, GET_IDS, HISTORY}
+)
+
 MESSAGES: tuple[MessageSpec, ...] = (
     # client channel, client -> controller. Every request has "id" (echoed in its answer)
     # and "rt", the identity of the client socket its answer goes to.
@@ -188,7 +199,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(INTERRUPT, CLIENT_CHANNEL, CLIENT, "id", "rt", "targets"),
     _spec(WAIT_STARTED, CLIENT_CHANNEL, CLIENT, "id", "rt", "job", "tid"),
     _spec(CANCEL, CLIENT_CHANNEL, CLIENT, "id", "rt", "job"),
-    _spec(TASK_SUBMIT, CLIENT_CHANNEL, CLIENT, "id", "rt", "tasks", "raw"),
+    _spec(TASK_SUBMIT, CLIENT_CHANNEL, CLIENT, "id", "rt", "tasks", "raw", "key", "again"),
     _spec(TASK_RESULT, CLIENT_CHANNEL, CLIENT, "id", "rt", "ids", "mode"),
     _spec(TASK_ABORT, CLIENT_CHANNEL, CLIENT, "id", "rt", "tid"),
     _spec(TASK_STATUS, CLIENT_CHANNEL, CLIENT, "id", "rt", "verbose"),
@@ -203,7 +214,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(ACK, CLIENT_CHANNEL, CONTROLLER, "id", "job"),
     _spec(RESULT, CLIENT_CHANNEL, CONTROLLER, "id", "job", "parts", "stream", "raw"),
     _spec(ERROR, CLIENT_CHANNEL, CONTROLLER, "id", "ename", "evalue"),
-    _spec(PONG, CLIENT_CHANNEL, CONTROLLER, "id"),
+    _spec(PONG, CLIENT_CHANNEL, CONTROLLER, "id", "run"),
     _spec(CHUNK, CLIENT_CHANNEL, CONTROLLER, "id", "raw"),
     _spec(OUTPUT, CLIENT_CHANNEL, CONTROLLER, "id", "engine", "name"),
     _spec(TASK_RESULTS, CLIENT_CHANNEL, CONTROLLER, "id", "items", "raw"),
