@@ -72,6 +72,7 @@ TASK_ABORT = "task_abort"
 TASK_STATUS = "task_status"
 TASK_CLEAR = "task_clear"
 TASK_SPIN = "task_spin"
+ENGINE_EXIT = "engine_exit"  # from the process supervising the engines: one has died
 # controller -> client
 VALUE = "value"
 ACK = "ack"
@@ -192,6 +193,18 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(TASK_STATUS, CLIENT_CHANNEL, CLIENT, "id", "rt", "verbose"),
     _spec(TASK_CLEAR, CLIENT_CHANNEL, CLIENT, "id", "rt"),
     _spec(TASK_SPIN, CLIENT_CHANNEL, CLIENT, "id", "rt"),
+    _spec(
+        ENGINE_EXIT,
+        CLIENT_CHANNEL,
+        CLIENT,
+        "id",
+        "rt",
+        "engine",
+        "pid",
+        "cause",
+        "restarts",
+        "fate",
+    ),
     # client channel, controller -> client
     _spec(VALUE, CLIENT_CHANNEL, CONTROLLER, "id"),
     _spec(ACK, CLIENT_CHANNEL, CONTROLLER, "id", "job"),
