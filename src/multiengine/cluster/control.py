@@ -164,6 +164,7 @@ def _read_line(conn: socket.socket) -> bytes:
 
 
 _ERRORS: dict[str, type[Exception]] = {
+    "ClusterNotRunning": errors.ClusterNotRunning,
     "InvalidEngineID": errors.InvalidEngineID,
     "ClusterStartError": errors.ClusterStartError,
     "LaunchError": errors.LaunchError,

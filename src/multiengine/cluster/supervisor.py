@@ -443,6 +443,10 @@ class Supervisor:
     # ------------------------------------------------------------ talking to the controller
     def ask(self, header: dict[str, Any], timeout: float = ASK_TIMEOUT) -> Any:
         """A request the controller answers with a value, on the supervisor's own client."""
+        with self.lock:  # one client, shared by the supervisor thread and control requests
+            return self._ask(header, timeout)
+
+    def _ask(self, header: dict[str, Any], timeout: float) -> Any:
         from ..client.core import ClientCore
         from ..client.results import raise_direct
 
@@ -494,11 +498,10 @@ class Supervisor:
             previous = slot.state
             slot.state = "stopped"
             slot.fate = "not restarted"
-            if previous != "running":
-                return
             slot.last_exit = "was stopped on request"
             self._report(slot, slot.proc.pid, slot.last_exit)
-            _terminate(slot.proc)
+            if previous == "running":
+                _terminate(slot.proc)
 
     def restart_slot(self, slot: Slot) -> subprocess.Popen[bytes]:
         """Start an engine again under its id, with a fresh namespace (its process is
