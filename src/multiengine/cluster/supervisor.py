@@ -23,8 +23,9 @@ watches every process it can start again on its own, that is every process of th
   back-off and limit. A controller that exits with status 0 ends the cluster:
   :attr:`Supervisor.finished` says why.
 
-It also serves the cluster's control socket (``control.py``), through which other
-processes add, stop and restart engines.
+On request (``Cluster.stop_engines``, ``restart_engines``, and through them the
+control socket that the ``Cluster`` serves, ``control.py``) it stops an engine for good
+or restarts it under its id; engines the cluster adds later are watched like the first.
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ class Slot:
 
 
 class Supervisor:
-    """Watches a cluster's local processes, restarts what dies, serves the control socket."""
+    """Watches a cluster's local processes and restarts what dies (one thread)."""
 
     def __init__(self, cluster: Cluster, config: ClusterConfig) -> None:
         self.cluster = cluster
