@@ -16,6 +16,7 @@ the controller) that die, and answers other processes on the control socket
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -554,15 +555,18 @@ class Cluster:
             c.close()
         self._clients.clear()
         errors: list[BaseException] = []
-        for launcher in [
-            *self.engine_launchers,
-            *([self.controller_launcher] if self.controller_launcher else []),
-        ]:
-            try:
-                launcher.stop(timeout)
-            except Exception as e:  # noqa: BLE001 - stop the rest, then report
-                log.error("stopping %s: %s", launcher.describe(), e)
-                errors.append(e)
+        # under the supervisor's lock: a restart or a control request still under way
+        # ends first, and none starts a process after this
+        with self.supervisor.lock if self.supervisor is not None else contextlib.nullcontext():
+            for launcher in [
+                *self.engine_launchers,
+                *([self.controller_launcher] if self.controller_launcher else []),
+            ]:
+                try:
+                    launcher.stop(timeout)
+                except Exception as e:  # noqa: BLE001 - stop the rest, then report
+                    log.error("stopping %s: %s", launcher.describe(), e)
+                    errors.append(e)
         self.engine_launchers = []
         self.controller_launcher = None
         if self._control is not None:  # last: attached clusters wait for it to go

@@ -355,6 +355,9 @@ class Supervisor:
             return False
 
     def _respawn(self, slot: Slot) -> None:
+        if self._stop.is_set():  # the cluster is stopping: start nothing
+            slot.state = "stopped"
+            return
         extra = ["--id", str(slot.id)] if slot.kind == "engine" and slot.id is not None else []
         if slot.kind == "controller":
             extra = self._controller_extra()
