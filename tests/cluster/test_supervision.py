@@ -128,6 +128,84 @@ def test_an_engine_killed_mid_task_with_retries_the_task_succeeds(
     assert c.engine_pids()[0] != old
 
 
+def test_an_engine_killed_mid_task_without_retries_fails_naming_the_cause(
+    fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
+) -> None:
+    c = fresh_cluster(1, **SLOW_HEARTBEAT)
+    mec, tc = c.multiengine_client(), c.task_client()
+    started, gate = latch(), latch()
+    tid = tc.run(StringTask(f"{started.set_code}\n{gate.wait_code}"))
+    started.wait()
+    old = c.engine_pids()
+    os.kill(old[0], signal.SIGKILL)
+    finish(tc, tid)  # the task cannot end by itself: only the engine's death ends it
+    failure = tc.get_task_result(tid).failure
+    assert isinstance(failure, EngineError), repr(failure)
+    assert str(failure) == f"engine 0 died (killed by SIGKILL) while running task {tid}"
+    assert tc.queue_status() == {"scheduled": 0, "pending": 0, "succeeded": 0, "failed": 1}
+    back(mec, [0], old)
+    again = tc.run(StringTask("who = id", pull="who"))  # the engine back under id 0 takes it
+    finish(tc, again)
+    assert tc.get_task_result(again).ns.who == 0
+    assert record(mec, 0) == (1, "died (killed by SIGKILL)")
+
+
+def test_an_engine_killed_mid_push_of_80_mb_comes_back(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
+    np = pytest.importorskip("numpy")
+    c = fresh_cluster(2, **SLOW_HEARTBEAT)
+    mec = c.multiengine_client()
+    big = np.arange(10_000_000, dtype=np.float64)  # 80 MB: streamed in pieces
+    assert big.nbytes == 80_000_000
+    old = c.engine_pids()
+    # Engine 0 is stopped first, so the push is caught on its way: the controller has
+    # given it the command and is sending it the pieces, which it cannot take in.
+    os.kill(old[0], signal.SIGSTOP)
+    try:
+        pr = mec.push({"big": big}, block=False)
+        wait_until(
+            lambda: mec.status()["engines"][0]["running"] is not None,
+            message="engine 0 to be given the push",
+        )
+        os.kill(old[0], signal.SIGKILL)
+    finally:
+        os.kill(old[0], signal.SIGKILL)  # never leave a stopped engine behind
+    with pytest.raises(CompositeError) as info:
+        call_within(lambda: pr.r, message="the push to the killed engine")
+    (err,) = [ev for _, ev, _ in info.value.elist]  # engine 1 took it; engine 0 failed
+    assert isinstance(err, EngineError), info.value.elist
+    assert str(err).startswith("engine 0 died (killed by SIGKILL) with push("), str(err)
+    assert mec.execute("n = len(big)", targets=1) and mec.pull("n", targets=1) == [10_000_000]
+    back(mec, [0, 1], {0: old[0]})
+    assert c.engine_pids()[1] == old[1]
+    mec.push({"big": big}, targets=0)  # the engine that came back takes the same push
+    (got,) = mec.pull("big", targets=0)
+    np.testing.assert_array_equal(got, big)
+    assert record(mec, 0) == (1, "died (killed by SIGKILL)")
+    assert_cluster_works(mec)
+
+
+def test_a_second_restart_within_the_hour_backs_off(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
+    c = fresh_cluster(1, engine_restarts=3, **SLOW_HEARTBEAT)
+    mec = c.multiengine_client()
+    assert c.supervisor is not None
+    first = c.engine_pids()
+    os.kill(first[0], signal.SIGKILL)
+    back(mec, [0], first)
+    (slot,) = c.supervisor.describe()
+    assert (slot["restarts"], slot["fate"]) == (1, "restarting")  # the first: at once
+    second = c.engine_pids()
+    os.kill(second[0], signal.SIGKILL)
+    back(mec, [0], second)
+    (slot,) = c.supervisor.describe()
+    assert (slot["restarts"], slot["fate"]) == (2, "restarting in 1 s")  # then 1 s, 2 s, ...
+    assert record(mec, 0) == (2, "died (killed by SIGKILL)")
+    assert_cluster_works(mec)
+
+
 @pytest.mark.parametrize(
     ("code", "cause"),
     [

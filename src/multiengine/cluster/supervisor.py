@@ -159,6 +159,9 @@ class Slot:
     index: int
     kind: str = "engine"  # or "controller"
     id: int | None = None  # the engine id, once the controller has said it
+    # the process the controller said ``id`` of: a restarted process asks for the id
+    # (``--id``) and is asked about again, in case the controller gave it another one
+    id_pid: int | None = None
     # running | waiting (to be restarted) | down (not restarted) | stopped (on request)
     # | exited (status 0: stopped on purpose) | restarting (on request)
     state: str = "running"
@@ -285,7 +288,7 @@ class Supervisor:
                 if slot.state == "waiting" and slot.restart_at <= time.monotonic():
                     self._respawn(slot)
             if now >= self._next_ids and any(
-                s.state == "running" and s.id is None for s in self.slots
+                s.state == "running" and s.id_pid != s.proc.pid for s in self.slots
             ):
                 self._next_ids = now + 0.5
                 self.learn_ids()
@@ -314,7 +317,7 @@ class Supervisor:
     def _ended(self, slot: Slot, rc: int, cause: Callable[[bool], str] | None = None) -> None:
         """``slot``'s process has ended with ``rc``: plan its restart, tell the controller."""
         pid = slot.proc.pid
-        if slot.id is None:
+        if slot.id_pid != pid:
             self.learn_ids()  # the controller may still have it, under that pid
         oom = rc == -signal.SIGKILL and (oom_kills(slot.oom_path) or 0) > (slot.oom_mark or 0)
         if rc == 0:
@@ -485,7 +488,9 @@ class Supervisor:
             for slot in self.slots:
                 found = by_pid.get(slot.proc.pid)
                 if found is not None:
-                    slot.id = found
+                    if slot.id is not None and found != slot.id:
+                        log.warning("engine %d came back as engine %d", slot.id, found)
+                    slot.id, slot.id_pid = found, slot.proc.pid
 
     # ------------------------------------------------------------ on request
     def slot_for(self, eid: int) -> Slot | None:
