@@ -2,13 +2,16 @@
 
     ControllerConfig   what ``multiengine controller`` runs with
     EngineConfig       what ``multiengine engine`` runs with
+    ClusterConfig      what ``multiengine cluster start`` and ``Cluster`` run with: how many
+                       engines, which launcher, and how the engines are supervised
 
 Every default is written here and nowhere else. A setting comes from, first match wins:
 
 1. the command line (``--heartbeat-period 1``; the options are generated from the fields);
 2. the environment, ``MULTIENGINE_<FIELD>`` (``MULTIENGINE_HEARTBEAT_PERIOD=1``; empty
    means unset);
-3. the cluster directory's ``cluster.toml``, section ``[controller]`` or ``[engine]``;
+3. the cluster directory's ``cluster.toml``, section ``[controller]``, ``[engine]`` or
+   ``[cluster]``;
 4. the default below.
 
 Settings that belong to one process (``parent_pid``, ``stdin_lifeline``, an engine's
@@ -27,13 +30,23 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Self, get_type_hints
 
 from .errors import ConfigError
 
-__all__ = ["ControllerConfig", "EngineConfig", "Settings", "ENV_PREFIX", "parse_size"]
+__all__ = [
+    "ClusterConfig",
+    "ControllerConfig",
+    "EngineConfig",
+    "Settings",
+    "ENV_PREFIX",
+    "format_size",
+    "is_binary_size",
+    "parse_size",
+]
 
 ENV_PREFIX = "MULTIENGINE_"
 CURVE_MODES = ("auto", "on", "off")
@@ -298,40 +311,6 @@ _KIND_NAMES = {
 }
 
 
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": 1000,
-    "KB": 1000,
-    "KIB": 1024,
-    "M": 1000**2,
-    "MB": 1000**2,
-    "MIB": 1024**2,
-    "G": 1000**3,
-    "GB": 1000**3,
-    "GIB": 1024**3,
-    "T": 1000**4,
-    "TB": 1000**4,
-    "TIB": 1024**4,
-}
-
-
-def parse_size(text: str, name: str = "size") -> int:
-    """Bytes in a size such as ``1GiB``, ``500MB``, ``200 MiB`` or ``4096``."""
-    cleaned = text.strip().upper().replace(" ", "")
-    number = cleaned.rstrip("KMGTIB")
-    unit = cleaned[len(number) :]
-    try:
-        value = float(number)
-    except ValueError:
-        value = -1.0
-    if unit not in _UNITS or value < 0 or not math.isfinite(value):
-        raise ConfigError(
-            f"{name} must be a size such as 500MB, 2GiB or 4096 (bytes), not {text!r}", (name,)
-        )
-    return int(value * _UNITS[unit])
-
-
 def _cli_only(f: dataclasses.Field[Any]) -> bool:
     return bool(f.metadata["cli_only"])
 
@@ -428,7 +407,7 @@ class ControllerConfig(Settings):
 
     @property
     def result_memory_budget_bytes(self) -> int:
-        return parse_size(self.result_memory_budget, "result_memory_budget")
+        return parse_size(self.result_memory_budget)
 
     def validate(self) -> None:
         if not self.ip:
@@ -455,7 +434,10 @@ class ControllerConfig(Settings):
                 f"task_failure_penalty must not be negative, not {self.task_failure_penalty!r}",
                 ("task_failure_penalty",),
             )
-        parse_size(self.result_memory_budget, "result_memory_budget")
+        try:
+            parse_size(self.result_memory_budget)
+        except ValueError as e:
+            raise ConfigError(f"result_memory_budget: {e}", ("result_memory_budget",)) from None
         if self.history_limit < 1:
             raise ConfigError(
                 f"history_limit must be at least 1, not {self.history_limit}", ("history_limit",)
@@ -491,6 +473,12 @@ class EngineConfig(Settings):
     mpi: bool = setting(
         False, "initialise mpi4py and ask for the MPI rank as engine id", cli_only=True
     )
+    id: int | None = setting(
+        None,
+        "ask the controller for this engine id (a restarted engine asks for its old one)",
+        metavar="N",
+        cli_only=True,
+    )
     timeout: float = setting(
         10.0,
         "seconds to wait for the connection file and for the controller to answer",
@@ -501,5 +489,121 @@ class EngineConfig(Settings):
     def validate(self) -> None:
         if self.number < 1:
             raise ConfigError(f"number must be at least 1, not {self.number}", ("number",))
+        if self.id is not None and self.id < 0:
+            raise ConfigError(f"id must not be negative, not {self.id}", ("id",))
         self._positive(self.timeout, "timeout")
         self._log_level(self.log_level)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClusterConfig(Settings):
+    """What a cluster is made of, and how the process that started it keeps it whole:
+    engines that die are started again under their id, an engine past its memory limit
+    is restarted, a controller that crashes is started again (docs/reliability.md)."""
+
+    SECTION: ClassVar[str] = "cluster"
+
+    engines: int = setting(
+        2, "engines `cluster start` starts", flags=("-n", "--number"), metavar="N"
+    )
+    launcher: str = setting(
+        "local", "how engines start: local, mpi, slurm, sge, pbs, ssh", metavar="NAME"
+    )
+    restart_engines: bool = setting(
+        True, "start an engine that dies (local launcher) again, under the same id"
+    )
+    engine_restarts: int = setting(
+        5, "restarts of one engine within an hour, after which it stays down", metavar="N"
+    )
+    engine_memory_limit: str | None = setting(
+        None,
+        "restart a local engine whose memory (RSS) passes this size, e.g. 500MB or 2GiB",
+        metavar="SIZE",
+        example="2GiB",
+    )
+    restart_controller: bool = setting(
+        True, "start a controller that crashes (local) again, with --restore when it has it"
+    )
+
+    def validate(self) -> None:
+        if self.engines < 0:
+            raise ConfigError(f"engines must not be negative, not {self.engines}", ("engines",))
+        if not self.launcher:
+            raise ConfigError("launcher must not be empty", ("launcher",))
+        if self.engine_restarts < 0:
+            raise ConfigError(
+                f"engine_restarts must not be negative, not {self.engine_restarts}",
+                ("engine_restarts",),
+            )
+        if self.engine_memory_limit is not None:
+            try:
+                parse_size(self.engine_memory_limit)
+            except ValueError as e:
+                raise ConfigError(f"engine_memory_limit: {e}", ("engine_memory_limit",)) from None
+
+    @property
+    def memory_limit(self) -> int | None:
+        """``engine_memory_limit`` in bytes (None: no limit)."""
+        if self.engine_memory_limit is None:
+            return None
+        return parse_size(self.engine_memory_limit)
+
+    def memory_text(self, n: float) -> str:
+        """``n`` bytes in the units ``engine_memory_limit`` was written in."""
+        return format_size(n, is_binary_size(self.engine_memory_limit or ""))
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    "k": 2**10,
+    "m": 2**20,
+    "g": 2**30,
+    "t": 2**40,
+}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size: ``"500MB"`` (10^6), ``"2GiB"`` (2^30), ``"1.5 GB"``, ``"800000"``
+    (bytes); ``K``/``M``/``G`` alone are binary, as in ``ulimit``. ValueError if it is none."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*", str(text))
+    unit = m[2].lower() if m else ""
+    if m is None or unit not in _SIZE_UNITS:
+        raise ValueError(
+            f"{text!r} is not a size: write a number of bytes, or one with a unit such as "
+            "500MB, 2GiB (KB, MB, GB, TB; KiB, MiB, GiB, TiB)"
+        )
+    value = int(float(m[1]) * _SIZE_UNITS[unit])
+    if value <= 0:
+        raise ValueError(f"{text!r} is not a size greater than 0")
+    return value
+
+
+def format_size(n: float, binary: bool = False) -> str:
+    """``612 MB`` (or ``584 MiB`` with ``binary``; ``1.5 GB``): what messages show."""
+    base, units = (
+        (1024, ("B", "KiB", "MiB", "GiB", "TiB"))
+        if binary
+        else (1000, ("B", "KB", "MB", "GB", "TB"))
+    )
+    value, unit = float(n), units[0]
+    for unit in units:
+        if value < base or unit == units[-1]:
+            break
+        value /= base
+    shown = f"{value:.0f}" if value >= 10 else f"{value:.1f}".rstrip("0").rstrip(".")
+    return f"{shown} {unit}"
+
+
+def is_binary_size(text: str) -> bool:
+    """Whether a size was written in binary units (``2GiB``, ``512M``)."""
+    unit = re.sub(r"[^a-z]", "", str(text).lower())
+    return unit.endswith("ib") or unit in ("k", "m", "g", "t")

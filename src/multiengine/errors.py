@@ -30,6 +30,7 @@
     ├── TaskRejectError           raised by task code: not on this engine, try another
     ├── ClusterStartError         the cluster's processes did not come up
     │   └── LaunchError           a launcher could not start (or stop) its processes
+    ├── ClusterNotRunning         no process supervises a cluster for this profile
     │
     │   Seed compatibility: names the seed had, never raised by multiengine
     ├── NotDefined, IdInUse, InvalidClientID, MessageSizeError, ResultAlreadyRetrieved,
@@ -50,6 +51,7 @@ from typing import Any
 __all__ = [
     "AbortedPendingDeferredError",
     "ClientError",
+    "ClusterNotRunning",
     "ClusterStartError",
     "CompositeError",
     "ConfigError",
@@ -312,6 +314,11 @@ class ClusterStartError(KernelError):
 
 class LaunchError(ClusterStartError):
     """A launcher could not start (or stop) its processes; the message ends with their output."""
+
+
+class ClusterNotRunning(KernelError):
+    """No process supervises a cluster for this profile: ``cluster engines ...`` and
+    ``Cluster.from_profile`` have nothing to talk to."""
 
 
 # The classes a controller-made error may name (it sends names, never pickles).

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import ControllerConfig, EngineConfig
+from .config import ClusterConfig, ControllerConfig, EngineConfig
 from .errors import ConfigError, ConnectionFileError
 
 __all__ = [
@@ -39,11 +39,9 @@ DEFAULT_CONFIG = (
 # multiengine cluster configuration. A setting given on the command line, or as
 # MULTIENGINE_<SETTING> in the environment (MULTIENGINE_HEARTBEAT_PERIOD), wins over
 # this file; a missing key takes the default shown (docs/cli.md lists every setting).
-[cluster]
-engines = 2            # engines started by `multiengine cluster start` without -n
-launcher = "local"
-
 """
+    + ClusterConfig.toml_table()
+    + "\n"
     + ControllerConfig.toml_table()
     + "\n"
     + EngineConfig.toml_table()

@@ -33,7 +33,7 @@ def test_an_unknown_profile_raises_connection_file_error() -> None:
 def test_the_controller_gone_raises_controller_connection_error(
     fresh_cluster: Callable[..., multiengine.Cluster],
 ) -> None:
-    c = fresh_cluster(1)
+    c = fresh_cluster(1, restart_controller=False)  # the controller stays gone
     mec = c.multiengine_client()
     assert_cluster_works(mec)
     assert c.controller is not None

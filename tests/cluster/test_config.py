@@ -20,7 +20,7 @@ from helpers import process_running, run_cli, wait_until
 
 import multiengine
 from multiengine.cluster.cluster import Cluster
-from multiengine.config import ControllerConfig, EngineConfig, Settings
+from multiengine.config import ClusterConfig, ControllerConfig, EngineConfig, Settings
 from multiengine.errors import ConfigError
 from multiengine.runtime import DEFAULT_CONFIG, ClusterDir
 
@@ -232,7 +232,7 @@ def test_to_argv_carries_a_default_that_overrides_what_the_process_would_read() 
 
 def test_default_cluster_toml_holds_the_dataclass_defaults() -> None:
     tables = tomllib.loads(DEFAULT_CONFIG)
-    for kind in (ControllerConfig, EngineConfig):
+    for kind in (ControllerConfig, EngineConfig, ClusterConfig):
         expected = {
             f.name: f.default
             for f in kind.fields()
@@ -244,6 +244,7 @@ def test_default_cluster_toml_holds_the_dataclass_defaults() -> None:
             assert name in {f.name for f in kind.fields()}
     assert ControllerConfig.from_sources(toml=tables["controller"]) == ControllerConfig()
     assert EngineConfig.from_sources(toml=tables["engine"]) == EngineConfig()
+    assert ClusterConfig.from_sources(toml=tables["cluster"]) == ClusterConfig()
 
 
 def test_cluster_builds_both_configs_before_starting_anything(multiengine_dir: Path) -> None:
@@ -266,7 +267,7 @@ def test_cluster_builds_both_configs_before_starting_anything(multiengine_dir: P
 
 def test_docs_list_every_setting() -> None:
     text = DOCS.read_text()
-    for kind in (ControllerConfig, EngineConfig):
+    for kind in (ControllerConfig, EngineConfig, ClusterConfig):
         table = settings_table(kind)
         assert table in text, (
             f"docs/cli.md should hold this table of the {kind.__name__} settings:\n\n{table}"

@@ -1,5 +1,7 @@
 """Engines dying under tasks: retried elsewhere when allowed, EngineError otherwise, and
-the tasks waiting behind them are not lost."""
+the tasks waiting behind them are not lost. The killed engines are not restarted here
+(``restart_engines=False``), so "elsewhere" is another engine; tests/cluster/
+test_supervision.py has engines that come back."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def slow_times_ten(x: int) -> tuple[int, int]:
 def test_engine_killed_mid_task_retried_on_another(
     fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
 ) -> None:
-    c = fresh_cluster(2, heartbeat_timeout=1.0)
+    c = fresh_cluster(2, heartbeat_timeout=1.0, restart_engines=False)
     mec, tc = c.multiengine_client(), c.task_client()
     gate = latch()  # the task cannot end before its engine is dead
     tid = tc.run(StringTask(f"{gate.wait_code}\nwho = id", pull="who", retries=1))
@@ -47,7 +49,7 @@ def test_engine_killed_mid_task_retried_on_another(
 def test_engine_killed_mid_task_without_retries_gives_engine_error(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:
-    c = fresh_cluster(2, heartbeat_timeout=1.0)
+    c = fresh_cluster(2, heartbeat_timeout=1.0, restart_engines=False)
     mec, tc = c.multiengine_client(), c.task_client()
 
     def nap() -> int:
@@ -76,7 +78,7 @@ def test_tasks_waiting_on_a_dying_engine_are_not_lost(
     # Without retries, only the task running when the engine dies fails (EngineError);
     # the tasks waiting behind it there (sent ahead, if the scheduler prefetches) have
     # not been tried, so they run elsewhere.
-    c = fresh_cluster(1, heartbeat_timeout=1.0)
+    c = fresh_cluster(1, heartbeat_timeout=1.0, restart_engines=False)
     mec, tc = c.multiengine_client(), c.task_client()
     doomed = tc.run(StringTask("import time; time.sleep(20)"))
     wait_until(lambda: doomed in tc.queue_status(True)["pending"], message="the task to start")

@@ -58,7 +58,7 @@ def test_retry_on_exception_classes(
 def test_retry_on_engine_retries_only_engine_loss(
     fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
 ) -> None:
-    c = fresh_cluster(2, heartbeat_timeout=1.0)
+    c = fresh_cluster(2, heartbeat_timeout=1.0, restart_engines=False)
     mec, tc = c.multiengine_client(), c.task_client()
     # an exception in the task is not retried...
     mec.execute("tries = []")

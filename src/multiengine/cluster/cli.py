@@ -12,8 +12,8 @@ from typing import Any
 
 import zmq
 
-from ..config import ControllerConfig
-from ..errors import ConfigError, KernelError
+from ..config import ClusterConfig, ControllerConfig
+from ..errors import ClusterNotRunning, ConfigError, KernelError
 from ..runtime import ClusterDir, add_cluster_dir_arguments, list_cluster_dirs, pid_alive
 
 __all__ = ["main", "ALREADY_RUNNING", "NOT_RUNNING"]
@@ -32,6 +32,15 @@ START_SETTINGS = (
     "heartbeat_timeout",
     "task_failure_penalty",
     "task_timeout",
+)
+# The cluster settings it takes: the engines, the launcher, and how they are supervised.
+CLUSTER_SETTINGS = (
+    "engines",
+    "launcher",
+    "restart_engines",
+    "engine_restarts",
+    "engine_memory_limit",
+    "restart_controller",
 )
 
 
@@ -53,15 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = csub.add_parser("start", help="start a controller and engines")
     add_cluster_dir_arguments(p)
-    p.add_argument(
-        "-n", "--number", type=int, help="number of engines (default: cluster.toml, else 2)"
-    )
-    p.add_argument(
-        "--launcher",
-        default=None,
-        help="how to start engines: local, mpi, slurm, sge, pbs, ssh "
-        "(default: cluster.toml, else local)",
-    )
+    ClusterConfig.add_arguments(p, CLUSTER_SETTINGS)
     p.add_argument("--daemon", action="store_true", help="start in the background and return")
     ControllerConfig.add_arguments(p, START_SETTINGS)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the engines")
@@ -73,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = csub.add_parser("list", help="list cluster directories")
     p = csub.add_parser("status", help="engines, queues and pending results")
     add_cluster_dir_arguments(p)
+    p = csub.add_parser("engines", help="add, stop or restart engines of a running cluster")
+    esub = p.add_subparsers(dest="engines_action", required=True)
+    e = esub.add_parser("add", help="start more engines")
+    add_cluster_dir_arguments(e)
+    e.add_argument("-n", "--number", type=int, default=1, help="how many (default 1)")
+    e = esub.add_parser("stop", help="stop engines for good (they are not restarted)")
+    add_cluster_dir_arguments(e)
+    e.add_argument("ids", nargs="+", type=int, metavar="ID", help="engine ids")
+    e = esub.add_parser("restart", help="restart engines under the same ids, fresh namespaces")
+    add_cluster_dir_arguments(e)
+    e.add_argument("ids", nargs="+", type=int, metavar="ID", help="engine ids")
 
     controller_args(sub.add_parser("controller", help="run a controller"))
     engine_args(sub.add_parser("engine", help="run an engine"))
@@ -146,22 +158,32 @@ def cmd_start(args: argparse.Namespace) -> int:
             f"multiengine: cluster {cdir.profile!r} is already running (pid {pid})", file=sys.stderr
         )
         return ALREADY_RUNNING
-    cfg = cdir.config()["cluster"]
-    n = args.number if args.number is not None else int(cfg["engines"])
-    launcher = args.launcher or cfg["launcher"]
     # Checked here, so a bad setting stops us before anything starts (or daemonizes).
     config = ControllerConfig.from_sources(
         toml=cdir.settings("controller"), env=os.environ, args=args
     )
+    cconfig = ClusterConfig.from_sources(toml=cdir.settings("cluster"), env=os.environ, args=args)
+    n, launcher = cconfig.engines, cconfig.launcher
     given = {
         name: getattr(config, name) for name in START_SETTINGS if getattr(args, name) is not None
     }
+    supervision = {
+        name: getattr(cconfig, name)
+        for name in CLUSTER_SETTINGS[2:]
+        if getattr(args, name) is not None
+    }
     if args.daemon:
-        return _start_daemon(args, cdir, n, launcher, ControllerConfig.argv_for(given))
-    cluster = Cluster(n, launcher=launcher, cluster_dir=cdir.path, timeout=args.timeout, **given)
+        settings = [
+            *ControllerConfig.argv_for(given),
+            *ClusterConfig.argv_for(supervision),
+        ]
+        return _start_daemon(args, cdir, n, launcher, settings)
+    cluster = Cluster(
+        n, launcher=launcher, cluster_dir=cdir.path, timeout=args.timeout, **given, **supervision
+    )
     cdir.write_pid(cdir.cluster_pid_file)
     cdir.ready_file.unlink(missing_ok=True)  # left by a start that was killed
-    stopping = []
+    stopping: list[int | str] = []
 
     def on_signal(signum: int, frame: Any) -> None:
         stopping.append(signum)
@@ -170,6 +192,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         cluster.start()
+        assert cluster.supervisor is not None
+        cluster.supervisor.on_stop_request = lambda: stopping.append("request")
         ctl = cluster.controller_launcher
         where = f"controller pid {ctl.pids()[0]}" if ctl and ctl.pids() else "controller started"
         print(
@@ -179,14 +203,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         )
         cdir.write_ready(engines=cluster.n, launcher=launcher, start_time=cluster.start_time)
         while not stopping:
-            why = (
-                cluster.controller_launcher.poll() if cluster.controller_launcher else "not started"
-            )
+            why = cluster.supervisor.finished  # the controller gone, and not restarted
             if why:
-                print(
-                    f"multiengine: the controller exited ({why}); stopping the cluster",
-                    file=sys.stderr,
-                )
+                print(f"multiengine: {why}; stopping the cluster", file=sys.stderr)
                 break
             time.sleep(0.1)
     finally:
@@ -291,8 +310,54 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     for e in st["engines"]:
         running = e["running"] or "idle"
-        print(f"  engine {e['id']}: pid {e['pid']} on {e['host']}, {e['queue']} queued, {running}")
+        print(
+            f"  engine {e['id']}: pid {e['pid']} on {e['host']}, {e['queue']} queued, {running}"
+            f"{_restarts(e)}"
+        )
+    for e in st.get("down", []):
+        fate = f"; {e['fate']}" if e.get("fate") else ""
+        print(f"  engine {e['id']}: down, it {e.get('last_exit')}{fate}")
     return 0
+
+
+def _restarts(e: dict[str, Any]) -> str:
+    """What a status line says of an engine's restarts:
+    ``, restarted 2 times (last: died (killed by SIGKILL))``."""
+    count = int(e.get("restarts") or 0)
+    if not count:
+        return ""
+    times = "once" if count == 1 else f"{count} times"
+    cause = f" (last: {e['last_exit']})" if e.get("last_exit") else ""
+    return f", restarted {times}{cause}"
+
+
+def cmd_engines(args: argparse.Namespace) -> int:
+    from . import control
+
+    cdir = _cdir(args)
+    name = f"cluster {cdir.profile!r}"
+    try:
+        if args.engines_action == "add":
+            if args.number < 1:
+                raise ValueError(f"-n must be at least 1, not {args.number}")
+            ids = control.request(cdir, {"op": "add", "n": args.number}, timeout=300)["ids"]
+            print(f"{name}: started {_engines(ids)}")
+        elif args.engines_action == "stop":
+            ids = control.request(cdir, {"op": "stop", "ids": args.ids}, timeout=120)["ids"]
+            print(f"{name}: stopped {_engines(ids)}")
+        else:
+            ids = control.request(cdir, {"op": "restart", "ids": args.ids}, timeout=300)["ids"]
+            print(f"{name}: restarted {_engines(ids)}")
+    except ClusterNotRunning:
+        print(f"multiengine: no cluster is running for profile {cdir.profile!r}", file=sys.stderr)
+        return NOT_RUNNING
+    return 0
+
+
+def _engines(ids: list[int]) -> str:
+    if len(ids) == 1:
+        return f"engine {ids[0]}"
+    return f"{len(ids)} engines: {', '.join(map(str, ids))}"
 
 
 CLUSTER_ACTIONS = {
@@ -301,6 +366,7 @@ CLUSTER_ACTIONS = {
     "stop": cmd_stop,
     "list": cmd_list,
     "status": cmd_status,
+    "engines": cmd_engines,
 }
 
 

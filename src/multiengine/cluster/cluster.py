@@ -7,25 +7,37 @@ launcher (``local``, ``mpi``, ``slurm``, ``sge``, ``pbs``, ``ssh``); engines tha
 this host's files start at the same moment as the controller and wait for its
 connection file. Stopping stops the engines' launcher, then the controller's, and
 makes sure every process, job and connection it started is gone.
+
+While it runs, a :class:`~.supervisor.Supervisor` thread restarts local engines (and
+the controller) that die, and answers other processes on the control socket
+(``control.py``): ``multiengine cluster engines add|stop|restart`` and
+:meth:`Cluster.from_profile` reach it there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import time
 import uuid
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..config import ControllerConfig, EngineConfig, Settings
+from ..config import ClusterConfig, ControllerConfig, EngineConfig, Settings
+from ..errors import ClusterNotRunning, InvalidEngineID
 from ..runtime import ClusterDir, base_dir
 from ..wire.curve import is_loopback
+from . import control
 from .launchers import Launcher, launcher_class
 from .launchers.base import ClusterStartError, LaunchError, ProcessLauncher, tail
 from .launchers.local import LocalLauncher
+from .supervisor import Supervisor
 
 if TYPE_CHECKING:
     from ..client.multiengine import MultiEngineClient
@@ -35,7 +47,7 @@ __all__ = ["Cluster", "ClusterStartError", "LaunchError"]
 
 log = logging.getLogger("multiengine.cluster")
 
-AnyConfig = TypeVar("AnyConfig", ControllerConfig, EngineConfig)
+AnyConfig = TypeVar("AnyConfig", ControllerConfig, EngineConfig, ClusterConfig)
 
 
 class Cluster:
@@ -56,6 +68,11 @@ class Cluster:
 
     Without ``profile`` (and ``cluster_dir``) a unique throw-away profile is made under
     ``$MULTIENGINE_DIR`` and removed at :meth:`stop`, so clusters can run side by side.
+
+    ``restart_engines``, ``engine_restarts``, ``engine_memory_limit`` (``"500MB"``,
+    ``"2GiB"`` or a number of bytes) and ``restart_controller`` say how it keeps itself
+    whole while it runs (:attr:`cluster_config`; docs/reliability.md).
+    :meth:`from_profile` gives a ``Cluster`` attached to one that another process runs.
     """
 
     def __init__(
@@ -77,6 +94,10 @@ class Cluster:
         task_failure_penalty: float | None = None,
         task_timeout: float | None = None,
         result_memory_budget: str | None = None,
+        restart_engines: bool | None = None,
+        engine_restarts: int | None = None,
+        engine_memory_limit: str | int | None = None,
+        restart_controller: bool | None = None,
     ) -> None:
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative int, not {n!r}")
@@ -110,6 +131,23 @@ class Cluster:
         self.engine_config = self._config(
             EngineConfig, {"timeout": timeout, "log_level": log_level}
         )
+        if isinstance(engine_memory_limit, int) and not isinstance(engine_memory_limit, bool):
+            engine_memory_limit = str(engine_memory_limit)  # bytes
+        self.cluster_config = self._config(
+            ClusterConfig,
+            {
+                "engines": n,
+                "launcher": launcher,
+                "restart_engines": restart_engines,
+                "engine_restarts": engine_restarts,
+                "engine_memory_limit": engine_memory_limit,
+                "restart_controller": restart_controller,
+            },
+        )
+        self.supervisor: Supervisor | None = None
+        self._control: control.ControlServer | None = None
+        self._attached: dict[str, Any] | None = None  # from_profile: the owner's info
+        self._stopping = False
         self.controller_launcher: Launcher | None = None
         self.engine_launchers: list[Launcher] = []
         self._clients: list[Any] = []
@@ -184,6 +222,7 @@ class Cluster:
             launcher = self._launch_engines(self.n)
             self.n = launcher.n
             self.wait_for_engines(self.n, self.timeout, launchers=[launcher])
+            self._supervise(launcher)
         except BaseException:
             try:
                 self.stop()
@@ -199,6 +238,24 @@ class Cluster:
             self.launcher,
         )
         return self
+
+    def _supervise(self, launcher: Launcher) -> None:
+        """Start watching the processes (supervisor thread) and answering the control socket."""
+        sup = Supervisor(self, self.cluster_config)
+        sup.watch_controller(self.controller_launcher)
+        sup.watch(launcher)
+        sup.learn_ids()
+        sup.on_stop_request = lambda: threading.Thread(
+            target=self.stop, name="multiengine-stop-request", daemon=True
+        ).start()
+        self.supervisor = sup
+        server = control.ControlServer(control.socket_path(self.cluster_dir), self._on_control)
+        try:
+            server.start()
+            self._control = server
+        except OSError as e:  # the cluster still works; only other shells cannot change it
+            log.warning("no control socket at %s: %s", server.path, e)
+        sup.start()
 
     def _launch_engines(self, n: int) -> Launcher:
         argv = self._argv("engine", self.engine_config)
@@ -219,14 +276,185 @@ class Cluster:
         launcher.start(connection)
         return launcher
 
-    def start_engines(self, n: int, wait: bool = True) -> list[subprocess.Popen[bytes]]:
-        """Start ``n`` more engines through the cluster's launcher; with ``wait``, return
-        once they are registered. Returns their local processes (see :attr:`engines`)."""
-        before = len(self._probe().get_ids()) if wait else 0
-        launcher = self._launch_engines(n)
-        if wait:
-            self.wait_for_engines(before + launcher.n, self.timeout, launchers=[launcher])
-        return list(launcher.procs) if isinstance(launcher, ProcessLauncher) else []
+    # ------------------------------------------------------------ changing a running cluster
+    def start_engines(self, n: int, wait: bool = True) -> list[int]:
+        """Start ``n`` more engines through the cluster's launcher (watched like the first
+        ones); with ``wait``, return their ids once they are registered (else ``[]``)."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"n must be a whole number of engines, at least 1, not {n!r}")
+        if self._attached is not None:
+            answer = self._request({"op": "add", "n": n, "wait": wait}, self.timeout + 30)
+            return [int(i) for i in answer["ids"]]
+        sup = self.supervisor
+        before = set(self._probe().get_ids()) if wait else set()
+        if sup is not None:
+            with sup.lock:
+                launcher = self._launch_engines(n)
+                sup.watch(launcher)
+        else:
+            launcher = self._launch_engines(n)
+        if not wait:
+            return []
+        if isinstance(launcher, LocalLauncher):
+            return sorted(self._wait_for_pids(launcher.pids(), [launcher]).values())
+        ids = self.wait_for_engines(len(before) + launcher.n, self.timeout, launchers=[launcher])
+        return sorted(set(ids) - before)
+
+    def stop_engines(self, ids: int | Iterable[int]) -> list[int]:
+        """Stop engines for good (they are not restarted): SIGTERM to local ones, the
+        ``kill`` command for others. Unknown ids raise ``InvalidEngineID`` (nothing stops)."""
+        wanted = _id_list(ids)
+        if self._attached is not None:
+            return [int(i) for i in self._request({"op": "stop", "ids": wanted})["ids"]]
+        sup = self._require_supervisor()
+        sup.learn_ids()
+        registered = set(self._probe().get_ids())
+        slots = {eid: sup.slot_for(eid) for eid in wanted}
+        self._check_known(wanted, registered | {e for e, s in slots.items() if s is not None})
+        elsewhere = []
+        for eid in wanted:
+            slot = slots[eid]
+            if slot is not None:
+                sup.stop_slot(slot)
+            else:
+                elsewhere.append(eid)
+        if elsewhere:
+            self._probe().kill(targets=elsewhere)
+        return wanted
+
+    def restart_engines(self, ids: int | Iterable[int]) -> list[int]:
+        """Stop engines and start them again under the same ids, with fresh namespaces;
+        return once they are registered again. Only engines of the ``local`` launcher
+        can be restarted one by one (ValueError for others; InvalidEngineID for unknown ids)."""
+        wanted = _id_list(ids)
+        if self._attached is not None:
+            answer = self._request({"op": "restart", "ids": wanted}, self.timeout + 30)
+            return [int(i) for i in answer["ids"]]
+        sup = self._require_supervisor()
+        sup.learn_ids()
+        registered = set(self._probe().get_ids())
+        slots = {eid: sup.slot_for(eid) for eid in wanted}
+        self._check_known(wanted, registered | {e for e, s in slots.items() if s is not None})
+        for eid, slot in slots.items():
+            if slot is None:
+                raise ValueError(
+                    f"cannot restart engine {eid}: it was not started by this cluster's "
+                    f"local launcher (engines of the {self.launcher} launcher, or started by "
+                    "hand, cannot be restarted one by one); stop it and add another"
+                )
+        pids = {}
+        for eid, slot in slots.items():
+            assert slot is not None
+            pids[sup.restart_slot(slot).pid] = eid
+        found = self._wait_for_pids(list(pids), [])
+        return [found[pid] for pid in pids]
+
+    def _wait_for_pids(self, pids: list[int], launchers: list[Launcher]) -> dict[int, int]:
+        """Wait until the engines with these (local) pids are registered: pid -> engine id."""
+        deadline = time.monotonic() + self.timeout
+        host = socket.gethostname()
+        client = self._probe()
+        while True:
+            by_pid = {
+                e["pid"]: e["id"] for e in client.status()["engines"] if e.get("host") == host
+            }
+            if all(p in by_pid for p in pids):
+                if self.supervisor is not None:
+                    self.supervisor.learn_ids()
+                return {p: by_pid[p] for p in pids}
+            for launcher in launchers:
+                why = launcher.poll()
+                if why:
+                    raise self._start_error(why, launcher)
+            if time.monotonic() > deadline:
+                missing = sum(1 for p in pids if p not in by_pid)
+                raise self._start_error(
+                    f"{missing} of {len(pids)} engines did not register within {self.timeout:g} s",
+                    *launchers,
+                )
+            time.sleep(0.02)
+
+    def _check_known(self, wanted: list[int], known: set[int]) -> None:
+        unknown = [eid for eid in wanted if eid not in known]
+        if unknown:
+            listed = ", ".join(map(str, sorted(known))) or "none"
+            which = "id" if len(unknown) == 1 else "ids"
+            raise InvalidEngineID(
+                f"unknown engine {which} {', '.join(map(str, unknown))}: "
+                f"the engines of cluster {self.profile!r} are {listed}"
+            )
+
+    def _require_supervisor(self) -> Supervisor:
+        if self.supervisor is None or self._stopping:
+            raise ClusterNotRunning(f"cluster {self.profile!r} is not running")
+        return self.supervisor
+
+    def _on_control(self, req: dict[str, Any]) -> dict[str, Any]:
+        """A request on the control socket (``control.py``), from another process."""
+        if self._stopping or self.supervisor is None:
+            raise ClusterNotRunning(f"cluster {self.profile!r} is stopping")
+        op = req.get("op")
+        if op == "info":
+            return {
+                "pid": os.getpid(),
+                "profile": self.profile,
+                "launcher": self.launcher,
+                "n": self.n,
+                "engines": self.supervisor.describe(),
+            }
+        if op == "add":
+            n = req.get("n")
+            if type(n) is not int or n < 1:
+                raise ValueError(f"n must be a whole number of engines, at least 1, not {n!r}")
+            return {"ids": self.start_engines(n, bool(req.get("wait", True)))}
+        if op == "stop":
+            return {"ids": self.stop_engines(_id_list(req.get("ids")))}
+        if op == "restart":
+            return {"ids": self.restart_engines(_id_list(req.get("ids")))}
+        if op == "stop_cluster":
+            if self.supervisor.on_stop_request is not None:
+                self.supervisor.on_stop_request()
+            return {"pid": os.getpid()}
+        raise ValueError(f"unknown control request {op!r}")
+
+    # ------------------------------------------------------------ attaching
+    @classmethod
+    def from_profile(
+        cls,
+        profile: str = "default",
+        *,
+        cluster_dir: str | os.PathLike[str] | None = None,
+        timeout: float = 30.0,
+    ) -> Cluster:
+        """A ``Cluster`` attached to the one running for ``profile`` (or ``cluster_dir``),
+        started by ``multiengine cluster start`` or by a ``Cluster`` in another process.
+
+        Its :meth:`start_engines`, :meth:`stop_engines` and :meth:`restart_engines` are
+        carried out by the process running the cluster; its clients work as usual;
+        :meth:`stop` stops the cluster; leaving a ``with`` block only detaches.
+        Raises :class:`~multiengine.errors.ClusterNotRunning` when none runs.
+        """
+        cdir = ClusterDir.find(profile, cluster_dir)
+        info = control.request(cdir, {"op": "info"}, timeout=10)
+        c = cls(
+            int(info["n"]), launcher=str(info["launcher"]), cluster_dir=cdir.path, timeout=timeout
+        )
+        c._attached = info
+        return c
+
+    @property
+    def attached(self) -> bool:
+        """True for a ``Cluster`` from :meth:`from_profile` (another process runs it)."""
+        return self._attached is not None
+
+    def _request(self, req: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+        return control.request(self.cluster_dir, req, timeout)
+
+    def detach(self) -> None:
+        """Close this object's clients; the cluster goes on (for :meth:`from_profile`)."""
+        for c in self._clients:
+            c.close()
+        self._clients.clear()
 
     def _wait_for_connection_file(self, deadline: float) -> None:
         while not self.cluster_dir.client_file.exists():
@@ -316,33 +544,66 @@ class Cluster:
         """Stop every process (and job) this cluster started (idempotent).
 
         Every launcher is stopped even when one of them fails to; the first failure is
-        raised at the end.
+        raised at the end. On a cluster from :meth:`from_profile`, asks the process
+        running it to stop it, and returns once it has.
         """
+        if self._attached is not None:
+            self._stop_attached(timeout)
+            return
+        self._stopping = True
+        if self.supervisor is not None:
+            self.supervisor.stop()  # nothing is restarted from here on
         for c in self._clients:
             c.close()
         self._clients.clear()
         errors: list[BaseException] = []
-        for launcher in [
-            *self.engine_launchers,
-            *([self.controller_launcher] if self.controller_launcher else []),
-        ]:
-            try:
-                launcher.stop(timeout)
-            except Exception as e:  # noqa: BLE001 - stop the rest, then report
-                log.error("stopping %s: %s", launcher.describe(), e)
-                errors.append(e)
+        # under the supervisor's lock: a restart or a control request still under way
+        # ends first, and none starts a process after this
+        with self.supervisor.lock if self.supervisor is not None else contextlib.nullcontext():
+            for launcher in [
+                *self.engine_launchers,
+                *([self.controller_launcher] if self.controller_launcher else []),
+            ]:
+                try:
+                    launcher.stop(timeout)
+                except Exception as e:  # noqa: BLE001 - stop the rest, then report
+                    log.error("stopping %s: %s", launcher.describe(), e)
+                    errors.append(e)
         self.engine_launchers = []
         self.controller_launcher = None
+        if self._control is not None:  # last: attached clusters wait for it to go
+            self._control.close()
+            self._control = None
         if self._temporary and self.cluster_dir.path.parent == base_dir():
             shutil.rmtree(self.cluster_dir.path, ignore_errors=True)
         if errors:
             raise errors[0]
 
+    def _stop_attached(self, timeout: float) -> None:
+        self.detach()
+        try:
+            self._request({"op": "stop_cluster"}, 10)
+        except ClusterNotRunning:
+            return
+        path = control.socket_path(self.cluster_dir)
+        deadline = time.monotonic() + self.timeout + timeout + 10
+        while path.exists():
+            if time.monotonic() > deadline:
+                pid = (self._attached or {}).get("pid")
+                raise ClusterStartError(
+                    f"cluster {self.profile!r} did not stop within "
+                    f"{self.timeout + timeout + 10:g} s (the process running it: pid {pid})"
+                )
+            time.sleep(0.05)
+
     def __enter__(self) -> Cluster:
-        return self.start()
+        return self if self._attached is not None else self.start()
 
     def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        if self._attached is not None:
+            self.detach()
+        else:
+            self.stop()
 
     # ------------------------------------------------------------ clients
     def multiengine_client(self, **kwargs: Any) -> MultiEngineClient:
@@ -364,7 +625,25 @@ class Cluster:
         return {e["id"]: e["pid"] for e in self._probe().status()["engines"]}
 
     def __repr__(self) -> str:
+        attached = " attached" if self._attached is not None else ""
         return (
-            f"<Cluster {self.profile!r} n={self.n} launcher={self.launcher} "
+            f"<Cluster {self.profile!r}{attached} n={self.n} launcher={self.launcher} "
             f"dir={self.cluster_dir.path}>"
         )
+
+
+def _id_list(ids: Any) -> list[int]:
+    """Engine ids as a list without repeats: an int, or an iterable of ints."""
+    if isinstance(ids, int) and not isinstance(ids, bool):
+        ids = [ids]
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        raise TypeError(f"engine ids must be an int or a list of ints, not {ids!r}")
+    out: list[int] = []
+    for i in ids:
+        if type(i) is not int or i < 0:
+            raise TypeError(f"engine ids must be non-negative ints, not {i!r}")
+        if i not in out:
+            out.append(i)
+    if not out:
+        raise ValueError("no engine ids given")
+    return out

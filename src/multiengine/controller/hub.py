@@ -91,6 +91,9 @@ class Hub:
         self.started = time.time()
         self.dropped = 0  # messages that failed verification (counted by the loop)
         self.exit_at: float | None = None  # kill(controller=True): when to stop (clock)
+        # engine id -> how its last process ended, as the supervising process reported it
+        # (engine_exit): "restarts", "last_exit", "fate"; shown by status()
+        self.exits: dict[int, dict[str, Any]] = {}
         self.client_handlers: dict[str, ClientHandler] = {
             P.SUBMIT: self._on_submit,
             P.CHUNK: self.transfers.client_piece,
@@ -104,6 +107,7 @@ class Hub:
             P.WAIT_STARTED: self._on_wait_started,
             P.CANCEL: self._on_cancel,
             P.HISTORY: self._on_history,
+            P.ENGINE_EXIT: self._on_engine_exit,
             **self.scheduler.handlers,
         }
         self.engine_handlers: dict[str, EngineHandler] = {
@@ -221,6 +225,31 @@ class Hub:
                 if job.set_part(cmd.index, cleared):
                     self._complete(job)
         self.dispatch.reply_value(client, h.get("id"), untouched)
+
+    def _on_engine_exit(self, client: bytes, msg: Message) -> None:
+        """The process that started an engine saw it end (or ended it): unregister it at
+        once, its work failing with ``cause``, and keep what happened for ``status``.
+
+        Only the engine with that ``pid`` is unregistered (an engine that already came
+        back under the id is left alone). Answers whether it was still registered.
+        """
+        h = msg.header
+        eid = h["engine"]
+        if type(eid) is not int:
+            raise TypeError(f"engine must be an engine id, not {eid!r}")
+        cause = str(h.get("cause") or "exited")
+        engine = self.dispatch.engines.get(eid)
+        if engine is not None and h.get("pid") not in (None, engine.pid):
+            self.dispatch.reply_value(client, h.get("id"), False)  # another engine has the id
+            return
+        record = self.exits.setdefault(eid, {"restarts": 0})
+        record["last_exit"] = cause
+        record["fate"] = str(h.get("fate") or "")
+        if type(h.get("restarts")) is int:
+            record["restarts"] = h["restarts"]
+        if engine is not None:
+            self._unregister(engine, cause, lost=cause)
+        self.dispatch.reply_value(client, h.get("id"), engine is not None)
 
     def _targets(self, client: bytes, msg: Message) -> list[int] | None:
         """The engines a request names; None (and the caller answered) when it names none."""
@@ -349,6 +378,8 @@ class Hub:
             engine = self.dispatch.add_engine(
                 ident, int(h.get("pid", -1)), str(h.get("host", "?")), wanted
             )
+            if self.exits and wanted != engine.id:
+                self.exits.pop(engine.id, None)  # a new engine, not the one that exited
             log.info("Engine Info: %d %s %d", engine.id, engine.host, engine.pid)
         reply = {
             "t": P.REGISTERED,
@@ -433,8 +464,12 @@ class Hub:
         if self.scheduler.ready or self.dispatch.prefetching:  # any task work at all
             self.scheduler.engine_has_room(engine)
 
-    def _unregister(self, engine: EngineState, why: str) -> None:
-        """Forget an engine; what ran or waited on it fails or goes back to wait."""
+    def _unregister(self, engine: EngineState, why: str, lost: str | None = None) -> None:
+        """Forget an engine; what ran or waited on it fails or goes back to wait.
+
+        Its work fails with ``engine N <lost> with ...``: ``lost`` says what happened
+        (``died (killed by SIGKILL)``), else ``was lost (<why>)``.
+        """
         if not self.dispatch.remove_engine(engine):
             return
         log.info("engine %d unregistered: %s", engine.id, why)
@@ -447,12 +482,13 @@ class Hub:
         engine.incoming = None
         engine.ahead.clear()
         engine.queue.clear()
-        self.scheduler.on_engine_lost(engine.id, why, current, unstarted)
+        phrase = lost or f"was lost ({why})"
+        self.scheduler.on_engine_lost(engine.id, phrase, current, unstarted)
         for cmd in [current, *unstarted]:
             if cmd is None or cmd.job is None:
                 continue
-            lost = f"engine {engine.id} was lost ({why}) with {cmd.desc} on it"
-            if cmd.job.set_part(cmd.index, error_part("EngineError", lost, engine.id)):
+            text = f"engine {engine.id} {phrase} with {cmd.desc} on it"
+            if cmd.job.set_part(cmd.index, error_part("EngineError", text, engine.id)):
                 self._complete(cmd.job)
         self.scheduler.schedule()
 
@@ -492,10 +528,18 @@ class Hub:
                     "host": e.host,
                     "queue": len(e.queue),
                     "running": e.current.desc if e.current else None,
+                    "restarts": self.exits.get(e.id, {}).get("restarts", 0),
+                    "last_exit": self.exits.get(e.id, {}).get("last_exit"),
                 }
                 for e in sorted(self.dispatch.engines.values(), key=lambda e: e.id)
             ],
             **self._results_status(),
+            # engines that exited (engine_exit) and are not registered again
+            "down": [
+                {"id": eid, **record}
+                for eid, record in sorted(self.exits.items())
+                if eid not in self.dispatch.engines
+            ],
             "dropped_messages": self.dropped,
             "tasks": self.scheduler.table.status(False),
         }

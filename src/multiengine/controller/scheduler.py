@@ -421,7 +421,8 @@ class TaskScheduler:
         self, engine_id: int, why: str, running: Command | None, unstarted: list[Command]
     ) -> None:
         """An engine died: the task it ran is retried or fails; tasks queued or sent ahead
-        to it go back to wait (they never started)."""
+        to it go back to wait (they never started). ``why`` says what happened, after
+        "engine N": ``was lost (no heartbeat for 3 s)``, ``died (killed by SIGKILL)``."""
         self._taking_for.discard(engine_id)
         for cmd in unstarted:
             task = cmd.task
@@ -436,7 +437,7 @@ class TaskScheduler:
         task.started = running.started if running is not None else None
         task.attempts += 1
         task.cmd = None
-        lost = f"engine {engine_id} was lost ({why}) while running task {task.tid}"
+        lost = f"engine {engine_id} {why} while running task {task.tid}"
         part = error_part("EngineError", lost, engine_id)
         if task.aborting:
             aborted = _aborted(task, engine_id)

@@ -76,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"multiengine engine: {e}", file=sys.stderr)
         return 2
     mpi: Any = None
-    desired = None
+    desired = config.id  # a restarted engine asks for its old id
     if config.mpi:
         try:
             from mpi4py import MPI as mpi
@@ -90,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
 
         mpi.size = mpi.COMM_WORLD.Get_size()
         mpi.rank = mpi.COMM_WORLD.Get_rank()
-        desired = mpi.rank
+        desired = mpi.rank if desired is None else desired
     engine = Engine(info, desired, mpi)
 
     def terminate(signum: int, frame: Any) -> None:

@@ -74,6 +74,7 @@ TASK_CLEAR = "task_clear"
 TASK_SPIN = "task_spin"
 TASK_RESUBMIT = "task_resubmit"
 HISTORY = "history"
+ENGINE_EXIT = "engine_exit"  # from the process supervising the engines: one has died
 # controller -> client
 VALUE = "value"
 ACK = "ack"
@@ -208,6 +209,18 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(TASK_RESUBMIT, CLIENT_CHANNEL, CLIENT, "id", "rt", "ids"),
     _spec(
         HISTORY, CLIENT_CHANNEL, CLIENT, "id", "rt", "kind", "status", "engine", "since", "limit"
+    ),
+    _spec(
+        ENGINE_EXIT,
+        CLIENT_CHANNEL,
+        CLIENT,
+        "id",
+        "rt",
+        "engine",
+        "pid",
+        "cause",
+        "restarts",
+        "fate",
     ),
     # client channel, controller -> client
     _spec(VALUE, CLIENT_CHANNEL, CONTROLLER, "id"),

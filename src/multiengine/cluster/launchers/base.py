@@ -89,6 +89,10 @@ class Launcher(ABC):
     #: True when engines may start together with the controller (same host, same
     #: files: they wait for its connection file), which saves a controller start-up.
     starts_with_controller: ClassVar[bool] = False
+    #: True when one process of the set can be started again on its own
+    #: (:meth:`ProcessLauncher.respawn`): what the cluster's supervisor needs to restart
+    #: an engine that died (docs/reliability.md). An ``mpiexec`` or a batch job cannot.
+    restarts_one: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -165,8 +169,14 @@ class ProcessLauncher(Launcher):
         self, argv: list[str], logname: str, stdin: Any = subprocess.DEVNULL
     ) -> subprocess.Popen[bytes]:
         path = self.log_dir / logname
+        proc = self._popen(argv, path, stdin)
+        self.procs.append(proc)
+        self.logs.append(path)
+        return proc
+
+    def _popen(self, argv: list[str], path: Path, stdin: Any) -> subprocess.Popen[bytes]:
         with open(path, "ab") as log:
-            proc = subprocess.Popen(
+            return subprocess.Popen(
                 argv,
                 stdin=stdin,
                 stdout=log,
@@ -175,8 +185,14 @@ class ProcessLauncher(Launcher):
                 env=self.env,
                 cwd=os.getcwd(),
             )
-        self.procs.append(proc)
-        self.logs.append(path)
+
+    def respawn(self, index: int, extra: list[str]) -> subprocess.Popen[bytes]:
+        """Start process ``index`` of the set again (its log goes on), with ``extra``
+        arguments (``--id 3``); only for launchers that :attr:`restarts_one`."""
+        if not self.restarts_one:
+            raise LaunchError(f"the {self.name} launcher cannot restart one of its processes")
+        proc = self._popen([*self.command(), *extra], self.logs[index], subprocess.DEVNULL)
+        self.procs[index] = proc
         return proc
 
     def poll(self) -> str | None:

@@ -14,6 +14,7 @@ class LocalLauncher(ProcessLauncher):
 
     name = "local"
     starts_with_controller = True
+    restarts_one = True
     options_doc = {"python": "interpreter to run (default: this one)"}
 
     def start(self, connection: dict[str, Any] | None = None) -> None:
