@@ -58,6 +58,7 @@ __all__ = [
     "ConnectionError",
     "ConnectionFileError",
     "ControllerConnectionError",
+    "ControllerRestarted",
     "EngineError",
     "FileTimeoutError",
     "IdInUse",

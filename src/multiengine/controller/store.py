@@ -116,6 +116,9 @@ class Leftovers(NamedTuple):
     next_tid: int  # the first task id not given yet
 
 
+_HURRY = object()  # on the writer's queue: someone waits for what it holds
+
+
 @dataclass(slots=True)
 class _Done:
     """What one commit of the writer made true on disk."""
@@ -306,6 +309,8 @@ class ResultStore:
             self._urgent = True
         elif self._confirmed < self._handed:
             self._waiting.append((self._handed, callback))
+            if self._thread is not None:
+                self._jobs.put(_HURRY)  # the writer commits what it holds at once
         else:
             callback()
 
@@ -475,6 +480,8 @@ class ResultStore:
             if isinstance(job, threading.Event):
                 job.set()
                 continue
+            if job is _HURRY:
+                continue  # it came after the commit it hurried
             upto, ops, urgent = job
             batch = [ops]
             # Group commit: what arrives until COMMIT_EVERY after the last commit goes in
@@ -487,6 +494,9 @@ class ResultStore:
                     more = self._jobs.get(timeout=left) if left > 0 else self._jobs.get_nowait()
                 except queue.Empty:
                     break
+                if more is _HURRY:
+                    deadline = time.monotonic()
+                    continue
                 if more is None or isinstance(more, threading.Event):
                     self._jobs.put(more)  # handled next round, right after this commit
                     break

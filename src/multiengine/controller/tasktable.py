@@ -264,6 +264,10 @@ class TaskTable:
         )
 
     def _send_results(self, client: bytes, msg_id: Any, ids: list[Any]) -> None:
+        # once the results are on disk: a result a client has seen survives a crash
+        self.store.when_written(lambda: self._send_results_now(client, msg_id, ids))
+
+    def _send_results_now(self, client: bytes, msg_id: Any, ids: list[Any]) -> None:
         items: list[Any] = []
         parts: list[tuple[Any, list[Any]]] = []
         for tid in ids:
