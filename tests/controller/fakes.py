@@ -75,7 +75,14 @@ class FakeCluster:
 
     CLIENT = b"c-test"
 
-    def __init__(self, n: int = 2, *, penalty: float = 1.0, task_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        n: int = 2,
+        *,
+        penalty: float = 1.0,
+        task_timeout: float = 30.0,
+        engine_id_grace: float = 300.0,
+    ) -> None:
         self.now = 1000.0
         self.outbox = RecordingOutbox()
         self.hub = Hub(
@@ -84,20 +91,50 @@ class FakeCluster:
             heartbeat_timeout=3.0,
             task_failure_penalty=penalty,
             task_timeout=task_timeout,
+            engine_id_grace=engine_id_grace,
             clock=lambda: self.now,
         )
         self._ids = itertools.count(1)
+        self._conns = itertools.count(100)  # connection numbers (file descriptors, for real)
+        self.conn_of: dict[bytes, int] = {}
         self.last_id = 0
         self.idents = [self.register() for _ in range(n)]
 
     # ------------------------------------------------------------ engines
-    def register(self) -> bytes:
-        ident = b"e-%d" % len(self.hub.engines)
-        header = {"t": P.REGISTER, "desired_id": None, "pid": 100, "host": "fake"}
-        self.hub.on_engine(Message([ident], header, b"", []))
-        if hasattr(self, "idents"):
+    def register(
+        self,
+        ident: bytes | None = None,
+        *,
+        desired: int | None = None,
+        epoch: int = 0,
+        new_connection: bool = True,
+    ) -> bytes:
+        """A fake engine registers (a new one, or ``ident`` again); its identity.
+
+        ``new_connection``: it comes on a connection of its own (False: on the one it
+        last used, as a repeated ``register`` does)."""
+        ident = ident or b"e-%d" % len(self.conn_of)
+        if new_connection or ident not in self.conn_of:
+            self.conn_of[ident] = next(self._conns)
+        header = {"t": P.REGISTER, "desired_id": desired, "pid": 100, "host": "fake"}
+        header["epoch"] = epoch
+        self.hub.on_engine(Message([ident], header, b"", []), self.conn_of[ident])
+        if hasattr(self, "idents") and ident not in self.idents:
             self.idents.append(ident)
         return ident
+
+    def registered_id(self, ident: bytes) -> int:
+        """The id the last ``registered`` sent to ``ident`` gave it."""
+        return next(
+            s.header["id"]
+            for s in reversed(self.outbox.sent)
+            if s.to == ident and s.header["t"] == P.REGISTERED
+        )
+
+    def disconnect(self, ident: bytes) -> None:
+        """The connection of engine ``ident`` closes (it died, or went silent past the
+        heartbeat timeout and libzmq closed it)."""
+        self.hub.on_disconnect(self.conn_of[ident])
 
     def engine(self, eid: int) -> Any:
         return self.hub.engines[eid]
@@ -175,15 +212,11 @@ class FakeCluster:
 
     def lose(self, eid: int) -> None:
         """Engine ``eid`` goes silent past the heartbeat timeout."""
-        for e in self.hub.engines.values():
-            e.last_seen = self.now if e.id != eid else self.now - 10
-        self.hub.sweep(self.now)
+        self.disconnect(self.engine(eid).ident)
 
     def advance(self, seconds: float) -> None:
         """Move the clock; run what the controller's loop would on waking up."""
         self.now += seconds
-        for e in self.hub.engines.values():
-            e.last_seen = self.now
         wake = self.hub.scheduler.next_wakeup()
         if wake is not None and self.now >= wake:
             self.hub.scheduler.schedule()
