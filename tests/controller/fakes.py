@@ -96,7 +96,8 @@ class FakeCluster:
         )
         self._ids = itertools.count(1)
         self._conns = itertools.count(100)  # connection numbers (file descriptors, for real)
-        self.conn_of: dict[bytes, int] = {}
+        self.conn_of: dict[bytes, int] = {}  # command connections
+        self.hb_conn_of: dict[bytes, int] = {}  # heartbeat connections
         self.last_id = 0
         self.idents = [self.register() for _ in range(n)]
 
@@ -108,17 +109,21 @@ class FakeCluster:
         desired: int | None = None,
         epoch: int = 0,
         new_connection: bool = True,
+        hello: bool = True,
     ) -> bytes:
         """A fake engine registers (a new one, or ``ident`` again); its identity.
 
         ``new_connection``: it comes on a connection of its own (False: on the one it
-        last used, as a repeated ``register`` does)."""
+        last used, as a repeated ``register`` does). ``hello``: it then names its
+        heartbeat connection, as an engine does once registered."""
         ident = ident or b"e-%d" % len(self.conn_of)
         if new_connection or ident not in self.conn_of:
             self.conn_of[ident] = next(self._conns)
         header = {"t": P.REGISTER, "desired_id": desired, "pid": 100, "host": "fake"}
         header["epoch"] = epoch
         self.hub.on_engine(Message([ident], header, b"", []), self.conn_of[ident])
+        if hello:
+            self.hello(ident, epoch, new_connection=new_connection)
         if hasattr(self, "idents") and ident not in self.idents:
             self.idents.append(ident)
         return ident
@@ -131,10 +136,22 @@ class FakeCluster:
             if s.to == ident and s.header["t"] == P.REGISTERED
         )
 
+    def hello(self, ident: bytes, epoch: int = 0, *, new_connection: bool = True) -> None:
+        """Engine ``ident`` says ``hello`` on its heartbeat connection (a new one unless
+        ``new_connection`` is False)."""
+        if new_connection or ident not in self.hb_conn_of:
+            self.hb_conn_of[ident] = next(self._conns)
+        header = {"t": P.HELLO, "epoch": epoch}
+        self.hub.on_heartbeat(Message([ident], header, b"", []), self.hb_conn_of[ident])
+
     def disconnect(self, ident: bytes) -> None:
-        """The connection of engine ``ident`` closes (it died, or went silent past the
-        heartbeat timeout and libzmq closed it)."""
+        """The command connection of engine ``ident`` closes (it died)."""
         self.hub.on_disconnect(self.conn_of[ident])
+
+    def silent(self, ident: bytes) -> None:
+        """Engine ``ident`` went silent past the heartbeat timeout: libzmq closed its
+        heartbeat connection."""
+        self.hub.on_disconnect(self.hb_conn_of[ident])
 
     def engine(self, eid: int) -> Any:
         return self.hub.engines[eid]
@@ -212,7 +229,7 @@ class FakeCluster:
 
     def lose(self, eid: int) -> None:
         """Engine ``eid`` goes silent past the heartbeat timeout."""
-        self.disconnect(self.engine(eid).ident)
+        self.silent(self.engine(eid).ident)
 
     def advance(self, seconds: float) -> None:
         """Move the clock; run what the controller's loop would on waking up."""

@@ -55,7 +55,7 @@ class Dispatch:
         self.outbox = outbox
         self.engines: dict[int, EngineState] = {}
         self.by_ident: dict[bytes, EngineState] = {}
-        self.by_conn: dict[int, EngineState] = {}  # engine-channel connection -> engine
+        self.by_conn: dict[int, EngineState] = {}  # connection (either channel) -> engine
         self.ids = ids or IdAllocator()
         self.prefetching: set[int] = set()  # engines holding tasks sent ahead
         self._sorted: list[int] | None = None  # engine ids, ascending (cached)
@@ -97,12 +97,20 @@ class Dispatch:
             return False
         del self.engines[engine.id]
         self.by_ident.pop(engine.ident, None)
-        if engine.conn is not None and self.by_conn.get(engine.conn) is engine:
-            del self.by_conn[engine.conn]
+        for conn in (engine.conn, engine.hb_conn):
+            if conn is not None and self.by_conn.get(conn) is engine:
+                del self.by_conn[conn]
         self.ids.release(engine.id, engine.ident if reserve else None)
         self.prefetching.discard(engine.id)
         self._sorted = None
         return True
+
+    def attach_heartbeat(self, engine: EngineState, conn: int) -> None:
+        """``engine``'s heartbeat connection is ``conn`` (its closing loses the engine)."""
+        if engine.hb_conn is not None and self.by_conn.get(engine.hb_conn) is engine:
+            del self.by_conn[engine.hb_conn]
+        engine.hb_conn = conn
+        self.by_conn[conn] = engine
 
     def sorted_ids(self) -> list[int]:
         """The registered engine ids, ascending (do not change the list)."""

@@ -74,6 +74,7 @@ class EngineState:
     ahead: deque[Command] = field(default_factory=deque)  # tasks sent behind current (prefetch)
     incoming: IncomingReply | None = None  # a reply whose pieces are still arriving
     conn: int | None = None  # its engine-channel connection (the socket's fd in libzmq)
+    hb_conn: int | None = None  # its heartbeat-channel connection (named by ``hello``)
     epoch: int = 0  # how many times the engine had lost the controller when it registered
     registered_at: float = field(default_factory=time.time)
     last_task: float = 0.0  # when a task was last handed to it (round-robin among idle engines)

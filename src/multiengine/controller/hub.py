@@ -46,10 +46,10 @@ class Hub:
     """The controller's state and its answer to every message.
 
     ``heartbeat_period``/``heartbeat_timeout`` go to engines at registration. Engines
-    heartbeat in libzmq (ZMTP pings on their engine-channel connection, docs/protocol.md
-    §7): an engine silent past the timeout loses its connection, and the loop reports
-    that with :meth:`on_disconnect`. The id of an engine lost that way stays reserved
-    for it for ``engine_id_grace`` seconds.
+    heartbeat in libzmq (ZMTP pings on their heartbeat-channel connection, which each
+    names with ``hello``; docs/protocol.md §7): an engine silent past the timeout loses
+    that connection, and the loop reports it with :meth:`on_disconnect`. The id of an
+    engine lost that way stays reserved for it for ``engine_id_grace`` seconds.
     """
 
     def __init__(
@@ -305,6 +305,7 @@ class Hub:
             self._unregister(engine, "it lost its connection and came back", reserve=True)
             engine = None
         if engine is None:
+            self._stale(conn)
             desired = h.get("desired_id")
             wanted = desired if isinstance(desired, int) and not isinstance(desired, bool) else None
             engine = self.dispatch.add_engine(
@@ -326,12 +327,34 @@ class Hub:
             self._unregister(engine, "the engine shut down")
 
     def on_disconnect(self, conn: int) -> None:
-        """An engine-channel connection closed: its engine closed it or died, or libzmq
-        closed it because no heartbeat came within the timeout."""
+        """A connection of an engine closed (on either channel): its engine closed it or
+        died, or libzmq closed its heartbeat connection because no heartbeat came within
+        the timeout."""
         engine = self.dispatch.by_conn.get(conn)
-        if engine is not None:
+        if engine is None:
+            return
+        if conn == engine.hb_conn:
             why = f"no heartbeat for {self.hb_timeout:g} s, or its connection closed"
-            self._unregister(engine, why, reserve=True)
+        else:
+            why = "its connection closed: it died, or lost the controller"
+        self._unregister(engine, why, reserve=True)
+
+    def _stale(self, conn: int | None) -> None:
+        """A new connection has the descriptor ``conn``: an engine still listed under it
+        lost that connection (the loop reads closed connections before new ones, so this
+        is a safeguard)."""
+        engine = self.dispatch.by_conn.get(conn) if conn is not None else None
+        if engine is not None:
+            self._unregister(engine, "its connection closed", reserve=True)
+
+    def _on_hello(self, engine: EngineState, msg: Message, conn: int | None) -> None:
+        """An engine registered in ``epoch`` names its heartbeat connection: from now on
+        that connection closing (no heartbeat within the timeout) unregisters it."""
+        if conn is None or msg.header.get("epoch") != engine.epoch or engine.hb_conn == conn:
+            return  # (an older registration's hello; or said again)
+        if self.dispatch.by_conn.get(conn) is not engine:
+            self._stale(conn)
+        self.dispatch.attach_heartbeat(engine, conn)
 
     def _on_output(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:
         """Live stdout/stderr: on to the client that asked for it."""
@@ -429,13 +452,16 @@ class Hub:
                 self._complete(cmd.job)
         self.scheduler.schedule()
 
-    def on_heartbeat(self, msg: Message) -> None:
-        """A verified message on the heartbeat channel."""
+    def on_heartbeat(self, msg: Message, conn: int | None = None) -> None:
+        """A verified message on the heartbeat channel; ``conn`` names the connection a
+        ``hello`` came on (the loop passes it)."""
         engine = self.dispatch.by_ident.get(msg.idents[0])
         if engine is None:
             return
         if msg.type == P.REVOKED:
             self.scheduler.on_revoked(engine, msg.header.get("cmd"), bool(msg.header.get("ok")))
+        elif msg.type == P.HELLO:
+            self._on_hello(engine, msg, conn)
         else:
             log.warning("unknown heartbeat message type %r", msg.type)
 

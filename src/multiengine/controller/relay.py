@@ -17,10 +17,11 @@ parses the small msgpack header, checks the signature and hands the message to t
 send each other. What the hub sends goes out through :class:`SocketOutbox`.
 
 Engine liveness costs this loop nothing per heartbeat: libzmq's I/O threads send a ZMTP
-ping on each engine-channel connection every period and close a connection whose
-engine does not answer in time (the engine's libzmq answers, without Python), and a
-socket monitor on the engine ROUTER reports each closed connection by its file
-descriptor, which the hub maps to the engine that registered on it (docs/protocol.md §7).
+ping on each heartbeat-channel connection every period and close a connection whose
+engine does not answer in time (the engine's libzmq answers, without Python). Socket
+monitors on the engine and heartbeat ROUTERs report each closed connection by its file
+descriptor, which the hub maps to the engine that registered (``register``) or said
+``hello`` on it (docs/protocol.md §7).
 """
 
 from __future__ import annotations
@@ -106,17 +107,22 @@ class Controller:
         self.hb_period = config.heartbeat_period
         self.clients = self._router()
         self.engine_sock = self._router()
-        # Heartbeats: a ZMTP ping every period on each engine connection; one unanswered
-        # for (timeout - period) closes it, so an engine is dropped at most `timeout`
-        # after it fell silent. The TTL tells engines to drop a controller silent as long.
+        self.hb = self._router()
+        # Heartbeats: a ZMTP ping every period on each heartbeat-channel connection (it
+        # carries only small messages, so a ping never waits behind a large transfer, as
+        # it would on the engine channel); one unanswered for (timeout - period) closes
+        # it, so an engine is dropped at most `timeout` after it fell silent. The TTL
+        # tells engines to drop a controller silent as long.
         period_ms = max(1, int(config.heartbeat_period * 1000))
         timeout_ms = max(1, int(config.heartbeat_timeout * 1000))
-        self.engine_sock.setsockopt(zmq.HEARTBEAT_IVL, period_ms)
-        self.engine_sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(1, timeout_ms - period_ms))
-        self.engine_sock.setsockopt(zmq.HEARTBEAT_TTL, min(max(100, timeout_ms), 6_553_500))
-        self.hb = self._router()
-        # closed engine connections, by fd: before binding, so none is missed
-        self.engine_events = self.engine_sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.hb.setsockopt(zmq.HEARTBEAT_IVL, period_ms)
+        self.hb.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(1, timeout_ms - period_ms))
+        self.hb.setsockopt(zmq.HEARTBEAT_TTL, min(max(100, timeout_ms), 6_553_500))
+        # closed engine connections (either channel), by fd: before binding, so none is
+        # missed
+        self.monitors = [
+            s.get_monitor_socket(zmq.EVENT_DISCONNECTED) for s in (self.engine_sock, self.hb)
+        ]
         named = {"client": self.clients, "engine": self.engine_sock, "heartbeat": self.hb}
         self.ports, self.ipc = bind(named, config.ip, ports)
         self.hub = Hub(
@@ -150,16 +156,17 @@ class Controller:
         }
         for s in readers:
             poller.register(s, zmq.POLLIN)
-        events = self.engine_events
-        poller.register(events, zmq.POLLIN)
-        engine_sock = self.engine_sock
+        monitors = self.monitors
+        for m in monitors:
+            poller.register(m, zmq.POLLIN)
+        engine_sock, hb = self.engine_sock, self.hb
         next_sweep = time.monotonic() + self.hb_period
         while self._running:
             wake = hub.scheduler.next_wakeup()
             until = next_sweep if wake is None else min(next_sweep, wake)
             for sock, _ in poller.poll(int(max(0.0, until - time.monotonic()) * 1000)):
-                if sock is events:
-                    self._engine_events()
+                if sock in monitors:
+                    self._closed_connections()
                     continue
                 channel, handle = readers[sock]
                 for _ in range(DRAIN):
@@ -175,7 +182,9 @@ class Controller:
                         continue
                     try:
                         if msg.type == P.REGISTER and sock is engine_sock:
-                            self._register(msg, frames[-1])
+                            hub.on_engine(msg, self._connection(frames[-1]))
+                        elif msg.type == P.HELLO and sock is hb:
+                            hub.on_heartbeat(msg, self._connection(frames[-1]))
                         else:
                             handle(msg)
                     except Exception:
@@ -192,32 +201,33 @@ class Controller:
                 self._running = False
         log.info("controller stopping")
 
-    def _register(self, msg: Any, frame: Any) -> None:
-        """A ``register``, with the connection it came on. Closed connections are taken
-        first: a new connection may reuse the descriptor of one whose closing has not
-        been read yet, and that closing must not be pinned on the new engine."""
-        self._engine_events()
+    def _connection(self, frame: Any) -> int | None:
+        """The connection (its fd) a ``register`` or ``hello`` came on. Closed connections
+        are taken first: a new connection may reuse the descriptor of one whose closing
+        has not been read yet, and that closing must not be pinned on the new engine."""
+        self._closed_connections()
         try:
             conn: int | None = frame.get(zmq.SRCFD)
         except (zmq.ZMQError, AttributeError, TypeError):
             conn = None
-        self.hub.on_engine(msg, conn)
+        return conn
 
-    def _engine_events(self) -> None:
-        """Tell the hub of every engine connection that has closed."""
-        while True:
-            try:
-                frames = self.engine_events.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            event = parse_monitor_message(frames)
-            if event["event"] == zmq.EVENT_DISCONNECTED:
+    def _closed_connections(self) -> None:
+        """Tell the hub of every engine connection (either channel) that has closed."""
+        for monitor in self.monitors:
+            while True:
                 try:
-                    self.hub.on_disconnect(int(event["value"]))
-                except Exception:
-                    log.exception(
-                        "error handling a closed engine connection; the controller goes on"
-                    )
+                    frames = monitor.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                event = parse_monitor_message(frames)
+                if event["event"] == zmq.EVENT_DISCONNECTED:
+                    try:
+                        self.hub.on_disconnect(int(event["value"]))
+                    except Exception:
+                        log.exception(
+                            "error handling a closed engine connection; the controller goes on"
+                        )
 
     def _check_parent(self) -> None:
         parent = self.parent_pid
@@ -236,7 +246,8 @@ class Controller:
             self.hub.shutdown()
         except zmq.ZMQError as e:
             log.warning("could not tell every engine that the controller stops: %s", e)
-        self.engine_events.close(linger=0)
+        for monitor in self.monitors:
+            monitor.close(linger=0)
         for s in (self.clients, self.engine_sock):
             s.close(linger=0)
         self.hb.close(linger=1000)  # the shutdown notices go out first

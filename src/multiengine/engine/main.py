@@ -2,15 +2,16 @@
 ``multiengine engine``, is cli.py).
 
 The main thread owns the command socket: it receives a command, runs it, and sends
-the answer. Heartbeats are libzmq's: the controller sends ZMTP pings on the command
-socket's connection and libzmq answers them here, in its I/O thread (no Python, no
-GIL); the controller drops the connection of an engine that stops answering, and the
-pings' TTL makes this side drop a controller that stops pinging. A daemon thread owns
-the heartbeat socket (``interrupt``,
-``revoked``, ``shutdown``) and watches the command socket's connection: when it
-closes, the engine has lost the controller. It then interrupts what runs (the
-controller has already failed it), and the main thread registers again under the same
-id, keeping the namespace, until ``reconnect_timeout`` runs out (docs/protocol.md §7).
+the answer. A daemon thread owns the heartbeat socket (``hello``, ``interrupt``,
+``revoked``, ``shutdown``). Heartbeats are libzmq's: the controller sends ZMTP pings on
+the heartbeat socket's connection and libzmq answers them here, in its I/O thread (no
+Python, no GIL); the controller drops the connection of an engine that stops answering,
+and the pings' TTL makes this side drop a controller that stops pinging. After each
+registration the heartbeat thread says ``hello`` on that connection, so the controller
+knows it. The same thread watches both connections: when either closes, the engine has
+lost the controller. It then interrupts what runs (the controller has already failed
+it), and the main thread registers again under the same id, keeping the namespace,
+until ``reconnect_timeout`` runs out (docs/protocol.md §7).
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ class Engine:
         # read by the heartbeat thread: the command connection closing is the loss of the
         # controller (made before connecting, so no closing is missed)
         self._events = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        # the main thread tells the heartbeat thread it has registered (it then says
+        # ``hello`` on the heartbeat channel, which only that thread may send on)
+        self._registered_out = self.ctx.socket(zmq.PAIR)
+        self._registered_out.bind(f"inproc://registered-{id(self)}")
+        self._registered_in = self.ctx.socket(zmq.PAIR)
+        self._registered_in.connect(f"inproc://registered-{id(self)}")
         self._urls = {"engine": info.url("engine"), "heartbeat": info.url("heartbeat")}
         self.sock.connect(self._urls["engine"])
         self.desired_id = desired_id
@@ -81,7 +88,7 @@ class Engine:
         self.id = -1
         self.hb_period = ControllerConfig.heartbeat_period  # until the controller says
         self.hb_timeout = ControllerConfig.heartbeat_timeout
-        # Each time the command connection closes the heartbeat thread adds one to
+        # Each time a connection to the controller closes the heartbeat thread adds one to
         # ``epoch``; ``_session`` is the epoch the engine last registered in (main
         # thread). While they differ the engine has lost the controller: the answers of
         # commands received in an older session are never sent, and what arrives before
@@ -166,6 +173,7 @@ class Engine:
             self._session = epoch
             if self.epoch == epoch:
                 self._lost_at = None
+        self._registered_out.send(b"")
         log.info("registered %sas engine %d", "again " if again else "", self.id)
         return self.id
 
@@ -227,6 +235,9 @@ class Engine:
         hb.setsockopt(zmq.LINGER, 0)
         hb.setsockopt(zmq.IPV6, 1)
         curve.make_client(hb, self.info.curve_serverkey)
+        # the heartbeat connection closing (the controller's pings stopped for its TTL, or
+        # it closed the connection) is the loss of the controller, too
+        hb_events = hb.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         hb.connect(self._urls["heartbeat"])
 
         def on_interrupt(msg: Message) -> None:
@@ -239,14 +250,26 @@ class Engine:
             P.INTERRUPT: on_interrupt,
             P.SHUTDOWN: lambda msg: self._lost("the controller stopped"),
         }
+
+        def hello() -> None:  # after each registration: "my heartbeats come on this one"
+            while True:
+                try:
+                    self._registered_in.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+            hb.send_multipart(self.signer.frames({"t": P.HELLO, "epoch": self._session}))
+
         poller = zmq.Poller()
-        poller.register(hb, zmq.POLLIN)
-        poller.register(self._events, zmq.POLLIN)
+        for s in (hb, self._events, hb_events, self._registered_in):
+            poller.register(s, zmq.POLLIN)
         while not self._stop.is_set():
             lost = self._lost_at is not None
             for sock, _ in poller.poll(500 if lost else None):
-                if sock is self._events:
-                    self._read_events()
+                if sock is self._events or sock is hb_events:
+                    self._read_events(sock)
+                    continue
+                if sock is self._registered_in:
+                    hello()
                     continue
                 try:
                     msg = self.signer.parse(hb.recv_multipart())
@@ -265,12 +288,12 @@ class Engine:
                 self._follow_controller("heartbeat", hb)
         hb.close()
 
-    def _read_events(self) -> None:
-        """The command socket's monitor: a closed connection means the controller is lost
-        (it closed it, died, or libzmq gave up waiting for its heartbeats)."""
+    def _read_events(self, monitor: zmq.Socket[Any]) -> None:
+        """A socket's monitor: a closed connection means the controller is lost (it
+        closed it, died, or libzmq gave up waiting for its heartbeats)."""
         while True:
             try:
-                frames = self._events.recv_multipart(zmq.NOBLOCK)
+                frames = monitor.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             if parse_monitor_message(frames)["event"] == zmq.EVENT_DISCONNECTED:

@@ -87,6 +87,7 @@ BYE = "bye"
 # heartbeat channel
 REVOKED = "revoked"
 SHUTDOWN = "shutdown"
+HELLO = "hello"
 # on more than one channel
 PING = "ping"
 PONG = "pong"
@@ -210,10 +211,11 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(CHUNK, ENGINE_CHANNEL, CONTROLLER, "cmd", "raw"),
     _spec(CHUNK, ENGINE_CHANNEL, ENGINE, "cmd", "raw"),
     _spec(BYE, ENGINE_CHANNEL, ENGINE),
-    # heartbeat channel (the heartbeats themselves are libzmq's ZMTP pings on the engine
+    # heartbeat channel (the heartbeats themselves are libzmq's ZMTP pings on this
     # channel's connection: no message of ours)
     _spec(INTERRUPT, HEARTBEAT_CHANNEL, CONTROLLER, "cmd", "why"),
     _spec(SHUTDOWN, HEARTBEAT_CHANNEL, CONTROLLER),
+    _spec(HELLO, HEARTBEAT_CHANNEL, ENGINE, "epoch"),
     _spec(REVOKED, HEARTBEAT_CHANNEL, ENGINE, "cmd", "ok"),
 )
 
