@@ -50,6 +50,7 @@ __all__ = [
 
 ENV_PREFIX = "MULTIENGINE_"
 CURVE_MODES = ("auto", "on", "off")
+MAX_HEARTBEAT = 6500.0  # ZMTP carries the heartbeat TTL in deciseconds, 16 bits
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -362,9 +363,16 @@ class ControllerConfig(Settings):
         "results and history, and its unfinished tasks (run again)",
         cli_only=True,
     )
-    heartbeat_period: float = setting(0.5, "seconds between engine heartbeats", metavar="S")
+    heartbeat_period: float = setting(
+        1.0, "seconds between engine heartbeats (ZMTP pings, answered by libzmq)", metavar="S"
+    )
     heartbeat_timeout: float = setting(
         3.0, "seconds of silence after which an engine is unregistered", metavar="S"
+    )
+    engine_id_grace: float = setting(
+        300.0,
+        "seconds a lost engine's id stays reserved for it (or for an engine asking for it)",
+        metavar="S",
     )
     task_failure_penalty: float = setting(
         1.0,
@@ -423,6 +431,17 @@ class ControllerConfig(Settings):
             )
         for name in ("heartbeat_period", "heartbeat_timeout", "task_timeout"):
             self._positive(getattr(self, name), name)
+        if self.heartbeat_timeout > MAX_HEARTBEAT:
+            raise ConfigError(
+                f"heartbeat_timeout must be at most {MAX_HEARTBEAT:g} s (a ZMTP limit), "
+                f"not {self.heartbeat_timeout!r}",
+                ("heartbeat_timeout",),
+            )
+        if self.engine_id_grace < 0:
+            raise ConfigError(
+                f"engine_id_grace must not be negative, not {self.engine_id_grace!r}",
+                ("engine_id_grace",),
+            )
         if self.heartbeat_timeout <= self.heartbeat_period:
             raise ConfigError(
                 f"heartbeat_timeout ({self.heartbeat_timeout:g}) must be greater than "
@@ -484,6 +503,11 @@ class EngineConfig(Settings):
         "seconds to wait for the connection file and for the controller to answer",
         metavar="S",
     )
+    reconnect_timeout: float = setting(
+        300.0,
+        "seconds an engine that lost its controller keeps trying to register again",
+        metavar="S",
+    )
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR", metavar="LEVEL")
 
     def validate(self) -> None:
@@ -492,6 +516,7 @@ class EngineConfig(Settings):
         if self.id is not None and self.id < 0:
             raise ConfigError(f"id must not be negative, not {self.id}", ("id",))
         self._positive(self.timeout, "timeout")
+        self._positive(self.reconnect_timeout, "reconnect_timeout")
         self._log_level(self.log_level)
 
 

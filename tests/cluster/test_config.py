@@ -49,7 +49,7 @@ def one_line_exit_2(r: Any) -> str:
 def test_defaults_when_nothing_is_given() -> None:
     assert ControllerConfig.from_sources() == ControllerConfig()
     c = ControllerConfig()
-    assert (c.ip, c.curve, c.heartbeat_period, c.heartbeat_timeout) == ("127.0.0.1", "auto", 0.5, 3)
+    assert (c.ip, c.curve, c.heartbeat_period, c.heartbeat_timeout) == ("127.0.0.1", "auto", 1.0, 3)
     assert (c.task_failure_penalty, c.task_timeout, c.port, c.reuse) == (1.0, 30.0, 0, False)
     assert EngineConfig() == EngineConfig.from_sources(env={}, toml={})
     assert (EngineConfig().timeout, EngineConfig().number) == (10.0, 1)
@@ -168,7 +168,7 @@ def test_configs_are_frozen_keyword_only_and_normalise_localhost() -> None:
         ({"args": ("--port", "x")}, r"port must be a whole number, not 'x' \(from --port\)"),
         (
             {"env": {"MULTIENGINE_HEARTBEAT_TIMEOUT": "0.1"}},
-            r"heartbeat_timeout \(0.1\) must be greater than heartbeat_period \(0.5\) "
+            r"heartbeat_timeout \(0.1\) must be greater than heartbeat_period \(1\) "
             r"\(from MULTIENGINE_HEARTBEAT_TIMEOUT\)",
         ),
         ({"env": {"MULTIENGINE_REUSE": "perhaps"}}, r"reuse must be true or false"),

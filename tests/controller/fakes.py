@@ -84,6 +84,7 @@ class FakeCluster:
         task_timeout: float = 30.0,
         store: ResultStore | None = None,
         strict_clients: bool = False,
+        engine_id_grace: float = 300.0,
     ) -> None:
         self.now = 1000.0
         self.outbox = RecordingOutbox()
@@ -93,11 +94,15 @@ class FakeCluster:
             heartbeat_timeout=3.0,
             task_failure_penalty=penalty,
             task_timeout=task_timeout,
+            engine_id_grace=engine_id_grace,
             clock=lambda: self.now,
             store=store,
             strict_clients=strict_clients,
         )
         self._ids = itertools.count(1)
+        self._conns = itertools.count(100)  # connection numbers (file descriptors, for real)
+        self.conn_of: dict[bytes, int] = {}  # command connections
+        self.hb_conn_of: dict[bytes, int] = {}  # heartbeat connections
         self.last_id = 0
         self.idents = [self.register() for _ in range(n)]
 
@@ -107,14 +112,56 @@ class FakeCluster:
         self.hub.store.sync()  # what waits for the disk (a results.db) is answered
 
     # ------------------------------------------------------------ engines
-    def register(self) -> bytes:
-        ident = b"e-%d" % len(self.hub.engines)
-        header = {"t": P.REGISTER, "desired_id": None, "pid": 100, "host": "fake"}
-        self.hub.on_engine(Message([ident], header, b"", []))
-        self._turn()
-        if hasattr(self, "idents"):
+    def register(
+        self,
+        ident: bytes | None = None,
+        *,
+        desired: int | None = None,
+        epoch: int = 0,
+        new_connection: bool = True,
+        hello: bool = True,
+    ) -> bytes:
+        """A fake engine registers (a new one, or ``ident`` again); its identity.
+
+        ``new_connection``: it comes on a connection of its own (False: on the one it
+        last used, as a repeated ``register`` does). ``hello``: it then names its
+        heartbeat connection, as an engine does once registered."""
+        ident = ident or b"e-%d" % len(self.conn_of)
+        if new_connection or ident not in self.conn_of:
+            self.conn_of[ident] = next(self._conns)
+        header = {"t": P.REGISTER, "desired_id": desired, "pid": 100, "host": "fake"}
+        header["epoch"] = epoch
+        self.hub.on_engine(Message([ident], header, b"", []), self.conn_of[ident])
+        if hello:
+            self.hello(ident, epoch, new_connection=new_connection)
+        if hasattr(self, "idents") and ident not in self.idents:
             self.idents.append(ident)
         return ident
+
+    def registered_id(self, ident: bytes) -> int:
+        """The id the last ``registered`` sent to ``ident`` gave it."""
+        return next(
+            s.header["id"]
+            for s in reversed(self.outbox.sent)
+            if s.to == ident and s.header["t"] == P.REGISTERED
+        )
+
+    def hello(self, ident: bytes, epoch: int = 0, *, new_connection: bool = True) -> None:
+        """Engine ``ident`` says ``hello`` on its heartbeat connection (a new one unless
+        ``new_connection`` is False)."""
+        if new_connection or ident not in self.hb_conn_of:
+            self.hb_conn_of[ident] = next(self._conns)
+        header = {"t": P.HELLO, "epoch": epoch}
+        self.hub.on_heartbeat(Message([ident], header, b"", []), self.hb_conn_of[ident])
+
+    def disconnect(self, ident: bytes) -> None:
+        """The command connection of engine ``ident`` closes (it died)."""
+        self.hub.on_disconnect(self.conn_of[ident])
+
+    def silent(self, ident: bytes) -> None:
+        """Engine ``ident`` went silent past the heartbeat timeout: libzmq closed its
+        heartbeat connection."""
+        self.hub.on_disconnect(self.hb_conn_of[ident])
 
     def engine(self, eid: int) -> Any:
         return self.hub.engines[eid]
@@ -194,16 +241,11 @@ class FakeCluster:
 
     def lose(self, eid: int) -> None:
         """Engine ``eid`` goes silent past the heartbeat timeout."""
-        for e in self.hub.engines.values():
-            e.last_seen = self.now if e.id != eid else self.now - 10
-        self.hub.sweep(self.now)
-        self._turn()
+        self.silent(self.engine(eid).ident)
 
     def advance(self, seconds: float) -> None:
         """Move the clock; run what the controller's loop would on waking up."""
         self.now += seconds
-        for e in self.hub.engines.values():
-            e.last_seen = self.now
         wake = self.hub.scheduler.next_wakeup()
         if wake is not None and self.now >= wake:
             self.hub.scheduler.schedule()

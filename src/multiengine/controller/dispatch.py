@@ -51,13 +51,18 @@ class Outbox(Protocol):
 class Dispatch:
     """The registered engines and their queues, and every way of sending."""
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, ids: IdAllocator | None = None) -> None:
         self.outbox = outbox
         self.engines: dict[int, EngineState] = {}
         self.by_ident: dict[bytes, EngineState] = {}
-        self.ids = IdAllocator()
+        self.by_conn: dict[int, EngineState] = {}  # connection (either channel) -> engine
+        self.ids = ids or IdAllocator()
         self.prefetching: set[int] = set()  # engines holding tasks sent ahead
-        self._last_cmd = 0
+        self._sorted: list[int] | None = None  # engine ids, ascending (cached)
+        # Command numbers start above any an earlier controller gave (microseconds since
+        # the epoch), so a reply meant for a controller that was restarted never matches
+        # a command of this one.
+        self._last_cmd = time.time_ns() // 1000
         # clients waiting for a job or task to start (wait_started); empty almost always
         self.start_waiters: dict[StartKey, list[tuple[bytes, Any]]] = {}
         self.to_client = outbox.to_client  # bound once: this is on every answer's path
@@ -65,21 +70,55 @@ class Dispatch:
         self.on_task_start: Callable[[Command], None] | None = None
 
     # ------------------------------------------------------------ the registry
-    def add_engine(self, ident: bytes, pid: int, host: str, desired: int | None) -> EngineState:
-        engine = EngineState(self.ids.take(desired), ident, pid, host)
+    def add_engine(
+        self,
+        ident: bytes,
+        pid: int,
+        host: str,
+        desired: int | None,
+        conn: int | None = None,
+        epoch: int = 0,
+    ) -> EngineState:
+        engine = EngineState(
+            self.ids.take(desired, ident), ident, pid, host, conn=conn, epoch=epoch
+        )
         self.engines[engine.id] = engine
         self.by_ident[ident] = engine
+        if conn is not None:
+            self.by_conn[conn] = engine
+        self._sorted = None
         return engine
 
-    def remove_engine(self, engine: EngineState) -> bool:
-        """Forget ``engine`` (False if it was already gone); its queues are the caller's."""
+    def remove_engine(self, engine: EngineState, reserve: bool = False) -> bool:
+        """Forget ``engine`` (False if it was already gone); its queues are the caller's.
+
+        ``reserve``: the engine was lost rather than gone for good, so its id stays
+        reserved for it for a while (:class:`~.engines.IdAllocator`).
+        """
         if self.engines.get(engine.id) is not engine:
             return False
         del self.engines[engine.id]
         self.by_ident.pop(engine.ident, None)
-        self.ids.release(engine.id)
+        for conn in (engine.conn, engine.hb_conn):
+            if conn is not None and self.by_conn.get(conn) is engine:
+                del self.by_conn[conn]
+        self.ids.release(engine.id, engine.ident if reserve else None)
         self.prefetching.discard(engine.id)
+        self._sorted = None
         return True
+
+    def attach_heartbeat(self, engine: EngineState, conn: int) -> None:
+        """``engine``'s heartbeat connection is ``conn`` (its closing loses the engine)."""
+        if engine.hb_conn is not None and self.by_conn.get(engine.hb_conn) is engine:
+            del self.by_conn[engine.hb_conn]
+        engine.hb_conn = conn
+        self.by_conn[conn] = engine
+
+    def sorted_ids(self) -> list[int]:
+        """The registered engine ids, ascending (do not change the list)."""
+        if self._sorted is None:
+            self._sorted = sorted(self.engines)
+        return self._sorted
 
     def idle_engines(self) -> Iterator[EngineState]:
         return (e for e in self.engines.values() if e.idle)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,7 +73,9 @@ class EngineState:
     current: Command | None = None  # sent and running (or first in line on the engine)
     ahead: deque[Command] = field(default_factory=deque)  # tasks sent behind current (prefetch)
     incoming: IncomingReply | None = None  # a reply whose pieces are still arriving
-    last_seen: float = field(default_factory=time.monotonic)
+    conn: int | None = None  # its engine-channel connection (the socket's fd in libzmq)
+    hb_conn: int | None = None  # its heartbeat-channel connection (named by ``hello``)
+    epoch: int = 0  # how many times the engine had lost the controller when it registered
     registered_at: float = field(default_factory=time.time)
     last_task: float = 0.0  # when a task was last handed to it (round-robin among idle engines)
 
@@ -96,31 +99,87 @@ class EngineState:
 
 
 class IdAllocator:
-    """Lowest free id first; a desired id honoured when free; ids reused; no cap."""
+    """Engine ids: the lowest free id first; a desired id honoured when no live engine
+    holds it; ids reused; no cap.
 
-    def __init__(self) -> None:
-        self._free: list[int] = []  # heap of released ids below _next
+    An id released with an ``owner`` (the routing identity of an engine that was lost,
+    not one that said goodbye) stays *reserved* for ``grace`` seconds: an engine asking
+    for no particular id does not get it, the same owner gets it back, and an engine
+    that asks for it by ``desired`` (a restarted engine) gets it. ``clock`` is the
+    monotonic clock reservations expire on (a test passes its own).
+    """
+
+    def __init__(self, grace: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.grace = grace
+        self.clock = clock
+        self._free: list[int] = []  # heap of ids below _next, free or reserved (lazily skipped)
         self._next = 0
         self._used: set[int] = set()
+        self._reserved: dict[int, tuple[bytes, float]] = {}  # id -> (owner, until)
+        self._owned: dict[bytes, int] = {}  # owner -> its reserved id
+        self._expiry: list[tuple[float, int]] = []  # heap of (until, id)
 
-    def take(self, desired: int | None = None) -> int:
+    def take(self, desired: int | None = None, owner: bytes | None = None) -> int:
+        self._expire()
         if desired is not None and desired >= 0 and desired not in self._used:
             while self._next <= desired:
                 heapq.heappush(self._free, self._next)
                 self._next += 1
-            self._used.add(desired)
-            return desired
+            return self._use(desired, owner)
+        mine = self._owned.get(owner) if owner is not None else None
+        if mine is not None and mine not in self._used:
+            return self._use(mine, owner)
         while self._free:
             i = heapq.heappop(self._free)
-            if i not in self._used:
-                self._used.add(i)
-                return i
+            if i not in self._used and i not in self._reserved:
+                return self._use(i, owner)
         i = self._next
         self._next += 1
+        return self._use(i, owner)
+
+    def _use(self, i: int, owner: bytes | None) -> int:
         self._used.add(i)
+        self._unreserve(i)
+        if owner is not None and owner in self._owned:  # back under another id: it needs
+            self._unreserve(self._owned[owner])  # the old one no longer
         return i
 
-    def release(self, i: int) -> None:
-        if i in self._used:
-            self._used.discard(i)
+    def release(self, i: int, owner: bytes | None = None) -> None:
+        """``i`` is free again; reserved for ``owner`` for the grace period if one is named."""
+        if i not in self._used:
+            return
+        self._used.discard(i)
+        if owner is not None and self.grace > 0:
+            until = self.clock() + self.grace
+            self._unreserve(i)
+            if owner in self._owned:
+                self._unreserve(self._owned[owner])
+            self._reserved[i] = (owner, until)
+            self._owned[owner] = i
+            heapq.heappush(self._expiry, (until, i))
+        else:
             heapq.heappush(self._free, i)
+
+    def _unreserve(self, i: int) -> None:
+        held = self._reserved.pop(i, None)
+        if held is not None:
+            self._owned.pop(held[0], None)
+            if i not in self._used:
+                heapq.heappush(self._free, i)
+
+    def _expire(self) -> None:
+        heap = self._expiry
+        if not heap:
+            return
+        now = self.clock()
+        while heap and heap[0][0] <= now:
+            until, i = heapq.heappop(heap)
+            held = self._reserved.get(i)
+            if held is not None and held[1] == until:
+                self._unreserve(i)
+
+    def reserved(self) -> dict[int, float]:
+        """The reserved ids and how many seconds each stays reserved."""
+        self._expire()
+        now = self.clock()
+        return {i: until - now for i, (_, until) in sorted(self._reserved.items())}

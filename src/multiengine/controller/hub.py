@@ -25,7 +25,7 @@ from ..wire import protocol as P
 from ..wire.message import Message, pack
 from ..wire.protocol import TaskFlags, Xfer
 from .dispatch import Dispatch, Outbox
-from .engines import Command, EngineState
+from .engines import Command, EngineState, IdAllocator
 from .jobs import Job, JobIds, Part, error_part
 from .results import ResultDesk
 from .scheduler import TaskScheduler
@@ -51,8 +51,11 @@ EngineHandler = Callable[[bytes, "EngineState | None", Message], None]
 class Hub:
     """The controller's state and its answer to every message.
 
-    ``heartbeat_period``/``heartbeat_timeout`` go to engines at registration; an engine
-    silent for longer than the timeout is dropped at the next :meth:`sweep`.
+    ``heartbeat_period``/``heartbeat_timeout`` go to engines at registration. Engines
+    heartbeat in libzmq (ZMTP pings on their heartbeat-channel connection, which each
+    names with ``hello``; docs/protocol.md §7): an engine silent past the timeout loses
+    that connection, and the loop reports it with :meth:`on_disconnect`. The id of an
+    engine lost that way stays reserved for it for ``engine_id_grace`` seconds.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class Hub:
         task_failure_penalty: float,
         task_timeout: float,
         store: ResultStore | None = None,
+        engine_id_grace: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         strict_clients: bool = False,
     ) -> None:
@@ -80,7 +84,7 @@ class Hub:
         self.hb_period = heartbeat_period
         self.hb_timeout = heartbeat_timeout
         self.clock = clock
-        self.dispatch = Dispatch(outbox)
+        self.dispatch = Dispatch(outbox, IdAllocator(engine_id_grace, clock))
         self.job_ids = JobIds()
         self.desk = ResultDesk(self.dispatch, self.store)
         self.desk.own_tag = self.job_ids.tag
@@ -114,7 +118,6 @@ class Hub:
             P.REPLY: self._on_reply,
             P.OUTPUT: self._on_output,
             P.CHUNK: self._on_engine_piece,
-            P.REGISTER: self._on_register,
             P.BYE: self._on_bye,
         }
 
@@ -123,7 +126,7 @@ class Hub:
         return self.dispatch.engines
 
     def ids(self) -> list[int]:
-        return sorted(self.dispatch.engines)
+        return list(self.dispatch.sorted_ids())
 
     # ------------------------------------------------------------------ clients
     def on_client(self, msg: Message) -> None:
@@ -248,13 +251,16 @@ class Hub:
         if type(h.get("restarts")) is int:
             record["restarts"] = h["restarts"]
         if engine is not None:
-            self._unregister(engine, cause, lost=cause)
+            self._unregister(engine, cause, lost=cause, reserve=True)
         self.dispatch.reply_value(client, h.get("id"), engine is not None)
 
     def _targets(self, client: bytes, msg: Message) -> list[int] | None:
         """The engines a request names; None (and the caller answered) when it names none."""
+        targets = msg.header.get("targets", "all")
+        if targets == "all" and self.dispatch.engines:
+            return self.dispatch.sorted_ids()  # (cached: callers copy it, never change it)
         try:
-            return resolve_targets(msg.header.get("targets", "all"), self.dispatch.engines)
+            return resolve_targets(targets, self.dispatch.engines)
         except BadTargets as e:
             self.dispatch.reply_error(client, msg.header.get("id"), e.ename, e.evalue)
             return None
@@ -358,25 +364,44 @@ class Hub:
             self.exit_at = self.clock() + 0.2
 
     # ------------------------------------------------------------------ engines
-    def on_engine(self, msg: Message) -> None:
-        """A verified message on the engine channel."""
+    def on_engine(self, msg: Message, conn: int | None = None) -> None:
+        """A verified message on the engine channel; ``conn`` names the connection a
+        ``register`` came on (the loop passes it; it is ignored for other types)."""
         ident = msg.idents[0]
         engine = self.dispatch.by_ident.get(ident)
-        if engine is not None:
-            engine.last_seen = self.clock()
         handler = self.engine_handlers.get(msg.type)
         if handler is None:
-            log.warning("unknown engine message type %r", msg.type)
+            if msg.type == P.REGISTER:
+                self._on_register(ident, engine, msg, conn)
+            else:
+                log.warning("unknown engine message type %r", msg.type)
             return
         handler(ident, engine, msg)
 
-    def _on_register(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:
+    def _on_register(
+        self, ident: bytes, engine: EngineState | None, msg: Message, conn: int | None
+    ) -> None:
+        """Register an engine, or answer again an engine that asks again.
+
+        An engine known under this identity that registers on another connection, or
+        after losing one (a higher ``epoch``), dropped what it was running when it lost
+        the controller: that is failed as for a lost engine, and it registers afresh (its
+        id is reserved for it, so it gets the same one back).
+        """
         h = msg.header
+        epoch = h.get("epoch")
+        epoch = epoch if type(epoch) is int else 0
+        if engine is not None and (
+            epoch > engine.epoch or (conn is not None and conn != engine.conn)
+        ):
+            self._unregister(engine, "it lost its connection and came back", reserve=True)
+            engine = None
         if engine is None:
+            self._stale(conn)
             desired = h.get("desired_id")
             wanted = desired if isinstance(desired, int) and not isinstance(desired, bool) else None
             engine = self.dispatch.add_engine(
-                ident, int(h.get("pid", -1)), str(h.get("host", "?")), wanted
+                ident, int(h.get("pid", -1)), str(h.get("host", "?")), wanted, conn, epoch
             )
             if self.exits and wanted != engine.id:
                 self.exits.pop(engine.id, None)  # a new engine, not the one that exited
@@ -386,6 +411,7 @@ class Hub:
             "id": engine.id,
             "hb_period": self.hb_period,
             "hb_timeout": self.hb_timeout,
+            "epoch": epoch,
         }
         self.outbox.to_engine(ident, reply)
         self.scheduler.engine_has_room(engine)
@@ -393,6 +419,36 @@ class Hub:
     def _on_bye(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:
         if engine is not None:
             self._unregister(engine, "the engine shut down")
+
+    def on_disconnect(self, conn: int) -> None:
+        """A connection of an engine closed (on either channel): its engine closed it or
+        died, or libzmq closed its heartbeat connection because no heartbeat came within
+        the timeout."""
+        engine = self.dispatch.by_conn.get(conn)
+        if engine is None:
+            return
+        if conn == engine.hb_conn:
+            why = f"no heartbeat for {self.hb_timeout:g} s, or its connection closed"
+        else:
+            why = "its connection closed: it died, or lost the controller"
+        self._unregister(engine, why, reserve=True)
+
+    def _stale(self, conn: int | None) -> None:
+        """A new connection has the descriptor ``conn``: an engine still listed under it
+        lost that connection (the loop reads closed connections before new ones, so this
+        is a safeguard)."""
+        engine = self.dispatch.by_conn.get(conn) if conn is not None else None
+        if engine is not None:
+            self._unregister(engine, "its connection closed", reserve=True)
+
+    def _on_hello(self, engine: EngineState, msg: Message, conn: int | None) -> None:
+        """An engine registered in ``epoch`` names its heartbeat connection: from now on
+        that connection closing (no heartbeat within the timeout) unregisters it."""
+        if conn is None or msg.header.get("epoch") != engine.epoch or engine.hb_conn == conn:
+            return  # (an older registration's hello; or said again)
+        if self.dispatch.by_conn.get(conn) is not engine:
+            self._stale(conn)
+        self.dispatch.attach_heartbeat(engine, conn)
 
     def _on_output(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:
         """Live stdout/stderr: on to the client that asked for it."""
@@ -464,13 +520,16 @@ class Hub:
         if self.scheduler.ready or self.dispatch.prefetching:  # any task work at all
             self.scheduler.engine_has_room(engine)
 
-    def _unregister(self, engine: EngineState, why: str, lost: str | None = None) -> None:
+    def _unregister(
+        self, engine: EngineState, why: str, lost: str | None = None, reserve: bool = False
+    ) -> None:
         """Forget an engine; what ran or waited on it fails or goes back to wait.
 
         Its work fails with ``engine N <lost> with ...``: ``lost`` says what happened
-        (``died (killed by SIGKILL)``), else ``was lost (<why>)``.
+        (``died (killed by SIGKILL)``), else ``was lost (<why>)``. ``reserve``: it was
+        lost or is being restarted (not gone for good), so its id stays reserved for it.
         """
-        if not self.dispatch.remove_engine(engine):
+        if not self.dispatch.remove_engine(engine, reserve):
             return
         log.info("engine %d unregistered: %s", engine.id, why)
         current = engine.current
@@ -492,28 +551,29 @@ class Hub:
                 self._complete(cmd.job)
         self.scheduler.schedule()
 
-    def on_heartbeat(self, msg: Message) -> None:
-        """A verified message on the heartbeat channel."""
-        ident = msg.idents[0]
-        engine = self.dispatch.by_ident.get(ident)
+    def on_heartbeat(self, msg: Message, conn: int | None = None) -> None:
+        """A verified message on the heartbeat channel; ``conn`` names the connection a
+        ``hello`` came on (the loop passes it)."""
+        engine = self.dispatch.by_ident.get(msg.idents[0])
         if engine is None:
-            if msg.type == P.PING:
-                self.outbox.to_heartbeat(ident, {"t": P.UNKNOWN})
             return
-        engine.last_seen = self.clock()
-        if msg.type == P.PING:
-            self.outbox.to_heartbeat(ident, {"t": P.PONG})
-        elif msg.type == P.REVOKED:
+        if msg.type == P.REVOKED:
             self.scheduler.on_revoked(engine, msg.header.get("cmd"), bool(msg.header.get("ok")))
+        elif msg.type == P.HELLO:
+            self._on_hello(engine, msg, conn)
         else:
             log.warning("unknown heartbeat message type %r", msg.type)
 
     def sweep(self, now: float) -> None:
-        """Drop engines silent past the heartbeat timeout; the scheduler's timeouts."""
-        limit = now - self.hb_timeout
-        for engine in [e for e in self.dispatch.engines.values() if e.last_seen < limit]:
-            self._unregister(engine, f"no heartbeat for {self.hb_timeout:g} s")
+        """What runs every heartbeat period: the scheduler's timeouts. (Engine liveness
+        costs nothing here: silent engines are reported by :meth:`on_disconnect`.)"""
         self.scheduler.sweep(now)
+
+    def shutdown(self) -> None:
+        """The controller stops for good: tell every engine, so it exits rather than wait
+        to register again (an engine that loses a controller that crashed waits)."""
+        for engine in self.dispatch.engines.values():
+            self.outbox.to_heartbeat(engine.ident, {"t": P.SHUTDOWN})
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
@@ -531,7 +591,7 @@ class Hub:
                     "restarts": self.exits.get(e.id, {}).get("restarts", 0),
                     "last_exit": self.exits.get(e.id, {}).get("last_exit"),
                 }
-                for e in sorted(self.dispatch.engines.values(), key=lambda e: e.id)
+                for e in map(self.dispatch.engines.__getitem__, self.dispatch.sorted_ids())
             ],
             **self._results_status(),
             # engines that exited (engine_exit) and are not registered again
@@ -540,6 +600,7 @@ class Hub:
                 for eid, record in sorted(self.exits.items())
                 if eid not in self.dispatch.engines
             ],
+            "reserved_ids": list(self.dispatch.ids.reserved()),
             "dropped_messages": self.dropped,
             "tasks": self.scheduler.table.status(False),
         }

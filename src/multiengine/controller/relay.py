@@ -15,6 +15,13 @@ shared/spec/limits.md to cost half the CPU per message of zmq.asyncio). The hot 
 parses the small msgpack header, checks the signature and hands the message to the
 :class:`~.hub.Hub`, which forwards frames without unpickling what clients and engines
 send each other. What the hub sends goes out through :class:`SocketOutbox`.
+
+Engine liveness costs this loop nothing per heartbeat: libzmq's I/O threads send a ZMTP
+ping on each heartbeat-channel connection every period and close a connection whose
+engine does not answer in time (the engine's libzmq answers, without Python). Socket
+monitors on the engine and heartbeat ROUTERs report each closed connection by its file
+descriptor, which the hub maps to the engine that registered (``register``) or said
+``hello`` on it (docs/protocol.md §7).
 """
 
 from __future__ import annotations
@@ -25,10 +32,12 @@ import time
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from ..config import ControllerConfig
 from ..runtime import pid_alive
 from ..wire import curve
+from ..wire import protocol as P
 from ..wire.message import Signer, WireError
 from .endpoints import bind
 from .hub import Hub
@@ -39,6 +48,13 @@ __all__ = ["Controller", "SocketOutbox"]
 log = logging.getLogger("multiengine.controller")
 
 DRAIN = 64  # messages taken from one socket per wakeup before looking at the others
+BACKLOG = 4096  # pending connections per listening socket: a burst of engines starting at
+# once (libzmq's default of 100 drops SYNs, and each dropped one costs its engine 1 s)
+# libzmq I/O threads. Each keeps its connections' heartbeat timers in one ordered map and
+# cancels a timer (on every pong) by a linear scan of it, so the heartbeat cost grows as
+# connections² / threads: measured at 5,000 engines pinged every second, one thread took
+# 36% of a core and 16 took 7.6% (docs/protocol.md §7). Idle threads cost nothing.
+IO_THREADS = 16
 
 
 class SocketOutbox:
@@ -91,10 +107,26 @@ class Controller:
         self.curve_secret = curve_secret
         self.signer = Signer(key)
         self.ctx = context or zmq.Context.instance()
+        self.ctx.set(zmq.IO_THREADS, IO_THREADS)  # (takes effect before the first socket)
         self.hb_period = config.heartbeat_period
         self.clients = self._router()
         self.engine_sock = self._router()
         self.hb = self._router()
+        # Heartbeats: a ZMTP ping every period on each heartbeat-channel connection (it
+        # carries only small messages, so a ping never waits behind a large transfer, as
+        # it would on the engine channel); one unanswered for (timeout - period) closes
+        # it, so an engine is dropped at most `timeout` after it fell silent. The TTL
+        # tells engines to drop a controller silent as long.
+        period_ms = max(1, int(config.heartbeat_period * 1000))
+        timeout_ms = max(1, int(config.heartbeat_timeout * 1000))
+        self.hb.setsockopt(zmq.HEARTBEAT_IVL, period_ms)
+        self.hb.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(1, timeout_ms - period_ms))
+        self.hb.setsockopt(zmq.HEARTBEAT_TTL, min(max(100, timeout_ms), 6_553_500))
+        # closed engine connections (either channel), by fd: before binding, so none is
+        # missed
+        self.monitors = [
+            s.get_monitor_socket(zmq.EVENT_DISCONNECTED) for s in (self.engine_sock, self.hb)
+        ]
         named = {"client": self.clients, "engine": self.engine_sock, "heartbeat": self.hb}
         self.ports, self.ipc = bind(named, config.ip, ports, ipc)
         self.hub = Hub(
@@ -105,6 +137,7 @@ class Controller:
             task_timeout=config.task_timeout,
             store=ResultStore(store_path, config.result_memory_budget_bytes, config.history_limit),
             strict_clients=restore or config.reuse,
+            engine_id_grace=config.engine_id_grace,
         )
         if restore:
             self.hub.restore()
@@ -116,6 +149,7 @@ class Controller:
         s.setsockopt(zmq.ROUTER_HANDOVER, 1)  # an engine reconnecting keeps its identity
         s.setsockopt(zmq.SNDHWM, 0)
         s.setsockopt(zmq.RCVHWM, 0)
+        s.setsockopt(zmq.BACKLOG, BACKLOG)
         if self.curve_secret:
             curve.make_server(s, self.curve_secret)
         return s
@@ -133,6 +167,10 @@ class Controller:
         wake_fd = hub.store.wake_fd  # the store's writer: "what you wait for is on disk"
         if wake_fd is not None:
             poller.register(wake_fd, zmq.POLLIN)
+        monitors = self.monitors
+        for m in monitors:
+            poller.register(m, zmq.POLLIN)
+        engine_sock, hb = self.engine_sock, self.hb
         next_sweep = time.monotonic() + self.hb_period
         while self._running:
             wake = hub.scheduler.next_wakeup()
@@ -143,6 +181,9 @@ class Controller:
             for sock, _ in poller.poll(int(max(0.0, until - time.monotonic()) * 1000)):
                 if sock == wake_fd:
                     hub.store.woken()
+                    continue
+                if sock in monitors:
+                    self._closed_connections()
                     continue
                 channel, handle = readers[sock]
                 for _ in range(DRAIN):
@@ -157,7 +198,12 @@ class Controller:
                         log.warning("dropped a message on the %s channel: %s", channel, e)
                         continue
                     try:
-                        handle(msg)
+                        if msg.type == P.REGISTER and sock is engine_sock:
+                            hub.on_engine(msg, self._connection(frames[-1]))
+                        elif msg.type == P.HELLO and sock is hb:
+                            hub.on_heartbeat(msg, self._connection(frames[-1]))
+                        else:
+                            handle(msg)
                     except Exception:
                         log.exception("error handling %r message; the controller goes on", msg.type)
             hub.scheduler.table.flush()
@@ -173,6 +219,34 @@ class Controller:
                 self._running = False
         log.info("controller stopping")
 
+    def _connection(self, frame: Any) -> int | None:
+        """The connection (its fd) a ``register`` or ``hello`` came on. Closed connections
+        are taken first: a new connection may reuse the descriptor of one whose closing
+        has not been read yet, and that closing must not be pinned on the new engine."""
+        self._closed_connections()
+        try:
+            conn: int | None = frame.get(zmq.SRCFD)
+        except (zmq.ZMQError, AttributeError, TypeError):
+            conn = None
+        return conn
+
+    def _closed_connections(self) -> None:
+        """Tell the hub of every engine connection (either channel) that has closed."""
+        for monitor in self.monitors:
+            while True:
+                try:
+                    frames = monitor.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                event = parse_monitor_message(frames)
+                if event["event"] == zmq.EVENT_DISCONNECTED:
+                    try:
+                        self.hub.on_disconnect(int(event["value"]))
+                    except Exception:
+                        log.exception(
+                            "error handling a closed engine connection; the controller goes on"
+                        )
+
     def _check_parent(self) -> None:
         parent = self.parent_pid
         if parent and os.getppid() != parent and not pid_alive(parent):
@@ -184,9 +258,18 @@ class Controller:
         self._running = False
 
     def close(self) -> None:
+        """Tell the engines this controller stops for good (they exit rather than wait to
+        register again), then close the sockets."""
+        try:
+            self.hub.shutdown()
+        except zmq.ZMQError as e:
+            log.warning("could not tell every engine that the controller stops: %s", e)
         self.hub.store.close()
-        for s in (self.clients, self.engine_sock, self.hb):
+        for monitor in self.monitors:
+            monitor.close(linger=0)
+        for s in (self.clients, self.engine_sock):
             s.close(linger=0)
+        self.hb.close(linger=1000)  # the shutdown notices go out first
         for url in self.ipc.values():
             try:
                 os.unlink(url[len("ipc://") :])

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from ..config import EngineConfig
@@ -26,16 +27,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     EngineConfig.add_arguments(p)
 
 
-def _find_connection(config: EngineConfig, cdir: ClusterDir, from_dir: bool) -> ConnectionInfo:
-    """--connection-file, else --cluster-dir, else $MULTIENGINE_CONNECTION, else the profile."""
+def _find_connection(
+    config: EngineConfig, cdir: ClusterDir, from_dir: bool
+) -> tuple[ConnectionInfo, Path | None]:
+    """--connection-file, else --cluster-dir, else $MULTIENGINE_CONNECTION, else the profile.
+
+    Also the file it came from, if any: an engine that loses the controller reads it
+    again, since a controller started again may listen elsewhere (its IPC endpoints).
+    """
+    source: Path | None = None
     if config.connection_file:
-        info = read_connection_file(config.connection_file)
+        source = Path(config.connection_file)
+        info = read_connection_file(source)
     else:
         env = connection_from_env() if not from_dir else None
         if env is not None:
             info = env
         else:
-            path = cdir.engine_file
+            source = path = cdir.engine_file
             deadline = time.monotonic() + config.timeout
             while not path.exists() and time.monotonic() < deadline:
                 time.sleep(0.02)  # the controller may still be starting
@@ -46,7 +55,7 @@ def _find_connection(config: EngineConfig, cdir: ClusterDir, from_dir: bool) -> 
             f"the connection info has no {' or '.join(sorted(missing))} address: engines need the "
             "controller's engine.json, not client.json"
         )
-    return info
+    return info, source
 
 
 def main(args: argparse.Namespace) -> int:
@@ -71,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
         )
         return run_group(text, config.number, one.to_argv(inherited))
     try:
-        info = _find_connection(config, cdir, from_dir=args.cluster_dir is not None)
+        info, source = _find_connection(config, cdir, from_dir=args.cluster_dir is not None)
     except KernelError as e:
         print(f"multiengine engine: {e}", file=sys.stderr)
         return 2
@@ -91,7 +100,13 @@ def main(args: argparse.Namespace) -> int:
         mpi.size = mpi.COMM_WORLD.Get_size()
         mpi.rank = mpi.COMM_WORLD.Get_rank()
         desired = mpi.rank if desired is None else desired
-    engine = Engine(info, desired, mpi)
+    engine = Engine(
+        info,
+        desired,
+        mpi,
+        reload=(lambda: read_connection_file(source)) if source is not None else None,
+        reconnect_timeout=config.reconnect_timeout,
+    )
 
     def terminate(signum: int, frame: Any) -> None:
         engine.terminating = True

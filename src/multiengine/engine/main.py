@@ -2,9 +2,16 @@
 ``multiengine engine``, is cli.py).
 
 The main thread owns the command socket: it receives a command, runs it, and sends
-the answer. A daemon thread owns the heartbeat socket; it pings the controller every
-period and ends the process if the controller has been silent for too long or no
-longer knows this engine.
+the answer. A daemon thread owns the heartbeat socket (``hello``, ``interrupt``,
+``revoked``, ``shutdown``). Heartbeats are libzmq's: the controller sends ZMTP pings on
+the heartbeat socket's connection and libzmq answers them here, in its I/O thread (no
+Python, no GIL); the controller drops the connection of an engine that stops answering,
+and the pings' TTL makes this side drop a controller that stops pinging. After each
+registration the heartbeat thread says ``hello`` on that connection, so the controller
+knows it. The same thread watches both connections: when either closes, the engine has
+lost the controller. It then interrupts what runs (the controller has already failed
+it), and the main thread registers again under the same id, keeping the namespace,
+until ``reconnect_timeout`` runs out (docs/protocol.md §7).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from ..config import ControllerConfig
 from ..wire import chunks, curve
@@ -36,11 +44,23 @@ __all__ = ["Engine"]
 log = logging.getLogger("multiengine.engine")
 
 
+# why the engine interrupts its own code: the controller was lost, the command is void
+_WHY_LOST = "lost"
+
+
 class Engine:
     def __init__(
-        self, info: ConnectionInfo, desired_id: int | None = None, mpi: Any = None
+        self,
+        info: ConnectionInfo,
+        desired_id: int | None = None,
+        mpi: Any = None,
+        *,
+        reload: Callable[[], ConnectionInfo] | None = None,
+        reconnect_timeout: float = 300.0,
     ) -> None:
         self.info = info
+        self._reload = reload  # reads the connection info again (the controller may move)
+        self.reconnect_timeout = reconnect_timeout
         self.signer = Signer(info.key)
         self.ctx = zmq.Context()
         self.ident = b"e-" + uuid.uuid4().hex.encode()
@@ -49,7 +69,17 @@ class Engine:
         self.sock.setsockopt(zmq.LINGER, 2000)
         self.sock.setsockopt(zmq.IPV6, 1)
         curve.make_client(self.sock, info.curve_serverkey)
-        self.sock.connect(info.url("engine"))
+        # read by the heartbeat thread: the command connection closing is the loss of the
+        # controller (made before connecting, so no closing is missed)
+        self._events = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        # the main thread tells the heartbeat thread it has registered (it then says
+        # ``hello`` on the heartbeat channel, which only that thread may send on)
+        self._registered_out = self.ctx.socket(zmq.PAIR)
+        self._registered_out.bind(f"inproc://registered-{id(self)}")
+        self._registered_in = self.ctx.socket(zmq.PAIR)
+        self._registered_in.connect(f"inproc://registered-{id(self)}")
+        self._urls = {"engine": info.url("engine"), "heartbeat": info.url("heartbeat")}
+        self.sock.connect(self._urls["engine"])
         self.desired_id = desired_id
         self.interp = Interpreter(-1, mpi)
         from .. import engine as _package
@@ -58,6 +88,14 @@ class Engine:
         self.id = -1
         self.hb_period = ControllerConfig.heartbeat_period  # until the controller says
         self.hb_timeout = ControllerConfig.heartbeat_timeout
+        # Each time a connection to the controller closes the heartbeat thread adds one to
+        # ``epoch``; ``_session`` is the epoch the engine last registered in (main
+        # thread). While they differ the engine has lost the controller: the answers of
+        # commands received in an older session are never sent, and what arrives before
+        # the ``registered`` of the current epoch is dropped.
+        self.epoch = 0
+        self._session = 0
+        self._lost_at: float | None = None
         self._stop = threading.Event()
         self.terminating = False
         self._backlog: list[Any] = []  # messages read early, handled next
@@ -75,36 +113,107 @@ class Engine:
 
     # ------------------------------------------------------------ registration
     def register(self, timeout: float = 10.0) -> int:
+        """Register, or register again after losing the controller (then asking for the
+        id it had). Sent again after 1 s, then every 2 s, until ``registered`` answers
+        it; raises TimeoutError after ``timeout`` seconds."""
+        again = self.id >= 0
+        epoch = self.epoch
         header = {
             "t": P.REGISTER,
-            "desired_id": self.desired_id,
+            "desired_id": self.id if again else self.desired_id,
             "pid": os.getpid(),
             "host": socket.gethostname(),
+            "epoch": epoch,
         }
         deadline = time.monotonic() + timeout
         self.sock.setsockopt(
             zmq.SNDTIMEO, max(1, int(timeout * 1000))
         )  # no pipe yet: do not block forever
-        while True:
+        wait = 1.0
+        msg: Message | None = None
+        while msg is None:
+            if self.epoch != epoch:  # lost again meanwhile: the newest epoch counts
+                epoch = header["epoch"] = self.epoch
+            if again:
+                self._follow_controller("engine", self.sock)
             try:
                 self._send(self.signer.frames(header))
             except zmq.Again:
                 pass
-            if self.sock.poll(min(1000, max(1, int((deadline - time.monotonic()) * 1000)))):
-                msg = self._recv()
-                if msg is not None and msg.type == P.REGISTERED:
-                    break
-            if time.monotonic() >= deadline:
+            resend = min(time.monotonic() + wait, deadline)
+            wait = 2.0
+            while msg is None and (left := resend - time.monotonic()) > 0:
+                if not self.sock.poll(max(1, int(left * 1000))):
+                    continue
+                got = self._recv()
+                if got is None:
+                    continue
+                if got.type == P.REGISTERED and got.header.get("epoch", 0) == epoch:
+                    msg = got
+                elif got.type == P.CMD:
+                    log.info(
+                        "dropped command %s, sent before the controller was lost",
+                        got.header.get("cmd"),
+                    )
+            if msg is None and time.monotonic() >= deadline:
                 raise TimeoutError(
-                    f"no answer from the controller at {self.info.url('engine')} in {timeout:g} s"
+                    f"no answer from the controller at {self._urls['engine']} in {timeout:g} s"
                 )
         self.sock.setsockopt(zmq.SNDTIMEO, -1)
-        self.id = int(msg.header["id"])
+        new_id = int(msg.header["id"])
+        if again and new_id != self.id:
+            log.warning(
+                "engine %d registered again as engine %d (its id was taken)", self.id, new_id
+            )
+        self.id = new_id
         self.hb_period = float(msg.header.get("hb_period", self.hb_period))
         self.hb_timeout = float(msg.header.get("hb_timeout", self.hb_timeout))
         self.interp.set_id(self.id)
-        log.info("registered as engine %d", self.id)
+        with self._start_lock:
+            self._session = epoch
+            if self.epoch == epoch:
+                self._lost_at = None
+        self._registered_out.send(b"")
+        log.info("registered %sas engine %d", "again " if again else "", self.id)
         return self.id
+
+    def _register_again(self) -> None:
+        """The controller was lost: register again (main thread, between commands)."""
+        self._backlog.clear()
+        with self._start_lock:  # command numbers of another controller start afresh
+            self._revoked.clear()
+            self._last_started = -1
+        lost_at = self._lost_at if self._lost_at is not None else time.monotonic()
+        left = self.reconnect_timeout - (time.monotonic() - lost_at)
+        try:
+            self.register(max(left, 0.1))
+        except TimeoutError:
+            self._lost(f"could not register again within {self.reconnect_timeout:g} s")
+
+    def _follow_controller(self, channel: str, sock: zmq.Socket[Any]) -> None:
+        """While the controller is lost: connect ``sock`` where the controller now is.
+
+        A controller started again (``--reuse``) keeps its TCP ports and key but not its
+        IPC endpoints: the connection file is read again when there is one, and an IPC
+        endpoint whose file has gone gives way to TCP (``ConnectionInfo.url``).
+        """
+        if self._reload is not None:
+            try:
+                fresh = self._reload()
+            except Exception:  # noqa: BLE001 - missing or half-written: keep the old one
+                fresh = None
+            if fresh is not None and fresh.key == self.info.key:
+                self.info = fresh
+        url = self.info.url(channel)
+        old = self._urls[channel]
+        if url != old:
+            log.info("connecting the %s socket to %s instead of %s", channel, url, old)
+            try:
+                sock.disconnect(old)
+            except zmq.ZMQError:
+                pass
+            sock.connect(url)
+            self._urls[channel] = url
 
     def _recv(self) -> Any:
         frames = self.sock.recv_multipart(copy=False)
@@ -126,8 +235,10 @@ class Engine:
         hb.setsockopt(zmq.LINGER, 0)
         hb.setsockopt(zmq.IPV6, 1)
         curve.make_client(hb, self.info.curve_serverkey)
-        hb.connect(self.info.url("heartbeat"))
-        ping = self.signer.frames({"t": P.PING, "id": self.id})
+        # the heartbeat connection closing (the controller's pings stopped for its TTL, or
+        # it closed the connection) is the loss of the controller, too
+        hb_events = hb.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        hb.connect(self._urls["heartbeat"])
 
         def on_interrupt(msg: Message) -> None:
             cmd, why = msg.header.get("cmd"), str(msg.header.get("why", P.WHY_INTERRUPT))
@@ -136,32 +247,73 @@ class Engine:
                 hb.send_multipart(self.signer.frames({"t": P.REVOKED, "cmd": cmd, "ok": unrun}))
 
         handlers: dict[str, Callable[[Message], None]] = {
-            P.PONG: lambda msg: None,
-            P.UNKNOWN: lambda msg: self._lost("the controller no longer knows this engine"),
             P.INTERRUPT: on_interrupt,
+            P.SHUTDOWN: lambda msg: self._lost("the controller stopped"),
         }
-        last_heard = time.monotonic()
-        limit = max(self.hb_timeout * 2, 2.0)
+
+        def hello() -> None:  # after each registration: "my heartbeats come on this one"
+            while True:
+                try:
+                    self._registered_in.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+            hb.send_multipart(self.signer.frames({"t": P.HELLO, "epoch": self._session}))
+
+        poller = zmq.Poller()
+        for s in (hb, self._events, hb_events, self._registered_in):
+            poller.register(s, zmq.POLLIN)
         while not self._stop.is_set():
-            hb.send_multipart(ping)
-            deadline = time.monotonic() + self.hb_period
-            while (left := deadline - time.monotonic()) > 0:
-                if not hb.poll(int(left * 1000)):
+            lost = self._lost_at is not None
+            for sock, _ in poller.poll(500 if lost else None):
+                if sock is self._events or sock is hb_events:
+                    self._read_events(sock)
+                    continue
+                if sock is self._registered_in:
+                    hello()
                     continue
                 try:
                     msg = self.signer.parse(hb.recv_multipart())
                 except WireError as e:
                     log.warning("dropped a heartbeat message: %s", e)
                     continue
-                last_heard = time.monotonic()
                 handler = handlers.get(msg.type)
                 if handler is None:
                     log.warning("unexpected heartbeat message %r", msg.type)
                 else:
                     handler(msg)
-            if time.monotonic() - last_heard > limit:
-                self._lost(f"no answer from the controller for {limit:g} s")
+            lost_at = self._lost_at
+            if lost_at is not None:
+                if time.monotonic() - lost_at > self.reconnect_timeout:
+                    self._lost(f"could not register again within {self.reconnect_timeout:g} s")
+                self._follow_controller("heartbeat", hb)
         hb.close()
+
+    def _read_events(self, monitor: zmq.Socket[Any]) -> None:
+        """A socket's monitor: a closed connection means the controller is lost (it
+        closed it, died, or libzmq gave up waiting for its heartbeats)."""
+        while True:
+            try:
+                frames = monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if parse_monitor_message(frames)["event"] == zmq.EVENT_DISCONNECTED:
+                self._controller_lost()
+
+    def _controller_lost(self) -> None:
+        with self._start_lock:
+            self.epoch += 1
+            if self._lost_at is None:
+                self._lost_at = time.monotonic()
+            running = self._running
+        log.warning(
+            "engine %d lost the controller (its connection closed, or no heartbeat for "
+            "%g s): registering again%s",
+            self.id,
+            self.hb_timeout,
+            "; interrupting what runs (the controller has failed it)" if running else "",
+        )
+        if running is not None:
+            self.interrupt(running, _WHY_LOST)
 
     def interrupt(self, cmd_id: Any, why: str) -> bool:
         """Raise KeyboardInterrupt in the user code running for ``cmd_id`` (any, if None).
@@ -227,14 +379,18 @@ class Engine:
         os._exit(3)
 
     # ------------------------------------------------------------ main loop
-    def _recv_buffers(self, xfer: Xfer, timeout: float = 60.0) -> list[Any]:
+    def _recv_buffers(self, xfer: Xfer, session: int, timeout: float = 60.0) -> list[Any]:
         """Read the pieces that follow a command announcing them, copying as they come."""
         asm = chunks.Assembler(xfer.sizes, xfer.piece)
         while not asm.done:
-            if not self.sock.poll(int(timeout * 1000)):
-                raise TimeoutError(
-                    f"a transfer stalled: {asm.received} of {asm.expected} pieces arrived"
-                )
+            deadline = time.monotonic() + timeout
+            while not self.sock.poll(500):
+                if self.epoch != session:
+                    raise ConnectionError("the controller was lost during the transfer")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"a transfer stalled: {asm.received} of {asm.expected} pieces arrived"
+                    )
             msg = self._recv()
             if msg is None:
                 continue
@@ -311,16 +467,26 @@ class Engine:
         self._send(self.signer.frames(reply, content, buffers), copy=False)
 
     def serve(self) -> None:
-        """Run commands until a ``kill``; the only message the command socket takes is ``cmd``."""
+        """Run commands until a ``kill``; the only message the command socket takes is ``cmd``.
+
+        Reads wake up twice a second when nothing comes (a receive timeout, which costs
+        nothing when messages arrive), to register again once the controller is lost.
+        """
+        self.sock.setsockopt(zmq.RCVTIMEO, 500)
         while True:
+            if self.epoch != self._session:
+                self._register_again()
             try:
                 msg = self._backlog.pop(0) if self._backlog else self._recv()
+            except zmq.Again:
+                continue
             except KeyboardInterrupt:
                 continue  # an interrupt that arrived while idle
             if msg is None:
                 continue
             if msg.type != P.CMD:
-                log.warning("unexpected message type %r", msg.type)
+                if msg.type != P.REGISTERED:  # (a late answer to a repeated register)
+                    log.warning("unexpected message type %r", msg.type)
                 continue
             if self._run_command(msg):
                 return
@@ -330,6 +496,7 @@ class Engine:
         h = msg.header
         name = str(h.get("name"))
         cmd_id = h.get("cmd")
+        session = self._session
         status = P.STATUS_OK
         flags: TaskFlags | None = None
         elapsed = 0.0
@@ -337,7 +504,7 @@ class Engine:
         try:
             buffers = msg.buffers
             if h.get("xfer"):
-                buffers = self._recv_buffers(Xfer.from_wire(h["xfer"]))
+                buffers = self._recv_buffers(Xfer.from_wire(h["xfer"]), session)
             handler = COMMANDS[name]
             args = loads(msg.content, buffers) if len(msg.content) else ()
             with self._start_lock:
@@ -376,7 +543,10 @@ class Engine:
             if name != "task":
                 flags = None  # only the scheduler reads them, and only for tasks
             content, buffers = self._error_report(e, name), []
-        self._send_reply(cmd_id, status, content, buffers, flags, elapsed)
+        if self.epoch != session:  # the controller was lost meanwhile and failed it: an
+            log.info("not answering command %s: the controller was lost while it ran", cmd_id)
+        else:  # answer now would go to a controller that no longer expects it
+            self._send_reply(cmd_id, status, content, buffers, flags, elapsed)
         return name == "kill" and status == P.STATUS_OK
 
     def _error_report(self, e: BaseException, method: Any) -> bytes:

@@ -88,8 +88,9 @@ CMD = "cmd"
 REPLY = "reply"
 BYE = "bye"
 # heartbeat channel
-UNKNOWN = "unknown"
 REVOKED = "revoked"
+SHUTDOWN = "shutdown"
+HELLO = "hello"
 # on more than one channel
 PING = "ping"
 PONG = "pong"
@@ -232,19 +233,19 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(OUTPUT, CLIENT_CHANNEL, CONTROLLER, "id", "engine", "name"),
     _spec(TASK_RESULTS, CLIENT_CHANNEL, CONTROLLER, "id", "items", "raw"),
     # engine channel
-    _spec(REGISTER, ENGINE_CHANNEL, ENGINE, "desired_id", "pid", "host"),
-    _spec(REGISTERED, ENGINE_CHANNEL, CONTROLLER, "id", "hb_period", "hb_timeout"),
+    _spec(REGISTER, ENGINE_CHANNEL, ENGINE, "desired_id", "pid", "host", "epoch"),
+    _spec(REGISTERED, ENGINE_CHANNEL, CONTROLLER, "id", "hb_period", "hb_timeout", "epoch"),
     _spec(CMD, ENGINE_CHANNEL, CONTROLLER, "cmd", "name", "xfer", "tl", "live", "raw"),
     _spec(REPLY, ENGINE_CHANNEL, ENGINE, "cmd", "status", "enc", "elapsed", "task", "xfer", "raw"),
     _spec(OUTPUT, ENGINE_CHANNEL, ENGINE, "cmd", "name"),
     _spec(CHUNK, ENGINE_CHANNEL, CONTROLLER, "cmd", "raw"),
     _spec(CHUNK, ENGINE_CHANNEL, ENGINE, "cmd", "raw"),
     _spec(BYE, ENGINE_CHANNEL, ENGINE),
-    # heartbeat channel
-    _spec(PING, HEARTBEAT_CHANNEL, ENGINE, "id"),
-    _spec(PONG, HEARTBEAT_CHANNEL, CONTROLLER),
-    _spec(UNKNOWN, HEARTBEAT_CHANNEL, CONTROLLER),
+    # heartbeat channel (the heartbeats themselves are libzmq's ZMTP pings on this
+    # channel's connection: no message of ours)
     _spec(INTERRUPT, HEARTBEAT_CHANNEL, CONTROLLER, "cmd", "why"),
+    _spec(SHUTDOWN, HEARTBEAT_CHANNEL, CONTROLLER),
+    _spec(HELLO, HEARTBEAT_CHANNEL, ENGINE, "epoch"),
     _spec(REVOKED, HEARTBEAT_CHANNEL, ENGINE, "cmd", "ok"),
 )
 
