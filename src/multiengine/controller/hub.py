@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..runtime import pid_alive
 from ..wire import protocol as P
 from ..wire.message import Message, pack
 from ..wire.protocol import TaskFlags, Xfer
@@ -43,6 +44,10 @@ CLEARS_FIRST = frozenset({"reset", "kill"})
 # what a client that has not connected to this run of the controller may still send
 _OPEN = frozenset({P.CONNECT, P.PING})
 
+
+# how long a dead engine's supervisor has to report the cause (engine_exit) before its
+# work fails with "its connection closed"
+EXIT_REPORT_WAIT = 0.5
 
 ClientHandler = Callable[[bytes, Message], None]
 EngineHandler = Callable[[bytes, "EngineState | None", Message], None]
@@ -79,6 +84,9 @@ class Hub:
         # until they connect again, so a client knows exactly what to send again.
         self.strict_clients = strict_clients
         self.known_clients: set[bytes] = set()
+        # engines of this host whose process died, until engine_exit says how (or a sweep)
+        self._dying: dict[int, tuple[EngineState, float, str]] = {}
+        self._host = socket.gethostname()
         # results kept for clients, and the history; in memory only without a file
         self.store = store or ResultStore(None, budget=1 << 30)
         self.hb_period = heartbeat_period
@@ -250,8 +258,10 @@ class Hub:
         record["fate"] = str(h.get("fate") or "")
         if type(h.get("restarts")) is int:
             record["restarts"] = h["restarts"]
-        if engine is not None:
-            self._unregister(engine, cause, lost=cause, reserve=True)
+        self._dying.pop(eid, None)
+        if engine is not None:  # kept for it while the supervisor starts it again
+            coming_back = record["fate"].startswith("restarting")
+            self._unregister(engine, cause, lost=cause, reserve=coming_back)
         self.dispatch.reply_value(client, h.get("id"), engine is not None)
 
     def _targets(self, client: bytes, msg: Message) -> list[int] | None:
@@ -425,12 +435,17 @@ class Hub:
         died, or libzmq closed its heartbeat connection because no heartbeat came within
         the timeout."""
         engine = self.dispatch.by_conn.get(conn)
-        if engine is None:
+        if engine is None or engine.id in self._dying:
             return
         if conn == engine.hb_conn:
             why = f"no heartbeat for {self.hb_timeout:g} s, or its connection closed"
         else:
             why = "its connection closed: it died, or lost the controller"
+        if engine.host == self._host and not pid_alive(engine.pid):
+            # it died here: the process that started it (if it is watched) says in a moment
+            # how (engine_exit), and its work fails naming that; else at the next sweep
+            self._dying[engine.id] = (engine, self.clock() + EXIT_REPORT_WAIT, why)
+            return
         self._unregister(engine, why, reserve=True)
 
     def _stale(self, conn: int | None) -> None:
@@ -568,6 +583,10 @@ class Hub:
         """What runs every heartbeat period: the scheduler's timeouts. (Engine liveness
         costs nothing here: silent engines are reported by :meth:`on_disconnect`.)"""
         self.scheduler.sweep(now)
+        for eid, (engine, deadline, why) in list(self._dying.items()):
+            if now >= deadline:  # nobody said how it died
+                del self._dying[eid]
+                self._unregister(engine, why, reserve=True)
 
     def shutdown(self) -> None:
         """The controller stops for good: tell every engine, so it exits rather than wait
