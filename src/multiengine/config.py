@@ -547,7 +547,7 @@ class ClusterConfig(Settings):
         example="2GiB",
     )
     restart_controller: bool = setting(
-        True, "start a controller that crashes (local) again, with --restore when it has it"
+        True, "start a controller that crashes (local) again, with --restore"
     )
 
     def validate(self) -> None:

@@ -106,3 +106,24 @@ def test_a_call_running_when_the_controller_died_fails_clearly(
     with pytest.raises((ControllerRestarted, KernelError)) as info:
         pending.get_result(block=True)
     assert "restarted" in str(info.value)
+
+
+def test_restore_after_a_clean_stop_keeps_results_and_history(
+    fresh_cluster: Callable[..., Cluster], multiengine_dir: Path
+) -> None:
+    first = fresh_cluster(1, profile="kept")
+    tc = first.task_client()
+    tids = [tc.run(MapTask(pow, (i, 3))) for i in range(5)]
+    tc.barrier(tids)
+    first.stop()
+
+    again = fresh_cluster(1, profile="kept", restore=True)
+    with multiengine.TaskClient(cluster_dir=again.cluster_dir.path, timeout=10) as tc2:
+        assert [tc2.get_task_result(t, block=True) for t in tids] == [i**3 for i in range(5)]
+        assert {h["id"] for h in tc2.history() if h["kind"] == "task"} >= set(tids)
+        assert tc2.run(MapTask(pow, (2, 2))) == tids[-1] + 1  # task ids go on
+    again.stop()
+
+    fresh = fresh_cluster(1, profile="kept")  # without restore: a clean slate
+    with multiengine.TaskClient(cluster_dir=fresh.cluster_dir.path, timeout=10) as tc3:
+        assert tc3.history() == []

@@ -115,3 +115,31 @@ def test_resubmit_runs_finished_tasks_again_under_new_ids(
         assert "not a finished task" in str(e)
     else:
         raise AssertionError("resubmit of an unknown task must fail")
+
+
+def test_a_client_that_leaves_10000_results_behind_and_a_new_one_that_fetches_them(
+    fresh_cluster: Callable[..., multiengine.Cluster],
+) -> None:
+    cluster = fresh_cluster(2, result_memory_budget="1MB")
+    script = (
+        "import json, multiengine\n"
+        f"mec = multiengine.MultiEngineClient(cluster_dir={str(cluster.cluster_dir.path)!r})\n"
+        "prs = [mec.execute(f'w = {i}', targets=i % 2, block=False) for i in range(10000)]\n"
+        "mec.barrier(prs[-2:])\n"  # (engines run in order: all are done)
+        "print(json.dumps([pr.result_id for pr in prs]))\n"
+        "mec.close()\n"
+    )
+    out = call_within(
+        lambda: subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        ),
+        timeout=150,
+    )
+    assert out.returncode == 0, out.stderr
+    ids = json.loads(out.stdout)
+    assert len(set(ids)) == 10000
+    with multiengine.MultiEngineClient(cluster_dir=cluster.cluster_dir.path) as mec:
+        assert mec.status()["pending_results"] >= 10000 - 2
+        got = [mec.get_pending_deferred(i)[0]["input"]["raw"] for i in ids[:-2]]
+        assert got == [f"w = {i}" for i in range(10000 - 2)]
+        assert mec.status()["pending_results"] == 0  # each fetched once, then gone

@@ -32,6 +32,8 @@ START_SETTINGS = (
     "heartbeat_timeout",
     "task_failure_penalty",
     "task_timeout",
+    "result_memory_budget",
+    "restore",
 )
 # The cluster settings it takes: the engines, the launcher, and how they are supervised.
 CLUSTER_SETTINGS = (

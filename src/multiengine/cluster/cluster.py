@@ -71,7 +71,9 @@ class Cluster:
 
     ``restart_engines``, ``engine_restarts``, ``engine_memory_limit`` (``"500MB"``,
     ``"2GiB"`` or a number of bytes) and ``restart_controller`` say how it keeps itself
-    whole while it runs (:attr:`cluster_config`; docs/reliability.md).
+    whole while it runs (:attr:`cluster_config`; docs/reliability.md). ``restore=True``
+    starts the controller with ``--restore`` on the profile's directory: the results,
+    history and unfinished tasks of its last controller are taken up.
     :meth:`from_profile` gives a ``Cluster`` attached to one that another process runs.
     """
 
@@ -98,6 +100,7 @@ class Cluster:
         engine_restarts: int | None = None,
         engine_memory_limit: str | int | None = None,
         restart_controller: bool | None = None,
+        restore: bool = False,
     ) -> None:
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative int, not {n!r}")
@@ -124,6 +127,7 @@ class Cluster:
             "task_timeout": task_timeout,
             "log_level": log_level,
             "result_memory_budget": result_memory_budget,
+            "restore": restore or None,
         }
         self.controller_config = self._config(
             ControllerConfig, {**given, "parent_pid": os.getpid()}
@@ -212,8 +216,9 @@ class Cluster:
     def start(self) -> Cluster:
         began = time.monotonic()
         self.cluster_dir.create()
-        for f in (self.cluster_dir.client_file, self.cluster_dir.engine_file):
-            f.unlink(missing_ok=True)  # so engines wait for this controller's file
+        if not self.controller_config.restore:  # (restored: its key and addresses)
+            for f in (self.cluster_dir.client_file, self.cluster_dir.engine_file):
+                f.unlink(missing_ok=True)  # so engines wait for this controller's file
         try:
             self.controller_launcher = self._make_controller_launcher()
             self.controller_launcher.start()
