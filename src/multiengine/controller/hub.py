@@ -23,7 +23,7 @@ from typing import Any
 
 from ..runtime import pid_alive
 from ..wire import protocol as P
-from ..wire.message import Message, pack
+from ..wire.message import Message, owned, pack
 from ..wire.protocol import TaskFlags, Xfer
 from .dispatch import Dispatch, Outbox
 from .engines import Command, EngineState, IdAllocator
@@ -492,11 +492,14 @@ class Hub:
         if h.get("xfer"):  # the buffers follow in pieces
             self.transfers.reply_announced(engine, cmd, h, msg.content)
             return
+        frames = [msg.content, *msg.buffers]
+        if cmd.task is not None or (cmd.job is not None and not cmd.job.block):  # kept
+            frames = [owned(f) for f in frames]
         part = Part(
             engine.id,
             str(h.get("status", P.STATUS_OK)),
             str(h.get("enc", P.PICKLE)),
-            [msg.content, *msg.buffers],
+            frames,
             flags=TaskFlags.from_wire(h["task"]) if h.get("task") else None,
             elapsed=h.get("elapsed"),
         )

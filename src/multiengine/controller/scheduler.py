@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..wire import protocol as P
-from ..wire.message import Message
+from ..wire.message import Message, owned
 from ..wire.protocol import TaskLink
 from .dispatch import PREFETCH, Dispatch
 from .engines import Command, EngineState
@@ -111,7 +111,7 @@ class TaskScheduler:
         for links in chains:
             if not links:
                 raise P.ProtocolViolation("a task with an empty chain")
-            specs.append([Spec(*next(parts), link) for link in links])
+            specs.append([_spec(*next(parts), link) for link in links])
         tids = [self._add(client, chain) for chain in specs]
         self.schedule()
         return tids
@@ -471,6 +471,11 @@ class TaskScheduler:
             self._push(task)
         else:
             self.table.finish(task, part, failed=True)
+
+
+def _spec(content: Any, buffers: list[Any], link: TaskLink) -> Spec:
+    """A link of a task as kept until the task is cleared (its frames owned)."""
+    return Spec(owned(content), [owned(b) for b in buffers], link)
 
 
 def _aborted(task: Task, engine_id: int = -1) -> Part:

@@ -36,7 +36,7 @@ import msgpack
 
 from .protocol import check_header
 
-__all__ = ["DELIM", "Signer", "WireError", "Message"]
+__all__ = ["DELIM", "Signer", "WireError", "Message", "owned"]
 
 # With MULTIENGINE_CHECK_PROTOCOL=1 (the test suite sets it) every header sent is checked
 # against the table in protocol.py: a field or type that is not declared there raises.
@@ -159,6 +159,20 @@ class Signer:
         if not isinstance(header, dict) or "t" not in header:
             raise WireError("header is not a map with a message type")
         return Message(idents, header, content, list(buffers))
+
+
+# libzmq reads a connection in 8 KB batches and hands out the messages under that size as
+# views into the batch: one small frame kept alive keeps its whole batch alive.
+SHARED_BELOW = 8192
+
+
+def owned(frame: Any) -> Any:
+    """``frame`` fit to be kept for long (a task, a stored result): a small received
+    frame is copied out of libzmq's receive batch (it would pin 8 KB of it); a large one
+    has its own memory and is kept as it is."""
+    if isinstance(frame, bytes) or _nbytes(frame) >= SHARED_BELOW:
+        return frame
+    return bytes(_view(frame))
 
 
 def _view(b: Any) -> Any:
