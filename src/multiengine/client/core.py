@@ -69,6 +69,7 @@ OutputHook = Callable[[int, str, str], None]  # (engine id, "stdout"/"stderr", t
 MAX_LISTENERS = 256  # requests whose live output is still shown
 PING_EVERY = 1.0  # seconds of silence before a reader pings the controller
 READ_SLICE = 0.1  # longest single poll of a reader, so it notices a dead controller
+CONNECT_AGAIN_AFTER = 0.25  # seconds before an unanswered reconnection connect goes again
 FOLLOW_SLICE = 0.05  # longest wait of a non-reader before it looks again (it is woken)
 
 
@@ -90,6 +91,7 @@ class _Reconnect:
 
     connects: list[_Request]
     before: list[_Request]
+    sent: float  # when the connects last went out (monotonic)
 
 
 @dataclass(eq=False)
@@ -379,9 +381,10 @@ class ClientCore:
                 for sock in (self._fg, self._bg):
                     req = self._new_request(sock is self._bg, None)
                     header = {"t": P.CONNECT, "id": req.mid, "rt": sock.identity}
+                    req.sent = (header, b"", (), ())
                     self._out.send_multipart(self.signer.frames(header))
                     connects.append(req)
-            self._reconnect = _Reconnect(connects, before)
+            self._reconnect = _Reconnect(connects, before, time.monotonic())
         for req in connects:
             req.future.add_done_callback(self._connect_answered)
         self._start_io()  # the bg socket's answer is read by the I/O thread
@@ -442,10 +445,25 @@ class ClientCore:
             for f in frames:
                 self._out.send_multipart(f, copy=False)
 
+    def _connect_again(self, now: float) -> None:
+        """A ``connect`` of a reconnection unanswered for a while: its socket had not
+        reconnected yet when the controller answered (a ROUTER drops answers to an
+        identity it does not know), so send it again, as the first handshake does."""
+        with self._restart_lock:
+            rc = self._reconnect
+            if rc is None or now - rc.sent < CONNECT_AGAIN_AFTER:
+                return
+            rc.sent = now
+            unanswered = [r for r in rc.connects if not r.future.done()]
+        for req in unanswered:
+            self._send_again(req, again=False)
+
     def _check_alive(self, sock: _Socket) -> None:
         if not self._requests:
             return  # idle: silence does not count
         now = time.monotonic()
+        if self._reconnect is not None:
+            self._connect_again(now)
         silent = now - self._last_heard
         if silent > self.dead_after:
             self._fail_all(
