@@ -47,7 +47,7 @@ _OPEN = frozenset({P.CONNECT, P.PING})
 
 # how long a dead engine's supervisor has to report the cause (engine_exit) before its
 # work fails with "its connection closed"
-EXIT_REPORT_WAIT = 0.5
+EXIT_REPORT_WAIT = 2.0
 
 ClientHandler = Callable[[bytes, Message], None]
 EngineHandler = Callable[[bytes, "EngineState | None", Message], None]
