@@ -240,10 +240,11 @@ def run_line(rows: list[Row], results: dict[str, Any] | None) -> str:
     for row in rows:
         r = result_of(row, results)
         counts[r] = counts.get(r, 0) + 1
-    tally = ", ".join(f"{n} {r}" for r, n in sorted(counts.items()))
+    order = ["passed", "failed", "skipped", "not run"]
+    tally = ", ".join(f"{counts[r]} {r}" for r in order if r in counts)
     return (
         f"_Results: the run of `{results['command']}` on {results['date']} at commit "
-        f"`{results['commit']}`: {tally} (rows)._"
+        f"`{results['commit']}`: {len(rows)} rows, {tally}._"
     )
 
 

@@ -80,7 +80,10 @@ def test_a_new_marker_and_a_stale_row_are_reported_then_rendered(tmp_path: Path)
     assert "| a \\| kill | it dies | `tests/test_x.py::test_kill` | passed |" in doc
     assert "| `tests/test_x.py::test_param[two]`, `tests/test_x.py::test_kill` | not run |" in doc
     assert "old row" not in doc
-    assert "_Results: the run of `pytest -m fault` on 2025-01-01 at commit `abc`" in doc
+    assert (
+        "_Results: the run of `pytest -m fault` on 2025-01-01 at commit `abc`: "
+        "2 rows, 1 passed, 1 not run._"
+    ) in doc
     (root / "docs" / "reliability.md").write_text(doc)
     assert fault_table.problems(root) == []
 
