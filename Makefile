@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup systems demo test lint bench clean
+.PHONY: setup systems demo test lint faults bench clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,12 @@ lint: setup
 
 test: lint systems
 	$(VENV)/bin/pytest
+
+# The fault tests (@pytest.mark.fault), then their rows and results into the tables of
+# docs/reliability.md (tests/fault_table.py). The tables are written even when a test
+# fails (its row says so); the target then fails too.
+faults: setup
+	$(VENV)/bin/pytest -m fault; status=$$?; $(PY) tests/fault_table.py && exit $$status
 
 bench: setup
 	$(PY) -m pip install -q -e '.[bench]'

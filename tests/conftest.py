@@ -11,6 +11,9 @@
 * ``latch`` (function): a factory of :class:`helpers.Latch` es; all are set when the test
   ends, so no engine stays blocked on one.
 
+The fault tests (``@pytest.mark.fault``) have their results recorded in
+``build/fault-results.json`` for the tables of docs/reliability.md (``fault_plugin.py``).
+
 Every process started here is ended by PID when the fixture finishes. When the session
 ends, it checks that no engine, controller or other process it started is left running
 (any process whose command line names a path under ``MULTIENGINE_DIR``, or a multiengine
@@ -29,6 +32,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fault_plugin import FaultRecorder
 from helpers import Latch, kill_pids, processes_using, wait_until
 
 # Every message the tests make any process send is checked against the protocol table
@@ -37,6 +41,10 @@ os.environ["MULTIENGINE_CHECK_PROTOCOL"] = "1"
 
 import multiengine
 from multiengine.cluster.cluster import Cluster
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(FaultRecorder(config), "multiengine-fault-recorder")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -30,6 +30,11 @@ def test_an_unknown_profile_raises_connection_file_error() -> None:
     assert "no-such-profile-here" in str(info.value)
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="SIGKILL to the controller with `restart_controller=False`",
+    outcome="clients get `ControllerConnectionError`",
+)
 def test_the_controller_gone_raises_controller_connection_error(
     fresh_cluster: Callable[..., multiengine.Cluster],
 ) -> None:

@@ -107,6 +107,11 @@ def _wait_all_exited(c: multiengine.Cluster, timeout: float = 15) -> None:
     )
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="`kill(controller=True)`",
+    outcome="the cluster ends: every process exits",
+)
 def test_kill_controller_stops_engines_and_controller(
     fresh_cluster: Callable[..., multiengine.Cluster],
 ) -> None:

@@ -45,6 +45,17 @@ def lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+@pytest.mark.fault(
+    section="a-controller-that-comes-back",
+    fault=(
+        "SIGKILL to the controller in the middle of `tc.map` of 1,000 tasks (the cluster "
+        "restarts it with `--restore`)"
+    ),
+    outcome=(
+        "the map returns all 1,000 results, once and in order, in the same call; every item "
+        "ran, fewer than 100 twice; the history has all 1,000 tasks"
+    ),
+)
 def test_a_map_of_1000_tasks_survives_a_killed_controller(
     fresh_cluster: Callable[..., Cluster], tmp_path: Path
 ) -> None:
@@ -76,6 +87,16 @@ def test_a_map_of_1000_tasks_survives_a_killed_controller(
     assert {h["id"] for h in history if h["kind"] == "task"} >= set(range(1000))
 
 
+@pytest.mark.fault(
+    section="a-controller-that-comes-back",
+    fault=(
+        "SIGKILL to the controller with finished tasks and a finished non-blocking call not fetched"
+    ),
+    outcome=(
+        "the same client fetches all of them after the restart without doing anything; a new "
+        "client fetches them too"
+    ),
+)
 def test_results_kept_before_the_crash_are_fetched_after_it(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:
@@ -95,6 +116,14 @@ def test_results_kept_before_the_crash_are_fetched_after_it(
         assert other.get_task_result(tids[7], block=True) == 49  # another client too
 
 
+@pytest.mark.fault(
+    section="a-controller-that-comes-back",
+    fault="SIGKILL to the controller while a non-blocking `execute` runs",
+    outcome=(
+        "fetching its result raises `ControllerRestarted` (it may or may not have run); the "
+        "engine is back with its namespace"
+    ),
+)
 def test_a_call_running_when_the_controller_died_fails_clearly(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:

@@ -83,6 +83,16 @@ def record(mec: multiengine.MultiEngineClient, eid: int) -> tuple[int, str | Non
 
 
 # ---------------------------------------------------------------- engines that die
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="SIGKILL to an engine mid-`execute` (local)",
+    outcome=(
+        "the call fails at once (heartbeat timeout 60 s) with `EngineError: engine 0 died "
+        "(killed by SIGKILL) with execute(...) on it`; the engine is back under id 0 with a "
+        "fresh namespace and runs the next call; `status`: `restarts` 1, `last_exit` `died "
+        "(killed by SIGKILL)`; the other engine untouched"
+    ),
+)
 def test_an_engine_killed_mid_execute_comes_back_under_its_id(
     fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
 ) -> None:
@@ -107,6 +117,11 @@ def test_an_engine_killed_mid_execute_comes_back_under_its_id(
     assert_cluster_works(mec)
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="SIGKILL to the only engine mid-task, `retries=1`",
+    outcome="the task is retried on the engine that came back, and succeeds",
+)
 def test_an_engine_killed_mid_task_with_retries_the_task_succeeds(
     fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch], tmp_path: Path
 ) -> None:
@@ -128,6 +143,14 @@ def test_an_engine_killed_mid_task_with_retries_the_task_succeeds(
     assert c.engine_pids()[0] != old
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="SIGKILL to the only engine mid-task, no retries",
+    outcome=(
+        "the task fails with `EngineError: engine 0 died (killed by SIGKILL) while running "
+        "task N`; the engine is back under id 0 and runs the next task"
+    ),
+)
 def test_an_engine_killed_mid_task_without_retries_fails_naming_the_cause(
     fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
 ) -> None:
@@ -150,6 +173,18 @@ def test_an_engine_killed_mid_task_without_retries_fails_naming_the_cause(
     assert record(mec, 0) == (1, "died (killed by SIGKILL)")
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault=(
+        "SIGKILL to an engine mid-push of 80 MB (to both engines; engine 0 is SIGSTOPped "
+        "first so the kill lands while the controller is sending it the pieces)"
+    ),
+    outcome=(
+        "engine 0's part fails with `EngineError: engine 0 died (killed by SIGKILL) with "
+        "push(big) on it`, engine 1 has the array; engine 0 is back under its id and takes "
+        "the same 80 MB push"
+    ),
+)
 def test_an_engine_killed_mid_push_of_80_mb_comes_back(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:
@@ -186,6 +221,14 @@ def test_an_engine_killed_mid_push_of_80_mb_comes_back(
     assert_cluster_works(mec)
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="the same engine killed twice (`engine_restarts=3`)",
+    outcome=(
+        "the first restart is at once, the second waits 1 s (`fate`: `restarting in 1 s`); "
+        "`restarts` 2"
+    ),
+)
 def test_a_second_restart_within_the_hour_backs_off(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:
@@ -209,10 +252,33 @@ def test_a_second_restart_within_the_hour_backs_off(
 @pytest.mark.parametrize(
     ("code", "cause"),
     [
-        ("import os; os._exit(3)", "exited with status 3"),
-        ("import ctypes; ctypes.string_at(0)", "died of a segmentation fault (SIGSEGV)"),
+        pytest.param(
+            "import os; os._exit(3)",
+            "exited with status 3",
+            id="os._exit(3)",
+            marks=pytest.mark.fault(
+                section="engines-that-die",
+                fault="`os._exit(3)` in user code",
+                outcome=(
+                    "`EngineError: engine 0 exited with status 3 with "
+                    "execute('import os; os._exit(3)') on it`; the engine comes back"
+                ),
+            ),
+        ),
+        pytest.param(
+            "import ctypes; ctypes.string_at(0)",
+            "died of a segmentation fault (SIGSEGV)",
+            id="segfault",
+            marks=pytest.mark.fault(
+                section="engines-that-die",
+                fault="a segmentation fault (`ctypes.string_at(0)`)",
+                outcome=(
+                    "`EngineError: engine 0 died of a segmentation fault (SIGSEGV) with ...`; "
+                    "the engine comes back"
+                ),
+            ),
+        ),
     ],
-    ids=["os._exit(3)", "segfault"],
 )
 def test_a_crashing_engine_names_the_cause(
     fresh_cluster: Callable[..., Cluster], code: str, cause: str
@@ -227,6 +293,14 @@ def test_a_crashing_engine_names_the_cause(
     assert_cluster_works(mec)
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="the engine killed again past `engine_restarts` (1)",
+    outcome=(
+        'it stays down: `status()["down"]` and `cluster status` say `stays down: restarted '
+        "once within the last hour (engine_restarts = 1)`; `restart_engines` brings it back"
+    ),
+)
 def test_an_engine_past_its_restart_limit_stays_down(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:
@@ -260,6 +334,15 @@ def test_an_engine_past_its_restart_limit_stays_down(
     assert mec.get_ids() == [0, 1]
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault='an engine allocating 300 MB under `engine_memory_limit="150MB"`',
+    outcome=(
+        "within about a second it is killed; its call fails with `engine 0 was restarted: its "
+        "memory (3xx MB) passed the limit of 150 MB with execute(...) on it`; it comes back "
+        "and works"
+    ),
+)
 def test_an_engine_past_its_memory_limit_is_restarted(
     fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
 ) -> None:
@@ -282,6 +365,17 @@ def test_an_engine_past_its_memory_limit_is_restarted(
     assert_cluster_works(mec)
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="SIGKILL with `restart_engines=False` (and `cluster start --no-restart-engines`)",
+    outcome=(
+        "the call fails at once naming SIGKILL; the engine stays down, `fate` `not restarted "
+        "(restart_engines is off)`"
+    ),
+    also=[
+        "tests/cluster/test_supervision.py::test_cli_no_restart_engines_reaches_the_daemon",
+    ],
+)
 def test_with_no_restarts_a_dead_engine_stays_down(
     fresh_cluster: Callable[..., Cluster], latch: Callable[[], Latch]
 ) -> None:
@@ -305,6 +399,11 @@ def test_with_no_restarts_a_dead_engine_stays_down(
     assert_cluster_works(mec)
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="`mec.kill(targets=1)` (exit status 0)",
+    outcome="not restarted",
+)
 def test_an_engine_killed_from_a_client_is_not_restarted(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:
@@ -317,6 +416,14 @@ def test_an_engine_killed_from_a_client_is_not_restarted(
     assert mec.get_ids() == [0]
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="SIGKILL to the controller",
+    outcome=(
+        "a new controller is started at once with `--restore`; both engines are back under "
+        "ids 0 and 1 and work"
+    ),
+)
 def test_a_crashed_controller_is_started_again(fresh_cluster: Callable[..., Cluster]) -> None:
     c = fresh_cluster(2, heartbeat_period=0.25, heartbeat_timeout=1.0)
     assert c.controller is not None
@@ -363,6 +470,29 @@ def pids_of(profile: str) -> dict[int, int]:
         return {e["id"]: e["pid"] for e in mec.status()["engines"]}
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault=(
+        "`cluster engines add -n 2`, `stop 1`, `restart 0 2` on a `--daemon` cluster, from "
+        "another shell; then SIGKILL to an added engine"
+    ),
+    outcome=(
+        "new engines 2 and 3; engine 1 stops and stays down (`down, it was stopped on "
+        "request; not restarted`); 0 and 2 come back with new pids, same ids; the added "
+        "engine is restarted like the others"
+    ),
+)
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault=(
+        "`cluster engines restart 9` (no such engine); any `cluster engines` with no cluster "
+        "running"
+    ),
+    outcome=(
+        "one line (`unknown engine id 9: the engines of cluster 'x' are 0, 2, 3`, exit 1; `no "
+        "cluster is running for profile 'x'`, exit 11); nothing changes"
+    ),
+)
 def test_cli_engines_add_stop_restart_on_a_daemon_cluster(
     cleanup: Callable[[str], None],
 ) -> None:
@@ -416,6 +546,18 @@ def test_cli_no_restart_engines_reaches_the_daemon(cleanup: Callable[[str], None
         assert mec.get_ids() == [1]
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault=(
+        "`Cluster.from_profile` on a daemon cluster: `start_engines`, `restart_engines`, "
+        "`stop_engines` with an unknown id, `stop()`"
+    ),
+    outcome=(
+        "the daemon adds, restarts (fresh namespace, same id) and stops engines; an unknown "
+        "id raises `InvalidEngineID` and stops nothing; `stop()` stops the daemon; with none "
+        "running, `ClusterNotRunning`"
+    ),
+)
 def test_cluster_from_profile_changes_a_daemon_cluster(cleanup: Callable[[str], None]) -> None:
     profile = f"attach-{uuid.uuid4().hex[:8]}"
     cleanup(profile)
@@ -451,6 +593,11 @@ def test_cluster_from_profile_changes_a_daemon_cluster(cleanup: Callable[[str], 
         Cluster.from_profile(profile)
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="a cluster directory whose control socket path is longer than a Unix socket address",
+    outcome="the socket is reached through `/proc/self/fd`",
+)
 def test_from_profile_reaches_a_cluster_run_by_python_in_a_long_directory(
     multiengine_dir: Path,
 ) -> None:

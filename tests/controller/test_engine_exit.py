@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+import pytest
 
 from multiengine.wire import protocol as P
 from multiengine.wire.message import Message
@@ -74,6 +75,20 @@ def test_a_task_without_retries_fails_naming_the_cause() -> None:
     assert "engine 0 died of a segmentation fault (SIGSEGV) while running task" in err.evalue
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault=(
+        "the controller told of a death for a pid it no longer has under that id, or for an "
+        "engine already lost"
+    ),
+    outcome=(
+        "the engine now holding the id is left alone; a report for a lost engine is kept for "
+        "`status`"
+    ),
+    also=[
+        "tests/controller/test_engine_exit.py::test_a_report_for_an_engine_already_gone_is_kept",
+    ],
+)
 def test_another_engine_holding_the_id_is_left_alone() -> None:
     c = FakeCluster(n=1)
     # the report names a pid that is not the registered engine's (one that came back)

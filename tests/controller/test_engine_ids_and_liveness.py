@@ -5,6 +5,8 @@ connections; either closing unregisters it), at the hub level with no process
 
 from __future__ import annotations
 
+import pytest
+
 from multiengine.controller.engines import IdAllocator
 from multiengine.wire import protocol as P
 
@@ -31,6 +33,11 @@ def test_a_lost_engines_id_is_reserved_for_it() -> None:
     assert ids.reserved() == {}
 
 
+@pytest.mark.fault(
+    section="an-engine-that-loses-the-controller",
+    fault="a restarted engine asks for its old id (`desired_id`)",
+    outcome="it gets it when no live engine holds it, reserved or not",
+)
 def test_a_desired_id_takes_a_reserved_one_unless_a_live_engine_holds_it() -> None:
     ids = IdAllocator(grace=300.0, clock=Clock())
     assert [ids.take(owner=b"e-%d" % i) for i in range(2)] == [0, 1]
@@ -127,6 +134,14 @@ def test_a_hello_of_an_older_registration_is_ignored() -> None:
     assert c.hub.ids() == []
 
 
+@pytest.mark.fault(
+    section="an-engine-that-loses-the-controller",
+    fault="an engine's registration answer comes late (after it lost the controller again)",
+    outcome=(
+        "`registered` carries the `epoch` of the `register` it answers; the engine ignores "
+        "answers to older ones"
+    ),
+)
 def test_a_repeated_register_is_answered_again_and_a_higher_epoch_starts_afresh() -> None:
     c = FakeCluster(n=1)
     ident = c.idents[0]

@@ -27,6 +27,28 @@ def test_long_running_code_does_not_lose_the_engine(
     assert mec.queue_status() == [(0, {"queue": [], "pending": None})]
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="an engine stopped by SIGSTOP (alive, silent)",
+    outcome=(
+        "not a death: the heartbeat timeout unregisters it, its work fails with `EngineError "
+        "... was lost (no heartbeat for 1 s)`"
+    ),
+)
+@pytest.mark.fault(
+    section="an-engine-that-loses-the-controller",
+    fault="an engine stops answering (SIGSTOP, a stalled host) for longer than `heartbeat_timeout`",
+    outcome=(
+        "the controller unregisters it within `heartbeat_timeout` (`status()` no longer lists "
+        "it; its id is listed in `reserved_ids`); its running and queued commands fail with "
+        "`EngineError` (`engine 0 was lost (no heartbeat for 3 s, or its connection closed) "
+        "with ...`); tasks are retried elsewhere or fail with `EngineError` (`retry_lost`)"
+    ),
+    also=[
+        "tests/engine/test_lost_controller.py::test_a_stopped_engine_comes_back_under_its_id_with_its_namespace",
+        "tests/controller/test_engine_ids_and_liveness.py::test_a_silent_engine_is_unregistered_its_work_fails_and_its_id_is_reserved",
+    ],
+)
 def test_a_stopped_engine_is_unregistered_and_its_work_fails(
     fresh_cluster: Callable[..., multiengine.Cluster],
 ) -> None:

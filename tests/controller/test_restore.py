@@ -52,6 +52,18 @@ def submit_keyed(cluster: FakeCluster, key: str, again: bool, *names: str) -> li
     return msgpack.unpackb(cluster.request(header, frames).content)  # type: ignore[no-any-return]
 
 
+@pytest.mark.fault(
+    section="a-controller-that-comes-back",
+    fault="a task running when the controller died, with and without retries",
+    outcome=(
+        "with retries (and `retry_lost`): it runs again; without: `EngineError` naming the "
+        "restart; with a recovery task: the recovery task runs"
+    ),
+    also=[
+        "tests/controller/test_restore.py::test_a_running_task_without_retries_fails_with_engine_error",
+        "tests/controller/test_restore.py::test_retry_lost_decides_for_a_task_that_ran",
+    ],
+)
 def test_waiting_tasks_run_again_and_the_running_one_is_retried(tmp_path: Path) -> None:
     first = controller(tmp_path)
     a, b, c = first.submit(task("a", retries=1), task("b"), task("c"))
@@ -95,6 +107,11 @@ def test_tasks_that_finished_stay_finished_and_ids_go_on(tmp_path: Path) -> None
     assert second.submit(task("c")) == [b + 1]
 
 
+@pytest.mark.fault(
+    section="a-controller-that-comes-back",
+    fault="a task submission sent again after the restart",
+    outcome="the same task ids; nothing runs twice",
+)
 def test_a_submission_sent_again_is_not_run_twice(tmp_path: Path) -> None:
     first = controller(tmp_path)
     tids = submit_keyed(first, "k-1", False, "a", "b")
@@ -122,6 +139,14 @@ def test_a_submission_is_answered_once_it_is_on_disk(tmp_path: Path) -> None:
     assert store.leftovers().tasks[0][0] == msgpack.unpackb(answers[0].content)[0]
 
 
+@pytest.mark.fault(
+    section="a-controller-that-comes-back",
+    fault="a request from a client of the earlier run",
+    outcome=(
+        "refused (`ConnectAgain`), never run, until the client connects again; the client "
+        "does so and sends it again"
+    ),
+)
 def test_clients_of_the_earlier_run_connect_before_anything_runs(tmp_path: Path) -> None:
     cluster = FakeCluster(1, strict_clients=True)
     refused = cluster.request({"t": P.TASK_SUBMIT, "tasks": [[task("a")[0][0].to_wire()]]}, [b"a"])

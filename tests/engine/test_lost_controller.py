@@ -20,6 +20,27 @@ import multiengine
 from multiengine.errors import CompositeError, EngineError
 
 
+@pytest.mark.fault(
+    section="an-engine-that-loses-the-controller",
+    fault="... and then answers again (SIGCONT, the network is back)",
+    outcome=(
+        "its own libzmq saw the connection close: it interrupts the code it was running (the "
+        "controller already failed that command; its answer is never sent), drops what it had "
+        "not started, registers again asking for its old id, and gets it; its namespace is "
+        "unchanged (same process)"
+    ),
+)
+@pytest.mark.fault(
+    section="an-engine-that-loses-the-controller",
+    fault="a new engine registers while a lost engine's id is reserved",
+    outcome=(
+        "it gets another id; the lost engine's id stays reserved for `engine_id_grace` "
+        "seconds (300 by default), then is free for anyone"
+    ),
+    also=[
+        "tests/controller/test_engine_ids_and_liveness.py::test_reservations_expire_after_the_grace",
+    ],
+)
 def test_a_stopped_engine_comes_back_under_its_id_with_its_namespace(
     fresh_cluster: Callable[..., multiengine.Cluster], latch: Callable[[], Latch]
 ) -> None:
@@ -83,6 +104,16 @@ def processes() -> Iterator[list[subprocess.Popen[Any]]]:
             p.wait()
 
 
+@pytest.mark.fault(
+    section="an-engine-that-loses-the-controller",
+    fault=(
+        "the controller process dies and is started again with the same key and ports (`--reuse`)"
+    ),
+    outcome=(
+        "engines keep trying; each registers again under its old id with its namespace (they "
+        "re-read the connection file, since IPC endpoints change)"
+    ),
+)
 def test_engines_register_again_with_a_controller_started_again(
     tmp_path: Path, processes: list[subprocess.Popen[Any]]
 ) -> None:
@@ -123,3 +154,68 @@ def test_engines_register_again_with_a_controller_started_again(
         assert mec.pull("name") == before == ["engine 0", "engine 1"]
     finally:
         mec.close()
+
+
+def _engine(cdir: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "multiengine", "engine", "--cluster-dir", str(cdir), *extra]
+    with log.open("wb") as err:
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+
+
+@pytest.mark.fault(
+    section="an-engine-that-loses-the-controller",
+    fault="the controller stops cleanly (Ctrl-C, SIGTERM as from `cluster stop`)",
+    outcome=(
+        "it sends `shutdown`; engines exit at once with status 3 (`engine 0 stopping: the "
+        "controller stopped`)"
+    ),
+)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_controller_that_stops_cleanly_stops_its_engines(
+    tmp_path: Path, processes: list[subprocess.Popen[Any]], sig: signal.Signals
+) -> None:
+    cdir = tmp_path / "cluster"
+    ctl = _controller(cdir)
+    processes.append(ctl)
+    wait_until((cdir / "security" / "engine.json").exists, message="the connection files")
+    log = tmp_path / "engine.log"
+    engine = _engine(cdir, log)
+    processes.append(engine)
+    mec = multiengine.MultiEngineClient(cluster_dir=cdir, timeout=HANG)
+    try:
+        wait_until(lambda: mec.get_ids() == [0], message="the engine to register")
+    finally:
+        mec.close()
+    os.kill(ctl.pid, sig)  # Ctrl-C, or what `cluster stop` and a lost parent send
+    assert ctl.wait(HANG) == 0
+    assert engine.wait(HANG) == 3  # at once: it does not wait for reconnect_timeout (300 s)
+    assert "engine 0 stopping: the controller stopped" in log.read_text()
+
+
+@pytest.mark.fault(
+    section="an-engine-that-loses-the-controller",
+    fault="the controller stays away longer than `reconnect_timeout` (2 s here; 300 s by default)",
+    outcome=(
+        "the engine logs `engine N stopping: could not register again within 2 s` and exits "
+        "with status 3"
+    ),
+)
+def test_an_engine_gives_up_after_its_reconnect_timeout(
+    tmp_path: Path, processes: list[subprocess.Popen[Any]]
+) -> None:
+    cdir = tmp_path / "cluster"
+    ctl = _controller(cdir)
+    processes.append(ctl)
+    wait_until((cdir / "security" / "engine.json").exists, message="the connection files")
+    log = tmp_path / "engine.log"
+    engine = _engine(cdir, log, "--reconnect-timeout", "2")
+    processes.append(engine)
+    mec = multiengine.MultiEngineClient(cluster_dir=cdir, timeout=HANG)
+    try:
+        wait_until(lambda: mec.get_ids() == [0], message="the engine to register")
+    finally:
+        mec.close()
+    os.kill(ctl.pid, signal.SIGKILL)  # a crash: no shutdown notice, and nobody starts it again
+    ctl.wait()
+    assert engine.wait(HANG) == 3
+    assert "engine 0 stopping: could not register again within 2 s" in log.read_text()

@@ -46,6 +46,16 @@ def test_engine_killed_mid_task_retried_on_another(
     assert tc.queue_status() == {"scheduled": 0, "pending": 0, "succeeded": 7, "failed": 0}
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="SIGKILL mid-task, no retries (engines not restarted)",
+    outcome=(
+        "the task fails with `EngineError` naming the engine; tasks waiting behind it run elsewhere"
+    ),
+    also=[
+        "tests/tasks/test_engine_loss.py::test_tasks_waiting_on_a_dying_engine_are_not_lost",
+    ],
+)
 def test_engine_killed_mid_task_without_retries_gives_engine_error(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:
