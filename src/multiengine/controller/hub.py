@@ -441,9 +441,12 @@ class Hub:
             why = f"no heartbeat for {self.hb_timeout:g} s, or its connection closed"
         else:
             why = "its connection closed: it died, or lost the controller"
-        if engine.host == self._host and not pid_alive(engine.pid):
+        killed = engine.current is not None and engine.current.name == "kill"
+        if killed or (engine.host == self._host and not pid_alive(engine.pid)):
             # it died here: the process that started it (if it is watched) says in a moment
-            # how (engine_exit), and its work fails naming that; else at the next sweep
+            # how (engine_exit), and its work fails naming that; else at the next sweep.
+            # (An engine told to exit closes its connections as it answers: the answer
+            # may come after the close.)
             self._dying[engine.id] = (engine, self.clock() + EXIT_REPORT_WAIT, why)
             return
         self._unregister(engine, why, reserve=True)
