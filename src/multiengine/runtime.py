@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "add_cluster_dir_arguments",
     "pid_alive",
+    "pid_stopped",
     "on_stdin_close",
 ]
 
@@ -242,6 +243,17 @@ def pid_alive(pid: int | None) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def pid_stopped(pid: int | None) -> bool:
+    """Whether process ``pid`` is stopped (SIGSTOP, a debugger): alive, but silent."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except OSError:
+        return False
 
 
 def on_stdin_close(callback: Callable[[], None]) -> None:

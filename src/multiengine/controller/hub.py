@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..runtime import pid_alive
+from ..runtime import pid_stopped
 from ..wire import protocol as P
 from ..wire.message import Message, owned, pack
 from ..wire.protocol import TaskFlags, Xfer
@@ -442,11 +442,13 @@ class Hub:
         else:
             why = "its connection closed: it died, or lost the controller"
         killed = engine.current is not None and engine.current.name == "kill"
-        if killed or (engine.host == self._host and not pid_alive(engine.pid)):
-            # it died here: the process that started it (if it is watched) says in a moment
-            # how (engine_exit), and its work fails naming that; else at the next sweep.
-            # (An engine told to exit closes its connections as it answers: the answer
-            # may come after the close.)
+        if killed or (engine.host == self._host and not pid_stopped(engine.pid)):
+            # An engine of this host that is not merely stopped (SIGSTOP) has died, or is
+            # dying (its connections close before it is a zombie): the process that
+            # started it, if it is watched, says in a moment how (engine_exit), and its
+            # work fails naming that; else at the first sweep after EXIT_REPORT_WAIT. (An
+            # engine told to exit closes its connections as it answers: the answer may
+            # come after the close.)
             self._dying[engine.id] = (engine, self.clock() + EXIT_REPORT_WAIT, why)
             return
         self._unregister(engine, why, reserve=True)
