@@ -25,7 +25,7 @@ from ..config import ControllerConfig
 from ..wire import chunks, curve
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
-from ..wire.message import Message, Signer, WireError
+from ..wire.message import Message, ReplayGuard, Signer, WireError
 from ..wire.protocol import ErrorReport, TaskFlags, Xfer
 from ..wire.serialize import dumps, loads
 from .commands import COMMANDS
@@ -127,7 +127,7 @@ class Engine:
         hb.setsockopt(zmq.IPV6, 1)
         curve.make_client(hb, self.info.curve_serverkey)
         hb.connect(self.info.url("heartbeat"))
-        ping = self.signer.frames({"t": P.PING, "id": self.id})
+        guard = ReplayGuard()  # this thread's own: the main thread checks with the signer's
 
         def on_interrupt(msg: Message) -> None:
             cmd, why = msg.header.get("cmd"), str(msg.header.get("why", P.WHY_INTERRUPT))
@@ -143,13 +143,13 @@ class Engine:
         last_heard = time.monotonic()
         limit = max(self.hb_timeout * 2, 2.0)
         while not self._stop.is_set():
-            hb.send_multipart(ping)
+            hb.send_multipart(self.signer.frames({"t": P.PING, "id": self.id}))
             deadline = time.monotonic() + self.hb_period
             while (left := deadline - time.monotonic()) > 0:
                 if not hb.poll(int(left * 1000)):
                     continue
                 try:
-                    msg = self.signer.parse(hb.recv_multipart())
+                    msg = self.signer.parse(hb.recv_multipart(), guard)
                 except WireError as e:
                     log.warning("dropped a heartbeat message: %s", e)
                     continue
