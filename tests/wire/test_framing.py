@@ -193,3 +193,24 @@ def test_pickle_streams_in_buffer_positions_are_signed() -> None:
     forged_head = frames[0][:4] + frames[0][4:36] + msgpack.packb({**header, "raw": True})
     with pytest.raises(WireError):
         signer.parse([forged_head, *frames[1:3], evil, raw_data], ReplayGuard())
+
+
+def test_frames_cannot_be_added_split_or_joined() -> None:
+    """Every frame's length is signed: an empty frame appended, a frame split in two or
+    two joined, or bytes moved from one frame to the next, is forged (before the lengths
+    were signed, the fuzzer of test_fuzz.py got a message with empty frames appended
+    past the check)."""
+    frames = make_frames()
+    c = content_index(frames)
+    a, b = frames[c + 1], frames[c + 2]
+    for forged in (
+        frames + [b""],  # an empty frame appended
+        frames + [b""] * 1000,
+        frames[: c + 1] + [b"", a, b],  # an empty frame inserted
+        frames[:c] + [CONTENT[:4], CONTENT[4:]] + frames[c + 1 :],  # the content split
+        frames[:c] + [CONTENT + a, b],  # the content and a buffer joined
+        frames[: c + 1] + [a + b[:1], b[1:]],  # a byte moved between buffers
+    ):
+        with pytest.raises(WireError, match="bad signature"):
+            Signer(KEY).parse(forged, ReplayGuard())
+    assert Signer(KEY).parse(frames, ReplayGuard()).buffers == [a, b]

@@ -13,10 +13,10 @@ A message on any multiengine socket is, after the ZeroMQ routing identities::
   msgpack made by the controller (the header says which).
 * ``buffer_i`` are out-of-band pickle buffers (numpy arrays, large ``bytes``), sent
   zero-copy as their own frames.
-* The signature is HMAC-SHA256 under the cluster key over the header, the content and
-  every buffer, except that of the buffers the header lists as raw data
-  (``header["raw"]``: ``True`` for all, or their indices) only the byte length is
-  covered. Raw buffers are out-of-band pickle buffers: bytes that a signed pickle
+* The signature is HMAC-SHA256 under the cluster key over the header, then the length
+  and bytes of the content and of every buffer, except that of the buffers the header
+  lists as raw data (``header["raw"]``: ``True`` for all, or their indices) only the
+  byte length is covered. Raw buffers are out-of-band pickle buffers: bytes that a signed pickle
   stream places, never code; hashing them would halve large-transfer throughput
   (docs/protocol.md explains this choice). Pickle streams are always hashed.
 
@@ -200,10 +200,13 @@ class Signer:
     def signature(
         self, header: bytes, content: Any, buffers: Sequence[Any], raw: Any = None
     ) -> bytes:
-        """HMAC over the header, the content and every buffer; of the buffers that
-        ``raw`` names (``True``: all of them) only the length is covered."""
+        """HMAC over the header, then each later frame's length and bytes (the content,
+        every buffer); of the buffers that ``raw`` names (``True``: all of them) only the
+        length is covered. The lengths keep bytes from moving between frames and frames
+        (empty ones too) from being added or removed."""
         h = self._base.copy()
         h.update(header)
+        h.update(_LEN.pack(_nbytes(content)))
         h.update(_view(content))
         if buffers:
             if raw is True:
@@ -211,7 +214,9 @@ class Signer:
             else:
                 raw_set = set(raw) if raw else ()
                 for i, b in enumerate(buffers):
-                    h.update(_LEN.pack(_nbytes(b)) if i in raw_set else _view(b))
+                    h.update(_LEN.pack(_nbytes(b)))
+                    if i not in raw_set:
+                        h.update(_view(b))
         return h.digest()
 
     def frames(
