@@ -296,7 +296,12 @@ class ClientCore:
                     log.warning("dropped a message from the controller: %s", e)
                     continue
                 self._last_heard = time.monotonic()
-                self._route(sock, msg)
+                try:
+                    self._route(sock, msg)
+                except (LookupError, TypeError, ValueError, P.ProtocolViolation) as e:
+                    log.warning(
+                        "dropped a malformed %r message from the controller: %r", msg.type, e
+                    )
                 if req is not None and req.answered:
                     return True
             return req is not None and req.answered

@@ -283,9 +283,9 @@ class Hub:
         if engine is None:
             desired = h.get("desired_id")
             wanted = desired if isinstance(desired, int) and not isinstance(desired, bool) else None
-            engine = self.dispatch.add_engine(
-                ident, int(h.get("pid", -1)), str(h.get("host", "?")), wanted
-            )
+            pid = h.get("pid")
+            pid = pid if type(pid) is int else -1  # a malformed one is not a reason to refuse
+            engine = self.dispatch.add_engine(ident, pid, str(h.get("host", "?")), wanted)
             log.info("Engine Info: %d %s %d", engine.id, engine.host, engine.pid)
         reply = {
             "t": P.REGISTERED,
