@@ -169,15 +169,19 @@ def tapped(
             tap.close()
 
 
-def send_raw(url: str, frames: list[bytes], identity: bytes | None = None) -> None:
-    """Send ``frames`` as they are, from a fresh DEALER (with ``identity``, if given)."""
+def send_raw(url: str, *messages: list[bytes], identity: bytes | None = None) -> None:
+    """Send each message's frames as they are, from one fresh DEALER (with ``identity``,
+    if given). One connection for all: a second connection with the same identity would
+    take the identity over (ROUTER_HANDOVER), and the controller might not have read
+    what the first one sent by then."""
     sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 2000)
+    sock.setsockopt(zmq.LINGER, 10_000)
     if identity is not None:
         sock.setsockopt(zmq.IDENTITY, identity)
     try:
         sock.connect(url)
-        sock.send_multipart(frames)
+        for frames in messages:
+            sock.send_multipart(frames)
     finally:
         sock.close()
 
@@ -209,8 +213,8 @@ def test_replayed_register_and_reply_are_dropped(tapped: dict[str, Any]) -> None
     reply = tap.find(UP, "reply")[-1]
     dropped = mec.status()["dropped_messages"]
     url = address(tapped["cluster"], "engine")
-    send_raw(url, register.frames, b"e-phantom")  # without replay protection: a new engine
-    send_raw(url, reply.frames, b"e-phantom")
+    # without replay protection, the register would add a new engine
+    send_raw(url, register.frames, reply.frames, identity=b"e-phantom")
     wait_until(lambda: mec.status()["dropped_messages"] == dropped + 2, message="2 drops")
     assert mec.get_ids() == [0, 1], "a replayed register added an engine"
     assert mec.pull("x", targets=1) == [1]
