@@ -37,6 +37,7 @@ log = logging.getLogger("multiengine.controller")
 
 # Commands that first drop what is queued on the engine (the seed's reset and kill).
 CLEARS_FIRST = frozenset({"reset", "kill"})
+MAX_ENGINE_ID = 2**20 - 1  # the highest id a register may ask for (desired_id)
 
 ClientHandler = Callable[[bytes, Message], None]
 EngineHandler = Callable[[bytes, "EngineState | None", Message], None]
@@ -282,7 +283,11 @@ class Hub:
         h = msg.header
         if engine is None:
             desired = h.get("desired_id")
-            wanted = desired if isinstance(desired, int) and not isinstance(desired, bool) else None
+            wanted = desired if type(desired) is int and 0 <= desired <= MAX_ENGINE_ID else None
+            if wanted is None and desired is not None:  # the ids below it would all be made
+                log.warning(
+                    "register: desired id %.40r ignored (not 0 .. %d)", desired, MAX_ENGINE_ID
+                )
             pid = h.get("pid")
             pid = pid if type(pid) is int else -1  # a malformed one is not a reason to refuse
             engine = self.dispatch.add_engine(ident, pid, str(h.get("host", "?")), wanted)

@@ -286,7 +286,7 @@ class Signer:
         expected = self.signature(hbytes, content, buffers, raw)
         if not hmac.compare_digest(sig, expected):
             raise WireError("bad signature (forged, garbled, or signed with another key)")
-        if not isinstance(header, dict) or "t" not in header:
+        if not isinstance(header, dict) or type(header.get("t")) is not str:
             raise WireError("header is not a map with a message type")
         (self.guard if guard is None else guard).check(header)
         return Message(idents, header, content, list(buffers))
