@@ -58,10 +58,12 @@ def run_for(fuzz: Any, seconds: float, per_round: int, rng: random.Random) -> in
 
 def report(name: str, figures: dict[str, Any], seconds: float) -> None:
     n = figures["examples"]
+    rss = figures["rss_kb"] if isinstance(figures["rss_kb"], list) else [figures["rss_kb"]]
     print(
         f"{name}: {n} examples in {seconds:.0f} s ({n / seconds:.1f}/s), "
         f"{sum(figures['messages'].values())} messages {figures['messages']}, "
-        f"dropped {figures['dropped']}, RSS (kB) {figures['rss_kb']}, crashes 0",
+        f"dropped {figures['dropped']}, RSS {rss[0] // 1024} MB at the start, "
+        f"{max(rss) // 1024} MB at most, {rss[-1] // 1024} MB at the end; crashes 0",
         flush=True,
     )
 
