@@ -11,12 +11,31 @@ import zmq
 from helpers import HANG, assert_cluster_works, call_within
 
 import multiengine
+from multiengine.controller.hub import MAX_ENGINE_ID
 from multiengine.errors import ControllerConnectionError
-from multiengine.wire.message import DELIM, Signer
+from multiengine.wire import protocol as P
+from multiengine.wire.message import DELIM, Message, Signer
+
+from .fakes import FakeCluster
 
 pytestmark = pytest.mark.usefixtures("any_header")  # made-up and malformed messages
 
 
+@pytest.mark.fault(
+    section="hostile-input",
+    fault=(
+        "frames that are not a multiengine message (no `ME/3` delimiter), or of another protocol "
+        "version"
+    ),
+    outcome=(
+        "dropped and counted: `no protocol delimiter (not a multiengine message?)`, `protocol "
+        "ME/2 is not this side's ME/3`"
+    ),
+    also=[
+        "tests/wire/test_framing.py::test_missing_delimiter_is_rejected",
+        "tests/wire/test_fuzz.py::test_fuzz_the_controller",
+    ],
+)
 def test_forged_garbage_and_truncated_messages_are_dropped(
     cluster: multiengine.Cluster, mec: multiengine.MultiEngineClient
 ) -> None:
@@ -70,3 +89,15 @@ def test_a_client_with_a_wrong_key_gets_controller_connection_error(
     assert "key" in str(info.value)
     assert mec.status()["dropped_messages"] > dropped_before
     assert_cluster_works(mec)
+
+
+@pytest.mark.parametrize("desired", [2**63 - 1, MAX_ENGINE_ID + 1, -1, True, "3", [1]])
+def test_a_register_asking_for_an_absurd_id_gets_the_lowest_free_one(desired: object) -> None:
+    # found by the fuzzer: ids below a desired one are all made, so 2**63 - 1 filled the
+    # controller's memory (12 GB) and stopped it from answering
+    fake = FakeCluster(n=1)
+    header = {"t": P.REGISTER, "desired_id": desired, "pid": 7, "host": "h"}
+    fake.hub.on_engine(Message([b"e-absurd"], header, b"", []))
+    assert sorted(fake.hub.engines) == [0, 1]
+    fake.hub.on_engine(Message([b"e-fine"], {**header, "desired_id": MAX_ENGINE_ID}, b"", []))
+    assert sorted(fake.hub.engines) == [0, 1, MAX_ENGINE_ID]

@@ -11,6 +11,7 @@ from helpers import HANG, Latch
 
 import multiengine
 from multiengine.cluster.cluster import Cluster
+from multiengine.engine.interpreter import MAX_CODE
 from multiengine.errors import CompositeError, QueueCleared
 
 
@@ -55,7 +56,7 @@ def test_interrupt_right_after_execute_is_not_lost(fresh_cluster: Callable[..., 
     # command sleeps far longer than the wait: only the interrupt can end it in time.
     c = fresh_cluster(1)
     mec = c.multiengine_client()
-    big = "import time\ntime.sleep(600)\n#" + "x" * (16 * 2**20)
+    big = "import time\ntime.sleep(600)\n#" + "x" * (MAX_CODE - 64)  # the most execute takes
     for attempt, code in enumerate([big] + ["import time; time.sleep(600)"] * 10):
         pr = mec.execute(code, block=False)
         mec.interrupt()

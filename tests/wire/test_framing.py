@@ -8,7 +8,8 @@ import msgpack
 import pytest
 import zmq
 
-from multiengine.wire.message import DELIM, Signer, WireError
+from multiengine.wire.message import DELIM, ReplayGuard, Signer, WireError
+from multiengine.wire.protocol import STAMP_FIELDS
 
 pytestmark = pytest.mark.usefixtures("any_header")  # made-up and malformed messages
 
@@ -17,10 +18,15 @@ HEADER = {"t": "submit", "id": 7, "targets": [0, 2]}
 CONTENT = b"some content"
 
 
+def unstamped(header: dict[str, object]) -> dict[str, object]:
+    """A received header without the replay stamp every signed header carries."""
+    return {k: v for k, v in header.items() if k not in STAMP_FIELDS}
+
+
 def make_frames(signer: Signer | None = None) -> list[bytes]:
     signer = signer or Signer(KEY)
     frames = signer.frames(
-        HEADER, CONTENT, [b"buffer-one", bytearray(b"buffer-two!")], idents=[b"client-1"]
+        dict(HEADER), CONTENT, [b"buffer-one", bytearray(b"buffer-two!")], idents=[b"client-1"]
     )
     return [bytes(f) for f in frames]
 
@@ -46,7 +52,8 @@ def test_frames_parse_round_trip():
     assert frames[0] == b"client-1"
     msg = Signer(KEY).parse(frames)
     assert msg.idents == [b"client-1"]
-    assert msg.header == HEADER
+    assert unstamped(msg.header) == HEADER
+    assert set(STAMP_FIELDS) <= set(msg.header)
     assert msg.type == "submit"
     assert msg.content == CONTENT
     assert [bytes(b) for b in msg.buffers] == [b"buffer-one", b"buffer-two!"]
@@ -56,7 +63,7 @@ def test_round_trip_without_idents_or_buffers():
     s = Signer(KEY)
     msg = s.parse(s.frames({"t": "ping"}))
     assert msg.idents == []
-    assert msg.header == {"t": "ping"}
+    assert unstamped(msg.header) == {"t": "ping"}
     assert msg.content == b""
     assert msg.buffers == []
 
@@ -71,7 +78,7 @@ def test_round_trip_over_zmq_frames():
         s = Signer(KEY)
         a.send_multipart(s.frames({"t": "x", "n": 1}, b"payload", [b"b" * 100]), copy=False)
         msg = s.parse(b.recv_multipart(copy=False))
-        assert msg.header == {"t": "x", "n": 1}
+        assert unstamped(msg.header) == {"t": "x", "n": 1}
         assert bytes(msg.content.buffer) == b"payload"
         assert bytes(msg.buffers[0].buffer) == b"b" * 100
     finally:
@@ -82,10 +89,10 @@ def test_round_trip_over_zmq_frames():
 
 def test_flipped_byte_in_header_is_rejected():
     frames = make_frames()
-    packed = msgpack.packb(HEADER)
-    index = next(i for i, f in enumerate(frames) if packed in f)
-    start = frames[index].index(packed)
-    for pos in range(start, start + len(packed)):
+    index = delimiter_index(frames)
+    start = len(DELIM) + 32
+    assert unstamped(msgpack.unpackb(frames[index][start:])) == HEADER
+    for pos in range(start, len(frames[index])):
         with pytest.raises(WireError):
             Signer(KEY).parse(flip(frames, index, pos))
 
@@ -118,6 +125,12 @@ def test_any_flipped_byte_of_the_signed_part_is_rejected():
                 Signer(KEY).parse(flip(frames, index, pos))
 
 
+@pytest.mark.fault(
+    section="hostile-input",
+    fault="a message cut short (frames missing, a frame truncated)",
+    outcome="dropped and counted: `truncated message` or `bad signature`",
+    also=["tests/wire/test_fuzz.py::test_fuzz_the_controller"],
+)
 def test_truncated_message_is_rejected():
     frames = make_frames()
     d = delimiter_index(frames)
@@ -145,16 +158,27 @@ def test_missing_delimiter_is_rejected():
         Signer(KEY).parse([])
 
 
+@pytest.mark.fault(
+    section="hostile-input",
+    fault="unsigned, forged, or signed with another key",
+    outcome="dropped and counted: `bad signature (forged, garbled, or signed with another key)`",
+    also=[
+        "tests/wire/test_framing.py::test_any_flipped_byte_of_the_signed_part_is_rejected",
+        "tests/wire/test_fuzz.py::test_fuzz_the_controller",
+    ],
+)
 def test_other_key_is_rejected():
     frames = make_frames(Signer(b"another key, same length 32 byt"))
     with pytest.raises(WireError):
         Signer(KEY).parse(frames)
 
 
-def test_header_without_type_is_rejected():
+@pytest.mark.parametrize("header", [{"no-type": 1}, {"t": ["a", "list"]}, {"t": 5}, {"t": None}])
+def test_header_without_type_is_rejected(header: dict[str, object]) -> None:
+    # a type that is not a string (found by the fuzzer) broke the handler lookup
     s = Signer(KEY)
-    with pytest.raises(WireError):
-        s.parse(s.frames({"no-type": 1}))
+    with pytest.raises(WireError, match="not a map with a message type"):
+        s.parse(s.frames(header))
 
 
 def test_empty_key_is_refused():
@@ -172,16 +196,50 @@ def test_pickle_streams_in_buffer_positions_are_signed() -> None:
     raw_data = b"\x00" * 64
     header = {"t": "submit", "parts": [0, 1], "raw": [2]}
     frames = signer.frames(header, b"", [part0, part1, raw_data])
-    assert signer.parse(frames).buffers[1] == part1
+    # (each check parses the same stamp again: with a guard of its own, else it is a replay)
+    assert signer.parse(frames, ReplayGuard()).buffers[1] == part1
     evil = pickle.dumps(("cccc",))
     assert len(evil) == len(part1)
     with pytest.raises(WireError):
-        signer.parse(frames[:3] + [evil, raw_data])
+        signer.parse(frames[:3] + [evil, raw_data], ReplayGuard())
     # the raw buffer is covered by its length only (it never carries code) ...
-    assert signer.parse(frames[:4] + [b"\x01" * 64]).buffers[2] == b"\x01" * 64
+    assert signer.parse(frames[:4] + [b"\x01" * 64], ReplayGuard()).buffers[2] == b"\x01" * 64
     # ... but not its length, and a header that lies about which buffers are raw is forged
     with pytest.raises(WireError):
-        signer.parse(frames[:4] + [b"\x01" * 65])
+        signer.parse(frames[:4] + [b"\x01" * 65], ReplayGuard())
     forged_head = frames[0][:4] + frames[0][4:36] + msgpack.packb({**header, "raw": True})
     with pytest.raises(WireError):
-        signer.parse([forged_head, *frames[1:3], evil, raw_data])
+        signer.parse([forged_head, *frames[1:3], evil, raw_data], ReplayGuard())
+
+
+@pytest.mark.fault(
+    section="hostile-input",
+    fault=(
+        "a signed message with frames added (empty ones too), split, joined, or bytes moved "
+        "between frames"
+    ),
+    outcome=(
+        "dropped and counted (`bad signature`): every frame's length is signed (docs/protocol.md "
+        "§2). The fuzzer found that appending empty frames used to leave the signature valid"
+    ),
+    also=["tests/wire/test_fuzz.py::test_fuzz_an_engine"],
+)
+def test_frames_cannot_be_added_split_or_joined() -> None:
+    """Every frame's length is signed: an empty frame appended, a frame split in two or
+    two joined, or bytes moved from one frame to the next, is forged (before the lengths
+    were signed, the fuzzer of test_fuzz.py got a message with empty frames appended
+    past the check)."""
+    frames = make_frames()
+    c = content_index(frames)
+    a, b = frames[c + 1], frames[c + 2]
+    for forged in (
+        frames + [b""],  # an empty frame appended
+        frames + [b""] * 1000,
+        frames[: c + 1] + [b"", a, b],  # an empty frame inserted
+        frames[:c] + [CONTENT[:4], CONTENT[4:]] + frames[c + 1 :],  # the content split
+        frames[:c] + [CONTENT + a, b],  # the content and a buffer joined
+        frames[: c + 1] + [a + b[:1], b[1:]],  # a byte moved between buffers
+    ):
+        with pytest.raises(WireError, match="bad signature"):
+            Signer(KEY).parse(forged, ReplayGuard())
+    assert Signer(KEY).parse(frames, ReplayGuard()).buffers == [a, b]

@@ -57,7 +57,7 @@ from ..errors import ControllerConnectionError, ControllerRestarted
 from ..wire import chunks, curve
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
-from ..wire.message import Message, Signer, WireError, unpack
+from ..wire.message import Message, ReplayGuard, Signer, WireError, unpack
 from ..wire.protocol import PartHeader
 
 __all__ = ["ClientCore", "OutputHook"]
@@ -100,7 +100,7 @@ class _Socket:
 
     sock: zmq.Socket[Any]
     identity: bytes
-    ping: list[Any] = field(default_factory=list)
+    guard: ReplayGuard = field(default_factory=ReplayGuard)  # each reader checks its own
     streams: dict[Any, tuple[Message, chunks.Assembler]] = field(default_factory=dict)
     last_ping: float = 0.0
 
@@ -136,8 +136,6 @@ class ClientCore:
         self._out = self._socket(linger=1000)
         self._fg = _Socket(self._socket(self.identity), self.identity)
         self._bg = _Socket(self._socket(self.identity + b"-b"), self.identity + b"-b")
-        for s in (self._fg, self._bg):
-            s.ping = self.signer.frames({"t": P.PING, "id": 0, "rt": s.identity})
         self._out.connect(self.url)
         try:
             self.controller: dict[str, Any] = self._handshake(timeout)
@@ -319,12 +317,17 @@ class ClientCore:
                 except zmq.Again:
                     break
                 try:
-                    msg = self.signer.parse(frames)
+                    msg = self.signer.parse(frames, sock.guard)
                 except WireError as e:
                     log.warning("dropped a message from the controller: %s", e)
                     continue
                 self._last_heard = time.monotonic()
-                self._route(sock, msg)
+                try:
+                    self._route(sock, msg)
+                except (LookupError, TypeError, ValueError, P.ProtocolViolation) as e:
+                    log.warning(
+                        "dropped a malformed %r message from the controller: %r", msg.type, e
+                    )
                 if req is not None and req.answered:
                     return True
             return req is not None and req.answered
@@ -474,7 +477,9 @@ class ClientCore:
             )
         elif silent >= PING_EVERY and now - sock.last_ping >= PING_EVERY:
             with self._send_lock:
-                self._out.send_multipart(sock.ping)
+                self._out.send_multipart(
+                    self.signer.frames({"t": P.PING, "id": 0, "rt": sock.identity})
+                )
             sock.last_ping = now
 
     def _gather_stream(self, sock: _Socket, msg: Message) -> Message | None:

@@ -40,6 +40,7 @@ log = logging.getLogger("multiengine.controller")
 
 # Commands that first drop what is queued on the engine (the seed's reset and kill).
 CLEARS_FIRST = frozenset({"reset", "kill"})
+MAX_ENGINE_ID = 2**20 - 1  # the highest id a register may ask for (desired_id)
 
 # what a client that has not connected to this run of the controller may still send
 _OPEN = frozenset({P.CONNECT, P.PING})
@@ -409,9 +410,15 @@ class Hub:
         if engine is None:
             self._stale(conn)
             desired = h.get("desired_id")
-            wanted = desired if isinstance(desired, int) and not isinstance(desired, bool) else None
+            wanted = desired if type(desired) is int and 0 <= desired <= MAX_ENGINE_ID else None
+            if wanted is None and desired is not None:  # the ids below it would all be made
+                log.warning(
+                    "register: desired id %.40r ignored (not 0 .. %d)", desired, MAX_ENGINE_ID
+                )
+            pid = h.get("pid")
+            pid = pid if type(pid) is int else -1  # a malformed one is not a reason to refuse
             engine = self.dispatch.add_engine(
-                ident, int(h.get("pid", -1)), str(h.get("host", "?")), wanted, conn, epoch
+                ident, pid, str(h.get("host", "?")), wanted, conn, epoch
             )
             if self.exits and wanted != engine.id:
                 self.exits.pop(engine.id, None)  # a new engine, not the one that exited

@@ -24,7 +24,12 @@ from ..wire.serialize import rebind_globals
 from .output import Capture, Streamer
 from .properties import StrictDict
 
-__all__ = ["Interpreter", "HIDDEN_NAMES"]
+__all__ = ["Interpreter", "HIDDEN_NAMES", "MAX_CODE"]
+
+# The most code execute() takes, in characters. CPython's compiler holds the GIL and
+# takes about 1 s and 270 MB per MiB of statements (20 MiB: 31 s and 5 GB), during which
+# the engine's heartbeat thread cannot run.
+MAX_CODE = 2**20
 
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -73,6 +78,8 @@ class Interpreter:
         self.streamer: Streamer | None = None  # set while a command wants live output
         self.properties: dict[Any, Any] = StrictDict()
         self.task_flags: TaskFlags | None = None  # how the last task failed, for the scheduler
+        # messages this engine dropped unread: unsigned, forged, replayed or stale ones
+        self.dropped_messages = 0
         self.reset()
 
     # The namespace is the engine's ``__main__`` module, so classes and functions
@@ -117,6 +124,12 @@ class Interpreter:
         return [k for k in self.namespace if k not in HIDDEN_NAMES]
 
     def execute(self, code: str) -> dict[str, Any]:
+        if len(code) > MAX_CODE:
+            raise ValueError(
+                f"the code is {len(code) / 2**20:.1f} MiB; an engine runs at most "
+                f"{MAX_CODE / 2**20:g} MiB of code at a time (compiling more holds it for "
+                "seconds and takes gigabytes): split it, or push large data as values"
+            )
         self.number += 1
         n = self.number
         msg: dict[str, Any] = {"input": {"raw": code, "translated": code}, "number": n}
@@ -130,7 +143,16 @@ class Interpreter:
         try:
             source = code.strip() + "\n"
             linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-            tree = ast.parse(source, filename, "exec")
+            try:
+                tree = ast.parse(source, filename, "exec")
+            except MemoryError as e:
+                if e.args:  # a real one
+                    raise
+                # what CPython's parser raises when its stack overflows
+                raise RecursionError(
+                    "the code is nested too deeply for Python's parser (it gave up with "
+                    "MemoryError)"
+                ) from None
             for node in tree.body:
                 unit = ast.Interactive(body=[node])
                 exec(compile(unit, filename, "single"), self.namespace)

@@ -30,10 +30,11 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from ..config import ControllerConfig
+from ..errors import SerializationError
 from ..wire import chunks, curve
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
-from ..wire.message import Message, Signer, WireError
+from ..wire.message import Message, ReplayGuard, Signer, WireError
 from ..wire.protocol import ErrorReport, TaskFlags, Xfer
 from ..wire.serialize import dumps, loads
 from .commands import COMMANDS
@@ -107,6 +108,7 @@ class Engine:
         self._start_lock = threading.Lock()
         self._sigint_handled = True
         self._send_lock = threading.Lock()  # the output thread sends on the command socket too
+        self._drop_lock = threading.Lock()
         self._live_cmd: Any = None
         self._streamer: Any = None
         self._interrupted: str | None = None  # why SIGINT was sent: "interrupt", "abort", "timeout"
@@ -220,8 +222,15 @@ class Engine:
         try:
             return self.signer.parse(frames)
         except WireError as e:
-            log.warning("dropped a message: %s", e)
+            self._dropped("a message", e)
             return None
+
+    def _dropped(self, what: str, e: WireError) -> None:
+        """Count and log a message that failed verification (both threads call this)."""
+        with self._drop_lock:
+            self.interp.dropped_messages += 1
+            n = self.interp.dropped_messages
+        log.warning("dropped %s (%d so far): %s", what, n, e)
 
     # ------------------------------------------------------------ heartbeat
     def start_heartbeat(self) -> threading.Thread:
@@ -239,9 +248,13 @@ class Engine:
         # it closed the connection) is the loss of the controller, too
         hb_events = hb.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         hb.connect(self._urls["heartbeat"])
+        guard = ReplayGuard()  # this thread's own: the main thread checks with the signer's
 
         def on_interrupt(msg: Message) -> None:
             cmd, why = msg.header.get("cmd"), str(msg.header.get("why", P.WHY_INTERRUPT))
+            if cmd is not None and type(cmd) is not int:  # command numbers are ints
+                log.warning("ignored an interrupt for command %.80r", cmd)
+                return
             unrun = self.interrupt(cmd, why)
             if why in (P.WHY_REVOKE, P.WHY_ABORT):  # the scheduler waits for this answer
                 hb.send_multipart(self.signer.frames({"t": P.REVOKED, "cmd": cmd, "ok": unrun}))
@@ -272,15 +285,18 @@ class Engine:
                     hello()
                     continue
                 try:
-                    msg = self.signer.parse(hb.recv_multipart())
+                    msg = self.signer.parse(hb.recv_multipart(), guard)
                 except WireError as e:
-                    log.warning("dropped a heartbeat message: %s", e)
+                    self._dropped("a heartbeat message", e)
                     continue
                 handler = handlers.get(msg.type)
                 if handler is None:
                     log.warning("unexpected heartbeat message %r", msg.type)
-                else:
+                    continue
+                try:
                     handler(msg)
+                except Exception:  # the heartbeat thread must live on, whatever came
+                    log.exception("error handling a %r heartbeat message", msg.type)
             lost_at = self._lost_at
             if lost_at is not None:
                 if time.monotonic() - lost_at > self.reconnect_timeout:
@@ -506,7 +522,7 @@ class Engine:
             if h.get("xfer"):
                 buffers = self._recv_buffers(Xfer.from_wire(h["xfer"]), session)
             handler = COMMANDS[name]
-            args = loads(msg.content, buffers) if len(msg.content) else ()
+            args = self._arguments(name, msg.content, buffers)
             with self._start_lock:
                 revoked = self._revoked.pop(cmd_id, None)
                 if isinstance(cmd_id, int):
@@ -549,18 +565,46 @@ class Engine:
             self._send_reply(cmd_id, status, content, buffers, flags, elapsed)
         return name == "kill" and status == P.STATUS_OK
 
+    def _arguments(self, name: str, content: Any, buffers: list[Any]) -> Any:
+        """A command's argument tuple; a value that does not unpickle here (a class this
+        engine cannot import, a ``__reduce__`` that raises) fails with a
+        SerializationError that names the command and the cause."""
+        if not len(content):
+            return ()
+        try:
+            return loads(content, buffers)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # SystemExit from a __reduce__ too: the engine goes on
+            raise SerializationError(
+                f"cannot unpickle the arguments of {name} on engine {self.id}: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+
     def _error_report(self, e: BaseException, method: Any) -> bytes:
-        """An error as msgpack: its text always arrives, its pickled object if it can."""
+        """An error as msgpack: its text always arrives, its pickled object if it can.
+
+        Never raises, whatever the user's exception does: one whose ``__str__`` fails
+        is sent as text only (the client could not show the object either)."""
         import cloudpickle
 
-        text = format_exception(e)
-        e.__traceback__ = None
+        ename = type(e).__name__
         try:
-            exc: bytes | None = cloudpickle.dumps(e, protocol=5)
-        except Exception:
-            exc = None
-        report = ErrorReport(type(e).__name__, str(e), text, str(method), self.id, exc)
-        return report.to_bytes()
+            text = format_exception(e)
+        except Exception as inner:
+            text = f"{ename}: (its traceback could not be formatted: {type(inner).__name__})\n"
+        e.__traceback__ = None
+        exc: bytes | None = None
+        try:
+            evalue = str(e)
+        except Exception as inner:
+            evalue = f"<str() of this {ename} failed with {type(inner).__name__}>"
+        else:
+            try:
+                exc = cloudpickle.dumps(e, protocol=5)
+            except Exception:
+                pass
+        return ErrorReport(ename, evalue, text, str(method), self.id, exc).to_bytes()
 
     def close(self) -> None:
         self._stop.set()

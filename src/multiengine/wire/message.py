@@ -2,9 +2,9 @@
 
 A message on any multiengine socket is, after the ZeroMQ routing identities::
 
-    b"ME/2" + signature + header      content      buffer_0 ... buffer_k
+    b"ME/3" + signature + header      content      buffer_0 ... buffer_k
 
-* The first frame starts with ``b"ME/2"``, which separates routing identities from
+* The first frame starts with ``b"ME/3"``, which separates routing identities from
   the message and names the protocol version; then come the 32-byte signature and
   the header, a msgpack map whose ``"t"`` is the message type. Routing fields
   (targets, ids) live in the header so that the controller never unpickles user data.
@@ -13,12 +13,23 @@ A message on any multiengine socket is, after the ZeroMQ routing identities::
   msgpack made by the controller (the header says which).
 * ``buffer_i`` are out-of-band pickle buffers (numpy arrays, large ``bytes``), sent
   zero-copy as their own frames.
-* The signature is HMAC-SHA256 under the cluster key over the header, the content and
-  every buffer, except that of the buffers the header lists as raw data
-  (``header["raw"]``: ``True`` for all, or their indices) only the byte length is
-  covered. Raw buffers are out-of-band pickle buffers: bytes that a signed pickle
+* The signature is HMAC-SHA256 under the cluster key over the header, then the length
+  and bytes of the content and of every buffer, except that of the buffers the header
+  lists as raw data (``header["raw"]``: ``True`` for all, or their indices) only the
+  byte length is covered. Raw buffers are out-of-band pickle buffers: bytes that a signed pickle
   stream places, never code; hashing them would halve large-transfer throughput
   (docs/protocol.md explains this choice). Pickle streams are always hashed.
+
+* **Replay protection.** Every header carries a stamp: ``sid``, a random session id
+  of the sending thread's use of this :class:`Signer`, ``seq``, that session's message
+  counter (1, 2, ...), and ``ts``, the sender's clock (Unix time). A
+  :class:`ReplayGuard` on the receiving side accepts from each session only counters
+  above the highest it has seen (messages of one sender on one ZeroMQ pipe arrive in
+  the order they were signed), and only timestamps within :data:`REPLAY_WINDOW` of its
+  own clock, so a message of a session it has forgotten cannot be replayed either.
+  Sessions idle for :data:`SESSION_KEEP` are forgotten; at most :data:`MAX_SESSIONS`
+  are kept. A session is a (Signer, thread) pair: a thread that sends on several sockets
+  to one receiver must use one Signer per socket (ordering holds only on one pipe).
 
 A frame list that fails any check raises :class:`WireError`; receivers log and drop it.
 """
@@ -28,7 +39,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import secrets
 import struct
+import threading
+import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,14 +51,30 @@ import msgpack
 
 from .protocol import check_header
 
-__all__ = ["DELIM", "Signer", "WireError", "Message", "owned"]
+__all__ = [
+    "DELIM",
+    "MAX_SESSIONS",
+    "REPLAY_WINDOW",
+    "SESSION_KEEP",
+    "Message",
+    "ReplayGuard",
+    "Signer",
+    "WireError",
+    "owned",
+]
 
 # With MULTIENGINE_CHECK_PROTOCOL=1 (the test suite sets it) every header sent is checked
 # against the table in protocol.py: a field or type that is not declared there raises.
 _CHECK = os.environ.get("MULTIENGINE_CHECK_PROTOCOL", "") not in ("", "0")
-DELIM = b"ME/2"  # the protocol version; ME/1 had other header fields
+DELIM = b"ME/3"  # the protocol version; ME/2 had no replay stamp, ME/1 other header fields
 _LEN = struct.Struct("<Q")
 _HEAD = len(DELIM) + 32  # delimiter + HMAC-SHA256 digest
+
+REPLAY_WINDOW = 300.0  # seconds a message's ``ts`` may be off the receiver's clock, either way
+SESSION_KEEP = 2 * REPLAY_WINDOW + 60.0  # an idle session is forgotten after this
+MAX_SESSIONS = 65536  # sessions a receiver remembers at most (the oldest idle go first)
+SWEEP_EVERY = 60.0  # seconds between looks for idle sessions
+_time = time.time
 
 
 class WireError(Exception):
@@ -75,21 +106,108 @@ def _nbytes(buf: Any) -> int:
     return mv.nbytes
 
 
+class ReplayGuard:
+    """What a receiver remembers of the sessions it has heard, to drop replays.
+
+    Per session (``sid``): the highest ``seq`` accepted, when it was last heard (this
+    host's clock) and the latest ``ts`` it carried. A message is accepted when its
+    ``ts`` is within :data:`REPLAY_WINDOW` of this host's clock and its ``seq`` is above
+    its session's highest; a session not heard for :data:`SESSION_KEEP` is forgotten,
+    which is safe because every message it accepted had a ``ts`` that is by then more
+    than :data:`REPLAY_WINDOW` in the past. Past :data:`MAX_SESSIONS` the sessions heard
+    least recently are forgotten early, and new sessions must then carry a ``ts`` later
+    than any of theirs (``floor``). One guard serves one thread.
+    """
+
+    __slots__ = ("_sessions", "_next_sweep", "floor", "limit", "window", "keep")
+
+    def __init__(
+        self,
+        window: float = REPLAY_WINDOW,
+        keep: float | None = None,
+        limit: int = MAX_SESSIONS,
+    ) -> None:
+        self._sessions: dict[int, list[Any]] = {}  # sid -> [highest seq, heard at, latest ts]
+        self.window = window
+        self.keep = 2 * window + 60.0 if keep is None else keep
+        self.limit = limit
+        self.floor = float("-inf")  # new sessions need a later ts (sessions forgotten early)
+        self._next_sweep = _time() + SWEEP_EVERY
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def check(self, header: dict[str, Any]) -> None:
+        """Raise :class:`WireError` unless ``header``'s stamp is fresh; remember it."""
+        sid = header.get("sid")
+        seq = header.get("seq")
+        ts = header.get("ts")
+        if type(seq) is not int or type(ts) is not float or type(sid) is not int:
+            raise WireError("no valid replay stamp (sid, seq, ts) in the header")
+        now = _time()
+        if not -self.window <= ts - now <= self.window:
+            raise WireError(
+                f"stale message: its time is {ts - now:+.0f} s from this host's clock "
+                f"(replayed, or clocks more than {self.window:g} s apart)"
+            )
+        if now >= self._next_sweep:
+            self._sweep(now)
+        s = self._sessions.get(sid)
+        if s is None:
+            if ts <= self.floor:
+                raise WireError("stale message of a forgotten session (replayed?)")
+            self._sessions[sid] = [seq, now, ts]
+            if len(self._sessions) > self.limit:
+                self._sweep(now)
+            return
+        if seq <= s[0]:
+            raise WireError(
+                f"replayed message: {header['t']!r} #{seq} of a session already at #{s[0]}"
+            )
+        s[0] = seq
+        s[1] = now
+        if ts > s[2]:
+            s[2] = ts
+
+    def _sweep(self, now: float) -> None:
+        """Forget idle sessions; past the limit, the least recently heard half early."""
+        self._next_sweep = now + SWEEP_EVERY
+        idle = now - self.keep
+        sessions = self._sessions
+        for sid in [sid for sid, s in sessions.items() if s[1] < idle]:
+            del sessions[sid]
+        if len(sessions) > self.limit:
+            by_age = sorted(sessions.items(), key=lambda item: item[1][1])
+            for sid, s in by_age[: len(sessions) - self.limit // 2]:
+                self.floor = max(self.floor, s[2])
+                del sessions[sid]
+
+
 class Signer:
-    """Signs and verifies messages with one cluster key."""
+    """Signs and verifies messages with one cluster key.
+
+    Each thread that signs with it is its own replay session (see the module's text);
+    :meth:`parse` checks stamps with :attr:`guard` unless given another guard.
+    """
 
     def __init__(self, key: bytes) -> None:
         if not key:
             raise ValueError("a signing key is required")
         self._base = hmac.new(key, digestmod=hashlib.sha256)
+        self._local = threading.local()  # this thread's session: sid, seq
+        self.guard = ReplayGuard()
+        _signers.add(self)
 
     def signature(
         self, header: bytes, content: Any, buffers: Sequence[Any], raw: Any = None
     ) -> bytes:
-        """HMAC over the header, the content and every buffer; of the buffers that
-        ``raw`` names (``True``: all of them) only the length is covered."""
+        """HMAC over the header, then each later frame's length and bytes (the content,
+        every buffer); of the buffers that ``raw`` names (``True``: all of them) only the
+        length is covered. The lengths keep bytes from moving between frames and frames
+        (empty ones too) from being added or removed."""
         h = self._base.copy()
         h.update(header)
+        h.update(_LEN.pack(_nbytes(content)))
         h.update(_view(content))
         if buffers:
             if raw is True:
@@ -97,7 +215,9 @@ class Signer:
             else:
                 raw_set = set(raw) if raw else ()
                 for i, b in enumerate(buffers):
-                    h.update(_LEN.pack(_nbytes(b)) if i in raw_set else _view(b))
+                    h.update(_LEN.pack(_nbytes(b)))
+                    if i not in raw_set:
+                        h.update(_view(b))
         return h.digest()
 
     def frames(
@@ -110,12 +230,23 @@ class Signer:
         """Build the frame list of a message."""
         if _CHECK:
             check_header(header)
+        local = self._local
+        try:
+            seq = local.seq + 1
+        except AttributeError:  # this thread's first message: a new session
+            local.sid = secrets.randbits(63)
+            seq = 1
+        local.seq = seq
+        header["sid"] = local.sid
+        header["seq"] = seq
+        header["ts"] = _time()
         hbytes = msgpack.packb(header)
         sig = self.signature(hbytes, content, buffers, header.get("raw"))
         return [*idents, DELIM + sig + hbytes, content, *buffers]
 
-    def parse(self, frames: list[Any]) -> Message:
-        """Split, verify and decode a received frame list (bytes or zmq.Frame)."""
+    def parse(self, frames: list[Any], guard: ReplayGuard | None = None) -> Message:
+        """Split, verify and decode a received frame list (bytes or zmq.Frame); its
+        stamp is checked against ``guard`` (this signer's own by default)."""
         n = len(frames)
         i = 0
         idents: list[bytes] = []
@@ -156,8 +287,9 @@ class Signer:
         expected = self.signature(hbytes, content, buffers, raw)
         if not hmac.compare_digest(sig, expected):
             raise WireError("bad signature (forged, garbled, or signed with another key)")
-        if not isinstance(header, dict) or "t" not in header:
+        if not isinstance(header, dict) or type(header.get("t")) is not str:
             raise WireError("header is not a map with a message type")
+        (self.guard if guard is None else guard).check(header)
         return Message(idents, header, content, list(buffers))
 
 
@@ -173,6 +305,19 @@ def owned(frame: Any) -> Any:
     if isinstance(frame, bytes) or _nbytes(frame) >= SHARED_BELOW:
         return frame
     return bytes(_view(frame))
+
+
+_signers: weakref.WeakSet[Signer] = weakref.WeakSet()
+
+
+def _new_sessions_in_child() -> None:
+    # a forked child must not continue its parent's sessions (the receiver would take
+    # its messages for replays): every thread of it starts new ones
+    for signer in list(_signers):
+        signer._local = threading.local()
+
+
+os.register_at_fork(after_in_child=_new_sessions_in_child)
 
 
 def _view(b: Any) -> Any:

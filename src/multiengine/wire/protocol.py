@@ -32,8 +32,10 @@ from typing import Any, NamedTuple
 import msgpack
 
 __all__ = [
+    "COMMON_FIELDS",
     "MESSAGES",
     "MessageSpec",
+    "STAMP_FIELDS",
     "ErrorReport",
     "PartHeader",
     "TaskFlags",
@@ -157,13 +159,21 @@ ENGINE_COMMANDS = frozenset(
 CONTROLLER_COMMANDS = frozenset({"queue_status", "clear_queue"})
 
 
+# ---------------------------------------------------------------- fields of every header
+# The replay stamp that Signer.frames (wire/message.py) puts in every header it signs:
+# the sending session's id, its message counter, and the sender's clock (Unix time).
+# Receivers drop a message whose stamp is not fresh (docs/protocol.md §2).
+STAMP_FIELDS = ("sid", "seq", "ts")
+COMMON_FIELDS = frozenset({"t", *STAMP_FIELDS})  # besides each type's own fields
+
+
 # ---------------------------------------------------------------- the table
 @dataclass(frozen=True)
 class MessageSpec:
     type: str
     channel: str
     sender: str
-    fields: frozenset[str]  # header fields besides "t"
+    fields: frozenset[str]  # header fields besides COMMON_FIELDS
 
 
 def _spec(type_: str, channel: str, sender: str, *fields: str) -> MessageSpec:
@@ -251,7 +261,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
 
 _ALLOWED: dict[str, frozenset[str]] = {}
 for _m in MESSAGES:
-    _ALLOWED[_m.type] = _ALLOWED.get(_m.type, frozenset()) | _m.fields | {"t"}
+    _ALLOWED[_m.type] = _ALLOWED.get(_m.type, frozenset()) | _m.fields | COMMON_FIELDS
 
 
 class ProtocolViolation(Exception):

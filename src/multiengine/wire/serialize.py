@@ -139,7 +139,12 @@ def dumps(obj: Any) -> tuple[bytes, list[Any]]:
 
 
 def _describe(obj: Any) -> str:
-    r = repr(obj)
+    """A short repr of ``obj`` for an error message; its type when its repr fails (a
+    structure nested too deeply for repr, a ``__repr__`` that raises)."""
+    try:
+        r = repr(obj)
+    except Exception as e:
+        return f"a {type(obj).__name__} (whose repr failed: {type(e).__name__})"
     return r if len(r) <= 80 else r[:77] + "..."
 
 
