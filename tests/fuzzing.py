@@ -320,7 +320,7 @@ class FakeController:
             )
         self._cmd = 1000
         self._thread: threading.Thread | None = None
-        self.pongs: list[list[Any]] = []  # the first few pongs sent, for replays
+        self.hb_sent: list[list[Any]] = []  # a heartbeat-channel message sent, for replays
         self.seen: Counter[str] = Counter()  # what the engine sent besides call()'s answers
 
     def register(self, timeout: float) -> None:
@@ -331,6 +331,7 @@ class FakeController:
         assert msg.type == P.REGISTER
         self.ident = ident
         reply = {"t": P.REGISTERED, "id": 0, "hb_period": 0.25, "hb_timeout": 30.0}
+        reply["epoch"] = msg.header.get("epoch", 0)  # the engine takes only its own epoch's
         self.engine.send_multipart(self.signer.frames(reply, b"", (), (ident,)))
         self._thread = threading.Thread(target=self._beat, daemon=True)
         self._thread.start()
@@ -345,11 +346,13 @@ class FakeController:
                         msg = self.hb_signer.parse(frames, guard)
                     except message.WireError:
                         continue
-                    if msg.type == P.PING:
-                        pong = self.hb_signer.frames({"t": P.PONG}, b"", (), (frames[0],))
-                        self.hb.send_multipart(pong)
-                        if len(self.pongs) < 3:
-                            self.pongs.append(pong[1:])
+                    if msg.type == P.HELLO and not self.hb_sent:
+                        # a legitimate heartbeat-channel message to replay later: an
+                        # interrupt for a command the engine never had (it does nothing)
+                        header = {"t": P.INTERRUPT, "cmd": 10**6, "why": P.WHY_INTERRUPT}
+                        sent = self.hb_signer.frames(header, b"", (), (frames[0],))
+                        self.hb.send_multipart(sent)
+                        self.hb_sent.append(sent[1:])
             time.sleep(0.02)
 
     def send(self, channel: str, frames: list[Any]) -> None:
@@ -566,7 +569,7 @@ class EngineFuzz:
     :class:`FakeController`; a command afterwards checks it works.
 
     A legitimate ``cmd`` (``hits.append(1)``) is sent first; on the heartbeat channel a
-    ``pong`` already sent is the message replayed.
+    harmless ``interrupt`` already sent is the message replayed.
     """
 
     def __init__(self, workdir: Path) -> None:
@@ -585,10 +588,10 @@ class EngineFuzz:
             Signer(fake.key),  # see CANARY
         )
         deadline = time.monotonic() + 30
-        while not fake.pongs:  # a pong has been sent (the engine pings every 0.25 s)
+        while not fake.hb_sent:  # sent once the engine said hello on its heartbeat socket
             assert time.monotonic() < deadline, "no heartbeat from the engine"
             time.sleep(0.05)
-        replays = {P.ENGINE_CHANNEL: [legit], P.HEARTBEAT_CHANNEL: fake.pongs[:1]}
+        replays = {P.ENGINE_CHANNEL: [legit], P.HEARTBEAT_CHANNEL: fake.hb_sent[:1]}
         self.targets = {
             ch: Target("engine", ch, fake.key, canary_frames, replays[ch]) for ch in replays
         }
