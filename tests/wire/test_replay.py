@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import zmq
 from helpers import HANG, kill_pids, wait_until
-from wiretap import DOWN, UP, Tap, tapped_connection
+from wiretap import UP, Tap, tapped_connection
 
 import multiengine
 from multiengine.wire import message
