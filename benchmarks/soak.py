@@ -13,7 +13,9 @@ resident memory (RSS, /proc) of the controller and of every engine. At the end:
 * **duplicated**: an ``execute`` counted more often than sent, a task token recorded
   on engines more than once (no fault is injected: every task runs once).
 
-Both must be 0. The exit status is 1 otherwise.
+Both must be 0. The exit status is 1 otherwise. Every task result stays kept until a
+client clears it (none does here), so the controller's memory grows up to
+``--budget`` (64 MB by default) and results past it go to results.db.
 
     python benchmarks/soak.py                        # 4 clients, 10 minutes
     python benchmarks/soak.py --minutes 1 --clients 2 --engines 2
@@ -110,11 +112,17 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--engines", type=int, default=4)
     p.add_argument("--sample", type=float, default=None, help="seconds between RSS samples")
+    p.add_argument(
+        "--budget",
+        default="64MB",
+        help="the controller's result_memory_budget: results past it live in results.db "
+        "(every task result is kept until cleared, so memory grows to this)",
+    )
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args()
     seconds = args.minutes * 60
     sample = args.sample or max(1.0, seconds / 20)
-    with multiengine.Cluster(n=args.engines) as cluster:
+    with multiengine.Cluster(n=args.engines, result_memory_budget=args.budget) as cluster:
         mec = cluster.multiengine_client()
         status = mec.status()
         controller = status["pid"]
@@ -172,6 +180,7 @@ def main() -> int:
         "minutes": args.minutes,
         "clients": args.clients,
         "engines": args.engines,
+        "result_memory_budget": args.budget,
         "operations": dict(totals),
         "lost": lost,
         "duplicated": duplicated,
