@@ -562,24 +562,23 @@ class ResultStore:
         self._written.append(done)
 
     def _trim_history(self, db: sqlite3.Connection) -> None:
-        """Keep the newest ``history_limit`` records."""
-        (count,) = db.execute("SELECT count(*) FROM history").fetchone()
-        if count > self.history_limit:
-            db.execute(
-                "DELETE FROM history WHERE rowid IN "
-                "(SELECT rowid FROM history ORDER BY rowid ASC LIMIT ?)",
-                (count - self.history_limit,),
-            )
+        """Keep the newest ``history_limit`` records, and as many submission keys (a
+        resend comes seconds after its submission, not a million jobs later)."""
+        count = _keep_newest(db, "history", self.history_limit)
         self._history_count = min(count, self.history_limit)
-        # the keys of submissions go with the history: a resend comes seconds after its
-        # submission, not a million jobs later
-        (submits,) = db.execute("SELECT count(*) FROM submits").fetchone()
-        if submits > self.history_limit:
-            db.execute(
-                "DELETE FROM submits WHERE rowid IN "
-                "(SELECT rowid FROM submits ORDER BY rowid ASC LIMIT ?)",
-                (submits - self.history_limit,),
-            )
+        _keep_newest(db, "submits", self.history_limit)
+
+
+def _keep_newest(db: sqlite3.Connection, table: str, limit: int) -> int:
+    """Delete all but the newest ``limit`` rows of ``table``; how many there were."""
+    (count,) = db.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+    if count > limit:
+        db.execute(
+            f"DELETE FROM {table} WHERE rowid IN "  # noqa: S608 - a table name of ours
+            f"(SELECT rowid FROM {table} ORDER BY rowid ASC LIMIT ?)",
+            (count - limit,),
+        )
+    return int(count)
 
 
 def _connect(path: str) -> sqlite3.Connection:
