@@ -571,10 +571,10 @@ class ResultStore:
 
 def _keep_newest(db: sqlite3.Connection, table: str, limit: int) -> int:
     """Delete all but the newest ``limit`` rows of ``table``; how many there were."""
-    (count,) = db.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+    (count,) = db.execute(f"SELECT count(*) FROM {table}").fetchone()
     if count > limit:
         db.execute(
-            f"DELETE FROM {table} WHERE rowid IN "  # noqa: S608 - a table name of ours
+            f"DELETE FROM {table} WHERE rowid IN "  # (a table name of ours)
             f"(SELECT rowid FROM {table} ORDER BY rowid ASC LIMIT ?)",
             (count - limit,),
         )
