@@ -22,6 +22,11 @@ from :meth:`~Settings.from_sources`, where it came from; the command line prints
 as one line and exits 2. :class:`~multiengine.cluster.cluster.Cluster` builds both
 configs in the user's process, before starting anything, and hands the processes it
 launches their settings with :meth:`~Settings.to_argv`.
+
+It is long because it is the one place every setting and its parsing live: three
+configs of some forty fields, each with its help, kind and checks, and the machinery
+that turns them into options, environment names, ``cluster.toml`` and argv. Split, the
+defaults would be in several places again.
 """
 
 from __future__ import annotations

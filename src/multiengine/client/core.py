@@ -36,6 +36,11 @@ again; a refusal, or a ``pong`` with another run tag, makes the core connect aga
 then send again what was refused, and what was lost if it is safe to send twice; the
 rest fails with :class:`~multiengine.errors.ControllerRestarted` (docs/protocol.md,
 "A controller that restarts").
+
+It is long because everything here shares one set of sockets, requests and locks: the
+reader roles, routing answers, liveness, reconnection after a restart and the delivery
+thread. What a call sends and how its answer is decoded lives in calls.py and
+taskcalls.py.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ While it runs, a :class:`~.supervisor.Supervisor` thread restarts local engines 
 the controller) that die, and answers other processes on the control socket
 (``control.py``): ``multiengine cluster engines add|stop|restart`` and
 :meth:`Cluster.from_profile` reach it there.
+
+It is long because it is the whole life of a cluster seen from the process that owns
+it: settings, starting, waiting, status, changing and stopping, with the errors of each;
+launching is in launchers/, restarting in supervisor.py, the control socket in
+control.py.
 """
 
 from __future__ import annotations

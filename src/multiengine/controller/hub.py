@@ -9,6 +9,11 @@ which see only ``Dispatch``. Each channel has a table from message type to handl
 The hub owns no socket: it sends through an :class:`~.dispatch.Outbox` and is handed
 verified messages by the loop in ``relay.py``. Tests drive it the same way, with an
 outbox that records (tests/controller/).
+
+It is long because it is the one table of handlers of every message type on three
+channels, and the engine registry's life (register, hello, loss, engine_exit) that
+those handlers share with the jobs; the pieces with an interface of their own are
+already apart: scheduler, task table, result desk, store, transfers, dispatch.
 """
 
 from __future__ import annotations

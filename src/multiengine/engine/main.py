@@ -12,6 +12,11 @@ knows it. The same thread watches both connections: when either closes, the engi
 lost the controller. It then interrupts what runs (the controller has already failed
 it), and the main thread registers again under the same id, keeping the namespace,
 until ``reconnect_timeout`` runs out (docs/protocol.md §7).
+
+It is long because it is one process's life: the command loop, the heartbeat thread,
+registering (again), interrupts and the loss of the controller share the engine's state
+(its id, epoch, current command, sockets) under one lock; the commands themselves are
+in commands.py and the namespace in interpreter.py.
 """
 
 from __future__ import annotations
