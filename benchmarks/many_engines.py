@@ -112,9 +112,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.0
     return time.perf_counter() - start
 
 
-def idle_cpu(pid: int, samples: int = 3) -> str:
-    """Median % of a core over ``samples`` 10 s windows, with the range."""
-    seen = sorted(cpu_percent(pid) for _ in range(samples))
+def idle_cpu(pid: int, window: float = 10.0, samples: int = 3) -> str:
+    """Median % of a core over ``samples`` windows of ``window`` s, with the range."""
+    seen = sorted(cpu_percent(pid, window) for _ in range(samples))
     return f"{statistics.median(seen):.1f} ({seen[0]:.1f}-{seen[-1]:.1f})"
 
 
@@ -391,7 +391,7 @@ def run_simulated(n: int, args: argparse.Namespace, profile: str | None) -> dict
             return step.cells
         victim_id = int(read_line(victim, 30).split()[1])
         time.sleep(2)
-        step.run("idle controller CPU (% of a core)", lambda: idle_cpu(pid))
+        step.run("idle controller CPU (% of a core)", lambda: idle_cpu(pid, args.idle))
         step.run(
             "execute('pass'), all, median (ms)",
             lambda: f"{1000 * median_time(lambda: mec.execute('pass'), args.repeat):.0f}",
@@ -452,7 +452,7 @@ def run_real(n: int, args: argparse.Namespace) -> dict[str, str]:
         mec = cluster.multiengine_client(timeout=60)
         pid = mec.status()["pid"]
         time.sleep(2)
-        step.run("idle controller CPU (% of a core)", lambda: idle_cpu(pid))
+        step.run("idle controller CPU (% of a core)", lambda: idle_cpu(pid, args.idle))
         step.run(
             "execute('pass'), all, median (ms)",
             lambda: f"{1000 * median_time(lambda: mec.execute('pass'), args.repeat):.0f}",
@@ -515,6 +515,7 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000])
     parser.add_argument("--real", type=int, metavar="N", help="N real engines instead")
     parser.add_argument("--repeat", type=int, default=5, help="timed all-engine executes")
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds per idle CPU window")
     parser.add_argument("--per", type=int, default=PER_PROCESS, help="engines per simulator")
     parser.add_argument("--ipc", action="store_true", help="simulators use IPC, not TCP")
     parser.add_argument("--heartbeat-period", type=float)

@@ -1,0 +1,69 @@
+"""The long harnesses of benchmarks/ still run, in miniature.
+
+They are not in the suite's timing (figures come from full runs, benchmarks/README.md),
+but a harness that no longer speaks the protocol reports nothing useful: a change of
+the wire (replay stamps, say) must not leave one behind. Each run here is a small
+version of the real one; it must finish with exit status 0 and the rows a reader looks
+for, with numbers in them. Each harness ends every process it starts by pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(240)
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=200,
+        env=env,
+    )
+
+
+def test_many_engines_simulated_engines_register_work_and_are_detected() -> None:
+    done = run(
+        "many_engines.py",
+        *("--sizes", "40", "--per", "20", "--repeat", "1", "--idle", "0.3"),
+        *("--heartbeat-period", "0.25", "--heartbeat-timeout", "1"),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = dict(
+        (cells[0], cells[1])
+        for line in done.stdout.splitlines()
+        if (cells := [c.strip() for c in line.strip("|").split("|")]) and len(cells) == 2
+    )
+    for row in (
+        "registration (s)",
+        "idle controller CPU (% of a core)",
+        "execute('pass'), all, median (ms)",
+        "push 1 MB to all, median (s)",
+        "silent engine detected after (s)",
+    ):
+        assert re.match(r"\d+(\.\d+)?\b", rows.get(row, "")), (row, done.stdout)
+
+
+def test_soak_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    done = run(
+        "soak.py", "--minutes", "0.1", "--clients", "2", "--engines", "2", "--json", str(out)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads(out.read_text())
+    assert figures["lost"] == 0 and figures["duplicated"] == 0
+    assert figures["dropped_messages"] == 0
+    assert sum(figures["operations"].values()) > 0
+    assert figures["controller_rss_mb"]["max"] > 0
