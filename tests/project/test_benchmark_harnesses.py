@@ -38,7 +38,6 @@ def test_many_engines_simulated_engines_register_work_and_are_detected() -> None
     done = run(
         "many_engines.py",
         *("--sizes", "40", "--per", "20", "--repeat", "1", "--idle", "0.3"),
-        *("--heartbeat-period", "0.25", "--heartbeat-timeout", "1"),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     rows = dict(
