@@ -272,3 +272,24 @@ def test_the_namespace_is_the_one_push_pull_and_apply_see(
     assert imec.pull("w") == [20, 21]
     # a function sent to the engines finds its globals in the shell's namespace
     assert imec.map(lambda i: w + i, [0, 1]) == [20, 22]  # type: ignore[name-defined]  # noqa: F821
+
+
+def test_a_failing_repr_method_is_skipped_and_reported_on_stderr(
+    imec: multiengine.MultiEngineClient,
+) -> None:
+    code = (
+        "class Half:\n"
+        "    def _repr_html_(self): raise ValueError('no html today')\n"
+        "    def __repr__(self): return 'Half()'\n"
+        "Half()"
+    )
+    (m,) = imec.execute(code, targets=0)
+    assert m["display"]["data"] == {"text/plain": "Half()"}
+    assert m["stderr"].endswith("ValueError: no html today\n")
+    assert "IPython" not in m["stderr"]
+
+
+def test_ipythons_own_reset_keeps_the_engines_names(imec: multiengine.MultiEngineClient) -> None:
+    imec.execute("a = 1\n%reset -f")
+    assert imec.keys() == [["id", "mpi"]] * 2
+    assert imec.pull("id") == [0, 1]

@@ -29,6 +29,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import traceback
 import types
 from typing import Any
 
@@ -114,8 +115,31 @@ class _EngineShell(InteractiveShell):
     displayhook_class = _ValueHook
     display_pub_class = _Outputs
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.engine_names: dict[str, Any] = {}  # id and mpi: back after a %reset too
+        self.reported: list[BaseException] = []  # errors IPython caught and showed
+        super().__init__(*args, **kwargs)
+
+    def reset(self, new_session: bool = True, aggressive: bool = False) -> None:
+        super().reset(new_session, aggressive)
+        self.user_ns.update(self.engine_names)
+
+    def showtraceback(
+        self,
+        exc_tuple: Any = None,
+        filename: Any = None,
+        tb_offset: Any = None,
+        exception_only: bool = False,
+        running_compiled_code: bool = False,
+    ) -> None:
+        """Kept, not printed: the cell's own error is raised to the engine, which reports
+        it; others (a display formatter that failed) go to stderr after the cell."""
+        error = exc_tuple[1] if exc_tuple is not None else sys.exc_info()[1]
+        if isinstance(error, BaseException):
+            self.reported.append(error)
+
     def _showtraceback(self, etype: Any, evalue: Any, stb: Any) -> None:
-        pass  # the engine reports the error itself (with a traceback without IPython)
+        pass  # the engine reports errors itself (with a traceback without IPython)
 
     def showsyntaxerror(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -211,13 +235,17 @@ class IPythonInterpreter(Interpreter):
         shell = self.shell
         shell.reset(new_session=True)  # (also forgets In, Out and _N)
         _forget_outputs(shell)
+        shell.engine_names.update(id=self.engine_id, mpi=self.mpi)
+        shell.user_ns.update(shell.engine_names)
         self.namespace = shell.user_ns
-        self.namespace["id"] = self.engine_id
-        self.namespace["mpi"] = self.mpi
         sys.modules["__main__"] = shell.user_module
         self.number = 0
         self.history = {}
         self.properties.clear()
+
+    def set_id(self, engine_id: int) -> None:
+        super().set_id(engine_id)
+        self.shell.engine_names["id"] = engine_id
 
     def keys(self) -> list[str]:
         hidden = self.shell.user_ns_hidden
@@ -258,9 +286,13 @@ class IPythonInterpreter(Interpreter):
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
         shell.execution_count = n  # so In[n], Out[n] and _n match the engine's numbers
+        shell.reported = []
         try:
             result = shell.run_cell(code, store_history=True)
             error = result.error_before_exec or result.error_in_exec
+            for other in shell.reported:
+                if other is not error:
+                    err.write(_formatted(other))
             if error is not None:
                 # a magic's wrong usage is a message, not a place in IPython's code
                 tb = None if isinstance(error, UsageError) else error.__traceback__
@@ -294,6 +326,12 @@ class IPythonInterpreter(Interpreter):
                 "metadata": dict(metadata),
             }
         return msg
+
+
+def _formatted(e: BaseException) -> str:
+    """An error IPython caught and showed (not the cell's), as a traceback for stderr."""
+    tb = _without_ipython(e.__traceback__)
+    return "".join(traceback.format_exception(type(e), e, tb))
 
 
 def _forget_outputs(shell: InteractiveShell) -> None:
