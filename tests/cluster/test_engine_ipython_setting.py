@@ -4,14 +4,16 @@ and a misplaced spelling refused with one line."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import kill_pids, processes_using, run_cli, running
+from helpers import kill_pids, processes_using, run_cli, running, wait_until
 
 import multiengine
 from multiengine.cluster.cluster import Cluster
@@ -47,7 +49,7 @@ def test_the_issues_spelling_in_cluster_toml_names_the_right_place(tmp_path: Pat
     ]
 
 
-def test_cluster_toml_reaches_every_engine_including_added_ones(
+def test_cluster_toml_reaches_every_engine_including_added_and_restarted_ones(
     tmp_path: Path, multiengine_dir: Path
 ) -> None:
     (tmp_path / "cluster.toml").write_text("[engine]\nipython = true\n")
@@ -59,6 +61,11 @@ def test_cluster_toml_reaches_every_engine_including_added_ones(
         mec.execute(PROBE)
         assert mec.pull("loaded") == [True, True]
         assert all("Wall time" in m["stdout"] for m in mec.execute("%time 1"))
+        # an engine restarted (by request, or after it died) speaks IPython again
+        c.restart_engines(1)
+        wait_until(lambda: mec.get_ids() == [0, 1], message="engine 1 back")
+        mec.execute(PROBE, targets=1)
+        assert mec.pull("loaded", targets=1) == [True]
         mec.close()
 
 
@@ -80,6 +87,36 @@ def test_cluster_start_ipython_daemon(multiengine_dir: Path) -> None:
         if running(learned) or processes_using(cdir):
             run_cli("cluster", "stop", "-p", profile, timeout=30)
         kill_pids(set(running(learned)) | set(processes_using(cdir)))
+
+
+def test_a_group_from_stdin_passes_it_on(fresh_cluster: Callable[..., Cluster]) -> None:
+    # what the ssh launcher runs on each host: every engine of the group speaks IPython
+    c = fresh_cluster(0)
+    mec = c.multiengine_client()
+    info = json.loads(c.cluster_dir.engine_file.read_text())
+    group = subprocess.Popen(
+        [sys.executable, "-m", "multiengine", "engine", "--connection-file", "-", "-n", "2"]
+        + ["--ipython"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert group.stdin is not None
+    try:
+        group.stdin.write((json.dumps(info) + "\n").encode())
+        group.stdin.flush()
+        wait_until(lambda: len(mec.get_ids()) == 2, message="the two engines to register")
+        mec.execute(PROBE)
+        assert mec.pull("loaded") == [True, True]
+        pids = list(c.engine_pids().values())
+        group.stdin.close()
+        assert group.wait(15) == 0
+        wait_until(lambda: not running(pids), message="the engines to stop")
+    finally:
+        if group.poll() is None:
+            group.kill()
+            group.wait()
+        mec.close()
 
 
 def test_an_engine_without_ipython_says_so_in_one_line(tmp_path: Path) -> None:
