@@ -293,3 +293,40 @@ def test_ipythons_own_reset_keeps_the_engines_names(imec: multiengine.MultiEngin
     imec.execute("a = 1\n%reset -f")
     assert imec.keys() == [["id", "mpi"]] * 2
     assert imec.pull("id") == [0, 1]
+
+
+def test_display_updates_and_clear_output_change_the_outputs(
+    imec: multiengine.MultiEngineClient,
+) -> None:
+    imec.execute("from IPython.display import HTML, clear_output, display", targets=0)
+    code = (
+        "h = display(HTML('first'), display_id=True)\n"
+        "display(HTML('second'))\n"
+        "h.update(HTML('first, updated'))"
+    )
+    (m,) = imec.execute(code, targets=0)
+    assert [o["data"]["text/html"] for o in m["outputs"]] == ["first, updated", "second"]
+    # an update of an output an earlier command showed adds nothing here
+    assert "outputs" not in imec.execute("h.update(HTML('late'))", targets=0)[0]
+    code = "display(HTML('gone'))\nclear_output(wait=True)\ndisplay(HTML('kept'))"
+    (m,) = imec.execute(code, targets=0)
+    assert [o["data"]["text/html"] for o in m["outputs"]] == ["kept"]
+    assert "outputs" not in imec.execute("display(HTML('x'))\nclear_output()", targets=0)[0]
+
+
+def test_matplotlib_magic_inline_works_and_a_gui_is_refused(
+    imec: multiengine.MultiEngineClient,
+) -> None:
+    pytest.importorskip("matplotlib")
+    (m,) = imec.execute(
+        "%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.plot([1, 2]);", targets=0
+    )
+    assert [sorted(o["data"]) for o in m["outputs"]] == [["image/png", "text/plain"]]
+    assert "display" not in m  # (the trailing semicolon)
+    from IPython.core.error import UsageError
+
+    e = assert_remote(UsageError, imec.execute, "get_ipython().enable_gui('tk')", targets=0)
+    assert "an engine has no tk event loop to show windows in" in str(e.elist[0][1])
+    # %gui reports it through logging: the message reaches the command's stderr
+    (m,) = imec.execute("%gui tk", targets=0)
+    assert m["stderr"].startswith("an engine has no tk event loop to show windows in")

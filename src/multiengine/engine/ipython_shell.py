@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import logging
 import os
 import re
 import selectors
@@ -86,11 +87,24 @@ class _ValueHook(DisplayHook):
 
 
 class _Outputs(DisplayPublisher):
-    """Keeps what ``display()`` (and matplotlib's inline backend) publishes."""
+    """Keeps what ``display()`` (and matplotlib's inline backend) publishes.
+
+    ``display(..., display_id=True)`` and its handle's ``update()`` replace the entry
+    shown under that id; ``clear_output()`` empties the list (``wait=True``: when the
+    next output comes), as they change a notebook cell's output area.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.outputs: list[dict[str, Any]] = []
+        self._where: dict[str, int] = {}  # display id -> its index in outputs
+        self._clear_pending = False
+
+    def start(self) -> None:
+        """A new command: nothing shown yet."""
+        self.outputs = []
+        self._where = {}
+        self._clear_pending = False
 
     def publish(
         self,
@@ -103,10 +117,24 @@ class _Outputs(DisplayPublisher):
         **kwargs: Any,
     ) -> None:
         self._validate_data(data, metadata)
-        self.outputs.append({"data": _jsonable(data), "metadata": dict(metadata or {})})
+        if self._clear_pending:
+            self.start()
+        entry = {"data": _jsonable(data), "metadata": dict(metadata or {})}
+        display_id = (transient or {}).get("display_id")
+        if isinstance(display_id, str) and display_id in self._where:
+            self.outputs[self._where[display_id]] = entry
+            return
+        if update:
+            return  # an update of nothing this command showed (an earlier command's)
+        if isinstance(display_id, str):
+            self._where[display_id] = len(self.outputs)
+        self.outputs.append(entry)
 
     def clear_output(self, wait: bool = False) -> None:
-        self.outputs.clear()
+        if wait:
+            self._clear_pending = True
+        else:
+            self.start()
 
 
 class _EngineShell(InteractiveShell):
@@ -146,6 +174,14 @@ class _EngineShell(InteractiveShell):
 
     def show_usage_error(self, exc: Any) -> None:
         pass
+
+    def enable_gui(self, gui: str | None = None) -> None:
+        """``%matplotlib inline`` needs no event loop; a GUI one cannot run on an engine."""
+        if gui not in (None, "inline"):
+            raise UsageError(
+                f"an engine has no {gui} event loop to show windows in: use "
+                "%matplotlib inline (the default), which sends figures back"
+            )
 
     def init_virtualenv(self) -> None:
         pass  # no warning about running outside a virtualenv
@@ -280,13 +316,16 @@ class IPythonInterpreter(Interpreter):
         hook, pub = shell.displayhook, shell.display_pub
         assert isinstance(hook, _ValueHook) and isinstance(pub, _Outputs)
         hook.format_data = None
-        pub.outputs = []
+        pub.start()
         streamer = self.streamer
         out, err = Capture("stdout", streamer), Capture("stderr", streamer)
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
         shell.execution_count = n  # so In[n], Out[n] and _n match the engine's numbers
         shell.reported = []
+        messages = _CellMessages(err)
+        root = logging.getLogger()
+        root.addHandler(messages)
         try:
             result = shell.run_cell(code, store_history=True)
             error = result.error_before_exec or result.error_in_exec
@@ -301,6 +340,7 @@ class IPythonInterpreter(Interpreter):
             msg["traceback"] = {"plain": format_exception(e)}
             raise
         finally:
+            root.removeHandler(messages)
             sys.stdout, sys.stderr = saved
             if streamer is not None:
                 streamer.flush()  # all of it is out before the reply
@@ -310,7 +350,7 @@ class IPythonInterpreter(Interpreter):
                 msg["stderr"] = err.getvalue()
             if pub.outputs:
                 msg["outputs"] = pub.outputs
-            pub.outputs = []
+            pub.start()
             _forget_outputs(shell)
         if result.result is not None and hook.format_data is not None:
             data, metadata = hook.format_data
@@ -326,6 +366,26 @@ class IPythonInterpreter(Interpreter):
                 "metadata": dict(metadata),
             }
         return msg
+
+
+class _CellMessages(logging.Handler):
+    """What IPython (and the cell) tells the user through the root logger while the cell
+    runs (``%gui`` that failed, ``%cd`` to nowhere), also in the cell's stderr, as a
+    Jupyter kernel shows it; the engine's log still gets it too."""
+
+    def __init__(self, stream: Capture) -> None:
+        super().__init__(logging.WARNING)
+        self.stream = stream
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name == "root" or record.name.split(".")[0] in ("IPython", "traitlets")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging must not fail the cell
+            self.handleError(record)
 
 
 def _formatted(e: BaseException) -> str:
