@@ -193,7 +193,7 @@ class _EngineShell(InteractiveShell):
             raise OSError("Background processes not supported.")
         exit_code = run_shell_command(self.var_expand(cmd, depth=1))
         self.user_ns["_exit_code"] = exit_code
-        if self.system_raise_on_error and exit_code != 0:
+        if getattr(self, "system_raise_on_error", False) and exit_code != 0:  # (IPython 9)
             raise subprocess.CalledProcessError(exit_code, cmd)
 
     system = system_piped
@@ -395,14 +395,16 @@ def _formatted(e: BaseException) -> str:
 
 
 def _forget_outputs(shell: InteractiveShell) -> None:
-    """Drop the history's copy of every output (kept for ``%notebook``, and forever)."""
-    if shell.history_manager is not None:
-        shell.history_manager.outputs.clear()
+    """Drop the history's copy of every output (IPython 9 keeps them for ``%notebook``,
+    and forever)."""
+    outputs = getattr(shell.history_manager, "outputs", None)
+    if outputs is not None:
+        outputs.clear()
 
 
 def _without_ipython(tb: types.TracebackType | None) -> types.TracebackType | None:
-    """The traceback without IPython's own frames (nor ours): the cell's, the user's and those of
-    the code a magic ran (``<magic-timeit>``) remain, in order."""
+    """The traceback without IPython's frames (nor ours): the cell's, the user's and
+    those of the code a magic ran (``<magic-timeit>``) remain, in order."""
     kept: list[types.TracebackType] = []
     while tb is not None:
         if not tb.tb_frame.f_code.co_filename.startswith(_HIDDEN_DIRS):
