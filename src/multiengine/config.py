@@ -527,7 +527,7 @@ class EngineConfig(Settings):
     )
     ipython: bool = setting(
         False,
-        "run code through IPython: magics such as %timeit, !cmd, and rich display (display(), "
+        "run code through IPython: magics, shell commands (!cmd) and rich display (display(), "
         "matplotlib figures) sent back to the client; needs IPython",
     )
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR", metavar="LEVEL")

@@ -144,3 +144,10 @@ def test_an_engine_without_ipython_says_so_in_one_line(tmp_path: Path) -> None:
         "multiengine engine: --ipython needs IPython (pip install multiengine[ipython]): "
         "no IPython here"
     ]
+
+
+@pytest.mark.parametrize("command", [["cluster", "start"], ["engine"]])
+def test_help_shows_the_option(command: list[str]) -> None:
+    r = run_cli(*command, "--help")
+    assert r.returncode == 0, r.stderr
+    assert "--ipython, --no-ipython" in r.stdout
