@@ -151,3 +151,14 @@ def test_help_shows_the_option(command: list[str]) -> None:
     r = run_cli(*command, "--help")
     assert r.returncode == 0, r.stderr
     assert "--ipython, --no-ipython" in r.stdout
+
+
+def test_a_bad_value_stops_cluster_start_before_anything_starts(tmp_path: Path) -> None:
+    r = run_cli(
+        "cluster", "start", "--cluster-dir", str(tmp_path), env={"MULTIENGINE_IPYTHON": "maybe"}
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "multiengine: error: ipython must be true or false, not 'maybe' (from MULTIENGINE_IPYTHON)"
+    ]
+    assert not (tmp_path / "security" / "engine.json").exists()
