@@ -175,6 +175,7 @@ class Settings:
                 raise ConfigError(
                     f"{where}: unknown setting {key!r} "
                     f"(known: {', '.join(n for n, f in known.items() if not _cli_only(f))})"
+                    + _elsewhere(key)
                 )
             if _cli_only(known[key]):
                 raise ConfigError(f"{where}: {key} can only be set on the command line")
@@ -292,6 +293,17 @@ class Settings:
                 shown = f"{f.name} = {_toml_value(f.default)}"
             lines.append(f"{shown:<28} # {f.metadata['help']}")
         return "\n".join(lines) + "\n"
+
+
+def _elsewhere(key: str) -> str:
+    """A hint for ``[cluster] engine_ipython``: the table the setting lives in."""
+    for kind in Settings.__subclasses__():
+        table, _, name = key.partition("_")
+        if table == kind.SECTION and any(
+            f.name == name and not _cli_only(f) for f in kind.fields()
+        ):
+            return f"; did you mean {name} in the [{table}] table?"
+    return ""
 
 
 _TYPES: dict[type, dict[str, type]] = {}
@@ -512,6 +524,11 @@ class EngineConfig(Settings):
         300.0,
         "seconds an engine that lost its controller keeps trying to register again",
         metavar="S",
+    )
+    ipython: bool = setting(
+        False,
+        "run code through IPython: magics, shell commands (!cmd) and rich display (display(), "
+        "matplotlib figures) sent back to the client; needs IPython",
     )
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR", metavar="LEVEL")
 

@@ -66,3 +66,17 @@ def test_soak_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     assert figures["dropped_messages"] == 0
     assert sum(figures["operations"].values()) > 0
     assert figures["controller_rss_mb"]["max"] > 0
+
+
+def test_ipython_engine_harness_reports_both_kinds_of_engine() -> None:
+    pytest.importorskip("IPython")
+    done = run("ipython_engine.py", "--calls", "5")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.strip("|").split("|") for line in done.stdout.splitlines()[2:]]
+    assert [r[0].strip() for r in rows] == [
+        "cluster start, 1 engine (s)",
+        "execute('pass'), median (ms)",
+        "execute('x = 1\\nx'), median (ms)",
+    ]
+    for r in rows:
+        assert all(re.fullmatch(r"\d+\.\d+", c.strip()) for c in r[1:]), done.stdout

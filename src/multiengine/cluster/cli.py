@@ -12,7 +12,7 @@ from typing import Any
 
 import zmq
 
-from ..config import ClusterConfig, ControllerConfig
+from ..config import ClusterConfig, ControllerConfig, EngineConfig
 from ..errors import ClusterNotRunning, ConfigError, KernelError
 from ..runtime import ClusterDir, add_cluster_dir_arguments, list_cluster_dirs, pid_alive
 
@@ -44,6 +44,8 @@ CLUSTER_SETTINGS = (
     "engine_memory_limit",
     "restart_controller",
 )
+# The engine settings it takes (Cluster(engine_<name>=...)).
+ENGINE_SETTINGS = ("ipython",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     ClusterConfig.add_arguments(p, CLUSTER_SETTINGS)
     p.add_argument("--daemon", action="store_true", help="start in the background and return")
     ControllerConfig.add_arguments(p, START_SETTINGS)
+    EngineConfig.add_arguments(p, ENGINE_SETTINGS)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the engines")
     p = csub.add_parser("stop", help="stop a running cluster")
     add_cluster_dir_arguments(p)
@@ -174,14 +177,24 @@ def cmd_start(args: argparse.Namespace) -> int:
         for name in CLUSTER_SETTINGS[2:]
         if getattr(args, name) is not None
     }
+    for_engines = {name: getattr(args, name) for name in ENGINE_SETTINGS}
+    EngineConfig.from_sources(toml=cdir.settings("engine"), env=os.environ, args=for_engines)
+    for_engines = {name: value for name, value in for_engines.items() if value is not None}
     if args.daemon:
         settings = [
             *ControllerConfig.argv_for(given),
             *ClusterConfig.argv_for(supervision),
+            *EngineConfig.argv_for(for_engines),
         ]
         return _start_daemon(args, cdir, n, launcher, settings)
     cluster = Cluster(
-        n, launcher=launcher, cluster_dir=cdir.path, timeout=args.timeout, **given, **supervision
+        n,
+        launcher=launcher,
+        cluster_dir=cdir.path,
+        timeout=args.timeout,
+        **given,
+        **supervision,
+        **{f"engine_{name}": value for name, value in for_engines.items()},
     )
     cdir.write_pid(cdir.cluster_pid_file)
     cdir.ready_file.unlink(missing_ok=True)  # left by a start that was killed

@@ -80,6 +80,9 @@ class Cluster:
     starts the controller with ``--restore`` on the profile's directory: the results,
     history and unfinished tasks of its last controller are taken up.
     :meth:`from_profile` gives a ``Cluster`` attached to one that another process runs.
+
+    ``engine_ipython=True`` starts every engine with ``--ipython``: code runs through
+    IPython (magics, ``!cmd``, rich display; docs/interactive.md).
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class Cluster:
         engine_memory_limit: str | int | None = None,
         restart_controller: bool | None = None,
         restore: bool = False,
+        engine_ipython: bool | None = None,
     ) -> None:
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative int, not {n!r}")
@@ -138,7 +142,7 @@ class Cluster:
             ControllerConfig, {**given, "parent_pid": os.getpid()}
         )
         self.engine_config = self._config(
-            EngineConfig, {"timeout": timeout, "log_level": log_level}
+            EngineConfig, {"timeout": timeout, "log_level": log_level, "ipython": engine_ipython}
         )
         if isinstance(engine_memory_limit, int) and not isinstance(engine_memory_limit, bool):
             engine_memory_limit = str(engine_memory_limit)  # bytes

@@ -1,8 +1,10 @@
 """The engine: a lean Python process with a persistent namespace.
 
-It imports neither IPython nor numpy. The main thread owns the command socket and runs
-user code (so SIGINT reaches that code as KeyboardInterrupt); a daemon thread owns a
-second socket and answers heartbeats while user code runs.
+It imports neither IPython nor numpy, unless started with ``--ipython``: then code
+runs through IPython (ipython_shell.py, the only module that imports it). The main
+thread owns the command socket and runs user code (so SIGINT reaches that code as
+KeyboardInterrupt); a daemon thread owns a second socket and answers heartbeats while
+user code runs.
 """
 
 from typing import Any

@@ -79,6 +79,16 @@ def main(args: argparse.Namespace) -> int:
             toml=ClusterDir.find().settings("engine"), env=os.environ
         )
         return run_group(text, config.number, one.to_argv(inherited))
+    if config.ipython:
+        try:
+            import IPython  # noqa: F401
+        except ImportError as e:
+            print(
+                "multiengine engine: --ipython needs IPython (pip install multiengine[ipython]): "
+                f"{e}",
+                file=sys.stderr,
+            )
+            return 2
     try:
         info, source = _find_connection(config, cdir, from_dir=args.cluster_dir is not None)
     except KernelError as e:
@@ -106,6 +116,7 @@ def main(args: argparse.Namespace) -> int:
         mpi,
         reload=(lambda: read_connection_file(source)) if source is not None else None,
         reconnect_timeout=config.reconnect_timeout,
+        ipython=config.ipython,
     )
 
     def terminate(signum: int, frame: Any) -> None:

@@ -63,6 +63,7 @@ class Engine:
         *,
         reload: Callable[[], ConnectionInfo] | None = None,
         reconnect_timeout: float = 300.0,
+        ipython: bool = False,
     ) -> None:
         self.info = info
         self._reload = reload  # reads the connection info again (the controller may move)
@@ -87,7 +88,13 @@ class Engine:
         self._urls = {"engine": info.url("engine"), "heartbeat": info.url("heartbeat")}
         self.sock.connect(self._urls["engine"])
         self.desired_id = desired_id
-        self.interp = Interpreter(-1, mpi)
+        self.interp: Interpreter
+        if ipython:  # (only this mode imports IPython)
+            from .ipython_shell import IPythonInterpreter
+
+            self.interp = IPythonInterpreter(-1, mpi)
+        else:
+            self.interp = Interpreter(-1, mpi)
         from .. import engine as _package
 
         _package._current = self.interp
