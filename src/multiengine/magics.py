@@ -162,7 +162,7 @@ class ParallelMagics(Magics):
     @argument("--local", action="store_true", help="also run the code here, after the engines")
     @line_cell_magic
     def px(self, line: str, cell: str | None = None) -> Any:
-        """Run code on the engines: ``%px code``, or a ``%%px`` cell.
+        """Run code on the engines: ``%px [options] code``, or a ``%%px [options]`` cell.
 
         What the engines print appears once, live (``[stdout:N] ...``); the value of a
         last bare expression as ``Out[ENGINE:N]: value``; an error as each engine's own
@@ -300,8 +300,21 @@ class ParallelMagics(Magics):
     # ------------------------------------------------------------ %pxconfig
     @magic_arguments()
     @argument("-t", "--targets", help="default targets of %%px ('default': the client's)")
-    @argument("--block", dest="block", action="store_const", const=True, default=None)
-    @argument("--noblock", dest="block", action="store_const", const=False)
+    @argument(
+        "--block",
+        dest="block",
+        action="store_const",
+        const=True,
+        default=None,
+        help="%%px waits for the engines",
+    )
+    @argument(
+        "--noblock",
+        dest="block",
+        action="store_const",
+        const=False,
+        help="%%px returns a PendingResult at once",
+    )
     @argument(
         "--default-block",
         dest="block",
@@ -317,7 +330,7 @@ class ParallelMagics(Magics):
         default=None,
         help="print 'Parallel execution on engines: ...' before each %%px (the default)",
     )
-    @argument("--quiet", dest="verbose", action="store_const", const=False, help="do not")
+    @argument("--quiet", dest="verbose", action="store_const", const=False, help="do not print it")
     @line_magic
     def pxconfig(self, line: str = "") -> None:
         """Set the defaults of %px and %%px, then print them."""
