@@ -76,7 +76,8 @@ def register_joblib_backend(name: str = "multiengine", make_default: bool = Fals
 
 
 def load_ipython_extension(ip: Any) -> None:
-    """``%load_ext multiengine``: the parallel magics (%px, %%px, %autopx, %result)."""
+    """``%load_ext multiengine``: the parallel magics (%px, %%px, %pxresult, %pxconfig,
+    %autopx, %result); ``mec.activate()`` inside IPython loads them too."""
     from .magics import load_ipython_extension as load
 
     load(ip)

@@ -44,8 +44,11 @@ id, the call, and the engine's formatted traceback, shown wherever it is printed
 
 from __future__ import annotations
 
+import functools
 import pickle
+import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -118,6 +121,61 @@ class RemoteTraceback(KernelError):
         return f'{where}, the engine\'s traceback:\n"""\n{self.traceback.rstrip()}\n"""'
 
 
+def _on_a_terminal() -> bool:
+    return sys.platform != "win32" and bool(getattr(sys.stdout, "isatty", lambda: False)())
+
+
+# How many engines' tracebacks IPython shows for one error; the others get one line.
+RENDER_TRACEBACKS = 4
+
+
+def render_remote(ev: BaseException, engines: list[int] | None = None) -> list[str]:
+    """What IPython shows for an exception from an engine: ``[engine N] Type: text`` and
+    the engine's own traceback, none of the client's frames (``_render_traceback_``).
+    ``engines``: the ids to name in the header when several engines failed alike."""
+    red, normal = ("\x1b[0;31m", "\x1b[0m") if _on_a_terminal() else ("", "")
+    origin = remote_origin(ev)
+    if engines is None:
+        engines = [origin.engine_id] if origin is not None else []
+    where = ""
+    if len(engines) == 1:
+        where = f"[engine {engines[0]}] "
+    elif engines:
+        where = f"[engines {', '.join(map(str, engines))}] "
+    name, text = type(ev).__name__, str(ev).strip()
+    if isinstance(ev, RemoteError):
+        name, text = ev.ename, ev.evalue.strip()
+    lines = [f"{red}{where}{name}{': ' + text if text else ''}{normal}"]
+    if origin is not None and origin.traceback:
+        lines.extend(origin.traceback.rstrip("\n").splitlines())
+    return lines
+
+
+_ENGINE_FILE = re.compile(r"<engine-\d+-input-\d+>")
+
+
+def _alike(ev: BaseException) -> tuple[str, str, str]:
+    """What makes two engines' failures the same one, but for the engine's id and the
+    command's number in the traceback's file names."""
+    origin = remote_origin(ev)
+    tb = (origin.traceback or "") if origin is not None else ""
+    return (
+        type(ev).__name__,
+        _ENGINE_FILE.sub("<engine-input>", str(ev)),
+        _ENGINE_FILE.sub("<engine-input>", tb),
+    )
+
+
+def render_remote_traceback(ev: BaseException) -> Callable[[], list[str]]:
+    """A ``_render_traceback_`` for an engine's exception raised as it is (``tc.map``,
+    ``raise_exception``), set on the instance since its type is the user's own."""
+    return functools.partial(_render_with_notes, ev)
+
+
+def _render_with_notes(ev: BaseException) -> list[str]:
+    return render_remote(ev) + [str(n) for n in getattr(ev, "__notes__", ())]
+
+
 def remote_origin(ev: BaseException) -> RemoteTraceback | None:
     """The :class:`RemoteTraceback` of an exception that came from an engine, else None."""
     cause = ev.__cause__
@@ -156,6 +214,29 @@ class CompositeError(KernelError):
         for et, ev, _ in self.elist:
             lines.append("\n" + engine_label(ev) + et.__name__ + ": " + str(ev))
         return "".join(lines)
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of its own traceback: each failed engine's
+        ``[engine N] Type: text`` and its own traceback (the first
+        ``RENDER_TRACEBACKS`` in full, one line for the others), then this error's
+        summary; none of multiengine's frames."""
+        groups: dict[tuple[str, str, str], tuple[BaseException, list[int]]] = {}
+        for _, ev, _ in self.elist:  # engines that failed alike are shown once
+            origin = remote_origin(ev)
+            ids = groups.setdefault(_alike(ev), (ev, []))[1]
+            if origin is not None:
+                ids.append(origin.engine_id)
+        lines: list[str] = []
+        for i, (ev, ids) in enumerate(groups.values()):
+            rendered = render_remote(ev, ids)
+            lines.extend(rendered if i < RENDER_TRACEBACKS else rendered[:1])
+            if i < RENDER_TRACEBACKS:
+                lines.append("")
+        if len(groups) > RENDER_TRACEBACKS:
+            lines.append("")
+        lines.append(f"{type(self).__name__}: {self.msg}")
+        lines.extend(getattr(self, "__notes__", ()))
+        return lines
 
     def _get_engine_str(self, ev: BaseException) -> str:
         return engine_label(ev)

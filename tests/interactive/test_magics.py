@@ -28,10 +28,12 @@ def ip(mec: multiengine.MultiEngineClient) -> Iterator[InteractiveShell]:
     shell.run_line_magic("load_ext", "multiengine")
     magics = shell.magics_manager.registry["ParallelMagics"]
     magics.client = None
+    magics.targets, magics.block, magics.verbose, magics._last = None, None, True, None
     yield shell
     if magics._original_run_cell is not None:
         magics._disable_autopx()
     magics.client = None
+    magics.targets, magics.block, magics.verbose, magics._last = None, None, True, None
 
 
 def test_no_active_client(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,11 +46,15 @@ def test_px_runs_on_the_engines(
 ) -> None:
     mec.activate()
     mec.push(dict(c="speed"))
-    result = ip.run_cell("%px print(c)").result  # seed §F 12
+    assert ip.run_cell("%px print(c)").result is None  # seed §F 12: shown, not returned
     out = capsys.readouterr().out
     assert "Parallel execution on engines: all" in out
-    assert isinstance(result, multiengine.ResultList)
-    assert [r["stdout"] for r in result] == ["speed\n"] * 4
+    for i in range(4):  # the live output, once, and no echo of the code
+        assert out.count(f"[stdout:{i}] speed\n") == 1
+    assert "In [" not in out and "<Results List>" not in out
+    rows = ip.run_cell("%result").result  # the result dicts are still there
+    assert isinstance(rows, multiengine.ResultList)
+    assert [r["stdout"] for r in rows] == ["speed\n"] * 4
     assert "c" not in ip.user_ns  # it ran there, not here
 
 
@@ -56,9 +62,14 @@ def test_cell_magic_and_options(
     ip: InteractiveShell, mec: multiengine.MultiEngineClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     mec.activate()
-    result = ip.run_cell("%%px -t 1,3\nx = id * 10\nprint(x)").result
-    assert "Parallel execution on engines: [1, 3]" in capsys.readouterr().out
-    assert [(r["id"], r["stdout"]) for r in result] == [(1, "10\n"), (3, "30\n")]
+    ip.run_cell("%%px -t 1,3\nx = id * 10\nprint(x)")
+    out = capsys.readouterr().out
+    assert "Parallel execution on engines: [1, 3]" in out
+    assert "[stdout:1] 10\n" in out and "[stdout:3] 30\n" in out and "[stdout:0]" not in out
+    assert [(r["id"], r["stdout"]) for r in mec.get_result(targets=[1, 3])] == [
+        (1, "10\n"),
+        (3, "30\n"),
+    ]
     pending = ip.run_cell("%px --noblock y = 2").result
     assert isinstance(pending, multiengine.PendingResult)
     assert len(pending.r) == 4
@@ -147,9 +158,11 @@ def test_doc_examples_with_px(ip: InteractiveShell, mec: multiengine.MultiEngine
 
     mec.push_function(dict(f=f))  # §F 14
     mec.execute("y = f(4.0)")
-    assert [r["stdout"] for r in ip.run_cell("%px print(y)").result] == ["512.0\n"] * 4
+    ip.run_cell("%px print(y)")
+    assert [r["stdout"] for r in ip.run_cell("%result").result] == ["512.0\n"] * 4
     mec.scatter("a", range(16))  # §F 16
-    rows = ip.run_cell("%px print(a)").result
+    ip.run_cell("%px print(a)")
+    rows = ip.run_cell("%result").result
     assert [r["stdout"] for r in rows] == [f"{list(range(4 * i, 4 * i + 4))}\n" for i in range(4)]
     mec.scatter("x", range(64))  # §F 17
     ip.run_cell("%px y = [i**10 for i in x]")
@@ -157,9 +170,8 @@ def test_doc_examples_with_px(ip: InteractiveShell, mec: multiengine.MultiEngine
     ip.run_cell("%px import numpy")  # §F 19
     ip.run_cell("%px a = numpy.random.rand(2,2)")
     ip.run_cell("%px max_evals = [max(abs(numpy.linalg.eigvals(a)))]")
-    rows = ip.run_cell(
-        '%px print("Average max eigenvalue is: ", sum(max_evals)/len(max_evals))'
-    ).result
+    ip.run_cell('%px print("Average max eigenvalue is: ", sum(max_evals)/len(max_evals))')
+    rows = ip.run_cell("%result").result
     assert all(r["stdout"].startswith("Average max eigenvalue is: ") for r in rows)
 
 
@@ -172,8 +184,9 @@ def test_result_docstring_example(
     try:
         for _ in range(5):
             mec.execute("pass")
-        rows = ip.run_cell("%px a = 5").result
+        ip.run_cell("%px a = 5")
         assert "Parallel execution on engines: [0, 1]" in capsys.readouterr().out
+        rows = ip.run_cell("%result").result
         assert [(r["id"], r["number"]) for r in rows] == [(0, 6), (1, 6)]
         again = ip.run_cell("%result 6").result
         assert repr(again).splitlines() == [
@@ -186,14 +199,18 @@ def test_result_docstring_example(
         mec.targets = "all"
 
 
-def test_activate_before_loading_the_extension(cluster: Cluster) -> None:
+def test_activate_loads_the_magics_itself(cluster: Cluster) -> None:
+    """Inside IPython, mec.activate() alone makes %px work (no %load_ext first)."""
     code = (
         "from IPython.core.interactiveshell import InteractiveShell\n"
         "import multiengine\n"
-        "InteractiveShell.instance()\n"
+        "ip = InteractiveShell.instance()\n"
         f"mec = multiengine.MultiEngineClient(cluster_dir={str(cluster.cluster_dir.path)!r})\n"
         "mec.activate()\n"
+        "ip.run_cell('%px -t 0 40 + 2')\n"
+        "ip.run_line_magic('load_ext', 'multiengine')\n"  # later: nothing more to load
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "%load_ext multiengine" in out.stdout
+    assert "Out[0:" in out.stdout and "]: 42" in out.stdout
+    assert "You must first load" not in out.stdout and "already loaded" in out.stdout

@@ -574,9 +574,14 @@ class MultiEngineClient(Connected):
         return self._run(self._calls.benchmark(push_size))  # type: ignore[no-any-return]
 
     def activate(self) -> None:
-        """Make this client the one the IPython magics (%px, %autopx, %result) use."""
+        """Make this client the one the IPython magics (%px, %autopx, %result) use; inside
+        IPython it loads them first if ``%load_ext multiengine`` was not run."""
+        ipython = sys.modules.get("IPython")  # imported by whoever runs IPython, not here
+        shell = ipython.get_ipython() if ipython is not None else None
+        if activate_magics is None and shell is not None:  # load them: as %load_ext does
+            shell.extension_manager.load_extension("multiengine")
         if activate_magics is None:  # multiengine.magics was never loaded
-            print(MAGICS_NOT_LOADED if "IPython" in sys.modules else MAGICS_NEED_IPYTHON)
+            print(MAGICS_NOT_LOADED if shell is not None else MAGICS_NEED_IPYTHON)
             return
         activate_magics(self)
 

@@ -98,6 +98,11 @@ def rebuild_error(engine_id: int, content: Any, method: str) -> BaseException:
         exc = errors.RemoteError(report.ename, report.evalue, report.traceback or "")
     where = report.engine_id if report.engine_id is not None else engine_id
     exc.__cause__ = errors.RemoteTraceback(where, report.method or method, report.traceback)
+    if not hasattr(exc, "_render_traceback_"):  # IPython shows the engine's traceback
+        try:
+            exc._render_traceback_ = errors.render_remote_traceback(exc)  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
     return exc
 
 

@@ -5,11 +5,14 @@
 the seed it stops at the first exception (contract decision 7). The result dict has
 ``number`` and ``input`` always, and ``stdout``, ``stderr`` and ``display`` when they
 are not empty; failed commands are kept in the history with a ``traceback``.
+``display`` has ``pprint`` and ``repr`` of the value, and ``data``/``metadata`` (a
+Jupyter mimebundle) when the value has rich reprs (``_repr_html_`` and the like).
 """
 
 from __future__ import annotations
 
 import ast
+import base64
 import builtins
 import linecache
 import os
@@ -168,7 +171,7 @@ class Interpreter:
             if err.getvalue():
                 msg["stderr"] = err.getvalue()
         if display.value is not None:
-            msg["display"] = {"pprint": pformat(display.value), "repr": repr(display.value)}
+            msg["display"] = describe(display.value)
         return msg
 
     def get_result(self, i: int | None = None) -> dict[str, Any]:
@@ -180,6 +183,72 @@ class Interpreter:
             return self.history[i]
         except (KeyError, TypeError):
             raise IndexError(f"index {i} out of range") from None
+
+
+# The value's own rich reprs, as IPython's display formatter finds them (without
+# IPython): method name -> MIME type. Binary images come back as bytes and are sent
+# base64-encoded, as in a Jupyter mimebundle.
+_REPR_METHODS = (
+    ("_repr_html_", "text/html"),
+    ("_repr_markdown_", "text/markdown"),
+    ("_repr_svg_", "image/svg+xml"),
+    ("_repr_png_", "image/png"),
+    ("_repr_jpeg_", "image/jpeg"),
+    ("_repr_latex_", "text/latex"),
+    ("_repr_json_", "application/json"),
+)
+
+
+def describe(value: Any) -> dict[str, Any]:
+    """The ``display`` entry of a result dict for the value of the last expression:
+    ``pprint`` and ``repr`` always, ``data`` (a mimebundle) and ``metadata`` when the
+    value has rich reprs. A repr method that raises or returns None is skipped."""
+    text = pformat(value)
+    shown: dict[str, Any] = {"pprint": text, "repr": repr(value)}
+    data: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    bundle = _call_repr(value, "_repr_mimebundle_")
+    if isinstance(bundle, tuple) and len(bundle) == 2:
+        bundle, extra = bundle
+        if isinstance(extra, dict):
+            metadata.update(extra)
+    if isinstance(bundle, dict):
+        data.update({k: v for k, v in bundle.items() if isinstance(k, str)})
+    for method, mime in _REPR_METHODS:
+        if mime in data:
+            continue
+        got = _call_repr(value, method)
+        if isinstance(got, tuple) and len(got) == 2:  # (data, metadata)
+            got, extra = got
+            if isinstance(extra, dict):
+                metadata[mime] = extra
+        if got is None:
+            continue
+        if isinstance(got, bytes) and mime.startswith("image/") and mime != "image/svg+xml":
+            got = base64.b64encode(got).decode("ascii")
+        data[mime] = got
+    for mime, got in list(data.items()):  # only what survives the trip as plain data
+        if isinstance(got, bytes):
+            data[mime] = base64.b64encode(got).decode("ascii")
+        elif not isinstance(got, (str, dict, list, int, float, bool)):
+            del data[mime]
+    if data:
+        data.setdefault("text/plain", text)
+        shown["data"] = data
+        shown["metadata"] = metadata
+    return shown
+
+
+def _call_repr(value: Any, method: str) -> Any:
+    """``value.method()`` when it is a bound method that works, else None. Looked up on
+    the type, as IPython does, so that a class (whose methods are unbound) and objects
+    answering every attribute (``__getattr__``) are not asked."""
+    if getattr(type(value), method, None) is None:
+        return None
+    try:
+        return getattr(value, method)()
+    except Exception:
+        return None
 
 
 def format_exception(e: BaseException) -> str:
