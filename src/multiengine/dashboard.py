@@ -59,11 +59,61 @@ class Snapshot:
         self.usage: dict[int, dict[str, float]] = {}
         self.cpu_percent: dict[int, float] = {}
         self.seq = 0
-        # finished or running commands: key (engine, what) -> [engine, start, end, kind, desc]
-        self.bars: dict[tuple[int, str], list[Any]] = {}
-        self.order: deque[tuple[int, str]] = deque()
+        # commands and tasks, by the number of their start event:
+        # [engine, start, end or None, kind, "what: desc"], oldest first
+        self.bars: dict[int, list[Any]] = {}
+        self.running: dict[tuple[int, str], int] = {}  # (engine, what) -> its bar
+        self.order: deque[int] = deque()
+        self.base = 0  # added to event numbers: they start again with a new controller
+        self.run: str | None = None  # the controller's run tag
+        self.last_done: tuple[float, int] | None = None  # (when, tasks finished then)
         self.rate: deque[tuple[float, float]] = deque(maxlen=RATE_POINTS)  # (time, tasks/s)
         self.version = 0
+
+    def take(self, answer: dict[str, Any], now: float) -> None:
+        """Fold a ``monitor`` answer in (the poller holds its lock)."""
+        self.status, self.error = answer["status"], None
+        for u in answer.get("usage", []):
+            eid = u["engine"]
+            old = self.usage.get(eid)
+            # (an engine restarted under its id starts its CPU time again from 0)
+            if old is not None and u["at"] > old["at"] and u["cpu"] >= old["cpu"]:
+                self.cpu_percent[eid] = 100 * (u["cpu"] - old["cpu"]) / (u["at"] - old["at"])
+            self.usage[eid] = u
+        for gone in set(self.usage) - {e["id"] for e in self.status.get("engines", [])}:
+            self.usage.pop(gone, None)
+            self.cpu_percent.pop(gone, None)
+        seq = int(answer.get("seq", 0))
+        events = answer.get("events", [])
+        if answer.get("run") != self.run and self.run is not None:
+            # another controller (it restarted): its events are numbered from 1 again,
+            # so these are only some of them; ask for all next time
+            for number in self.running.values():
+                self.bars[number][2:4] = [now, "lost"]
+            self.running.clear()
+            self.base = max(self.bars, default=0)
+            events, seq = [], 0
+        self.run = answer.get("run")
+        for n, at, engine, what, kind, desc in events:
+            number = self.base + n
+            if kind == "start":
+                self.bars[number] = [engine, at, None, "running", f"{what}: {desc}"]
+                self.running[(engine, what)] = number
+                self.order.append(number)
+            else:
+                started = self.running.pop((engine, what), None)
+                if started is not None and started in self.bars:
+                    self.bars[started][2:4] = [at, kind]
+            while len(self.order) > STREAM_BARS:
+                self.bars.pop(self.order.popleft(), None)
+        self.seq = seq
+        tasks = self.status.get("tasks") or {}
+        done = int(tasks.get("succeeded", 0)) + int(tasks.get("failed", 0))
+        if self.last_done is not None and now > self.last_done[0]:
+            rate = max(0, done - self.last_done[1]) / (now - self.last_done[0])
+            self.rate.append((now, rate))
+        self.last_done = (now, done)
+        self.version += 1
 
 
 class Poller:
@@ -76,7 +126,6 @@ class Poller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="multiengine-dashboard-poll")
         self._thread.daemon = True
-        self._last_done: tuple[float, int] | None = None
 
     def start(self) -> None:
         self.poll_once()
@@ -101,39 +150,7 @@ class Poller:
                 self.snapshot.version += 1
             return
         with self.lock:
-            self._take(answer)
-
-    def _take(self, answer: dict[str, Any]) -> None:
-        snap = self.snapshot
-        now = time.time()
-        snap.status, snap.error = answer["status"], None
-        for u in answer.get("usage", []):
-            eid = u["engine"]
-            old = snap.usage.get(eid)
-            if old is not None and u["at"] > old["at"]:
-                snap.cpu_percent[eid] = 100 * (u["cpu"] - old["cpu"]) / (u["at"] - old["at"])
-            snap.usage[eid] = u
-        for gone in set(snap.usage) - {e["id"] for e in snap.status.get("engines", [])}:
-            snap.usage.pop(gone, None)
-            snap.cpu_percent.pop(gone, None)
-        for _seq, at, engine, what, kind, desc in answer.get("events", []):
-            key = (engine, what)
-            if kind == "start":
-                snap.bars[key] = [engine, at, None, "running", desc]
-                snap.order.append(key)
-            elif key in snap.bars:
-                snap.bars[key][2] = at
-                snap.bars[key][3] = kind
-            while len(snap.order) > STREAM_BARS:
-                snap.bars.pop(snap.order.popleft(), None)
-        snap.seq = answer.get("seq", snap.seq)
-        tasks = snap.status.get("tasks") or {}
-        done = int(tasks.get("succeeded", 0)) + int(tasks.get("failed", 0))
-        if self._last_done is not None and now > self._last_done[0]:
-            rate = max(0, done - self._last_done[1]) / (now - self._last_done[0])
-            snap.rate.append((now, rate))
-        self._last_done = (now, done)
-        snap.version += 1
+            self.snapshot.take(answer, time.time())
 
 
 # ------------------------------------------------------------------ the page
@@ -230,8 +247,8 @@ def _engines_html(snap: Snapshot) -> str:
 
 def _stream_rows(snap: Snapshot, now: float) -> dict[str, list[Any]]:
     cols: dict[str, list[Any]] = {k: [] for k in ("engine", "start", "end", "color", "desc")}
-    for key in snap.order:
-        bar = snap.bars.get(key)
+    for number in snap.order:
+        bar = snap.bars.get(number)
         if bar is None:
             continue
         engine, start, end, kind, desc = bar
@@ -239,7 +256,7 @@ def _stream_rows(snap: Snapshot, now: float) -> dict[str, list[Any]]:
         cols["start"].append(start * 1000)  # Bokeh datetimes: ms since the epoch
         cols["end"].append((end if end is not None else now) * 1000)
         cols["color"].append(COLORS.get(kind, "#337ab7"))
-        cols["desc"].append(f"{key[1]}: {desc} ({kind})")
+        cols["desc"].append(f"{desc} ({kind})")
     return cols
 
 

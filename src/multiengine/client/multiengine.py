@@ -556,7 +556,7 @@ class MultiEngineClient(Connected):
         return self._run(self._calls.ask({"t": P.STATUS}))  # type: ignore[no-any-return]
 
     def monitor(self, since: int = 0) -> dict[str, Any]:
-        """What a live view shows: ``{"status": status(), "seq": n, "events": [...],
+        """What a live view shows: ``{"status": status(), "run": tag, "seq": n, "events": [...],
         "usage": [{"engine", "rss", "cpu", "at"}, ...]}``.
 
         ``events`` are the starts and ends of commands and tasks numbered above

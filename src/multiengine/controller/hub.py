@@ -238,6 +238,7 @@ class Hub:
         timeline = self.dispatch.timeline
         value = {
             "status": self.status(),
+            "run": self.run,
             "seq": timeline.seq,
             "events": timeline.since(since),
             "usage": [{"engine": eid, **u} for eid, u in sorted(self.usage.by_engine.items())],
