@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real systems the launcher tests run against (Debian 12, as root):
-# OpenMPI, Slurm + munge, Son of Grid Engine, OpenSSH, iproute2 and tcpdump.
+# OpenMPI, Slurm + munge, Son of Grid Engine, OpenSSH, iproute2, tcpdump, and Chromium
+# with its driver (the dashboard's browser tests).
 # Idempotent; the daemons are started by the tests themselves (tests/systems/).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -15,7 +16,8 @@ SEL
 done
 pkgs=(openmpi-bin libopenmpi-dev slurmctld slurmd slurm-client munge
       gridengine-master gridengine-exec gridengine-client
-      openssh-server openssh-client iproute2 tcpdump procps bc)
+      openssh-server openssh-client iproute2 tcpdump procps bc
+      chromium chromium-driver)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -555,6 +555,28 @@ class MultiEngineClient(Connected):
         """The controller's view: engines, queues, pending results."""
         return self._run(self._calls.ask({"t": P.STATUS}))  # type: ignore[no-any-return]
 
+    def monitor(self, since: int = 0) -> dict[str, Any]:
+        """What a live view shows: ``{"status": status(), "run": tag, "seq": n, "events": [...],
+        "usage": [{"engine", "rss", "cpu", "at"}, ...]}``.
+
+        ``events`` are the starts and ends of commands and tasks numbered above
+        ``since`` (pass the last ``seq`` to get only new ones), each
+        ``[seq, time, engine, what, kind, desc]``. ``usage`` is each engine's resident
+        memory (bytes) and CPU time (seconds) as last reported; asking refreshes it at
+        most once a second, for the next call (docs/protocol.md, ``monitor``).
+        """
+        header = {"t": P.MONITOR, "since": int(since)}
+        return self._run(self._calls.ask(header))  # type: ignore[no-any-return]
+
+    def _repr_html_(self) -> str:
+        from .view import status_html
+
+        title = f"MultiEngineClient {self._core.url}"
+        try:
+            return status_html(title, self.status())
+        except Exception as e:  # a notebook's display must not raise
+            return status_html(title, None, f"{type(e).__name__}: {e}")
+
     def barrier(self, pendingResults: Iterable[PendingResult[Any]]) -> None:
         """Wait for every PendingResult; errors are kept for their own ``.r``."""
         self._run(self._calls.barrier(pendingResults))

@@ -84,6 +84,15 @@ class TaskClient(Connected):
         header = {"t": P.TASK_STATUS, "verbose": bool(verbose)}
         return self._run(self._calls.ask(header))  # type: ignore[no-any-return]
 
+    def _repr_html_(self) -> str:
+        from .view import status_html
+
+        title = f"TaskClient {self._core.url}"
+        try:
+            return status_html(title, self._run(self._calls.ask({"t": P.STATUS})))
+        except Exception as e:  # a notebook's display must not raise
+            return status_html(title, None, f"{type(e).__name__}: {e}")
+
     def clear(self) -> None:
         """Forget every finished task's result."""
         self._run(self._calls.ask({"t": P.TASK_CLEAR}))

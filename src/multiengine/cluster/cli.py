@@ -71,14 +71,31 @@ def build_parser() -> argparse.ArgumentParser:
     ControllerConfig.add_arguments(p, START_SETTINGS)
     EngineConfig.add_arguments(p, ENGINE_SETTINGS)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the engines")
+    p.add_argument(
+        "--dashboard",
+        nargs="?",
+        const=0,
+        type=int,
+        metavar="PORT",
+        help="also serve the web dashboard on loopback (a free port, or PORT)",
+    )
     p = csub.add_parser("stop", help="stop a running cluster")
     add_cluster_dir_arguments(p)
     p.add_argument(
         "--signal", type=int, default=int(signal.SIGINT), help="signal to send (default 2, SIGINT)"
     )
     p = csub.add_parser("list", help="list cluster directories")
-    p = csub.add_parser("status", help="engines, queues and pending results")
+    p = csub.add_parser("status", help="engines, queues, tasks and pending results")
     add_cluster_dir_arguments(p)
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        const=1.0,
+        type=float,
+        metavar="SECONDS",
+        help="redraw every SECONDS (default 1) until Ctrl-C",
+    )
+    p.add_argument("--count", type=int, help="with --watch: stop after N redraws")
     p = csub.add_parser("engines", help="add, stop or restart engines of a running cluster")
     esub = p.add_subparsers(dest="engines_action", required=True)
     e = esub.add_parser("add", help="start more engines")
@@ -91,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_dir_arguments(e)
     e.add_argument("ids", nargs="+", type=int, metavar="ID", help="engine ids")
 
+    p = sub.add_parser("dashboard", help="serve a live web view of a running cluster")
+    add_cluster_dir_arguments(p)
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     controller_args(sub.add_parser("controller", help="run a controller"))
     engine_args(sub.add_parser("engine", help="run an engine"))
     bench = sub.add_parser(
@@ -115,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             from ..engine.cli import main as engine_main
 
             return engine_main(args)
+        if args.command == "dashboard":
+            return cmd_dashboard(args)
         if args.command == "bench":
             from ..bench import main as bench_main
 
@@ -180,12 +202,20 @@ def cmd_start(args: argparse.Namespace) -> int:
     for_engines = {name: getattr(args, name) for name in ENGINE_SETTINGS}
     EngineConfig.from_sources(toml=cdir.settings("engine"), env=os.environ, args=for_engines)
     for_engines = {name: value for name, value in for_engines.items() if value is not None}
+    if args.dashboard is not None and not 0 <= args.dashboard <= 65535:
+        raise ValueError(f"--dashboard takes a port between 0 and 65535, not {args.dashboard}")
+    if args.dashboard is not None:
+        from ..dashboard import check_available
+
+        check_available()  # before anything starts: Bokeh missing is one clear line
     if args.daemon:
         settings = [
             *ControllerConfig.argv_for(given),
             *ClusterConfig.argv_for(supervision),
             *EngineConfig.argv_for(for_engines),
         ]
+        if args.dashboard is not None:
+            settings += ["--dashboard", str(args.dashboard)]
         return _start_daemon(args, cdir, n, launcher, settings)
     cluster = Cluster(
         n,
@@ -199,6 +229,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     cdir.write_pid(cdir.cluster_pid_file)
     cdir.ready_file.unlink(missing_ok=True)  # left by a start that was killed
     stopping: list[int | str] = []
+    dashboard = None
 
     def on_signal(signum: int, frame: Any) -> None:
         stopping.append(signum)
@@ -216,6 +247,12 @@ def cmd_start(args: argparse.Namespace) -> int:
             f"{cluster.start_time:.2f} s to start), {where}",
             flush=True,
         )
+        if args.dashboard is not None:
+            from ..dashboard import Dashboard
+
+            dashboard = Dashboard(cluster_dir=cdir.path, port=args.dashboard).start()
+            dashboard.write_url_file(cdir)
+            print(f"dashboard: {dashboard.url}", flush=True)
         cdir.write_ready(engines=cluster.n, launcher=launcher, start_time=cluster.start_time)
         while not stopping:
             why = cluster.supervisor.finished  # the controller gone, and not restarted
@@ -226,6 +263,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     finally:
         if (cdir.read_ready() or {}).get("pid") == os.getpid():
             cdir.ready_file.unlink(missing_ok=True)
+        if dashboard is not None:
+            dashboard.stop()
         cluster.stop()
         if cdir.read_pid(cdir.cluster_pid_file) == os.getpid():
             cdir.cluster_pid_file.unlink(missing_ok=True)
@@ -258,6 +297,11 @@ def _start_daemon(
                 f"cluster {cdir.profile!r} started in the background: "
                 f"{ready.get('engines', n)} engines (pid {proc.pid})"
             )
+            if args.dashboard is not None:
+                from ..dashboard import URL_FILE
+
+                url = (cdir.path / URL_FILE).read_text().strip()
+                print(f"dashboard: {url} (also in {cdir.path / URL_FILE})")
             return 0
         if proc.poll() is not None:
             with open(logpath, "rb") as f:
@@ -305,33 +349,104 @@ def cmd_status(args: argparse.Namespace) -> int:
     from ..wire.connection import read_connection_file
 
     cdir = _cdir(args).require()
-    with MultiEngineClient(cluster_dir=cdir.path, timeout=5) as mec:
-        st = mec.status()
-    print(
-        f"cluster {cdir.profile!r}: controller pid {st['pid']} on {st['host']}, "
-        f"up {st['uptime']:.0f} s"
-    )
+    if args.count is not None and args.count < 1:
+        raise ValueError(f"--count must be at least 1, not {args.count}")
+    if args.watch is not None and args.watch <= 0:
+        raise ValueError(f"--watch takes a positive number of seconds, not {args.watch:g}")
     info = read_connection_file(cdir.client_file)
     security = "CurveZMQ encrypted, signed" if info.curve_serverkey else "signed, not encrypted"
-    print(f"clients connect to {info.addresses['client']} ({security})")
-    print(
+    with MultiEngineClient(cluster_dir=cdir.path, timeout=5) as mec:
+        if args.watch is None:
+            print("\n".join(_status_lines(cdir, mec.status(), security)))
+            return 0
+        # redrawn in place on a terminal; one block after another into a file or pipe
+        tty = sys.stdout.isatty()
+        last: tuple[float, int] | None = None
+        drawn = 0
+        while True:
+            st = mec.status()
+            now = time.monotonic()
+            tasks = st.get("tasks") or {}
+            done = int(tasks.get("succeeded", 0)) + int(tasks.get("failed", 0))
+            rate = None if last is None else (done - last[1]) / max(now - last[0], 1e-9)
+            last = (now, done)
+            lines = _status_lines(cdir, st, security, rate)
+            stamp = time.strftime("%H:%M:%S")
+            lines.append(f"(every {args.watch:g} s, {stamp}; Ctrl-C to stop)")
+            if tty:
+                sys.stdout.write("\x1b[H\x1b[2J")
+            elif drawn:
+                sys.stdout.write("\n")
+            sys.stdout.write("\n".join(lines) + "\n")
+            sys.stdout.flush()
+            drawn += 1
+            if args.count is not None and drawn >= args.count:
+                return 0
+            time.sleep(args.watch)
+
+
+def _status_lines(
+    cdir: ClusterDir, st: dict[str, Any], security: str, rate: float | None = None
+) -> list[str]:
+    """What ``cluster status`` prints for the status map ``st``; ``rate``: tasks finished
+    per second since the last redraw (``--watch``)."""
+    from ..client.view import TASK_STATES
+
+    lines = [
+        f"cluster {cdir.profile!r}: controller pid {st['pid']} on {st['host']}, "
+        f"up {st['uptime']:.0f} s",
+        f"clients connect to {_client_address(cdir)} ({security})",
         f"{len(st['engines'])} engines; {st['pending_results']} pending results "
-        f"({st['pending_bytes']} bytes)"
-    )
-    print(
+        f"({st['pending_bytes']} bytes)",
+    ]
+    tasks = st.get("tasks") or {}
+    counts = ", ".join(f"{tasks.get(s, 0)} {s}" for s in TASK_STATES)
+    per_s = f" ({rate:.1f}/s finishing)" if rate is not None else ""
+    lines.append(f"tasks: {counts}{per_s}")
+    lines.append(
         f"results kept: {st['results_in_memory']} in memory "
         f"({_size(st['results_in_memory_bytes'])}), {st['results_on_disk']} on disk "
         f"({_size(st['results_on_disk_bytes'])}, {cdir.path / 'results.db'})"
     )
     for e in st["engines"]:
         running = e["running"] or "idle"
-        print(
+        lines.append(
             f"  engine {e['id']}: pid {e['pid']} on {e['host']}, {e['queue']} queued, {running}"
             f"{_restarts(e)}"
         )
     for e in st.get("down", []):
         fate = f"; {e['fate']}" if e.get("fate") else ""
-        print(f"  engine {e['id']}: down, it {e.get('last_exit')}{fate}")
+        lines.append(f"  engine {e['id']}: down, it {e.get('last_exit')}{fate}")
+    return lines
+
+
+def _client_address(cdir: ClusterDir) -> str:
+    from ..wire.connection import read_connection_file
+
+    return str(read_connection_file(cdir.client_file).addresses["client"])
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from ..dashboard import Dashboard
+
+    cdir = _cdir(args).require()
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be between 0 and 65535, not {args.port}")
+    dash = Dashboard(cluster_dir=cdir.path, port=args.port)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    dash.start()
+    try:
+        dash.write_url_file(cdir)
+        print(f"dashboard of cluster {cdir.profile!r}: {dash.url}", flush=True)
+        dash.wait()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the way to stop it, so a success
+        pass
+    finally:
+        dash.stop()
     return 0
 
 

@@ -638,6 +638,17 @@ class Cluster:
         """Engine id -> process id, as the controller knows them."""
         return {e["id"]: e["pid"] for e in self._probe().status()["engines"]}
 
+    def _repr_html_(self) -> str:
+        from ..client.view import status_html
+
+        title = f"Cluster {self.profile!r}: {self.n} engines, {self.launcher} launcher"
+        if self.controller_launcher is None and self._attached is None:
+            return status_html(title, None, "not started")
+        try:
+            return status_html(title, self._probe().status())
+        except Exception as e:  # a notebook's display must not raise
+            return status_html(title, None, f"{type(e).__name__}: {e}")
+
     def __repr__(self) -> str:
         attached = " attached" if self._attached is not None else ""
         return (

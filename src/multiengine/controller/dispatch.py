@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from ..wire import protocol as P
 from ..wire.message import pack
 from .engines import Command, EngineState, IdAllocator
+from .monitor import START, Timeline
 
 __all__ = ["Dispatch", "Outbox", "PREFETCH", "StartKey"]
 
@@ -68,6 +69,8 @@ class Dispatch:
         self.to_client = outbox.to_client  # bound once: this is on every answer's path
         # told when a task's command starts on its engine (the scheduler writes it down)
         self.on_task_start: Callable[[Command], None] | None = None
+        # recent starts and ends of commands, for live views (monitor)
+        self.timeline = Timeline()
 
     # ------------------------------------------------------------ the registry
     def add_engine(
@@ -138,7 +141,7 @@ class Dispatch:
         if engine.current is None and engine.queue:
             engine.current = engine.queue.popleft()
             self._send_cmd(engine, engine.current)
-            self._started(engine.current)
+            self._started(engine.current, engine)
         while (
             engine.queue
             and engine.current is not None
@@ -157,7 +160,7 @@ class Dispatch:
         if self.prefetching and not engine.ahead:
             self.prefetching.discard(engine.id)
         if engine.current is not None:
-            self._started(engine.current)
+            self._started(engine.current, engine)
 
     def _send_cmd(self, engine: EngineState, cmd: Command) -> None:
         header: dict[str, Any] = {"t": P.CMD, "cmd": cmd.cmd_id, "name": cmd.name}
@@ -207,7 +210,8 @@ class Dispatch:
             for client, msg_id in self.start_waiters.pop(key, ()):
                 self.reply_value(client, msg_id, P.DONE)
 
-    def _started(self, cmd: Command) -> None:
+    def _started(self, cmd: Command, engine: EngineState) -> None:
+        self.timeline.record(engine.id, what_of(cmd), START, cmd.desc)
         if cmd.job is not None:
             if cmd.job.started is None:
                 cmd.job.started = time.time()
@@ -218,3 +222,10 @@ class Dispatch:
         if self.start_waiters:
             for client, msg_id in self.start_waiters.pop(cmd.start_key, ()):
                 self.reply_value(client, msg_id, P.RUNNING)
+
+
+def what_of(cmd: Command) -> str:
+    """How the timeline names a command: ``task 7`` or ``job 3``."""
+    if cmd.task is not None:
+        return f"task {cmd.task.tid}"
+    return f"job {cmd.job.job_id if cmd.job is not None else '?'}"

@@ -30,7 +30,8 @@ from ..runtime import pid_stopped
 from ..wire import protocol as P
 from ..wire.message import Message, owned, pack
 from ..wire.protocol import TaskFlags, Xfer
-from .dispatch import Dispatch, Outbox
+from . import monitor
+from .dispatch import Dispatch, Outbox, what_of
 from .engines import Command, EngineState, IdAllocator
 from .jobs import Job, JobIds, Part, error_part
 from .results import ResultDesk
@@ -112,6 +113,7 @@ class Hub:
         # engine id -> how its last process ended, as the supervising process reported it
         # (engine_exit): "restarts", "last_exit", "fate"; shown by status()
         self.exits: dict[int, dict[str, Any]] = {}
+        self.usage = monitor.Usage()  # engines' memory and CPU, for live views
         self.client_handlers: dict[str, ClientHandler] = {
             P.SUBMIT: self._on_submit,
             P.CHUNK: self.transfers.client_piece,
@@ -125,6 +127,7 @@ class Hub:
             P.WAIT_STARTED: self._on_wait_started,
             P.CANCEL: self._on_cancel,
             P.HISTORY: self._on_history,
+            P.MONITOR: self._on_monitor,
             P.ENGINE_EXIT: self._on_engine_exit,
             **self.scheduler.handlers,
         }
@@ -222,6 +225,25 @@ class Hub:
             limit=h.get("limit"),
         )
         self.dispatch.reply_value(client, h.get("id"), rows)
+
+    def _on_monitor(self, client: bytes, msg: Message) -> None:
+        """A live view's poll: the status, the events after ``since``, and the engines'
+        memory and CPU as last reported (asking them again when those are a second old)."""
+        since = msg.header.get("since") or 0
+        if not isinstance(since, int):
+            raise P.ProtocolViolation(f"monitor: bad since {since!r}")
+        if self.usage.due(self.clock()):
+            for engine in self.dispatch.engines.values():
+                self.outbox.to_heartbeat(engine.ident, {"t": P.PROBE})
+        timeline = self.dispatch.timeline
+        value = {
+            "status": self.status(),
+            "run": self.run,
+            "seq": timeline.seq,
+            "events": timeline.since(since),
+            "usage": [{"engine": eid, **u} for eid, u in sorted(self.usage.by_engine.items())],
+        }
+        self.dispatch.reply_value(client, msg.header.get("id"), value)
 
     def _on_cancel(self, client: bytes, msg: Message) -> None:
         """Take back the commands of a stored job that have not started (they never run).
@@ -533,6 +555,10 @@ class Hub:
     def _finish_reply(self, engine: EngineState, cmd: Command, part: Part) -> None:
         """``engine`` answered ``cmd``: record it, and send the engine what comes next."""
         self.dispatch.advance(engine)
+        kind = monitor.FAILED if part.status != P.STATUS_OK else monitor.OK
+        self.dispatch.timeline.record(
+            engine.id, what_of(cmd), monitor.REVOKED if cmd.detached else kind, cmd.desc
+        )
         if cmd.detached:  # taken back before it ran; the task went elsewhere
             self.dispatch.dispatch(engine)
             self.scheduler.engine_has_room(engine)
@@ -572,6 +598,9 @@ class Hub:
             if engine.incoming is not None and engine.incoming.stream:
                 current.job.streamed = False  # the client gets the error as a whole result
         unstarted = [*engine.ahead, *engine.queue]
+        if current is not None:
+            self.dispatch.timeline.record(engine.id, what_of(current), monitor.LOST, current.desc)
+        self.usage.forget(engine.id)
         engine.current = None
         engine.incoming = None
         engine.ahead.clear()
@@ -596,6 +625,8 @@ class Hub:
             self.scheduler.on_revoked(engine, msg.header.get("cmd"), bool(msg.header.get("ok")))
         elif msg.type == P.HELLO:
             self._on_hello(engine, msg, conn)
+        elif msg.type == P.USAGE:
+            self.usage.report(engine.id, msg.header.get("rss"), msg.header.get("cpu"))
         else:
             log.warning("unknown heartbeat message type %r", msg.type)
 
@@ -625,7 +656,8 @@ class Hub:
                     "id": e.id,
                     "pid": e.pid,
                     "host": e.host,
-                    "queue": len(e.queue),
+                    # waiting in the controller, and tasks sent ahead to the engine
+                    "queue": len(e.queue) + len(e.ahead),
                     "running": e.current.desc if e.current else None,
                     "restarts": self.exits.get(e.id, {}).get("restarts", 0),
                     "last_exit": self.exits.get(e.id, {}).get("last_exit"),

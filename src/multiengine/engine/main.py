@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -271,9 +272,15 @@ class Engine:
             if why in (P.WHY_REVOKE, P.WHY_ABORT):  # the scheduler waits for this answer
                 hb.send_multipart(self.signer.frames({"t": P.REVOKED, "cmd": cmd, "ok": unrun}))
 
+        def on_probe() -> None:  # a live view wants this process's memory and CPU
+            hb.send_multipart(
+                self.signer.frames({"t": P.USAGE, "rss": _rss(), "cpu": time.process_time()})
+            )
+
         handlers: dict[str, Callable[[Message], None]] = {
             P.INTERRUPT: on_interrupt,
             P.SHUTDOWN: lambda msg: self._lost("the controller stopped"),
+            P.PROBE: lambda msg: on_probe(),
         }
 
         def hello() -> None:  # after each registration: "my heartbeats come on this one"
@@ -633,3 +640,15 @@ class _Revoked(Exception):
     def __init__(self, why: str) -> None:
         super().__init__(f"taken back before it ran ({why})")
         self.why = why
+
+
+def _rss() -> int:
+    """This process's resident memory in bytes (``/proc``; the peak where there is none)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak) * (1 if sys.platform == "darwin" else 1024)

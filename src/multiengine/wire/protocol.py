@@ -76,6 +76,7 @@ TASK_CLEAR = "task_clear"
 TASK_SPIN = "task_spin"
 TASK_RESUBMIT = "task_resubmit"
 HISTORY = "history"
+MONITOR = "monitor"  # a live view's poll: status, recent events, engines' memory and CPU
 ENGINE_EXIT = "engine_exit"  # from the process supervising the engines: one has died
 # controller -> client
 VALUE = "value"
@@ -93,6 +94,8 @@ BYE = "bye"
 REVOKED = "revoked"
 SHUTDOWN = "shutdown"
 HELLO = "hello"
+PROBE = "probe"  # controller -> engine: report your memory and CPU (a live view asked)
+USAGE = "usage"  # engine -> controller: the answer, from the heartbeat thread
 # on more than one channel
 PING = "ping"
 PONG = "pong"
@@ -188,7 +191,10 @@ CONNECT_AGAIN = "ConnectAgain"
 # Client requests a client may send again after a controller restart without doing
 # anything twice (a ``task_submit`` goes with its ``key``).
 SAFE_TO_RESEND = frozenset(
-    {FETCH, WAIT_STARTED, TASK_RESULT, TASK_STATUS, TASK_CLEAR, FLUSH, STATUS, GET_IDS, HISTORY}
+    {
+        *(FETCH, WAIT_STARTED, TASK_RESULT, TASK_STATUS, TASK_CLEAR, FLUSH, STATUS, GET_IDS),
+        *(HISTORY, MONITOR),
+    }
 )
 
 MESSAGES: tuple[MessageSpec, ...] = (
@@ -221,6 +227,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(
         HISTORY, CLIENT_CHANNEL, CLIENT, "id", "rt", "kind", "status", "engine", "since", "limit"
     ),
+    _spec(MONITOR, CLIENT_CHANNEL, CLIENT, "id", "rt", "since"),
     _spec(
         ENGINE_EXIT,
         CLIENT_CHANNEL,
@@ -255,8 +262,10 @@ MESSAGES: tuple[MessageSpec, ...] = (
     # channel's connection: no message of ours)
     _spec(INTERRUPT, HEARTBEAT_CHANNEL, CONTROLLER, "cmd", "why"),
     _spec(SHUTDOWN, HEARTBEAT_CHANNEL, CONTROLLER),
+    _spec(PROBE, HEARTBEAT_CHANNEL, CONTROLLER),
     _spec(HELLO, HEARTBEAT_CHANNEL, ENGINE, "epoch"),
     _spec(REVOKED, HEARTBEAT_CHANNEL, ENGINE, "cmd", "ok"),
+    _spec(USAGE, HEARTBEAT_CHANNEL, ENGINE, "rss", "cpu"),
 )
 
 _ALLOWED: dict[str, frozenset[str]] = {}
