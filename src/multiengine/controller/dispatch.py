@@ -208,11 +208,11 @@ class Dispatch:
                 self.reply_value(client, msg_id, P.DONE)
 
     def _started(self, cmd: Command) -> None:
+        cmd.started = now = time.time()
         if cmd.job is not None:
             if cmd.job.started is None:
-                cmd.job.started = time.time()
+                cmd.job.started = now
         else:  # a task: its start time is part of its record
-            cmd.started = time.time()
             if self.on_task_start is not None:
                 self.on_task_start(cmd)
         if self.start_waiters:
