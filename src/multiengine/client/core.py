@@ -71,7 +71,7 @@ log = logging.getLogger("multiengine.client")
 
 OutputHook = Callable[[int, str, str], None]  # (engine id, "stdout"/"stderr", text)
 
-MAX_LISTENERS = 256  # requests whose live output is still shown
+MAX_LISTENERS = 4096  # requests whose live output is still shown (one per executor task)
 PING_EVERY = 1.0  # seconds of silence before a reader pings the controller
 READ_SLICE = 0.1  # longest single poll of a reader, so it notices a dead controller
 CONNECT_AGAIN_AFTER = 0.25  # seconds before an unanswered reconnection connect goes again

@@ -383,7 +383,7 @@ class PendingResult(Future[T], Timing):
         self._value: Any = None
         self.metadata: list[dict[str, Any]] = []
         self._inflight: Future[Message] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # (add_callback callbacks may use this result)
         self._watching = False
         self.values: list[Any] | None = None  # per engine, as they came (errors included)
         if value is not _NOT_READY:
@@ -530,7 +530,7 @@ class PendingResult(Future[T], Timing):
 
     def _watch(self) -> None:
         """Fetch the result in the background: it completes this Future by itself."""
-        if self.called or self.core is None or self._watching:
+        if self.called or self.cancelled() or self.core is None or self._watching:
             return
         self._watching = True
         core = self.core
