@@ -34,6 +34,7 @@ __all__ = [
     "errors",
     "register_joblib_backend",
     "serialize",
+    "wait_interactive",
 ]
 
 _LAZY = {
@@ -54,13 +55,14 @@ _LAZY = {
     "CompositeError": ("multiengine.errors", "CompositeError"),
     "TaskRejectError": ("multiengine.errors", "TaskRejectError"),
     "errors": ("multiengine.errors", None),
+    "wait_interactive": ("multiengine.client.results", "wait_interactive"),
 }
 
 if TYPE_CHECKING:
     from . import errors
     from .client.aio import AsyncMultiEngineClient, AsyncTaskClient
     from .client.multiengine import MultiEngineClient
-    from .client.results import PendingResult, ResultList, ResultNS
+    from .client.results import PendingResult, ResultList, ResultNS, wait_interactive
     from .client.taskclient import TaskClient
     from .client.tasks import MapTask, StringTask, TaskResult
     from .cluster.cluster import Cluster

@@ -36,3 +36,13 @@ def test_long_execute_on_engines_shows_a_bar(
     mec.execute("import time; time.sleep(2.6)", targets=[0, 1])
     err = capsys.readouterr().err
     assert "execute on 2 engines" in err, err
+
+
+def test_a_long_execute_on_all_engines_has_a_total(
+    mec: multiengine.MultiEngineClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mec.progress = True
+    mec.live_output = False
+    mec.execute("import time; time.sleep(2.3)")
+    err = capsys.readouterr().err
+    assert "execute on 4 engines" in err and "0/4" in err and "4/4" in err, err

@@ -594,6 +594,22 @@ class AsyncTaskClient(_AsyncBase):
     def _make_calls(self) -> TaskCalls:
         return TaskCalls()
 
+    @property
+    def live_output(self) -> bool | None:
+        return self._calls.live_output
+
+    @live_output.setter
+    def live_output(self, value: bool | None) -> None:
+        self._calls.live_output = value
+
+    @property
+    def output_hook(self) -> OutputHook:
+        return self._calls.output_hook
+
+    @output_hook.setter
+    def output_hook(self, hook: OutputHook) -> None:
+        self._calls.output_hook = hook
+
     async def run(self, task: BaseTask, block: bool = False) -> Any:
         """Submit ``task``; its id, or with ``block=True`` its result."""
         return await self._arun(self._calls.run(task, block))

@@ -27,12 +27,23 @@ from .live import wanted as live_wanted
 from .partition import check_dist, join, partition
 from .payload import plan_payload
 from .progress import bar
-from .results import PendingResult, ResultList, check, decode_parts, raise_direct
+from .results import (
+    PendingResult,
+    ResultList,
+    check,
+    decode_parts,
+    decode_result,
+    metadata,
+    raise_direct,
+)
 
 __all__ = ["MultiEngineCalls", "Targets"]
 
 Targets: TypeAlias = Literal["all"] | int | Sequence[int]
 """Which engines a call goes to: ``'all'``, one engine id, or a list or tuple of ids."""
+
+# commands that run user code: what it prints is streamed when live output is on
+LIVE_COMMANDS = frozenset({"execute", "apply", "map"})
 
 PROPERTIES_WARNING = (
     "Engine properties are deprecated: we are currently refactoring the task dependency "
@@ -121,10 +132,12 @@ class MultiEngineCalls:
         payload = plan_payload(args, parts)
         header.update(payload.fields)
         listener = None
-        if cmd == "execute" and live_wanted(self.live_output):
+        if cmd in LIVE_COMMANDS and live_wanted(self.live_output):
             header["live"] = True
             listener = self.output_hook
         n = len(targets) if isinstance(targets, (list, tuple)) else None
+        if isinstance(targets, int):
+            n = 1
         request = Request(
             header,
             payload.content,
@@ -142,6 +155,12 @@ class MultiEngineCalls:
             raise_direct(msg)
             if not block:
                 return PendingResult(core, msg.header["job"], cmd, post)
+            if post is ResultList:  # execute, get_result: the list carries the metadata
+                values, parts, outputs = decode_result(msg, cmd)
+                result = ResultList(check(values, cmd))
+                result.result_id = msg.header.get("job", "")
+                result.metadata = metadata(result.result_id, parts, outputs, values)
+                return result
             values = check(decode_parts(msg, cmd), cmd)
             return post(values) if post is not None else values
 

@@ -71,7 +71,7 @@ log = logging.getLogger("multiengine.client")
 
 OutputHook = Callable[[int, str, str], None]  # (engine id, "stdout"/"stderr", text)
 
-MAX_LISTENERS = 256  # requests whose live output is still shown
+MAX_LISTENERS = 4096  # requests whose live output is still shown (one per executor task)
 PING_EVERY = 1.0  # seconds of silence before a reader pings the controller
 READ_SLICE = 0.1  # longest single poll of a reader, so it notices a dead controller
 CONNECT_AGAIN_AFTER = 0.25  # seconds before an unanswered reconnection connect goes again
@@ -213,19 +213,23 @@ class ClientCore:
         pieces: Sequence[tuple[int, Any]] = (),
         listener: OutputHook | None = None,
         background: bool = False,
+        output_after: bool = False,
     ) -> Future[Message]:
         """Send a message (then the ``(part, piece)`` chunks it announced).
 
         The returned future gets the answer. ``background`` requests are read by the I/O
         thread (for asyncio and callbacks); the others by a thread in :meth:`wait`.
-        ``listener`` gets the request's live output, on the delivery thread.
+        ``listener`` gets the request's live output, on the delivery thread; the answer
+        is completed after the output that came before it, unless ``output_after`` (the
+        output only follows the answer: a non-blocking call, a task submission), when
+        it is completed at once, never waiting behind callbacks.
         """
         if self._closed:
             raise ControllerConnectionError("this client is closed")
         if not self._requests:
             self._last_heard = time.monotonic()  # silence while idle does not count
         mid = next(self._seq)
-        req = _Request(mid, Future(), background, listener)
+        req = _Request(mid, Future(), background, None if output_after else listener)
         req.future.mid = mid  # type: ignore[attr-defined]
         self._requests[mid] = req
         sock = self._bg if background else self._fg
@@ -256,6 +260,11 @@ class ClientCore:
             self._requests.pop(req.mid, None)
             raise
         return req.future
+
+    def is_background(self, fut: Future[Message]) -> bool:
+        """Whether ``fut``'s answer is read by the I/O thread (or already in)."""
+        req = self._requests.get(getattr(fut, "mid", -1))
+        return req is None or req.background or req.answered
 
     def forget(self, fut: Future[Message]) -> None:
         """Stop waiting for ``fut``'s answer (an answer that comes later is dropped)."""

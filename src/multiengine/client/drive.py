@@ -17,7 +17,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ..wire.message import Message
+from ..wire import protocol as P
+from ..wire.message import Message, unpack
 from .core import ClientCore, OutputHook
 from .progress import DELAY, bar
 
@@ -75,14 +76,26 @@ Stream = Generator["Request | Item", "Message | None", None]
 
 def _send(core: ClientCore, req: Request, background: bool) -> Any:
     return core.request(
-        req.header, req.content, req.buffers, req.pieces, req.listener, background=background
+        req.header,
+        req.content,
+        req.buffers,
+        req.pieces,
+        req.listener,
+        background=background,
+        output_after=req.keep_listening,
     )
 
 
 def _wait(core: ClientCore, req: Request) -> Message:
     """Send ``req`` and wait for its answer on this thread (with a bar past two seconds)."""
     fut = req.sent or core.request(
-        req.header, req.content, req.buffers, req.pieces, req.listener, req.keep_listening
+        req.header,
+        req.content,
+        req.buffers,
+        req.pieces,
+        req.listener,
+        req.keep_listening,
+        output_after=req.keep_listening,
     )
     try:
         if req.progress is False or req.progress_label == "":
@@ -92,17 +105,28 @@ def _wait(core: ClientCore, req: Request) -> Message:
         except TimeoutError:
             pass
         total = req.progress_total
-        label = f"{req.progress_label} on {total or 'all'} engines"
+        if total is None:  # "all": how many there are now (asked once the bar is due)
+            total = _engine_count(core)
+        label = f"{req.progress_label} on {total if total is not None else 'all'} engines"
         progress = bar(req.progress, total, label, "engine", delay=0)
         try:
             msg = core.wait(fut)
             progress.update(total or 0)
+            progress.refresh()
             return msg
         finally:
             progress.close()
     finally:
         if req.listener is not None and not req.keep_listening:
             core.unlisten(getattr(fut, "mid", -1))
+
+
+def _engine_count(core: ClientCore) -> int | None:
+    try:
+        msg = core.wait(core.request({"t": P.GET_IDS}), DELAY)
+    except TimeoutError:
+        return None
+    return len(unpack(msg.content)) if msg.type == P.VALUE else None
 
 
 async def _await(core: ClientCore, req: Request) -> Message:

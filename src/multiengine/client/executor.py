@@ -5,6 +5,9 @@
 * ``mec.executor(targets)``: each ``submit`` runs the call on every target engine; its
   Future gets the list of per-engine results (or the CompositeError).
 
+Once done, a Future also has ``metadata`` (one dict per engine: where and when the call
+ran, and what it printed), ``engine_ids``, ``stdout`` and ``stderr``.
+
 Both follow the standard: a Future is *running* from the moment its call starts on an
 engine (the controller says so: ``wait_started``), and from then on ``cancel()``
 returns False; before that, ``cancel()`` takes the call back from the controller so it
@@ -115,6 +118,16 @@ def _settle(fut: Future[Any], outcome: Any) -> None:
         fut.set_result(outcome)
 
 
+def _describe(fut: Future[Any], metadata: list[dict[str, Any]]) -> None:
+    """Give an executor's Future its call's metadata: ``metadata`` (one dict per engine),
+    ``engine_ids``, ``stdout`` and ``stderr`` (a task's: its one engine's text)."""
+    f: Any = fut
+    f.metadata = metadata
+    f.engine_ids = [m["engine_id"] for m in metadata]
+    f.stdout = "".join(m["stdout"] for m in metadata)
+    f.stderr = "".join(m["stderr"] for m in metadata)
+
+
 class TaskExecutor(_Base):
     """Load-balanced: every call is a MapTask on whichever engine is free."""
 
@@ -160,10 +173,13 @@ class TaskExecutor(_Base):
         fut = self._futures.pop(tid, None)
         if fut is None:
             return
+        meta: dict[int, dict[str, Any]] = {}
         try:
-            ((_, _, outcome),) = parse_results(msg)
+            ((_, _, outcome),) = parse_results(msg, meta)
         except BaseException as e:
             outcome = e
+        if tid in meta:  # where and when it ran, what it printed: before callbacks see it
+            _describe(fut, [meta[tid]])
         _settle(fut, outcome)
 
     def _fail(self, done: Future[Message], e: BaseException) -> None:
@@ -252,7 +268,7 @@ class MultiEngineExecutor(_Base):
         fut = _CallFuture(lambda: self._cancel_job(pr.result_id))
         self._track(fut)
         if pr.called:  # no engines to run on: already done
-            _settle(fut, pr.result)
+            _settle(fut, pr._value)
             return fut
         request = self._core.request({"t": P.WAIT_STARTED, "job": pr.result_id}, background=True)
         self._then(request, lambda msg: self._started(pr, fut, msg))
@@ -275,6 +291,7 @@ class MultiEngineExecutor(_Base):
             outcome = pr._finish(msg)
         except BaseException as e:
             outcome = e
+        _describe(fut, pr.metadata)
         _settle(fut, outcome)
 
     def _fail(self, done: Future[Message], e: BaseException) -> None:

@@ -77,8 +77,8 @@ class MultiEngineClient(Connected):
 
     @property
     def live_output(self) -> bool | None:
-        """Show what engines print while ``execute`` runs: True, False, or None (the
-        default: on at an interactive prompt)."""
+        """Show what engines print while ``execute``, ``map`` and the executor's calls
+        run: True, False, or None (the default: on at an interactive prompt)."""
         return self._calls.live_output
 
     @live_output.setter

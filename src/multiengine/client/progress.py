@@ -37,5 +37,8 @@ class _NoBar:
     def update(self, n: int = 1) -> None:
         pass
 
+    def refresh(self) -> None:
+        pass
+
     def close(self) -> None:
         pass

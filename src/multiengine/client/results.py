@@ -1,18 +1,28 @@
 """Results as users see them: ResultList, ResultNS, PendingResult, and the decoding of
-answers into values and exceptions."""
+answers into values and exceptions.
+
+A result knows where and when it ran (:class:`Timing`): per engine, the engine id, its
+status, when the call was submitted (the controller's clock, from the job id), started
+and completed (the controller's clock, from the result's ``PartHeader``), how long the
+engine ran it, and what it printed. ``PendingResult`` is a
+:class:`concurrent.futures.Future`.
+"""
 
 from __future__ import annotations
 
+import html
 import sys
-from collections.abc import Callable, Generator
-from concurrent.futures import Future
-from typing import Any, Generic, TypeVar, overload
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import CancelledError, Future
+from typing import Any, TypeVar, overload
 
 from .. import errors
 from ..wire import chunks
 from ..wire import protocol as P
 from ..wire.message import Message, unpack
-from ..wire.protocol import ErrorReport, PartHeader
+from ..wire.protocol import ErrorReport, PartHeader, Printed
 from ..wire.serialize import loads
 from .core import ClientCore
 
@@ -20,10 +30,14 @@ __all__ = [
     "PendingResult",
     "ResultList",
     "ResultNS",
+    "Timing",
     "check",
     "decode_part",
     "decode_parts",
+    "decode_result",
     "raise_direct",
+    "unwrap",
+    "wait_interactive",
 ]
 
 T = TypeVar("T")
@@ -56,8 +70,88 @@ def _colors() -> tuple[str, str, str, str]:
     return "", "", "", ""
 
 
-class ResultList(list[Any]):
-    """The results of ``execute``/``get_result``: a list that prints like the seed's."""
+class Timing:
+    """Where and when a call ran, from its per-engine ``metadata``.
+
+    ``metadata`` is a list with one dict per engine, in target order: ``engine_id``,
+    ``status`` (``"ok"`` or ``"error"``), ``submitted``, ``started``, ``completed``
+    (Unix times; ``None`` when not known), ``duration`` (seconds the engine ran it),
+    ``stdout`` and ``stderr`` (what it printed, ``""`` when nothing).
+    """
+
+    metadata: list[dict[str, Any]] = []
+    result_id: str = ""
+
+    @property
+    def engine_ids(self) -> list[int]:
+        return [m["engine_id"] for m in self.metadata]
+
+    @property
+    def submitted(self) -> float | None:
+        """When the call reached the controller (Unix time, to the millisecond)."""
+        return _submitted(self.result_id)
+
+    @property
+    def started(self) -> list[float | None]:
+        return [m["started"] for m in self.metadata]
+
+    @property
+    def completed(self) -> list[float | None]:
+        return [m["completed"] for m in self.metadata]
+
+    @property
+    def stdout(self) -> list[str]:
+        return [m["stdout"] for m in self.metadata]
+
+    @property
+    def stderr(self) -> list[str]:
+        return [m["stderr"] for m in self.metadata]
+
+    @property
+    def serial_time(self) -> float:
+        """Seconds the engines spent running it, added up."""
+        return sum(m["duration"] or 0.0 for m in self.metadata)
+
+    @property
+    def wall_time(self) -> float | None:
+        """Seconds from submission to the last engine's completion (None until done)."""
+        done = [c for c in self.completed if c is not None]
+        first = self.submitted
+        if not done or len(done) < len(self.metadata) or not self.metadata:
+            return None
+        if first is None:
+            started = [s for s in self.started if s is not None]
+            first = min(started) if started else max(done)
+        return max(0.0, max(done) - first)
+
+    @property
+    def elapsed(self) -> float | None:
+        """Seconds since submission: up to now while it runs, ``wall_time`` once done."""
+        wall = self.wall_time
+        if wall is not None:
+            return wall
+        first = self.submitted
+        return None if first is None else max(0.0, time.time() - first)
+
+
+def _submitted(result_id: str) -> float | None:
+    """A job id starts with the controller's clock in milliseconds (16 hex digits)."""
+    if len(result_id) != 40:
+        return None
+    try:
+        return int(result_id[:16], 16) / 1000
+    except ValueError:
+        return None
+
+
+class ResultList(list[Any], Timing):
+    """The results of ``execute``/``get_result``: a list that prints like the seed's.
+
+    It carries the call's :class:`Timing` (``metadata``, ``engine_ids``, ``elapsed``...).
+    """
+
+    def _repr_html_(self) -> str:
+        return html_table(list(self), self.metadata)
 
     def __repr__(self) -> str:
         blue, normal, red, green = _colors()
@@ -81,8 +175,9 @@ class ResultList(list[Any]):
 
 
 # ---------------------------------------------------------------- decoding answers
-def rebuild_error(engine_id: int, content: Any, method: str) -> BaseException:
-    """The exception an error part stands for, with a RemoteTraceback as its cause."""
+def rebuild_error(engine_id: int, content: Any, method: str) -> BaseException | Printed:
+    """The exception an error part stands for, with a RemoteTraceback as its cause
+    (wrapped in a :class:`Printed` when the command printed before it failed)."""
     report = ErrorReport.from_bytes(content)
     exc: BaseException | None = None
     if report.traceback is None:  # made by the controller: it names an error class
@@ -103,11 +198,14 @@ def rebuild_error(engine_id: int, content: Any, method: str) -> BaseException:
             exc._render_traceback_ = errors.render_remote_traceback(exc)  # type: ignore[attr-defined]
         except AttributeError:
             pass
+    if report.stdout or report.stderr:
+        return Printed(exc, report.stdout or "", report.stderr or "")
     return exc
 
 
 def decode_part(part: PartHeader, content: Any, buffers: list[Any], method: str) -> Any:
-    """One engine's value; a failure becomes its exception."""
+    """One engine's value; a failure becomes its exception. A function's value that
+    comes with what it printed is a :class:`Printed` (see :func:`unwrap`)."""
     if part.sizes is not None:
         buffers = chunks.assemble(part.sizes, buffers, part.piece)
     if part.status == P.STATUS_ERROR:
@@ -124,16 +222,65 @@ def decode_part(part: PartHeader, content: Any, buffers: list[Any], method: str)
         return err
 
 
-def decode_parts(msg: Message, method: str) -> list[Any]:
-    """The per-target values of a result message; failures become exceptions."""
+def unwrap(value: Any) -> tuple[Any, tuple[str, str] | None]:
+    """A decoded value and what its function printed (None: nothing)."""
+    if type(value) is Printed:
+        return value.value, (value.stdout, value.stderr)
+    return value, None
+
+
+def decode_result(
+    msg: Message, method: str
+) -> tuple[list[Any], list[PartHeader], list[tuple[str, str] | None]]:
+    """The per-target values of a result message (failures as exceptions), its part
+    headers, and what each engine printed."""
     wire = msg.header["parts"]
     if len(wire) == 1:  # one engine: the most common answer, decoded without the loop
         part = PartHeader.from_wire(wire[0])
         ((content, buffers),) = P.split_parts([part.nframes], msg.buffers)
-        return [decode_part(part, content, buffers, method)]
+        value, printed = unwrap(decode_part(part, content, buffers, method))
+        return [value], [part], [printed]
     parts = [PartHeader.from_wire(p) for p in wire]
     frames = P.split_parts([p.nframes for p in parts], msg.buffers)
-    return [decode_part(p, c, b, method) for p, (c, b) in zip(parts, frames, strict=True)]
+    values = []
+    outputs = []
+    for p, (c, b) in zip(parts, frames, strict=True):
+        value, printed = unwrap(decode_part(p, c, b, method))
+        values.append(value)
+        outputs.append(printed)
+    return values, parts, outputs
+
+
+def decode_parts(msg: Message, method: str) -> list[Any]:
+    """The per-target values of a result message; failures become exceptions."""
+    return decode_result(msg, method)[0]
+
+
+def metadata(
+    result_id: str,
+    parts: Sequence[PartHeader],
+    outputs: Sequence[tuple[str, str] | None],
+    values: Sequence[Any],
+) -> list[dict[str, Any]]:
+    """One dict per engine: where and when it ran, and what it printed."""
+    submitted = _submitted(result_id)
+    out = []
+    for part, printed, value in zip(parts, outputs, values, strict=True):
+        if printed is None and type(value) is dict:  # execute's result dict keeps its own
+            printed = (value.get("stdout", ""), value.get("stderr", ""))
+        out.append(
+            {
+                "engine_id": part.engine_id,
+                "status": part.status,
+                "submitted": submitted,
+                "started": part.started,
+                "completed": part.completed,
+                "duration": part.elapsed,
+                "stdout": printed[0] if printed else "",
+                "stderr": printed[1] if printed else "",
+            }
+        )
+    return out
 
 
 def raise_direct(msg: Message) -> None:
@@ -150,11 +297,59 @@ def check(values: list[Any], method: str) -> list[Any]:
     return errors.collect_exceptions(values, method)
 
 
+# ---------------------------------------------------------------- a compact HTML table
+def _cell(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return html.escape(text)
+
+
+def html_table(values: list[Any] | None, meta: list[dict[str, Any]], state: str = "") -> str:
+    """Engine, status, value or error, and time, one row per engine (for Jupyter)."""
+    rows = []
+    for i, m in enumerate(meta):
+        value = values[i] if values is not None and i < len(values) else None
+        shown: Any
+        if isinstance(value, BaseException):
+            shown = f"{type(value).__name__}: {value}"
+        elif type(value) is dict and "input" in value:  # an execute result dict
+            shown = value.get("stdout") or (value.get("display") or {}).get("repr", "")
+        else:
+            shown = value
+        took = f"{m['duration']:.3g} s" if m.get("duration") is not None else ""
+        rows.append(
+            f"<tr><td>{m['engine_id']}</td><td>{_cell(m['status'])}</td>"
+            f"<td style='text-align:left'><pre style='margin:0'>{_cell(shown)}</pre></td>"
+            f"<td>{took}</td></tr>"
+        )
+    caption = f"<caption>{html.escape(state)}</caption>" if state else ""
+    return (
+        f"<table>{caption}<thead><tr><th>engine</th><th>status</th><th>value</th>"
+        f"<th>time</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
 # ---------------------------------------------------------------- PendingResult
 _NOT_READY: Any = object()
 
 
-class PendingResult(Generic[T]):
+class _Waiters(list[Any]):
+    """A Future's ``_waiters``: ``concurrent.futures.wait``/``as_completed`` add theirs,
+    which is when a PendingResult must start fetching its result by itself."""
+
+    __slots__ = ("on_add",)
+
+    def __init__(self, on_add: Callable[[], None]) -> None:
+        super().__init__()
+        self.on_add = on_add
+
+    def append(self, waiter: Any) -> None:
+        super().append(waiter)
+        self.on_add()
+
+
+class PendingResult(Future[T], Timing):
     """A result that may not be ready yet (from a call made with ``block=False``).
 
     ``get_result(default, block)`` fetches it once from the controller and caches it
@@ -162,6 +357,15 @@ class PendingResult(Generic[T]):
     waits without blocking an event loop. ``done()`` and ``wait(timeout)`` ask without
     raising. Callbacks added with ``add_callback`` run in order, on the thread (or in
     the coroutine) that first retrieves the result, and may use the client.
+
+    It is a :class:`concurrent.futures.Future`: ``result(timeout)``,
+    ``exception(timeout)``, ``add_done_callback`` (run on the client's delivery
+    thread), ``concurrent.futures.wait`` and ``as_completed`` work on it. It fetches
+    its result by itself once one of those needs it, and only then (the controller
+    hands a result out once: ``get_pending_deferred`` of an id whose PendingResult is
+    being waited for fails). ``cancel()`` takes back the call if none of it has started.
+    Once done it carries the call's :class:`Timing` and each engine's ``stdout`` and
+    ``stderr``.
     """
 
     def __init__(
@@ -172,49 +376,81 @@ class PendingResult(Generic[T]):
         post: Callable[[list[Any]], T] | None = None,
         value: Any = _NOT_READY,
     ) -> None:
+        super().__init__()
+        self._waiters: list[Any] = _Waiters(self._watch)
         self.core = core
         self.result_id = result_id
         self.method = method
         self._post = post
         self.callbacks: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
-        self.called = value is not _NOT_READY
+        self.called = False
         self.raised = False
-        self.result: Any = None if value is _NOT_READY else value
+        self._value: Any = None
+        self.metadata: list[dict[str, Any]] = []
         self._inflight: Future[Message] | None = None
+        self._lock = threading.RLock()  # (add_callback callbacks may use this result)
+        self._watching = False
+        self.values: list[Any] | None = None  # per engine, as they came (errors included)
+        if value is not _NOT_READY:
+            self._settle(value, False)
 
     def __repr__(self) -> str:
-        state = "done" if self.called else "pending"
+        state = "done" if self.called else ("cancelled" if self.cancelled() else "pending")
         return f"<PendingResult {self.method} {self.result_id} {state}>"
 
     def __lt__(self, other: PendingResult[Any]) -> bool:
         return self.result_id < other.result_id
 
-    def _finish(self, msg: Message) -> T:
-        try:
-            raise_direct(msg)
-            value: Any = check(decode_parts(msg, self.method), self.method)
-            if self._post is not None:
-                value = self._post(value)
-            for f, args, kwargs in self.callbacks:
-                value = f(value, *args, **kwargs)
-        except BaseException as e:  # kept, so .r re-raises it rather than fetching again
-            self.result = e
-            self.raised = True
-            self.called = True
-            raise
-        self.result = value
+    def _settle(self, value: Any, raised: bool) -> None:
+        if self.cancelled():  # what a cancelled call left behind is not its result
+            return
+        self._value = value
+        self.raised = raised
         self.called = True
-        return value  # type: ignore[no-any-return]
+        if raised:
+            self.set_exception(value)
+        else:
+            self.set_result(value)
+
+    def _finish(self, msg: Message) -> T:
+        with self._lock:  # the caller's thread and the delivery thread may both get here
+            if self.called:
+                return self._cached()
+            try:
+                raise_direct(msg)
+                values, parts, outputs = decode_result(msg, self.method)
+                self.values = values
+                self.metadata = metadata(self.result_id, parts, outputs, values)
+                value: Any = check(values, self.method)
+                if self._post is not None:
+                    value = self._post(value)
+                if isinstance(value, ResultList):
+                    value.metadata = self.metadata
+                    value.result_id = self.result_id
+                for f, args, kwargs in self.callbacks:
+                    value = f(value, *args, **kwargs)
+            except BaseException as e:  # kept, so .r re-raises it rather than fetching again
+                self._settle(e, True)
+                raise
+            self._settle(value, False)
+            return value  # type: ignore[no-any-return]
 
     def _cached(self) -> T:
         if self.raised:
-            raise self.result
-        return self.result  # type: ignore[no-any-return]
+            raise self._value
+        return self._value  # type: ignore[no-any-return]
 
     def _fetch(self, block: bool, background: bool = False) -> Future[Message]:
         assert self.core is not None
         header = {"t": P.FETCH, "job": self.result_id, "block": block}
         return self.core.request(header, background=background)
+
+    def _waiting(self, background: bool = False) -> Future[Message]:
+        """The blocking fetch of this result (sent now if it has not been)."""
+        with self._lock:
+            if self._inflight is None:
+                self._inflight = self._fetch(block=True, background=background)
+            return self._inflight
 
     @overload
     def get_result(self, default: None = None, block: bool = True) -> T | None: ...
@@ -224,16 +460,17 @@ class PendingResult(Generic[T]):
         """The result (``block=True`` waits for it); ``default`` if not ready and not block."""
         if self.called:
             return self._cached()
+        if self.cancelled():
+            raise CancelledError(f"{self!r} was cancelled")
         assert self.core is not None
-        if self._inflight is None:
-            if not block:
-                msg = self.core.wait(self._fetch(block=False))
-                if msg.type == P.ERROR and msg.header.get("ename") == "ResultNotCompleted":
-                    return default
-                return self._finish(msg)
-            self._inflight = self._fetch(block=True)
+        if self._inflight is None and not block:
+            msg = self.core.wait(self._fetch(block=False))
+            if msg.type == P.ERROR and msg.header.get("ename") == "ResultNotCompleted":
+                return default
+            return self._finish(msg)
+        inflight = self._waiting()
         try:
-            msg = self.core.wait(self._inflight, None if block else 0)
+            msg = self.core.wait(inflight, None if block else 0)
         except TimeoutError:
             return default
         return self._finish(msg)
@@ -242,6 +479,98 @@ class PendingResult(Generic[T]):
     def r(self) -> T:
         return self.get_result(block=True)  # type: ignore[return-value]
 
+    # ------------------------------------------------------------ the Future interface
+    def result(self, timeout: float | None = None) -> T:
+        """The value, waiting at most ``timeout`` seconds (TimeoutError past it)."""
+        if self.called:
+            return self._cached()
+        if timeout is None:
+            return self.r
+        if self.cancelled():
+            raise CancelledError(f"{self!r} was cancelled")
+        assert self.core is not None
+        msg = self.core.wait(self._waiting(background=True), timeout)
+        return self._finish(msg)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The exception the call failed with, or None (waits like ``result``)."""
+        try:
+            self.result(timeout)
+        except TimeoutError:
+            if not self.called:
+                raise
+        except CancelledError:
+            raise
+        except BaseException:  # noqa: BLE001 - it is what we return
+            pass
+        return self._value if self.raised else None
+
+    def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
+        """Call ``fn(self)`` once the result is in, on the client's delivery thread."""
+        core = self.core
+        if core is None:
+            super().add_done_callback(fn)
+            return
+
+        def later(fut: Future[T]) -> None:
+            core.call_soon(lambda: fn(fut))  # type: ignore[arg-type]
+
+        super().add_done_callback(later)
+        self._watch()
+
+    def cancel(self) -> bool:
+        """Take the call back if none of it has started: True then (and it is
+        cancelled); False once some of it runs or ran (what had not started is then
+        dropped, failing with QueueCleared)."""
+        if self.called or self.cancelled() or self.core is None or not self.result_id:
+            return super().cancel() if not self.called else False
+        msg = self.core.wait(self.core.request({"t": P.CANCEL, "job": self.result_id}))
+        if msg.type != P.VALUE or not unpack(msg.content):
+            return False
+        if not super().cancel():
+            return False
+        self.set_running_or_notify_cancel()
+        self._waiting(background=True)  # the controller drops the result once fetched
+        return True
+
+    def _watch(self) -> None:
+        """Fetch the result in the background: it completes this Future by itself."""
+        if self.called or self.cancelled() or self.core is None or self._watching:
+            return
+        self._watching = True
+        core = self.core
+        inflight = self._waiting(background=True)
+
+        def answered(done: Future[Message]) -> None:
+            core.call_soon(lambda: self._from_watch(done))
+
+        if core.is_background(inflight):
+            inflight.add_done_callback(answered)
+        else:  # a blocking wait was cut short: some thread must read its answer
+            threading.Thread(target=self._read_for_watch, args=(inflight,), daemon=True).start()
+
+    def _read_for_watch(self, inflight: Future[Message]) -> None:
+        assert self.core is not None
+        try:
+            self.core.wait(inflight)
+        except BaseException:  # noqa: BLE001 - the future holds it
+            pass
+        self.core.call_soon(lambda: self._from_watch(inflight))
+
+    def _from_watch(self, done: Future[Message]) -> None:
+        try:
+            msg = done.result()
+        except BaseException as e:  # the controller is gone: the result fails with it
+            with self._lock:
+                if not self.called:
+                    self._settle(e, True)
+            return
+        try:
+            self._finish(msg)
+        except BaseException:  # noqa: BLE001 - kept in the Future
+            pass
+
+    # ------------------------------------------------------------ asyncio, waiting
     def __await__(self) -> Generator[Any, None, T]:
         """``await pr``: the result, without blocking the event loop."""
         return self._await().__await__()
@@ -251,10 +580,11 @@ class PendingResult(Generic[T]):
 
         if self.called:
             return self._cached()
-        if self._inflight is not None:  # a blocking fetch is already waiting: wait for it
+        if self._inflight is not None and not (
+            self.core is not None and self.core.is_background(self._inflight)
+        ):  # a blocking fetch is already waiting: wait for it
             return await asyncio.to_thread(lambda: self.r)
-        self._inflight = self._fetch(block=True, background=True)
-        msg = await asyncio.wrap_future(self._inflight)
+        msg = await asyncio.wrap_future(self._waiting(background=True))
         return self._finish(msg) if not self.called else self._cached()
 
     def add_callback(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -264,22 +594,21 @@ class PendingResult(Generic[T]):
 
     def done(self) -> bool:
         """True once the result (or its error) has arrived; never raises it."""
-        if not self.called:
+        if not self.called and not self.cancelled():
             try:
                 self.get_result(_NOT_READY, block=False)
             except BaseException:
                 pass
-        return self.called
+        return self.called or self.cancelled()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` seconds; True when the result has arrived."""
-        if self.called:
+        if self.called or self.cancelled():
             return True
         assert self.core is not None
-        if self._inflight is None:
-            self._inflight = self._fetch(block=True)
+        inflight = self._waiting(background=timeout is not None)
         try:
-            self.core.wait(self._inflight, timeout)
+            self.core.wait(inflight, timeout)
         except TimeoutError:
             return False
         except BaseException:
@@ -289,3 +618,31 @@ class PendingResult(Generic[T]):
         except BaseException:
             pass
         return True
+
+    def wait_interactive(self, timeout: float | None = None) -> None:
+        """Wait for the result with a progress bar (see :func:`wait_interactive`)."""
+        wait_interactive([self], timeout, self.method)
+
+    def _repr_html_(self) -> str:
+        if not self.called:
+            return f"<code>{html.escape(repr(self))}</code>"
+        return html_table(self.values, self.metadata, repr(self))
+
+
+def wait_interactive(
+    futures: Sequence[Future[Any]], timeout: float | None = None, desc: str = "results"
+) -> None:
+    """Wait for ``futures`` (PendingResults, executor Futures...) with a progress bar
+    that counts those done (``done/total``, at once, whatever ``progress`` says).
+    TimeoutError after ``timeout`` seconds; errors are not raised here."""
+    from concurrent.futures import as_completed
+
+    from .progress import bar
+
+    progress = bar(True, len(futures), desc, "result", delay=0)
+    try:
+        for _ in as_completed(futures, timeout):
+            progress.update(1)
+        progress.refresh()  # the last count is shown, however fast it came
+    finally:
+        progress.close()

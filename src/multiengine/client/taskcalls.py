@@ -18,9 +18,12 @@ from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from ..wire.protocol import TaskItem, TaskLink
 from ..wire.serialize import dumps, loads
+from .core import OutputHook
 from .drive import Call, Item, Request, Steps, Stream
+from .live import print_output
+from .live import wanted as live_wanted
 from .progress import bar
-from .results import decode_part, raise_direct
+from .results import decode_part, raise_direct, unwrap
 from .tasks import BaseTask, MapTask, TaskResult, encode
 
 __all__ = ["Encoded", "TaskCalls", "deliver"]
@@ -48,11 +51,12 @@ def _history_records(msg: Message) -> list[dict[str, Any]]:
     return rows
 
 
-def parse_results(msg: Message) -> list[Outcome]:
+def parse_results(msg: Message, meta: dict[int, dict[str, Any]] | None = None) -> list[Outcome]:
     """(task id, state, outcome) per task of a ``task_results`` answer.
 
     The outcome of a finished task is its value (MapTask), a TaskResult (StringTask), or
-    the exception it failed with; None while it has not finished.
+    the exception it failed with; None while it has not finished. ``meta``, if given,
+    gets each finished task's metadata (:func:`task_metadata`) by id.
     """
     raise_direct(msg)
     items = [TaskItem.from_wire(i) for i in msg.header["items"]]
@@ -63,7 +67,7 @@ def parse_results(msg: Message) -> list[Outcome]:
             out.append((item.tid, item.state, None))
             continue
         content, bufs = next(parts)
-        value = decode_part(item.part, content, bufs, "task")
+        value, printed = unwrap(decode_part(item.part, content, bufs, "task"))
         outcome: Any = value
         if item.kind == P.STRING_TASK and not isinstance(
             value, (errors.TaskAborted, errors.TaskTimeout)
@@ -73,8 +77,28 @@ def parse_results(msg: Message) -> list[Outcome]:
                 outcome = TaskResult(None, engine, item.tid, value, *times)
             else:
                 outcome = TaskResult(value, engine, item.tid, None, *times)
+            outcome.started = item.started
+            if printed is not None:
+                outcome.stdout, outcome.stderr = printed
+        if meta is not None:
+            meta[item.tid] = task_metadata(item, printed)
         out.append((item.tid, item.state, outcome))
     return out
+
+
+def task_metadata(item: TaskItem, printed: tuple[str, str] | None) -> dict[str, Any]:
+    """Where and when a finished task ran, and what it printed (as a result's metadata)."""
+    assert item.part is not None
+    return {
+        "engine_id": item.part.engine_id,
+        "status": item.part.status,
+        "submitted": item.submitted,
+        "started": item.started,
+        "completed": item.completed,
+        "duration": item.elapsed,
+        "stdout": printed[0] if printed else "",
+        "stderr": printed[1] if printed else "",
+    }
 
 
 def deliver(outcome: Any) -> Any:
@@ -89,6 +113,8 @@ class TaskCalls:
 
     def __init__(self) -> None:
         self.progress: bool | None = None  # a bar for long map/barrier waits
+        self.live_output: bool | None = None  # None: on at an interactive prompt
+        self.output_hook: OutputHook = print_output
 
     # ------------------------------------------------------------ plumbing
     def submit(self, tasks: Sequence[BaseTask | Encoded]) -> Steps[list[int]]:
@@ -105,7 +131,14 @@ class TaskCalls:
         }
         if raw:
             header["raw"] = raw
-        return _value((yield Request(header, b"", frames)))  # type: ignore[no-any-return]
+        listener = None
+        if live_wanted(self.live_output):  # what the tasks print comes after the answer
+            header["live"] = True
+            listener = self.output_hook
+        request = Request(
+            header, b"", frames, listener=listener, keep_listening=listener is not None
+        )
+        return _value((yield request))  # type: ignore[no-any-return]
 
     def results(self, ids: list[int], mode: str) -> Call[list[Outcome]]:
         return Call(Request({"t": P.TASK_RESULT, "ids": ids, "mode": mode}), parse_results)

@@ -231,7 +231,10 @@ class TaskResult:
     """The outcome of a StringTask: the pulled names, or the failure.
 
     ``results``/``keys``/``ns`` give the pulled values (``ns.a`` or ``tr['a']``); on a
-    failure they re-raise it, and ``raise_exception()`` does too.
+    failure they re-raise it, and ``raise_exception()`` does too. ``engineid``,
+    ``submitted`` and ``completed`` (as the seed's text stamps), ``started`` (Unix
+    time), ``duration`` (seconds the engine ran it), ``stdout`` and ``stderr`` say
+    where, when and what it printed.
     """
 
     def __init__(
@@ -251,7 +254,10 @@ class TaskResult:
         self.taskid = taskid
         self.submitted = _stamp(submitted)
         self.completed = _stamp(completed)
+        self.started: float | None = None  # Unix time, on the controller's clock
         self.duration = duration
+        self.stdout = ""  # what the task printed (or logged) on its engine
+        self.stderr = ""
 
     @property
     def ns(self) -> ResultNS:

@@ -212,11 +212,11 @@ class Dispatch:
 
     def _started(self, cmd: Command, engine: EngineState) -> None:
         self.timeline.record(engine.id, what_of(cmd), START, cmd.desc)
+        cmd.started = now = time.time()
         if cmd.job is not None:
             if cmd.job.started is None:
-                cmd.job.started = time.time()
+                cmd.job.started = now
         else:  # a task: its start time is part of its record
-            cmd.started = time.time()
             if self.on_task_start is not None:
                 self.on_task_start(cmd)
         if self.start_waiters:

@@ -505,17 +505,19 @@ class Hub:
         self.dispatch.attach_heartbeat(engine, conn)
 
     def _on_output(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:
-        """Live stdout/stderr: on to the client that asked for it."""
+        """Live stdout/stderr: on to the client that asked for it (a job's, or a task's
+        submitter)."""
         cmd = engine.current if engine is not None else None
-        if engine is None or cmd is None or cmd.job is None or cmd.cmd_id != msg.header.get("cmd"):
+        if engine is None or cmd is None or cmd.cmd_id != msg.header.get("cmd"):
             return
-        header = {
-            "t": P.OUTPUT,
-            "id": cmd.job.msg_id,
-            "engine": engine.id,
-            "name": msg.header.get("name"),
-        }
-        self.dispatch.to_client(cmd.job.client, header, msg.content)
+        if cmd.job is not None:
+            client, msg_id = cmd.job.client, cmd.job.msg_id
+        elif cmd.task is not None and cmd.task.live_id is not None:
+            client, msg_id = cmd.task.client, cmd.task.live_id
+        else:
+            return
+        header = {"t": P.OUTPUT, "id": msg_id, "engine": engine.id, "name": msg.header.get("name")}
+        self.dispatch.to_client(client, header, msg.content)
 
     def _on_reply(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:
         if engine is None:
@@ -572,6 +574,7 @@ class Hub:
         assert cmd.job is not None
         if failed:
             self._clear_queue(engine)  # later commands usually depend on the failed one
+        part.started = cmd.started
         if cmd.job.set_part(cmd.index, part):
             self._complete(cmd.job)
         if cmd.name == "kill" and not failed:

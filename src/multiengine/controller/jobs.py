@@ -32,11 +32,21 @@ class Part:
     piece: int | None = None  # the sender's piece size, with sizes
     flags: TaskFlags | None = None  # how a task attempt failed, from the engine
     elapsed: float | None = None  # seconds the engine spent running it
+    started: float | None = None  # when its command became the engine's current one
+    completed: float | None = None  # when the answer came (time.time())
 
     def header(self) -> PartHeader:
         """How the part is described in a ``result`` or ``task_results`` header."""
         return PartHeader(
-            self.engine_id, self.status, self.enc, len(self.frames) - 1, self.sizes, self.piece
+            self.engine_id,
+            self.status,
+            self.enc,
+            len(self.frames) - 1,
+            self.sizes,
+            self.piece,
+            self.started,
+            self.completed,
+            self.elapsed,
         )
 
 
@@ -84,6 +94,8 @@ class Job:
         """Record one engine's answer; return True when the job just completed."""
         if self.parts[index] is not None:
             return False
+        if part.completed is None:
+            part.completed = time.time()
         self.parts[index] = part
         self.nbytes += _size(part.frames)
         self.remaining -= 1

@@ -112,16 +112,19 @@ class TaskScheduler:
             if not links:
                 raise P.ProtocolViolation("a task with an empty chain")
             specs.append([_spec(*next(parts), link) for link in links])
-        tids = [self._add(client, chain) for chain in specs]
+        # live: what the tasks print goes to the client as ``output`` of this request
+        live_id = header.get("id") if header.get("live") else None
+        tids = [self._add(client, chain, live_id) for chain in specs]
         self.schedule()
         return tids
 
-    def _add(self, client: bytes, chain: list[Spec]) -> int:
+    def _add(self, client: bytes, chain: list[Spec], live_id: Any = None) -> int:
         self._next_tid += 1
         self._seq += 1
         task = Task(
             self._next_tid - 1, client, chain, self._seq, retries_left=chain[0].link.retries
         )
+        task.live_id = live_id
         self.table.add(task)
         self.table.persist(task)
         self._push(task)
@@ -291,6 +294,7 @@ class TaskScheduler:
             self.dispatch.new_cmd_id(),
             task=task,
             time_limit=spec.link.time_limit,
+            live=task.live_id is not None,
         )
         task.state = P.PENDING
         task.engine_id = engine.id

@@ -60,6 +60,7 @@ class Task:
     taken_for: int | None = None  # being taken back from a busy engine for this one
     attempts: int = 0  # times it was handed to an engine and ran (retries + 1)
     progress: str | None = None  # its state as last written to disk (progress_of)
+    live_id: Any = None  # the submit's request id, when its output streams to the client
 
     @property
     def link(self) -> TaskLink:

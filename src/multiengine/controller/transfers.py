@@ -11,6 +11,7 @@ kept with the result.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from ..wire import protocol as P
@@ -85,7 +86,17 @@ class Transfers:
         )
         if stream and job is not None:
             job.streamed = True
-            part = PartHeader(engine.id, status, enc, xfer.n, xfer.sizes, xfer.piece)
+            part = PartHeader(
+                engine.id,
+                status,
+                enc,
+                xfer.n,
+                xfer.sizes,
+                xfer.piece,
+                cmd.started,
+                time.time(),
+                header.get("elapsed"),
+            )
             head = {
                 "t": P.RESULT,
                 "id": job.msg_id,

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..wire.serialize import Serialized, rebind_globals, serialize
 from .interpreter import Interpreter
+from .output import Captured
 from .tasks import run_task
 
 __all__ = ["COMMANDS"]
@@ -36,6 +37,26 @@ def pull_serialized(interp: Interpreter, keys: Any) -> Any:
     if isinstance(keys, str):
         return serialize(interp.lookup(keys))
     return [serialize(interp.lookup(k)) for k in keys]
+
+
+def _printing(run: Callable[..., Any]) -> Callable[..., Any]:
+    """A command that calls user functions: what they print is kept (``interp.output``)
+    and, with live output, streamed."""
+
+    def command(interp: Interpreter, *args: Any) -> Any:
+        capture = Captured(interp.streamer)
+        try:
+            with capture:
+                return run(interp, *args)
+        finally:
+            texts = capture.texts()
+            if texts is not None:
+                prior = interp.output  # a StringTask's execute keeps its own
+                if prior is not None:
+                    texts = (texts[0] + prior[0], texts[1] + prior[1])
+                interp.output = texts
+
+    return command
 
 
 def apply(
@@ -134,9 +155,9 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "reset": reset,
     "keys": keys,
     "kill": kill,
-    "apply": apply,
-    "map": map_chunk,
-    "task": task,
+    "apply": _printing(apply),
+    "map": _printing(map_chunk),
+    "task": _printing(task),
     "set_properties": set_properties,
     "get_properties": get_properties,
     "has_properties": has_properties,

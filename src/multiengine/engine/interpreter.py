@@ -81,6 +81,8 @@ class Interpreter:
         self.streamer: Streamer | None = None  # set while a command wants live output
         self.properties: dict[Any, Any] = StrictDict()
         self.task_flags: TaskFlags | None = None  # how the last task failed, for the scheduler
+        # (stdout, stderr) of the command that runs, when a function it called printed
+        self.output: tuple[str, str] | None = None
         # messages this engine dropped unread: unsigned, forged, replayed or stale ones
         self.dropped_messages = 0
         self.reset()

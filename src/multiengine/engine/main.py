@@ -41,7 +41,7 @@ from ..wire import chunks, curve
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
 from ..wire.message import Message, ReplayGuard, Signer, WireError
-from ..wire.protocol import ErrorReport, TaskFlags, Xfer
+from ..wire.protocol import ErrorReport, Printed, TaskFlags, Xfer
 from ..wire.serialize import dumps, loads
 from .commands import COMMANDS
 from .interpreter import Interpreter, format_exception
@@ -99,6 +99,9 @@ class Engine:
         from .. import engine as _package
 
         _package._current = self.interp
+        from .output import UserLogHandler
+
+        UserLogHandler.install()  # what user code logs goes with its command's output
         self.id = -1
         self.hb_period = ControllerConfig.heartbeat_period  # until the controller says
         self.hb_timeout = ControllerConfig.heartbeat_timeout
@@ -536,6 +539,7 @@ class Engine:
         flags: TaskFlags | None = None
         elapsed = 0.0
         self.interp.task_flags = None  # set by a task that fails
+        self.interp.output = None  # set by a function that prints
         try:
             buffers = msg.buffers
             if h.get("xfer"):
@@ -569,6 +573,8 @@ class Engine:
                 self._running = None
                 elapsed = time.perf_counter() - started
                 self.interp.streamer = None
+            if self.interp.output is not None:
+                value = Printed(value, *self.interp.output)
             content, buffers = dumps(value)
         except BaseException as e:  # user code may raise anything, even SystemExit
             if self.terminating:
@@ -623,7 +629,10 @@ class Engine:
                 exc = cloudpickle.dumps(e, protocol=5)
             except Exception:
                 pass
-        return ErrorReport(ename, evalue, text, str(method), self.id, exc).to_bytes()
+        out, err = self.interp.output or (None, None)
+        return ErrorReport(
+            ename, evalue, text, str(method), self.id, exc, out or None, err or None
+        ).to_bytes()
 
     def close(self) -> None:
         self._stop.set()

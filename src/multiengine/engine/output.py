@@ -5,16 +5,26 @@ is kept for the result dict (``stdout``/``stderr``), and, when the client asked 
 live output, also handed to the :class:`Streamer`, whose thread sends it to the
 controller in small batches (a line is sent within about 10 ms; a loop printing
 thousands of lines sends a few messages, not thousands).
+
+``execute`` captures in the interpreter; the commands that call a user function
+(``apply``, ``map``, ``task``) capture with :class:`Captured`. What user code logs goes
+to the capture too: :class:`UserLogHandler`, on the root logger of an engine, writes the
+records of WARNING and above that user code (the main thread, not multiengine's own
+loggers) emits while a command runs to that command's stderr, as Python's
+``logging.basicConfig()`` would print them.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import sys
 import threading
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
-__all__ = ["Capture", "Streamer"]
+__all__ = ["Capture", "Captured", "Streamer", "UserLogHandler"]
 
 COALESCE = 0.01  # seconds to gather more output before sending
 MAX_PENDING = 64 * 1024  # send at once past this many characters
@@ -96,3 +106,63 @@ class Capture(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return "utf-8"
+
+
+class Captured:
+    """``with Captured(streamer) as (out, err):`` user code's stdout and stderr, captured."""
+
+    __slots__ = ("out", "err", "_saved")
+
+    def __init__(self, streamer: Streamer | None) -> None:
+        self.out = Capture("stdout", streamer)
+        self.err = Capture("stderr", streamer)
+        self._saved: tuple[Any, Any] = (None, None)
+
+    def __enter__(self) -> tuple[Capture, Capture]:
+        self._saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = self.out, self.err
+        return self.out, self.err
+
+    def __exit__(
+        self,
+        et: type[BaseException] | None,
+        e: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        sys.stdout, sys.stderr = self._saved
+        streamer = self.out._streamer
+        if streamer is not None:
+            streamer.flush()  # all of it is out before the reply
+
+    def texts(self) -> tuple[str, str] | None:
+        """(stdout, stderr), or None when nothing was written."""
+        if not self.out._parts and not self.err._parts:
+            return None
+        return self.out.getvalue(), self.err.getvalue()
+
+
+class UserLogHandler(logging.Handler):
+    """Log records of user code, to the stderr of the command that runs it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+        self._main = threading.main_thread().ident
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = sys.stderr
+        if not isinstance(stream, Capture) or record.thread != self._main:
+            return  # between commands, or another thread: the engine's log has it
+        if record.name == "multiengine" or record.name.startswith("multiengine."):
+            return
+        try:
+            stream.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging never fails the user's code
+            self.handleError(record)
+
+    @classmethod
+    def install(cls) -> None:
+        """Put one on the root logger (once per process)."""
+        root = logging.getLogger()
+        if not any(isinstance(h, cls) for h in root.handlers):
+            root.addHandler(cls())

@@ -63,7 +63,12 @@ def run_task(interp: Interpreter, spec: dict[str, Any]) -> Any:
             if spec["kind"] == "string":
                 interp.push(spec.get("push") or {})
                 if spec.get("expression"):
-                    interp.execute(spec["expression"])
+                    try:
+                        interp.execute(spec["expression"])
+                    finally:  # what it printed goes with the task's outcome
+                        ran = interp.history.get(interp.number, {})
+                        if ran.get("stdout") or ran.get("stderr"):
+                            interp.output = (ran.get("stdout", ""), ran.get("stderr", ""))
                 return {k: interp.lookup(k) for k in spec.get("pull") or ()}
             f = rebind_globals(_function(spec), interp.namespace)
             if "chunk" in spec:

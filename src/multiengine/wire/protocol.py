@@ -38,6 +38,7 @@ __all__ = [
     "STAMP_FIELDS",
     "ErrorReport",
     "PartHeader",
+    "Printed",
     "TaskFlags",
     "TaskItem",
     "TaskLink",
@@ -217,7 +218,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(INTERRUPT, CLIENT_CHANNEL, CLIENT, "id", "rt", "targets"),
     _spec(WAIT_STARTED, CLIENT_CHANNEL, CLIENT, "id", "rt", "job", "tid"),
     _spec(CANCEL, CLIENT_CHANNEL, CLIENT, "id", "rt", "job"),
-    _spec(TASK_SUBMIT, CLIENT_CHANNEL, CLIENT, "id", "rt", "tasks", "raw", "key", "again"),
+    _spec(TASK_SUBMIT, CLIENT_CHANNEL, CLIENT, "id", "rt", "tasks", "raw", "key", "again", "live"),
     _spec(TASK_RESULT, CLIENT_CHANNEL, CLIENT, "id", "rt", "ids", "mode"),
     _spec(TASK_ABORT, CLIENT_CHANNEL, CLIENT, "id", "rt", "tid"),
     _spec(TASK_STATUS, CLIENT_CHANNEL, CLIENT, "id", "rt", "verbose"),
@@ -325,15 +326,18 @@ class PartHeader(NamedTuple):
     nframes: int
     sizes: list[int] | None = None
     piece: int | None = None
+    started: float | None = None  # when the command became its engine's current one
+    completed: float | None = None  # when its answer reached the controller
+    elapsed: float | None = None  # seconds the engine ran it
 
     def to_wire(self) -> list[Any]:
-        return [self.engine_id, self.status, self.enc, self.nframes, self.sizes, self.piece]
+        return list(self)
 
     @classmethod
     def from_wire(cls, item: Any) -> PartHeader:
-        if type(item) is list and 4 <= len(item) <= 6:  # the common case, checked quickly
+        if type(item) is list and 4 <= len(item) <= 9:  # the common case, checked quickly
             return cls(*item)
-        return cls(*_items(item, "result part", 4, 6))
+        return cls(*_items(item, "result part", 4, 9))
 
 
 class TaskLink(NamedTuple):
@@ -413,11 +417,22 @@ class TaskFlags(NamedTuple):
         return cls(why if isinstance(why, str) else None, bool(retry))
 
 
+class Printed(NamedTuple):
+    """The value of an ``apply``, ``map`` or ``task`` command whose function printed (or
+    logged): the engine pickles this instead of the bare value, and the client unwraps
+    it. It travels inside the pickled content, so the controller never sees it."""
+
+    value: Any
+    stdout: str
+    stderr: str
+
+
 class ErrorReport(NamedTuple):
     """The content of a failed part (always msgpack, never a bare pickle).
 
     Made by an engine: the exception's name, text and formatted traceback, the method
-    and engine, and the exception pickled with cloudpickle when it can be (``exc``).
+    and engine, the exception pickled with cloudpickle when it can be (``exc``), and what
+    the command printed before it failed (``stdout``, ``stderr``), when it printed.
     Made by the controller: only ``ename`` and ``evalue``.
     """
 
@@ -427,6 +442,8 @@ class ErrorReport(NamedTuple):
     method: str | None = None
     engine_id: int | None = None
     exc: bytes | None = None
+    stdout: str | None = None  # what the failed command printed, when it printed
+    stderr: str | None = None
 
     def to_bytes(self) -> bytes:
         data = {k: v for k, v in zip(self._fields, self, strict=True) if v is not None}
@@ -444,6 +461,8 @@ class ErrorReport(NamedTuple):
             env.get("method"),
             env.get("engine_id"),
             env.get("exc"),
+            env.get("stdout"),
+            env.get("stderr"),
         )
 
 
