@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import codecs
-import logging
 import os
 import re
 import selectors
@@ -323,9 +322,6 @@ class IPythonInterpreter(Interpreter):
         sys.stdout, sys.stderr = out, err
         shell.execution_count = n  # so In[n], Out[n] and _n match the engine's numbers
         shell.reported = []
-        messages = _CellMessages(err)
-        root = logging.getLogger()
-        root.addHandler(messages)
         try:
             result = shell.run_cell(code, store_history=True)
             error = result.error_before_exec or result.error_in_exec
@@ -340,7 +336,6 @@ class IPythonInterpreter(Interpreter):
             msg["traceback"] = {"plain": format_exception(e)}
             raise
         finally:
-            root.removeHandler(messages)
             sys.stdout, sys.stderr = saved
             if streamer is not None:
                 streamer.flush()  # all of it is out before the reply
@@ -366,26 +361,6 @@ class IPythonInterpreter(Interpreter):
                 "metadata": dict(metadata),
             }
         return msg
-
-
-class _CellMessages(logging.Handler):
-    """What IPython (and the cell) tells the user through the root logger while the cell
-    runs (``%gui`` that failed, ``%cd`` to nowhere), also in the cell's stderr, as a
-    Jupyter kernel shows it; the engine's log still gets it too."""
-
-    def __init__(self, stream: Capture) -> None:
-        super().__init__(logging.WARNING)
-        self.stream = stream
-        self.setFormatter(logging.Formatter("%(message)s"))
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.name == "root" or record.name.split(".")[0] in ("IPython", "traitlets")
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.stream.write(self.format(record) + "\n")
-        except Exception:  # noqa: BLE001 - logging must not fail the cell
-            self.handleError(record)
 
 
 def _formatted(e: BaseException) -> str:
