@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
+from helpers import wait_until
 
 import multiengine
 
@@ -46,3 +50,36 @@ def test_a_long_execute_on_all_engines_has_a_total(
     mec.execute("import time; time.sleep(2.3)")
     err = capsys.readouterr().err
     assert "execute on 4 engines" in err and "0/4" in err and "4/4" in err, err
+
+
+def test_the_execute_bar_counts_engines_as_they_answer(
+    mec: multiengine.MultiEngineClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Each engine waits for a file of its own; the test lets them go one at a time and
+    sees the bar count each one before it lets the next go."""
+    mec.progress = True
+    mec.live_output = False
+    code = (
+        "import os, time\n"
+        f"while not os.path.exists({str(tmp_path)!r} + f'/go{{id}}'):\n"
+        "    time.sleep(0.01)"
+    )
+    seen = []
+
+    def err_so_far() -> str:
+        seen.append(capsys.readouterr().err)
+        return "".join(seen)
+
+    worker = threading.Thread(target=mec.execute, args=(code,), daemon=True)
+    worker.start()
+    try:
+        wait_until(lambda: "0/4" in err_so_far(), message="the bar to appear")
+        for n, engine in enumerate(sorted(mec.get_ids())[:3], 1):
+            (tmp_path / f"go{engine}").touch()
+            wait_until(lambda n=n: f"{n}/4" in err_so_far(), message=f"the bar at {n}/4")
+    finally:
+        for engine in mec.get_ids():
+            (tmp_path / f"go{engine}").touch()
+        worker.join(30)
+    assert not worker.is_alive()
+    assert "4/4" in err_so_far()

@@ -88,3 +88,47 @@ def test_old_six_field_part_headers_still_decode() -> None:
     part = PartHeader.from_wire([3, P.STATUS_OK, P.PICKLE, 0, None, None])
     assert part.engine_id == 3 and part.started is None and part.elapsed is None
     assert len(PartHeader(0, P.STATUS_OK, P.PICKLE, 0).to_wire()) == 9
+
+
+def progress_of(c: FakeCluster, msg_id: Any) -> list[tuple[int, int]]:
+    return [
+        (s.header["done"], s.header["total"])
+        for s in c.answers_to(msg_id)
+        if s.header["t"] == P.PROGRESS
+    ]
+
+
+def test_a_long_blocking_call_hears_each_engine_that_answered(monkeypatch: Any) -> None:
+    from multiengine.controller import hub
+
+    monkeypatch.setattr(hub, "PROGRESS_AFTER", 0.0)  # as if the call had waited 1 s
+    c = FakeCluster(n=3)
+    header = {"t": P.SUBMIT, "cmd": "execute", "targets": [0, 1, 2], "block": True}
+    c.send({**header, "desc": "x", "progress": True})
+    msg_id = c.last_id
+    c.reply(2)
+    c.reply(0)
+    assert progress_of(c, msg_id) == [(1, 3), (2, 3)]
+    c.reply(1)  # the last answer is the result itself
+    assert progress_of(c, msg_id) == [(1, 3), (2, 3)]
+    assert [s.header["t"] for s in c.answers_to(msg_id)][-1] == P.RESULT
+
+
+def test_quick_or_unasked_calls_hear_no_progress(monkeypatch: Any) -> None:
+    c = FakeCluster(n=2)
+    header = {"t": P.SUBMIT, "cmd": "execute", "targets": [0, 1], "desc": "x"}
+    c.send({**header, "block": True, "progress": True})  # answered within PROGRESS_AFTER
+    quick = c.last_id
+    c.reply(0)
+    c.reply(1)
+    from multiengine.controller import hub
+
+    monkeypatch.setattr(hub, "PROGRESS_AFTER", 0.0)
+    c.send({**header, "block": True})  # not asked
+    unasked = c.last_id
+    c.send({**header, "block": False, "progress": True})  # not blocking
+    nonblocking = c.last_id
+    for _ in range(2):
+        c.reply(0)
+        c.reply(1)
+    assert progress_of(c, quick) == progress_of(c, unasked) == progress_of(c, nonblocking) == []

@@ -22,8 +22,7 @@ from ..wire.message import Message, unpack
 from ..wire.serialize import Serialized
 from .core import ClientCore, OutputHook
 from .drive import Call, Op, Request, Steps
-from .live import print_output
-from .live import wanted as live_wanted
+from .live import print_output, wanted
 from .partition import check_dist, join, partition
 from .payload import plan_payload
 from .progress import bar
@@ -132,12 +131,14 @@ class MultiEngineCalls:
         payload = plan_payload(args, parts)
         header.update(payload.fields)
         listener = None
-        if cmd in LIVE_COMMANDS and live_wanted(self.live_output):
+        if cmd in LIVE_COMMANDS and wanted(self.live_output):
             header["live"] = True
             listener = self.output_hook
         n = len(targets) if isinstance(targets, (list, tuple)) else None
         if isinstance(targets, int):
             n = 1
+        if block and n != 1 and wanted(self.progress, on_a_terminal=True):
+            header["progress"] = True  # a bar may show: the controller counts the answers
         request = Request(
             header,
             payload.content,

@@ -124,6 +124,7 @@ class ClientCore:
         self.identity = b"c-" + uuid.uuid4().hex.encode()
         self._requests: dict[int, _Request] = {}
         self._listeners: dict[int, OutputHook] = {}  # request id -> live-output hook
+        self._progress: dict[int, Callable[[int, int], None]] = {}  # request id -> bar
         self._seq = itertools.count(1)
         self._send_lock = threading.Lock()
         self._fg_lock = threading.Lock()  # the reader role on the fg socket
@@ -354,6 +355,12 @@ class ClientCore:
         if t == P.OUTPUT:
             self._on_output(msg)
             return
+        if t == P.PROGRESS:
+            hook = self._progress.get(msg.header.get("id"))  # type: ignore[arg-type]
+            done, total = msg.header.get("done"), msg.header.get("total")
+            if hook is not None and type(done) is int and type(total) is int:
+                self._deliver(lambda: hook(done, total))
+            return
         if t == P.PONG:
             run = msg.header.get("run")
             if run is not None and run != self.run and self._reconnect is None:
@@ -568,6 +575,14 @@ class ClientCore:
 
     def unlisten(self, mid: int) -> None:
         self._listeners.pop(mid, None)
+
+    def follow_progress(self, mid: int, hook: Callable[[int, int], None] | None) -> None:
+        """Call ``hook(done, total)`` on the delivery thread as the engines of blocking
+        request ``mid`` answer (the controller's ``progress``); None stops it."""
+        if hook is None:
+            self._progress.pop(mid, None)
+        else:
+            self._progress[mid] = hook
 
     def _on_output(self, msg: Message) -> None:
         hook = self._listeners.get(msg.header.get("id"))  # type: ignore[arg-type]

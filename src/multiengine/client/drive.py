@@ -109,16 +109,27 @@ def _wait(core: ClientCore, req: Request) -> Message:
             total = _engine_count(core)
         label = f"{req.progress_label} on {total if total is not None else 'all'} engines"
         progress = bar(req.progress, total, label, "engine", delay=0)
+        mid = getattr(fut, "mid", -1)
+        if hasattr(progress, "n"):  # a real bar: count the engines as they answer
+            core.follow_progress(mid, lambda done, _total: _advance(progress, done))
         try:
             msg = core.wait(fut)
-            progress.update(total or 0)
+            progress.update((total or 0) - getattr(progress, "n", 0))
             progress.refresh()
             return msg
         finally:
+            core.follow_progress(mid, None)
             progress.close()
     finally:
         if req.listener is not None and not req.keep_listening:
             core.unlisten(getattr(fut, "mid", -1))
+
+
+def _advance(progress: Any, done: int) -> None:
+    """Show ``done`` engines answered at once (tqdm would wait out its mininterval)."""
+    if done > progress.n:
+        progress.update(done - progress.n)
+        progress.refresh()
 
 
 def _engine_count(core: ClientCore) -> int | None:

@@ -55,6 +55,10 @@ _OPEN = frozenset({P.CONNECT, P.PING})
 # how long a dead engine's supervisor has to report the cause (engine_exit) before its
 # work fails with "its connection closed"
 EXIT_REPORT_WAIT = 2.0
+# A blocking call that asked for ``progress`` hears how many engines answered, one
+# message per answer, once it has waited PROGRESS_AFTER seconds (the client's bar appears
+# after 2 s): a quick call costs nothing more.
+PROGRESS_AFTER = 1.0
 
 ClientHandler = Callable[[bytes, Message], None]
 EngineHandler = Callable[[bytes, "EngineState | None", Message], None]
@@ -328,6 +332,8 @@ class Hub:
         job.desc = str(h.get("desc") or name)
         cid = h.get("cid")  # (inline: every submit passes here)
         job.owner = cid if type(cid) is bytes else client
+        if block and h.get("progress") is True and len(targets) > 1:
+            job.progress_at = job.submitted + PROGRESS_AFTER
         job.kill_controller = bool(h.get("controller")) and name == "kill"
         if not block:
             self.desk.add(job)
@@ -577,12 +583,24 @@ class Hub:
         part.started = cmd.started
         if cmd.job.set_part(cmd.index, part):
             self._complete(cmd.job)
+        elif cmd.job.progress_at is not None:
+            self._tell_progress(cmd.job)
         if cmd.name == "kill" and not failed:
             self._unregister(engine, "killed")
             return
         self.dispatch.dispatch(engine)
         if self.scheduler.ready or self.dispatch.prefetching:  # any task work at all
             self.scheduler.engine_has_room(engine)
+
+    def _tell_progress(self, job: Job) -> None:
+        """Tell the client waiting for ``job`` how many of its engines have answered."""
+        assert job.progress_at is not None
+        if time.time() < job.progress_at:
+            return
+        total = len(job.targets)
+        header = {"t": P.PROGRESS, "id": job.msg_id, "done": total - job.remaining}
+        header["total"] = total
+        self.dispatch.to_client(job.client, header)
 
     def _unregister(
         self, engine: EngineState, why: str, lost: str | None = None, reserve: bool = False

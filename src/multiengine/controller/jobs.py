@@ -80,6 +80,7 @@ class Job:
     submitted: float = 0.0  # when it arrived (time.time())
     started: float | None = None  # when its first command became an engine's current one
     streamed: bool = False  # the result already went to the client piece by piece
+    progress_at: float | None = None  # when to tell a waiting client how many answered
     nbytes: int = 0
 
     def __post_init__(self) -> None:

@@ -102,6 +102,7 @@ PING = "ping"
 PONG = "pong"
 CHUNK = "chunk"
 OUTPUT = "output"
+PROGRESS = "progress"  # how many engines of a long blocking call have answered
 
 # ---------------------------------------------------------------- values of header fields
 STATUS_OK = "ok"  # status of a reply or part
@@ -209,7 +210,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
         CLIENT_CHANNEL,
         CLIENT,
         *("id", "rt", "cid", "cmd", "targets", "block", "desc"),
-        *("parts", "xfer", "controller", "live", "raw"),
+        *("parts", "xfer", "controller", "live", "progress", "raw"),
     ),
     _spec(CHUNK, CLIENT_CHANNEL, CLIENT, "x", "p", "rt", "raw"),
     _spec(FETCH, CLIENT_CHANNEL, CLIENT, "id", "rt", "job", "block"),
@@ -249,6 +250,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(PONG, CLIENT_CHANNEL, CONTROLLER, "id", "run"),
     _spec(CHUNK, CLIENT_CHANNEL, CONTROLLER, "id", "raw"),
     _spec(OUTPUT, CLIENT_CHANNEL, CONTROLLER, "id", "engine", "name"),
+    _spec(PROGRESS, CLIENT_CHANNEL, CONTROLLER, "id", "done", "total"),
     _spec(TASK_RESULTS, CLIENT_CHANNEL, CONTROLLER, "id", "items", "raw"),
     # engine channel
     _spec(REGISTER, ENGINE_CHANNEL, ENGINE, "desired_id", "pid", "host", "epoch"),
