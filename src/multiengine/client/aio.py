@@ -22,8 +22,9 @@ from ..wire import protocol as P
 from ..wire.serialize import Serialized
 from .calls import MultiEngineCalls, Targets
 from .connected import resolve_connection
-from .core import ClientCore, OutputHook
+from .core import ClientCore
 from .drive import Op, aiterate, arun
+from .live import LiveOutputSettings
 from .results import PendingResult, ResultList
 from .taskcalls import TaskCalls
 from .tasks import BaseTask
@@ -66,7 +67,7 @@ class _AsyncBase:
         return f"<{type(self).__name__} {self._core.url}>"
 
 
-class AsyncMultiEngineClient(_AsyncBase):
+class AsyncMultiEngineClient(_AsyncBase, LiveOutputSettings):
     """The MultiEngine client for asyncio code (same arguments as MultiEngineClient)."""
 
     _calls: MultiEngineCalls
@@ -91,22 +92,6 @@ class AsyncMultiEngineClient(_AsyncBase):
         if value is None:
             raise ValueError("targets must be a str, list, tuple or int")
         self._calls.targets = self._calls.find_targets(value)
-
-    @property
-    def live_output(self) -> bool | None:
-        return self._calls.live_output
-
-    @live_output.setter
-    def live_output(self, value: bool | None) -> None:
-        self._calls.live_output = value
-
-    @property
-    def output_hook(self) -> OutputHook:
-        return self._calls.output_hook
-
-    @output_hook.setter
-    def output_hook(self, hook: OutputHook) -> None:
-        self._calls.output_hook = hook
 
     @overload
     async def execute(
@@ -586,29 +571,13 @@ class AsyncMultiEngineClient(_AsyncBase):
         return await self._arun(self._calls.properties("clear_properties", (), targets, block))
 
 
-class AsyncTaskClient(_AsyncBase):
+class AsyncTaskClient(_AsyncBase, LiveOutputSettings):
     """The Task client for asyncio code (same arguments as TaskClient)."""
 
     _calls: TaskCalls
 
     def _make_calls(self) -> TaskCalls:
         return TaskCalls()
-
-    @property
-    def live_output(self) -> bool | None:
-        return self._calls.live_output
-
-    @live_output.setter
-    def live_output(self, value: bool | None) -> None:
-        self._calls.live_output = value
-
-    @property
-    def output_hook(self) -> OutputHook:
-        return self._calls.output_hook
-
-    @output_hook.setter
-    def output_hook(self, hook: OutputHook) -> None:
-        self._calls.output_hook = hook
 
     async def run(self, task: BaseTask, block: bool = False) -> Any:
         """Submit ``task``; its id, or with ``block=True`` its result."""

@@ -23,8 +23,8 @@ from ..wire import protocol as P
 from ..wire.serialize import Serialized
 from .calls import MultiEngineCalls, Targets
 from .connected import Connected
-from .core import OutputHook
 from .drive import Op, run
+from .live import LiveOutputSettings
 from .mapper import MultiEngineMapper, ParallelFunction
 from .results import PendingResult, ResultList
 
@@ -42,7 +42,7 @@ MAGICS_NOT_LOADED = "You must first load the multiengine extension by doing '%lo
 activate_magics: Callable[[MultiEngineClient], None] | None = None
 
 
-class MultiEngineClient(Connected):
+class MultiEngineClient(Connected, LiveOutputSettings):
     """A client of one controller's engines (``profile``, ``cluster_dir`` or
     ``connection_file`` say which; ``timeout``: how long to wait for it to answer)."""
 
@@ -74,26 +74,6 @@ class MultiEngineClient(Connected):
         if value is None:
             raise ValueError("targets must be a str, list, tuple or int")
         self._calls.targets = self._calls.find_targets(value)
-
-    @property
-    def live_output(self) -> bool | None:
-        """Show what engines print while ``execute``, ``map`` and the executor's calls
-        run: True, False, or None (the default: on at an interactive prompt)."""
-        return self._calls.live_output
-
-    @live_output.setter
-    def live_output(self, value: bool | None) -> None:
-        self._calls.live_output = value
-
-    @property
-    def output_hook(self) -> OutputHook:
-        """``hook(engine_id, name, text)`` that shows live output (runs on the client's
-        delivery thread; it may use the client)."""
-        return self._calls.output_hook
-
-    @output_hook.setter
-    def output_hook(self, hook: OutputHook) -> None:
-        self._calls.output_hook = hook
 
     @property
     def progress(self) -> bool | None:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..wire import protocol as P
 from .connected import Connected
-from .core import OutputHook
 from .drive import Op, iterate, run
+from .live import LiveOutputSettings
 from .taskcalls import TaskCalls
 from .tasks import BaseTask
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["TaskClient", "TaskMapper"]
 
 
-class TaskClient(Connected):
+class TaskClient(Connected, LiveOutputSettings):
     """Load-balanced tasks on a cluster's engines (``profile``/``cluster_dir``/``connection_file``).
 
     ``progress`` (True, False, or None for automatic) shows a bar when ``map`` or
@@ -49,26 +49,6 @@ class TaskClient(Connected):
     @progress.setter
     def progress(self, value: bool | None) -> None:
         self._calls.progress = value
-
-    @property
-    def live_output(self) -> bool | None:
-        """Show what tasks print while they run (``[stdout:N] ...``): True, False, or
-        None (the default: on at an interactive prompt)."""
-        return self._calls.live_output
-
-    @live_output.setter
-    def live_output(self, value: bool | None) -> None:
-        self._calls.live_output = value
-
-    @property
-    def output_hook(self) -> OutputHook:
-        """``hook(engine_id, name, text)`` that shows live output (on the client's
-        delivery thread)."""
-        return self._calls.output_hook
-
-    @output_hook.setter
-    def output_hook(self, hook: OutputHook) -> None:
-        self._calls.output_hook = hook
 
     # ------------------------------------------------------------ the seed's methods
     def run(self, task: BaseTask, block: bool = False) -> Any:
