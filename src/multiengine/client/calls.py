@@ -155,7 +155,9 @@ class MultiEngineCalls:
         def finish(msg: Message) -> Any:
             raise_direct(msg)
             if not block:
-                return PendingResult(core, msg.header["job"], cmd, post)
+                pr = PendingResult(core, msg.header["job"], cmd, post)
+                pr.live = listener is not None  # its result comes after its output
+                return pr
             if post is ResultList:  # execute, get_result: the list carries the metadata
                 values, parts, outputs = decode_result(msg, cmd)
                 result = ResultList(check(values, cmd))

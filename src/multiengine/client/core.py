@@ -85,6 +85,7 @@ class _Request:
     background: bool
     listener: OutputHook | None
     answered: bool = False  # its answer has been read (the future may still be pending)
+    behind_output: bool = False  # complete it after the live output delivered before it
     # what was sent: sent again if the controller restarts before it answers
     sent: tuple[dict[str, Any], Any, Sequence[Any], Sequence[tuple[int, Any]]] | None = None
 
@@ -215,6 +216,7 @@ class ClientCore:
         listener: OutputHook | None = None,
         background: bool = False,
         output_after: bool = False,
+        behind_output: bool = False,
     ) -> Future[Message]:
         """Send a message (then the ``(part, piece)`` chunks it announced).
 
@@ -223,7 +225,9 @@ class ClientCore:
         ``listener`` gets the request's live output, on the delivery thread; the answer
         is completed after the output that came before it, unless ``output_after`` (the
         output only follows the answer: a non-blocking call, a task submission), when
-        it is completed at once, never waiting behind callbacks.
+        it is completed at once, never waiting behind callbacks. ``behind_output``: the
+        answer is completed after the live output that came before it, though this
+        request has none of its own (the fetch of a non-blocking call's result).
         """
         if self._closed:
             raise ControllerConnectionError("this client is closed")
@@ -231,6 +235,7 @@ class ClientCore:
             self._last_heard = time.monotonic()  # silence while idle does not count
         mid = next(self._seq)
         req = _Request(mid, Future(), background, None if output_after else listener)
+        req.behind_output = behind_output
         req.future.mid = mid  # type: ignore[attr-defined]
         self._requests[mid] = req
         sock = self._bg if background else self._fg
@@ -382,7 +387,7 @@ class ClientCore:
         if req is None:
             return
         req.answered = True
-        if req.listener is not None:  # after the output that came before it
+        if req.listener is not None or req.behind_output:  # after the output before it
             self._deliver(lambda: _complete(req.future, whole))
         else:
             _complete(req.future, whole)

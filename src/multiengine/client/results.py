@@ -390,6 +390,7 @@ class PendingResult(Future[T], Timing):
         self._inflight: Future[Message] | None = None
         self._lock = threading.RLock()  # (add_callback callbacks may use this result)
         self._watching = False
+        self.live = False  # its call streams live output: shown before the result is
         self.values: list[Any] | None = None  # per engine, as they came (errors included)
         if value is not _NOT_READY:
             self._settle(value, False)
@@ -443,7 +444,7 @@ class PendingResult(Future[T], Timing):
     def _fetch(self, block: bool, background: bool = False) -> Future[Message]:
         assert self.core is not None
         header = {"t": P.FETCH, "job": self.result_id, "block": block}
-        return self.core.request(header, background=background)
+        return self.core.request(header, background=background, behind_output=self.live)
 
     def _waiting(self, background: bool = False) -> Future[Message]:
         """The blocking fetch of this result (sent now if it has not been)."""
