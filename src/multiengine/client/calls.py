@@ -20,21 +20,14 @@ from .. import errors
 from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from ..wire.serialize import Serialized
+from .answers import check, decode_parts, decode_result, metadata, raise_direct
 from .core import ClientCore, OutputHook
 from .drive import Call, Op, Request, Steps
 from .live import print_output, wanted
 from .partition import check_dist, join, partition
 from .payload import plan_payload
 from .progress import bar
-from .results import (
-    PendingResult,
-    ResultList,
-    check,
-    decode_parts,
-    decode_result,
-    metadata,
-    raise_direct,
-)
+from .results import PendingResult, ResultList
 
 __all__ = ["MultiEngineCalls", "Targets"]
 

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..wire import protocol as P
 from ..wire.message import Message, unpack
-from .results import PendingResult, raise_direct
+from .answers import raise_direct
+from .results import PendingResult
 from .taskcalls import SUBMIT_BATCH, parse_results
 from .tasks import MapTask
 

@@ -18,12 +18,12 @@ from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from ..wire.protocol import TaskItem, TaskLink
 from ..wire.serialize import dumps, loads
+from .answers import decode_part, raise_direct, unwrap
 from .core import OutputHook
 from .drive import Call, Item, Request, Steps, Stream
 from .live import print_output
 from .live import wanted as live_wanted
 from .progress import bar
-from .results import decode_part, raise_direct, unwrap
 from .tasks import BaseTask, MapTask, TaskResult, encode
 
 __all__ = ["Encoded", "TaskCalls", "deliver"]

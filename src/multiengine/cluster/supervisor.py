@@ -436,8 +436,8 @@ class Supervisor:
             return self._ask(header, timeout)
 
     def _ask(self, header: dict[str, Any], timeout: float) -> Any:
+        from ..client.answers import raise_direct
         from ..client.core import ClientCore
-        from ..client.results import raise_direct
 
         if time.monotonic() < self._quiet_until:
             raise ControllerConnectionError("the controller did not answer a moment ago")
