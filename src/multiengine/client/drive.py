@@ -110,12 +110,10 @@ def _wait(core: ClientCore, req: Request) -> Message:
         label = f"{req.progress_label} on {total if total is not None else 'all'} engines"
         progress = bar(req.progress, total, label, "engine", delay=0)
         mid = getattr(fut, "mid", -1)
-        if hasattr(progress, "n"):  # a real bar: count the engines as they answer
-            core.follow_progress(mid, lambda done, _total: _advance(progress, done))
+        core.follow_progress(mid, lambda done, _total: _advance(progress, done))
         try:
             msg = core.wait(fut)
-            progress.update((total or 0) - getattr(progress, "n", 0))
-            progress.refresh()
+            _advance(progress, total or 0)
             return msg
         finally:
             core.follow_progress(mid, None)

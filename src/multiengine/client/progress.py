@@ -34,6 +34,8 @@ def bar(
 
 
 class _NoBar:
+    n = 0  # (tqdm's count)
+
     def update(self, n: int = 1) -> None:
         pass
 
