@@ -148,9 +148,7 @@ class MultiEngineCalls:
         def finish(msg: Message) -> Any:
             raise_direct(msg)
             if not block:
-                pr = PendingResult(core, msg.header["job"], cmd, post)
-                pr.live = listener is not None  # its result comes after its output
-                return pr
+                return PendingResult(core, msg.header["job"], cmd, post, live=listener is not None)
             if post is ResultList:  # execute, get_result: the list carries the metadata
                 values, parts, outputs = decode_result(msg, cmd)
                 result = ResultList(check(values, cmd))

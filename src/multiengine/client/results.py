@@ -229,6 +229,7 @@ class PendingResult(Future[T], Timing):
         method: str,
         post: Callable[[list[Any]], T] | None = None,
         value: Any = _NOT_READY,
+        live: bool = False,
     ) -> None:
         super().__init__()
         self._waiters: list[Any] = _Waiters(self._watch)
@@ -244,7 +245,7 @@ class PendingResult(Future[T], Timing):
         self._inflight: Future[Message] | None = None
         self._lock = threading.RLock()  # (add_callback callbacks may use this result)
         self._watching = False
-        self.live = False  # its call streams live output: shown before the result is
+        self.live = live  # its call streams live output: shown before the result is
         self.values: list[Any] | None = None  # per engine, as they came (errors included)
         if value is not _NOT_READY:
             self._settle(value, False)
