@@ -1,6 +1,6 @@
-"""multiengine side by side with ipyparallel and dask.distributed (those that are installed).
+"""multiengine side by side with ipyparallel, dask.distributed and Ray (those installed).
 
-    python benchmarks/compare.py [-n 2] [--quick]
+    python benchmarks/compare.py [-n 2] [--quick] [--many 128] [--json PATH]
 
 The same as ``multiengine bench --peers``: the measurements live in ``multiengine.bench``.
 Install the peers with ``pip install -e '.[bench]'`` (or ``make bench``).
@@ -11,15 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from multiengine.bench import main
+from multiengine.bench import add_arguments, main
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="multiengine vs ipyparallel vs dask.distributed")
-    p.add_argument("-n", type=int, default=2, help="engines/workers per cluster (default 2)")
-    p.add_argument(
-        "--quick", action="store_true", help="fewer repetitions (about 1.5 min with both peers)"
-    )
+    p = argparse.ArgumentParser(description="multiengine vs ipyparallel vs dask vs Ray")
+    add_arguments(p, peers=False)
     args = p.parse_args(argv)
     args.peers = True
     return args

@@ -12,6 +12,7 @@ from typing import Any
 
 import zmq
 
+from ..bench import add_arguments as add_bench_arguments
 from ..config import ClusterConfig, ControllerConfig, EngineConfig
 from ..errors import ClusterNotRunning, ConfigError, KernelError
 from ..runtime import ClusterDir, add_cluster_dir_arguments, list_cluster_dirs, pid_alive
@@ -113,13 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     controller_args(sub.add_parser("controller", help="run a controller"))
     engine_args(sub.add_parser("engine", help="run an engine"))
-    bench = sub.add_parser(
-        "bench", help="benchmarks, side by side with ipyparallel and dask when installed"
-    )
-    bench.add_argument("-n", type=int, default=2, help="engines (default 2)")
-    bench.add_argument("--quick", action="store_true", help="fewer repetitions")
-    bench.add_argument(
-        "--peers", action="store_true", help="also run ipyparallel and dask if installed"
+    add_bench_arguments(
+        sub.add_parser(
+            "bench", help="benchmarks, side by side with ipyparallel, dask and Ray when installed"
+        )
     )
     return parser
 
