@@ -156,3 +156,7 @@ def test_goals_say_ok_or_missed_relative_ones_too() -> None:
     assert "<= 0.35 MISSED" in lines["execute('pass'), 1 engine, median (ms)"]
     assert "<= 0.15 ok" in lines["shutdown until every process is gone (s)"]
     assert not any("engines on one host" in k for k in lines)  # --many rows only if measured
+    me.many, me.values["many_start"] = 128, 1.5
+    peer = _outcome("ray", rtt1=NOT_APPLICABLE)
+    row = next(line for line in table([me, peer], 2).splitlines() if "128 engines" in line)
+    assert [c.strip() for c in row.split("|")[2:4]] == ["1.500", NOT_APPLICABLE]

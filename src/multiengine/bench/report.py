@@ -15,7 +15,7 @@ import os
 import platform
 from typing import Any
 
-from .measure import METRICS, Metric, Outcome
+from .measure import METRICS, NOT_APPLICABLE, Metric, Outcome
 
 __all__ = ["environment", "table", "as_json", "shown", "best_peer"]
 
@@ -30,6 +30,8 @@ def _label(m: Metric, me: Outcome) -> str:
 
 
 def _cell(o: Outcome, m: Metric, first: bool) -> str:
+    if m.many and m.key not in o.values:  # the --many rows are multiengine's alone
+        return NOT_APPLICABLE
     if o.unavailable:  # the reason once, in the first row
         why = o.unavailable if len(o.unavailable) <= 40 else o.unavailable[:37] + "..."
         return f"n/a ({why})" if first else "n/a"
