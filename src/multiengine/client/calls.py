@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeAlias
 
 from .. import errors
 from ..wire import protocol as P
+from ..wire import shm
 from ..wire.message import Message, unpack
 from ..wire.serialize import Serialized
 from .answers import check, decode_parts, decode_result, metadata, raise_direct
@@ -25,7 +26,7 @@ from .core import ClientCore, OutputHook
 from .drive import Call, Op, Request, Steps
 from .live import print_output, wanted
 from .partition import check_dist, join, partition
-from .payload import plan_payload
+from .payload import Dumped, Payload, dump_payload, plan_dumped, plan_shared
 from .progress import bar
 from .results import PendingResult, ResultList
 
@@ -33,6 +34,9 @@ __all__ = ["MultiEngineCalls", "Targets"]
 
 Targets: TypeAlias = Literal["all"] | int | Sequence[int]
 """Which engines a call goes to: ``'all'``, one engine id, or a list or tuple of ids."""
+
+# how long the engines' nodes (``status``) are trusted before asking again
+NODES_TTL = 2.0
 
 # commands that run user code: what it prints is streamed when live output is on
 LIVE_COMMANDS = frozenset({"execute", "apply", "map"})
@@ -64,6 +68,7 @@ class MultiEngineCalls:
         self.live_output: bool | None = None  # None: on at an interactive prompt
         self.output_hook: OutputHook = print_output
         self.progress: bool | None = None  # None: on at a terminal or in IPython
+        self._nodes: tuple[float, dict[int, str]] | None = None  # (when, engine id -> node)
 
     # ------------------------------------------------------------ arguments
     def find_block(self, block: Any = None) -> bool:
@@ -107,8 +112,16 @@ class MultiEngineCalls:
         parts: list[tuple[Any, ...]] | None = None,
         post: Callable[[list[Any]], Any] | None = None,
         extra: dict[str, Any] | None = None,
+        *,
+        shared: bool = False,
+        reply_shm: bool = False,
     ) -> Op[Any]:
-        """Run ``cmd`` on the targets: their values (after ``post``), or a PendingResult."""
+        """Run ``cmd`` on the targets: their values (after ``post``), or a PendingResult.
+
+        Large buffers go to engines of this host through shared memory (read-only
+        zero-copy arrays there with ``shared``); ``reply_shm``: a blocking call whose
+        large answers may come back the same way (``pull``).
+        """
         targets = self.find_targets(targets)
         block = self.find_block(block)
         header: dict[str, Any] = {
@@ -121,7 +134,71 @@ class MultiEngineCalls:
         }
         if extra:
             header.update(extra)
-        payload = plan_payload(args, parts)
+        dumped = dump_payload(args, parts)
+        limit = shm.threshold()
+        if limit and (dumped.size >= limit or (reply_shm and block)) and shm.node_identity():
+            return self._submit_local(
+                cmd, header, dumped, targets, block, post, shared, reply_shm and block
+            )
+        return self._call(cmd, header, plan_dumped(dumped), targets, block, post)
+
+    def _submit_local(
+        self,
+        cmd: str,
+        header: dict[str, Any],
+        dumped: Dumped,
+        targets: Targets,
+        block: bool,
+        post: Callable[[list[Any]], Any] | None,
+        shared: bool,
+        reply: bool,
+    ) -> Steps[Any]:
+        """``submit`` through shared memory when every target is an engine of this host."""
+        ids = yield from self.local_ids(targets)
+        payload = None
+        if ids is not None:
+            slots = [shm.engine_slot(i) for i in ids]
+            payload = plan_shared(
+                dumped, [s for s in slots if s is not None], shared=shared, reply=reply
+            )
+        if payload is None:
+            payload = plan_dumped(dumped)
+        else:
+            header["targets"] = ids  # exactly the engines the block waits for
+        return (yield from self._call(cmd, header, payload, targets, block, post))
+
+    def local_ids(self, targets: Targets) -> Steps[list[int] | None]:
+        """The ids ``targets`` names, when all of them are engines of this host that take
+        shared memory; None otherwise (the bytes then go over the network)."""
+        now = time.monotonic()
+        if self._nodes is None or now - self._nodes[0] > NODES_TTL:
+            status = yield from self.ask({"t": P.STATUS})
+            nodes = {int(e["id"]): str(e.get("node") or "") for e in status["engines"]}
+            self._nodes = (now, nodes)
+        nodes = self._nodes[1]
+        if targets == "all":
+            ids = sorted(nodes)
+        elif isinstance(targets, int) and not isinstance(targets, bool):
+            ids = [targets]
+        elif isinstance(targets, (list, tuple)):
+            ids = list(targets)
+        else:
+            return None
+        me = shm.node_identity()
+        for i in ids:
+            if type(i) is not int or nodes.get(i) != me or shm.engine_slot(i) is None:
+                return None
+        return ids or None
+
+    def _call(
+        self,
+        cmd: str,
+        header: dict[str, Any],
+        payload: Payload,
+        targets: Targets,
+        block: bool,
+        post: Callable[[list[Any]], Any] | None,
+    ) -> Call[Any]:
         header.update(payload.fields)
         listener = None
         if cmd in LIVE_COMMANDS and wanted(self.live_output):
@@ -183,15 +260,19 @@ class MultiEngineCalls:
         desc = f"execute({short(lines)})"
         return self.submit("execute", (lines,), targets, block, desc, post=ResultList)
 
-    def push(self, namespace: dict[str, Any], targets: Any, block: Any) -> Op[Any]:
+    def push(
+        self, namespace: dict[str, Any], targets: Any, block: Any, shared: bool = False
+    ) -> Op[Any]:
         self.check_namespace(namespace)
         for key in namespace:
             self.flattened.pop(key, None)
-        return self.submit("push", (namespace,), targets, block, f"push({', '.join(namespace)})")
+        desc = f"push({', '.join(namespace)})"
+        return self.submit("push", (namespace,), targets, block, desc, shared=bool(shared))
 
     def pull(self, keys: Any, targets: Any, block: Any) -> Op[Any]:
         keys = self.check_keys(keys)
-        return self.submit("pull", (keys,), targets, block, f"pull({short(keys)})")
+        desc = f"pull({short(keys)})"
+        return self.submit("pull", (keys,), targets, block, desc, reply_shm=True)
 
     def push_function(self, namespace: dict[str, Any], targets: Any, block: Any) -> Op[Any]:
         self.check_namespace(namespace)
@@ -267,7 +348,14 @@ class MultiEngineCalls:
 
     # ------------------------------------------------------------ scatter / gather
     def scatter(
-        self, key: str, seq: Any, dist: str, flatten: bool, targets: Any, block: Any
+        self,
+        key: str,
+        seq: Any,
+        dist: str,
+        flatten: bool,
+        targets: Any,
+        block: Any,
+        shared: bool = False,
     ) -> Steps[Any]:
         check_dist(dist)
         targets = self.find_targets(targets)
@@ -282,7 +370,10 @@ class MultiEngineCalls:
             pieces = [p[0] if f else p for p, f in zip(pieces, flags, strict=True)]
             self.flattened[key] = (list(ids), flags)
         parts = [({key: p},) for p in pieces]
-        return (yield from self.submit("push", (), ids, block, f"scatter({key})", parts=parts))
+        desc = f"scatter({key})"
+        return (
+            yield from self.submit("push", (), ids, block, desc, parts=parts, shared=bool(shared))
+        )
 
     def gather(self, key: str, dist: str, targets: Any, block: Any) -> Steps[Any]:
         check_dist(dist)
@@ -296,7 +387,10 @@ class MultiEngineCalls:
         def post(parts: list[Any]) -> Any:
             return join(parts, dist, flattened)
 
-        return (yield from self.submit("pull", (key,), targets, block, f"gather({key})", post=post))
+        desc = f"gather({key})"
+        return (
+            yield from self.submit("pull", (key,), targets, block, desc, post=post, reply_shm=True)
+        )
 
     def zip_pull(self, keys: Any, targets: Any, block: Any) -> Steps[Any]:
         targets = self.find_targets(targets)
@@ -312,7 +406,9 @@ class MultiEngineCalls:
 
         desc = f"zip_pull({short(keys)})"
         keys = self.check_keys(keys)
-        return (yield from self.submit("pull", (keys,), targets, block, desc, post=post))
+        return (
+            yield from self.submit("pull", (keys,), targets, block, desc, post=post, reply_shm=True)
+        )
 
     # ------------------------------------------------------------ map
     def raw_map(self, func: Any, seqs: Any, dist: str, targets: Any, block: Any) -> Steps[Any]:

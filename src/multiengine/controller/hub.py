@@ -453,6 +453,8 @@ class Hub:
             engine = self.dispatch.add_engine(
                 ident, pid, str(h.get("host", "?")), wanted, conn, epoch
             )
+            node = h.get("node")
+            engine.node = node if type(node) is str else ""
             if self.exits and wanted != engine.id:
                 self.exits.pop(engine.id, None)  # a new engine, not the one that exited
             log.info("Engine Info: %d %s %d", engine.id, engine.host, engine.pid)
@@ -677,6 +679,7 @@ class Hub:
                     "id": e.id,
                     "pid": e.pid,
                     "host": e.host,
+                    "node": e.node,  # who may share memory with it (multiengine.wire.shm)
                     # waiting in the controller, and tasks sent ahead to the engine
                     "queue": len(e.queue) + len(e.ahead),
                     "running": e.current.desc if e.current else None,

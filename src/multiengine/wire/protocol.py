@@ -253,7 +253,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(PROGRESS, CLIENT_CHANNEL, CONTROLLER, "id", "done", "total"),
     _spec(TASK_RESULTS, CLIENT_CHANNEL, CONTROLLER, "id", "items", "raw"),
     # engine channel
-    _spec(REGISTER, ENGINE_CHANNEL, ENGINE, "desired_id", "pid", "host", "epoch"),
+    _spec(REGISTER, ENGINE_CHANNEL, ENGINE, "desired_id", "pid", "host", "epoch", "node"),
     _spec(REGISTERED, ENGINE_CHANNEL, CONTROLLER, "id", "hb_period", "hb_timeout", "epoch"),
     _spec(CMD, ENGINE_CHANNEL, CONTROLLER, "cmd", "name", "xfer", "tl", "live", "raw"),
     _spec(REPLY, ENGINE_CHANNEL, ENGINE, "cmd", "status", "enc", "elapsed", "task", "xfer", "raw"),
