@@ -157,15 +157,21 @@ class MultiEngineCalls:
         ids = yield from self.local_ids(targets)
         payload = None
         if ids is not None:
-            slots = [shm.engine_slot(i) for i in ids]
-            payload = plan_shared(
-                dumped, [s for s in slots if s is not None], shared=shared, reply=reply
-            )
+            slots = [s for s in map(shm.engine_slot, ids) if s is not None]
+            payload = plan_shared(dumped, slots, shared=shared, reply=reply)
         if payload is None:
             payload = plan_dumped(dumped)
         else:
             header["targets"] = ids  # exactly the engines the block waits for
-        return (yield from self._call(cmd, header, payload, targets, block, post))
+        call = self._call(cmd, header, payload, targets, block, post)
+        if payload.release is None or not block:
+            return (yield from call)
+        msg: Message | None = None
+        try:
+            msg = yield call.request
+            return call.finish(msg)
+        finally:  # answered: the engines that will never read the block let go of it
+            payload.release(_unread_slots(msg, ids or [], shared))
 
     def local_ids(self, targets: Targets) -> Steps[list[int] | None]:
         """The ids ``targets`` names, when all of them are engines of this host that take
@@ -501,6 +507,19 @@ class MultiEngineCalls:
     def properties(self, cmd: str, args: tuple[Any, ...], targets: Any, block: Any) -> Op[Any]:
         warnings.warn(PROPERTIES_WARNING, DeprecationWarning, stacklevel=4)
         return self.submit(cmd, args, targets, block, f"{cmd}()")
+
+
+def _unread_slots(msg: Message | None, ids: list[int], shared: bool) -> list[int]:
+    """The reader slots of engines done with a block once its command is answered: all
+    of them, except engines that keep ``shared=True`` arrays on it (whose part succeeded:
+    they let go themselves, when the arrays are collected)."""
+    keep: set[int] = set()
+    if shared and msg is not None and msg.type == P.RESULT:
+        for wire in msg.header.get("parts") or ():
+            part = P.PartHeader.from_wire(wire)
+            if part.status == P.STATUS_OK:
+                keep.add(part.engine_id)
+    return [s for i in ids if i not in keep and (s := shm.engine_slot(i)) is not None]
 
 
 def fetch(pr: PendingResult[Any], block: bool) -> Steps[Any]:

@@ -4,7 +4,8 @@ host, through shared memory (``multiengine.wire.shm``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ class Payload:
     content: Any = b""
     buffers: list[Any] = field(default_factory=list)
     pieces: list[tuple[int, Any]] = field(default_factory=list)  # (part index, piece)
+    # through shared memory: let the engines of these reader slots go of the block
+    release: Callable[[Sequence[int]], None] | None = None
 
 
 @dataclass(slots=True)
@@ -91,16 +94,19 @@ def plan_shared(
     node = shm.node_identity()
     groups = [bufs for _, bufs in dumped.items]
     refs: list[list[list[int]]] = [[] for _ in groups]
+    release = None
     if any(groups):
-        got = shm.local().pool.share(groups, readers)
+        pool = shm.local().pool
+        got = pool.share(groups, readers)
         if got is None:
             return None
-        refs = got
+        refs, (ino, generation) = got
+        release = functools.partial(pool.release, ino, generation)
     envelopes = [
         shm.Envelope(bytes(content), r, node, shared, node if reply else "").to_bytes()
         for (content, _), r in zip(dumped.items, refs, strict=True)
     ]
     if not dumped.per_part:
-        return Payload(content=envelopes[0])
+        return Payload(content=envelopes[0], release=release)
     counts, frames, _ = P.pack_parts((e, []) for e in envelopes)
-    return Payload({"parts": counts}, b"", frames)
+    return Payload({"parts": counts}, b"", frames, release=release)

@@ -153,6 +153,7 @@ class _Block:
     view: memoryview
     expected: tuple[int, ...] = ()  # reader slots that have not all let go of it yet
     used: float = 0.0
+    generation: int = 0  # transfers it has carried
 
     def free(self) -> bool:
         view = self.view
@@ -183,10 +184,20 @@ class Pool:
         self.created = 0  # blocks made so far (a reused block makes none)
         self._lock = threading.Lock()
 
+    def release(self, ino: int, generation: int, slots: Sequence[int]) -> None:
+        """Readers ``slots`` will not read the block of that transfer (its command has
+        been answered, or failed): as if they had set their flags."""
+        with self._lock:
+            for b in self.blocks:
+                if b.ino == ino and b.generation == generation:
+                    for s in slots:
+                        b.view[s] = 1
+
     def share(
         self, buffers: Sequence[Sequence[Any]], readers: Sequence[int]
-    ) -> list[list[list[int]]] | None:
-        """Copy groups of buffers into one block; their references, group by group."""
+    ) -> tuple[list[list[list[int]]], tuple[int, int]] | None:
+        """Copy groups of buffers into one block: their references, group by group, and
+        the block's (inode, generation) for :meth:`release`; None when full."""
         views = [[_bytes_view(b) for b in group] for group in buffers]
         need = sum(_aligned(v.nbytes) for group in views for v in group)
         with self._lock:
@@ -196,6 +207,8 @@ class Pool:
             block.view[:HEADER] = bytes(HEADER)
             block.expected = tuple(readers)
             block.used = time.monotonic()
+            block.generation += 1
+            key = (block.ino, block.generation)
         pid = os.getpid()
         out: list[list[list[int]]] = []
         off = HEADER
@@ -207,7 +220,7 @@ class Pool:
                 refs.append([pid, block.fd, block.ino, off, n])
                 off += _aligned(n)
             out.append(refs)
-        return out
+        return out, key
 
     def _take(self, need: int) -> _Block | None:
         free = [b for b in self.blocks if b.free()]
@@ -264,7 +277,16 @@ class _Mapped:
     pid: int
     fd: int  # our descriptor of the writer's block
     mm: mmap.mmap
+    source: str  # /proc/<pid>/fd/<n>: the writer's descriptor
+    ino: int
     used: float = 0.0
+
+    def gone(self) -> bool:
+        """Whether the writer has exited or closed the block (then it is not reused)."""
+        try:
+            return os.stat(self.source).st_ino != self.ino
+        except OSError:
+            return True
 
 
 class Mappings:
@@ -296,7 +318,7 @@ class Mappings:
             except BaseException:
                 os.close(mine)
                 raise
-            m = self._maps[key] = _Mapped(pid, mine, mm)
+            m = self._maps[key] = _Mapped(pid, mine, mm, path, ino)
             self._evict()
         m.used = time.monotonic()
         return m
@@ -318,17 +340,21 @@ class Mappings:
         os.close(m.fd)
 
     def prune(self) -> None:
-        """Let go of the blocks of processes that have exited."""
+        """Let go of the blocks whose writer has exited or dropped them."""
         with self._lock:
-            for key, m in list(self._maps.items()):
-                if not _alive(m.pid):
-                    self._drop(key, m)
+            self._prune()
+
+    def _prune(self) -> None:
+        for key, m in list(self._maps.items()):
+            if m.gone():
+                self._drop(key, m)
 
     def receive(self, env: Envelope, slot: int | None) -> list[Any]:
         """The buffers an envelope refers to: copies (writable), or read-only views that
         keep their block mapped as long as they live (``env.shared``). Our flag is set
         in the block once we no longer need it."""
         with self._lock:
+            self._prune()
             for pid in {r[0] for r in env.refs}:
                 if not _alive(pid):
                     raise OSError(f"the process {pid} that sent the shared memory has exited")
@@ -430,10 +456,10 @@ def share(
 ) -> bytes | None:
     """An envelope for ``content`` with ``buffers`` copied into a block of this process's
     pool for the reader slots ``readers``; None when the pool is full."""
-    refs = local().pool.share([buffers], readers)
-    if refs is None:
+    got = local().pool.share([buffers], readers)
+    if got is None:
         return None
-    return Envelope(content, refs[0], node_identity(), shared).to_bytes()
+    return Envelope(content, got[0][0], node_identity(), shared).to_bytes()
 
 
 def receive(env: Envelope) -> list[Any]:
