@@ -72,13 +72,19 @@ def test_push_pull_arrays_through_shared_memory(mec: multiengine.MultiEngineClie
     mec.execute("writable = a.flags.writeable; a[0] = -1.0")
     assert mec.pull("ok") == [True] * 4
     assert mec.pull("writable") == [True] * 4  # the contract: writable where they land
+    used = (
+        "from multiengine.wire import shm\n"
+        "used = sum(b.generation for b in shm.local().pool.blocks)"
+    )
+    mec.execute(used, targets=2)
+    before = mec.pull("used", targets=2)[0]
     back = mec.pull("a", targets=2)[0]  # through the engine's block, copied by the client
     assert back[0] == -1.0 and np.array_equal(back[1:], a[1:])
     assert back.flags.writeable
+    mec.execute(used, targets=2)
+    assert mec.pull("used", targets=2) == [before + 1]  # the engine answered through a block
     back[1] = 5.0  # ours: changing it changes nothing elsewhere
     assert mec.pull("a", targets=2)[0][1] == 1.0
-    mec.execute("from multiengine.wire import shm; made = shm.local().pool.created", targets=2)
-    assert mec.pull("made", targets=2) == [1]  # the engine answered through its block
 
 
 def test_bytes_and_several_buffers(mec: multiengine.MultiEngineClient) -> None:
