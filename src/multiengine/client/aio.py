@@ -184,7 +184,7 @@ class AsyncMultiEngineClient(_AsyncBase, LiveOutputSettings):
         memory: copied once for all of them, and copied out by each engine into its own
         writable memory. ``shared=True``: the engines get read-only numpy arrays mapped on
         that one copy (no copy at all); the memory stays until the engines drop them
-        (docs/data.md).
+        (docs/client.md, "Large data on one host").
         """
         return await self._arun(self._calls.push(namespace, targets, block, shared))  # type: ignore[no-any-return]
 

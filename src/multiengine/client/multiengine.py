@@ -177,7 +177,7 @@ class MultiEngineClient(Connected, LiveOutputSettings):
         memory: copied once for all of them, and copied out by each engine into its own
         writable memory. ``shared=True``: the engines get read-only numpy arrays mapped on
         that one copy (no copy at all); the memory stays until the engines drop them
-        (docs/data.md).
+        (docs/client.md, "Large data on one host").
         """
         return self._run(self._calls.push(namespace, targets, block, shared))  # type: ignore[no-any-return]
 
