@@ -49,6 +49,7 @@ __all__ = [
     "Settings",
     "ENV_PREFIX",
     "SHM_POOL_LIMIT",
+    "SHM_RECYCLE_LIMIT",
     "SHM_THRESHOLD",
     "format_size",
     "is_binary_size",
@@ -67,6 +68,9 @@ _FALSE = ("0", "false", "no", "off")
 # at most SHM_POOL_LIMIT bytes of blocks for reuse and sends over the network past it.
 SHM_THRESHOLD = 1 << 20
 SHM_POOL_LIMIT = 4 << 30
+# ...and at most SHM_RECYCLE_LIMIT bytes of received copies whose values are gone, to
+# copy the next ones into without page faults.
+SHM_RECYCLE_LIMIT = 256 << 20
 
 
 def setting(

@@ -43,7 +43,7 @@ from typing import Any
 
 import msgpack
 
-from ..config import SHM_POOL_LIMIT, SHM_THRESHOLD, parse_size
+from ..config import SHM_POOL_LIMIT, SHM_RECYCLE_LIMIT, SHM_THRESHOLD, parse_size
 
 __all__ = [
     "HEADER",
@@ -367,7 +367,7 @@ class Mappings:
                     out.append((m, off, size))
                 else:
                     buf = _new_buffer(size)
-                    memoryview(buf).cast("B")[:] = memoryview(m.mm)[off : off + size]
+                    buf[:] = memoryview(m.mm)[off : off + size]
                     out.append(buf)
             if env.shared:
                 out = self._read_only(by_block, out, slot)
@@ -410,14 +410,63 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _new_buffer(size: int) -> Any:
-    """Writable memory for a copy: numpy's when it is installed (it asks for transparent
-    huge pages, which fault in about four times faster than a bytearray's)."""
+class Recycler:
+    """Memory for the copies a reader makes, used again once the values on it are gone.
+
+    Filling fresh memory costs its page faults, about as much again as the copy itself;
+    memory whose values have all been collected is faulted in already. Each copy is a
+    slice of an anonymous mapping of its own (transparent huge pages asked for). Every
+    array or memoryview made from the copy holds an export of that mapping, and a
+    mapping with exports refuses to be resized: a mapping that can be resized (to its
+    own size) is free again. At most ``keep`` bytes of free mappings are kept after a
+    copy, and mappings are kept for reuse only up to twice that (in use or not), so at
+    most that much memory stays after its values are gone.
+    """
+
+    def __init__(self, keep: int = SHM_RECYCLE_LIMIT) -> None:
+        self.keep = keep
+        self.maps: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+
+    def get(self, size: int) -> memoryview:
+        with self._lock:
+            free = [m for m in self.maps if _unused(m)]
+            fitting = [m for m in free if size <= len(m) <= 2 * size + (1 << 20)]
+            mm = min(fitting, key=len) if fitting else None
+            if mm is None:
+                mm = _anonymous(size)
+                if sum(len(m) for m in self.maps) + len(mm) > 2 * self.keep:
+                    return memoryview(mm)[:size]  # not kept: freed with its values
+                self.maps.append(mm)
+            else:
+                free.remove(mm)
+            spare = sum(len(m) for m in free)
+            for m in sorted(free, key=len, reverse=True):  # too many kept: let the largest go
+                if spare <= self.keep:
+                    break
+                spare -= len(m)
+                self.maps.remove(m)
+                m.close()
+            return memoryview(mm)[:size]
+
+
+def _anonymous(size: int) -> mmap.mmap:
+    mm = mmap.mmap(-1, max(size, 1))
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        mm.madvise(mmap.MADV_HUGEPAGE)
+    return mm
+
+
+def _unused(mm: mmap.mmap) -> bool:
     try:
-        import numpy
-    except ImportError:
-        return bytearray(size)
-    return numpy.empty(size, dtype="u1")
+        mm.resize(len(mm))
+    except BufferError:  # arrays (or views) of a copy on it are still alive
+        return False
+    return True
+
+
+def _new_buffer(size: int) -> memoryview:
+    return local().recycler.get(size)
 
 
 # ---------------------------------------------------------------- this process's
@@ -429,6 +478,7 @@ class _Local:
         self.pid = os.getpid()
         self.pool = Pool()
         self.mappings = Mappings()
+        self.recycler = Recycler()
         self.slot: int | None = client_slot()
 
 
