@@ -86,3 +86,19 @@ def test_copies_are_reused_once_nothing_holds_their_values() -> None:
         recycler.get(a.nbytes)  # now free again: no new mapping
         assert len(recycler.maps) == 2
         recycler = shm.Recycler()
+
+
+def test_a_reader_keeps_its_newest_mappings() -> None:
+    pools = [shm.Pool() for _ in range(3)]
+    mappings = shm.Mappings(keep=2)
+    data = [np.arange(200_000, dtype="float64")]
+    for _ in range(2):
+        for pool in pools:  # three blocks through a reader that keeps two
+            got = pool.share([data], [1])
+            assert got is not None
+            env = shm.Envelope(b"", got[0][0], shm.node_identity())
+            (copy,) = mappings.receive(env, 1)
+            assert np.array_equal(np.frombuffer(copy, dtype="float64"), data[0])
+    for pool in pools:
+        pool.close()
+    mappings.close()

@@ -35,7 +35,7 @@ __all__ = ["MultiEngineCalls", "Targets"]
 Targets: TypeAlias = Literal["all"] | int | Sequence[int]
 """Which engines a call goes to: ``'all'``, one engine id, or a list or tuple of ids."""
 
-# how long the engines' nodes (``status``) are trusted before asking again
+# how long the engines' nodes (a ``nodes`` request) are trusted before asking again
 NODES_TTL = 2.0
 
 # commands that run user code: what it prints is streamed when live output is on
@@ -178,8 +178,8 @@ class MultiEngineCalls:
         shared memory; None otherwise (the bytes then go over the network)."""
         now = time.monotonic()
         if self._nodes is None or now - self._nodes[0] > NODES_TTL:
-            status = yield from self.ask({"t": P.STATUS})
-            nodes = {int(e["id"]): str(e.get("node") or "") for e in status["engines"]}
+            pairs = yield from self.ask({"t": P.NODES})
+            nodes = {int(i): str(node) for i, node in pairs}
             self._nodes = (now, nodes)
         nodes = self._nodes[1]
         if targets == "all":

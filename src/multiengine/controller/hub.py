@@ -127,6 +127,7 @@ class Hub:
             P.CONNECT: self._on_connect,
             P.FLUSH: self._on_flush,
             P.STATUS: lambda c, m: self.dispatch.reply_value(c, m.header.get("id"), self.status()),
+            P.NODES: lambda c, m: self.dispatch.reply_value(c, m.header.get("id"), self.nodes()),
             P.INTERRUPT: self._on_interrupt,
             P.WAIT_STARTED: self._on_wait_started,
             P.CANCEL: self._on_cancel,
@@ -699,6 +700,11 @@ class Hub:
             "dropped_messages": self.dropped,
             "tasks": self.scheduler.table.status(False),
         }
+
+    def nodes(self) -> list[list[Any]]:
+        """``[id, node]`` of every engine (``register`` ``node``; ascending ids)."""
+        engines = self.dispatch.engines
+        return [[i, engines[i].node] for i in self.dispatch.sorted_ids()]
 
     def _results_status(self) -> dict[str, int]:
         pending, pending_bytes = self.desk.counts()

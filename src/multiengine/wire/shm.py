@@ -318,7 +318,7 @@ class Mappings:
             except BaseException:
                 os.close(mine)
                 raise
-            m = self._maps[key] = _Mapped(pid, mine, mm, path, ino)
+            m = self._maps[key] = _Mapped(pid, mine, mm, path, ino, time.monotonic())
             self._evict()
         m.used = time.monotonic()
         return m
@@ -326,9 +326,8 @@ class Mappings:
     def _evict(self) -> None:
         if len(self._maps) <= self.keep:
             return
-        for key, m in sorted(self._maps.items(), key=lambda kv: kv[1].used)[
-            : len(self._maps) - self.keep
-        ]:
+        by_age = sorted(self._maps.items(), key=lambda kv: kv[1].used)  # the newest last
+        for key, m in by_age[: len(self._maps) - self.keep]:
             self._drop(key, m)
 
     def _drop(self, key: tuple[int, int], m: _Mapped) -> None:
