@@ -97,7 +97,10 @@ def plan_shared(
     release = None
     if any(groups):
         pool = shm.local().pool
-        got = pool.share(groups, readers)
+        try:
+            got = pool.share(groups, readers)
+        except OSError:  # no memory for a block, no descriptor left...: the network then
+            return None
         if got is None:
             return None
         refs, (ino, generation) = got

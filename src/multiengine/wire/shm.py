@@ -61,6 +61,7 @@ __all__ = [
 HEADER = 4096  # flag bytes at the start of a block: one per reader slot
 MAGIC = b"\x00me-shm\x01"  # a pickle (protocol 5) starts with b"\x80": never confused
 ALIGN = 64
+IDLE = 60.0  # seconds after which a free block is given back rather than kept
 ENV_THRESHOLD = "MULTIENGINE_SHM_THRESHOLD"
 
 
@@ -223,6 +224,10 @@ class Pool:
         return out, key
 
     def _take(self, need: int) -> _Block | None:
+        now = time.monotonic()
+        for b in [b for b in self.blocks if now - b.used > IDLE and b.free()]:
+            self.blocks.remove(b)  # not used for a while: give its memory back
+            b.close()
         free = [b for b in self.blocks if b.free()]
         fitting = [b for b in free if need <= b.size <= 4 * need + (1 << 20)]
         if fitting:
@@ -505,7 +510,10 @@ def share(
 ) -> bytes | None:
     """An envelope for ``content`` with ``buffers`` copied into a block of this process's
     pool for the reader slots ``readers``; None when the pool is full."""
-    got = local().pool.share([buffers], readers)
+    try:
+        got = local().pool.share([buffers], readers)
+    except OSError:  # no memory for a block, no descriptor left...: the network then
+        return None
     if got is None:
         return None
     return Envelope(content, got[0][0], node_identity(), shared).to_bytes()
