@@ -154,6 +154,14 @@ def test_engines_of_another_node_get_the_bytes(
     assert mec.pull("made") == [0, 0]
 
 
+def test_an_engine_named_twice_gets_the_bytes(mec: multiengine.MultiEngineClient) -> None:
+    before = _generations()
+    a = np.arange(MB, dtype="float64")
+    mec.push({"a": a}, targets=[1, 1])
+    assert np.array_equal(mec.pull("a", targets=1)[0], a)
+    assert _generations() == before
+
+
 def test_the_client_can_turn_it_off(
     mec: multiengine.MultiEngineClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -247,3 +255,19 @@ def test_no_block_outlives_an_engine_killed_with_shared_arrays(
         0.1,
         lambda: f"this client's blocks to be freed: {_blocks_of(me)}",
     )
+
+
+@pytest.mark.asyncio
+async def test_the_asyncio_client_shares_too(
+    cluster: Cluster, mec: multiengine.MultiEngineClient
+) -> None:
+    a = np.arange(MB, dtype="float64")
+    before = _generations()
+    async with multiengine.AsyncMultiEngineClient(cluster_dir=cluster.cluster_dir.path) as amec:
+        await amec.push({"a": a}, targets=[0, 1], shared=True)
+        await amec.execute("w = a.flags.writeable", targets=[0, 1])
+        assert await amec.pull("w", targets=[0, 1]) == [False, False]
+        await amec.scatter("p", a, targets=[0, 1])
+        assert np.array_equal(await amec.gather("p", targets=[0, 1]), a)
+        await amec.execute("del a", targets=[0, 1])
+    assert _generations() == before + 2

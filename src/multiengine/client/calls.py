@@ -190,6 +190,8 @@ class MultiEngineCalls:
             ids = list(targets)
         else:
             return None
+        if len(set(ids)) != len(ids):  # an engine named twice would read the block twice,
+            return None  # the second time perhaps after its flag freed it for reuse
         me = shm.node_identity()
         for i in ids:
             if type(i) is not int or nodes.get(i) != me or shm.engine_slot(i) is None:
