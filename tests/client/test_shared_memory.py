@@ -154,6 +154,41 @@ def test_engines_of_another_node_get_the_bytes(
     assert mec.pull("made") == [0, 0]
 
 
+def test_engines_of_this_host_and_of_another_in_one_call(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = fresh_cluster(1)  # engine 0: this node
+    env = {**os.environ, shm.ENV_THRESHOLD: "0", "PYTHONPATH": os.pathsep.join(sys.path)}
+    engine_file = str(cluster.cluster_dir.engine_file)
+    other = subprocess.Popen(  # engine 1: as if on another host
+        [sys.executable, "-m", "multiengine", "engine", "--connection-file", engine_file],
+        env=env,
+    )
+    try:
+        mec = cluster.multiengine_client()
+        wait_until(lambda: mec.get_ids() == [0, 1], HANG, 0.05, "the second engine")
+        _mixed(mec)
+    finally:
+        other.kill()
+        other.wait(HANG)
+
+
+def _mixed(mec: multiengine.MultiEngineClient) -> None:
+    assert [bool(e["node"]) for e in mec.status()["engines"]] == [True, False]
+    a = np.arange(2 * MB, dtype="float64")  # 16 MB: the remote part goes in pieces
+    before = _generations()
+    mec.push({"a": a}, shared=True)
+    assert _generations() == before + 1  # engine 0's copy
+    mec.execute(
+        "import numpy as np; w = a.flags.writeable; ok = bool((a == np.arange(len(a))).all())"
+    )
+    assert mec.pull(["w", "ok"]) == [[False, True], [True, True]]
+    mec.scatter("p", a)
+    assert _generations() == before + 2
+    assert np.array_equal(mec.gather("p"), a)
+    assert all(np.array_equal(x, a) for x in mec.pull("a"))
+
+
 def test_an_engine_named_twice_gets_the_bytes(mec: multiengine.MultiEngineClient) -> None:
     before = _generations()
     a = np.arange(MB, dtype="float64")

@@ -153,16 +153,20 @@ class MultiEngineCalls:
         shared: bool,
         reply: bool,
     ) -> Steps[Any]:
-        """``submit`` through shared memory when every target is an engine of this host."""
-        ids = yield from self.local_ids(targets)
+        """``submit`` through shared memory to the targets that are engines of this host."""
+        found = yield from self.local_ids(targets)
         payload = None
-        if ids is not None:
-            slots = [s for s in map(shm.engine_slot, ids) if s is not None]
-            payload = plan_shared(dumped, slots, shared=shared, reply=reply)
+        readers: list[int] = []  # the engines that read the block
+        if found is not None:
+            ids, local = found
+            readers = [i for i, m in zip(ids, local, strict=True) if m]
+            slots = [s for s in map(shm.engine_slot, readers) if s is not None]
+            mixed = None if all(local) else local  # the others: a part each, by the network
+            payload = plan_shared(dumped, slots, shared=shared, reply=reply, local=mixed)
+            if payload is not None:
+                header["targets"] = ids  # exactly the engines the block waits for
         if payload is None:
             payload = plan_dumped(dumped)
-        else:
-            header["targets"] = ids  # exactly the engines the block waits for
         call = self._call(cmd, header, payload, targets, block, post)
         if payload.release is None or not block:
             return (yield from call)
@@ -171,11 +175,12 @@ class MultiEngineCalls:
             msg = yield call.request
             return call.finish(msg)
         finally:  # answered: the engines that will never read the block let go of it
-            payload.release(_unread_slots(msg, ids or [], shared))
+            payload.release(_unread_slots(msg, readers, shared))
 
-    def local_ids(self, targets: Targets) -> Steps[list[int] | None]:
-        """The ids ``targets`` names, when all of them are engines of this host that take
-        shared memory; None otherwise (the bytes then go over the network)."""
+    def local_ids(self, targets: Targets) -> Steps[tuple[list[int], list[bool]] | None]:
+        """The ids ``targets`` names and, for each, whether it is an engine of this host
+        that takes shared memory; None when none is (or an id is unknown or named
+        twice): the bytes then go over the network."""
         now = time.monotonic()
         if self._nodes is None or now - self._nodes[0] > NODES_TTL:
             pairs = yield from self.ask({"t": P.NODES})
@@ -193,10 +198,10 @@ class MultiEngineCalls:
         if len(set(ids)) != len(ids):  # an engine named twice would read the block twice,
             return None  # the second time perhaps after its flag freed it for reuse
         me = shm.node_identity()
-        for i in ids:
-            if type(i) is not int or nodes.get(i) != me or shm.engine_slot(i) is None:
-                return None
-        return ids or None
+        if any(type(i) is not int or i not in nodes for i in ids):
+            return None  # the controller answers that one
+        local = [nodes[i] == me and shm.engine_slot(i) is not None for i in ids]
+        return (ids, local) if any(local) else None
 
     def _call(
         self,

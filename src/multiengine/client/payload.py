@@ -85,14 +85,28 @@ def plan_dumped(dumped: Dumped) -> Payload:
 
 
 def plan_shared(
-    dumped: Dumped, readers: Sequence[int], *, shared: bool = False, reply: bool = False
+    dumped: Dumped,
+    readers: Sequence[int],
+    *,
+    shared: bool = False,
+    reply: bool = False,
+    local: Sequence[bool] | None = None,
 ) -> Payload | None:
     """Envelopes for engines of this host (reader slots ``readers``): every buffer copied
     once into one block of this process's pool, the content frames holding references.
     ``shared``: the engines map the buffers read-only instead of copying them;
-    ``reply``: they may answer through shared memory too. None when the pool is full."""
+    ``reply``: they may answer through shared memory too. ``local``: per target, whether
+    it is an engine of this host; the others then get their bytes over the network, every
+    target getting a part of its own. None when the pool is full."""
     node = shm.node_identity()
-    groups = [bufs for _, bufs in dumped.items]
+    items = dumped.items
+    if local is not None and not dumped.per_part:
+        items = items * len(local)  # one part per target; the block holds one copy
+    mine = list(local) if local is not None else [True] * len(items)
+    if dumped.per_part or local is None:
+        groups = [bufs if m else [] for (_, bufs), m in zip(items, mine, strict=True)]
+    else:
+        groups = [dumped.items[0][1]]
     refs: list[list[list[int]]] = [[] for _ in groups]
     release = None
     if any(groups):
@@ -105,11 +119,16 @@ def plan_shared(
             return None
         refs, (ino, generation) = got
         release = functools.partial(pool.release, ino, generation)
-    envelopes = [
-        shm.Envelope(bytes(content), r, node, shared, node if reply else "").to_bytes()
-        for (content, _), r in zip(dumped.items, refs, strict=True)
-    ]
-    if not dumped.per_part:
-        return Payload(content=envelopes[0], release=release)
-    counts, frames, _ = P.pack_parts((e, []) for e in envelopes)
-    return Payload({"parts": counts}, b"", frames, release=release)
+    out: list[tuple[bytes, list[Any]]] = []
+    for i, ((content, bufs), m) in enumerate(zip(items, mine, strict=True)):
+        if not m:
+            out.append((content, bufs))
+            continue
+        r = refs[0] if local is not None and not dumped.per_part else refs[i]
+        env = shm.Envelope(bytes(content), r, node, shared, node if reply else "")
+        out.append((env.to_bytes(), []))
+    if local is None and not dumped.per_part:
+        return Payload(content=out[0][0], release=release)
+    payload = plan_dumped(Dumped(out, True))
+    payload.release = release
+    return payload
