@@ -28,6 +28,13 @@ or, for ``shared=True`` arrays, when the arrays are garbage collected). A block 
 expected flags are all set is reused by the next transfer: its pages are already
 faulted in, which is what makes a reused block ten times faster to fill than a fresh
 one (shared/spec/limits.md §3).
+
+Readers copy into memory that is itself reused (:class:`Recycler`) once the values on it
+are gone, so the copy out does not pay page faults either.
+
+The module is longer than most because the writer's side (:class:`Pool`) and the
+reader's (:class:`Mappings`, :class:`Recycler`) share the block layout, the reference
+format and this process's state; split, each half would need the other's internals.
 """
 
 from __future__ import annotations
