@@ -38,7 +38,7 @@ from ..config import ControllerConfig
 from ..runtime import pid_alive
 from ..wire import curve
 from ..wire import protocol as P
-from ..wire.message import Signer, WireError
+from ..wire.message import Signer, WireError, pending, recv_frames, send_frames
 from .endpoints import bind
 from .hub import Hub
 from .store import ResultStore
@@ -75,16 +75,15 @@ class SocketOutbox:
     def to_client(
         self, client: bytes, header: dict[str, Any], content: Any = b"", buffers: Any = ()
     ) -> None:
-        frames = self._frames(header, content, buffers, (client,))
-        self._clients.send_multipart(frames, copy=False)
+        send_frames(self._clients, self._frames(header, content, buffers, (client,)))
 
     def to_engine(
         self, ident: bytes, header: dict[str, Any], content: Any = b"", buffers: Any = ()
     ) -> None:
-        self._engines.send_multipart(self._frames(header, content, buffers, (ident,)), copy=False)
+        send_frames(self._engines, self._frames(header, content, buffers, (ident,)))
 
     def to_heartbeat(self, ident: bytes, header: dict[str, Any]) -> None:
-        self._heartbeat.send_multipart(self._frames(header, b"", (), (ident,)))
+        send_frames(self._heartbeat, self._frames(header, b"", (), (ident,)))
 
 
 class Controller:
@@ -186,9 +185,13 @@ class Controller:
                     self._closed_connections()
                     continue
                 channel, handle = readers[sock]
-                for _ in range(DRAIN):
+                for n in range(DRAIN):
+                    # (the poll said a message is in; asking for more is cheaper than a
+                    # receive that raises zmq.Again)
+                    if n and not pending(sock):
+                        break
                     try:
-                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        frames = recv_frames(sock, zmq.NOBLOCK)
                     except zmq.Again:
                         break
                     try:
