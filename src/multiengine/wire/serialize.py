@@ -3,10 +3,11 @@
 Values are pickled with protocol 5 by cloudpickle, so lambdas, closures, default
 arguments and functions defined in ``__main__`` travel by value. Buffers of at least
 :data:`OOB_THRESHOLD` bytes (numpy arrays; ``bytes`` and ``bytearray`` values at the top
-of a value or one level into a dict, list or tuple) are taken out of the pickle stream
-and sent as their own zero-copy frames; arrays are used in place on arrival, so they
-are writable and were never copied by the wire. Functions are pickled once per
-function object and unpickled once per stream (see "functions, pickled once" below).
+of a value or one level into a dict, list or tuple of at most :data:`SCAN_AT_MOST`
+items) are taken out of the pickle stream and sent as their own zero-copy frames;
+arrays are used in place on arrival, so they are writable and were never copied by the
+wire. Functions are pickled once per function object and unpickled once per stream
+(see "functions, pickled once" below).
 
 :func:`serialize` and :class:`Serialized` are the seed's explicit form, used by
 ``push_serialized``/``pull_serialized``.
@@ -96,11 +97,20 @@ def _is_large(v: Any) -> bool:
     return type(v) in (bytes, bytearray) and len(v) >= OOB_THRESHOLD
 
 
+# Containers longer than this are not searched for large bytes (they are pickled in the
+# stream): the search is a Python loop, 30 ms for a list of 500,000 ints, several times
+# the pickling itself.
+SCAN_AT_MOST = 256
+
+
 def _wrap_large(obj: Any) -> Any:
-    """Wrap large bytes found at the top or one level into a dict, list or tuple."""
+    """Wrap large bytes found at the top or one level into a dict, list or tuple (of at
+    most :data:`SCAN_AT_MOST` items)."""
     if _is_large(obj):
         return _OutOfBand(obj)
     t = type(obj)
+    if t not in (dict, list, tuple) or len(obj) > SCAN_AT_MOST:
+        return obj
     if t is dict and any(_is_large(v) for v in obj.values()):
         return {k: _OutOfBand(v) if _is_large(v) else v for k, v in obj.items()}
     if t in (list, tuple) and any(_is_large(v) for v in obj):
