@@ -274,9 +274,17 @@ def rebind_globals(obj: Any, namespace: dict[str, Any]) -> Any:
         if mod is None or mod.__dict__ is not obj.__globals__:
             # sent by value from the user's own module: it keeps its module's globals;
             # names its module does not define are taken from the engine, as they are now
+            # (at every call: an unpickled function is kept and called again)
+            g = obj.__globals__
+            filled: set[str] = g.setdefault(_FILLED, set())
             for name in _global_names(obj.__code__):
-                if name not in obj.__globals__ and name in namespace:
-                    obj.__globals__[name] = namespace[name]
+                if name in filled or name not in g:
+                    if name in namespace:
+                        g[name] = namespace[name]
+                        filled.add(name)
+                    elif name in filled:
+                        del g[name]
+                        filled.discard(name)
         return obj
     mod = sys.modules.get("__main__")
     if mod is not None and getattr(mod, "__dict__", None) is obj.__globals__:
@@ -291,6 +299,9 @@ def rebind_globals(obj: Any, namespace: dict[str, Any]) -> Any:
     f.__doc__ = obj.__doc__
     f.__module__ = "__main__"
     return f
+
+
+_FILLED = "__multiengine_filled__"  # the globals a module's functions took from the engine
 
 
 def _global_names(code: types.CodeType) -> set[str]:
