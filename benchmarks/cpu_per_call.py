@@ -29,6 +29,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def noop(x: Any) -> None:
+    """The function of the no-op call (defined here, in ``__main__``: sent by value)."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -42,6 +46,7 @@ def main() -> None:
             "get_ids": mec.get_ids,
             "pull('id')": lambda: mec.pull("id", targets=0, block=True),
             "execute('pass')": lambda: mec.execute("pass", targets=0, block=True),
+            "map(noop, [0])": lambda: mec.raw_map(noop, [[0]], targets=0, block=True),
         }
         for fn in calls.values():
             for _ in range(1000):

@@ -4,6 +4,8 @@ than engines (decision 3), the client's targets and block read at call time
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from helpers import assert_remote, pending
 
@@ -180,3 +182,40 @@ def test_parallel_reads_targets_and_block_at_call_time(mec):
     mec.targets = "all"
     mec.block = True
     assert fixed(range(3)) == [(2, 0), (2, 1), (2, 2)]
+
+
+def test_map_after_redefining_the_function(mec: multiengine.MultiEngineClient) -> None:
+    # functions are pickled once per function object: a redefined one (a new object)
+    # must reach the engines, and so must a default value or closed-over value rebound
+    def f(x: int) -> int:
+        return x + 1
+
+    assert mec.map(f, range(4)) == [1, 2, 3, 4]
+    assert mec.map(f, range(4)) == [1, 2, 3, 4]
+
+    def f(x: int) -> int:  # noqa: F811 - the redefinition is the point
+        return x * 10
+
+    assert mec.map(f, range(4)) == [0, 10, 20, 30]
+
+    def g(x: int, k: int = 1) -> int:
+        return x + k
+
+    assert mec.map(g, [0, 0]) == [1, 1]
+    g.__defaults__ = (5,)
+    assert mec.map(g, [0, 0]) == [5, 5]
+
+    def make(n: int) -> Any:
+        def h(x: int) -> int:
+            return x + n
+
+        def set_n(value: int) -> None:
+            nonlocal n
+            n = value
+
+        return h, set_n
+
+    h, set_n = make(100)
+    assert mec.map(h, [1, 2]) == [101, 102]
+    set_n(200)
+    assert mec.map(h, [1, 2]) == [201, 202]

@@ -249,3 +249,16 @@ def test_rebind_globals_leaves_module_functions_and_values_alone():
     assert rebind_globals(os.path.join, ns) is os.path.join
     assert rebind_globals(42, ns) == 42
     assert ns == {}
+
+
+def test_a_long_list_is_not_searched_for_large_bytes_but_round_trips() -> None:
+    from multiengine.wire.serialize import OOB_THRESHOLD, SCAN_AT_MOST
+
+    big = b"x" * OOB_THRESHOLD
+    short = [big, 1]
+    content, buffers = dumps(short)
+    assert len(buffers) == 1  # searched: the bytes go as their own frame
+    long = [big] + list(range(SCAN_AT_MOST))
+    content, buffers = dumps(long)
+    assert buffers == []  # not searched: in the stream
+    assert loads(content, buffers) == long

@@ -62,7 +62,17 @@ from ..errors import ControllerConnectionError, ControllerRestarted
 from ..wire import chunks, curve
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
-from ..wire.message import Message, ReplayGuard, Signer, WireError, unpack
+from ..wire.message import (
+    Message,
+    ReplayGuard,
+    Signer,
+    WireError,
+    pending,
+    readable,
+    recv_frames,
+    send_frames,
+    unpack,
+)
 from ..wire.protocol import PartHeader
 
 __all__ = ["ClientCore", "OutputHook"]
@@ -259,9 +269,9 @@ class ClientCore:
         ]
         try:
             with self._send_lock:
-                self._out.send_multipart(frames, copy=False)
+                send_frames(self._out, frames)
                 for f in chunk_frames:
-                    self._out.send_multipart(f, copy=False)
+                    send_frames(self._out, f)
         except BaseException:
             self._requests.pop(req.mid, None)
             raise
@@ -330,10 +340,12 @@ class ClientCore:
         """Read ``sock`` for up to ``slice_`` seconds, or until ``req``'s answer is in."""
         if self._closed:
             raise ControllerConnectionError("this client is closed")
-        if sock.sock.poll(int(slice_ * 1000)):
-            while True:
+        if readable(sock.sock, int(slice_ * 1000)):
+            first = True
+            while first or pending(sock.sock):
+                first = False
                 try:
-                    frames = sock.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    frames = recv_frames(sock.sock, zmq.NOBLOCK)
                 except zmq.Again:
                     break
                 try:
@@ -472,7 +484,7 @@ class ClientCore:
         ]
         with self._send_lock:
             for f in frames:
-                self._out.send_multipart(f, copy=False)
+                send_frames(self._out, f)
 
     def _connect_again(self, now: float) -> None:
         """A ``connect`` of a reconnection unanswered for a while: its socket had not

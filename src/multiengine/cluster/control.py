@@ -98,6 +98,8 @@ class ControlServer:
 
     def close(self) -> None:
         self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(5)
         if self._sock is not None:
@@ -106,6 +108,14 @@ class ControlServer:
         with contextlib.suppress(OSError):
             if self.path.stat().st_ino == self._inode:  # ours, not a newer cluster's
                 self.path.unlink()
+
+    def _wake(self) -> None:
+        """Connect once, so that the accept() returns now rather than at its timeout
+        (0.2 s; shutting down a listening Unix socket does not wake it)."""
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(0.5)
+            with _address(self.path) as address:
+                s.connect(address)
 
     def _serve(self) -> None:
         assert self._sock is not None
@@ -117,6 +127,9 @@ class ControlServer:
             except OSError:
                 if not self._stop.is_set():
                     log.exception("control socket %s", self.path)
+                return
+            if self._stop.is_set():  # (the wake-up of close())
+                conn.close()
                 return
             threading.Thread(
                 target=self._answer, args=(conn,), name="multiengine-control-request", daemon=True

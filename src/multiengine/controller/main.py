@@ -156,15 +156,16 @@ def main(args: argparse.Namespace) -> int:
     )
 
     def stop(signum: int, frame: Any) -> None:
-        ctl._running = False
+        ctl.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.set_wakeup_fd(ctl.wake_fd)  # a signal wakes the loop's poll, not just EINTR
     if config.stdin_lifeline:
 
         def lifeline_cut() -> None:
             log.warning("stdin closed (the launcher has gone): stopping")
-            ctl._running = False
+            ctl.stop()
 
         on_stdin_close(lifeline_cut)
     try:

@@ -38,7 +38,7 @@ from ..config import ControllerConfig
 from ..runtime import pid_alive
 from ..wire import curve
 from ..wire import protocol as P
-from ..wire.message import Signer, WireError
+from ..wire.message import Signer, WireError, pending, recv_frames, send_frames
 from .endpoints import bind
 from .hub import Hub
 from .store import ResultStore
@@ -55,6 +55,10 @@ BACKLOG = 4096  # pending connections per listening socket: a burst of engines s
 # connections² / threads: measured at 5,000 engines pinged every second, one thread took
 # 36% of a core and 16 took 7.6% (docs/protocol.md §7). Idle threads cost nothing.
 IO_THREADS = 16
+# Once stopping, how long the loop goes on for an engine that registered but whose
+# heartbeat connection has not said ``hello`` yet (it would miss the ``shutdown`` notice
+# and wait for a controller that is gone); a stop is otherwise immediate.
+HELLO_GRACE = 0.5
 
 
 class SocketOutbox:
@@ -75,16 +79,15 @@ class SocketOutbox:
     def to_client(
         self, client: bytes, header: dict[str, Any], content: Any = b"", buffers: Any = ()
     ) -> None:
-        frames = self._frames(header, content, buffers, (client,))
-        self._clients.send_multipart(frames, copy=False)
+        send_frames(self._clients, self._frames(header, content, buffers, (client,)))
 
     def to_engine(
         self, ident: bytes, header: dict[str, Any], content: Any = b"", buffers: Any = ()
     ) -> None:
-        self._engines.send_multipart(self._frames(header, content, buffers, (ident,)), copy=False)
+        send_frames(self._engines, self._frames(header, content, buffers, (ident,)))
 
     def to_heartbeat(self, ident: bytes, header: dict[str, Any]) -> None:
-        self._heartbeat.send_multipart(self._frames(header, b"", (), (ident,)))
+        send_frames(self._heartbeat, self._frames(header, b"", (), (ident,)))
 
 
 class Controller:
@@ -142,6 +145,12 @@ class Controller:
         if restore:
             self.hub.restore()
         self._running = True
+        # Written to by :meth:`stop` and, at the C level, by a signal (main.py hands it to
+        # ``signal.set_wakeup_fd``): wakes the loop's poll at once. Without it a SIGTERM
+        # was seen only when the poll timed out, up to a heartbeat period later.
+        self.wake_read, self.wake_fd = os.pipe()
+        os.set_blocking(self.wake_read, False)
+        os.set_blocking(self.wake_fd, False)
 
     def _router(self) -> zmq.Socket[Any]:
         s: zmq.Socket[Any] = self.ctx.socket(zmq.ROUTER)
@@ -167,28 +176,44 @@ class Controller:
         wake_fd = hub.store.wake_fd  # the store's writer: "what you wait for is on disk"
         if wake_fd is not None:
             poller.register(wake_fd, zmq.POLLIN)
+        poller.register(self.wake_read, zmq.POLLIN)
         monitors = self.monitors
         for m in monitors:
             poller.register(m, zmq.POLLIN)
         engine_sock, hb = self.engine_sock, self.hb
         next_sweep = time.monotonic() + self.hb_period
-        while self._running:
+        stop_by: float | None = None  # once stopping: how long to wait for late hellos
+        while True:
+            if not self._running:
+                if stop_by is None:
+                    stop_by = time.monotonic() + HELLO_GRACE
+                if time.monotonic() >= stop_by or not self._hello_pending():
+                    break
             wake = hub.scheduler.next_wakeup()
             until = next_sweep if wake is None else min(next_sweep, wake)
             write = hub.store.next_turn()
             if write is not None:
                 until = min(until, write)
+            if stop_by is not None:
+                until = min(until, time.monotonic() + 0.01)
             for sock, _ in poller.poll(int(max(0.0, until - time.monotonic()) * 1000)):
                 if sock == wake_fd:
                     hub.store.woken()
+                    continue
+                if sock == self.wake_read:
+                    self._drain_wake()
                     continue
                 if sock in monitors:
                     self._closed_connections()
                     continue
                 channel, handle = readers[sock]
-                for _ in range(DRAIN):
+                for n in range(DRAIN):
+                    # (the poll said a message is in; asking for more is cheaper than a
+                    # receive that raises zmq.Again)
+                    if n and not pending(sock):
+                        break
                     try:
-                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        frames = recv_frames(sock, zmq.NOBLOCK)
                     except zmq.Again:
                         break
                     try:
@@ -218,6 +243,11 @@ class Controller:
             if hub.exit_at is not None and now >= hub.exit_at:
                 self._running = False
         log.info("controller stopping")
+
+    def _hello_pending(self) -> bool:
+        """Whether an engine registered but has not said ``hello`` on the heartbeat
+        channel yet: the ``shutdown`` notice goes there, and would not reach it."""
+        return any(e.hb_conn is None for e in self.hub.dispatch.engines.values())
 
     def _connection(self, frame: Any) -> int | None:
         """The connection (its fd) a ``register`` or ``hello`` came on. Closed connections
@@ -256,6 +286,17 @@ class Controller:
     def stop(self) -> None:
         """Leave the loop (from a signal handler or another thread)."""
         self._running = False
+        try:
+            os.write(self.wake_fd, b"s")
+        except OSError:  # full (a wake-up is pending anyway) or closed
+            pass
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self.wake_read, 4096):
+                pass
+        except OSError:  # empty
+            pass
 
     def close(self) -> None:
         """Tell the engines this controller stops for good (they exit rather than wait to
@@ -273,5 +314,10 @@ class Controller:
         for url in self.ipc.values():
             try:
                 os.unlink(url[len("ipc://") :])
+            except OSError:
+                pass
+        for fd in (self.wake_read, self.wake_fd):
+            try:
+                os.close(fd)
             except OSError:
                 pass

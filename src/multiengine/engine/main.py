@@ -40,7 +40,7 @@ from ..errors import SerializationError
 from ..wire import chunks, curve, shm
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
-from ..wire.message import Message, ReplayGuard, Signer, WireError
+from ..wire.message import Message, ReplayGuard, Signer, WireError, recv_frames, send_frames
 from ..wire.protocol import ErrorReport, Printed, TaskFlags, Xfer
 from ..wire.serialize import dumps, loads
 from .commands import COMMANDS
@@ -237,7 +237,7 @@ class Engine:
             self._urls[channel] = url
 
     def _recv(self) -> Any:
-        frames = self.sock.recv_multipart(copy=False)
+        frames = recv_frames(self.sock)
         try:
             return self.signer.parse(frames)
         except WireError as e:
@@ -469,9 +469,9 @@ class Engine:
             flags = TaskFlags("aborted", False)
         return e, flags
 
-    def _send(self, frames: list[Any], copy: bool = True) -> None:
+    def _send(self, frames: list[Any]) -> None:
         with self._send_lock:
-            self.sock.send_multipart(frames, copy=copy)
+            send_frames(self.sock, frames)
 
     def _send_output(self, name: str, text: str) -> None:
         header = {"t": P.OUTPUT, "cmd": self._live_cmd, "name": name}
@@ -498,14 +498,14 @@ class Engine:
         if buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD:
             xfer, pieces = chunks.cut(buffers)
             reply["xfer"] = xfer.to_wire()
-            self._send(self.signer.frames(reply, content), copy=False)
+            self._send(self.signer.frames(reply, content))
             for piece in pieces:
                 chunk = {"t": P.CHUNK, "cmd": cmd_id, "raw": True}
-                self._send(self.signer.frames(chunk, b"", (piece,)), copy=False)
+                self._send(self.signer.frames(chunk, b"", (piece,)))
             return
         if buffers:
             reply["raw"] = True  # out-of-band pickle buffers; the pickle itself is hashed
-        self._send(self.signer.frames(reply, content, buffers), copy=False)
+        self._send(self.signer.frames(reply, content, buffers))
 
     def serve(self) -> None:
         """Run commands until a ``kill``; the only message the command socket takes is ``cmd``.

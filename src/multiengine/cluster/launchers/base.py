@@ -12,6 +12,7 @@ and turns them into processes its own way: local subprocesses, ``mpiexec``, a ba
 from __future__ import annotations
 
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -225,7 +226,7 @@ def terminate(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for p in running:
         try:
-            p.wait(max(0.05, deadline - time.monotonic()))
+            _wait_exit(p, max(0.05, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             _signal_group(p, signal.SIGKILL)
             p.wait()
@@ -233,6 +234,24 @@ def terminate(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
         if p.poll() is None:
             _signal_group(p, signal.SIGKILL)
         p.wait()
+
+
+def _wait_exit(p: subprocess.Popen[bytes], timeout: float) -> None:
+    """``p.wait(timeout)``, woken the moment ``p`` exits: Popen's own wait with a timeout
+    polls, sleeping up to 50 ms between looks; a pidfd (Linux) becomes readable at once."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is not None and p.returncode is None:
+        try:
+            fd = pidfd_open(p.pid)
+        except OSError:  # already reaped, or no pidfds here
+            pass
+        else:
+            try:
+                if not select.select([fd], [], [], timeout)[0]:
+                    raise subprocess.TimeoutExpired(p.args, timeout)
+            finally:
+                os.close(fd)
+    p.wait(timeout)
 
 
 def _signal_group(p: subprocess.Popen[bytes], sig: int) -> None:
