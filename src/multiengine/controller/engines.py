@@ -78,6 +78,7 @@ class EngineState:
     epoch: int = 0  # how many times the engine had lost the controller when it registered
     registered_at: float = field(default_factory=time.time)
     last_task: float = 0.0  # when a task was last handed to it (round-robin among idle engines)
+    depth: int = 0  # tasks it may hold sent ahead (Dispatch: PREFETCH, deeper for tiny tasks)
 
     @property
     def idle(self) -> bool:
