@@ -88,6 +88,7 @@ class Dispatch:
         # (send_batched); off (each sent at once) unless the running controller sets it
         self.batching = False
         self._outgoing: dict[int, tuple[EngineState, list[Command]]] = {}
+        self._batches = 0  # cmds messages sent (their numbers)
 
     # ------------------------------------------------------------ the registry
     def add_engine(
@@ -196,18 +197,31 @@ class Dispatch:
         for engine, cmds in outgoing.values():
             if self.engines.get(engine.id) is not engine:
                 continue  # it left meanwhile (its commands went back to the scheduler)
-            if len(cmds) == 1:
-                self._send_now(engine, cmds[0])
-                continue
-            items = [
-                BatchedCmd(c.cmd_id, c.name, len(c.buffers), c.time_limit, c.live).to_wire()
-                for c in cmds
-            ]
-            _, frames, raw = P.pack_parts((c.content, c.buffers) for c in cmds)
-            header: dict[str, Any] = {"t": P.CMDS, "cmds": items}
-            if raw:
-                header["raw"] = raw
-            self.outbox.to_engine(engine.ident, header, b"", frames)
+            run: list[Command] = []
+            for cmd in cmds:  # a task to run alone goes in a message of its own
+                if cmd.task is not None and cmd.task.alone:
+                    self._send_batch(engine, run)
+                    self._send_batch(engine, [cmd])
+                    run = []
+                else:
+                    run.append(cmd)
+            self._send_batch(engine, run)
+
+    def _send_batch(self, engine: EngineState, cmds: list[Command]) -> None:
+        if len(cmds) <= 1:
+            for cmd in cmds:
+                self._send_now(engine, cmd)
+            return
+        self._batches += 1
+        items = []
+        for c in cmds:
+            c.batch = self._batches
+            items.append(BatchedCmd(c.cmd_id, c.name, len(c.buffers), c.time_limit, c.live))
+        _, frames, raw = P.pack_parts((c.content, c.buffers) for c in cmds)
+        header: dict[str, Any] = {"t": P.CMDS, "cmds": [i.to_wire() for i in items]}
+        if raw:
+            header["raw"] = raw
+        self.outbox.to_engine(engine.ident, header, b"", frames)
 
     def _send_cmd(self, engine: EngineState, cmd: Command) -> None:
         if self.batching and cmd.task is not None and cmd.xfer is None:

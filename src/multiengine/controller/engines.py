@@ -39,6 +39,7 @@ class Command:
     sent: bool = False  # sent to the engine
     started: float | None = None  # when it became the engine's current command
     detached: bool = False  # taken back unrun: its answer, when it comes, is dropped
+    batch: int = 0  # the ``cmds`` message it went in (0: on its own)
 
     @property
     def start_key(self) -> tuple[str, Any]:

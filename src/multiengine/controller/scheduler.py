@@ -429,6 +429,19 @@ class TaskScheduler:
         to it go back to wait (they never started). ``why`` says what happened, after
         "engine N": ``was lost (no heartbeat for 3 s)``, ``died (killed by SIGKILL)``."""
         self._taking_for.discard(engine_id)
+        if running is not None and running.batch:
+            # It came in a batch: the engine held back the replies of the tasks of that
+            # batch it had run, so the one that ran when it died is this one or one sent
+            # ahead in the same batch; the controller cannot tell which. None of them
+            # counts as an attempt: each waits again, and from now on goes to engines
+            # alone (replied at once), so a task that kills its engine is found out.
+            doubtful = [running, *(c for c in unstarted if c.batch == running.batch)]
+            for cmd in doubtful:
+                task = cmd.task
+                if task is not None and not cmd.detached and task.cmd is cmd:
+                    task.alone = True
+            unstarted = [running, *unstarted]
+            running = None
         for cmd in unstarted:
             task = cmd.task
             if task is not None and not cmd.detached and task.cmd is cmd:

@@ -61,6 +61,9 @@ class Task:
     attempts: int = 0  # times it was handed to an engine and ran (retries + 1)
     progress: str | None = None  # its state as last written to disk (progress_of)
     live_id: Any = None  # the submit's request id, when its output streams to the client
+    # its engine died while it was in a batch whose replies the engine may have held
+    # back: which of them ran is unknown, so it goes to engines on its own from now on
+    alone: bool = False
 
     @property
     def link(self) -> TaskLink:
@@ -165,7 +168,8 @@ class TaskTable:
         if mode == P.ANY and len(waiting) < len(ids):
             unknown = [t for t in ids if t not in tasks and self.stored(t) is None]
             if not unknown:  # only what is done: the rest still runs
-                self._send_results(client, msg_id, [t for t in ids if t not in waiting])
+                still = set(waiting)
+                self._send_results(client, msg_id, [t for t in ids if t not in still])
                 return
         if mode == P.NOW or not waiting:
             self._send_results(client, msg_id, ids)
