@@ -183,7 +183,7 @@ class Dispatch:
 
     def task_answered(self, engine: EngineState, ok: bool, elapsed: float | None) -> None:
         """A task attempt on ``engine`` ended: how deep to send tasks ahead to it."""
-        if ok and elapsed is not None and elapsed < FAST_TASK:
+        if ok and isinstance(elapsed, (int, float)) and elapsed < FAST_TASK:
             if engine.depth < PREFETCH_DEEP:
                 engine.depth += 1
         else:

@@ -559,9 +559,17 @@ class Hub:
         if engine is None:
             log.warning("replies from an unregistered engine dropped")
             return
-        items = [P.BatchedReply.from_wire(i) for i in msg.header.get("replies") or ()]
-        parts = P.split_parts([i.nbuf for i in items], msg.buffers)
-        for item, (content, buffers) in zip(items, parts, strict=True):
+        try:
+            wire = msg.header.get("replies")
+            if not isinstance(wire, list):
+                raise P.ProtocolViolation("replies is not a list")
+            items = [P.BatchedReply.from_wire(i) for i in wire]
+            parts = P.split_parts([i.nbuf for i in items], msg.buffers)
+            flags = [TaskFlags.from_wire(i.task) if i.task else None for i in items]
+        except P.ProtocolViolation as e:
+            log.warning("dropped malformed replies from engine %d: %s", engine.id, e)
+            return
+        for item, (content, buffers), flag in zip(items, parts, flags, strict=True):
             cmd = engine.current
             if cmd is None or cmd.cmd_id != item.cmd or cmd.task is None:
                 log.warning(
@@ -573,8 +581,8 @@ class Hub:
                 item.status,
                 item.enc,
                 [owned(f) for f in (content, *buffers)],
-                flags=TaskFlags.from_wire(item.task) if item.task else None,
-                elapsed=item.elapsed,
+                flags=flag,
+                elapsed=item.elapsed if isinstance(item.elapsed, (int, float)) else None,
             )
             self._finish_reply(engine, cmd, part)
 
