@@ -46,9 +46,9 @@ def test_a_busy_engine_gets_at_most_prefetch_tasks_ahead():
 
 def test_an_engine_answering_tiny_tasks_gets_more_sent_ahead_until_a_slow_one():
     c = FakeCluster(n=1)
-    c.submit(*[task(f"t{i}") for i in range(40)])
+    c.submit(*[task(f"t{i}") for i in range(3 * PREFETCH_DEEP)])
     assert len(c.sent_ahead(0)) == PREFETCH
-    for n in range(1, 20):
+    for n in range(1, PREFETCH_DEEP + 4):
         c.reply(0, elapsed=0.0001)  # tiny: one more may wait on the engine
         assert len(c.sent_ahead(0)) == min(PREFETCH + n, PREFETCH_DEEP)
     c.reply(0, elapsed=0.5)  # a slow one: back to PREFETCH (what is there stays there)

@@ -278,6 +278,11 @@ class TaskScheduler:
         for e in free:
             if e.id in task.unmet or task.penalty.get(e.id, 0.0) > now:
                 continue
+            if task.alone and e.load:  # only to an idle engine: all it ran before is known
+                continue
+            current = e.current
+            if current is not None and current.task is not None and current.task.alone:
+                continue  # nothing goes behind a task that runs alone
             if e.id not in task.failed_on:
                 return e
             fallback = fallback or e
@@ -433,8 +438,9 @@ class TaskScheduler:
             # It came in a batch: the engine held back the replies of the tasks of that
             # batch it had run, so the one that ran when it died is this one or one sent
             # ahead in the same batch; the controller cannot tell which. None of them
-            # counts as an attempt: each waits again, and from now on goes to engines
-            # alone (replied at once), so a task that kills its engine is found out.
+            # counts as an attempt: each waits again, and from now on goes alone to an
+            # idle engine, with nothing behind it, so a task that kills its engine is
+            # found out (it is then what the engine ran, as without batches).
             doubtful = [running, *(c for c in unstarted if c.batch == running.batch)]
             for cmd in doubtful:
                 task = cmd.task

@@ -34,7 +34,7 @@ from ..wire.protocol import BatchedReply
 
 __all__ = ["HOLD_AT_MOST", "HOLD_FOR", "HeldReplies"]
 
-HOLD_AT_MOST = 8  # replies held before they go (about half a deep prefetch)
+HOLD_AT_MOST = 16  # replies held before they go (half the controller's deepest prefetch)
 HOLD_FOR = 0.002  # seconds a reply may wait behind a task that runs long
 
 
