@@ -42,6 +42,14 @@ def test_a_tiny_tasks_result_does_not_wait_behind_a_long_one(
     assert tc.get_task_result(ids[-1], block=True) is None
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="`os._exit(1)` in a tiny task amid a batch of tiny tasks (engines not restarted)",
+    outcome=(
+        "that task fails with `EngineError`; every other task of the map succeeds (the tasks "
+        "of the dead engine's batch run again, alone, on idle engines)"
+    ),
+)
 def test_an_engine_that_dies_mid_batch_fails_only_the_task_that_killed_it(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:
