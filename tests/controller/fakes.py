@@ -205,11 +205,13 @@ class FakeCluster:
         flags: TaskFlags | None = None,
         cmd_id: int | None = None,
         ename: str = "ValueError",
+        elapsed: float = 0.01,
     ) -> None:
-        """Engine ``eid`` answers its current command (or ``cmd_id``)."""
+        """Engine ``eid`` answers its current command (or ``cmd_id``), which ran
+        ``elapsed`` seconds."""
         engine = self.engine(eid)
         cmd_id = cmd_id if cmd_id is not None else engine.current.cmd_id
-        header: dict[str, Any] = {"t": P.REPLY, "cmd": cmd_id, "elapsed": 0.01}
+        header: dict[str, Any] = {"t": P.REPLY, "cmd": cmd_id, "elapsed": elapsed}
         if ok:
             header.update(status=P.STATUS_OK, enc=P.PICKLE)
             content = b"value"

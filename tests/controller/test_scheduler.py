@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgpack
 
-from multiengine.controller.dispatch import PREFETCH
+from multiengine.controller.dispatch import PREFETCH, PREFETCH_DEEP
 from multiengine.wire import protocol as P
 from multiengine.wire.protocol import TaskFlags
 
@@ -41,6 +41,21 @@ def test_a_busy_engine_gets_at_most_prefetch_tasks_ahead():
     assert c.hub.scheduler.table.status(False)[P.SCHEDULED] == 6 - 1 - PREFETCH
     c.reply(0)
     assert c.running(0) == "t1"
+    assert len(c.sent_ahead(0)) == PREFETCH
+
+
+def test_an_engine_answering_tiny_tasks_gets_more_sent_ahead_until_a_slow_one():
+    c = FakeCluster(n=1)
+    c.submit(*[task(f"t{i}") for i in range(3 * PREFETCH_DEEP)])
+    assert len(c.sent_ahead(0)) == PREFETCH
+    for n in range(1, PREFETCH_DEEP + 4):
+        c.reply(0, elapsed=0.0001)  # tiny: one more may wait on the engine
+        assert len(c.sent_ahead(0)) == min(PREFETCH + n, PREFETCH_DEEP)
+    c.reply(0, elapsed=0.5)  # a slow one: back to PREFETCH (what is there stays there)
+    assert len(c.sent_ahead(0)) == PREFETCH_DEEP - 1
+    while len(c.sent_ahead(0)) > PREFETCH:
+        c.reply(0, elapsed=0.5)
+    c.reply(0, elapsed=0.5)
     assert len(c.sent_ahead(0)) == PREFETCH
 
 

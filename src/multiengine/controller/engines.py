@@ -39,6 +39,7 @@ class Command:
     sent: bool = False  # sent to the engine
     started: float | None = None  # when it became the engine's current command
     detached: bool = False  # taken back unrun: its answer, when it comes, is dropped
+    batch: int = 0  # the ``cmds`` message it went in (0: on its own)
 
     @property
     def start_key(self) -> tuple[str, Any]:
@@ -79,6 +80,7 @@ class EngineState:
     epoch: int = 0  # how many times the engine had lost the controller when it registered
     registered_at: float = field(default_factory=time.time)
     last_task: float = 0.0  # when a task was last handed to it (round-robin among idle engines)
+    depth: int = 0  # tasks it may hold sent ahead (Dispatch: PREFETCH, deeper for tiny tasks)
 
     @property
     def idle(self) -> bool:

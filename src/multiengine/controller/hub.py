@@ -138,6 +138,7 @@ class Hub:
         }
         self.engine_handlers: dict[str, EngineHandler] = {
             P.REPLY: self._on_reply,
+            P.REPLIES: self._on_replies,
             P.OUTPUT: self._on_output,
             P.CHUNK: self._on_engine_piece,
             P.BYE: self._on_bye,
@@ -555,6 +556,39 @@ class Hub:
         )
         self._finish_reply(engine, cmd, part)
 
+    def _on_replies(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:
+        """Several task replies in one message (the engine held them back): each is
+        taken as if it had come on its own, in order."""
+        if engine is None:
+            log.warning("replies from an unregistered engine dropped")
+            return
+        try:
+            wire = msg.header.get("replies")
+            if not isinstance(wire, list):
+                raise P.ProtocolViolation("replies is not a list")
+            items = [P.BatchedReply.from_wire(i) for i in wire]
+            parts = P.split_parts([i.nbuf for i in items], msg.buffers)
+            flags = [TaskFlags.from_wire(i.task) if i.task else None for i in items]
+        except P.ProtocolViolation as e:
+            log.warning("dropped malformed replies from engine %d: %s", engine.id, e)
+            return
+        for item, (content, buffers), flag in zip(items, parts, flags, strict=True):
+            cmd = engine.current
+            if cmd is None or cmd.cmd_id != item.cmd or cmd.task is None:
+                log.warning(
+                    "engine %d answered command %r, which it was not running", engine.id, item.cmd
+                )
+                continue
+            part = Part(
+                engine.id,
+                item.status,
+                item.enc,
+                [owned(f) for f in (content, *buffers)],
+                flags=flag,
+                elapsed=item.elapsed if isinstance(item.elapsed, (int, float)) else None,
+            )
+            self._finish_reply(engine, cmd, part)
+
     def _on_engine_piece(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:
         if engine is None or engine.incoming is None or not msg.buffers:
             return
@@ -566,6 +600,8 @@ class Hub:
     def _finish_reply(self, engine: EngineState, cmd: Command, part: Part) -> None:
         """``engine`` answered ``cmd``: record it, and send the engine what comes next."""
         self.dispatch.advance(engine)
+        if cmd.task is not None:
+            self.dispatch.task_answered(engine, part.status == P.STATUS_OK, part.elapsed)
         kind = monitor.FAILED if part.status != P.STATUS_OK else monitor.OK
         self.dispatch.timeline.record(
             engine.id, what_of(cmd), monitor.REVOKED if cmd.detached else kind, cmd.desc

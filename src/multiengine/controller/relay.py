@@ -165,6 +165,7 @@ class Controller:
 
     def run(self) -> None:
         hub = self.hub
+        hub.dispatch.batching = True  # task commands go out together at each turn's end
         poller = zmq.Poller()
         readers = {
             self.clients: ("client", hub.on_client),
@@ -240,6 +241,7 @@ class Controller:
                 self._check_parent()
                 hub.sweep(now)
                 next_sweep = now + self.hb_period
+            hub.dispatch.send_batched()
             if hub.exit_at is not None and now >= hub.exit_at:
                 self._running = False
         log.info("controller stopping")

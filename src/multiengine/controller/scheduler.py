@@ -3,7 +3,8 @@
 Tasks wait here, highest ``priority`` first and in submission order among equals,
 until an engine has room; then one task goes into that engine's FIFO queue, the same
 queue MultiEngine commands use. Idle engines come first; an engine running only tasks
-also takes up to ``PREFETCH`` more, sent ahead so it never waits for the controller.
+also takes up to ``PREFETCH`` more (``PREFETCH_DEEP`` while its tasks are tiny: its
+``depth``), sent ahead so it never waits for the controller.
 
 * **Load balance holds.** When an engine goes idle and nothing waits here, a task sent
   ahead to a busy engine is taken back (``revoke``: the engine's heartbeat thread
@@ -33,7 +34,7 @@ from typing import Any
 from ..wire import protocol as P
 from ..wire.message import Message, owned
 from ..wire.protocol import TaskLink
-from .dispatch import PREFETCH, Dispatch
+from .dispatch import Dispatch
 from .engines import Command, EngineState
 from .jobs import Part, error_part
 from .store import ResultStore
@@ -232,12 +233,12 @@ class TaskScheduler:
         """Hand waiting tasks to engines with room (all, or those given); True if any went.
 
         Idle engines come first; a busy engine running only tasks takes up to
-        ``PREFETCH`` more, least loaded first.
+        its ``depth`` more, least loaded first.
         """
         if not self.ready:
             return False
         candidates = self.dispatch.engines.values() if engines is None else engines
-        free = [e for e in candidates if e.load <= PREFETCH and e.only_tasks()]
+        free = [e for e in candidates if e.load <= e.depth and e.only_tasks()]
         if not free:
             return False
         now = self.clock()
@@ -255,7 +256,7 @@ class TaskScheduler:
                 continue
             self._assign(task, engine, now)
             handed = True
-            if engine.load > PREFETCH:
+            if engine.load > engine.depth:
                 free.remove(engine)
         for entry in skipped:
             heapq.heappush(self.ready, entry)
@@ -277,6 +278,11 @@ class TaskScheduler:
         for e in free:
             if e.id in task.unmet or task.penalty.get(e.id, 0.0) > now:
                 continue
+            if task.alone and e.load:  # only to an idle engine: all it ran before is known
+                continue
+            current = e.current
+            if current is not None and current.task is not None and current.task.alone:
+                continue  # nothing goes behind a task that runs alone
             if e.id not in task.failed_on:
                 return e
             fallback = fallback or e
@@ -428,6 +434,20 @@ class TaskScheduler:
         to it go back to wait (they never started). ``why`` says what happened, after
         "engine N": ``was lost (no heartbeat for 3 s)``, ``died (killed by SIGKILL)``."""
         self._taking_for.discard(engine_id)
+        if running is not None and running.batch:
+            # It came in a batch: the engine held back the replies of the tasks of that
+            # batch it had run, so the one that ran when it died is this one or one sent
+            # ahead in the same batch; the controller cannot tell which. None of them
+            # counts as an attempt: each waits again, and from now on goes alone to an
+            # idle engine, with nothing behind it, so a task that kills its engine is
+            # found out (it is then what the engine ran, as without batches).
+            doubtful = [running, *(c for c in unstarted if c.batch == running.batch)]
+            for cmd in doubtful:
+                task = cmd.task
+                if task is not None and not cmd.detached and task.cmd is cmd:
+                    task.alone = True
+            unstarted = [running, *unstarted]
+            running = None
         for cmd in unstarted:
             task = cmd.task
             if task is not None and not cmd.detached and task.cmd is cmd:

@@ -519,38 +519,51 @@ class ResultStore:
                     pass  # the pipe is full (the loop will look) or closed (shutting down)
 
     def _write(self, ops: list[tuple[Any, ...]], upto: int) -> None:
+        """One transaction: the writes of ``ops``, coalesced (:func:`_coalesce`)."""
         db = self._writer
         done = _Done(upto)
-        written = done.written
         next_tid: int | None = None
         history: list[HistoryRow] = []
-        for op in ops:
-            kind = op[0]
-            if kind == "put":
-                _, key, owner, state, meta, frames, nbytes = op
-                blob = msgpack.packb([_bytes(f) for f in frames])
-                row = (key, owner, state, msgpack.packb(meta), blob, nbytes)
-                db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)", row)
-                written.append(key)
-            elif kind == "delete":
-                db.executemany("DELETE FROM results WHERE key = ?", op[1])
-                done.keys.extend(k for (k,) in op[1])
-            elif kind == "delete_owner":
-                db.execute("DELETE FROM results WHERE owner = ?", (op[1],))
-                done.owners.append(op[1])
-            elif kind == "delete_prefix":
-                done.prefixes.append(op[1])
-                db.execute("DELETE FROM results WHERE key >= ? AND key < ?", _prefix_range(op[1]))
-            elif kind == "history":
-                history.append(op[1])
-            elif kind == "state":
-                db.execute("UPDATE results SET state = ? WHERE key = ?", (op[2], op[1]))
-            elif kind == "submit":
-                _, key, tids, next_tid = op
-                if key is not None:
-                    db.execute(
-                        "INSERT OR REPLACE INTO submits VALUES (?, ?)", (key, msgpack.packb(tids))
-                    )
+        for segment, boundary in _segments(ops):
+            deletes, puts, states = _coalesce(segment)
+            if deletes:
+                db.executemany("DELETE FROM results WHERE key = ?", [(k,) for k in deletes])
+            if puts:
+                db.executemany(
+                    "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (key, owner, state, msgpack.packb(meta), _pack_frames(frames), nbytes)
+                        for key, owner, state, meta, frames, nbytes in puts.values()
+                    ],
+                )
+            if states:
+                db.executemany(
+                    "UPDATE results SET state = ? WHERE key = ?",
+                    [(state, key) for key, state in states.items()],
+                )
+            done.written.extend(puts)
+            done.keys.extend(deletes)
+            for op in segment:
+                kind = op[0]
+                if kind == "history":
+                    history.append(op[1])
+                elif kind == "submit":
+                    _, key, tids, next_tid = op
+                    if key is not None:
+                        db.execute(
+                            "INSERT OR REPLACE INTO submits VALUES (?, ?)",
+                            (key, msgpack.packb(tids)),
+                        )
+            if boundary is None:
+                continue
+            if boundary[0] == "delete_owner":
+                db.execute("DELETE FROM results WHERE owner = ?", (boundary[1],))
+                done.owners.append(boundary[1])
+            else:
+                done.prefixes.append(boundary[1])
+                db.execute(
+                    "DELETE FROM results WHERE key >= ? AND key < ?", _prefix_range(boundary[1])
+                )
         if next_tid is not None:
             db.execute("INSERT OR REPLACE INTO counters VALUES ('next_tid', ?)", (next_tid,))
         if history:
@@ -586,6 +599,62 @@ def _connect(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")  # WAL: a process crash loses nothing committed
     return db
+
+
+def _segments(
+    ops: list[tuple[Any, ...]],
+) -> Iterable[tuple[list[tuple[Any, ...]], tuple[Any, ...] | None]]:
+    """``ops`` cut at each ``delete_owner`` / ``delete_prefix`` (which delete rows whatever
+    their key, so writes may not move across them): (ops before it, it), ..., (rest, None)."""
+    start = 0
+    for i, op in enumerate(ops):
+        if op[0] in ("delete_owner", "delete_prefix"):
+            yield ops[start:i], op
+            start = i + 1
+    yield ops[start:], None
+
+
+def _coalesce(
+    ops: list[tuple[Any, ...]],
+) -> tuple[list[str], dict[str, list[Any]], dict[str, str | None]]:
+    """The row writes of ``ops`` (one transaction) as few statements, same end state:
+    (keys to delete first, rows to put then, states to set last).
+
+    A put or state change of a key that is deleted later in ``ops`` is left out (a tiny
+    task's ``q:`` row written, marked running and deleted within one commit costs
+    nothing); of several puts of a key the last one counts; a state change after a put
+    of its key goes into that put's row.
+    """
+    last_delete: dict[str, int] = {}
+    for i, op in enumerate(ops):
+        if op[0] == "delete":
+            for (key,) in op[1]:
+                last_delete[key] = i
+    puts: dict[str, list[Any]] = {}
+    states: dict[str, str | None] = {}
+    for i, op in enumerate(ops):
+        kind = op[0]
+        if kind == "put":
+            key = op[1]
+            if last_delete.get(key, -1) > i:
+                continue
+            puts.pop(key, None)  # (re-inserted: the last put counts)
+            puts[key] = list(op[1:])
+            states.pop(key, None)  # the put replaces the whole row
+        elif kind == "state":
+            key = op[1]
+            if last_delete.get(key, -1) > i:
+                continue
+            row = puts.get(key)
+            if row is not None:
+                row[2] = op[2]
+            else:
+                states[key] = op[2]
+    return list(last_delete), puts, states
+
+
+def _pack_frames(frames: list[Any]) -> bytes:
+    return msgpack.packb([_bytes(f) for f in frames])  # type: ignore[no-any-return]
 
 
 def _bytes(frame: Any) -> bytes:

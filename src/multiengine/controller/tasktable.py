@@ -61,6 +61,10 @@ class Task:
     attempts: int = 0  # times it was handed to an engine and ran (retries + 1)
     progress: str | None = None  # its state as last written to disk (progress_of)
     live_id: Any = None  # the submit's request id, when its output streams to the client
+    # its engine died while it was in a batch whose replies the engine may have held
+    # back: which of them ran is unknown, so it goes to engines on its own from now on
+    alone: bool = False
+    item: list[Any] | None = None  # its TaskItem on the wire, once it has finished
 
     @property
     def link(self) -> TaskLink:
@@ -165,7 +169,8 @@ class TaskTable:
         if mode == P.ANY and len(waiting) < len(ids):
             unknown = [t for t in ids if t not in tasks and self.stored(t) is None]
             if not unknown:  # only what is done: the rest still runs
-                self._send_results(client, msg_id, [t for t in ids if t not in waiting])
+                still = set(waiting)
+                self._send_results(client, msg_id, [t for t in ids if t not in still])
                 return
         if mode == P.NOW or not waiting:
             self._send_results(client, msg_id, ids)
@@ -219,7 +224,7 @@ class TaskTable:
         task.completed = time.time()
         task.cmd = None
         self.dispatch.ended(("task", task.tid))
-        item = self._item(task).to_wire()
+        item = task.item = self._item(task).to_wire()  # (final: made once)
         # kept with the task's chain, so resubmit works after it has left memory
         meta = {"item": item, "chain": [s.link.to_wire() for s in task.chain]}
         frames = [*part.frames]
@@ -287,7 +292,7 @@ class TaskTable:
             if not task.done or p is None:
                 items.append(TaskItem(tid, task.state).to_wire())
                 continue
-            items.append(self._item(task).to_wire())
+            items.append(task.item if task.item is not None else self._item(task).to_wire())
             parts.append((p.frames[0], p.frames[1:]))
         _, frames, raw = P.pack_parts(parts)
         header: dict[str, Any] = {"t": P.TASK_RESULTS, "id": msg_id, "items": items}

@@ -41,10 +41,11 @@ from ..wire import chunks, curve, shm
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
 from ..wire.message import Message, ReplayGuard, Signer, WireError, recv_frames, send_frames
-from ..wire.protocol import ErrorReport, Printed, TaskFlags, Xfer
+from ..wire.protocol import BatchedCmd, BatchedReply, ErrorReport, Printed, TaskFlags, Xfer
 from ..wire.serialize import dumps, loads
 from .commands import COMMANDS
 from .interpreter import Interpreter, format_exception
+from .replies import HeldReplies
 
 __all__ = ["Engine"]
 
@@ -124,6 +125,8 @@ class Engine:
         self._start_lock = threading.Lock()
         self._sigint_handled = True
         self._send_lock = threading.Lock()  # the output thread sends on the command socket too
+        # task replies held back to go several in one message (replies.py)
+        self._held = HeldReplies(self.signer, self._send, lambda: self.epoch)
         self._drop_lock = threading.Lock()
         self._live_cmd: Any = None
         self._streamer: Any = None
@@ -201,6 +204,7 @@ class Engine:
     def _register_again(self) -> None:
         """The controller was lost: register again (main thread, between commands)."""
         self._backlog.clear()
+        self._held.drop()
         with self._start_lock:  # command numbers of another controller start afresh
             self._revoked.clear()
             self._last_started = -1
@@ -496,6 +500,7 @@ class Engine:
         if flags is not None:
             reply["task"] = flags.to_wire()
         if buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD:
+            self._held.flush()
             xfer, pieces = chunks.cut(buffers)
             reply["xfer"] = xfer.to_wire()
             self._send(self.signer.frames(reply, content))
@@ -505,7 +510,10 @@ class Engine:
             return
         if buffers:
             reply["raw"] = True  # out-of-band pickle buffers; the pickle itself is hashed
-        self._send(self.signer.frames(reply, content, buffers))
+        if self._held:  # after the replies held before it
+            self._held.send_after(lambda: self.signer.frames(reply, content, buffers))
+        else:
+            self._send(self.signer.frames(reply, content, buffers))
 
     def serve(self) -> None:
         """Run commands until a ``kill``; the only message the command socket takes is ``cmd``.
@@ -517,6 +525,8 @@ class Engine:
         while True:
             if self.epoch != self._session:
                 self._register_again()
+            if not self._backlog and self._held:
+                self._held.flush()  # nothing more to run here: what is held goes now
             try:
                 msg = self._backlog.pop(0) if self._backlog else self._recv()
             except zmq.Again:
@@ -526,6 +536,9 @@ class Engine:
                 continue  # an interrupt that arrived while idle
             if msg is None:
                 continue
+            if msg.type == P.CMDS:  # several tasks: each runs as if it came on its own
+                self._unbatch(msg)
+                continue
             if msg.type != P.CMD:
                 if msg.type != P.REGISTERED:  # (a late answer to a repeated register)
                     log.warning("unexpected message type %r", msg.type)
@@ -533,12 +546,29 @@ class Engine:
             if self._run_command(msg):
                 return
 
+    def _unbatch(self, msg: Message) -> None:
+        """A ``cmds`` message: its commands go to the backlog, in order, as ``cmd``s."""
+        try:
+            items = [BatchedCmd.from_wire(i) for i in msg.header["cmds"]]
+            parts = P.split_parts([i.nbuf for i in items], msg.buffers)
+        except (P.ProtocolViolation, KeyError, TypeError) as e:
+            log.warning("dropped a malformed cmds message: %s", e)
+            return
+        for item, (content, buffers) in zip(items, parts, strict=True):
+            self._backlog.append(Message([], item.header(), content, buffers))
+
     def _run_command(self, msg: Message) -> bool:
         """Run one command and answer it; True when it was a ``kill``."""
         h = msg.header
         name = str(h.get("name"))
         cmd_id = h.get("cmd")
         session = self._session
+        held = self._held
+        if held:
+            if name != "task" or h.get("live"):
+                held.flush()  # the controller must know what runs when its output comes
+            else:
+                held.arm()  # sent after a while if this one runs long
         status = P.STATUS_OK
         flags: TaskFlags | None = None
         elapsed = 0.0
@@ -591,8 +621,14 @@ class Engine:
                 flags = None  # only the scheduler reads them, and only for tasks
             content, buffers = self._error_report(e, name), []
         if self.epoch != session:  # the controller was lost meanwhile and failed it: an
+            # answer now would go to a controller that no longer expects it
             log.info("not answering command %s: the controller was lost while it ran", cmd_id)
-        else:  # answer now would go to a controller that no longer expects it
+        elif name == "task" and status == P.STATUS_OK and not buffers and self._backlog:
+            # more to run here: held back, to go with the next ones (a failure goes at
+            # once: the scheduler takes back what was sent ahead and retries elsewhere)
+            item = BatchedReply(cmd_id, status, P.PICKLE, round(elapsed, 6), None, 0)
+            held.hold(session, item, content)
+        else:
             self._send_reply(cmd_id, status, content, buffers, flags, elapsed)
         return name == "kill" and status == P.STATUS_OK
 

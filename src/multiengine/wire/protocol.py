@@ -39,6 +39,8 @@ __all__ = [
     "ErrorReport",
     "PartHeader",
     "Printed",
+    "BatchedCmd",
+    "BatchedReply",
     "TaskFlags",
     "TaskItem",
     "TaskLink",
@@ -91,6 +93,8 @@ REGISTER = "register"
 REGISTERED = "registered"
 CMD = "cmd"
 REPLY = "reply"
+CMDS = "cmds"  # several task commands in one message (controller -> engine)
+REPLIES = "replies"  # several task replies in one message (engine -> controller)
 BYE = "bye"
 # heartbeat channel
 REVOKED = "revoked"
@@ -259,6 +263,8 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(REGISTERED, ENGINE_CHANNEL, CONTROLLER, "id", "hb_period", "hb_timeout", "epoch"),
     _spec(CMD, ENGINE_CHANNEL, CONTROLLER, "cmd", "name", "xfer", "tl", "live", "raw"),
     _spec(REPLY, ENGINE_CHANNEL, ENGINE, "cmd", "status", "enc", "elapsed", "task", "xfer", "raw"),
+    _spec(CMDS, ENGINE_CHANNEL, CONTROLLER, "cmds", "raw"),
+    _spec(REPLIES, ENGINE_CHANNEL, ENGINE, "replies", "raw"),
     _spec(OUTPUT, ENGINE_CHANNEL, ENGINE, "cmd", "name"),
     _spec(CHUNK, ENGINE_CHANNEL, CONTROLLER, "cmd", "raw"),
     _spec(CHUNK, ENGINE_CHANNEL, ENGINE, "cmd", "raw"),
@@ -419,6 +425,58 @@ class TaskFlags(NamedTuple):
     def from_wire(cls, item: Any) -> TaskFlags:
         why, retry = _items(item, "task flags", 2, 2)
         return cls(why if isinstance(why, str) else None, bool(retry))
+
+
+class BatchedCmd(NamedTuple):
+    """One task command of a ``cmds`` message (what a ``cmd`` header would say, and how
+    many buffers follow its content)."""
+
+    cmd: int
+    name: str
+    nbuf: int
+    tl: float | None = None  # its time limit
+    live: bool = False  # stream what it prints
+
+    def to_wire(self) -> list[Any]:
+        return [self.cmd, self.name, self.nbuf, self.tl, self.live]
+
+    @classmethod
+    def from_wire(cls, item: Any) -> BatchedCmd:
+        cmd, name, nbuf, tl, live = _items(item, "batched command", 5, 5)
+        if type(nbuf) is not int or not isinstance(name, str):
+            raise ProtocolViolation(f"malformed batched command: {item!r}")
+        return cls(cmd, name, nbuf, tl if isinstance(tl, (int, float)) else None, bool(live))
+
+    def header(self) -> dict[str, Any]:
+        """The ``cmd`` header this command would have had on its own."""
+        h: dict[str, Any] = {"t": CMD, "cmd": self.cmd, "name": self.name}
+        if self.tl:
+            h["tl"] = self.tl
+        if self.live:
+            h["live"] = True
+        return h
+
+
+class BatchedReply(NamedTuple):
+    """One reply of a ``replies`` message (what a ``reply`` header would say, and how many
+    buffers follow its content)."""
+
+    cmd: Any
+    status: str
+    enc: str
+    elapsed: float
+    task: list[Any] | None  # TaskFlags.to_wire(), or None
+    nbuf: int
+
+    def to_wire(self) -> list[Any]:
+        return [self.cmd, self.status, self.enc, self.elapsed, self.task, self.nbuf]
+
+    @classmethod
+    def from_wire(cls, item: Any) -> BatchedReply:
+        cmd, status, enc, elapsed, task, nbuf = _items(item, "batched reply", 6, 6)
+        if type(nbuf) is not int or not isinstance(status, str) or not isinstance(enc, str):
+            raise ProtocolViolation(f"malformed batched reply: {item!r}")
+        return cls(cmd, status, enc, elapsed, task, nbuf)
 
 
 class Printed(NamedTuple):
