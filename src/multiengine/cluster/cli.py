@@ -43,6 +43,7 @@ CLUSTER_SETTINGS = (
     "engine_restarts",
     "engine_memory_limit",
     "restart_controller",
+    "fork_server",
 )
 # The engine settings it takes (Cluster(engine_<name>=...)).
 ENGINE_SETTINGS = ("ipython",)

@@ -20,7 +20,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from ...errors import ClusterStartError, LaunchError  # defined there, re-exported here
 from ...runtime import ClusterDir
@@ -29,6 +29,7 @@ __all__ = [
     "Launcher",
     "LaunchError",
     "ClusterStartError",
+    "Process",
     "ProcessLauncher",
     "tail",
     "require_command",
@@ -157,12 +158,27 @@ class Launcher(ABC):
         return f"{self.name} launcher ({self.n} {self.role})"
 
 
+class Process(Protocol):
+    """What a launcher holds of a local process: a ``subprocess.Popen``, or an engine
+    forked by the fork server (:class:`~multiengine.cluster.forkserver.ForkedProcess`)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | Any: ...
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+
+
 class ProcessLauncher(Launcher):
     """A launcher whose set is held as local subprocesses (``mpiexec``, ``ssh``, engines)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[Process] = []
         self.logs: list[Path] = []
 
     def spawn(
@@ -186,7 +202,7 @@ class ProcessLauncher(Launcher):
                 cwd=os.getcwd(),
             )
 
-    def respawn(self, index: int, extra: list[str]) -> subprocess.Popen[bytes]:
+    def respawn(self, index: int, extra: list[str]) -> Process:
         """Start process ``index`` of the set again (its log goes on), with ``extra``
         arguments (``--id 3``); only for launchers that :attr:`restarts_one`."""
         if not self.restarts_one:
@@ -217,7 +233,7 @@ class ProcessLauncher(Launcher):
         return [p.pid for p in self.procs]
 
 
-def terminate(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+def terminate(procs: list[Process], timeout: float) -> None:
     """SIGTERM each process group, wait up to ``timeout``, SIGKILL what is left, reap all."""
     running = [p for p in procs if p.poll() is None]
     for p in running:
@@ -235,7 +251,7 @@ def terminate(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
         p.wait()
 
 
-def _signal_group(p: subprocess.Popen[bytes], sig: int) -> None:
+def _signal_group(p: Process, sig: int) -> None:
     """Signal the process and its session (``mpiexec``'s ranks, a shell's children)."""
     try:
         os.killpg(p.pid, sig)
