@@ -319,9 +319,16 @@ def _set_death_signal() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _become_engine(request: dict[str, Any], template: int, close: list[int]) -> None:
-    """In the child: the process a ``Popen`` engine would be; never returns."""
-    rc = 1
+def _become_engine(
+    request: dict[str, Any], template: int, sock: socket.socket, close: list[int]
+) -> None:
+    """In the child: the process a ``Popen`` engine would be; never returns.
+
+    It ends as ``python -m multiengine engine`` does, by ``SystemExit`` through the
+    interpreter's normal shutdown (not ``os._exit``): that shutdown is what gives zmq's
+    I/O thread the moment to deliver the engine's last messages (its answer to
+    ``kill``, its ``bye``). The template's frames below hold no ``finally`` to run.
+    """
     try:
         os.setsid()
         _set_death_signal()
@@ -330,7 +337,7 @@ def _become_engine(request: dict[str, Any], template: int, close: list[int]) -> 
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
-        for fd in close:
+        for fd in [sock.detach(), *close]:  # (detached: no object closes it again later)
             os.close(fd)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
@@ -343,17 +350,10 @@ def _become_engine(request: dict[str, Any], template: int, close: list[int]) -> 
         argv = [str(a) for a in request["argv"]]
         sys.argv = [sys.argv[0], *argv]
         from .cli import main
-
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
+    except BaseException:  # noqa: BLE001 - the child must never return into the template
         traceback.print_exc()
-    finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(rc)
+        os._exit(1)
+    raise SystemExit(main(argv))
 
 
 class _Template:
@@ -409,7 +409,7 @@ class _Template:
             self.say({"error": f"fork failed: {e}"})
             return
         if pid == 0:
-            _become_engine(request, template, [self.sock.fileno(), self.wake_r, self.wake_w])
+            _become_engine(request, template, self.sock, [self.wake_r, self.wake_w])
         self.children.add(pid)
         self.say({"pid": pid})
 
