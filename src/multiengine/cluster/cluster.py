@@ -239,8 +239,11 @@ class Cluster:
         try:
             self.controller_launcher = self._make_controller_launcher()
             self.controller_launcher.start()
-            self._start_fork_server()  # it imports while the controller starts
-            if not self.launcher_cls.starts_with_controller:
+            # The fork server imports while the controller starts; its engines are
+            # forked once the controller listens (they start in milliseconds, and 128
+            # of them waiting for its file would slow its start).
+            forked = self._start_fork_server() is not None
+            if forked or not self.launcher_cls.starts_with_controller:
                 self._wait_for_connection_file(began + self.timeout)
             launcher = self._launch_engines(self.n)
             self.n = launcher.n

@@ -307,7 +307,9 @@ def _preload(ipython: bool) -> None:
     import zmq  # noqa: F401
 
     from ..engine import cli, commands, group, main, output  # noqa: F401
-    from . import cli as command_line  # noqa: F401
+    from . import cli as command_line
+
+    command_line.build_parser()  # (cached: each engine parses its command line with it)
 
     if ipython:
         with contextlib.suppress(ImportError):  # the engine itself says what is missing
