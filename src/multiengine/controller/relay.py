@@ -73,9 +73,12 @@ _NOBLOCK = int(zmq.NOBLOCK)
 COPY_BELOW = 65536  # bytes shorter than this are copied: cheaper than a zero-copy frame
 
 
-def send_frames(sock: zmq.Socket[Any], frames: list[Any]) -> None:
-    """``sock.send_multipart(frames, copy=False)``, without its per-frame overhead:
-    small ``bytes`` are copied, anything else (large bytes, buffers, Frames) is not."""
+def send_frames(sock: zmq.Socket[Any], frames: list[Any], ident: bytes | None = None) -> None:
+    """``sock.send_multipart([ident, *frames], copy=False)``, without its per-frame
+    overhead: small ``bytes`` are copied, anything else (large bytes, buffers, Frames)
+    is not."""
+    if ident is not None:
+        _send(sock, ident, _SNDMORE, True)
     last = len(frames) - 1
     for i, frame in enumerate(frames):
         copy = type(frame) is bytes and len(frame) < COPY_BELOW
@@ -117,6 +120,13 @@ class SocketOutbox:
         self, ident: bytes, header: dict[str, Any], content: Any = b"", buffers: Any = ()
     ) -> None:
         send_frames(self._engines, self._frames(header, content, buffers, (ident,)))
+
+    def to_engines(
+        self, idents: list[bytes], header: dict[str, Any], content: Any = b"", buffers: Any = ()
+    ) -> None:
+        frames = self._frames(header, content, buffers)
+        for ident in idents:
+            send_frames(self._engines, frames, ident)
 
     def to_heartbeat(self, ident: bytes, header: dict[str, Any]) -> None:
         send_frames(self._heartbeat, self._frames(header, b"", (), (ident,)))
