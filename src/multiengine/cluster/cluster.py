@@ -301,6 +301,7 @@ class Cluster:
             self.cluster_dir.log / "forkserver.log",
             self.engine_config.ipython,
             self.cluster_dir.path,
+            prefork=self.n,  # forked while the controller starts
         )
         try:
             server.start()
