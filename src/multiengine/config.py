@@ -48,6 +48,9 @@ __all__ = [
     "EngineConfig",
     "Settings",
     "ENV_PREFIX",
+    "SHM_POOL_LIMIT",
+    "SHM_RECYCLE_LIMIT",
+    "SHM_THRESHOLD",
     "format_size",
     "is_binary_size",
     "parse_size",
@@ -59,6 +62,15 @@ MAX_HEARTBEAT = 6500.0  # ZMTP carries the heartbeat TTL in deciseconds, 16 bits
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
+# Large data between processes of one host (multiengine.wire.shm): out-of-band buffers of
+# at least SHM_THRESHOLD bytes in total travel through shared memory (a client's and an
+# engine's ``$MULTIENGINE_SHM_THRESHOLD``: a size, or 0/off for never); a process keeps
+# at most SHM_POOL_LIMIT bytes of blocks for reuse and sends over the network past it.
+SHM_THRESHOLD = 1 << 20
+SHM_POOL_LIMIT = 4 << 30
+# ...and at most SHM_RECYCLE_LIMIT bytes of received copies whose values are gone, to
+# copy the next ones into without page faults.
+SHM_RECYCLE_LIMIT = 256 << 20
 
 
 def setting(

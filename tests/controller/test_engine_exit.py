@@ -113,6 +113,7 @@ def test_status_keeps_restarts_and_the_last_cause_per_id() -> None:
         "id": 1,
         "pid": 200,
         "host": "fake",
+        "node": "",
         "queue": 0,
         "running": None,
         "restarts": 1,

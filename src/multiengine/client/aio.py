@@ -145,21 +145,48 @@ class AsyncMultiEngineClient(_AsyncBase, LiveOutputSettings):
 
     @overload
     async def push(
-        self, namespace: dict[str, Any], targets: Targets | None = None, *, block: Literal[True]
+        self,
+        namespace: dict[str, Any],
+        targets: Targets | None = None,
+        *,
+        block: Literal[True],
+        shared: bool = False,
     ) -> list[None]: ...
     @overload
     async def push(
-        self, namespace: dict[str, Any], targets: Targets | None = None, *, block: Literal[False]
+        self,
+        namespace: dict[str, Any],
+        targets: Targets | None = None,
+        *,
+        block: Literal[False],
+        shared: bool = False,
     ) -> PendingResult[list[None]]: ...
     @overload
     async def push(
-        self, namespace: dict[str, Any], targets: Targets | None = None, block: bool | None = None
+        self,
+        namespace: dict[str, Any],
+        targets: Targets | None = None,
+        block: bool | None = None,
+        *,
+        shared: bool = False,
     ) -> list[None] | PendingResult[list[None]]: ...
     async def push(
-        self, namespace: dict[str, Any], targets: Targets | None = None, block: bool | None = None
+        self,
+        namespace: dict[str, Any],
+        targets: Targets | None = None,
+        block: bool | None = None,
+        *,
+        shared: bool = False,
     ) -> list[None] | PendingResult[list[None]]:
-        """Send the values of ``namespace`` into each engine's namespace."""
-        return await self._arun(self._calls.push(namespace, targets, block))  # type: ignore[no-any-return]
+        """Send the values of ``namespace`` into each engine's namespace.
+
+        Large buffers (numpy arrays, bytes) reach engines of this host through shared
+        memory: copied once for all of them, and copied out by each engine into its own
+        writable memory. ``shared=True``: the engines get read-only numpy arrays mapped on
+        that one copy (no copy at all); the memory stays until the engines drop them
+        (docs/client.md, "Large data on one host").
+        """
+        return await self._arun(self._calls.push(namespace, targets, block, shared))  # type: ignore[no-any-return]
 
     @overload
     async def pull(
@@ -397,6 +424,7 @@ class AsyncMultiEngineClient(_AsyncBase, LiveOutputSettings):
         targets: Targets | None = None,
         *,
         block: Literal[True],
+        shared: bool = False,
     ) -> list[None]: ...
     @overload
     async def scatter(
@@ -408,6 +436,7 @@ class AsyncMultiEngineClient(_AsyncBase, LiveOutputSettings):
         targets: Targets | None = None,
         *,
         block: Literal[False],
+        shared: bool = False,
     ) -> PendingResult[list[None]]: ...
     @overload
     async def scatter(
@@ -418,6 +447,8 @@ class AsyncMultiEngineClient(_AsyncBase, LiveOutputSettings):
         flatten: bool = False,
         targets: Targets | None = None,
         block: bool | None = None,
+        *,
+        shared: bool = False,
     ) -> list[None] | PendingResult[list[None]]: ...
     async def scatter(
         self,
@@ -427,9 +458,13 @@ class AsyncMultiEngineClient(_AsyncBase, LiveOutputSettings):
         flatten: bool = False,
         targets: Targets | None = None,
         block: bool | None = None,
+        *,
+        shared: bool = False,
     ) -> list[None] | PendingResult[list[None]]:
-        """Partition ``seq`` and push part ``p`` to the p-th target as ``key``."""
-        return await self._arun(self._calls.scatter(key, seq, dist, flatten, targets, block))  # type: ignore[no-any-return]
+        """Partition ``seq`` and push part ``p`` to the p-th target as ``key``
+        (``shared=True``: read-only arrays on shared memory, as for ``push``)."""
+        op = self._calls.scatter(key, seq, dist, flatten, targets, block, shared)
+        return await self._arun(op)  # type: ignore[no-any-return]
 
     @overload
     async def gather(

@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeAlias
 
 from .. import errors
 from ..wire import protocol as P
+from ..wire import shm
 from ..wire.message import Message, unpack
 from ..wire.serialize import Serialized
 from .answers import check, decode_parts, decode_result, metadata, raise_direct
@@ -25,7 +26,7 @@ from .core import ClientCore, OutputHook
 from .drive import Call, Op, Request, Steps
 from .live import print_output, wanted
 from .partition import check_dist, join, partition
-from .payload import plan_payload
+from .payload import Dumped, Payload, dump_payload, plan_dumped, plan_shared
 from .progress import bar
 from .results import PendingResult, ResultList
 
@@ -33,6 +34,9 @@ __all__ = ["MultiEngineCalls", "Targets"]
 
 Targets: TypeAlias = Literal["all"] | int | Sequence[int]
 """Which engines a call goes to: ``'all'``, one engine id, or a list or tuple of ids."""
+
+# how long the engines' nodes (a ``nodes`` request) are trusted before asking again
+NODES_TTL = 2.0
 
 # commands that run user code: what it prints is streamed when live output is on
 LIVE_COMMANDS = frozenset({"execute", "apply", "map"})
@@ -64,6 +68,7 @@ class MultiEngineCalls:
         self.live_output: bool | None = None  # None: on at an interactive prompt
         self.output_hook: OutputHook = print_output
         self.progress: bool | None = None  # None: on at a terminal or in IPython
+        self._nodes: tuple[float, dict[int, str]] | None = None  # (when, engine id -> node)
 
     # ------------------------------------------------------------ arguments
     def find_block(self, block: Any = None) -> bool:
@@ -107,8 +112,16 @@ class MultiEngineCalls:
         parts: list[tuple[Any, ...]] | None = None,
         post: Callable[[list[Any]], Any] | None = None,
         extra: dict[str, Any] | None = None,
+        *,
+        shared: bool = False,
+        reply_shm: bool = False,
     ) -> Op[Any]:
-        """Run ``cmd`` on the targets: their values (after ``post``), or a PendingResult."""
+        """Run ``cmd`` on the targets: their values (after ``post``), or a PendingResult.
+
+        Large buffers go to engines of this host through shared memory (read-only
+        zero-copy arrays there with ``shared``); ``reply_shm``: a blocking call whose
+        large answers may come back the same way (``pull``).
+        """
         targets = self.find_targets(targets)
         block = self.find_block(block)
         header: dict[str, Any] = {
@@ -121,7 +134,84 @@ class MultiEngineCalls:
         }
         if extra:
             header.update(extra)
-        payload = plan_payload(args, parts)
+        dumped = dump_payload(args, parts)
+        limit = shm.threshold()
+        if limit and (dumped.size >= limit or (reply_shm and block)) and shm.node_identity():
+            return self._submit_local(
+                cmd, header, dumped, targets, block, post, shared, reply_shm and block
+            )
+        return self._call(cmd, header, plan_dumped(dumped), targets, block, post)
+
+    def _submit_local(
+        self,
+        cmd: str,
+        header: dict[str, Any],
+        dumped: Dumped,
+        targets: Targets,
+        block: bool,
+        post: Callable[[list[Any]], Any] | None,
+        shared: bool,
+        reply: bool,
+    ) -> Steps[Any]:
+        """``submit`` through shared memory to the targets that are engines of this host."""
+        found = yield from self.local_ids(targets)
+        payload = None
+        readers: list[int] = []  # the engines that read the block
+        if found is not None:
+            ids, local = found
+            readers = [i for i, m in zip(ids, local, strict=True) if m]
+            slots = [s for s in map(shm.engine_slot, readers) if s is not None]
+            mixed = None if all(local) else local  # the others: a part each, by the network
+            payload = plan_shared(dumped, slots, shared=shared, reply=reply, local=mixed)
+            if payload is not None:
+                header["targets"] = ids  # exactly the engines the block waits for
+        if payload is None:
+            payload = plan_dumped(dumped)
+        call = self._call(cmd, header, payload, targets, block, post)
+        if payload.release is None or not block:
+            return (yield from call)
+        msg: Message | None = None
+        try:
+            msg = yield call.request
+            return call.finish(msg)
+        finally:  # answered: the engines that will never read the block let go of it
+            payload.release(_unread_slots(msg, readers, shared))
+
+    def local_ids(self, targets: Targets) -> Steps[tuple[list[int], list[bool]] | None]:
+        """The ids ``targets`` names and, for each, whether it is an engine of this host
+        that takes shared memory; None when none is (or an id is unknown or named
+        twice): the bytes then go over the network."""
+        now = time.monotonic()
+        if self._nodes is None or now - self._nodes[0] > NODES_TTL:
+            pairs = yield from self.ask({"t": P.NODES})
+            nodes = {int(i): str(node) for i, node in pairs}
+            self._nodes = (now, nodes)
+        nodes = self._nodes[1]
+        if targets == "all":
+            ids = sorted(nodes)
+        elif isinstance(targets, int) and not isinstance(targets, bool):
+            ids = [targets]
+        elif isinstance(targets, (list, tuple)):
+            ids = list(targets)
+        else:
+            return None
+        if len(set(ids)) != len(ids):  # an engine named twice would read the block twice,
+            return None  # the second time perhaps after its flag freed it for reuse
+        me = shm.node_identity()
+        if any(type(i) is not int or i not in nodes for i in ids):
+            return None  # the controller answers that one
+        local = [nodes[i] == me and shm.engine_slot(i) is not None for i in ids]
+        return (ids, local) if any(local) else None
+
+    def _call(
+        self,
+        cmd: str,
+        header: dict[str, Any],
+        payload: Payload,
+        targets: Targets,
+        block: bool,
+        post: Callable[[list[Any]], Any] | None,
+    ) -> Call[Any]:
         header.update(payload.fields)
         listener = None
         if cmd in LIVE_COMMANDS and wanted(self.live_output):
@@ -183,15 +273,19 @@ class MultiEngineCalls:
         desc = f"execute({short(lines)})"
         return self.submit("execute", (lines,), targets, block, desc, post=ResultList)
 
-    def push(self, namespace: dict[str, Any], targets: Any, block: Any) -> Op[Any]:
+    def push(
+        self, namespace: dict[str, Any], targets: Any, block: Any, shared: bool = False
+    ) -> Op[Any]:
         self.check_namespace(namespace)
         for key in namespace:
             self.flattened.pop(key, None)
-        return self.submit("push", (namespace,), targets, block, f"push({', '.join(namespace)})")
+        desc = f"push({', '.join(namespace)})"
+        return self.submit("push", (namespace,), targets, block, desc, shared=bool(shared))
 
     def pull(self, keys: Any, targets: Any, block: Any) -> Op[Any]:
         keys = self.check_keys(keys)
-        return self.submit("pull", (keys,), targets, block, f"pull({short(keys)})")
+        desc = f"pull({short(keys)})"
+        return self.submit("pull", (keys,), targets, block, desc, reply_shm=True)
 
     def push_function(self, namespace: dict[str, Any], targets: Any, block: Any) -> Op[Any]:
         self.check_namespace(namespace)
@@ -267,7 +361,14 @@ class MultiEngineCalls:
 
     # ------------------------------------------------------------ scatter / gather
     def scatter(
-        self, key: str, seq: Any, dist: str, flatten: bool, targets: Any, block: Any
+        self,
+        key: str,
+        seq: Any,
+        dist: str,
+        flatten: bool,
+        targets: Any,
+        block: Any,
+        shared: bool = False,
     ) -> Steps[Any]:
         check_dist(dist)
         targets = self.find_targets(targets)
@@ -282,7 +383,10 @@ class MultiEngineCalls:
             pieces = [p[0] if f else p for p, f in zip(pieces, flags, strict=True)]
             self.flattened[key] = (list(ids), flags)
         parts = [({key: p},) for p in pieces]
-        return (yield from self.submit("push", (), ids, block, f"scatter({key})", parts=parts))
+        desc = f"scatter({key})"
+        return (
+            yield from self.submit("push", (), ids, block, desc, parts=parts, shared=bool(shared))
+        )
 
     def gather(self, key: str, dist: str, targets: Any, block: Any) -> Steps[Any]:
         check_dist(dist)
@@ -296,7 +400,10 @@ class MultiEngineCalls:
         def post(parts: list[Any]) -> Any:
             return join(parts, dist, flattened)
 
-        return (yield from self.submit("pull", (key,), targets, block, f"gather({key})", post=post))
+        desc = f"gather({key})"
+        return (
+            yield from self.submit("pull", (key,), targets, block, desc, post=post, reply_shm=True)
+        )
 
     def zip_pull(self, keys: Any, targets: Any, block: Any) -> Steps[Any]:
         targets = self.find_targets(targets)
@@ -312,7 +419,9 @@ class MultiEngineCalls:
 
         desc = f"zip_pull({short(keys)})"
         keys = self.check_keys(keys)
-        return (yield from self.submit("pull", (keys,), targets, block, desc, post=post))
+        return (
+            yield from self.submit("pull", (keys,), targets, block, desc, post=post, reply_shm=True)
+        )
 
     # ------------------------------------------------------------ map
     def raw_map(self, func: Any, seqs: Any, dist: str, targets: Any, block: Any) -> Steps[Any]:
@@ -405,6 +514,19 @@ class MultiEngineCalls:
     def properties(self, cmd: str, args: tuple[Any, ...], targets: Any, block: Any) -> Op[Any]:
         warnings.warn(PROPERTIES_WARNING, DeprecationWarning, stacklevel=4)
         return self.submit(cmd, args, targets, block, f"{cmd}()")
+
+
+def _unread_slots(msg: Message | None, ids: list[int], shared: bool) -> list[int]:
+    """The reader slots of engines done with a block once its command is answered: all
+    of them, except engines that keep ``shared=True`` arrays on it (whose part succeeded:
+    they let go themselves, when the arrays are collected)."""
+    keep: set[int] = set()
+    if shared and msg is not None and msg.type == P.RESULT:
+        for wire in msg.header.get("parts") or ():
+            part = P.PartHeader.from_wire(wire)
+            if part.status == P.STATUS_OK:
+                keep.add(part.engine_id)
+    return [s for i in ids if i not in keep and (s := shm.engine_slot(i)) is not None]
 
 
 def fetch(pr: PendingResult[Any], block: bool) -> Steps[Any]:

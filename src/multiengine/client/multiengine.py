@@ -138,21 +138,48 @@ class MultiEngineClient(Connected, LiveOutputSettings):
 
     @overload
     def push(
-        self, namespace: dict[str, Any], targets: Targets | None = None, *, block: Literal[True]
+        self,
+        namespace: dict[str, Any],
+        targets: Targets | None = None,
+        *,
+        block: Literal[True],
+        shared: bool = False,
     ) -> list[None]: ...
     @overload
     def push(
-        self, namespace: dict[str, Any], targets: Targets | None = None, *, block: Literal[False]
+        self,
+        namespace: dict[str, Any],
+        targets: Targets | None = None,
+        *,
+        block: Literal[False],
+        shared: bool = False,
     ) -> PendingResult[list[None]]: ...
     @overload
     def push(
-        self, namespace: dict[str, Any], targets: Targets | None = None, block: bool | None = None
+        self,
+        namespace: dict[str, Any],
+        targets: Targets | None = None,
+        block: bool | None = None,
+        *,
+        shared: bool = False,
     ) -> list[None] | PendingResult[list[None]]: ...
     def push(
-        self, namespace: dict[str, Any], targets: Targets | None = None, block: bool | None = None
+        self,
+        namespace: dict[str, Any],
+        targets: Targets | None = None,
+        block: bool | None = None,
+        *,
+        shared: bool = False,
     ) -> list[None] | PendingResult[list[None]]:
-        """Send the values of ``namespace`` into each engine's namespace."""
-        return self._run(self._calls.push(namespace, targets, block))  # type: ignore[no-any-return]
+        """Send the values of ``namespace`` into each engine's namespace.
+
+        Large buffers (numpy arrays, bytes) reach engines of this host through shared
+        memory: copied once for all of them, and copied out by each engine into its own
+        writable memory. ``shared=True``: the engines get read-only numpy arrays mapped on
+        that one copy (no copy at all); the memory stays until the engines drop them
+        (docs/client.md, "Large data on one host").
+        """
+        return self._run(self._calls.push(namespace, targets, block, shared))  # type: ignore[no-any-return]
 
     @overload
     def pull(
@@ -386,6 +413,7 @@ class MultiEngineClient(Connected, LiveOutputSettings):
         targets: Targets | None = None,
         *,
         block: Literal[True],
+        shared: bool = False,
     ) -> list[None]: ...
     @overload
     def scatter(
@@ -397,6 +425,7 @@ class MultiEngineClient(Connected, LiveOutputSettings):
         targets: Targets | None = None,
         *,
         block: Literal[False],
+        shared: bool = False,
     ) -> PendingResult[list[None]]: ...
     @overload
     def scatter(
@@ -407,6 +436,8 @@ class MultiEngineClient(Connected, LiveOutputSettings):
         flatten: bool = False,
         targets: Targets | None = None,
         block: bool | None = None,
+        *,
+        shared: bool = False,
     ) -> list[None] | PendingResult[list[None]]: ...
     def scatter(
         self,
@@ -416,9 +447,12 @@ class MultiEngineClient(Connected, LiveOutputSettings):
         flatten: bool = False,
         targets: Targets | None = None,
         block: bool | None = None,
+        *,
+        shared: bool = False,
     ) -> list[None] | PendingResult[list[None]]:
-        """Partition ``seq`` and push part ``p`` to the p-th target as ``key``."""
-        return self._run(self._calls.scatter(key, seq, dist, flatten, targets, block))  # type: ignore[no-any-return]
+        """Partition ``seq`` and push part ``p`` to the p-th target as ``key``
+        (``shared=True``: read-only arrays on shared memory, as for ``push``)."""
+        return self._run(self._calls.scatter(key, seq, dist, flatten, targets, block, shared))  # type: ignore[no-any-return]
 
     @overload
     def gather(

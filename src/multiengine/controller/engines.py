@@ -69,6 +69,7 @@ class EngineState:
     ident: bytes  # routing identity on the engine channel (also used on heartbeat)
     pid: int
     host: str
+    node: str = ""  # where its shared memory can be mapped (``register`` ``node``)
     queue: deque[Command] = field(default_factory=deque)
     current: Command | None = None  # sent and running (or first in line on the engine)
     ahead: deque[Command] = field(default_factory=deque)  # tasks sent behind current (prefetch)

@@ -127,6 +127,7 @@ class Hub:
             P.CONNECT: self._on_connect,
             P.FLUSH: self._on_flush,
             P.STATUS: lambda c, m: self.dispatch.reply_value(c, m.header.get("id"), self.status()),
+            P.NODES: lambda c, m: self.dispatch.reply_value(c, m.header.get("id"), self.nodes()),
             P.INTERRUPT: self._on_interrupt,
             P.WAIT_STARTED: self._on_wait_started,
             P.CANCEL: self._on_cancel,
@@ -465,6 +466,8 @@ class Hub:
             engine = self.dispatch.add_engine(
                 ident, pid, str(h.get("host", "?")), wanted, conn, epoch
             )
+            node = h.get("node")
+            engine.node = node if type(node) is str else ""
             if self.exits and wanted != engine.id:
                 self.exits.pop(engine.id, None)  # a new engine, not the one that exited
             log.info("Engine Info: %d %s %d", engine.id, engine.host, engine.pid)
@@ -689,6 +692,7 @@ class Hub:
                     "id": e.id,
                     "pid": e.pid,
                     "host": e.host,
+                    "node": e.node,  # who may share memory with it (multiengine.wire.shm)
                     # waiting in the controller, and tasks sent ahead to the engine
                     "queue": len(e.queue) + len(e.ahead),
                     "running": e.current.desc if e.current else None,
@@ -708,6 +712,11 @@ class Hub:
             "dropped_messages": self.dropped,
             "tasks": self.scheduler.table.status(False),
         }
+
+    def nodes(self) -> list[list[Any]]:
+        """``[id, node]`` of every engine (``register`` ``node``; ascending ids)."""
+        engines = self.dispatch.engines
+        return [[i, engines[i].node] for i in self.dispatch.sorted_ids()]
 
     def _results_status(self) -> dict[str, int]:
         pending, pending_bytes = self.desk.counts()

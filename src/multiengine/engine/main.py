@@ -37,7 +37,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from ..config import ControllerConfig
 from ..errors import SerializationError
-from ..wire import chunks, curve
+from ..wire import chunks, curve, shm
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
 from ..wire.message import Message, ReplayGuard, Signer, WireError
@@ -128,6 +128,7 @@ class Engine:
         self._live_cmd: Any = None
         self._streamer: Any = None
         self._interrupted: str | None = None  # why SIGINT was sent: "interrupt", "abort", "timeout"
+        self._reply_node = ""  # the running command's client takes large answers by shm
 
     # ------------------------------------------------------------ registration
     def register(self, timeout: float = 10.0) -> int:
@@ -142,6 +143,7 @@ class Engine:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "epoch": epoch,
+            "node": shm.node_identity() if shm.threshold() else "",  # no shm when off
         }
         deadline = time.monotonic() + timeout
         self.sock.setsockopt(
@@ -187,6 +189,7 @@ class Engine:
         self.hb_period = float(msg.header.get("hb_period", self.hb_period))
         self.hb_timeout = float(msg.header.get("hb_timeout", self.hb_timeout))
         self.interp.set_id(self.id)
+        shm.set_reader_slot(shm.engine_slot(self.id))
         with self._start_lock:
             self._session = epoch
             if self.epoch == epoch:
@@ -517,6 +520,7 @@ class Engine:
             try:
                 msg = self._backlog.pop(0) if self._backlog else self._recv()
             except zmq.Again:
+                shm.prune()  # idle: let go of the blocks of clients that have exited
                 continue
             except KeyboardInterrupt:
                 continue  # an interrupt that arrived while idle
@@ -576,6 +580,8 @@ class Engine:
             if self.interp.output is not None:
                 value = Printed(value, *self.interp.output)
             content, buffers = dumps(value)
+            if self._reply_node and buffers:
+                content, buffers = self._shared_answer(content, buffers)
         except BaseException as e:  # user code may raise anything, even SystemExit
             if self.terminating:
                 raise
@@ -590,13 +596,29 @@ class Engine:
             self._send_reply(cmd_id, status, content, buffers, flags, elapsed)
         return name == "kill" and status == P.STATUS_OK
 
+    def _shared_answer(self, content: bytes, buffers: list[Any]) -> tuple[bytes, list[Any]]:
+        """A large answer for a client of this host: through shared memory (one copy
+        here, one there) rather than the network, when the pool has room."""
+        limit = shm.threshold()
+        if not limit or self._reply_node != shm.node_identity():
+            return content, buffers
+        if chunks.total_size(buffers) < limit:
+            return content, buffers
+        env = shm.share(content, buffers, [shm.client_slot()])
+        return (env, []) if env is not None else (content, buffers)
+
     def _arguments(self, name: str, content: Any, buffers: list[Any]) -> Any:
         """A command's argument tuple; a value that does not unpickle here (a class this
         engine cannot import, a ``__reduce__`` that raises) fails with a
         SerializationError that names the command and the cause."""
+        self._reply_node = ""
         if not len(content):
             return ()
         try:
+            if shm.is_envelope(content):  # buffers in shared memory; perhaps the answer too
+                env = shm.Envelope.from_bytes(content)
+                self._reply_node = env.reply_node
+                return loads(env, buffers)
             return loads(content, buffers)
         except KeyboardInterrupt:
             raise

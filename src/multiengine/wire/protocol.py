@@ -78,6 +78,7 @@ TASK_SPIN = "task_spin"
 TASK_RESUBMIT = "task_resubmit"
 HISTORY = "history"
 MONITOR = "monitor"  # a live view's poll: status, recent events, engines' memory and CPU
+NODES = "nodes"  # which engines share memory with whom (multiengine.wire.shm)
 ENGINE_EXIT = "engine_exit"  # from the process supervising the engines: one has died
 # controller -> client
 VALUE = "value"
@@ -195,7 +196,7 @@ CONNECT_AGAIN = "ConnectAgain"
 SAFE_TO_RESEND = frozenset(
     {
         *(FETCH, WAIT_STARTED, TASK_RESULT, TASK_STATUS, TASK_CLEAR, FLUSH, STATUS, GET_IDS),
-        *(HISTORY, MONITOR),
+        *(HISTORY, MONITOR, NODES),
     }
 )
 
@@ -205,6 +206,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(CONNECT, CLIENT_CHANNEL, CLIENT, "id", "rt"),
     _spec(GET_IDS, CLIENT_CHANNEL, CLIENT, "id", "rt"),
     _spec(STATUS, CLIENT_CHANNEL, CLIENT, "id", "rt"),
+    _spec(NODES, CLIENT_CHANNEL, CLIENT, "id", "rt"),
     _spec(
         SUBMIT,
         CLIENT_CHANNEL,
@@ -253,7 +255,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(PROGRESS, CLIENT_CHANNEL, CONTROLLER, "id", "done", "total"),
     _spec(TASK_RESULTS, CLIENT_CHANNEL, CONTROLLER, "id", "items", "raw"),
     # engine channel
-    _spec(REGISTER, ENGINE_CHANNEL, ENGINE, "desired_id", "pid", "host", "epoch"),
+    _spec(REGISTER, ENGINE_CHANNEL, ENGINE, "desired_id", "pid", "host", "epoch", "node"),
     _spec(REGISTERED, ENGINE_CHANNEL, CONTROLLER, "id", "hb_period", "hb_timeout", "epoch"),
     _spec(CMD, ENGINE_CHANNEL, CONTROLLER, "cmd", "name", "xfer", "tl", "live", "raw"),
     _spec(REPLY, ENGINE_CHANNEL, ENGINE, "cmd", "status", "enc", "elapsed", "task", "xfer", "raw"),

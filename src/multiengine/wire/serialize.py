@@ -23,6 +23,8 @@ from typing import Any
 import cloudpickle
 
 from ..errors import SerializationError
+from . import shm
+from .shm import Envelope
 
 __all__ = ["OOB_THRESHOLD", "dumps", "loads", "serialize", "Serialized", "rebind_globals"]
 
@@ -149,10 +151,14 @@ def _describe(obj: Any) -> str:
 
 
 def loads(data: Any, buffers: list[Any] | None = None) -> Any:
-    """Unpickle a stream made by :func:`dumps` with its buffers (zmq Frames or bytes)."""
-    bufs = [b.buffer if hasattr(b, "buffer") else b for b in buffers or ()]
+    """Unpickle a stream made by :func:`dumps` with its buffers (zmq Frames or bytes),
+    or a :class:`~.shm.Envelope` whose buffers are in shared memory."""
     if hasattr(data, "buffer"):
         data = data.buffer
+    if type(data) is Envelope or shm.is_envelope(data):
+        env = data if type(data) is Envelope else Envelope.from_bytes(data)
+        return pickle.loads(env.pickle, buffers=shm.receive(env))
+    bufs = [b.buffer if hasattr(b, "buffer") else b for b in buffers or ()]
     return pickle.loads(data, buffers=bufs)
 
 
