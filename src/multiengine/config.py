@@ -583,6 +583,9 @@ class ClusterConfig(Settings):
     restart_controller: bool = setting(
         True, "start a controller that crashes (local) again, with --restore"
     )
+    fork_server: bool = setting(
+        True, "fork local engines from one pre-imported template process (fast start)"
+    )
 
     def validate(self) -> None:
         if self.engines < 0:

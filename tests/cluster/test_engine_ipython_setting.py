@@ -45,7 +45,7 @@ def test_the_issues_spelling_in_cluster_toml_names_the_right_place(tmp_path: Pat
     assert r.stderr.strip().splitlines() == [
         "multiengine: error: cluster.toml [cluster]: unknown setting 'engine_ipython' (known: "
         "engines, launcher, restart_engines, engine_restarts, engine_memory_limit, "
-        "restart_controller); did you mean ipython in the [engine] table?"
+        "restart_controller, fork_server); did you mean ipython in the [engine] table?"
     ]
 
 

@@ -35,6 +35,7 @@ class RecordingOutbox:
 
     def __init__(self) -> None:
         self.sent: list[Sent] = []
+        self.together: list[list[bytes]] = []  # the engines of each message signed once
 
     def to_client(
         self, client: bytes, header: dict[str, Any], content: Any = b"", buffers: Any = ()
@@ -47,6 +48,13 @@ class RecordingOutbox:
     ) -> None:
         P.check_header(header)
         self.sent.append(Sent("engine", ident, dict(header), content, list(buffers)))
+
+    def to_engines(
+        self, idents: list[bytes], header: dict[str, Any], content: Any = b"", buffers: Any = ()
+    ) -> None:
+        self.together.append(list(idents))
+        for ident in idents:
+            self.to_engine(ident, header, content, buffers)
 
     def to_heartbeat(self, ident: bytes, header: dict[str, Any]) -> None:
         P.check_header(header)

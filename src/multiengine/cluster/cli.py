@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import subprocess
@@ -44,11 +45,13 @@ CLUSTER_SETTINGS = (
     "engine_restarts",
     "engine_memory_limit",
     "restart_controller",
+    "fork_server",
 )
 # The engine settings it takes (Cluster(engine_<name>=...)).
 ENGINE_SETTINGS = ("ipython",)
 
 
+@functools.cache  # (built once per process; the fork server builds it for its engines)
 def build_parser() -> argparse.ArgumentParser:
     from ..controller.main import add_arguments as controller_args
     from ..engine.cli import add_arguments as engine_args

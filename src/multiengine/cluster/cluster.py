@@ -27,7 +27,7 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -38,9 +38,10 @@ from ..config import ClusterConfig, ControllerConfig, EngineConfig, Settings
 from ..errors import ClusterNotRunning, InvalidEngineID
 from ..runtime import ClusterDir, base_dir
 from ..wire.curve import is_loopback
-from . import control
+from . import control, forkserver
+from .forkserver import ForkServer
 from .launchers import Launcher, launcher_class
-from .launchers.base import ClusterStartError, LaunchError, ProcessLauncher, tail
+from .launchers.base import ClusterStartError, LaunchError, Process, ProcessLauncher, tail
 from .launchers.local import LocalLauncher
 from .supervisor import Supervisor
 
@@ -83,6 +84,10 @@ class Cluster:
 
     ``engine_ipython=True`` starts every engine with ``--ipython``: code runs through
     IPython (magics, ``!cmd``, rich display; docs/interactive.md).
+
+    ``fork_server`` (on by default) forks ``local`` engines, including those restarted
+    or added later, from one pre-imported template process (``forkserver.py``), which
+    starts them many times faster; off, each engine is a fresh Python process.
     """
 
     def __init__(
@@ -108,6 +113,7 @@ class Cluster:
         engine_restarts: int | None = None,
         engine_memory_limit: str | int | None = None,
         restart_controller: bool | None = None,
+        fork_server: bool | None = None,
         restore: bool = False,
         engine_ipython: bool | None = None,
     ) -> None:
@@ -155,6 +161,7 @@ class Cluster:
                 "engine_restarts": engine_restarts,
                 "engine_memory_limit": engine_memory_limit,
                 "restart_controller": restart_controller,
+                "fork_server": fork_server,
             },
         )
         self.supervisor: Supervisor | None = None
@@ -163,6 +170,7 @@ class Cluster:
         self._stopping = False
         self.controller_launcher: Launcher | None = None
         self.engine_launchers: list[Launcher] = []
+        self.fork_server: ForkServer | None = None  # made when local engines first start
         self._clients: list[Any] = []
         self._engine_count = 0
         self.start_time: float | None = None  # seconds from start() to all engines registered
@@ -172,7 +180,7 @@ class Cluster:
         return self.cluster_dir.profile
 
     @property
-    def controller(self) -> subprocess.Popen[bytes] | None:
+    def controller(self) -> Process | None:
         """The controller's local process (``mpiexec`` or ``ssh`` when it runs through them)."""
         launcher = self.controller_launcher
         if isinstance(launcher, ProcessLauncher) and launcher.procs:
@@ -180,7 +188,7 @@ class Cluster:
         return None
 
     @property
-    def engines(self) -> list[subprocess.Popen[bytes]]:
+    def engines(self) -> list[Process]:
         """The local processes holding the engines: the engines themselves with ``local``,
         else ``mpiexec`` or the ssh connections (empty for batch jobs)."""
         return [
@@ -231,7 +239,11 @@ class Cluster:
         try:
             self.controller_launcher = self._make_controller_launcher()
             self.controller_launcher.start()
-            if not self.launcher_cls.starts_with_controller:
+            # The fork server imports while the controller starts; its engines are
+            # forked once the controller listens (they start in milliseconds, and 128
+            # of them waiting for its file would slow its start).
+            forked = self._start_fork_server() is not None
+            if forked or not self.launcher_cls.starts_with_controller:
                 self._wait_for_connection_file(began + self.timeout)
             launcher = self._launch_engines(self.n)
             self.n = launcher.n
@@ -271,6 +283,34 @@ class Cluster:
             log.warning("no control socket at %s: %s", server.path, e)
         sup.start()
 
+    def _start_fork_server(self) -> ForkServer | None:
+        """The fork server local engines are forked from (started on first use), or
+        None when the setting is off, the launcher is not ``local`` or this is not Linux."""
+        if self.fork_server is not None:
+            return self.fork_server
+        if not (
+            self.cluster_config.fork_server
+            and self.launcher_cls is LocalLauncher
+            and forkserver.available()
+        ):
+            return None
+        python = str(self.launcher_options.get("python") or sys.executable)
+        server = ForkServer(
+            python,
+            self.env,
+            self.cluster_dir.log / "forkserver.log",
+            self.engine_config.ipython,
+            self.cluster_dir.path,
+            prefork=self.n,  # forked while the controller starts
+        )
+        try:
+            server.start()
+        except OSError as e:
+            log.warning("no fork server (%s): engines start as subprocesses", e)
+            return None
+        self.fork_server = server
+        return server
+
     def _launch_engines(self, n: int) -> Launcher:
         argv = self._argv("engine", self.engine_config)
         launcher = self.launcher_cls(
@@ -284,6 +324,8 @@ class Cluster:
         )
         self._engine_count += launcher.n
         self.engine_launchers.append(launcher)
+        if isinstance(launcher, LocalLauncher):
+            launcher.fork_server = self._start_fork_server()
         connection = None
         if launcher.needs_connection_info:
             connection = json.loads(self.cluster_dir.engine_file.read_text())
@@ -583,6 +625,13 @@ class Cluster:
                 except Exception as e:  # noqa: BLE001 - stop the rest, then report
                     log.error("stopping %s: %s", launcher.describe(), e)
                     errors.append(e)
+        if self.fork_server is not None:  # after its engines: it has none left to end
+            try:
+                self.fork_server.stop(timeout)
+            except Exception as e:  # noqa: BLE001 - stop the rest, then report
+                log.error("stopping the fork server: %s", e)
+                errors.append(e)
+            self.fork_server = None
         self.engine_launchers = []
         self.controller_launcher = None
         if self._control is not None:  # last: attached clusters wait for it to go

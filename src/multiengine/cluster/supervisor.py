@@ -50,7 +50,7 @@ from ..errors import ControllerConnectionError, KernelError
 from ..wire import protocol as P
 from ..wire.connection import read_connection_file
 from ..wire.message import unpack
-from .launchers.base import Launcher, ProcessLauncher
+from .launchers.base import Launcher, Process, ProcessLauncher
 
 if TYPE_CHECKING:
     from ..client.core import ClientCore
@@ -165,7 +165,7 @@ class Slot:
     oom_mark: int | None = None
 
     @property
-    def proc(self) -> subprocess.Popen[bytes]:
+    def proc(self) -> Process:
         return self.launcher.procs[self.index]
 
     def describe(self) -> dict[str, Any]:
@@ -494,7 +494,7 @@ class Supervisor:
             if previous == "running":
                 _terminate(slot.proc)
 
-    def restart_slot(self, slot: Slot) -> subprocess.Popen[bytes]:
+    def restart_slot(self, slot: Slot) -> Process:
         """Start an engine again under its id, with a fresh namespace (its process is
         stopped first). Returns the new process."""
         with self.lock:
@@ -517,13 +517,13 @@ class Supervisor:
             return [s.describe() for s in self.slots]
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
+def _kill(proc: Process) -> None:
     with contextlib.suppress(ProcessLookupError):
         proc.kill()
     proc.wait()
 
 
-def _terminate(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
+def _terminate(proc: Process, grace: float = STOP_GRACE) -> None:
     """SIGTERM (the engine says ``bye``), SIGKILL after ``grace``; reaped either way."""
     if proc.poll() is not None:
         return

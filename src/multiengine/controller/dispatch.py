@@ -60,6 +60,11 @@ class Outbox(Protocol):
         self, ident: bytes, header: dict[str, Any], content: Any = b"", buffers: Any = ()
     ) -> None: ...
 
+    def to_engines(
+        self, idents: list[bytes], header: dict[str, Any], content: Any = b"", buffers: Any = ()
+    ) -> None:
+        """The same message to each of several engines: signed once, sent to each."""
+
     def to_heartbeat(self, ident: bytes, header: dict[str, Any]) -> None: ...
 
 
@@ -239,7 +244,22 @@ class Dispatch:
             self.send_batched()  # what was dispatched before it goes first
         self._send_now(engine, cmd)
 
-    def _send_now(self, engine: EngineState, cmd: Command) -> None:
+    def start_together(self, started: list[tuple[EngineState, Command]]) -> None:
+        """Idle engines each start their command of one call, all sharing one command
+        number, content and buffers (no pieces to follow): one message, signed once and
+        sent to each (at 128 engines, 127 signatures fewer). Sent at once, so no message
+        signed later reaches an engine before it (which would make it a replay there)."""
+        if self._outgoing and any(e.id in self._outgoing for e, _ in started):
+            self.send_batched()  # what was dispatched before it goes first
+        first = started[0][1]
+        header = self._cmd_header(first)
+        self.outbox.to_engines([e.ident for e, _ in started], header, first.content, first.buffers)
+        for engine, cmd in started:
+            engine.current = cmd
+            cmd.sent = True
+            self._started(cmd, engine)
+
+    def _cmd_header(self, cmd: Command) -> dict[str, Any]:
         header: dict[str, Any] = {"t": P.CMD, "cmd": cmd.cmd_id, "name": cmd.name}
         if cmd.xfer is not None:
             header["xfer"] = cmd.xfer.to_wire()
@@ -249,7 +269,10 @@ class Dispatch:
             header["tl"] = cmd.time_limit
         if cmd.live:
             header["live"] = True
-        self.outbox.to_engine(engine.ident, header, cmd.content, cmd.buffers)
+        return header
+
+    def _send_now(self, engine: EngineState, cmd: Command) -> None:
+        self.outbox.to_engine(engine.ident, self._cmd_header(cmd), cmd.content, cmd.buffers)
         cmd.sent = True
         if cmd.xfer is not None:  # pieces that arrived before it: right behind it; later ones
             for piece in cmd.pieces or ():  # go straight on (Transfers)

@@ -363,17 +363,29 @@ class Hub:
         desc = str(h.get("desc") or name)
         live = bool(h.get("live"))
         by_part: dict[int, list[Command]] = {}
+        # Idle engines named once, when every target gets the same payload: they start
+        # together on one message (one command number, signed once). The others queue.
+        together: list[tuple[EngineState, Command]] = []
+        shared_id = self.dispatch.new_cmd_id() if splits is None and not xfers else None
+        named_once = shared_id is not None and len(set(targets)) == len(targets)
         for i, eid in enumerate(targets):
+            engine = engines[eid]
             content, buffers = per_target[i]
-            cmd_id = self.dispatch.new_cmd_id()
+            idle = named_once and engine.current is None and not engine.queue
+            cmd_id = shared_id if idle and shared_id is not None else self.dispatch.new_cmd_id()
             cmd = Command(job, i, name, desc, content, buffers, cmd_id, live=live)
+            if idle:
+                together.append((engine, cmd))
+                continue
             if xfers:
                 p = i if splits is not None else 0
                 cmd.xfer = xfers[p]
                 by_part.setdefault(p, []).append(cmd)
-            engines[eid].queue.append(cmd)
+            engine.queue.append(cmd)
         if xfers:
             self.transfers.expect(client, h.get("id"), by_part, sum(x.n for x in xfers))
+        if together:
+            self.dispatch.start_together(together)
         for eid in set(targets):
             self.dispatch.dispatch(engines[eid])
 

@@ -21,7 +21,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from ...errors import ClusterStartError, LaunchError  # defined there, re-exported here
 from ...runtime import ClusterDir
@@ -30,6 +30,7 @@ __all__ = [
     "Launcher",
     "LaunchError",
     "ClusterStartError",
+    "Process",
     "ProcessLauncher",
     "tail",
     "require_command",
@@ -158,12 +159,27 @@ class Launcher(ABC):
         return f"{self.name} launcher ({self.n} {self.role})"
 
 
+class Process(Protocol):
+    """What a launcher holds of a local process: a ``subprocess.Popen``, or an engine
+    forked by the fork server (:class:`~multiengine.cluster.forkserver.ForkedProcess`)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | Any: ...
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+
+
 class ProcessLauncher(Launcher):
     """A launcher whose set is held as local subprocesses (``mpiexec``, ``ssh``, engines)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[Process] = []
         self.logs: list[Path] = []
 
     def spawn(
@@ -187,7 +203,7 @@ class ProcessLauncher(Launcher):
                 cwd=os.getcwd(),
             )
 
-    def respawn(self, index: int, extra: list[str]) -> subprocess.Popen[bytes]:
+    def respawn(self, index: int, extra: list[str]) -> Process:
         """Start process ``index`` of the set again (its log goes on), with ``extra``
         arguments (``--id 3``); only for launchers that :attr:`restarts_one`."""
         if not self.restarts_one:
@@ -218,7 +234,7 @@ class ProcessLauncher(Launcher):
         return [p.pid for p in self.procs]
 
 
-def terminate(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+def terminate(procs: list[Process], timeout: float) -> None:
     """SIGTERM each process group, wait up to ``timeout``, SIGKILL what is left, reap all."""
     running = [p for p in procs if p.poll() is None]
     for p in running:
@@ -236,9 +252,10 @@ def terminate(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
         p.wait()
 
 
-def _wait_exit(p: subprocess.Popen[bytes], timeout: float) -> None:
+def _wait_exit(p: Process, timeout: float) -> None:
     """``p.wait(timeout)``, woken the moment ``p`` exits: Popen's own wait with a timeout
-    polls, sleeping up to 50 ms between looks; a pidfd (Linux) becomes readable at once."""
+    polls, sleeping up to 50 ms between looks; a pidfd (Linux) becomes readable at once
+    (for a forked engine too, which is the fork server's child, not ours)."""
     pidfd_open = getattr(os, "pidfd_open", None)
     if pidfd_open is not None and p.returncode is None:
         try:
@@ -248,13 +265,13 @@ def _wait_exit(p: subprocess.Popen[bytes], timeout: float) -> None:
         else:
             try:
                 if not select.select([fd], [], [], timeout)[0]:
-                    raise subprocess.TimeoutExpired(p.args, timeout)
+                    raise subprocess.TimeoutExpired(str(p.pid), timeout)
             finally:
                 os.close(fd)
     p.wait(timeout)
 
 
-def _signal_group(p: subprocess.Popen[bytes], sig: int) -> None:
+def _signal_group(p: Process, sig: int) -> None:
     """Signal the process and its session (``mpiexec``'s ranks, a shell's children)."""
     try:
         os.killpg(p.pid, sig)

@@ -143,7 +143,7 @@ class SSHLauncher(ProcessLauncher):
     def stop(self, timeout: float = 5.0) -> None:
         """Close each connection (the remote side stops its processes), then make sure."""
         for p in self.procs:
-            if p.stdin and not p.stdin.closed:
+            if isinstance(p, subprocess.Popen) and p.stdin and not p.stdin.closed:
                 try:
                     p.stdin.close()
                 except BrokenPipeError:

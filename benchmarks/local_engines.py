@@ -1,0 +1,133 @@
+"""Many local engines on this host: how long until they are ready, and an all-engine
+``execute('pass')``.
+
+    python benchmarks/local_engines.py                  # 128 engines, 3 rounds
+    python benchmarks/local_engines.py -n 64 --rounds 5
+    MULTIENGINE_FORK_SERVER=0 python benchmarks/local_engines.py   # each engine a fresh Python
+    python benchmarks/local_engines.py --simulated      # the controller's own cost
+
+Each round starts a fresh ``Cluster(n=N)`` (local launcher) and reports:
+
+* **ready**: from ``Cluster(...).start()`` (nothing running) until a new client's
+  ``get_ids()`` lists all N engines;
+* **execute('pass'), all engines**: median (and p90) of ``--repeat`` blocking calls on
+  every engine, after 3 untimed ones;
+* **stop**: ``Cluster.stop()`` until every process it started has gone.
+
+With ``--simulated``, the engines are ``benchmarks/many_engines.py``'s simulated ones
+(two processes answering for 64 engines each) against a real controller, and it
+reports the controller's CPU time (user + system, its I/O threads included) per
+all-engine ``execute('pass')``, beside the call's median: the fan-out and the collection
+of the answers, without 128 engine processes in the way.
+
+The table shows the median over rounds. It uses only the public API, so it runs against
+any tree: ``PYTHONPATH=/work/main/src`` and a branch, back to back (take
+``flock /tmp/bench.lock`` around it). 128 engines hold about 2 GB of memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import multiengine
+
+
+def one_round(n: int, repeat: int) -> dict[str, float]:
+    began = time.perf_counter()
+    cluster = multiengine.Cluster(n=n, timeout=120)
+    cluster.start()
+    try:
+        client = cluster.multiengine_client()
+        ids = client.get_ids()
+        ready = time.perf_counter() - began
+        assert len(ids) == n, f"{len(ids)} of {n} engines"
+        for _ in range(3):
+            client.execute("pass")
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            client.execute("pass")
+            times.append(time.perf_counter() - t)
+        times.sort()
+    finally:
+        t = time.perf_counter()
+        cluster.stop()
+        stop = time.perf_counter() - t
+    return {
+        "ready_s": ready,
+        "execute_ms": statistics.median(times) * 1e3,
+        "execute_p90_ms": times[int(0.9 * (len(times) - 1))] * 1e3,
+        "stop_s": stop,
+    }
+
+
+def simulated_round(n: int, repeat: int) -> dict[str, float]:
+    import argparse as _argparse
+    import signal
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import many_engines as me
+
+    options = _argparse.Namespace(
+        heartbeat_period=None, heartbeat_timeout=None, ipc=False, per=me.PER_PROCESS
+    )
+    ctl = me.Controller(options)
+    sims = []
+    try:
+        client = multiengine.MultiEngineClient(cluster_dir=ctl.dir, timeout=30)
+        sims = [me.spawn_simulator(ctl.cdir.engine_file, k, options) for k in me.split(n, 64)]
+        for sim in sims:
+            assert me.read_line(sim, 60) == "ready"
+        for sim in sims:
+            assert sim.stdin is not None
+            sim.stdin.write("go\n")
+            sim.stdin.flush()
+        me.wait_for(lambda: len(client.get_ids()) >= n, 60)
+        for _ in range(5):
+            client.execute("pass")
+        cpu = me.cpu_seconds(ctl.proc.pid)
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            client.execute("pass")
+            times.append(time.perf_counter() - t)
+        cpu = me.cpu_seconds(ctl.proc.pid) - cpu
+        client.close()
+    finally:
+        for sim in sims:
+            me.stop_pid(sim, signal.SIGKILL)
+        ctl.stop()
+    return {
+        "execute_ms": statistics.median(times) * 1e3,
+        "controller_cpu_ms": cpu / repeat * 1e3,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=128, help="engines")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=30, help="timed executes per round")
+    parser.add_argument("--simulated", action="store_true", help="simulated engines")
+    args = parser.parse_args()
+    if args.simulated:
+        repeat = max(args.repeat, 200)
+        rounds = [simulated_round(args.n, repeat) for _ in range(args.rounds)]
+        what = "simulated"
+    else:
+        rounds = [one_round(args.n, args.repeat) for _ in range(args.rounds)]
+        what = "local"
+    print(f"{args.n} {what} engines, {args.rounds} rounds (median over rounds)")
+    for key in rounds[0]:
+        values = [r[key] for r in rounds]
+        shown = ", ".join(f"{v:.3g}" for v in values)
+        print(f"  {key:16s} {statistics.median(values):8.3g}   ({shown})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
