@@ -51,6 +51,7 @@ from typing import Any
 import msgpack
 
 from ..config import SHM_POOL_LIMIT, SHM_RECYCLE_LIMIT, SHM_THRESHOLD, parse_size
+from ..runtime import pid_alive
 
 __all__ = [
     "HEADER",
@@ -367,7 +368,7 @@ class Mappings:
         with self._lock:
             self._prune()
             for pid in {r[0] for r in env.refs}:
-                if not _alive(pid):
+                if not pid_alive(pid):
                     raise OSError(f"the process {pid} that sent the shared memory has exited")
             out: list[Any] = []
             by_block: dict[tuple[int, int], _Mapped] = {}
@@ -409,16 +410,6 @@ def _set_flag(mm: mmap.mmap, slot: int) -> None:
         mm[slot] = 1
     except ValueError:  # closed meanwhile: the writer's process is gone
         pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Recycler:
