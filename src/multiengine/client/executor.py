@@ -271,21 +271,25 @@ class MultiEngineExecutor(_Base):
         if pr.called:  # no engines to run on: already done
             _settle(fut, pr._value)
             return fut
-        request = self._core.request({"t": P.WAIT_STARTED, "job": pr.result_id}, background=True)
-        self._then(request, lambda msg: self._started(pr, fut, msg))
+        # Both questions go at once: when the call starts (the Future is *running*), and
+        # its result (a blocking fetch, answered when it ends, or with QueueCleared when
+        # the Future is cancelled first). A quick call then costs one round trip after
+        # the submit, not two.
+        started = self._core.request({"t": P.WAIT_STARTED, "job": pr.result_id}, background=True)
+        self._then(started, lambda msg: self._started(fut, msg))
+        result = pr._fetch(block=True, background=True)
+        self._then(result, lambda answer: self._finished(pr, fut, answer))
         return fut
 
-    def _started(self, pr: PendingResult[Any], fut: Future[Any], msg: Message) -> None:
+    def _started(self, fut: Future[Any], msg: Message) -> None:
         try:
             raise_direct(msg)
             running = unpack(msg.content) == P.RUNNING
         except BaseException as e:
             _settle(fut, e)
             return
-        if fut.cancelled() or (running and not fut.set_running_or_notify_cancel()):
-            return
-        request = pr._fetch(block=True, background=True)
-        self._then(request, lambda answer: self._finished(pr, fut, answer))
+        if running and not fut.done() and not fut.running():
+            fut.set_running_or_notify_cancel()
 
     def _finished(self, pr: PendingResult[Any], fut: Future[Any], msg: Message) -> None:
         try:
