@@ -256,3 +256,27 @@ def test_reset_and_keys_nonblocking(mec: multiengine.MultiEngineClient) -> None:
     assert pending(mec.reset(targets=0, block=False)).r == [None]
     keys = pending(mec.keys(targets=0, block=False)).r[0]
     assert "a" not in keys and "b" not in keys
+
+
+def test_a_cell_sent_again_names_its_own_input_in_tracebacks(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    # Engines keep compiled cells by source; the traceback must still name each run's input.
+    mec.reset(targets=0)
+    numbers = []
+    for _ in range(2):
+        with pytest.raises(CompositeError) as err:
+            mec.execute("1/0", targets=0)
+        text = str(err.value) + "".join(str(e) for e in err.value.elist)
+        tb = mec.get_result(targets=0)[0]["traceback"]["plain"]
+        assert "ZeroDivisionError" in text
+        numbers.append(tb)
+    assert "<engine-0-input-1>" in numbers[0] and "1/0" in numbers[0]
+    assert "<engine-0-input-2>" in numbers[1] and "1/0" in numbers[1]
+    # a cell that defines a function: its frames name the input that defined it
+    mec.execute("def boom():\n    return 1/0", targets=0)
+    mec.execute("def boom():\n    return 1/0", targets=0)
+    with pytest.raises(CompositeError):
+        mec.execute("boom()", targets=0)
+    tb = mec.get_result(targets=0)[0]["traceback"]["plain"]
+    assert "<engine-0-input-4>" in tb and "return 1/0" in tb
