@@ -154,6 +154,23 @@ def test_engines_of_another_node_get_the_bytes(
     assert mec.pull("made") == [0, 0]
 
 
+def test_an_engine_that_joins_is_among_all_at_once(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
+    # 'all' is the engines of that moment, not of an earlier look at which are local
+    cluster = fresh_cluster(1)
+    mec = cluster.multiengine_client()
+    a = np.arange(MB, dtype="float64")
+    mec.push({"a": a})
+    assert mec.pull("id") == [0]
+    cluster.start_engines(1, wait=False)
+    wait_until(lambda: mec.get_ids() == [0, 1], message="engine 1 to register")
+    assert mec.pull("id") == [0, 1]
+    mec.push({"b": a})
+    assert all(np.array_equal(x, a) for x in mec.pull("b"))
+    assert len(mec.pull("b")) == 2
+
+
 def test_engines_of_this_host_and_of_another_in_one_call(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:

@@ -26,7 +26,7 @@ from .core import ClientCore, OutputHook
 from .drive import Call, Op, Request, Steps
 from .live import print_output, wanted
 from .partition import check_dist, join, partition
-from .payload import Dumped, Payload, dump_payload, plan_dumped, plan_shared
+from .payload import Dumped, Payload, dump_payload, plan_dumped, plan_reply, plan_shared
 from .progress import bar
 from .results import PendingResult, ResultList
 
@@ -136,10 +136,14 @@ class MultiEngineCalls:
             header.update(extra)
         dumped = dump_payload(args, parts)
         limit = shm.threshold()
-        if limit and (dumped.size >= limit or (reply_shm and block)) and shm.node_identity():
-            return self._submit_local(
-                cmd, header, dumped, targets, block, post, shared, reply_shm and block
-            )
+        if limit and shm.node_identity():
+            if dumped.size >= limit:
+                return self._submit_local(
+                    cmd, header, dumped, targets, block, post, shared, reply_shm and block
+                )
+            asked = plan_reply(dumped) if reply_shm and block else None
+            if asked is not None:
+                return self._call(cmd, header, asked, targets, block, post)
         return self._call(cmd, header, plan_dumped(dumped), targets, block, post)
 
     def _submit_local(
@@ -182,7 +186,10 @@ class MultiEngineCalls:
         that takes shared memory; None when none is (or an id is unknown or named
         twice): the bytes then go over the network."""
         now = time.monotonic()
-        if self._nodes is None or now - self._nodes[0] > NODES_TTL:
+        # which engines 'all' names must not come from an older answer (an engine that
+        # joined since would be left out); explicit ids may use it (an unknown one goes
+        # by the network)
+        if targets == "all" or self._nodes is None or now - self._nodes[0] > NODES_TTL:
             pairs = yield from self.ask({"t": P.NODES})
             nodes = {int(i): str(node) for i, node in pairs}
             self._nodes = (now, nodes)

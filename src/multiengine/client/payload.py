@@ -13,7 +13,15 @@ from ..wire import chunks, shm
 from ..wire import protocol as P
 from ..wire.serialize import dumps
 
-__all__ = ["Dumped", "Payload", "dump_payload", "plan_payload", "plan_dumped", "plan_shared"]
+__all__ = [
+    "Dumped",
+    "Payload",
+    "dump_payload",
+    "plan_payload",
+    "plan_dumped",
+    "plan_reply",
+    "plan_shared",
+]
 
 
 @dataclass(slots=True)
@@ -82,6 +90,18 @@ def plan_dumped(dumped: Dumped) -> Payload:
         pieces.extend((i, c) for c in cut)
     counts, frames, _ = P.pack_parts((content, []) for content, _ in items)
     return Payload({"parts": counts, "xfer": xfers}, b"", frames, pieces)
+
+
+def plan_reply(dumped: Dumped) -> Payload | None:
+    """A request with no buffers of its own, asking that large answers from engines of
+    this host come back through shared memory (a blocking ``pull``). Each engine sees for
+    itself whether it is on this host, so the targets stay as they are. None when the
+    request has buffers or parts (it then goes as usual)."""
+    if dumped.per_part or dumped.items[0][1]:
+        return None
+    node = shm.node_identity()
+    envelope = shm.Envelope(bytes(dumped.items[0][0]), [], node, False, node)
+    return Payload(content=envelope.to_bytes())
 
 
 def plan_shared(
