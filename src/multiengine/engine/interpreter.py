@@ -24,7 +24,7 @@ from typing import Any
 
 from ..wire.protocol import TaskFlags
 from ..wire.serialize import rebind_globals
-from .output import Capture, Streamer
+from .output import Captured, Streamer
 from .properties import StrictDict
 
 __all__ = ["Interpreter", "HIDDEN_NAMES", "MAX_CODE"]
@@ -148,28 +148,22 @@ class Interpreter:
         n = self.number
         msg: dict[str, Any] = {"input": {"raw": code, "translated": code}, "number": n}
         self.history[n] = msg
-        streamer = self.streamer
-        out, err = Capture("stdout", streamer), Capture("stderr", streamer)
+        captured = Captured(self.streamer)
         display = _Display()
-        saved = sys.stdout, sys.stderr, sys.displayhook
-        sys.stdout, sys.stderr, sys.displayhook = out, err, display
+        saved_hook, sys.displayhook = sys.displayhook, display
         filename = f"<engine-{self.engine_id}-input-{n}>"
         try:
-            source = code.strip() + "\n"
-            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-            for unit in _compile(source, filename):
-                exec(unit, self.namespace)
+            with captured:
+                source = code.strip() + "\n"
+                linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+                for unit in _compile(source, filename):
+                    exec(unit, self.namespace)
         except BaseException as e:
             msg["traceback"] = {"plain": format_exception(e)}
             raise
         finally:
-            sys.stdout, sys.stderr, sys.displayhook = saved
-            if streamer is not None:
-                streamer.flush()  # all of it is out before the reply
-            if out.getvalue():
-                msg["stdout"] = out.getvalue()
-            if err.getvalue():
-                msg["stderr"] = err.getvalue()
+            sys.displayhook = saved_hook
+            captured.keep(msg)
         if display.value is not None:
             msg["display"] = describe(display.value)
         return msg

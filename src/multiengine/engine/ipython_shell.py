@@ -41,7 +41,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from .interpreter import HIDDEN_NAMES, MAX_CODE, Interpreter, format_exception
-from .output import Capture
+from .output import Captured
 
 __all__ = ["IPythonInterpreter", "INLINE_BACKEND"]
 
@@ -316,33 +316,25 @@ class IPythonInterpreter(Interpreter):
         assert isinstance(hook, _ValueHook) and isinstance(pub, _Outputs)
         hook.format_data = None
         pub.start()
-        streamer = self.streamer
-        out, err = Capture("stdout", streamer), Capture("stderr", streamer)
-        saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = out, err
+        captured = Captured(self.streamer)
         shell.execution_count = n  # so In[n], Out[n] and _n match the engine's numbers
         shell.reported = []
         try:
-            result = shell.run_cell(code, store_history=True)
-            error = result.error_before_exec or result.error_in_exec
-            for other in shell.reported:
-                if other is not error:
-                    err.write(_formatted(other))
-            if error is not None:
-                # a magic's wrong usage is a message, not a place in IPython's code
-                tb = None if isinstance(error, UsageError) else error.__traceback__
-                raise error.with_traceback(_without_ipython(tb))
+            with captured:
+                result = shell.run_cell(code, store_history=True)
+                error = result.error_before_exec or result.error_in_exec
+                for other in shell.reported:
+                    if other is not error:
+                        captured.err.write(_formatted(other))
+                if error is not None:
+                    # a magic's wrong usage is a message, not a place in IPython's code
+                    tb = None if isinstance(error, UsageError) else error.__traceback__
+                    raise error.with_traceback(_without_ipython(tb))
         except BaseException as e:
             msg["traceback"] = {"plain": format_exception(e)}
             raise
         finally:
-            sys.stdout, sys.stderr = saved
-            if streamer is not None:
-                streamer.flush()  # all of it is out before the reply
-            if out.getvalue():
-                msg["stdout"] = out.getvalue()
-            if err.getvalue():
-                msg["stderr"] = err.getvalue()
+            captured.keep(msg)
             if pub.outputs:
                 msg["outputs"] = pub.outputs
             pub.start()

@@ -134,6 +134,14 @@ class Captured:
         if streamer is not None:
             streamer.flush()  # all of it is out before the reply
 
+    def keep(self, msg: dict[str, Any]) -> None:
+        """Put what was written into a command's result (``stdout``, ``stderr``: only
+        those written to)."""
+        if self.out._parts:
+            msg["stdout"] = self.out.getvalue()
+        if self.err._parts:
+            msg["stderr"] = self.err.getvalue()
+
     def texts(self) -> tuple[str, str] | None:
         """(stdout, stderr), or None when nothing was written."""
         if not self.out._parts and not self.err._parts:
