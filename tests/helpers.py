@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +33,15 @@ HANG = 30.0
 
 #: the engine ids of the shared cluster (the ``mec`` fixture checks that it has them all)
 ENGINES = [0, 1, 2, 3]
+
+# A class whose values have a text and an HTML repr that name the engine they were made on.
+RICH_PER_ENGINE = """
+class Rich:
+    def __repr__(self):
+        return f"Rich({id})"
+    def _repr_html_(self):
+        return f"<b>engine {id}</b>"
+"""
 
 
 # ---------------------------------------------------------------- waiting
@@ -141,6 +151,31 @@ def run_cli(
 
 
 # ---------------------------------------------------------------- processes
+@contextlib.contextmanager
+def engine_group_from_stdin(
+    cluster: multiengine.Cluster, n: int = 2, extra: tuple[str, ...] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``multiengine engine --connection-file - -n N`` given the cluster's engine connection
+    file on stdin (what the ssh launcher runs on a host); killed afterwards if it still runs."""
+    group = subprocess.Popen(
+        [sys.executable, "-m", "multiengine", "engine", "--connection-file", "-", "-n", str(n)]
+        + list(extra),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert group.stdin is not None
+    try:
+        info = json.loads(cluster.cluster_dir.engine_file.read_text())
+        group.stdin.write((json.dumps(info) + "\n").encode())  # one line
+        group.stdin.flush()
+        yield group
+    finally:
+        if group.poll() is None:
+            group.kill()
+            group.wait()
+
+
 def process_running(pid: int) -> bool:
     """True while ``pid`` runs (a zombie waiting for its parent to reap it counts as gone)."""
     try:

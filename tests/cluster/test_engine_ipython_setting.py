@@ -4,7 +4,6 @@ and a misplaced spelling refused with one line."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,7 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import kill_pids, processes_using, run_cli, running, wait_until
+from helpers import (
+    engine_group_from_stdin,
+    kill_pids,
+    processes_using,
+    run_cli,
+    running,
+    wait_until,
+)
 
 import multiengine
 from multiengine.cluster.cluster import Cluster
@@ -93,29 +99,17 @@ def test_a_group_from_stdin_passes_it_on(fresh_cluster: Callable[..., Cluster]) 
     # what the ssh launcher runs on each host: every engine of the group speaks IPython
     c = fresh_cluster(0)
     mec = c.multiengine_client()
-    info = json.loads(c.cluster_dir.engine_file.read_text())
-    group = subprocess.Popen(
-        [sys.executable, "-m", "multiengine", "engine", "--connection-file", "-", "-n", "2"]
-        + ["--ipython"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    assert group.stdin is not None
     try:
-        group.stdin.write((json.dumps(info) + "\n").encode())
-        group.stdin.flush()
-        wait_until(lambda: len(mec.get_ids()) == 2, message="the two engines to register")
-        mec.execute(PROBE)
-        assert mec.pull("loaded") == [True, True]
-        pids = list(c.engine_pids().values())
-        group.stdin.close()
-        assert group.wait(15) == 0
-        wait_until(lambda: not running(pids), message="the engines to stop")
+        with engine_group_from_stdin(c, 2, ("--ipython",)) as group:
+            wait_until(lambda: len(mec.get_ids()) == 2, message="the two engines to register")
+            mec.execute(PROBE)
+            assert mec.pull("loaded") == [True, True]
+            pids = list(c.engine_pids().values())
+            assert group.stdin is not None
+            group.stdin.close()
+            assert group.wait(15) == 0
+            wait_until(lambda: not running(pids), message="the engines to stop")
     finally:
-        if group.poll() is None:
-            group.kill()
-            group.wait()
         mec.close()
 
 

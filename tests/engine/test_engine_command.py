@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import process_running, run_cli, running, wait_until
+from helpers import engine_group_from_stdin, process_running, run_cli, running, wait_until
 
 from multiengine.cluster.cluster import Cluster
 
@@ -22,30 +22,17 @@ pytestmark = pytest.mark.timeout(60)
 def test_engines_from_stdin_stop_when_stdin_closes(fresh_cluster: Callable[..., Cluster]) -> None:
     c = fresh_cluster(0)
     mec = c.multiengine_client()
-    info = json.loads(c.cluster_dir.engine_file.read_text())
-    group = subprocess.Popen(
-        [sys.executable, "-m", "multiengine", "engine", "--connection-file", "-", "-n", "2"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    assert group.stdin is not None
-    try:
-        group.stdin.write((json.dumps(info) + "\n").encode())
-        group.stdin.flush()
+    with engine_group_from_stdin(c, 2) as group:
         wait_until(lambda: len(mec.get_ids()) == 2, message="the two engines to register")
         assert mec.get_ids() == [0, 1]
         pids = list(c.engine_pids().values())
         mec.execute("x = id + 10")
         assert mec.pull("x") == [10, 11]
+        assert group.stdin is not None
         group.stdin.close()  # the lifeline: the engines stop
         assert group.wait(15) == 0
         wait_until(lambda: not running(pids), message="the engines to stop")
         assert not any(process_running(p) for p in pids)
-    finally:
-        if group.poll() is None:
-            group.kill()
-            group.wait()
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from helpers import RICH_PER_ENGINE
 
 from multiengine.cluster.cluster import Cluster
 
@@ -25,15 +26,6 @@ def _text(outputs: list[dict]) -> str:
     return "".join(parts)
 
 
-RICH = """
-class Rich:
-    def __repr__(self):
-        return f"Rich({id})"
-    def _repr_html_(self):
-        return f"<b>engine {id}</b>"
-"""
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.timeout(180)
 def test_notebook_with_px_shows_per_engine_output(cluster: Cluster) -> None:
@@ -45,7 +37,7 @@ def test_notebook_with_px_shows_per_engine_output(cluster: Cluster) -> None:
         "%%px\nprint('engine says', value)\nvalue + 1",
         "mec.pull('value')",
         "%%px\ndef f(x):\n    return 1 / x\n\nf(id - 2)",
-        f"%%px -t 0,1\n{RICH}\nRich()",
+        f"%%px -t 0,1\n{RICH_PER_ENGINE}\nRich()",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()

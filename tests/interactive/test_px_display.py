@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import RICH_PER_ENGINE
 
 import multiengine
 from multiengine.cluster.cluster import Cluster
@@ -216,19 +217,10 @@ def test_px_local_runs_here_too(
     assert "never" not in ip.user_ns
 
 
-RICH = """
-class Rich:
-    def __repr__(self):
-        return f"Rich({id})"
-    def _repr_html_(self):
-        return f"<b>engine {id}</b>"
-"""
-
-
 def test_rich_values_in_a_frontend_and_at_a_terminal(
     ip: InteractiveShell, mec: multiengine.MultiEngineClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    mec.execute(RICH)
+    mec.execute(RICH_PER_ENGINE)
     with capture_output() as shown:  # a frontend with every MIME type (Jupyter)
         ip.run_cell("%px -t 0,1 Rich()")
     bundles = [(o.data, o.metadata) for o in shown.outputs]
