@@ -25,6 +25,12 @@ that it came from the run before.) A task submission is answered only once it is
 Tables: ``results`` (key, owner, state, meta, frames, nbytes), ``submits`` (key, task
 ids), ``counters`` (name, value) and ``history`` (one row per job and task: kind, id,
 description, engines, status, times, retries, error).
+
+It is long because it is one object seen from two threads that must agree on every row
+and its order: the loop's side (the memory budget, reads, what is confirmed written) and
+the writer's (its queue, and the writes of one commit merged into a few statements, so
+that tiny tasks cost a few SQL statements per batch rather than three per task). Split,
+each half would reach into the other's queue and counters.
 """
 
 from __future__ import annotations
