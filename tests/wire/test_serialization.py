@@ -262,3 +262,37 @@ def test_a_long_list_is_not_searched_for_large_bytes_but_round_trips() -> None:
     content, buffers = dumps(long)
     assert buffers == []  # not searched: in the stream
     assert loads(content, buffers) == long
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        ("pass",),
+        {"input": {"raw": "a = 1", "translated": "a = 1"}, "number": 3, "id": 0},
+        [1, 2.5, True, "x", b"y", 3j],
+        {"a": [1, (2, {"b": None})]},
+    ],
+)
+def test_plain_data_pickles_as_cloudpickle_would(value: object) -> None:
+    # (the quick path for small builtin values must make the very stream of the general one)
+    import cloudpickle
+
+    content, buffers = dumps(value)
+    assert buffers == []
+    assert content == cloudpickle.dumps(value, protocol=5)
+    assert loads(content, buffers) == value
+
+
+def test_values_that_are_not_plain_data_still_travel() -> None:
+    # a function inside a dict, a non-str key, nesting past the plain depth: cloudpickle
+    def f(x: int) -> int:
+        return x + globala
+
+    for value in ({"f": f}, {1: "one"}, [[[[1]]]], list(range(100))):
+        content, buffers = dumps(value)
+        back = loads(content, buffers)
+        if isinstance(value, dict) and "f" in value:
+            assert back["f"](1) == 1 + globala
+        else:
+            assert back == value

@@ -27,6 +27,7 @@ descriptor, which the hub maps to the engine that registered (``register``) or s
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from typing import Any
@@ -213,7 +214,8 @@ class Controller:
                 until = min(until, write)
             if stop_by is not None:
                 until = min(until, time.monotonic() + 0.01)
-            for sock, _ in poller.poll(int(max(0.0, until - time.monotonic()) * 1000)):
+            # (rounded up: a wait under 1 ms cut to 0 spun the loop until it was due)
+            for sock, _ in poller.poll(math.ceil(max(0.0, until - time.monotonic()) * 1000)):
                 if sock == wake_fd:
                     hub.store.woken()
                     continue

@@ -220,8 +220,37 @@ def _function_from_stream(stream: bytes) -> Any:
     return f
 
 
+# Plain data: builtin scalars, and small dicts, lists and tuples of them, a few levels deep
+# (the code of an ``execute``, its result, a pulled name). Plain pickle makes the same
+# stream cloudpickle would for these, in a fifth of the time: cloudpickle's Pickler costs
+# about 4 µs to set up, more than the whole of a small command's pickling.
+_SCALARS = frozenset({type(None), bool, int, float, str, complex})
+PLAIN_ITEMS = 16  # items of one container looked at, at most
+PLAIN_DEPTH = 3  # containers in containers looked into, at most
+PLAIN_BYTES = 4096  # a bytes value up to this size is plain (larger ones go out of band)
+
+
+def _plain(obj: Any, depth: int = PLAIN_DEPTH) -> bool:
+    """Whether ``obj`` is plain data that pickles the same without cloudpickle."""
+    t = type(obj)
+    if t in _SCALARS:
+        return True
+    if t is bytes:
+        return len(obj) <= PLAIN_BYTES
+    if t not in (dict, list, tuple) or not depth or len(obj) > PLAIN_ITEMS:
+        return False
+    if t is dict:
+        return all(
+            type(k) is str and _plain(v, depth - 1)
+            for k, v in obj.items()  # (str keys only: a tuple key may hold anything)
+        )
+    return all(_plain(v, depth - 1) for v in obj)
+
+
 def dumps(obj: Any) -> tuple[bytes, list[Any]]:
     """Pickle ``obj``; return the stream and the out-of-band buffers."""
+    if _plain(obj):
+        return pickle.dumps(obj, protocol=5), []
     buffers: list[Any] = []
 
     def keep(pb: pickle.PickleBuffer) -> bool:
