@@ -210,10 +210,10 @@ class Controller:
         poller = select.poll()
         socket_of_fd: dict[int, zmq.Socket[Any]] = {}
         for sock in routers:
-            fd = sock.getsockopt(zmq.FD)
+            fd = int(sock.getsockopt(zmq.FD))
             socket_of_fd[fd] = sock
             poller.register(fd, select.POLLIN)
-        monitor_fds = {m.getsockopt(zmq.FD) for m in self.monitors}
+        monitor_fds = {int(m.getsockopt(zmq.FD)) for m in self.monitors}
         for fd in monitor_fds:
             poller.register(fd, select.POLLIN)
         wake_fd = hub.store.wake_fd  # the store's writer: "what you wait for is on disk"
@@ -246,10 +246,10 @@ class Controller:
                 # (rounded up: a wait under 1 ms cut to 0 spun the loop until it was due)
                 timeout = math.ceil(max(0.0, until - time.monotonic()) * 1000)
             for fd, _ in poller.poll(timeout):
-                sock = socket_of_fd.get(fd)
-                if sock is not None:
-                    if sock not in ready and pending(sock):
-                        ready.append(sock)
+                woken = socket_of_fd.get(fd)
+                if woken is not None:
+                    if woken not in ready and pending(woken):
+                        ready.append(woken)
                 elif fd == wake_fd:
                     hub.store.woken()
                 elif fd == self.wake_read:
