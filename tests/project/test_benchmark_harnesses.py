@@ -80,3 +80,15 @@ def test_ipython_engine_harness_reports_both_kinds_of_engine() -> None:
     ]
     for r in rows:
         assert all(re.fullmatch(r"\d+\.\d+", c.strip()) for c in r[1:]), done.stdout
+
+
+def test_round_trip_harness_gives_raw_zmq_and_execute_rows() -> None:
+    done = run("round_trip.py", "--calls", "50", "-n", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"raw zmq round trip .*: \d+ / \d+, \d+ / \d+", done.stdout), done.stdout
+    for row in ("execute('pass'), 1 engine", "execute('pass'), all 2 engines"):
+        line = next((x for x in done.stdout.splitlines() if x.startswith(row)), "")
+        assert re.search(r"\s\d+\s+\d+\.\d\s+client \d+, controller \d+, engines? \d+$", line), (
+            row,
+            done.stdout,
+        )

@@ -10,8 +10,9 @@
                                         │  └──────────┘  │
                                         └─ heartbeat ROUTER ◄─► engines' heartbeat thread
 
-One thread runs a ``zmq.Poller`` loop that drains each ready socket (measured in
-shared/spec/limits.md to cost half the CPU per message of zmq.asyncio). The hot path
+One thread runs a ``poll()`` loop that drains each ready socket (a drained poller loop
+was measured in shared/spec/limits.md to cost half the CPU per message of
+zmq.asyncio; :meth:`Controller.run` says why it polls plain descriptors). The hot path
 parses the small msgpack header, checks the signature and hands the message to the
 :class:`~.hub.Hub`, which forwards frames without unpickling what clients and engines
 send each other. What the hub sends goes out through :class:`SocketOutbox`.
