@@ -223,6 +223,7 @@ class Controller:
         poller.register(self.wake_read, select.POLLIN)
         engine_sock, hb = self.engine_sock, self.hb
         self.outbox.touched.update(routers)  # (messages may have come before the first turn)
+        self._closed_connections()  # (the same for the monitors: after this, their fds say)
         next_sweep = time.monotonic() + self.hb_period
         stop_by: float | None = None  # once stopping: how long to wait for late hellos
         while True:
