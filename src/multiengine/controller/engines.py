@@ -33,6 +33,7 @@ class Command:
     xfer: Xfer | None = None  # buffers coming as pieces
     pieces: list[Any] | None = None  # pieces arrived before dispatch
     streaming: bool = False  # dispatched: later pieces go straight to the engine
+    abandoned: bool = False  # its client stopped sending the pieces (transfers.py)
     task: Any = None  # the scheduler's Task, for a task attempt
     time_limit: float | None = None  # a task's, enforced by the engine
     live: bool = False  # stream what it prints

@@ -110,7 +110,9 @@ class Hub:
         self.scheduler = TaskScheduler(
             self.dispatch, self.store, task_failure_penalty, task_timeout, clock
         )
-        self.transfers = Transfers(self.dispatch)
+        self.transfers = Transfers(self.dispatch, clock)
+        # the connection (fd) a received frame came on; set by the relay, which knows
+        self.connection_of: Callable[[Any], int | None] = lambda frame: None
         self.started = time.time()
         self.dropped = 0  # messages that failed verification (counted by the loop)
         self.exit_at: float | None = None  # kill(controller=True): when to stop (clock)
@@ -383,7 +385,8 @@ class Hub:
                 by_part.setdefault(p, []).append(cmd)
             engine.queue.append(cmd)
         if xfers:
-            self.transfers.expect(client, h.get("id"), by_part, sum(x.n for x in xfers))
+            conn = self.connection_of(msg.content)  # to notice a client gone mid-transfer
+            self.transfers.expect(client, h.get("id"), by_part, sum(x.n for x in xfers), conn)
         if together:
             self.dispatch.start_together(together)
         for eid in set(targets):
@@ -509,6 +512,10 @@ class Hub:
             return
         self._unregister(engine, why, reserve=True)
 
+    def on_client_disconnect(self, conn: int) -> None:
+        """A client connection closed: a transfer it was sending will not go on."""
+        self.transfers.connection_closed(conn)
+
     def _stale(self, conn: int | None) -> None:
         """A new connection has the descriptor ``conn``: an engine still listed under it
         lost that connection (the loop reads closed connections before new ones, so this
@@ -629,7 +636,7 @@ class Hub:
             self.scheduler.engine_has_room(engine, failed)
             return
         assert cmd.job is not None
-        if failed:
+        if failed and not cmd.abandoned:  # (one whose client went away: others' work stays)
             self._clear_queue(engine)  # later commands usually depend on the failed one
         part.started = cmd.started
         if cmd.job.set_part(cmd.index, part):
@@ -706,6 +713,7 @@ class Hub:
         """What runs every heartbeat period: the scheduler's timeouts. (Engine liveness
         costs nothing here: silent engines are reported by :meth:`on_disconnect`.)"""
         self.scheduler.sweep(now)
+        self.transfers.sweep(now)
         for eid, (engine, deadline, why) in list(self._dying.items()):
             if now >= deadline:  # nobody said how it died
                 del self._dying[eid]

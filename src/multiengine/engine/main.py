@@ -424,8 +424,14 @@ class Engine:
         os._exit(3)
 
     # ------------------------------------------------------------ main loop
-    def _recv_buffers(self, xfer: Xfer, session: int, timeout: float = 60.0) -> list[Any]:
-        """Read the pieces that follow a command announcing them, copying as they come."""
+    def _recv_buffers(
+        self, xfer: Xfer, cmd_id: Any, session: int, timeout: float = 60.0
+    ) -> list[Any]:
+        """Read the pieces that follow a command announcing them, copying as they come.
+
+        An empty ``chunk`` for this command (no buffer) means its client stopped sending
+        (the controller abandoned the transfer): the command fails, unrun.
+        """
         asm = chunks.Assembler(xfer.sizes, xfer.piece)
         while not asm.done:
             deadline = time.monotonic() + timeout
@@ -439,6 +445,11 @@ class Engine:
             msg = self._recv()
             if msg is None:
                 continue
+            if msg.type == P.CHUNK and not msg.buffers and msg.header.get("cmd") == cmd_id:
+                raise ConnectionAbortedError(
+                    f"the client stopped sending: its transfer broke off after "
+                    f"{asm.received} of {asm.expected} pieces (nothing was changed)"
+                )
             if msg.type != P.CHUNK or not msg.buffers:
                 self._backlog.append(msg)  # not ours: handled after this command
                 raise ValueError(
@@ -577,7 +588,7 @@ class Engine:
         try:
             buffers = msg.buffers
             if h.get("xfer"):
-                buffers = self._recv_buffers(Xfer.from_wire(h["xfer"]), session)
+                buffers = self._recv_buffers(Xfer.from_wire(h["xfer"]), cmd_id, session)
             handler = COMMANDS[name]
             args = self._arguments(name, msg.content, buffers)
             with self._start_lock:
