@@ -73,7 +73,7 @@ from ..wire.message import (
     send_frames,
     unpack,
 )
-from ..wire.protocol import PartHeader
+from ..wire.protocol import ErrorReport, PartHeader, Xfer
 
 __all__ = ["ClientCore", "OutputHook"]
 
@@ -118,6 +118,8 @@ class _Socket:
     identity: bytes
     guard: ReplayGuard = field(default_factory=ReplayGuard)  # each reader checks its own
     streams: dict[Any, tuple[Message, chunks.Assembler]] = field(default_factory=dict)
+    # the parts of a result whose buffers come ahead of it: (request id, part) -> pieces
+    ahead: dict[tuple[Any, int], chunks.Assembler] = field(default_factory=dict)
     last_ping: float = 0.0
 
 
@@ -390,7 +392,12 @@ class ClientCore:
                 return
         # every other type answers a request, whole or piece by piece
         whole = msg
-        if sock.streams or t == P.CHUNK or (t == P.RESULT and "stream" in msg.header):
+        if (
+            sock.streams
+            or sock.ahead
+            or t == P.CHUNK
+            or (t == P.RESULT and ("stream" in msg.header or "ahead" in msg.header))
+        ):
             held = self._gather_stream(sock, msg)
             if held is None:
                 return
@@ -527,6 +534,9 @@ class ClientCore:
         like a whole result whose part has its buffers already assembled.
         """
         mid = msg.header.get("id")
+        if msg.type == P.CHUNK and "p" in msg.header:
+            self._piece_ahead(sock, msg)
+            return None
         if msg.type == P.CHUNK:
             held = sock.streams.get(mid)
             if held is None or not msg.buffers:
@@ -546,6 +556,62 @@ class ClientCore:
             part = PartHeader.from_wire(msg.header["parts"][0])
             sock.streams[mid] = (msg, chunks.Assembler(part.sizes or [], part.piece))
             return None
+        if sock.ahead:
+            return self._with_parts_ahead(sock, msg)
+        return msg
+
+    @staticmethod
+    def _piece_ahead(sock: _Socket, msg: Message) -> None:
+        """A piece of one part of a result still to come (several engines answering)."""
+        part = msg.header.get("p")
+        if type(part) is not int:
+            return
+        key = (msg.header.get("id"), part)
+        asm = sock.ahead.get(key)
+        if asm is None:
+            if "xfer" not in msg.header:
+                return  # the start of its part was lost: the result will say what came
+            try:
+                xfer = Xfer.from_wire(msg.header["xfer"])
+            except (P.ProtocolViolation, TypeError, ValueError) as e:
+                log.warning("dropped a malformed piece of a result: %s", e)
+                return
+            asm = sock.ahead[key] = chunks.Assembler(xfer.sizes, xfer.piece)
+        if not msg.buffers or asm.done:
+            return
+        try:
+            asm.add(msg.buffers[0])
+        except ValueError as e:
+            log.warning("dropped a piece of a result: %s", e)
+
+    @staticmethod
+    def _with_parts_ahead(sock: _Socket, msg: Message) -> Message:
+        """``msg`` with the buffers that came ahead of it put in their parts (the
+        result's ``ahead``); the pieces of its other parts, if any, are let go."""
+        mid = msg.header.get("id")
+        got = {p: sock.ahead.pop((i, p)) for i, p in list(sock.ahead) if i == mid}
+        ahead = msg.header.get("ahead")
+        if msg.type != P.RESULT or not isinstance(ahead, list) or not ahead:
+            return msg
+        try:
+            heads = [PartHeader.from_wire(p) for p in msg.header["parts"]]
+            frames = P.split_parts([h.nframes for h in heads], msg.buffers)
+        except (P.ProtocolViolation, KeyError, TypeError) as e:
+            log.warning("dropped a malformed result: %s", e)
+            return msg
+        buffers: list[Any] = []
+        for i, (head, (content, bufs)) in enumerate(zip(heads, frames, strict=True)):
+            asm = got.get(i) if i in ahead else None
+            if asm is not None and asm.done:
+                bufs = asm.buffers
+                heads[i] = head._replace(nframes=len(bufs))
+            elif i in ahead:  # pieces missing: the part cannot be rebuilt
+                report = ErrorReport("SerializationError", "pieces of the answer were lost")
+                content, bufs = report.to_bytes(), []
+                heads[i] = head._replace(status=P.STATUS_ERROR, enc=P.MSGPACK, nframes=0)
+            buffers += [content, *bufs]
+        msg.header["parts"] = [h.to_wire() for h in heads]
+        msg.buffers = buffers
         return msg
 
     # ------------------------------------------------------------------ the I/O thread

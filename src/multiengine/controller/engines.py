@@ -63,6 +63,8 @@ class IncomingReply:
     elapsed: float | None = None
     pieces: list[Any] = field(default_factory=list)
     left: int = 0
+    ahead: bool = False  # relayed on ahead of the job's result, one of several parts
+    sent: int = 0  # pieces relayed on so far (ahead)
 
 
 @dataclass(eq=False, slots=True)

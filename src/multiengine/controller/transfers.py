@@ -146,10 +146,15 @@ class Transfers:
         enc = str(header.get("enc", P.PICKLE))
         flags = TaskFlags.from_wire(header["task"]) if header.get("task") else None
         job = cmd.job
-        stream = job is not None and job.block and len(job.targets) == 1 and not job.discarded
+        relay = job is not None and job.block and not job.discarded and cmd.task is None
+        stream = relay and job is not None and len(job.targets) == 1
         engine.incoming = IncomingReply(
             status, enc, content, xfer, flags, stream, header.get("elapsed"), left=xfer.n
         )
+        # A blocking call to several engines: each one's pieces go on to the client as
+        # they come (``chunk`` with ``p``, the first with ``xfer``), ahead of the result,
+        # which follows once every engine has answered (its parts in ``ahead``).
+        engine.incoming.ahead = relay and not stream
         if stream and job is not None:
             job.streamed = True
             part = PartHeader(
@@ -181,14 +186,23 @@ class Transfers:
         if inc.stream and cmd.job is not None:
             header = {"t": P.CHUNK, "id": cmd.job.msg_id, "raw": True}
             self.dispatch.to_client(cmd.job.client, header, b"", [piece])
+        elif inc.ahead and cmd.job is not None:
+            header = {"t": P.CHUNK, "id": cmd.job.msg_id, "p": cmd.index, "raw": True}
+            if inc.sent == 0:
+                header["xfer"] = inc.xfer.to_wire()
+            inc.sent += 1
+            self.dispatch.to_client(cmd.job.client, header, b"", [piece])
         else:
             inc.pieces.append(piece)
         inc.left -= 1
         if inc.left > 0:
             return None
         engine.incoming = None
-        frames = [inc.content, *inc.pieces]
-        part = Part(engine.id, inc.status, inc.enc, frames, inc.xfer.sizes, inc.xfer.piece)
+        if inc.ahead:
+            part = Part(engine.id, inc.status, inc.enc, [inc.content], ahead=True)
+        else:
+            frames = [inc.content, *inc.pieces]
+            part = Part(engine.id, inc.status, inc.enc, frames, inc.xfer.sizes, inc.xfer.piece)
         part.flags = inc.flags
         part.elapsed = inc.elapsed
         return part

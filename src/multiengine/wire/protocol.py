@@ -251,10 +251,10 @@ MESSAGES: tuple[MessageSpec, ...] = (
     # client channel, controller -> client
     _spec(VALUE, CLIENT_CHANNEL, CONTROLLER, "id"),
     _spec(ACK, CLIENT_CHANNEL, CONTROLLER, "id", "job"),
-    _spec(RESULT, CLIENT_CHANNEL, CONTROLLER, "id", "job", "parts", "stream", "raw"),
+    _spec(RESULT, CLIENT_CHANNEL, CONTROLLER, "id", "job", "parts", "stream", "ahead", "raw"),
     _spec(ERROR, CLIENT_CHANNEL, CONTROLLER, "id", "ename", "evalue"),
     _spec(PONG, CLIENT_CHANNEL, CONTROLLER, "id", "run"),
-    _spec(CHUNK, CLIENT_CHANNEL, CONTROLLER, "id", "raw"),
+    _spec(CHUNK, CLIENT_CHANNEL, CONTROLLER, "id", "p", "xfer", "raw"),
     _spec(OUTPUT, CLIENT_CHANNEL, CONTROLLER, "id", "engine", "name"),
     _spec(PROGRESS, CLIENT_CHANNEL, CONTROLLER, "id", "done", "total"),
     _spec(TASK_RESULTS, CLIENT_CHANNEL, CONTROLLER, "id", "items", "raw"),
