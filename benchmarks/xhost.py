@@ -51,6 +51,7 @@ import numpy as np
 import zmq
 
 import multiengine
+from multiengine.wire import chunks
 
 ROOT = Path(__file__).resolve().parents[1]
 NETNS_SH = ROOT / "tests" / "systems" / "netns.sh"
@@ -72,9 +73,11 @@ if len(sys.argv) > 2:
     s.curve_server = True
 print(s.bind_to_random_port("tcp://" + sys.argv[1]), flush=True)
 while True:
-    ident, frame = s.recv_multipart(copy=False)
+    ident, tag, *data = s.recv_multipart(copy=False)
+    if tag.bytes == b"m":
+        continue  # a piece before the last: the last one is answered
     s.send_multipart([ident.bytes, b"k"])
-    if len(frame) == 1:
+    if tag.bytes == b"q":
         break
 """
 
@@ -91,9 +94,10 @@ def median_seconds(fn: Callable[[], Any], repeat: int, warm: int = 2) -> float:
 
 
 def raw_frame_rate(
-    a: np.ndarray, ip: str, prefix: Sequence[str], curve: bool, repeat: int
+    a: np.ndarray, ip: str, prefix: Sequence[str], curve: bool, repeat: int, piece: int = 0
 ) -> float:
-    """GB/s of one ``a``-sized frame from here to a receiver process at ``ip``."""
+    """GB/s of one ``a``-sized frame from here to a receiver process at ``ip`` (with
+    ``piece``: as messages of that many bytes, sent one after the other)."""
     argv = [*prefix, sys.executable, "-c", RECEIVER, ip]
     public = b""
     if curve:
@@ -112,8 +116,14 @@ def raw_frame_rate(
             sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
         sock.connect(f"tcp://{ip}:{port}")
 
+        data = memoryview(a).cast("B")
+        cuts = range(0, len(data), piece) if piece else [0]
+        step = piece or len(data)
+
         def one() -> None:
-            sock.send(memoryview(a).cast("B"), copy=False)
+            for off in cuts:  # each its own message; the last is tagged "e"
+                tag = b"e" if off + step >= len(data) else b"m"
+                sock.send_multipart([tag, data[off : off + step]], copy=False)
             sock.recv()
 
         t = median_seconds(one, repeat)
@@ -189,19 +199,26 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["MULTIENGINE_SHM_THRESHOLD"] = "0"
     a = np.random.default_rng(0).random(10_000_000)  # 80 MB
+    raw: list[float] = []  # one frame, before and after the cluster rows
+    pieces: list[float] = []  # the same bytes as 4 MiB messages, sent back to back
+
+    def limits(ip: str, prefix: Sequence[str], curve: bool) -> None:
+        raw.append(raw_frame_rate(a, ip, prefix, curve, args.repeat))
+        pieces.append(raw_frame_rate(a, ip, prefix, curve, args.repeat, chunks.PIECE))
+
     with tempfile.TemporaryDirectory(prefix="xhost-") as tmp:
         work = Path(tmp)
         if args.local:
             where = "one host, tcp loopback, shared memory off"
-            raw = [raw_frame_rate(a, "127.0.0.1", (), False, args.repeat)]
+            limits("127.0.0.1", (), False)
             with multiengine.Cluster(n=2) as cluster:
                 rows = cluster_rows(cluster, a, args.repeat)
-            raw.append(raw_frame_rate(a, "127.0.0.1", (), False, args.repeat))
+            limits("127.0.0.1", (), False)
         else:
             where = "two netns hosts over a bridge, Curve on, shared memory off"
             with netns_hosts(work / "netns") as (hosts, key):
                 into_host = ("ip", "netns", "exec", "meh1")
-                raw = [raw_frame_rate(a, hosts[0], into_host, True, args.repeat)]
+                limits(hosts[0], into_host, True)
                 cluster = multiengine.Cluster(
                     2,
                     launcher="ssh",
@@ -215,17 +232,24 @@ def main() -> None:
                 )
                 with cluster:
                     rows = cluster_rows(cluster, a, args.repeat)
-                raw.append(raw_frame_rate(a, hosts[0], into_host, True, args.repeat))
+                limits(hosts[0], into_host, True)
     limit = statistics.mean(raw)
     print(f"{where}; 80 MB float64; median of {args.repeat}")
-    print(f"{'raw 80 MB zmq frame (before / after)':45s} {raw[0]:6.2f} / {raw[1]:.2f} GB/s")
+    print(f"{'raw: one 80 MB zmq frame (before / after)':45s} {raw[0]:6.2f} / {raw[1]:.2f} GB/s")
+    print(f"{'raw: 80 MB as 4 MiB messages, direct':45s} {pieces[0]:6.2f} / {pieces[1]:.2f} GB/s")
     for name, value in rows.items():
         if name.endswith("µs"):
             print(f"{name:45s} {value:6.0f} µs")
         else:
             print(f"{name:45s} {value:6.2f} GB/s  {value / limit:5.2f} x raw frame")
     if args.json:
-        out = {"where": where, "repeat": args.repeat, "raw_frame_gbs": raw, "rows": rows}
+        out = {
+            "where": where,
+            "repeat": args.repeat,
+            "raw_frame_gbs": raw,
+            "raw_pieces_gbs": pieces,
+            "rows": rows,
+        }
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -37,7 +37,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from ..config import ControllerConfig
 from ..errors import SerializationError
-from ..wire import chunks, curve, shm
+from ..wire import chunks, curve, recycle, shm
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
 from ..wire.message import Message, ReplayGuard, Signer, WireError, recv_frames, send_frames
@@ -433,6 +433,13 @@ class Engine:
         (the controller abandoned the transfer): the command fails, unrun.
         """
         asm = chunks.Assembler(xfer.sizes, xfer.piece)
+        try:
+            return self._fill(asm, cmd_id, session, timeout)
+        except BaseException:
+            asm.discard()  # its memory goes back to the system, not to the next transfer
+            raise
+
+    def _fill(self, asm: chunks.Assembler, cmd_id: Any, session: int, timeout: float) -> list[Any]:
         while not asm.done:
             deadline = time.monotonic() + timeout
             while not self.sock.poll(500):
@@ -533,6 +540,7 @@ class Engine:
         nothing when messages arrive), to register again once the controller is lost.
         """
         self.sock.setsockopt(zmq.RCVTIMEO, 500)
+        recycle.enable()  # large receive buffers are reused (pruned below when idle)
         while True:
             if self.epoch != self._session:
                 self._register_again()
@@ -542,6 +550,7 @@ class Engine:
                 msg = self._backlog.pop(0) if self._backlog else self._recv()
             except zmq.Again:
                 shm.prune()  # idle: let go of the blocks of clients that have exited
+                recycle.prune()  # and of receive buffers unused for a while
                 continue
             except KeyboardInterrupt:
                 continue  # an interrupt that arrived while idle
