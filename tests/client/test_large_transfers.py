@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -201,3 +202,41 @@ def test_replayed_and_forged_pieces_are_dropped_and_counted(tapped: dict[str, An
     b = a * 2
     mec.push({"a": b})  # and large transfers go on
     np.testing.assert_array_equal(mec.pull("a")[0], b)
+
+
+def test_an_engine_killed_while_its_answer_streams_ahead_fails_only_its_part(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = fresh_cluster(2, restart_engines=False)
+    mec = cluster.multiengine_client()
+    watcher = cluster.multiengine_client()
+    mec.execute("import numpy as np; a = np.ones(16 << 20)")  # 128 MB on each
+    victim = _engine_pid(mec, 1)
+    outcome: list[BaseException | list[Any]] = []
+
+    def pull() -> None:
+        try:
+            outcome.append(mec.pull("a"))  # blocking, from both: pieces come ahead
+        except BaseException as e:  # handed to the test's thread
+            outcome.append(e)
+
+    puller = threading.Thread(target=pull)
+    puller.start()
+
+    def answering() -> bool:
+        engines = watcher.status()["engines"]
+        return any(e["id"] == 1 and str(e["running"]).startswith("pull") for e in engines)
+
+    try:
+        wait_until(lambda: answering() or bool(outcome), HANG, 0.001, "engine 1 to answer")
+        os.kill(victim, signal.SIGKILL)
+    finally:
+        puller.join(HANG)
+    (result,) = outcome
+    if not isinstance(result, BaseException):
+        pytest.skip("the pull finished before the engine died (nothing was cut)")
+    assert isinstance(result, CompositeError)
+    assert error_types(result) == [EngineError]
+    wait_until(lambda: mec.get_ids() == [0], message="engine 1 to be unregistered")
+    (back,) = mec.pull("a")  # the client goes on, and so does the other engine
+    assert back.flags.writeable and back.sum() == 16 << 20
