@@ -92,6 +92,18 @@ def _engine_pid(mec: multiengine.MultiEngineClient, eid: int) -> int:
     return int(next(e["pid"] for e in mec.status()["engines"] if e["id"] == eid))
 
 
+@pytest.mark.fault(
+    section="a-client-that-dies",
+    fault=(
+        "SIGKILL to a client in the middle of sending an 80 MB push in pieces (shared memory off)"
+    ),
+    outcome=(
+        "the controller sees the client's connection close and abandons the transfer within a "
+        "heartbeat period: the engine fails the push unrun (`ConnectionAbortedError`), lets go "
+        "of the partial buffer, keeps its earlier whole array, and takes other clients' "
+        "commands at once (not after its 60 s stall)"
+    ),
+)
 def test_a_client_killed_mid_push_leaves_the_engine_as_it_was_and_working(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:
@@ -130,6 +142,19 @@ def test_a_client_killed_mid_push_leaves_the_engine_as_it_was_and_working(
     assert rss_mb(_engine_pid(mec, 0)) < rss_before + 32
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="SIGKILL to an engine while it receives a 128 MB push in pieces, or while its answer "
+    "to a 2-engine pull streams ahead of the result (shared memory off)",
+    outcome=(
+        "its part fails with `EngineError`; the other engine's part arrives whole and writable; "
+        "the client and the other engine go on"
+    ),
+    also=[
+        "tests/client/test_large_transfers.py::"
+        "test_an_engine_killed_while_its_answer_streams_ahead_fails_only_its_part"
+    ],
+)
 def test_an_engine_killed_mid_transfer_fails_its_part_and_the_others_go_on(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:
@@ -173,6 +198,14 @@ def tapped(fresh_cluster: Callable[..., Cluster], tmp_path: Path) -> Iterator[di
         taps["client"].close()
 
 
+@pytest.mark.fault(
+    section="hostile-input",
+    fault="a captured piece (`chunk`) of a large push sent again, or with another signature",
+    outcome=(
+        "both dropped and counted in `dropped_messages`; the engine's array is unchanged and "
+        "the next large push lands"
+    ),
+)
 def test_replayed_and_forged_pieces_are_dropped_and_counted(tapped: dict[str, Any]) -> None:
     import zmq
 
