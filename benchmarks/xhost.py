@@ -126,7 +126,13 @@ def raw_frame_rate(
                 sock.send_multipart([tag, data[off : off + step]], copy=False)
             sock.recv()
 
-        t = median_seconds(one, repeat)
+        try:
+            t = median_seconds(one, repeat)
+        except zmq.Again:
+            raise SystemExit(
+                f"the raw-frame receiver did not answer within 60 s (its exit status: "
+                f"{receiver.poll()}; killed by the OOM killer on a loaded machine?)"
+            ) from None
         sock.send(b"q")
         sock.recv()
         receiver.wait(30)
