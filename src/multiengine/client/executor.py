@@ -13,8 +13,11 @@ engine (the controller says so: ``wait_started``), and from then on ``cancel()``
 returns False; before that, ``cancel()`` takes the call back from the controller so it
 never runs. ``map(..., timeout=)`` raises TimeoutError when a result is late and
 cancels the rest; ``shutdown(cancel_futures=True)`` cancels only calls that have not
-started. No thread polls: the core's I/O thread reads the answers, and the Futures are
-completed (and their done-callbacks run) on the client's delivery thread.
+started. No thread polls: the core's I/O thread reads the answers, and the Futures'
+done-callbacks run on the client's delivery thread. A task Future is completed there
+too; a MultiEngine call's Future is completed by the I/O thread itself, which unpickles
+nothing (its value is decoded by the first thread that asks), so the caller of
+``result()`` is woken directly (:class:`MultiEngineExecutor`).
 """
 
 from __future__ import annotations
