@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -113,3 +115,18 @@ def test_multiengine_executor_bad_targets_fail_the_future(
         with pytest.raises(InvalidEngineID):
             fut.result(HANG)
     assert mec.executor(targets=0).submit(abs, -2).result(HANG) == [2]
+
+
+def test_multiengine_executor_future_is_freed_once_dropped_without_the_cycle_collector(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    with mec.executor(targets=0) as ex:
+        fut = ex.submit(abs, -1)
+        assert fut.result(HANG) == [1]
+        ref = weakref.ref(fut)
+        gc.disable()
+        try:
+            del fut
+            wait_until(lambda: ref() is None, message="the Future to be freed")
+        finally:
+            gc.enable()

@@ -281,12 +281,10 @@ class MultiEngineExecutor(_Base):
             "apply", (fn, args, kwargs), self.targets, False, f"apply({name})"
         )
         core = self._core
-        call = _MultiCall()
-        fut = _AppliedFuture(functools.partial(self._cancel, call), core)
-        call.future = fut
+        fut = _AppliedFuture(core)
         self._track(fut)
         if type(op) is not Call:  # large arguments through shared memory: several steps
-            self._follow(call, self.client._run(op))
+            self._follow(fut, self.client._run(op))
             return fut
         request = op.request
         request.header["fetch_id"], result = core.expect(request.listener is not None)
@@ -300,15 +298,14 @@ class MultiEngineExecutor(_Base):
             output_after=request.keep_listening,
             companions=(result,),
         )
-        ack.add_done_callback(lambda done: self._acked(call, done, result))
+        ack.add_done_callback(lambda done: self._acked(fut, done, result))
         result.add_done_callback(lambda done: self._arrived(fut, done))
         return fut
 
-    def _follow(self, call: _MultiCall, pr: PendingResult[Any]) -> None:
+    def _follow(self, fut: _AppliedFuture, pr: PendingResult[Any]) -> None:
         """Follow a call submitted the usual way (answered ``ack``): ask when it starts
         and for its result."""
-        call.job = pr.result_id
-        fut = call.future
+        fut.job = pr.result_id
         if pr.called:  # no engines to run on: already done
             _settle(fut, pr._value)
             return
@@ -320,30 +317,23 @@ class MultiEngineExecutor(_Base):
         started = self._core.request({"t": P.WAIT_STARTED, "job": job}, background=True)
         started.add_done_callback(lambda done: self._started(fut, done))
 
-    def _acked(self, call: _MultiCall, done: Future[Message], result: Future[Message]) -> None:
+    def _acked(self, fut: _AppliedFuture, done: Future[Message], result: Future[Message]) -> None:
         """The submit's answer: its job id and whether it started, or why nothing runs."""
-        fut = call.future
         try:
             msg = done.result()
             raise_direct(msg)
-            call.job = job = str(msg.header["job"])
+            fut.job = job = str(msg.header["job"])
         except BaseException as e:  # bad targets, or the controller is gone
             self._core.forget(result)  # nothing will come under its id
             _settle(fut, e)
             return
-        if call.cancel_wanted:  # cancelled before the job id came
-            self._cancel_job(job)
+        if fut.cancelled():  # cancelled before the job id came
+            fut.take_back()
         elif msg.header.get("started"):
             if not fut.done() and not fut.running():
                 fut.set_running_or_notify_cancel()
         elif not fut.done():  # queued behind other work: hear when it starts
             self._watch_start(fut, job)
-
-    def _cancel(self, call: _MultiCall) -> None:
-        if call.job is None:
-            call.cancel_wanted = True  # sent once the ack brings the job id
-        else:
-            self._cancel_job(call.job)
 
     @staticmethod
     def _started(fut: Future[Any], done: Future[Message]) -> None:
@@ -378,10 +368,6 @@ class MultiEngineExecutor(_Base):
         for fut in outstanding:
             _settle(fut, e)
 
-    def _cancel_job(self, job_id: str) -> None:
-        """Take a cancelled call back: the controller drops its queued commands."""
-        self._core.request({"t": P.CANCEL, "job": job_id}, background=True)
-
 
 def _decode_apply(core: ClientCore, msg: Message) -> tuple[Any, list[dict[str, Any]]]:
     """The outcome of an ``apply`` result (its value, or the exception) and its metadata."""
@@ -396,22 +382,38 @@ def _decode_apply(core: ClientCore, msg: Message) -> tuple[Any, list[dict[str, A
 _UNDECODED: Any = object()  # the value of an _AppliedFuture whose answer is not unpickled yet
 
 
-class _AppliedFuture(_CallFuture):
+class _AppliedFuture(Future[Any]):
     """The Future of a MultiEngineExecutor call.
 
     The thread that reads its answer completes it without unpickling anything
     (:meth:`arrive`); the first thread that asks for its value, its exception or its
     metadata decodes the answer. Its done-callbacks run on the client's delivery
-    thread, whichever thread completes it.
+    thread, whichever thread completes it. ``cancel()`` takes the call back from the
+    controller (once its job id is known). It refers to no executor, so that it is
+    freed as soon as its holder drops it (no reference cycle).
     """
 
-    def __init__(self, take_back: Callable[[], None], core: ClientCore) -> None:
-        super().__init__(take_back)
+    def __init__(self, core: ClientCore) -> None:
+        super().__init__()
         self._core = core
+        self.job: str | None = None  # the job id, once the submit's ack brings it
         self._decode: Callable[[], tuple[Any, list[dict[str, Any]]]] | None = None
         self._decode_lock = threading.Lock()
         self._outcome: Any = None
         self._meta: list[dict[str, Any]] = []
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        self.set_running_or_notify_cancel()  # now done: wait() and as_completed() see it
+        self.take_back()
+        return True
+
+    def take_back(self) -> None:
+        """The controller drops the call's queued commands (once the job id is known:
+        else when the ack brings it)."""
+        if self.job is not None:
+            self._core.request({"t": P.CANCEL, "job": self.job}, background=True)
 
     def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
         core = self._core
@@ -472,14 +474,3 @@ class _AppliedFuture(_CallFuture):
     @property
     def stderr(self) -> str:
         return "".join(m["stderr"] for m in self.metadata)
-
-
-class _MultiCall:
-    """One call of a MultiEngineExecutor: its Future, and its job id once known."""
-
-    __slots__ = ("future", "job", "cancel_wanted")
-
-    def __init__(self) -> None:
-        self.future: _AppliedFuture
-        self.job: str | None = None
-        self.cancel_wanted = False
