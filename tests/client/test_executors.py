@@ -117,16 +117,22 @@ def test_multiengine_executor_bad_targets_fail_the_future(
     assert mec.executor(targets=0).submit(abs, -2).result(HANG) == [2]
 
 
+@pytest.mark.parametrize("live", [False, True])
 def test_multiengine_executor_future_is_freed_once_dropped_without_the_cycle_collector(
-    mec: multiengine.MultiEngineClient,
+    mec: multiengine.MultiEngineClient, live: bool
 ) -> None:
-    with mec.executor(targets=0) as ex:
-        fut = ex.submit(abs, -1)
-        assert fut.result(HANG) == [1]
-        ref = weakref.ref(fut)
-        gc.disable()
-        try:
-            del fut
-            wait_until(lambda: ref() is None, message="the Future to be freed")
-        finally:
-            gc.enable()
+    before = mec.live_output
+    mec.live_output = live  # with live output its answer is completed on the delivery thread
+    try:
+        with mec.executor(targets=0) as ex:
+            fut = ex.submit(abs, -1)
+            assert fut.result(HANG) == [1]
+            ref = weakref.ref(fut)
+            gc.disable()
+            try:
+                del fut
+                wait_until(lambda: ref() is None, message="the Future to be freed")
+            finally:
+                gc.enable()
+    finally:
+        mec.live_output = before

@@ -654,6 +654,7 @@ class ClientCore:
             if fn is None:
                 return
             _run_callback(fn)
+            del fn  # what it refers to (an answer, a Future) is not kept until the next one
 
     def _deliver_some(self, timeout: float) -> None:
         """On the delivery thread, while a callback waits for the client: go on delivering."""
