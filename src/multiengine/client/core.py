@@ -98,6 +98,9 @@ class _Request:
     behind_output: bool = False  # complete it after the live output delivered before it
     # what was sent: sent again if the controller restarts before it answers
     sent: tuple[dict[str, Any], Any, Sequence[Any], Sequence[tuple[int, Any]]] | None = None
+    # requests with no message of their own that this one's header names (expect()):
+    # they share its fate when the controller restarts
+    companions: tuple[_Request, ...] = ()
 
 
 @dataclass(eq=False)
@@ -229,6 +232,7 @@ class ClientCore:
         background: bool = False,
         output_after: bool = False,
         behind_output: bool = False,
+        companions: Sequence[Future[Message]] = (),
     ) -> Future[Message]:
         """Send a message (then the ``(part, piece)`` chunks it announced).
 
@@ -240,6 +244,7 @@ class ClientCore:
         it is completed at once, never waiting behind callbacks. ``behind_output``: the
         answer is completed after the live output that came before it, though this
         request has none of its own (the fetch of a non-blocking call's result).
+        ``companions``: futures of :meth:`expect` whose ids the header names.
         """
         if self._closed:
             raise ControllerConnectionError("this client is closed")
@@ -249,6 +254,9 @@ class ClientCore:
         req = _Request(mid, Future(), background, None if output_after else listener)
         req.behind_output = behind_output
         req.future.mid = mid  # type: ignore[attr-defined]
+        if companions:
+            found = (self._requests.get(getattr(f, "mid", -1)) for f in companions)
+            req.companions = tuple(r for r in found if r is not None)
         self._requests[mid] = req
         sock = self._bg if background else self._fg
         if listener is not None:
@@ -278,6 +286,17 @@ class ClientCore:
             self._requests.pop(req.mid, None)
             raise
         return req.future
+
+    def expect(self, behind_output: bool = False) -> tuple[int, Future[Message]]:
+        """An id, and a future for the answer the controller sends under it, though no
+        message of its own asks for it: the request sent next names the id (a
+        ``submit``'s ``fetch_id``) and lists the future in its ``companions``. Read by
+        the I/O thread. ``behind_output``: completed after the live output that came
+        before it."""
+        req = self._new_request(True, None)
+        req.behind_output = behind_output
+        self._start_io()
+        return req.mid, req.future
 
     def is_background(self, fut: Future[Message]) -> bool:
         """Whether ``fut``'s answer is read by the I/O thread (or already in)."""
@@ -447,7 +466,8 @@ class ClientCore:
             if any(r.future.exception() is not None for r in rc.connects):
                 return  # lost again: the requests have failed with it
             self.run = unpack(rc.connects[0].future.result().content).get("run")
-            gone = set(refused)
+            gone = set(refused)  # sent again, with the answers they will bring
+            gone.update(c for r in refused for c in r.companions)
             lost = [
                 r
                 for r in rc.before
@@ -456,8 +476,7 @@ class ClientCore:
         for req in refused:  # not run: send again as they were
             self._send_again(req, again=False)
         for req in lost:
-            assert req.sent is not None
-            kind = req.sent[0]["t"]
+            kind = req.sent[0]["t"] if req.sent is not None else None  # None: expect()
             if kind in P.SAFE_TO_RESEND or kind == P.TASK_SUBMIT:
                 self._send_again(req, again=True)
             else:
@@ -466,8 +485,8 @@ class ClientCore:
                     req.future.set_exception(
                         ControllerRestarted(
                             f"the controller at {self.url} restarted while this "
-                            f"{kind!r} request was on its way or running: it may or may not "
-                            "have run (the engines kept their namespaces)"
+                            f"{kind or P.SUBMIT!r} request was on its way or running: it may "
+                            "or may not have run (the engines kept their namespaces)"
                         )
                     )
         log.warning(
@@ -701,6 +720,7 @@ class ClientCore:
             if fn is None:
                 return
             _run_callback(fn)
+            del fn  # what it refers to (an answer, a Future) is not kept until the next one
 
     def _deliver_some(self, timeout: float) -> None:
         """On the delivery thread, while a callback waits for the client: go on delivering."""

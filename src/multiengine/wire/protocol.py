@@ -216,7 +216,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
         CLIENT_CHANNEL,
         CLIENT,
         *("id", "rt", "cid", "cmd", "targets", "block", "desc"),
-        *("parts", "xfer", "controller", "live", "progress", "raw"),
+        *("parts", "xfer", "controller", "live", "progress", "raw", "fetch_id"),
     ),
     _spec(CHUNK, CLIENT_CHANNEL, CLIENT, "x", "p", "rt", "raw"),
     _spec(FETCH, CLIENT_CHANNEL, CLIENT, "id", "rt", "job", "block"),
@@ -250,7 +250,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     ),
     # client channel, controller -> client
     _spec(VALUE, CLIENT_CHANNEL, CONTROLLER, "id"),
-    _spec(ACK, CLIENT_CHANNEL, CONTROLLER, "id", "job"),
+    _spec(ACK, CLIENT_CHANNEL, CONTROLLER, "id", "job", "started"),
     _spec(RESULT, CLIENT_CHANNEL, CONTROLLER, "id", "job", "parts", "stream", "ahead", "raw"),
     _spec(ERROR, CLIENT_CHANNEL, CONTROLLER, "id", "ename", "evalue"),
     _spec(PONG, CLIENT_CHANNEL, CONTROLLER, "id", "run"),
