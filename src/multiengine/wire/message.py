@@ -74,8 +74,8 @@ _CHECK = os.environ.get("MULTIENGINE_CHECK_PROTOCOL", "") not in ("", "0")
 DELIM = b"ME/3"  # the protocol version; ME/2 had no replay stamp, ME/1 other header fields
 _LEN = struct.Struct("<Q")
 _HEAD = len(DELIM) + 32  # delimiter + HMAC-SHA256 digest
-# Received parts smaller than this are read as bytes (a copy of a few hundred bytes costs
-# less than the memoryview of a zmq.Frame) and hashed in one update with the header.
+# Content smaller than this is hashed in one update with the header; a received one as a
+# bytes copy (a copy of a few hundred bytes costs less than the memoryview of a zmq.Frame).
 JOIN_BELOW = 4096
 
 REPLAY_WINDOW = 300.0  # seconds a message's ``ts`` may be off the receiver's clock, either way
@@ -294,8 +294,11 @@ class Signer:
         sig = b[4:_HEAD]
         hbytes = b[_HEAD:]
         content = frames[i + 1]
-        if type(content) is not bytes and len(content) < JOIN_BELOW:
-            content = content.bytes
+        # a small content frame is hashed as a bytes copy (one update with the header);
+        # the message keeps the frame itself (its SRCFD names the connection it came on)
+        signed = (
+            content.bytes if type(content) is not bytes and len(content) < JOIN_BELOW else content
+        )
         buffers = frames[i + 2 :] if n > i + 2 else ()
         # The header is decoded before the check because it says which buffers are raw
         # data; msgpack decoding runs no code, and nothing acts on the header unless
@@ -311,7 +314,7 @@ class Signer:
             or (isinstance(raw, list) and all(type(i) is int for i in raw))
         ):
             raise WireError("malformed raw-buffer list in the header")
-        expected = self.signature(hbytes, content, buffers, raw)
+        expected = self.signature(hbytes, signed, buffers, raw)
         if not hmac.compare_digest(sig, expected):
             raise WireError("bad signature (forged, garbled, or signed with another key)")
         if not isinstance(header, dict) or type(header.get("t")) is not str:
