@@ -213,7 +213,6 @@ class TaskTable:
         done = [t.tid for t in self.tasks.values() if t.done]
         for tid in done:
             del self.tasks[tid]
-        self.store.delete(f"{TASK}{tid}" for tid in done)
         self.store.delete_prefix(TASK)
 
     # ------------------------------------------------------------ ends and answers
