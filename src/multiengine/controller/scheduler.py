@@ -252,7 +252,8 @@ class TaskScheduler:
             task = self.tasks.get(entry[2])
             if task is None or task.state != P.SCHEDULED:
                 continue
-            free.sort(key=lambda e: (e.load, e.last_task))
+            if len(free) > 1:
+                free.sort(key=lambda e: (e.load, e.last_task))
             engine = self._pick(task, free, now)
             if engine is None:
                 skipped.append(entry)

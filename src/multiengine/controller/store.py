@@ -228,10 +228,7 @@ class ResultStore:
             self.memory_bytes -= old
         self._memory[key] = cost
         self.memory_bytes += cost
-        # the frames are packed by the writer thread, not here
-        self._pending.append(
-            ("put", key, stored.owner, stored.state, stored.meta, list(stored.frames), nbytes)
-        )
+        self._pending.append(("put", key, stored.owner, stored.state, *_packed(stored), nbytes))
 
     def load(self, key: str) -> Stored | None:
         """A result that has left memory, read back from disk (None if there is none)."""
@@ -303,8 +300,7 @@ class ResultStore:
     def persist(self, key: str, stored: Stored) -> None:
         """Write a row of unfinished work (``q:``, ``p:``) to disk only; it takes no
         memory here and counts nothing against the budget."""
-        meta, frames = stored.meta, list(stored.frames)
-        self._pending.append(("put", key, stored.owner, stored.state, meta, frames, 0))
+        self._pending.append(("put", key, stored.owner, stored.state, *_packed(stored), 0))
 
     def mark(self, key: str, state: str | None) -> None:
         """Change the state of a row on disk (a task that starts running)."""
@@ -597,16 +593,7 @@ class ResultStore:
             if deletes:
                 _delete_keys(db, deletes)
             if puts:
-                packb = msgpack.packb
-                _insert_rows(
-                    db,
-                    "INSERT OR REPLACE INTO results VALUES ",
-                    6,
-                    [
-                        (key, owner, state, packb(meta), _pack_frames(frames), nbytes)
-                        for key, owner, state, meta, frames, nbytes in puts.values()
-                    ],
-                )
+                _insert_rows(db, "INSERT OR REPLACE INTO results VALUES ", 6, list(puts.values()))
             if states:
                 db.executemany(
                     "UPDATE results SET state = ? WHERE key = ?",
@@ -740,8 +727,13 @@ def _coalesce(
     return list(last_delete), puts, states
 
 
-def _pack_frames(frames: list[Any]) -> bytes:
-    return msgpack.packb([_bytes(f) for f in frames])  # type: ignore[no-any-return]
+def _packed(stored: Stored) -> tuple[bytes, bytes]:
+    """A row's meta and frames as written. Packed on the loop's thread: on the writer's
+    it would take the GIL as long, but in turns with the loop (which then waited up to a
+    switch interval, 5 ms, each time it wanted the GIL back); the writer's own work is
+    SQLite's, which runs without the GIL."""
+    frames = [f if type(f) is bytes else _bytes(f) for f in stored.frames]
+    return msgpack.packb(stored.meta), msgpack.packb(frames)
 
 
 def _bytes(frame: Any) -> bytes:

@@ -218,30 +218,30 @@ class Signer:
         # instead of two per frame (a batch of 32 tiny tasks is 32 content frames); a
         # large frame is hashed in place, never copied. The bytes hashed are the same.
         h = self._base.copy()
-        n = _nbytes(content)
-        pieces = [header, _LEN.pack(n)]
-        if n < JOIN_BELOW:
-            pieces.append(_view(content))
-        else:
-            h.update(b"".join(pieces))
-            h.update(_view(content))
-            pieces = []
-        if buffers:
-            if raw is True:
-                pieces.extend(_LEN.pack(_nbytes(b)) for b in buffers)
+        pack = _LEN.pack
+        pieces: list[Any] = [header]
+        all_raw = raw is True
+        skip = set(raw) if raw and not all_raw else ()
+        view: Any
+        for i, b in enumerate((content, *buffers) if buffers else (content,)):
+            if type(b) is bytes:
+                n = len(b)
+                view = b
+            elif isinstance(b, zmq.Frame):
+                n = len(b)
+                view = b.buffer
             else:
-                raw_set = set(raw) if raw else ()
-                for i, b in enumerate(buffers):
-                    n = _nbytes(b)
-                    pieces.append(_LEN.pack(n))
-                    if i in raw_set:
-                        continue
-                    if n < JOIN_BELOW:
-                        pieces.append(_view(b))
-                    else:
-                        h.update(b"".join(pieces))
-                        h.update(_view(b))
-                        pieces = []
+                n = _nbytes(b)
+                view = _view(b)
+            pieces.append(pack(n))
+            if i and (all_raw or i - 1 in skip):
+                continue  # a raw buffer: its length only
+            if n < JOIN_BELOW:
+                pieces.append(view)
+            else:
+                h.update(b"".join(pieces))
+                h.update(view)
+                pieces = []
         if pieces:
             h.update(b"".join(pieces))
         return h.digest()
