@@ -328,6 +328,10 @@ def owned(frame: Any) -> Any:
     """``frame`` fit to be kept for long (a task, a stored result): a small received
     frame is copied out of libzmq's receive batch (it would pin 8 KB of it); a large one
     has its own memory and is kept as it is."""
+    if type(frame) is bytes:
+        return frame
+    if isinstance(frame, zmq.Frame):
+        return frame.bytes if len(frame) < SHARED_BELOW else frame
     if isinstance(frame, bytes) or _nbytes(frame) >= SHARED_BELOW:
         return frame
     return bytes(_view(frame))
