@@ -220,8 +220,30 @@ def _function_from_stream(stream: bytes) -> Any:
     return f
 
 
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+
+
+def _plain(obj: Any, depth: int = 3) -> bool:
+    """Whether ``obj`` is only numbers, strings, small bytes, ``None``, and tuples,
+    lists and str-keyed dicts of them (``depth`` levels deep): what the standard pickler
+    writes as cloudpickle would, in a seventh of the time (a tiny task's arguments, its
+    result; cloudpickle's pickler asks Python about every object it meets)."""
+    t = type(obj)
+    if t in _SCALARS:
+        return True
+    if t is bytes:
+        return len(obj) < OOB_THRESHOLD
+    if t not in (tuple, list, dict) or not depth or len(obj) > SCAN_AT_MOST:
+        return False
+    if t is dict:
+        return all(type(k) is str and _plain(v, depth - 1) for k, v in obj.items())
+    return all(_plain(v, depth - 1) for v in obj)
+
+
 def dumps(obj: Any) -> tuple[bytes, list[Any]]:
     """Pickle ``obj``; return the stream and the out-of-band buffers."""
+    if _plain(obj):
+        return pickle.dumps(obj, protocol=5), []
     buffers: list[Any] = []
 
     def keep(pb: pickle.PickleBuffer) -> bool:
