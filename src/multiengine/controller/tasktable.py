@@ -395,7 +395,7 @@ def _nframes(item: Any) -> int:
 
 
 def _size(frames: list[Any]) -> int:
-    return sum(len(f) for f in frames)
+    return sum(map(len, frames))
 
 
 def _history(task: Task, item: list[Any]) -> HistoryRow:
