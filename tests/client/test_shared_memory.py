@@ -21,6 +21,7 @@ from helpers import HANG, assert_remote, wait_until
 
 import multiengine
 from multiengine.cluster.cluster import Cluster
+from multiengine.errors import ConfigError
 from multiengine.wire import shm
 
 MB = 1 << 20
@@ -223,6 +224,17 @@ def test_the_client_can_turn_it_off(
     mec.push({"a": a}, targets=0)
     assert np.array_equal(mec.pull("a", targets=0)[0], a)
     assert _generations() == before
+
+
+def test_a_bad_threshold_is_a_clear_error_that_sends_nothing(
+    mec: multiengine.MultiEngineClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mec.push({"a": 1})
+    monkeypatch.setenv(shm.ENV_THRESHOLD, "lots")
+    with pytest.raises(ConfigError, match="MULTIENGINE_SHM_THRESHOLD: 'lots' is not a size"):
+        mec.push({"a": np.arange(MB, dtype="float64")})
+    monkeypatch.delenv(shm.ENV_THRESHOLD)
+    assert mec.pull("a") == [1] * len(mec.get_ids())  # nothing was sent; the cluster works
 
 
 def test_a_threshold_keeps_small_buffers_on_the_network(

@@ -127,3 +127,17 @@ def test_a_port_in_use_gives_one_clear_line(multiengine_dir: object) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot listen" in lines[0], proc.stderr
+
+
+def test_a_bad_shared_memory_threshold_stops_a_start_before_anything_runs(
+    multiengine_dir: Path,
+) -> None:
+    bad = {"MULTIENGINE_SHM_THRESHOLD": "lots"}
+    for daemon in ([], ["--daemon"]):
+        r = run_cli("cluster", "start", "-p", "badshm", "-n", "1", *daemon, env=bad, timeout=60)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "MULTIENGINE_SHM_THRESHOLD: 'lots' is not a size" in lines[0]
+    assert not list(multiengine_dir.glob("cluster_badshm/pid/*.pid"))  # nothing started
+    r = run_cli("engine", "--connection-file", "/nonexistent.json", env=bad, timeout=60)
+    assert r.returncode == 2 and "is not a size" in r.stderr and "Traceback" not in r.stderr

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from multiengine.config import SHM_THRESHOLD
+from multiengine.errors import ConfigError
 from multiengine.wire import shm
 from multiengine.wire.serialize import dumps, loads
 
@@ -29,6 +30,16 @@ def test_an_envelope_round_trips_and_is_told_from_a_pickle() -> None:
 def test_threshold(monkeypatch: pytest.MonkeyPatch, text: str, value: int) -> None:
     monkeypatch.setenv(shm.ENV_THRESHOLD, text)
     assert shm.threshold() == value
+
+
+@pytest.mark.parametrize("text", ["lots", "-1", "1 parsec"])
+def test_a_threshold_that_is_no_size_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.setenv(shm.ENV_THRESHOLD, text)
+    with pytest.raises(ConfigError, match=rf"MULTIENGINE_SHM_THRESHOLD: '{text}' is not a size"):
+        shm.threshold()
+    assert shm.threshold({shm.ENV_THRESHOLD: "2MB"}) == 2_000_000  # another environment
 
 
 def test_values_through_a_block_of_this_process() -> None:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..config import ClusterConfig, ControllerConfig, EngineConfig, Settings
 from ..errors import ClusterNotRunning, InvalidEngineID
 from ..runtime import ClusterDir, base_dir
+from ..wire import shm
 from ..wire.curve import is_loopback
 from . import control, forkserver
 from .forkserver import ForkServer
@@ -232,6 +233,7 @@ class Cluster:
 
     def start(self) -> Cluster:
         began = time.monotonic()
+        shm.threshold(self.env)  # a bad setting fails here, not in every engine
         self.cluster_dir.create()
         if not self.controller_config.restore:  # (restored: its key and addresses)
             for f in (self.cluster_dir.client_file, self.cluster_dir.engine_file):

@@ -16,6 +16,7 @@ from typing import Any
 from ..config import EngineConfig
 from ..errors import ConnectionFileError, KernelError
 from ..runtime import ClusterDir, add_cluster_dir_arguments
+from ..wire import shm
 from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
 from .main import Engine
 
@@ -61,6 +62,7 @@ def _find_connection(
 def main(args: argparse.Namespace) -> int:
     cdir = ClusterDir.find(args.profile, args.cluster_dir)
     config = EngineConfig.from_sources(toml=cdir.settings("engine"), env=os.environ, args=args)
+    shm.threshold()  # a bad $MULTIENGINE_SHM_THRESHOLD: one clear line, before connecting
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )

@@ -44,13 +44,14 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
 from ..config import SHM_POOL_LIMIT, SHM_RECYCLE_LIMIT, SHM_THRESHOLD, parse_size
+from ..errors import ConfigError
 from ..runtime import pid_alive
 
 __all__ = [
@@ -83,18 +84,19 @@ def engine_slot(engine_id: int) -> int | None:
     return slot if 0 < slot < HEADER else None
 
 
-def threshold() -> int:
+def threshold(env: Mapping[str, str] | None = None) -> int:
     """Out-of-band buffers of at least this many bytes in total go through shared memory;
-    0: never. ``$MULTIENGINE_SHM_THRESHOLD`` (a size, or 0/off), else the default."""
-    text = os.environ.get(ENV_THRESHOLD, "").strip()
+    0: never. ``$MULTIENGINE_SHM_THRESHOLD`` (a size, or 0/off) of ``env`` (this
+    process's environment by default), else the default; ConfigError if it is neither."""
+    text = (os.environ if env is None else env).get(ENV_THRESHOLD, "").strip()
     if not text:
         return SHM_THRESHOLD
     if text.lower() in ("0", "off", "no", "false"):
         return 0
     try:
         return parse_size(text)
-    except ValueError:
-        return SHM_THRESHOLD
+    except ValueError as e:
+        raise ConfigError(f"${ENV_THRESHOLD}: {e}, or 0/off for never") from None
 
 
 _node: str | None = None
