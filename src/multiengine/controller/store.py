@@ -509,7 +509,7 @@ class ResultStore:
     def call_before_handover(self) -> None:
         """Have :attr:`before_handover` called before the next handover (at the latest
         ``COMMIT_EVERY`` from the last one, as any write)."""
-        self._hook_due = True
+        self._hook_due = self.before_handover is not None
 
     def sync(self) -> None:
         """Wait until everything kept so far is on disk."""
