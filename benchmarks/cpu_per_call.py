@@ -42,11 +42,13 @@ def main() -> None:
         mec = cluster.multiengine_client()
         controller = mec.status()["pid"]
         (engine,) = cluster.engine_pids().values()
+        on_zero = mec.executor(targets=0)
         calls: dict[str, Callable[[], Any]] = {
             "get_ids": mec.get_ids,
             "pull('id')": lambda: mec.pull("id", targets=0, block=True),
             "execute('pass')": lambda: mec.execute("pass", targets=0, block=True),
             "map(noop, [0])": lambda: mec.raw_map(noop, [[0]], targets=0, block=True),
+            "executor(noop)": lambda: on_zero.submit(noop, 0).result(),
         }
         for fn in calls.values():
             for _ in range(1000):

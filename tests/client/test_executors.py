@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
+import threading
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from helpers import HANG, Latch, wait_for_path, wait_until
 
 import multiengine
+from multiengine.errors import InvalidEngineID
 
 
 def test_task_executor_submit_result_and_exception(tc: multiengine.TaskClient) -> None:
@@ -61,3 +66,73 @@ def test_multiengine_executor_runs_on_every_target(mec: multiengine.MultiEngineC
             bad.result(10)
         assert isinstance(info.value.elist[0][1], ZeroDivisionError)
         assert ex.submit(abs, -3).result(10) == [3, 3]  # the engines go on
+
+
+class _DecodedHere:
+    """Unpickles as the thread that unpickles it (the engine pickles it by reference to
+    ``threading.current_thread``)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        import threading
+
+        return threading.current_thread, ()
+
+
+def test_multiengine_executor_value_is_unpickled_by_the_caller_and_callbacks_run_apart(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    callback_threads: list[str] = []
+    with mec.executor(targets=0) as ex:
+        fut = ex.submit(_DecodedHere)
+        fut.add_done_callback(lambda f: callback_threads.append(threading.current_thread().name))
+        (decoded_by,) = fut.result(HANG)
+        assert decoded_by is threading.current_thread()  # not the client's I/O thread
+        assert fut.result() == [decoded_by]  # decoded once
+        assert fut.engine_ids == [0] and fut.metadata[0]["status"] == "ok"
+        wait_until(lambda: callback_threads, message="the done-callback to run")
+        assert callback_threads == ["multiengine-callbacks"]
+
+
+def test_multiengine_executor_failure_wakes_a_wait_for_the_first_exception(
+    mec: multiengine.MultiEngineClient, latch: Callable[[], Latch]
+) -> None:
+    gate = latch()
+    with mec.executor(targets=1) as one, mec.executor(targets=2) as other:
+        slow = one.submit(wait_for_path, str(gate.path))
+        bad = other.submit(lambda: 1 / 0)
+        done, _ = cf.wait([slow, bad], timeout=HANG, return_when=cf.FIRST_EXCEPTION)
+        assert done == {bad} and not slow.done()
+        assert isinstance(bad.exception(), multiengine.CompositeError)
+        gate.set()
+        assert slow.result(HANG) == [None]
+
+
+def test_multiengine_executor_bad_targets_fail_the_future(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    with mec.executor(targets=[0, 99]) as ex:
+        fut = ex.submit(abs, -1)
+        with pytest.raises(InvalidEngineID):
+            fut.result(HANG)
+    assert mec.executor(targets=0).submit(abs, -2).result(HANG) == [2]
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_multiengine_executor_future_is_freed_once_dropped_without_the_cycle_collector(
+    mec: multiengine.MultiEngineClient, live: bool
+) -> None:
+    before = mec.live_output
+    mec.live_output = live  # with live output its answer is completed on the delivery thread
+    try:
+        with mec.executor(targets=0) as ex:
+            fut = ex.submit(abs, -1)
+            assert fut.result(HANG) == [1]
+            ref = weakref.ref(fut)
+            gc.disable()
+            try:
+                del fut
+                wait_until(lambda: ref() is None, message="the Future to be freed")
+            finally:
+                gc.enable()
+    finally:
+        mec.live_output = before

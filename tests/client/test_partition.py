@@ -48,3 +48,17 @@ def test_unknown_distribution():
         check_dist("x")
     with pytest.raises(KeyError):
         partition([1, 2], 2, "x")
+
+
+def test_join_of_owned_parts_extends_the_first_list_and_gives_the_same_value() -> None:
+    parts = [[1, 2], [3], (4, 5), "x"]
+    first = parts[0]
+    assert join([list(p) if isinstance(p, list) else p for p in parts], "b") == [1, 2, 3, 4, 5, "x"]
+    joined = join(parts, "b", owned=True)
+    assert joined == [1, 2, 3, 4, 5, "x"] and joined is first  # no copy of the first part
+    kept = [[1, 2], [3]]
+    assert join(kept, "b") == [1, 2, 3] and kept == [[1, 2], [3]]  # not owned: untouched
+    for dist, flattened in (("r", None), ("b", [True, False])):
+        owned = [[1, 2], [3]]
+        join(owned, dist, flattened, owned=True)
+        assert owned == [[1, 2], [3]]  # rebuilt, not extended in place

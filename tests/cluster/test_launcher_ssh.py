@@ -130,6 +130,31 @@ def test_engines_on_two_hosts_do_real_work_encrypted(ssh_hosts: SSHHosts, across
     assert tc.map(lambda v: v * 3, range(40)) == [v * 3 for v in range(40)]
 
 
+def test_large_arrays_cross_the_hosts_exact_and_writable(
+    ssh_hosts: SSHHosts, across: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the network in signed pieces, encrypted (the hosts share this machine's boot
+    id, so shared memory is turned off for them to travel at all)."""
+    import numpy as np
+
+    from multiengine.wire import chunks
+
+    monkeypatch.setenv("MULTIENGINE_SHM_THRESHOLD", "0")
+    h1, h2 = ssh_hosts.hosts
+    c = across(2, hosts={h1: 1, h2: 1})  # type: ignore[operator]
+    mec = c.multiengine_client()
+    a = np.random.default_rng(5).random(3 * chunks.PIECE // 8 + 12_345)
+    assert a.nbytes >= chunks.STREAM_THRESHOLD
+    mec.push({"a": a})
+    mec.execute("w = a.flags.writeable; s = float(a.sum())")
+    assert mec.pull(("w", "s")) == [[True, float(a.sum())]] * 2
+    for back in [*mec.pull("a"), *mec.pull("a", targets=1)]:
+        assert back.flags.writeable
+        np.testing.assert_array_equal(back, a)
+    mec.scatter("part", a)
+    np.testing.assert_array_equal(mec.gather("part"), a)
+
+
 def test_a_client_in_another_namespace(ssh_hosts: SSHHosts, across: object) -> None:
     """The controller in the root namespace, the client on host 2, given only the file's content."""
     h1, h2 = ssh_hosts.hosts

@@ -404,8 +404,10 @@ class MultiEngineCalls:
             if (yield from self.ids_for(targets)) == ids:
                 flattened = flags
 
+        owned = self.find_block(block)  # a blocking call's parts are dropped after post
+
         def post(parts: list[Any]) -> Any:
-            return join(parts, dist, flattened)
+            return join(parts, dist, flattened, owned)
 
         desc = f"gather({key})"
         return (

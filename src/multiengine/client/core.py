@@ -73,7 +73,7 @@ from ..wire.message import (
     send_frames,
     unpack,
 )
-from ..wire.protocol import PartHeader
+from ..wire.protocol import ErrorReport, PartHeader, Xfer
 
 __all__ = ["ClientCore", "OutputHook"]
 
@@ -98,6 +98,9 @@ class _Request:
     behind_output: bool = False  # complete it after the live output delivered before it
     # what was sent: sent again if the controller restarts before it answers
     sent: tuple[dict[str, Any], Any, Sequence[Any], Sequence[tuple[int, Any]]] | None = None
+    # requests with no message of their own that this one's header names (expect()):
+    # they share its fate when the controller restarts
+    companions: tuple[_Request, ...] = ()
 
 
 @dataclass(eq=False)
@@ -118,6 +121,8 @@ class _Socket:
     identity: bytes
     guard: ReplayGuard = field(default_factory=ReplayGuard)  # each reader checks its own
     streams: dict[Any, tuple[Message, chunks.Assembler]] = field(default_factory=dict)
+    # the parts of a result whose buffers come ahead of it: (request id, part) -> pieces
+    ahead: dict[tuple[Any, int], chunks.Assembler] = field(default_factory=dict)
     last_ping: float = 0.0
 
 
@@ -227,6 +232,7 @@ class ClientCore:
         background: bool = False,
         output_after: bool = False,
         behind_output: bool = False,
+        companions: Sequence[Future[Message]] = (),
     ) -> Future[Message]:
         """Send a message (then the ``(part, piece)`` chunks it announced).
 
@@ -238,6 +244,7 @@ class ClientCore:
         it is completed at once, never waiting behind callbacks. ``behind_output``: the
         answer is completed after the live output that came before it, though this
         request has none of its own (the fetch of a non-blocking call's result).
+        ``companions``: futures of :meth:`expect` whose ids the header names.
         """
         if self._closed:
             raise ControllerConnectionError("this client is closed")
@@ -247,6 +254,9 @@ class ClientCore:
         req = _Request(mid, Future(), background, None if output_after else listener)
         req.behind_output = behind_output
         req.future.mid = mid  # type: ignore[attr-defined]
+        if companions:
+            found = (self._requests.get(getattr(f, "mid", -1)) for f in companions)
+            req.companions = tuple(r for r in found if r is not None)
         self._requests[mid] = req
         sock = self._bg if background else self._fg
         if listener is not None:
@@ -276,6 +286,17 @@ class ClientCore:
             self._requests.pop(req.mid, None)
             raise
         return req.future
+
+    def expect(self, behind_output: bool = False) -> tuple[int, Future[Message]]:
+        """An id, and a future for the answer the controller sends under it, though no
+        message of its own asks for it: the request sent next names the id (a
+        ``submit``'s ``fetch_id``) and lists the future in its ``companions``. Read by
+        the I/O thread. ``behind_output``: completed after the live output that came
+        before it."""
+        req = self._new_request(True, None)
+        req.behind_output = behind_output
+        self._start_io()
+        return req.mid, req.future
 
     def is_background(self, fut: Future[Message]) -> bool:
         """Whether ``fut``'s answer is read by the I/O thread (or already in)."""
@@ -390,7 +411,12 @@ class ClientCore:
                 return
         # every other type answers a request, whole or piece by piece
         whole = msg
-        if sock.streams or t == P.CHUNK or (t == P.RESULT and "stream" in msg.header):
+        if (
+            sock.streams
+            or sock.ahead
+            or t == P.CHUNK
+            or (t == P.RESULT and ("stream" in msg.header or "ahead" in msg.header))
+        ):
             held = self._gather_stream(sock, msg)
             if held is None:
                 return
@@ -440,7 +466,8 @@ class ClientCore:
             if any(r.future.exception() is not None for r in rc.connects):
                 return  # lost again: the requests have failed with it
             self.run = unpack(rc.connects[0].future.result().content).get("run")
-            gone = set(refused)
+            gone = set(refused)  # sent again, with the answers they will bring
+            gone.update(c for r in refused for c in r.companions)
             lost = [
                 r
                 for r in rc.before
@@ -449,8 +476,7 @@ class ClientCore:
         for req in refused:  # not run: send again as they were
             self._send_again(req, again=False)
         for req in lost:
-            assert req.sent is not None
-            kind = req.sent[0]["t"]
+            kind = req.sent[0]["t"] if req.sent is not None else None  # None: expect()
             if kind in P.SAFE_TO_RESEND or kind == P.TASK_SUBMIT:
                 self._send_again(req, again=True)
             else:
@@ -459,8 +485,8 @@ class ClientCore:
                     req.future.set_exception(
                         ControllerRestarted(
                             f"the controller at {self.url} restarted while this "
-                            f"{kind!r} request was on its way or running: it may or may not "
-                            "have run (the engines kept their namespaces)"
+                            f"{kind or P.SUBMIT!r} request was on its way or running: it may "
+                            "or may not have run (the engines kept their namespaces)"
                         )
                     )
         log.warning(
@@ -527,6 +553,9 @@ class ClientCore:
         like a whole result whose part has its buffers already assembled.
         """
         mid = msg.header.get("id")
+        if msg.type == P.CHUNK and "p" in msg.header:
+            self._piece_ahead(sock, msg)
+            return None
         if msg.type == P.CHUNK:
             held = sock.streams.get(mid)
             if held is None or not msg.buffers:
@@ -546,6 +575,62 @@ class ClientCore:
             part = PartHeader.from_wire(msg.header["parts"][0])
             sock.streams[mid] = (msg, chunks.Assembler(part.sizes or [], part.piece))
             return None
+        if sock.ahead:
+            return self._with_parts_ahead(sock, msg)
+        return msg
+
+    @staticmethod
+    def _piece_ahead(sock: _Socket, msg: Message) -> None:
+        """A piece of one part of a result still to come (several engines answering)."""
+        part = msg.header.get("p")
+        if type(part) is not int:
+            return
+        key = (msg.header.get("id"), part)
+        asm = sock.ahead.get(key)
+        if asm is None:
+            if "xfer" not in msg.header:
+                return  # the start of its part was lost: the result will say what came
+            try:
+                xfer = Xfer.from_wire(msg.header["xfer"])
+            except (P.ProtocolViolation, TypeError, ValueError) as e:
+                log.warning("dropped a malformed piece of a result: %s", e)
+                return
+            asm = sock.ahead[key] = chunks.Assembler(xfer.sizes, xfer.piece)
+        if not msg.buffers or asm.done:
+            return
+        try:
+            asm.add(msg.buffers[0])
+        except ValueError as e:
+            log.warning("dropped a piece of a result: %s", e)
+
+    @staticmethod
+    def _with_parts_ahead(sock: _Socket, msg: Message) -> Message:
+        """``msg`` with the buffers that came ahead of it put in their parts (the
+        result's ``ahead``); the pieces of its other parts, if any, are let go."""
+        mid = msg.header.get("id")
+        got = {p: sock.ahead.pop((i, p)) for i, p in list(sock.ahead) if i == mid}
+        ahead = msg.header.get("ahead")
+        if msg.type != P.RESULT or not isinstance(ahead, list) or not ahead:
+            return msg
+        try:
+            heads = [PartHeader.from_wire(p) for p in msg.header["parts"]]
+            frames = P.split_parts([h.nframes for h in heads], msg.buffers)
+        except (P.ProtocolViolation, KeyError, TypeError) as e:
+            log.warning("dropped a malformed result: %s", e)
+            return msg
+        buffers: list[Any] = []
+        for i, (head, (content, bufs)) in enumerate(zip(heads, frames, strict=True)):
+            asm = got.get(i) if i in ahead else None
+            if asm is not None and asm.done:
+                bufs = asm.buffers
+                heads[i] = head._replace(nframes=len(bufs))
+            elif i in ahead:  # pieces missing: the part cannot be rebuilt
+                report = ErrorReport("SerializationError", "pieces of the answer were lost")
+                content, bufs = report.to_bytes(), []
+                heads[i] = head._replace(status=P.STATUS_ERROR, enc=P.MSGPACK, nframes=0)
+            buffers += [content, *bufs]
+        msg.header["parts"] = [h.to_wire() for h in heads]
+        msg.buffers = buffers
         return msg
 
     # ------------------------------------------------------------------ the I/O thread
@@ -635,6 +720,7 @@ class ClientCore:
             if fn is None:
                 return
             _run_callback(fn)
+            del fn  # what it refers to (an answer, a Future) is not kept until the next one
 
     def _deliver_some(self, timeout: float) -> None:
         """On the delivery thread, while a callback waits for the client: go on delivering."""

@@ -13,8 +13,11 @@ engine (the controller says so: ``wait_started``), and from then on ``cancel()``
 returns False; before that, ``cancel()`` takes the call back from the controller so it
 never runs. ``map(..., timeout=)`` raises TimeoutError when a result is late and
 cancels the rest; ``shutdown(cancel_futures=True)`` cancels only calls that have not
-started. No thread polls: the core's I/O thread reads the answers, and the Futures are
-completed (and their done-callbacks run) on the client's delivery thread.
+started. No thread polls: the core's I/O thread reads the answers, and the Futures'
+done-callbacks run on the client's delivery thread. A task Future is completed there
+too; a MultiEngine call's Future is completed by the I/O thread itself, which unpickles
+nothing (its value is decoded by the first thread that asks), so the caller of
+``result()`` is woken directly (:class:`MultiEngineExecutor`).
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ from typing import TYPE_CHECKING, Any
 from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from .answers import raise_direct
+from .core import ClientCore
+from .drive import Call
 from .results import PendingResult
 from .taskcalls import SUBMIT_BATCH, parse_results
 from .tasks import MapTask
 
 if TYPE_CHECKING:
-    from .core import ClientCore
     from .multiengine import MultiEngineClient
     from .taskclient import TaskClient
 
@@ -71,7 +75,7 @@ class _Base(Executor):
     def _track(self, fut: Future[Any]) -> None:
         with self._lock:
             self._outstanding.add(fut)
-        fut.add_done_callback(self._untrack)
+        Future.add_done_callback(fut, self._untrack)  # at once, on the completing thread
 
     def _untrack(self, fut: Future[Any]) -> None:
         with self._lock:
@@ -252,7 +256,18 @@ def _results_in_order(
 
 
 class MultiEngineExecutor(_Base):
-    """Every call runs on each target engine; the result is the list of their results."""
+    """Every call runs on each target engine; the result is the list of their results.
+
+    A call is one ``submit`` that names the id under which the controller sends its
+    result as soon as it ends (``fetch_id``, as a blocking ``fetch`` sent with it would
+    get it); the submit's answer (``ack``) brings the job id, which ``cancel()`` needs,
+    and whether the call has started (the Future is then *running*; a call queued behind
+    others asks ``wait_started``). So a quick call costs one round trip through the
+    controller and the engine. The answers are handled where they are read, on the I/O
+    thread, and run no user code there: the Future's done-callbacks run on the delivery
+    thread, and its value is unpickled by the first thread that asks for it, so the
+    caller of ``result()`` is woken by the thread that read the answer.
+    """
 
     def __init__(self, client: MultiEngineClient, targets: Any = None) -> None:
         super().__init__(client._core)
@@ -265,24 +280,65 @@ class MultiEngineExecutor(_Base):
         op = self.client._calls.submit(
             "apply", (fn, args, kwargs), self.targets, False, f"apply({name})"
         )
-        pr: PendingResult[Any] = self.client._run(op)
-        fut = _CallFuture(lambda: self._cancel_job(pr.result_id))
+        core = self._core
+        fut = _AppliedFuture(core)
         self._track(fut)
-        if pr.called:  # no engines to run on: already done
-            _settle(fut, pr._value)
+        if type(op) is not Call:  # large arguments through shared memory: several steps
+            self._follow(fut, self.client._run(op))
             return fut
-        # Both questions go at once: when the call starts (the Future is *running*), and
-        # its result (a blocking fetch, answered when it ends, or with QueueCleared when
-        # the Future is cancelled first). A quick call then costs one round trip after
-        # the submit, not two.
-        started = self._core.request({"t": P.WAIT_STARTED, "job": pr.result_id}, background=True)
-        self._then(started, lambda msg: self._started(fut, msg))
-        result = pr._fetch(block=True, background=True)
-        self._then(result, lambda answer: self._finished(pr, fut, answer))
+        request = op.request
+        request.header["fetch_id"], result = core.expect(request.listener is not None)
+        ack = core.request(
+            request.header,
+            request.content,
+            request.buffers,
+            request.pieces,
+            request.listener,
+            background=True,
+            output_after=request.keep_listening,
+            companions=(result,),
+        )
+        ack.add_done_callback(lambda done: self._acked(fut, done, result))
+        result.add_done_callback(lambda done: self._arrived(fut, done))
         return fut
 
-    def _started(self, fut: Future[Any], msg: Message) -> None:
+    def _follow(self, fut: _AppliedFuture, pr: PendingResult[Any]) -> None:
+        """Follow a call submitted the usual way (answered ``ack``): ask when it starts
+        and for its result."""
+        fut.job = pr.result_id
+        if pr.called:  # no engines to run on: already done
+            _settle(fut, pr._value)
+            return
+        self._watch_start(fut, pr.result_id)
+        result = pr._fetch(block=True, background=True)
+        result.add_done_callback(lambda done: self._arrived(fut, done))
+
+    def _watch_start(self, fut: Future[Any], job: str) -> None:
+        started = self._core.request({"t": P.WAIT_STARTED, "job": job}, background=True)
+        started.add_done_callback(lambda done: self._started(fut, done))
+
+    def _acked(self, fut: _AppliedFuture, done: Future[Message], result: Future[Message]) -> None:
+        """The submit's answer: its job id and whether it started, or why nothing runs."""
         try:
+            msg = done.result()
+            raise_direct(msg)
+            fut.job = job = str(msg.header["job"])
+        except BaseException as e:  # bad targets, or the controller is gone
+            self._core.forget(result)  # nothing will come under its id
+            _settle(fut, e)
+            return
+        if fut.cancelled():  # cancelled before the job id came
+            fut.take_back()
+        elif msg.header.get("started"):
+            if not fut.done() and not fut.running():
+                fut.set_running_or_notify_cancel()
+        elif not fut.done():  # queued behind other work: hear when it starts
+            self._watch_start(fut, job)
+
+    @staticmethod
+    def _started(fut: Future[Any], done: Future[Message]) -> None:
+        try:
+            msg = done.result()
             raise_direct(msg)
             running = unpack(msg.content) == P.RUNNING
         except BaseException as e:
@@ -291,13 +347,20 @@ class MultiEngineExecutor(_Base):
         if running and not fut.done() and not fut.running():
             fut.set_running_or_notify_cancel()
 
-    def _finished(self, pr: PendingResult[Any], fut: Future[Any], msg: Message) -> None:
+    def _arrived(self, fut: _AppliedFuture, done: Future[Message]) -> None:
+        """The result: kept undecoded when every engine succeeded; a failure is decoded
+        on the delivery thread, so that a wait for the first exception sees one."""
         try:
-            outcome = pr._finish(msg)
+            msg = done.result()
+            raise_direct(msg)
         except BaseException as e:
-            outcome = e
-        _describe(fut, pr.metadata)
-        _settle(fut, outcome)
+            _settle(fut, e)
+            return
+        core = self._core
+        if all(P.PartHeader.from_wire(p).status == P.STATUS_OK for p in msg.header["parts"]):
+            fut.arrive(functools.partial(_decode_apply, core, msg))
+        else:
+            core.call_soon(lambda: fut.settle_decoded(_decode_apply(core, msg)))
 
     def _fail(self, done: Future[Message], e: BaseException) -> None:
         with self._lock:
@@ -305,6 +368,109 @@ class MultiEngineExecutor(_Base):
         for fut in outstanding:
             _settle(fut, e)
 
-    def _cancel_job(self, job_id: str) -> None:
-        """Take a cancelled call back: the controller drops its queued commands."""
-        self._core.request({"t": P.CANCEL, "job": job_id}, background=True)
+
+def _decode_apply(core: ClientCore, msg: Message) -> tuple[Any, list[dict[str, Any]]]:
+    """The outcome of an ``apply`` result (its value, or the exception) and its metadata."""
+    pr: PendingResult[Any] = PendingResult(core, msg.header.get("job") or "", "apply")
+    try:
+        outcome = pr._finish(msg)
+    except BaseException as e:
+        outcome = e
+    return outcome, pr.metadata
+
+
+_UNDECODED: Any = object()  # the value of an _AppliedFuture whose answer is not unpickled yet
+
+
+class _AppliedFuture(Future[Any]):
+    """The Future of a MultiEngineExecutor call.
+
+    The thread that reads its answer completes it without unpickling anything
+    (:meth:`arrive`); the first thread that asks for its value, its exception or its
+    metadata decodes the answer. Its done-callbacks run on the client's delivery
+    thread, whichever thread completes it. ``cancel()`` takes the call back from the
+    controller (once its job id is known). It refers to no executor, so that it is
+    freed as soon as its holder drops it (no reference cycle).
+    """
+
+    def __init__(self, core: ClientCore) -> None:
+        super().__init__()
+        self._core = core
+        self.job: str | None = None  # the job id, once the submit's ack brings it
+        self._decode: Callable[[], tuple[Any, list[dict[str, Any]]]] | None = None
+        self._decode_lock = threading.Lock()
+        self._outcome: Any = None
+        self._meta: list[dict[str, Any]] = []
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        self.set_running_or_notify_cancel()  # now done: wait() and as_completed() see it
+        self.take_back()
+        return True
+
+    def take_back(self) -> None:
+        """The controller drops the call's queued commands (once the job id is known:
+        else when the ack brings it)."""
+        if self.job is not None:
+            self._core.request({"t": P.CANCEL, "job": self.job}, background=True)
+
+    def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
+        core = self._core
+
+        def later(fut: Future[Any]) -> None:
+            core.call_soon(lambda: fn(fut))  # type: ignore[arg-type]
+
+        super().add_done_callback(later)
+
+    def arrive(self, decode: Callable[[], tuple[Any, list[dict[str, Any]]]]) -> None:
+        """Complete it with an answer that ``decode()`` turns into (outcome, metadata)."""
+        self._decode = decode
+        _settle(self, _UNDECODED)
+
+    def settle_decoded(self, decoded: tuple[Any, list[dict[str, Any]]]) -> None:
+        self._outcome, self._meta = decoded
+        _settle(self, self._outcome)
+
+    def _decoded(self) -> Any:
+        """The outcome (value or exception), decoding the answer if no thread has yet."""
+        with self._decode_lock:
+            if self._decode is not None:
+                decode, self._decode = self._decode, None
+                self._outcome, self._meta = decode()
+        return self._outcome
+
+    def result(self, timeout: float | None = None) -> Any:
+        value = super().result(timeout)
+        if value is not _UNDECODED:
+            return value
+        outcome = self._decoded()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        e = super().exception(timeout)
+        if e is not None or not self.done() or self.cancelled():
+            return e
+        outcome = self._decoded()
+        return outcome if isinstance(outcome, BaseException) else None
+
+    @property
+    def metadata(self) -> list[dict[str, Any]]:
+        """One dict per engine: where and when the call ran, what it printed."""
+        if self.done() and not self.cancelled():
+            self._decoded()
+        return self._meta
+
+    @property
+    def engine_ids(self) -> list[int]:
+        return [m["engine_id"] for m in self.metadata]
+
+    @property
+    def stdout(self) -> str:
+        return "".join(m["stdout"] for m in self.metadata)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(m["stderr"] for m in self.metadata)

@@ -64,8 +64,16 @@ def _kind(parts: Sequence[Any]) -> Any:
     return None
 
 
-def join(parts: list[Any], dist: str = "b", flattened: list[bool] | None = None) -> Any:
-    """Rebuild one sequence from per-engine parts (the inverse of :func:`partition`)."""
+def join(
+    parts: list[Any], dist: str = "b", flattened: list[bool] | None = None, owned: bool = False
+) -> Any:
+    """Rebuild one sequence from per-engine parts (the inverse of :func:`partition`).
+
+    ``owned``: nothing else holds the parts (a blocking gather's, just unpickled), so a
+    first part that is a list may become the result: the others are appended to it,
+    and its own items are not copied (for a 1M-int list from two engines, 3 ms of the
+    gather's 65).
+    """
     check_dist(dist)
     kind = _kind(parts)
     if kind is None:
@@ -98,6 +106,8 @@ def join(parts: list[Any], dist: str = "b", flattened: list[bool] | None = None)
     if kind is bytes:
         return b"".join(p if isinstance(p, bytes) else bytes(list(p)) for p in pieces)  # type: ignore[arg-type]
     flat: list[Any] = []
+    if owned and kind is list and dist == "b" and not flattened and type(pieces[0]) is list:
+        flat, pieces = pieces[0], pieces[1:]
     for p in pieces:
         flat.extend(p)
     return tuple(flat) if kind is tuple else flat

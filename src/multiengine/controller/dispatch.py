@@ -279,11 +279,17 @@ class Dispatch:
                 self.send_piece(engine, cmd, piece)
             cmd.pieces = None
             cmd.streaming = True
+            if cmd.abandoned:
+                self.send_abandon(engine, cmd)
 
     def send_piece(self, engine: EngineState, cmd: Command, piece: Any) -> None:
         """A piece of a large transfer, to the engine running ``cmd``."""
         header = {"t": P.CHUNK, "cmd": cmd.cmd_id, "raw": True}
         self.outbox.to_engine(engine.ident, header, b"", (piece,))
+
+    def send_abandon(self, engine: EngineState, cmd: Command) -> None:
+        """No more pieces will come for ``cmd``: an empty ``chunk`` (no buffer) says so."""
+        self.outbox.to_engine(engine.ident, {"t": P.CHUNK, "cmd": cmd.cmd_id})
 
     def interrupt(self, engine: EngineState, cmd: Command, why: str) -> None:
         """Ask the engine's heartbeat thread to interrupt ``cmd`` (or, if it has not

@@ -33,6 +33,7 @@ class Command:
     xfer: Xfer | None = None  # buffers coming as pieces
     pieces: list[Any] | None = None  # pieces arrived before dispatch
     streaming: bool = False  # dispatched: later pieces go straight to the engine
+    abandoned: bool = False  # its client stopped sending the pieces (transfers.py)
     task: Any = None  # the scheduler's Task, for a task attempt
     time_limit: float | None = None  # a task's, enforced by the engine
     live: bool = False  # stream what it prints
@@ -62,6 +63,8 @@ class IncomingReply:
     elapsed: float | None = None
     pieces: list[Any] = field(default_factory=list)
     left: int = 0
+    ahead: bool = False  # relayed on ahead of the job's result, one of several parts
+    sent: int = 0  # pieces relayed on so far (ahead)
 
 
 @dataclass(eq=False, slots=True)

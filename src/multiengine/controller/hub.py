@@ -111,7 +111,9 @@ class Hub:
         self.scheduler = TaskScheduler(
             self.dispatch, self.store, task_failure_penalty, task_timeout, clock
         )
-        self.transfers = Transfers(self.dispatch)
+        self.transfers = Transfers(self.dispatch, clock)
+        # the connection (fd) a received frame came on; set by the relay, which knows
+        self.connection_of: Callable[[Any], int | None] = lambda frame: None
         self.started = time.time()
         self.dropped = 0  # messages that failed verification (counted by the loop)
         self.exit_at: float | None = None  # kill(controller=True): when to stop (clock)
@@ -323,11 +325,34 @@ class Hub:
         self.dispatch.reply_value(client, h.get("id"), [None] * len(targets))
 
     def _on_submit(self, client: bytes, msg: Message) -> None:
-        """A MultiEngine call: one job, one command per target in each target's queue."""
+        """A MultiEngine call: one job, one command per target in each target's queue.
+
+        A non-blocking one is answered ``ack`` once its commands are on their way (the
+        engines start sooner). With ``fetch_id`` its result is sent under that id as
+        soon as it ends, as for a blocking ``fetch`` sent right behind it, and the ``ack``
+        says whether it has started: the caller of a quick call hears all it needs in
+        one round trip.
+        """
+        h = msg.header
+        job = self._submit(client, msg)
+        if job is None or job.block:
+            return
+        ack: dict[str, Any] = {"t": P.ACK, "id": h.get("id"), "job": job.job_id}
+        fetch_id = h.get("fetch_id")
+        if fetch_id is None:
+            self.dispatch.to_client(client, ack)
+            return
+        ack["started"] = job.started is not None or job.done
+        self.dispatch.to_client(client, ack)
+        self.desk.fetch(client, fetch_id, job.job_id, True)
+
+    def _submit(self, client: bytes, msg: Message) -> Job | None:
+        """Make the job of a ``submit`` and queue or start its commands (None: the
+        request was answered with an error)."""
         h = msg.header
         targets = self._targets(client, msg)
         if targets is None:
-            return
+            return None
         name = str(h["cmd"])
         block = bool(h.get("block", True))
         job = Job(self.job_ids.next(), client, h.get("id"), name, list(targets), block)
@@ -340,15 +365,14 @@ class Hub:
         job.kill_controller = bool(h.get("controller")) and name == "kill"
         if not block:
             self.desk.add(job)
-            self.dispatch.to_client(client, {"t": P.ACK, "id": h.get("id"), "job": job.job_id})
         if not targets:
             self._complete(job)
-            return
+            return job
         engines = self.dispatch.engines
         if name in P.CONTROLLER_COMMANDS:
             for i, eid in enumerate(targets):
                 self._answer_locally(job, i, engines[eid])
-            return
+            return job
         splits = h.get("parts")
         try:
             per_target = per_target_payloads(msg.content, msg.buffers, splits, len(targets))
@@ -357,7 +381,7 @@ class Hub:
                 raise P.ProtocolViolation("one xfer per part is needed")
         except (BadTargets, P.ProtocolViolation) as e:
             self._fail_job(job, "ProtocolError", str(e))
-            return
+            return job
         if name in CLEARS_FIRST:  # once per engine, so reset(targets=[0, 0]) runs twice
             for eid in set(targets):
                 self._clear_queue(engines[eid])
@@ -384,11 +408,13 @@ class Hub:
                 by_part.setdefault(p, []).append(cmd)
             engine.queue.append(cmd)
         if xfers:
-            self.transfers.expect(client, h.get("id"), by_part, sum(x.n for x in xfers))
+            conn = self.connection_of(msg.content)  # to notice a client gone mid-transfer
+            self.transfers.expect(client, h.get("id"), by_part, sum(x.n for x in xfers), conn)
         if together:
             self.dispatch.start_together(together)
         for eid in set(targets):
             self.dispatch.dispatch(engines[eid])
+        return job
 
     def _fail_job(self, job: Job, ename: str, evalue: str) -> None:
         for i in range(len(job.targets)):
@@ -509,6 +535,10 @@ class Hub:
             self._dying[engine.id] = (engine, self.clock() + EXIT_REPORT_WAIT, why)
             return
         self._unregister(engine, why, reserve=True)
+
+    def on_client_disconnect(self, conn: int) -> None:
+        """A client connection closed: a transfer it was sending will not go on."""
+        self.transfers.connection_closed(conn)
 
     def _stale(self, conn: int | None) -> None:
         """A new connection has the descriptor ``conn``: an engine still listed under it
@@ -643,7 +673,7 @@ class Hub:
             self.scheduler.engine_has_room(engine, failed)
             return
         assert cmd.job is not None
-        if failed:
+        if failed and not cmd.abandoned:  # (one whose client went away: others' work stays)
             self._clear_queue(engine)  # later commands usually depend on the failed one
         part.started = cmd.started
         if cmd.job.set_part(cmd.index, part):
@@ -720,6 +750,7 @@ class Hub:
         """What runs every heartbeat period: the scheduler's timeouts. (Engine liveness
         costs nothing here: silent engines are reported by :meth:`on_disconnect`.)"""
         self.scheduler.sweep(now)
+        self.transfers.sweep(now)
         for eid, (engine, deadline, why) in list(self._dying.items()):
             if now >= deadline:  # nobody said how it died
                 del self._dying[eid]

@@ -34,6 +34,7 @@ class Part:
     elapsed: float | None = None  # seconds the engine spent running it
     started: float | None = None  # when its command became the engine's current one
     completed: float | None = None  # when the answer came (time.time())
+    ahead: bool = False  # its buffers went to the client ahead of the result (chunks)
 
     def header(self) -> PartHeader:
         """How the part is described in a ``result`` or ``task_results`` header."""

@@ -145,6 +145,9 @@ class Controller:
         self.monitors = [
             s.get_monitor_socket(zmq.EVENT_DISCONNECTED) for s in (self.engine_sock, self.hb)
         ]
+        # and closed client connections: a client that dies while it sends a large
+        # transfer in pieces (controller/transfers.py)
+        self.client_monitor = self.clients.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         named = {"client": self.clients, "engine": self.engine_sock, "heartbeat": self.hb}
         self.ports, self.ipc = bind(named, config.ip, ports, ipc)
         self.hub = Hub(
@@ -157,6 +160,7 @@ class Controller:
             strict_clients=restore or config.reuse,
             engine_id_grace=config.engine_id_grace,
         )
+        self.hub.connection_of = self._connection
         if restore:
             self.hub.restore()
         self._running = True
@@ -194,7 +198,7 @@ class Controller:
         if wake_fd is not None:
             poller.register(wake_fd, zmq.POLLIN)
         poller.register(self.wake_read, zmq.POLLIN)
-        monitors = self.monitors
+        monitors = [*self.monitors, self.client_monitor]
         for m in monitors:
             poller.register(m, zmq.POLLIN)
         engine_sock, hb = self.engine_sock, self.hb
@@ -279,8 +283,11 @@ class Controller:
         return conn
 
     def _closed_connections(self) -> None:
-        """Tell the hub of every engine connection (either channel) that has closed."""
-        for monitor in self.monitors:
+        """Tell the hub of every connection that has closed (engines' and clients')."""
+        for monitor in (*self.monitors, self.client_monitor):
+            closed = self.hub.on_disconnect
+            if monitor is self.client_monitor:
+                closed = self.hub.on_client_disconnect
             while True:
                 try:
                     frames = monitor.recv_multipart(zmq.NOBLOCK)
@@ -289,11 +296,9 @@ class Controller:
                 event = parse_monitor_message(frames)
                 if event["event"] == zmq.EVENT_DISCONNECTED:
                     try:
-                        self.hub.on_disconnect(int(event["value"]))
+                        closed(int(event["value"]))
                     except Exception:
-                        log.exception(
-                            "error handling a closed engine connection; the controller goes on"
-                        )
+                        log.exception("error handling a closed connection; the controller goes on")
 
     def _check_parent(self) -> None:
         parent = self.parent_pid
@@ -324,7 +329,7 @@ class Controller:
         except zmq.ZMQError as e:
             log.warning("could not tell every engine that the controller stops: %s", e)
         self.hub.store.close()
-        for monitor in self.monitors:
+        for monitor in (*self.monitors, self.client_monitor):
             monitor.close(linger=0)
         for s in (self.clients, self.engine_sock):
             s.close(linger=0)

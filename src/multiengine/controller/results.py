@@ -61,7 +61,9 @@ class ResultDesk:
     def send_result(self, client: bytes, msg_id: Any, job: Job) -> None:
         parts = [p for p in job.parts if p is not None]
         _, frames, raw = P.pack_parts([(p.frames[0], p.frames[1:]) for p in parts])
-        self._send(client, msg_id, job.job_id, [p.header().to_wire() for p in parts], frames, raw)
+        ahead = [i for i, p in enumerate(parts) if p.ahead]  # their buffers went before
+        heads = [p.header().to_wire() for p in parts]
+        self._send(client, msg_id, job.job_id, heads, frames, raw, ahead)
 
     def _send(
         self,
@@ -71,10 +73,13 @@ class ResultDesk:
         parts: list[Any],
         frames: list[Any],
         raw: list[int],
+        ahead: list[int] | None = None,
     ) -> None:
         header: dict[str, Any] = {"t": P.RESULT, "id": msg_id, "job": job_id, "parts": parts}
         if raw:
             header["raw"] = raw
+        if ahead:
+            header["ahead"] = ahead
         self._dispatch.to_client(client, header, b"", frames)
 
     def _send_stored(self, client: bytes, msg_id: Any, job_id: str, stored: Stored) -> None:

@@ -6,6 +6,14 @@ there, or waits with the command, which sends it right behind itself when it is
 dispatched (``Dispatch``). From an engine: a ``reply`` announces its pieces; for a
 blocking single-engine call they stream straight on to the client, otherwise they are
 kept with the result.
+
+A client can die, or stop, in the middle of sending its pieces. Its transfer is then
+*abandoned*: once the connection it came on has closed and no piece has followed for
+:data:`CLOSED_GRACE` seconds (pieces already queued in the socket are still read), or
+when no piece has come for :data:`STALL` seconds at all. The pieces kept for it are let
+go, and each of its commands is told so with an empty ``chunk`` (no buffer) right
+behind what it got: the engine fails that command at once and its namespace is left
+as it was (docs/protocol.md §6).
 """
 
 from __future__ import annotations
@@ -21,22 +29,50 @@ from .dispatch import Dispatch
 from .engines import Command, EngineState, IncomingReply
 from .jobs import Part
 
-__all__ = ["Transfers"]
+__all__ = ["CLOSED_GRACE", "STALL", "Transfers"]
 
 log = logging.getLogger("multiengine.controller")
 
+# seconds without a piece after which a transfer whose client connection closed is
+# abandoned (the pieces it sent before closing are read in well under that)
+CLOSED_GRACE = 0.5
+# seconds without any piece after which a transfer is abandoned (as an engine does, §6)
+STALL = 60.0
+
+
+class _Incoming:
+    """A client's transfer still arriving: its commands by part, and how it goes."""
+
+    __slots__ = ("by_part", "left", "conn", "last", "closed")
+
+    def __init__(
+        self, by_part: dict[int, list[Command]], left: int, conn: int | None, now: float
+    ) -> None:
+        self.by_part = by_part
+        self.left = left  # pieces still to come
+        self.conn = conn  # the connection (fd) the submit came on, if known
+        self.last = now  # when the last piece (or the submit) came
+        self.closed = False  # its connection has closed
+
 
 class Transfers:
-    def __init__(self, dispatch: Dispatch) -> None:
+    def __init__(self, dispatch: Dispatch, clock: Any = time.monotonic) -> None:
         self.dispatch = dispatch
-        # (client, submit id) -> [commands by part, pieces still to come]
-        self._expected: dict[tuple[bytes, Any], tuple[dict[int, list[Command]], list[int]]] = {}
+        self.clock = clock
+        # (client, submit id) -> the transfer still arriving
+        self._expected: dict[tuple[bytes, Any], _Incoming] = {}
+        self.abandoned = 0  # transfers given up because their client stopped sending
 
     # ------------------------------------------------------------ client -> engines
     def expect(
-        self, client: bytes, msg_id: Any, by_part: dict[int, list[Command]], count: int
+        self,
+        client: bytes,
+        msg_id: Any,
+        by_part: dict[int, list[Command]],
+        count: int,
+        conn: int | None = None,
     ) -> None:
-        self._expected[(client, msg_id)] = (by_part, [count])
+        self._expected[(client, msg_id)] = _Incoming(by_part, count, conn, self.clock())
 
     def client_piece(self, client: bytes, msg: Message) -> None:
         """A piece from a client: to the engine now, or kept until its command is sent."""
@@ -45,9 +81,9 @@ class Transfers:
         if state is None or not msg.buffers:
             log.warning("dropped a piece of an unknown transfer")
             return
-        by_part, left = state
+        state.last = self.clock()
         piece = msg.buffers[0]
-        for cmd in by_part.get(msg.header.get("p", 0), []):
+        for cmd in state.by_part.get(msg.header.get("p", 0), []):
             if not cmd.streaming:
                 if cmd.pieces is None:
                     cmd.pieces = []
@@ -56,9 +92,39 @@ class Transfers:
             engine = self._engine_running(cmd)
             if engine is not None:
                 self.dispatch.send_piece(engine, cmd, piece)
-        left[0] -= 1
-        if left[0] <= 0:
+        state.left -= 1
+        if state.left <= 0:
             del self._expected[key]
+
+    def connection_closed(self, conn: int) -> None:
+        """A client connection closed: its transfers still arriving are abandoned unless
+        their last pieces, already on the way, come within :data:`CLOSED_GRACE`."""
+        for state in self._expected.values():
+            if state.conn == conn:
+                state.closed = True
+                state.last = self.clock()
+
+    def sweep(self, now: float) -> None:
+        """Abandon the transfers whose client stopped sending (closed, or silent)."""
+        for key, state in list(self._expected.items()):
+            idle = now - state.last
+            if (state.closed and idle >= CLOSED_GRACE) or idle >= STALL:
+                del self._expected[key]
+                self._abandon(state, "closed its connection" if state.closed else "went silent")
+
+    def _abandon(self, state: _Incoming, why: str) -> None:
+        self.abandoned += 1
+        log.warning(
+            "abandoned a transfer: its client %s with %d pieces still to come", why, state.left
+        )
+        for cmds in state.by_part.values():
+            for cmd in cmds:
+                cmd.pieces = None  # what was kept for it is let go
+                cmd.abandoned = True
+                if cmd.streaming:
+                    engine = self._engine_running(cmd)
+                    if engine is not None:
+                        self.dispatch.send_abandon(engine, cmd)
 
     def _engine_running(self, cmd: Command) -> EngineState | None:
         if cmd.job is None:
@@ -80,10 +146,15 @@ class Transfers:
         enc = str(header.get("enc", P.PICKLE))
         flags = TaskFlags.from_wire(header["task"]) if header.get("task") else None
         job = cmd.job
-        stream = job is not None and job.block and len(job.targets) == 1 and not job.discarded
+        relay = job is not None and job.block and not job.discarded and cmd.task is None
+        stream = relay and job is not None and len(job.targets) == 1
         engine.incoming = IncomingReply(
             status, enc, content, xfer, flags, stream, header.get("elapsed"), left=xfer.n
         )
+        # A blocking call to several engines: each one's pieces go on to the client as
+        # they come (``chunk`` with ``p``, the first with ``xfer``), ahead of the result,
+        # which follows once every engine has answered (its parts in ``ahead``).
+        engine.incoming.ahead = relay and not stream
         if stream and job is not None:
             job.streamed = True
             part = PartHeader(
@@ -115,14 +186,23 @@ class Transfers:
         if inc.stream and cmd.job is not None:
             header = {"t": P.CHUNK, "id": cmd.job.msg_id, "raw": True}
             self.dispatch.to_client(cmd.job.client, header, b"", [piece])
+        elif inc.ahead and cmd.job is not None:
+            header = {"t": P.CHUNK, "id": cmd.job.msg_id, "p": cmd.index, "raw": True}
+            if inc.sent == 0:
+                header["xfer"] = inc.xfer.to_wire()
+            inc.sent += 1
+            self.dispatch.to_client(cmd.job.client, header, b"", [piece])
         else:
             inc.pieces.append(piece)
         inc.left -= 1
         if inc.left > 0:
             return None
         engine.incoming = None
-        frames = [inc.content, *inc.pieces]
-        part = Part(engine.id, inc.status, inc.enc, frames, inc.xfer.sizes, inc.xfer.piece)
+        if inc.ahead:
+            part = Part(engine.id, inc.status, inc.enc, [inc.content], ahead=True)
+        else:
+            frames = [inc.content, *inc.pieces]
+            part = Part(engine.id, inc.status, inc.enc, frames, inc.xfer.sizes, inc.xfer.piece)
         part.flags = inc.flags
         part.elapsed = inc.elapsed
         return part

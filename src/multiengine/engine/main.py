@@ -37,7 +37,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from ..config import ControllerConfig
 from ..errors import SerializationError
-from ..wire import chunks, curve, shm
+from ..wire import chunks, curve, recycle, shm
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
 from ..wire.message import Message, ReplayGuard, Signer, WireError, recv_frames, send_frames
@@ -424,9 +424,22 @@ class Engine:
         os._exit(3)
 
     # ------------------------------------------------------------ main loop
-    def _recv_buffers(self, xfer: Xfer, session: int, timeout: float = 60.0) -> list[Any]:
-        """Read the pieces that follow a command announcing them, copying as they come."""
+    def _recv_buffers(
+        self, xfer: Xfer, cmd_id: Any, session: int, timeout: float = 60.0
+    ) -> list[Any]:
+        """Read the pieces that follow a command announcing them, copying as they come.
+
+        An empty ``chunk`` for this command (no buffer) means its client stopped sending
+        (the controller abandoned the transfer): the command fails, unrun.
+        """
         asm = chunks.Assembler(xfer.sizes, xfer.piece)
+        try:
+            return self._fill(asm, cmd_id, session, timeout)
+        except BaseException:
+            asm.discard()  # its memory goes back to the system, not to the next transfer
+            raise
+
+    def _fill(self, asm: chunks.Assembler, cmd_id: Any, session: int, timeout: float) -> list[Any]:
         while not asm.done:
             deadline = time.monotonic() + timeout
             while not self.sock.poll(500):
@@ -439,6 +452,11 @@ class Engine:
             msg = self._recv()
             if msg is None:
                 continue
+            if msg.type == P.CHUNK and not msg.buffers and msg.header.get("cmd") == cmd_id:
+                raise ConnectionAbortedError(
+                    f"the client stopped sending: its transfer broke off after "
+                    f"{asm.received} of {asm.expected} pieces (nothing was changed)"
+                )
             if msg.type != P.CHUNK or not msg.buffers:
                 self._backlog.append(msg)  # not ours: handled after this command
                 raise ValueError(
@@ -522,6 +540,7 @@ class Engine:
         nothing when messages arrive), to register again once the controller is lost.
         """
         self.sock.setsockopt(zmq.RCVTIMEO, 500)
+        recycle.enable()  # large receive buffers are reused (pruned below when idle)
         while True:
             if self.epoch != self._session:
                 self._register_again()
@@ -531,6 +550,7 @@ class Engine:
                 msg = self._backlog.pop(0) if self._backlog else self._recv()
             except zmq.Again:
                 shm.prune()  # idle: let go of the blocks of clients that have exited
+                recycle.prune()  # and of receive buffers unused for a while
                 continue
             except KeyboardInterrupt:
                 continue  # an interrupt that arrived while idle
@@ -577,7 +597,7 @@ class Engine:
         try:
             buffers = msg.buffers
             if h.get("xfer"):
-                buffers = self._recv_buffers(Xfer.from_wire(h["xfer"]), session)
+                buffers = self._recv_buffers(Xfer.from_wire(h["xfer"]), cmd_id, session)
             handler = COMMANDS[name]
             args = self._arguments(name, msg.content, buffers)
             with self._start_lock:

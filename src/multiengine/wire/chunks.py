@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import recycle
 from .protocol import Xfer
 
 __all__ = ["PIECE", "STREAM_THRESHOLD", "Assembler", "assemble", "cut", "split", "total_size"]
@@ -70,6 +71,13 @@ class Assembler:
     def done(self) -> bool:
         return self.received == self.expected
 
+    def discard(self) -> None:
+        """The transfer broke off: the memory of the partial buffer is not kept for reuse."""
+        for buffer in (*self.buffers, self._current):
+            if buffer is not None:
+                recycle.discard(buffer)
+        self._view = self._current = None
+
     def add(self, piece: Any) -> None:
         if self.done:
             raise ValueError("more pieces than the announced buffer sizes need")
@@ -103,11 +111,7 @@ def assemble(sizes: list[int], pieces: list[Any], piece: int | None = None) -> l
 
 
 def _new_buffer(size: int) -> Any:
-    try:
-        import numpy
-    except ImportError:
-        return bytearray(size)
-    return numpy.empty(size, dtype="u1")
+    return recycle.take(size)
 
 
 def count(sizes: list[int], piece: int | None = None) -> int:

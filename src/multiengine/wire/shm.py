@@ -53,6 +53,7 @@ import msgpack
 from ..config import SHM_POOL_LIMIT, SHM_RECYCLE_LIMIT, SHM_THRESHOLD, parse_size
 from ..errors import ConfigError
 from ..runtime import pid_alive
+from .parallel_copy import copy_into
 
 __all__ = [
     "HEADER",
@@ -227,7 +228,7 @@ class Pool:
             refs = []
             for v in group:
                 n = v.nbytes
-                block.view[off : off + n] = v
+                copy_into(block.view[off : off + n], v)  # on several CPUs when large
                 refs.append([pid, block.fd, block.ino, off, n])
                 off += _aligned(n)
             out.append(refs)
