@@ -107,6 +107,41 @@ def test_tasks_that_finished_stay_finished_and_ids_go_on(tmp_path: Path) -> None
     assert second.submit(task("c")) == [b + 1]
 
 
+def test_of_a_submission_only_the_tasks_that_had_not_ended_run_again(tmp_path: Path) -> None:
+    # one submission is one row on disk until all its tasks have ended: a task of it that
+    # had ended stays ended, even once its result was cleared
+    first = controller(tmp_path)
+    a, b, c, d = first.submit(task("a"), task("b"), task("c", retries=1), task("d"))
+    first.reply(0)
+    first.reply(0)
+    assert first.running(0) == "c"
+    first.request({"t": P.TASK_CLEAR})  # a and b: forgotten, results and all
+    die(first)
+
+    second = controller(tmp_path, restore=True)
+    assert second.running(0) == "c"  # it was running: it lost that attempt, and has a retry
+    second.reply(0)
+    second.reply(0)
+    assert [second.state(t) for t in (c, d)] == [P.SUCCEEDED, P.SUCCEEDED]
+    assert second.commands_to(0) == ["c", "d"]  # a and b did not run again
+    assert [i.state for i in second.results(a, b).values()] == [P.UNKNOWN_TASK] * 2
+
+
+def test_a_task_that_ran_and_ended_between_two_commits_leaves_no_row(tmp_path: Path) -> None:
+    first = controller(tmp_path, engines=2)
+    first.submit(task("a"), task("b"))
+    first.reply(0)  # a ran and ended before anything was written of its start
+    store = first.hub.store
+    store.sync()
+    keys = [k for (k,) in store._reader.execute("SELECT key FROM results")]  # noqa: SLF001
+    assert sorted(keys) == ["q:1", "s:0", "t:0"]  # b's progress (running); their submission
+    first.reply(1)
+    store.sync()
+    keys = [k for (k,) in store._reader.execute("SELECT key FROM results")]  # noqa: SLF001
+    assert sorted(keys) == ["t:0", "t:1"]
+    store.close()
+
+
 @pytest.mark.fault(
     section="a-controller-that-comes-back",
     fault="a task submission sent again after the restart",

@@ -79,6 +79,29 @@ def make_adder(n):
     return add
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        (1, 2.5, "s", None, True),
+        {"kind": "map", "function_pickle": b"x" * 500, "args": (5,)},
+        [1, [2, [3, [4, [5]]]]],  # deeper than the plain pickler's check: cloudpickle
+        {1: "an int key"},
+        (1, b"y" * (1 << 17)),  # large bytes: out of band
+        (1, lambda: 2),
+    ],
+)
+def test_plain_and_mixed_values_round_trip_alike(value: object) -> None:
+    # plain values (a tiny task's arguments and result) take the standard pickler; the
+    # rest cloudpickle; both read back the same way, large bytes out of band
+    data, buffers = dumps(value)
+    back = loads(data, buffers)
+    if isinstance(value, tuple) and callable(value[-1]):
+        assert back[0] == 1 and back[1]() == 2
+    else:
+        assert back == value
+    assert len(buffers) == (1 if value == (1, b"y" * (1 << 17)) else 0)
+
+
 def test_lambdas_closures_and_defaults_round_trip():
     def with_defaults(x, y=10, *, z=5):
         return x + y + z

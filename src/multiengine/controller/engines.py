@@ -95,9 +95,11 @@ class EngineState:
         return (self.current is not None) + len(self.ahead) + len(self.queue)
 
     def only_tasks(self) -> bool:
-        """True when nothing but tasks is running, sent ahead, or queued."""
+        """True when nothing but tasks is running, sent ahead, or queued. (Only tasks are
+        ever sent ahead, behind a task: ``Dispatch.dispatch``. So ``ahead``, up to 32 long
+        with tiny tasks, is not looked through: this runs for every task scheduled.)"""
         return (self.current is None or self.current.task is not None) and all(
-            c.task is not None for c in (*self.ahead, *self.queue)
+            c.task is not None for c in self.queue
         )
 
     def queued_descs(self) -> list[str]:

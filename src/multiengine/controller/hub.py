@@ -98,6 +98,7 @@ class Hub:
         # engines of this host whose process died, until engine_exit says how (or a sweep)
         self._dying: dict[int, tuple[EngineState, float, str]] = {}
         self._host = socket.gethostname()
+        self._refill_later = False  # taking a batch of replies: refill the engine after it
         # results kept for clients, and the history; in memory only without a file
         self.store = store or ResultStore(None, budget=1 << 30)
         self.hb_period = heartbeat_period
@@ -614,22 +615,33 @@ class Hub:
         except P.ProtocolViolation as e:
             log.warning("dropped malformed replies from engine %d: %s", engine.id, e)
             return
-        for item, (content, buffers), flag in zip(items, parts, flags, strict=True):
-            cmd = engine.current
-            if cmd is None or cmd.cmd_id != item.cmd or cmd.task is None:
-                log.warning(
-                    "engine %d answered command %r, which it was not running", engine.id, item.cmd
+        # the engine gets new tasks once, after the last of these replies (one pass of
+        # the scheduler for the room they all made), unless one of them failed
+        self._refill_later = True
+        try:
+            for item, (content, buffers), flag in zip(items, parts, flags, strict=True):
+                cmd = engine.current
+                if cmd is None or cmd.cmd_id != item.cmd or cmd.task is None:
+                    log.warning(
+                        "engine %d answered command %r, which it was not running",
+                        engine.id,
+                        item.cmd,
+                    )
+                    continue
+                part = Part(
+                    engine.id,
+                    item.status,
+                    item.enc,
+                    [owned(f) for f in (content, *buffers)] if buffers else [owned(content)],
+                    flags=flag,
+                    elapsed=item.elapsed if isinstance(item.elapsed, (int, float)) else None,
                 )
-                continue
-            part = Part(
-                engine.id,
-                item.status,
-                item.enc,
-                [owned(f) for f in (content, *buffers)],
-                flags=flag,
-                elapsed=item.elapsed if isinstance(item.elapsed, (int, float)) else None,
-            )
-            self._finish_reply(engine, cmd, part)
+                self._finish_reply(engine, cmd, part)
+        finally:
+            self._refill_later = False
+        if self.dispatch.engines.get(engine.id) is engine:
+            self.dispatch.dispatch(engine)
+            self.scheduler.engine_has_room(engine)
 
     def _on_engine_piece(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:
         if engine is None or engine.incoming is None or not msg.buffers:
@@ -655,6 +667,8 @@ class Hub:
         failed = part.status != P.STATUS_OK
         if cmd.task is not None:  # a task's failure clears nothing
             self.scheduler.on_reply(engine, cmd.task, part)
+            if not failed and self._refill_later:
+                return  # (the batch of replies it came in refills the engine)
             self.dispatch.dispatch(engine)
             self.scheduler.engine_has_room(engine, failed)
             return

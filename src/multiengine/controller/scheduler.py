@@ -115,21 +115,24 @@ class TaskScheduler:
             specs.append([_spec(*next(parts), link) for link in links])
         # live: what the tasks print goes to the client as ``output`` of this request
         live_id = header.get("id") if header.get("live") else None
-        tids = [self._add(client, chain, live_id) for chain in specs]
-        self.schedule()
-        return tids
+        return self._add(client, specs, live_id)
 
-    def _add(self, client: bytes, chain: list[Spec], live_id: Any = None) -> int:
-        self._next_tid += 1
-        self._seq += 1
-        task = Task(
-            self._next_tid - 1, client, chain, self._seq, retries_left=chain[0].link.retries
-        )
-        task.live_id = live_id
-        self.table.add(task)
-        self.table.persist(task)
-        self._push(task)
-        return task.tid
+    def _add(self, client: bytes, chains: list[list[Spec]], live_id: Any = None) -> list[int]:
+        """New tasks, written to disk, waiting; then scheduled. Their ids."""
+        tasks = []
+        for chain in chains:
+            self._next_tid += 1
+            self._seq += 1
+            task = Task(
+                self._next_tid - 1, client, chain, self._seq, retries_left=chain[0].link.retries
+            )
+            task.live_id = live_id
+            self.table.add(task)
+            self._push(task)
+            tasks.append(task)
+        self.table.persist(tasks)  # (after _push: nothing to say of their progress yet)
+        self.schedule()
+        return [task.tid for task in tasks]
 
     def _started(self, cmd: Command) -> None:
         if cmd.task is not None and cmd.task.cmd is cmd:
@@ -144,13 +147,14 @@ class TaskScheduler:
             links = [TaskLink.from_wire(w) for w in meta["chain"]]
             laid = P.split_parts([link.nbuf for link in links], frames)
             chain = [Spec(c, b, link) for (c, b), link in zip(laid, links, strict=True)]
-            word, level, retries, attempts, *where = (progress or "waiting 0 0 0").split()
+            written = progress or f"waiting 0 {chain[0].link.retries} 0"  # as submitted
+            word, level, retries, attempts, *where = written.split()
             self._seq += 1
             task = Task(tid, b"", chain, self._seq, int(level), int(retries))
             task.submitted = meta.get("sub", task.submitted)
             task.attempts = int(attempts)
-            task.progress = progress
-            self.table.add(task)
+            task.progress = written
+            self.table.restored(task, meta.get("row"), progress)
             if word != "running":
                 self._push(task)
                 continue
@@ -185,9 +189,8 @@ class TaskScheduler:
                 )
                 return
             chains.append(chain)
-        tids = [self._add(client, chain) for chain in chains]
+        tids = self._add(client, chains)
         self.store.remember_submit(None, tids, self._next_tid)
-        self.schedule()
         self._answer_when_written(client, msg.header.get("id"), tids)
 
     def abort(self, tid: Any) -> str | None:
@@ -249,7 +252,8 @@ class TaskScheduler:
             task = self.tasks.get(entry[2])
             if task is None or task.state != P.SCHEDULED:
                 continue
-            free.sort(key=lambda e: (e.load, e.last_task))
+            if len(free) > 1:
+                free.sort(key=lambda e: (e.load, e.last_task))
             engine = self._pick(task, free, now)
             if engine is None:
                 skipped.append(entry)

@@ -15,9 +15,11 @@ memory. ``path=None`` keeps everything in memory (no file, no thread): the hub's
 tests use it.
 
 Unfinished tasks are written too, so that a controller started again with ``--restore``
-takes them up (:meth:`ResultStore.leftovers`): every task until it ends (``q:`` rows,
-marked when one starts running), the key of every ``task_submit`` (a client that sends
-one again after a restart gets the same task ids) and the next task id. (A non-blocking
+takes them up (:meth:`ResultStore.leftovers`): every task until it ends (one ``s:`` row
+per submission, until all its tasks have ended; a ``q:`` row of a task's progress when it
+was running, or waiting again after a failure, at a commit), the key of every
+``task_submit`` (a client that sends one again after a restart gets the same task ids)
+and the next task id. (A non-blocking
 MultiEngine call is not written until it ends: its job id tells a restored controller
 that it came from the run before.) A task submission is answered only once it is on disk
 (:meth:`ResultStore.when_written`), so a task id a client holds is never lost.
@@ -56,6 +58,11 @@ log = logging.getLogger("multiengine.controller")
 # (a result is on disk at most this long after it is kept; a sync() does not wait).
 COMMIT_EVERY = 0.02
 HANDOVER_AT_MOST = 5000  # writes gathered before they go to the writer at once
+# Parameters in one SQL statement (SQLite's default limit since 3.32). Many rows go in
+# one statement, not one ``executemany`` step per row: the writer thread then takes the
+# GIL back once per statement rather than once per row, each time behind the loop's
+# thread (with the loop busy, an executemany of 500 rows took 11 ms against 1.6 ms).
+MAX_PARAMS = 32766
 # What one kept result costs in memory besides its frames (its Job or Task, dict slots):
 # counted against the budget so that many tiny results leave memory too. Measured: a
 # finished task kept costs its frames plus about 2 KB of RSS (20,000 tiny tasks), a
@@ -64,12 +71,14 @@ ENTRY_OVERHEAD = 2048
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
-    key TEXT PRIMARY KEY,   -- 'j:<job id>', 't:<task id>': results; 'q:<task id>': a task
-                            -- not finished yet
+    key TEXT PRIMARY KEY,   -- 'j:<job id>', 't:<task id>': results; 's:<task id>': the
+                            -- unfinished tasks of a submission (its first task's id);
+                            -- 'q:<task id>': an unfinished task's progress
     owner BLOB,             -- the client that may flush it (jobs)
     state TEXT,             -- a task's: succeeded or failed; for a 'q:' row 'waiting|running
                             -- <level> <retries left> <attempts> [<engine>]'
-    meta BLOB,              -- msgpack: what decodes the frames (parts, task item)
+    meta BLOB,              -- msgpack: what decodes the frames (parts, task item; for an
+                            -- 's:' row the tasks' ids, chains, frame counts, submit time)
     frames BLOB,            -- msgpack list of the frames' bytes
     nbytes INTEGER
 );
@@ -168,6 +177,10 @@ class ResultStore:
         self.memory_bytes = 0
         self._history_count = 0  # rows in history (the writer's count)
         self._evict: dict[str, Callable[[str], None]] = {}  # key prefix -> drop it from memory
+        # called just before writes are handed to the writer: last writes of this turn
+        # (the tasks' progress, written only for tasks that have not finished by then)
+        self.before_handover: Callable[[], None] | None = None
+        self._hook_due = False  # it has something to write (:meth:`call_before_handover`)
         self._written: deque[_Done] = deque()  # what the writer has committed, by batch
         # deleted here but maybe not yet on disk: reads must not see them
         self._gone_keys: set[str] = set()
@@ -215,10 +228,7 @@ class ResultStore:
             self.memory_bytes -= old
         self._memory[key] = cost
         self.memory_bytes += cost
-        # the frames are packed by the writer thread, not here
-        self._pending.append(
-            ("put", key, stored.owner, stored.state, stored.meta, list(stored.frames), nbytes)
-        )
+        self._pending.append(("put", key, stored.owner, stored.state, *_packed(stored), nbytes))
 
     def load(self, key: str) -> Stored | None:
         """A result that has left memory, read back from disk (None if there is none)."""
@@ -264,7 +274,11 @@ class ResultStore:
         self._pending.append(("delete_owner", owner))
 
     def delete_prefix(self, prefix: str) -> None:
-        """Forget every result whose key starts with ``prefix`` that has left memory."""
+        """Forget every result whose key starts with ``prefix``, in memory and on disk
+        (one statement on disk, however many there are)."""
+        for key in [k for k in self._memory if k.startswith(prefix)]:
+            self.memory_bytes -= self._memory.pop(key)
+            self._on_disk.discard(key)
         self._gone_prefixes.append(prefix)
         self._pending.append(("delete_prefix", prefix))
 
@@ -286,8 +300,7 @@ class ResultStore:
     def persist(self, key: str, stored: Stored) -> None:
         """Write a row of unfinished work (``q:``, ``p:``) to disk only; it takes no
         memory here and counts nothing against the budget."""
-        meta, frames = stored.meta, list(stored.frames)
-        self._pending.append(("put", key, stored.owner, stored.state, meta, frames, 0))
+        self._pending.append(("put", key, stored.owner, stored.state, *_packed(stored), 0))
 
     def mark(self, key: str, state: str | None) -> None:
         """Change the state of a row on disk (a task that starts running)."""
@@ -324,16 +337,42 @@ class ResultStore:
 
     def leftovers(self) -> Leftovers:
         """Unfinished tasks on disk, and the next task id: what a restored controller
-        takes up."""
+        takes up.
+
+        A submission's tasks are one ``s:`` row (meta: their ids, chains, frame counts,
+        submission time; frames: theirs, in order); a task of it whose ``t:`` row exists
+        has finished. A ``q:`` row holds the progress of a task that changed (it ran, or
+        waits again after a failure); a ``q:`` row that has a chain of its own is a whole
+        task (as an older controller wrote them)."""
         self.sync()
         db = self._reader
-        tasks = [
-            (int(key[2:]), state, msgpack.unpackb(meta), msgpack.unpackb(frames))
-            for key, state, meta, frames in db.execute(
-                "SELECT key, state, meta, frames FROM results WHERE key >= 'q:' AND key < 'q;'"
-            )
+        progress: dict[int, str | None] = {}
+        tasks: list[tuple[int, str | None, Any, list[bytes]]] = []
+        for key, state, meta, frames in db.execute(
+            "SELECT key, state, meta, frames FROM results WHERE key >= 'q:' AND key < 'q;'"
+        ):
+            meta = msgpack.unpackb(meta)
+            if isinstance(meta, dict) and "chain" in meta:
+                tasks.append((int(key[2:]), state, meta, msgpack.unpackb(frames)))
+            else:
+                progress[int(key[2:])] = state
+        submitted: list[tuple[int, Any, list[bytes]]] = []
+        for key, meta, frames in db.execute(
+            "SELECT key, meta, frames FROM results WHERE key >= 's:' AND key < 's;'"
+        ):
+            meta, frames = msgpack.unpackb(meta), msgpack.unpackb(frames)
+            pos = 0
+            for tid, chain, n in zip(meta["tids"], meta["chains"], meta["nframes"], strict=True):
+                task = {"chain": chain, "sub": meta["sub"], "row": key}
+                submitted.append((tid, task, frames[pos : pos + n]))
+                pos += n
+        finished = self._existing([f"t:{tid}" for tid, _, _ in submitted])
+        tasks += [
+            (tid, progress.get(tid), meta, frames)
+            for tid, meta, frames in submitted
+            if f"t:{tid}" not in finished
         ]
-        highest = [-1]
+        highest = [-1, *(tid for tid, _, _ in submitted)]
         for prefix in ("t:", "q:"):
             lo, hi = _prefix_range(prefix)
             cur = db.execute(
@@ -346,8 +385,17 @@ class ResultStore:
         highest.append(cur.fetchone()[0] or -1)
         row = db.execute("SELECT value FROM counters WHERE name = 'next_tid'").fetchone()
         next_tid = max(max(highest) + 1, row[0] if row else 0)
-        tasks.sort()
+        tasks.sort(key=lambda t: t[0])
         return Leftovers(tasks, next_tid)
+
+    def _existing(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` have a row on disk."""
+        found: set[str] = set()
+        for i in range(0, len(keys), MAX_PARAMS):
+            chunk = keys[i : i + MAX_PARAMS]
+            sql = f"SELECT key FROM results WHERE key IN ({','.join('?' * len(chunk))})"
+            found.update(k for (k,) in self._reader.execute(sql, chunk))
+        return found
 
     # ------------------------------------------------------------ history
     def record(self, row: HistoryRow) -> None:
@@ -393,6 +441,11 @@ class ResultStore:
         writer (at most every ``COMMIT_EVERY`` seconds: waking the writer thread costs
         the loop more than a job does), and let results that are on disk leave memory
         while it is over budget."""
+        if self._hook_due and self.before_handover is not None:
+            now = time.monotonic() if now is None else now
+            if now >= self._handover_at or len(self._pending) >= HANDOVER_AT_MOST:
+                self._hook_due = False
+                self.before_handover()
         if self._pending:
             now = time.monotonic() if now is None else now
             if self._thread is None and (self.path is None or now >= self._handover_at):
@@ -451,7 +504,12 @@ class ResultStore:
     def next_turn(self) -> float | None:
         """When (monotonic) the loop must call :meth:`turn` to hand writes over, if any
         wait; the loop sleeps no longer than that (and wakes on :attr:`wake_fd`)."""
-        return self._handover_at if self._pending else None
+        return self._handover_at if self._pending or self._hook_due else None
+
+    def call_before_handover(self) -> None:
+        """Have :attr:`before_handover` called before the next handover (at the latest
+        ``COMMIT_EVERY`` from the last one, as any write)."""
+        self._hook_due = self.before_handover is not None
 
     def sync(self) -> None:
         """Wait until everything kept so far is on disk."""
@@ -533,15 +591,9 @@ class ResultStore:
         for segment, boundary in _segments(ops):
             deletes, puts, states = _coalesce(segment)
             if deletes:
-                db.executemany("DELETE FROM results WHERE key = ?", [(k,) for k in deletes])
+                _delete_keys(db, deletes)
             if puts:
-                db.executemany(
-                    "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (key, owner, state, msgpack.packb(meta), _pack_frames(frames), nbytes)
-                        for key, owner, state, meta, frames, nbytes in puts.values()
-                    ],
-                )
+                _insert_rows(db, "INSERT OR REPLACE INTO results VALUES ", 6, list(puts.values()))
             if states:
                 db.executemany(
                     "UPDATE results SET state = ? WHERE key = ?",
@@ -573,7 +625,7 @@ class ResultStore:
         if next_tid is not None:
             db.execute("INSERT OR REPLACE INTO counters VALUES ('next_tid', ?)", (next_tid,))
         if history:
-            db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", history)
+            _insert_rows(db, "INSERT INTO history VALUES ", len(HistoryRow._fields), history)
             self._history_count += len(history)
             if self._history_count > self.history_limit * 1.1:  # trim now and then, not per row
                 self._trim_history(db)
@@ -598,6 +650,22 @@ def _keep_newest(db: sqlite3.Connection, table: str, limit: int) -> int:
             (count - limit,),
         )
     return int(count)
+
+
+def _insert_rows(db: sqlite3.Connection, head: str, width: int, rows: list[Any]) -> None:
+    """``head`` (``INSERT ... VALUES``) for many rows of ``width`` columns, in as few
+    statements as SQLite's parameter limit allows (see :data:`MAX_PARAMS`)."""
+    per = MAX_PARAMS // width
+    one = "(" + ",".join("?" * width) + ")"
+    for i in range(0, len(rows), per):
+        chunk = rows[i : i + per]
+        db.execute(head + ",".join([one] * len(chunk)), [v for row in chunk for v in row])
+
+
+def _delete_keys(db: sqlite3.Connection, keys: list[str]) -> None:
+    for i in range(0, len(keys), MAX_PARAMS):
+        chunk = keys[i : i + MAX_PARAMS]
+        db.execute(f"DELETE FROM results WHERE key IN ({','.join('?' * len(chunk))})", chunk)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -659,8 +727,13 @@ def _coalesce(
     return list(last_delete), puts, states
 
 
-def _pack_frames(frames: list[Any]) -> bytes:
-    return msgpack.packb([_bytes(f) for f in frames])  # type: ignore[no-any-return]
+def _packed(stored: Stored) -> tuple[bytes, bytes]:
+    """A row's meta and frames as written. Packed on the loop's thread: on the writer's
+    it would take the GIL as long, but in turns with the loop (which then waited up to a
+    switch interval, 5 ms, each time it wanted the GIL back); the writer's own work is
+    SQLite's, which runs without the GIL."""
+    frames = [f if type(f) is bytes else _bytes(f) for f in stored.frames]
+    return msgpack.packb(stored.meta), msgpack.packb(frames)
 
 
 def _bytes(frame: Any) -> bytes:

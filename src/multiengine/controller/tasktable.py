@@ -22,10 +22,14 @@ from .engines import Command
 from .jobs import Part
 from .store import HistoryRow, ResultStore, Stored
 
-__all__ = ["Spec", "TASK", "Task", "TaskTable", "UNFINISHED"]
+__all__ = ["Spec", "SUBMITTED", "TASK", "Task", "TaskTable", "UNFINISHED"]
 
 TASK = "t:"  # store key prefix of a task's result
-UNFINISHED = "q:"  # store key prefix of a task not finished yet (for a restored controller)
+# store key prefixes of tasks not finished yet (for a restored controller): a submission's
+# tasks, one row for all, while any of them is unfinished; and a task's progress, once it
+# changed and the task had not finished by the next write
+SUBMITTED = "s:"
+UNFINISHED = "q:"
 
 
 @dataclass(eq=False)
@@ -65,6 +69,8 @@ class Task:
     # back: which of them ran is unknown, so it goes to engines on its own from now on
     alone: bool = False
     item: list[Any] | None = None  # its TaskItem on the wire, once it has finished
+    row: str | None = None  # the store row holding it until it finishes (its submission's)
+    progress_row: bool = False  # a row of its progress was written (``q:``)
 
     @property
     def link(self) -> TaskLink:
@@ -87,6 +93,10 @@ class TaskTable:
         self.dispatch = dispatch
         self.store = store
         self.tasks: dict[int, Task] = {}
+        self._rows: dict[str, set[int]] = {}  # submission row -> its unfinished tasks
+        self._row_len: dict[str, int] = {}  # submission row -> how many tasks it holds
+        self._dirty: dict[int, Task] = {}  # tasks whose progress changed since the last write
+        store.before_handover = self._write_progress
         self._waiters: dict[int, list[_Waiter]] = {}  # tid -> answers waiting for it
         self._due: dict[int, tuple[_Waiter, list[int]]] = {}  # "any" answers of this turn
         self.handlers: dict[str, Callable[[bytes, Message], None]] = {
@@ -100,19 +110,83 @@ class TaskTable:
         self.tasks[task.tid] = task
 
     # ------------------------------------------------------------ unfinished, on disk
-    def persist(self, task: Task) -> None:
-        """Write a new task to disk until it finishes: a restored controller runs it."""
-        meta = {"chain": [s.link.to_wire() for s in task.chain], "sub": task.submitted}
-        frames = [f for spec in task.chain for f in (spec.content, *spec.buffers)]
-        task.progress = progress_of(task)
-        self.store.persist(f"{UNFINISHED}{task.tid}", Stored(meta, frames, None, task.progress))
+    def persist(self, tasks: list[Task]) -> None:
+        """Write new tasks to disk, one row for them all, until they finish: a restored
+        controller runs them (``ResultStore.leftovers``)."""
+        if not tasks:
+            return
+        key = f"{SUBMITTED}{tasks[0].tid}"
+        for task in tasks:
+            task.row = key
+            task.progress = progress_of(task)
+        self._rows[key] = {task.tid for task in tasks}
+        self._write_row(key, tasks)
+
+    def _write_row(self, key: str, tasks: list[Task]) -> None:
+        chains: list[list[Any]] = []
+        nframes: list[int] = []
+        frames: list[Any] = []
+        for task in tasks:
+            chains.append([spec.link.to_wire() for spec in task.chain])
+            before = len(frames)
+            for spec in task.chain:
+                frames.append(spec.content)
+                frames += spec.buffers
+            nframes.append(len(frames) - before)
+        tids = [task.tid for task in tasks]
+        meta = {"tids": tids, "chains": chains, "nframes": nframes, "sub": tasks[0].submitted}
+        self._row_len[key] = len(tasks)
+        self.store.persist(key, Stored(meta, frames, None, None))
+
+    def restored(self, task: Task, row: str | None, progress: str | None) -> None:
+        """A task taken up from disk: ``row`` holds it (None: a row of its own, as an
+        older controller wrote), ``progress`` its progress as written (None: never)."""
+        self.tasks[task.tid] = task
+        if row is None:
+            task.row = f"{UNFINISHED}{task.tid}"
+            return
+        task.row = row
+        task.progress_row = progress is not None
+        self._rows.setdefault(row, set()).add(task.tid)
+        self._row_len[row] = -1  # how many it holds is not known: written again at a clear
 
     def progressed(self, task: Task) -> None:
-        """The task waits again, or started on an engine: say so on disk (if it changed)."""
-        progress = progress_of(task)
-        if progress != task.progress and not task.done:
+        """The task waits again, or started on an engine: say so on disk, if it has not
+        finished by the next write (a tiny task's start is never written)."""
+        if not self._dirty:
+            self.store.call_before_handover()
+        self._dirty[task.tid] = task
+
+    def _write_progress(self) -> None:
+        dirty, self._dirty = self._dirty, {}
+        for task in dirty.values():
+            if task.done:
+                continue
+            progress = progress_of(task)
+            if progress == task.progress:
+                continue
             task.progress = progress
-            self.store.mark(f"{UNFINISHED}{task.tid}", progress)
+            key = f"{UNFINISHED}{task.tid}"
+            if task.row == key:  # its own row (an older controller's): its state changes
+                self.store.mark(key, progress)
+            else:
+                self.store.persist(key, Stored({}, [], None, progress))
+                task.progress_row = True
+
+    def _unpersist(self, task: Task) -> None:
+        """The task finished: its rows of unfinished work go (its submission's with the
+        last of its tasks)."""
+        self._dirty.pop(task.tid, None)
+        key = f"{UNFINISHED}{task.tid}"
+        if task.progress_row or task.row == key:
+            self.store.unpersist(key)
+        members = self._rows.get(task.row) if task.row is not None else None
+        if members is not None:
+            members.discard(task.tid)
+            if not members:
+                del self._rows[task.row]  # type: ignore[arg-type]
+                del self._row_len[task.row]  # type: ignore[arg-type]
+                self.store.unpersist(task.row)  # type: ignore[arg-type]
 
     def get(self, tid: Any) -> Task | None:
         return self.tasks.get(tid) if isinstance(tid, int) else None
@@ -213,7 +287,11 @@ class TaskTable:
         done = [t.tid for t in self.tasks.values() if t.done]
         for tid in done:
             del self.tasks[tid]
-        self.store.delete(f"{TASK}{tid}" for tid in done)
+        # a submission row still names finished tasks, which are known to be finished
+        # by their results: those go, so the row is written again without them
+        for key, members in self._rows.items():
+            if len(members) != self._row_len[key]:
+                self._write_row(key, [self.tasks[tid] for tid in sorted(members)])
         self.store.delete_prefix(TASK)
 
     # ------------------------------------------------------------ ends and answers
@@ -232,7 +310,7 @@ class TaskTable:
             frames += [spec.content, *spec.buffers]
         stored = Stored(meta, frames, state=task.state)
         self.store.put(f"{TASK}{task.tid}", stored, _size(frames))
-        self.store.unpersist(f"{UNFINISHED}{task.tid}")
+        self._unpersist(task)
         self.store.record(_history(task, item))
         for waiter in self._waiters.pop(task.tid, ()):
             if waiter.sent:
@@ -317,7 +395,7 @@ def _nframes(item: Any) -> int:
 
 
 def _size(frames: list[Any]) -> int:
-    return sum(len(f) for f in frames)
+    return sum(map(len, frames))
 
 
 def _history(task: Task, item: list[Any]) -> HistoryRow:

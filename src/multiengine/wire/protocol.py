@@ -543,9 +543,12 @@ def pack_parts(
     raw: list[int] = []
     for content, buffers in parts:
         frames.append(content)
-        raw.extend(range(len(frames), len(frames) + len(buffers)))
-        frames.extend(buffers)
-        counts.append(len(buffers))
+        if buffers:
+            raw.extend(range(len(frames), len(frames) + len(buffers)))
+            frames.extend(buffers)
+            counts.append(len(buffers))
+        else:
+            counts.append(0)
     return counts, frames, raw
 
 
