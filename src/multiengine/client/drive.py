@@ -7,6 +7,12 @@ answer itself: ``ClientCore.wait``); the asyncio clients with :func:`arun` (the 
 I/O thread reads, the coroutine awaits the core's future: no thread per call). An
 operation that produces a stream of values (``imap``) also yields :class:`Item`\\ s,
 which :func:`iterate` and :func:`aiterate` hand to the caller.
+
+An operation may keep one request in flight while it waits for another: a request's
+``ahead`` is sent just before it and not waited for; the operation yields that request
+again later (its ``sent`` now set) to take its answer. A map sends its next submission
+this way, beside the request for results, instead of waiting for the submission's
+answer first.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class Request:
     progress_label: str = ""  # what a bar says: "{label} on {total or 'all'} engines"
     progress_total: int | None = None
     sent: Future[Message] | None = None  # already sent: only wait for its answer
+    ahead: Request | None = None  # sent just before this one; its answer is taken later
 
 
 @dataclass
@@ -74,7 +81,7 @@ Op = Steps[T] | Call[T]
 Stream = Generator["Request | Item", "Message | None", None]
 
 
-def _send(core: ClientCore, req: Request, background: bool) -> Any:
+def _send(core: ClientCore, req: Request, background: bool) -> Future[Message]:
     return core.request(
         req.header,
         req.content,
@@ -88,15 +95,10 @@ def _send(core: ClientCore, req: Request, background: bool) -> Any:
 
 def _wait(core: ClientCore, req: Request) -> Message:
     """Send ``req`` and wait for its answer on this thread (with a bar past two seconds)."""
-    fut = req.sent or core.request(
-        req.header,
-        req.content,
-        req.buffers,
-        req.pieces,
-        req.listener,
-        req.keep_listening,
-        output_after=req.keep_listening,
-    )
+    if req.ahead is not None:
+        req.ahead.sent = _send(core, req.ahead, background=req.ahead.keep_listening)
+    # a call whose output follows its answer is read by the I/O thread
+    fut = req.sent or _send(core, req, background=req.keep_listening)
     try:
         if req.progress is False or req.progress_label == "":
             return core.wait(fut)
@@ -139,8 +141,13 @@ def _engine_count(core: ClientCore) -> int | None:
 
 
 async def _await(core: ClientCore, req: Request) -> Message:
-    if req.sent is not None:  # a blocking request sent earlier: a thread waits for it
+    if req.sent is not None:
+        if core.is_background(req.sent):  # sent ahead by this coroutine
+            return await asyncio.wrap_future(req.sent)
+        # a blocking request sent earlier: a thread waits for it
         return await asyncio.to_thread(core.wait, req.sent)
+    if req.ahead is not None:
+        req.ahead.sent = _send(core, req.ahead, background=True)
     fut = _send(core, req, background=True)
     try:
         return await asyncio.wrap_future(fut)

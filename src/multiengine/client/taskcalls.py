@@ -119,6 +119,10 @@ class TaskCalls:
     # ------------------------------------------------------------ plumbing
     def submit(self, tasks: Sequence[BaseTask | Encoded]) -> Steps[list[int]]:
         """Submit tasks (or chains a map already encoded); their ids."""
+        return _value((yield self.submission(tasks)))  # type: ignore[no-any-return]
+
+    def submission(self, tasks: Sequence[BaseTask | Encoded]) -> Request:
+        """The request that submits tasks (its answer: their ids)."""
         for t in tasks:
             if not isinstance(t, (BaseTask, list)):
                 raise TypeError(f"a task must be a StringTask or a MapTask, not {t!r}")
@@ -135,10 +139,7 @@ class TaskCalls:
         if live_wanted(self.live_output):  # what the tasks print comes after the answer
             header["live"] = True
             listener = self.output_hook
-        request = Request(
-            header, b"", frames, listener=listener, keep_listening=listener is not None
-        )
-        return _value((yield request))  # type: ignore[no-any-return]
+        return Request(header, b"", frames, listener=listener, keep_listening=listener is not None)
 
     def results(self, ids: list[int], mode: str) -> Call[list[Outcome]]:
         return Call(Request({"t": P.TASK_RESULT, "ids": ids, "mode": mode}), parse_results)
@@ -271,6 +272,7 @@ class TaskCalls:
         exhausted = False
         while True:
             held = len(waiting) + len(done)
+            submission = None
             if not exhausted and held < window:
                 batch = []
                 for task in tasks:
@@ -280,19 +282,24 @@ class TaskCalls:
                 else:
                     exhausted = True
                 if batch:
-                    tids = yield from self.submit(batch)
-                    waiting.update(dict.fromkeys(tids))
-                    if ordered:
-                        order.extend(tids)
+                    submission = self.submission(batch)
+            if not waiting and submission is not None:  # nothing to ask for yet
+                self._submitted((yield from Call(submission, _value)), waiting, order, ordered)
+                submission = None
             if not waiting and not done:
                 return
             if waiting and (not ordered or order[0] not in done):
                 asked = list(itertools.islice(waiting, WAIT_BATCH))
-                for tid, state, outcome in (yield from self.results(asked, P.ANY)):
+                results = self.results(asked, P.ANY)
+                # the next submission goes out with it, so engines are fed while this waits
+                results.request.ahead = submission
+                for tid, state, outcome in (yield from results):
                     if state in P.FINISHED_STATES or state == P.UNKNOWN_TASK:
                         lost = IndexError(f"task ID not registered: {tid} (cleared?)")
                         done[tid] = outcome if state != P.UNKNOWN_TASK else lost
                         del waiting[tid]
+            if submission is not None:  # its answer is in by now, or soon
+                self._submitted((yield from Call(submission, _value)), waiting, order, ordered)
             ready: list[int] = []
             if ordered:
                 while order and order[0] in done:
@@ -304,6 +311,14 @@ class TaskCalls:
                 for v in value if chunked else (value,):
                     yield Item(v)
                 del value
+
+    @staticmethod
+    def _submitted(
+        tids: list[int], waiting: dict[int, None], order: deque[int], ordered: bool
+    ) -> None:
+        waiting.update(dict.fromkeys(tids))
+        if ordered:
+            order.extend(tids)
 
     def map(
         self,
