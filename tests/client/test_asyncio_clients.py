@@ -67,3 +67,15 @@ async def test_async_task_client(cluster: Cluster, tc: multiengine.TaskClient) -
             await atc.run(multiengine.MapTask(lambda: 1 / 0), block=True)
         status = await atc.queue_status()
         assert status["scheduled"] == 0 and status["pending"] == 0
+
+
+@pytest.mark.asyncio
+async def test_an_awaited_map_sends_submissions_ahead_and_keeps_order(
+    cluster: Cluster, tc: multiengine.TaskClient
+) -> None:
+    async with multiengine.AsyncTaskClient(cluster_dir=cluster.cluster_dir.path) as atc:
+        assert await atc.map(lambda v: v + 2, range(1500)) == [v + 2 for v in range(1500)]
+        seen = [v async for v in atc.imap(lambda v: -v, range(500), window=30)]
+        assert seen == [-v for v in range(500)]
+        unordered = [v async for v in atc.imap(abs, range(500), ordered=False, window=30)]
+        assert sorted(unordered) == list(range(500))

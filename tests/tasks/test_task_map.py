@@ -167,3 +167,28 @@ def test_map_failing_item_raises_its_exception(tc: multiengine.TaskClient) -> No
     assert [next(it), next(it), next(it)] == [-4, -6, -12]  # the items before it arrive
     with pytest.raises(ZeroDivisionError):
         next(it)
+
+
+def test_a_map_submitted_in_many_pieces_keeps_every_result_and_its_order(
+    tc: multiengine.TaskClient,
+) -> None:
+    # A map sends its next submission while it waits for results: with a small window
+    # it does so dozens of times, and no result is lost, doubled or out of place.
+    assert tc.map(lambda x: 3 * x, range(3000)) == [3 * x for x in range(3000)]
+    assert list(tc.imap(lambda x: x - 1, range(700), window=40)) == list(range(-1, 699))
+    unordered = tc.imap(lambda x: x % 7, range(700), ordered=False, window=40)
+    assert Counter(unordered) == Counter(x % 7 for x in range(700))
+    # what a task prints still reaches the client while a map sends submissions ahead
+    lines: list[str] = []
+    tc.live_output = True
+    tc.output_hook = lambda _engine, _name, text: lines.append(text)
+    assert list(tc.imap(lambda x: print(f"item {x}") or x, range(300), window=40)) == list(
+        range(300)
+    )
+    wait_until(
+        lambda: Counter("".join(lines).splitlines()) == Counter(f"item {x}" for x in range(300)),
+        20,
+        message="every task's output",
+    )
+    s = tc.queue_status()
+    assert s["scheduled"] + s["pending"] == 0  # every submission was answered and ran
