@@ -197,12 +197,16 @@ class Controller:
     def run(self) -> None:
         hub = self.hub
         hub.dispatch.batching = True  # task commands go out together at each turn's end
+        # Engines first: their replies free them, and the refills the scheduler gives them
+        # go out before the clients' messages are handled. A client's submission of many
+        # tasks takes milliseconds to take in, and engines that waited behind it went idle.
         readers = {
-            self.clients: ("client", hub.on_client),
             self.engine_sock: ("engine", hub.on_engine),
             self.hb: ("heartbeat", hub.on_heartbeat),
+            self.clients: ("client", hub.on_client),
         }
         routers = list(readers)
+        rank = {sock: n for n, sock in enumerate(routers)}
         # One poll() of plain descriptors: each ROUTER's ZMQ_FD (readable once libzmq has
         # news for that socket), the monitors', the store writer's and the wake-up pipe.
         # zmq_poll over the same five sockets asked each of them for its events before
@@ -225,7 +229,7 @@ class Controller:
         if wake_fd is not None:
             poller.register(wake_fd, select.POLLIN)
         poller.register(self.wake_read, select.POLLIN)
-        engine_sock, hb = self.engine_sock, self.hb
+        engine_sock, hb, clients = self.engine_sock, self.hb, self.clients
         self.outbox.touched.update(routers)  # (messages may have come before the first turn)
         self._closed_connections()  # (the same for the monitors: after this, their fds say)
         next_sweep = time.monotonic() + self.hb_period
@@ -262,7 +266,11 @@ class Controller:
                     self._drain_wake()
                 elif fd in monitor_fds:
                     self._closed_connections()
+            if len(ready) > 1:
+                ready.sort(key=rank.__getitem__)
             for sock in ready:
+                if sock is clients:
+                    hub.dispatch.send_batched()  # the engines' refills, before the clients
                 channel, handle = readers[sock]
                 for n in range(DRAIN + 1):
                     # (known to hold a message at first; asking for more is cheaper than
