@@ -28,7 +28,19 @@ from ..wire.message import Message, unpack
 from .core import ClientCore, OutputHook
 from .progress import DELAY, bar
 
-__all__ = ["Call", "Item", "Op", "Request", "Steps", "Stream", "arun", "aiterate", "iterate", "run"]
+__all__ = [
+    "Call",
+    "Item",
+    "Op",
+    "Request",
+    "Steps",
+    "Stream",
+    "arun",
+    "aiterate",
+    "iterate",
+    "run",
+    "send",
+]
 
 T = TypeVar("T")
 
@@ -81,7 +93,10 @@ Op = Steps[T] | Call[T]
 Stream = Generator["Request | Item", "Message | None", None]
 
 
-def _send(core: ClientCore, req: Request, background: bool) -> Future[Message]:
+def send(
+    core: ClientCore, req: Request, background: bool, companions: Sequence[Future[Message]] = ()
+) -> Future[Message]:
+    """Send ``req``: the Future of its answer (``companions``: see ClientCore.request)."""
     return core.request(
         req.header,
         req.content,
@@ -90,15 +105,16 @@ def _send(core: ClientCore, req: Request, background: bool) -> Future[Message]:
         req.listener,
         background=background,
         output_after=req.keep_listening,
+        companions=companions,
     )
 
 
 def _wait(core: ClientCore, req: Request) -> Message:
     """Send ``req`` and wait for its answer on this thread (with a bar past two seconds)."""
     if req.ahead is not None:
-        req.ahead.sent = _send(core, req.ahead, background=req.ahead.keep_listening)
+        req.ahead.sent = send(core, req.ahead, background=req.ahead.keep_listening)
     # a call whose output follows its answer is read by the I/O thread
-    fut = req.sent or _send(core, req, background=req.keep_listening)
+    fut = req.sent or send(core, req, background=req.keep_listening)
     try:
         if req.progress is False or req.progress_label == "":
             return core.wait(fut)
@@ -147,8 +163,8 @@ async def _await(core: ClientCore, req: Request) -> Message:
         # a blocking request sent earlier: a thread waits for it
         return await asyncio.to_thread(core.wait, req.sent)
     if req.ahead is not None:
-        req.ahead.sent = _send(core, req.ahead, background=True)
-    fut = _send(core, req, background=True)
+        req.ahead.sent = send(core, req.ahead, background=True)
+    fut = send(core, req, background=True)
     try:
         return await asyncio.wrap_future(fut)
     finally:
