@@ -37,6 +37,7 @@ class Request:
     pieces: Sequence[tuple[int, Any]] = ()
     listener: OutputHook | None = None  # live output, shown on the delivery thread
     keep_listening: bool = False  # the output comes after the answer (a non-blocking call)
+    behind_output: bool = False  # answered after the live output that came before it
     progress: bool | None = None  # a bar for a long blocking wait (the client's setting)
     progress_label: str = ""  # what a bar says: "{label} on {total or 'all'} engines"
     progress_total: int | None = None
@@ -83,6 +84,7 @@ def _send(core: ClientCore, req: Request, background: bool) -> Any:
         req.listener,
         background=background,
         output_after=req.keep_listening,
+        behind_output=req.behind_output,
     )
 
 
@@ -96,6 +98,7 @@ def _wait(core: ClientCore, req: Request) -> Message:
         req.listener,
         req.keep_listening,
         output_after=req.keep_listening,
+        behind_output=req.behind_output,
     )
     try:
         if req.progress is False or req.progress_label == "":
