@@ -20,25 +20,11 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import statistics
-import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+from xhost import median_seconds  # this folder's script: the same timing
 
 import multiengine
-
-
-def _median_seconds(fn: Callable[[], Any], repeat: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -50,18 +36,18 @@ def main() -> None:
     with multiengine.Cluster(n=2) as cluster:
         mec = cluster.multiengine_client()
         rows: list[tuple[str, float]] = []
-        t = _median_seconds(lambda: mec.push({"a": a}, targets=0), args.repeat)
+        t = median_seconds(lambda: mec.push({"a": a}, targets=0), args.repeat)
         rows.append(("push 80 MB -> 1 engine (writable)", gb / t))
-        t = _median_seconds(lambda: mec.push({"a": a}), args.repeat)
+        t = median_seconds(lambda: mec.push({"a": a}), args.repeat)
         rows.append(("push 80 MB -> both engines, delivered (writable)", 2 * gb / t))
         if "shared" in inspect.signature(mec.push).parameters:
-            t = _median_seconds(lambda: mec.push({"a": a}, shared=True), args.repeat)  # type: ignore[call-arg]
+            t = median_seconds(lambda: mec.push({"a": a}, shared=True), args.repeat)  # type: ignore[call-arg]
             rows.append(("push 80 MB -> both engines, delivered (shared=True)", 2 * gb / t))
         mec.push({"a": a}, targets=0)
         back = mec.pull("a", targets=0)[0]
         if not np.array_equal(back, a):
             raise SystemExit("pull returned a different array")
-        t = _median_seconds(lambda: mec.pull("a", targets=0), args.repeat)
+        t = median_seconds(lambda: mec.pull("a", targets=0), args.repeat)
         rows.append(("pull 80 MB <- 1 engine", gb / t))
         for name, rate in rows:
             print(f"{name:55s} {rate:6.2f} GB/s")

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -174,6 +175,29 @@ def engine_group_from_stdin(
         if group.poll() is None:
             group.kill()
             group.wait()
+
+
+@contextlib.contextmanager
+def client_process(code: str, cluster_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A client in a process of its own running ``code`` (``sys.argv[1]`` is the
+    cluster's folder), given once it has printed its first line; killed and reaped on
+    the way out if it still runs."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), str(cluster_dir)],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip(), "the client process ended before its first line"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def process_running(pid: int) -> bool:

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import HANG, assert_cluster_works, call_within, error_types, wait_until
+from helpers import HANG, assert_cluster_works, call_within, client_process, error_types, wait_until
 from wiretap import UP, Tap, tapped_connection
 
 import multiengine
@@ -109,15 +106,7 @@ def test_a_client_killed_mid_push_leaves_the_engine_as_it_was_and_working(
 ) -> None:
     cluster = fresh_cluster(1)
     mec = cluster.multiengine_client()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    pusher = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(PUSHER), str(cluster.cluster_dir.path)],
-        stdout=subprocess.PIPE,
-        env=env,
-    )
-    try:
-        assert pusher.stdout is not None
-        assert pusher.stdout.readline().strip() == b"pushed"
+    with client_process(PUSHER, cluster.cluster_dir.path) as pusher:
         rss_before = rss_mb(_engine_pid(mec, 0))
 
         def receiving() -> bool:  # the engine is in the middle of a push
@@ -126,12 +115,6 @@ def test_a_client_killed_mid_push_leaves_the_engine_as_it_was_and_working(
         wait_until(receiving, HANG, 0.001, "the engine to be receiving a push")
         pusher.send_signal(signal.SIGKILL)
         pusher.wait(HANG)
-    finally:
-        if pusher.poll() is None:
-            pusher.kill()
-            pusher.wait()
-        if pusher.stdout is not None:
-            pusher.stdout.close()
     # the engine is free again at once (not after its 60 s stall), with a whole array
     call_within(lambda: mec.execute("x = 1", targets=0), 10, "an execute after the kill")
     mec.execute("values = sorted(set(a[:: 1 << 16].tolist()))", targets=0)

@@ -11,13 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import HANG, assert_remote, wait_until
+from helpers import HANG, assert_remote, client_process, wait_until
 
 import multiengine
 from multiengine.cluster.cluster import Cluster
@@ -263,24 +262,10 @@ def test_no_block_outlives_a_client_killed_mid_push(
 ) -> None:
     cluster = fresh_cluster(2)
     shm_before = _dev_shm()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    client = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(CLIENT), str(cluster.cluster_dir.path)],
-        stdout=subprocess.PIPE,
-        env=env,
-    )
-    try:
-        assert client.stdout is not None
-        assert client.stdout.readline().strip() == b"pushed"
+    with client_process(CLIENT, cluster.cluster_dir.path) as client:
         wait_until(lambda: _blocks_of(client.pid), HANG, 0.02, "the engines to map a block")
         client.send_signal(signal.SIGKILL)
         client.wait(HANG)
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-        if client.stdout is not None:
-            client.stdout.close()
     # the engines let go of its blocks (when idle), so nothing holds them any more
     wait_until(
         lambda: not _blocks_of(client.pid),

@@ -141,6 +141,9 @@ up() {
   timeout 10 qconf -sql 2>/dev/null | grep -qx all.q || EDITOR=true q qconf -aq all.q
   q qconf -mattr queue hostlist localhost all.q
   q qconf -mattr queue slots "$(nproc)" all.q
+  # no load alarm: a busy test machine (load above 1.75 per core) would otherwise put
+  # all.q in alarm state "a", where it takes no jobs and is not ready
+  q qconf -rattr queue load_thresholds NONE all.q
   q qmod -cq all.q   # clear an error state (E) left by an earlier run
   q qmod -e all.q
   wait_for 20 queue_ready || die "all.q@localhost not ready after 20 s"

@@ -22,7 +22,19 @@ from ..wire.message import Message, unpack
 from .core import ClientCore, OutputHook
 from .progress import DELAY, bar
 
-__all__ = ["Call", "Item", "Op", "Request", "Steps", "Stream", "arun", "aiterate", "iterate", "run"]
+__all__ = [
+    "Call",
+    "Item",
+    "Op",
+    "Request",
+    "Steps",
+    "Stream",
+    "arun",
+    "aiterate",
+    "iterate",
+    "run",
+    "send",
+]
 
 T = TypeVar("T")
 
@@ -75,7 +87,10 @@ Op = Steps[T] | Call[T]
 Stream = Generator["Request | Item", "Message | None", None]
 
 
-def _send(core: ClientCore, req: Request, background: bool) -> Any:
+def send(
+    core: ClientCore, req: Request, background: bool, companions: Sequence[Future[Message]] = ()
+) -> Any:
+    """Send ``req``: the Future of its answer (``companions``: see ClientCore.request)."""
     return core.request(
         req.header,
         req.content,
@@ -85,6 +100,7 @@ def _send(core: ClientCore, req: Request, background: bool) -> Any:
         background=background,
         output_after=req.keep_listening,
         behind_output=req.behind_output,
+        companions=companions,
     )
 
 
@@ -144,7 +160,7 @@ def _engine_count(core: ClientCore) -> int | None:
 async def _await(core: ClientCore, req: Request) -> Message:
     if req.sent is not None:  # a blocking request sent earlier: a thread waits for it
         return await asyncio.to_thread(core.wait, req.sent)
-    fut = _send(core, req, background=True)
+    fut = send(core, req, background=True)
     try:
         return await asyncio.wrap_future(fut)
     finally:

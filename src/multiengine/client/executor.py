@@ -34,7 +34,7 @@ from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from .answers import raise_direct
 from .core import ClientCore
-from .drive import Call
+from .drive import Call, send
 from .results import PendingResult
 from .taskcalls import SUBMIT_BATCH, parse_results
 from .tasks import MapTask
@@ -288,16 +288,7 @@ class MultiEngineExecutor(_Base):
             return fut
         request = op.request
         request.header["fetch_id"], result = core.expect(request.listener is not None)
-        ack = core.request(
-            request.header,
-            request.content,
-            request.buffers,
-            request.pieces,
-            request.listener,
-            background=True,
-            output_after=request.keep_listening,
-            companions=(result,),
-        )
+        ack = send(core, request, background=True, companions=(result,))
         ack.add_done_callback(lambda done: self._acked(fut, done, result))
         result.add_done_callback(lambda done: self._arrived(fut, done))
         return fut
