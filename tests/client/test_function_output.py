@@ -4,6 +4,7 @@ print or log reaches the client while they run, and stays with their results."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -139,6 +140,22 @@ def test_task_output_is_live_and_kept(
     assert sorted(text.splitlines()) == sorted(
         [f"begin {i}" for i in range(3)] + [f"end {i}" for i in range(3)]
     )
+
+
+def test_a_blocking_task_result_comes_after_its_output_is_shown(
+    tc: multiengine.TaskClient,
+) -> None:
+    shown: list[str] = []
+
+    def slow_hook(engine: int, name: str, text: str) -> None:
+        time.sleep(0.05)  # a slow display: the answer must still wait for it
+        shown.append(text)
+
+    tc.live_output = True
+    tc.output_hook = slow_hook
+    for i in range(3):
+        tc.run(StringTask(f"print('done {i}')"), block=True)
+        assert shown and shown[-1] == f"done {i}\n"
 
 
 def test_string_task_result_keeps_what_it_printed(tc: multiengine.TaskClient) -> None:

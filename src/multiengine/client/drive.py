@@ -55,6 +55,7 @@ class Request:
     pieces: Sequence[tuple[int, Any]] = ()
     listener: OutputHook | None = None  # live output, shown on the delivery thread
     keep_listening: bool = False  # the output comes after the answer (a non-blocking call)
+    behind_output: bool = False  # answered after the live output that came before it
     progress: bool | None = None  # a bar for a long blocking wait (the client's setting)
     progress_label: str = ""  # what a bar says: "{label} on {total or 'all'} engines"
     progress_total: int | None = None
@@ -105,6 +106,7 @@ def send(
         req.listener,
         background=background,
         output_after=req.keep_listening,
+        behind_output=req.behind_output,
         companions=companions,
     )
 

@@ -142,7 +142,12 @@ class TaskCalls:
         return Request(header, b"", frames, listener=listener, keep_listening=listener is not None)
 
     def results(self, ids: list[int], mode: str) -> Call[list[Outcome]]:
-        return Call(Request({"t": P.TASK_RESULT, "ids": ids, "mode": mode}), parse_results)
+        # with live output on, what the tasks printed before they ended is shown first
+        request = Request(
+            {"t": P.TASK_RESULT, "ids": ids, "mode": mode},
+            behind_output=live_wanted(self.live_output),
+        )
+        return Call(request, parse_results)
 
     def ask(self, header: dict[str, Any]) -> Call[Any]:
         return Call(Request(header), _value)
