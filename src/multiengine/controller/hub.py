@@ -98,7 +98,6 @@ class Hub:
         # engines of this host whose process died, until engine_exit says how (or a sweep)
         self._dying: dict[int, tuple[EngineState, float, str]] = {}
         self._host = socket.gethostname()
-        self._refill_later = False  # taking a batch of replies: refill the engine after it
         # results kept for clients, and the history; in memory only without a file
         self.store = store or ResultStore(None, budget=1 << 30)
         self.hb_period = heartbeat_period
@@ -617,28 +616,22 @@ class Hub:
             return
         # the engine gets new tasks once, after the last of these replies (one pass of
         # the scheduler for the room they all made), unless one of them failed
-        self._refill_later = True
-        try:
-            for item, (content, buffers), flag in zip(items, parts, flags, strict=True):
-                cmd = engine.current
-                if cmd is None or cmd.cmd_id != item.cmd or cmd.task is None:
-                    log.warning(
-                        "engine %d answered command %r, which it was not running",
-                        engine.id,
-                        item.cmd,
-                    )
-                    continue
-                part = Part(
-                    engine.id,
-                    item.status,
-                    item.enc,
-                    [owned(f) for f in (content, *buffers)] if buffers else [owned(content)],
-                    flags=flag,
-                    elapsed=item.elapsed if isinstance(item.elapsed, (int, float)) else None,
+        for item, (content, buffers), flag in zip(items, parts, flags, strict=True):
+            cmd = engine.current
+            if cmd is None or cmd.cmd_id != item.cmd or cmd.task is None:
+                log.warning(
+                    "engine %d answered command %r, which it was not running", engine.id, item.cmd
                 )
-                self._finish_reply(engine, cmd, part)
-        finally:
-            self._refill_later = False
+                continue
+            part = Part(
+                engine.id,
+                item.status,
+                item.enc,
+                [owned(f) for f in (content, *buffers)] if buffers else [owned(content)],
+                flags=flag,
+                elapsed=item.elapsed if isinstance(item.elapsed, (int, float)) else None,
+            )
+            self._finish_reply(engine, cmd, part, refill=False)
         if self.dispatch.engines.get(engine.id) is engine:
             self.dispatch.dispatch(engine)
             self.scheduler.engine_has_room(engine)
@@ -651,8 +644,11 @@ class Hub:
         if part is not None and cmd is not None:
             self._finish_reply(engine, cmd, part)
 
-    def _finish_reply(self, engine: EngineState, cmd: Command, part: Part) -> None:
-        """``engine`` answered ``cmd``: record it, and send the engine what comes next."""
+    def _finish_reply(
+        self, engine: EngineState, cmd: Command, part: Part, refill: bool = True
+    ) -> None:
+        """``engine`` answered ``cmd``: record it, and send the engine what comes next
+        (a task that succeeded, with ``refill`` False: the caller does, once for a batch)."""
         self.dispatch.advance(engine)
         if cmd.task is not None:
             self.dispatch.task_answered(engine, part.status == P.STATUS_OK, part.elapsed)
@@ -667,8 +663,8 @@ class Hub:
         failed = part.status != P.STATUS_OK
         if cmd.task is not None:  # a task's failure clears nothing
             self.scheduler.on_reply(engine, cmd.task, part)
-            if not failed and self._refill_later:
-                return  # (the batch of replies it came in refills the engine)
+            if not failed and not refill:
+                return
             self.dispatch.dispatch(engine)
             self.scheduler.engine_has_room(engine, failed)
             return

@@ -334,10 +334,9 @@ class Controller:
 
     def _closed_connections(self) -> None:
         """Tell the hub of every connection that has closed (engines' and clients')."""
-        for monitor in (*self.monitors, self.client_monitor):
-            closed = self.hub.on_disconnect
-            if monitor is self.client_monitor:
-                closed = self.hub.on_client_disconnect
+        hub = self.hub
+        watched = [(m, hub.on_disconnect) for m in self.monitors]
+        for monitor, closed in [*watched, (self.client_monitor, hub.on_client_disconnect)]:
             while True:
                 try:
                     frames = monitor.recv_multipart(zmq.NOBLOCK)

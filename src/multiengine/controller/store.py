@@ -44,7 +44,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -391,9 +391,8 @@ class ResultStore:
     def _existing(self, keys: list[str]) -> set[str]:
         """Which of ``keys`` have a row on disk."""
         found: set[str] = set()
-        for i in range(0, len(keys), MAX_PARAMS):
-            chunk = keys[i : i + MAX_PARAMS]
-            sql = f"SELECT key FROM results WHERE key IN ({','.join('?' * len(chunk))})"
+        for chunk, marks in _key_groups(keys):
+            sql = f"SELECT key FROM results WHERE key IN ({marks})"
             found.update(k for (k,) in self._reader.execute(sql, chunk))
         return found
 
@@ -663,9 +662,15 @@ def _insert_rows(db: sqlite3.Connection, head: str, width: int, rows: list[Any])
 
 
 def _delete_keys(db: sqlite3.Connection, keys: list[str]) -> None:
+    for chunk, marks in _key_groups(keys):
+        db.execute(f"DELETE FROM results WHERE key IN ({marks})", chunk)
+
+
+def _key_groups(keys: list[str]) -> Iterator[tuple[list[str], str]]:
+    """``keys`` in groups one statement can take, each with its ``?,?,...``."""
     for i in range(0, len(keys), MAX_PARAMS):
         chunk = keys[i : i + MAX_PARAMS]
-        db.execute(f"DELETE FROM results WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def _connect(path: str) -> sqlite3.Connection:

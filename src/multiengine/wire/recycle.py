@@ -10,7 +10,7 @@ pages are already in memory. The user still gets a writable numpy array of its o
 (nothing else refers to that memory while it lives).
 
 At most :data:`KEEP` bytes of unused mappings are kept per process, and a mapping
-unused for :data:`IDLE` seconds is let go at the next take or :func:`prune`. Only a
+unused for :data:`IDLE` seconds is let go, both at the next take or :func:`prune`. Only a
 process that calls :func:`enable` reuses memory: an engine, which prunes whenever it is
 idle. Elsewhere (clients) :func:`take` makes new memory each time, so an array the user
 dropped never stays mapped for lack of a later transfer. Without numpy, buffers are
@@ -34,7 +34,8 @@ IDLE = 60.0  # seconds an unused mapping is kept
 _ROUND = 2 << 20  # sizes are rounded up to huge pages, so near sizes share mappings
 
 # unused mappings: (size, when freed, mapping). A deque: appended to from finalizers
-# (which may run in any thread, even while take() runs), without a lock.
+# (which may run in any thread, even while take() runs), without a lock; only a holder
+# of the lock removes items.
 _free: deque[tuple[int, float, mmap.mmap]] = deque()
 _lock = threading.Lock()  # one taker at a time (finalizers never take it)
 _finalizers: dict[int, weakref.finalize[Any, Any]] = {}  # id of a live array -> what gives it back
@@ -91,18 +92,21 @@ def _reuse(rounded: int) -> mmap.mmap | None:
 def _give_back(key: int, rounded: int, mm: mmap.mmap) -> None:
     """The array on ``mm`` is gone: keep the mapping for the next buffer of its size."""
     _finalizers.pop(key, None)
-    _free.append((rounded, time.monotonic(), mm))
-    total = sum(item[0] for item in _free)
-    while total > KEEP and _free:
-        total -= _free.popleft()[0]  # the oldest go first (closed when collected)
+    _free.append((rounded, time.monotonic(), mm))  # (trimmed to KEEP by the next _prune)
 
 
 def _prune(now: float) -> None:
+    """Drop the mappings unused for IDLE seconds, then the oldest past KEEP bytes (they
+    are closed when collected). With the lock held."""
     while _free and now - _free[0][1] >= IDLE:
         _free.popleft()
+    total = sum(item[0] for item in _free)
+    while total > KEEP and _free:
+        total -= _free.popleft()[0]
 
 
 def prune() -> None:
-    """Let go of the mappings unused for :data:`IDLE` seconds."""
+    """Let go of the mappings unused for :data:`IDLE` seconds, and of the oldest past
+    :data:`KEEP` bytes."""
     with _lock:
         _prune(time.monotonic())
