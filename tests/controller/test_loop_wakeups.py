@@ -22,7 +22,7 @@ def test_calls_from_many_threads_all_answered_promptly(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:
     # a long heartbeat period: the loop's sweep, which wakes it anyway, comes rarely
-    cluster = fresh_cluster(n=2, heartbeat_period=2.0, heartbeat_timeout=20.0)
+    cluster = fresh_cluster(n=2, heartbeat_period=15.0, heartbeat_timeout=120.0)
     clients = [cluster.multiengine_client() for _ in range(4)]
     slowest: list[float] = []
     failures: list[BaseException] = []
@@ -50,8 +50,9 @@ def test_calls_from_many_threads_all_answered_promptly(
     assert not failures, failures
     assert len(slowest) == 600
     # a message left unread until something else woke the loop would have waited for
-    # the next sweep (up to 2 s); calls here take a few ms, tens on a busy machine
+    # the next sweep (up to 15 s); calls here take a few ms, tens on a busy machine: the
+    # bound is far from both, so the machine's load cannot decide it
     print(f"slowest of 600 calls: {max(slowest) * 1e3:.1f} ms")
-    assert max(slowest) < 1.0, sorted(slowest)[-5:]
+    assert max(slowest) < 5.0, sorted(slowest)[-5:]
     for mec in clients:
         mec.close()
