@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import errors
-from ..wire import chunks
+from ..wire import chunks, slices
 from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from ..wire.protocol import ErrorReport, PartHeader, Printed
@@ -78,6 +78,8 @@ def decode_part(part: PartHeader, content: Any, buffers: list[Any], method: str)
     if part.enc == P.MSGPACK:
         return unpack(content)
     try:
+        if part.enc == P.SLICES:
+            return slices.load(buffers)
         return loads(content, buffers)
     except Exception as e:
         err = errors.SerializationError(
@@ -100,20 +102,41 @@ def decode_result(
     """The per-target values of a result message (failures as exceptions), its part
     headers, and what each engine printed."""
     wire = msg.header["parts"]
-    if len(wire) == 1:  # one engine: the most common answer, decoded without the loop
-        part = PartHeader.from_wire(wire[0])
+    if len(wire) == 1 and "raw" not in msg.header:  # one engine, nothing raw: decoded
+        part = PartHeader.from_wire(wire[0])  # without the loop (the most common answer)
         ((content, buffers),) = P.split_parts([part.nframes], msg.buffers)
         value, printed = unwrap(decode_part(part, content, buffers, method))
         return [value], [part], [printed]
     parts = [PartHeader.from_wire(p) for p in wire]
     frames = P.split_parts([p.nframes for p in parts], msg.buffers)
-    values = []
-    outputs = []
-    for p, (c, b) in zip(parts, frames, strict=True):
+    unsigned = _raw_slices(msg.header.get("raw"), parts)
+    values: list[Any] = []
+    outputs: list[tuple[str, str] | None] = []
+    for i, (p, (c, b)) in enumerate(zip(parts, frames, strict=True)):
+        if i in unsigned:  # a slice is a pickle: never unpickled unless hashed
+            err = errors.SerializationError("a slice of the answer came unsigned")
+            values.append(err)
+            outputs.append(None)
+            continue
         value, printed = unwrap(decode_part(p, c, b, method))
         values.append(value)
         outputs.append(printed)
     return values, parts, outputs
+
+
+def _raw_slices(raw: Any, parts: list[PartHeader]) -> set[int]:
+    """The parts in slices (``SLICES``) that have a frame the header calls ``raw``."""
+    if not raw or not any(p.enc == P.SLICES for p in parts):
+        return set()
+    raw_frames = set(raw) if isinstance(raw, list) else None  # None: all (raw is True)
+    out = set()
+    pos = 0
+    for i, p in enumerate(parts):
+        frames = range(pos + 1, pos + 1 + p.nframes)  # its buffers, after its content
+        if p.enc == P.SLICES and (raw_frames is None or raw_frames.intersection(frames)):
+            out.add(i)
+        pos += 1 + p.nframes
+    return out
 
 
 def decode_parts(msg: Message, method: str) -> list[Any]:

@@ -59,7 +59,7 @@ from typing import Any
 import zmq
 
 from ..errors import ControllerConnectionError, ControllerRestarted
-from ..wire import chunks, curve
+from ..wire import chunks, curve, slices
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
 from ..wire.message import (
@@ -119,9 +119,11 @@ class _Socket:
     sock: zmq.Socket[Any]
     identity: bytes
     guard: ReplayGuard = field(default_factory=ReplayGuard)  # each reader checks its own
-    streams: dict[Any, tuple[Message, chunks.Assembler]] = field(default_factory=dict)
+    streams: dict[Any, tuple[Message, chunks.Assembler | slices.Pieces]] = field(
+        default_factory=dict
+    )
     # the parts of a result whose buffers come ahead of it: (request id, part) -> pieces
-    ahead: dict[tuple[Any, int], chunks.Assembler] = field(default_factory=dict)
+    ahead: dict[tuple[Any, int], chunks.Assembler | slices.Pieces] = field(default_factory=dict)
     last_ping: float = 0.0
     rcvtimeo: int = -1  # the socket's ZMQ_RCVTIMEO (ms) now: set only when it changes
 
@@ -576,6 +578,9 @@ class ClientCore:
             if held is None or not msg.buffers:
                 return None
             head, asm = held
+            if type(asm) is slices.Pieces and msg.header.get("raw"):
+                del sock.streams[mid]  # a slice is a pickle: never taken unsigned
+                return _unsigned_slice(head)
             asm.add(msg.buffers[0])
             if not asm.done:
                 return None
@@ -588,14 +593,17 @@ class ClientCore:
         sock.streams.pop(mid, None)  # a whole message replaces a broken-off stream
         if msg.type == P.RESULT and msg.header.get("stream"):
             part = PartHeader.from_wire(msg.header["parts"][0])
-            sock.streams[mid] = (msg, chunks.Assembler(part.sizes or [], part.piece))
+            if part.enc == P.SLICES:  # a list: its slices are unpickled as they come
+                pieces = slices.Pieces(part.sizes or [], part.piece, sock is self._fg)
+                sock.streams[mid] = (msg, pieces)
+            else:
+                sock.streams[mid] = (msg, chunks.Assembler(part.sizes or [], part.piece))
             return None
         if sock.ahead:
             return self._with_parts_ahead(sock, msg)
         return msg
 
-    @staticmethod
-    def _piece_ahead(sock: _Socket, msg: Message) -> None:
+    def _piece_ahead(self, sock: _Socket, msg: Message) -> None:
         """A piece of one part of a result still to come (several engines answering)."""
         part = msg.header.get("p")
         if type(part) is not int:
@@ -610,8 +618,15 @@ class ClientCore:
             except (P.ProtocolViolation, TypeError, ValueError) as e:
                 log.warning("dropped a malformed piece of a result: %s", e)
                 return
-            asm = sock.ahead[key] = chunks.Assembler(xfer.sizes, xfer.piece)
+            if msg.header.get("enc") == P.SLICES:  # a list: unpickled slice by slice
+                asm = slices.Pieces(xfer.sizes, xfer.piece, sock is self._fg)
+            else:
+                asm = chunks.Assembler(xfer.sizes, xfer.piece)
+            sock.ahead[key] = asm
         if not msg.buffers or asm.done:
+            return
+        if type(asm) is slices.Pieces and msg.header.get("raw"):
+            log.warning("dropped an unsigned slice of a result")  # the part then fails
             return
         try:
             asm.add(msg.buffers[0])
@@ -785,3 +800,14 @@ def _run_callback(fn: Callable[[], None]) -> None:
         fn()
     except Exception:
         log.exception("a client callback failed")
+
+
+def _unsigned_slice(head: Message) -> Message:
+    """A streamed result whose slice came raw: the whole result as that failure."""
+    part = PartHeader.from_wire(head.header["parts"][0])
+    report = ErrorReport("SerializationError", "a slice of the answer came unsigned")
+    failed = part._replace(status=P.STATUS_ERROR, enc=P.MSGPACK, nframes=0, sizes=None, piece=None)
+    head.header["parts"] = [failed.to_wire()]
+    head.header.pop("stream", None)
+    head.buffers = [report.to_bytes()]
+    return head

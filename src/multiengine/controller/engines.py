@@ -65,6 +65,7 @@ class IncomingReply:
     left: int = 0
     ahead: bool = False  # relayed on ahead of the job's result, one of several parts
     sent: int = 0  # pieces relayed on so far (ahead)
+    unsigned: bool = False  # a piece kept came raw (signed by its length only)
 
 
 @dataclass(eq=False, slots=True)

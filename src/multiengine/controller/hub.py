@@ -588,6 +588,11 @@ class Hub:
         frames = [msg.content, *msg.buffers]
         if cmd.task is not None or (cmd.job is not None and not cmd.job.block):  # kept
             frames = [owned(f) for f in frames]
+        if h.get("enc") == P.SLICES and h.get("raw"):  # slices are pickles: never raw
+            log.warning("engine %d sent the slices of a list unsigned", engine.id)
+            what = "the slices of the answer came unsigned"
+            self._finish_reply(engine, cmd, error_part("SerializationError", what, engine.id))
+            return
         part = Part(
             engine.id,
             str(h.get("status", P.STATUS_OK)),
@@ -640,7 +645,7 @@ class Hub:
         if engine is None or engine.incoming is None or not msg.buffers:
             return
         cmd = engine.current
-        part = self.transfers.engine_piece(engine, msg.buffers[0])
+        part = self.transfers.engine_piece(engine, msg.buffers[0], msg.header.get("raw") is True)
         if part is not None and cmd is not None:
             self._finish_reply(engine, cmd, part)
 

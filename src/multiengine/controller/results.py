@@ -60,7 +60,8 @@ class ResultDesk:
 
     def send_result(self, client: bytes, msg_id: Any, job: Job) -> None:
         parts = [p for p in job.parts if p is not None]
-        _, frames, raw = P.pack_parts([(p.frames[0], p.frames[1:]) for p in parts])
+        hashed = [p.enc == P.SLICES for p in parts]
+        _, frames, raw = P.pack_parts([(p.frames[0], p.frames[1:]) for p in parts], hashed)
         ahead = [i for i, p in enumerate(parts) if p.ahead]  # their buffers went before
         heads = [p.header().to_wire() for p in parts]
         self._send(client, msg_id, job.job_id, heads, frames, raw, ahead)
@@ -84,8 +85,10 @@ class ResultDesk:
 
     def _send_stored(self, client: bytes, msg_id: Any, job_id: str, stored: Stored) -> None:
         parts = stored.meta["parts"]
-        counts = [PartHeader.from_wire(p).nframes for p in parts]
-        _, frames, raw = P.pack_parts(P.split_parts(counts, stored.frames))
+        heads = [PartHeader.from_wire(p) for p in parts]
+        hashed = [h.enc == P.SLICES for h in heads]
+        stored_parts = P.split_parts([h.nframes for h in heads], stored.frames)
+        _, frames, raw = P.pack_parts(stored_parts, hashed)
         self._send(client, msg_id, job_id, parts, frames, raw)
 
     def fetch(self, client: bytes, msg_id: Any, job_id: Any, block: bool) -> None:

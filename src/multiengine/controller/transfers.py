@@ -27,7 +27,7 @@ from ..wire.message import Message
 from ..wire.protocol import PartHeader, TaskFlags, Xfer
 from .dispatch import Dispatch
 from .engines import Command, EngineState, IncomingReply
-from .jobs import Part
+from .jobs import Part, error_part
 
 __all__ = ["CLOSED_GRACE", "STALL", "Transfers"]
 
@@ -177,29 +177,48 @@ class Transfers:
             }
             self.dispatch.to_client(job.client, head, b"", [content])
 
-    def engine_piece(self, engine: EngineState, piece: Any) -> Part | None:
-        """A piece of the reply arriving from ``engine``; the whole Part after the last."""
+    def engine_piece(self, engine: EngineState, piece: Any, raw: bool = True) -> Part | None:
+        """A piece of the reply arriving from ``engine`` (``raw``: it came signed by its
+        length only); the whole Part after the last.
+
+        A piece is relayed as ``raw`` exactly when it came so. The pieces of a list in
+        slices (encoding ``SLICES``) are pickles: the client refuses to unpickle one
+        that came raw, and a kept answer with such a piece becomes an error.
+        """
         inc = engine.incoming
         cmd = engine.current
         if inc is None or cmd is None:
             return None
+        header: dict[str, Any]
         if inc.stream and cmd.job is not None:
-            header = {"t": P.CHUNK, "id": cmd.job.msg_id, "raw": True}
+            header = {"t": P.CHUNK, "id": cmd.job.msg_id}
+            if raw:
+                header["raw"] = True
             self.dispatch.to_client(cmd.job.client, header, b"", [piece])
         elif inc.ahead and cmd.job is not None:
-            header = {"t": P.CHUNK, "id": cmd.job.msg_id, "p": cmd.index, "raw": True}
+            header = {"t": P.CHUNK, "id": cmd.job.msg_id, "p": cmd.index}
             if inc.sent == 0:
                 header["xfer"] = inc.xfer.to_wire()
+                if inc.enc == P.SLICES:
+                    header["enc"] = P.SLICES
+            if raw:
+                header["raw"] = True
             inc.sent += 1
             self.dispatch.to_client(cmd.job.client, header, b"", [piece])
         else:
             inc.pieces.append(piece)
+            inc.unsigned = inc.unsigned or raw
         inc.left -= 1
         if inc.left > 0:
             return None
         engine.incoming = None
         if inc.ahead:
             part = Part(engine.id, inc.status, inc.enc, [inc.content], ahead=True)
+        elif inc.enc == P.SLICES and inc.unsigned:
+            log.warning("engine %d sent a slice of a list unsigned: its answer fails", engine.id)
+            part = error_part(
+                "SerializationError", "a slice of the answer came unsigned", engine.id
+            )
         else:
             frames = [inc.content, *inc.pieces]
             part = Part(engine.id, inc.status, inc.enc, frames, inc.xfer.sizes, inc.xfer.piece)

@@ -37,7 +37,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from ..config import ControllerConfig
 from ..errors import SerializationError
-from ..wire import chunks, curve, recycle, shm
+from ..wire import chunks, curve, recycle, shm, slices
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
 from ..wire.message import Message, ReplayGuard, Signer, WireError, recv_frames, send_frames
@@ -503,6 +503,7 @@ class Engine:
         self,
         cmd_id: Any,
         status: str,
+        enc: str,
         content: Any,
         buffers: list[Any],
         flags: TaskFlags | None = None,
@@ -512,18 +513,21 @@ class Engine:
             "t": P.REPLY,
             "cmd": cmd_id,
             "status": status,
-            "enc": P.PICKLE if status == P.STATUS_OK else P.MSGPACK,
+            "enc": enc,
             "elapsed": round(elapsed, 6),
         }
         if flags is not None:
             reply["task"] = flags.to_wire()
-        if buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD:
+        sliced = enc == P.SLICES  # its pieces are pickles: hashed, never raw
+        if sliced or (buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD):
             self._held.flush()
             xfer, pieces = chunks.cut(buffers)
             reply["xfer"] = xfer.to_wire()
             self._send(self.signer.frames(reply, content))
             for piece in pieces:
-                chunk = {"t": P.CHUNK, "cmd": cmd_id, "raw": True}
+                chunk: dict[str, Any] = {"t": P.CHUNK, "cmd": cmd_id}
+                if not sliced:
+                    chunk["raw"] = True  # array memory: signed by its length
                 self._send(self.signer.frames(chunk, b"", (piece,)))
             return
         if buffers:
@@ -590,6 +594,7 @@ class Engine:
             else:
                 held.arm()  # sent after a while if this one runs long
         status = P.STATUS_OK
+        enc = P.PICKLE
         flags: TaskFlags | None = None
         elapsed = 0.0
         self.interp.task_flags = None  # set by a task that fails
@@ -629,13 +634,20 @@ class Engine:
                 self.interp.streamer = None
             if self.interp.output is not None:
                 value = Printed(value, *self.interp.output)
-            content, buffers = dumps(value)
-            if self._reply_node and buffers:
-                content, buffers = self._shared_answer(content, buffers)
+            sliced = name == "pull" and type(value) is list and len(value) >= slices.MIN_ITEMS
+            if sliced:  # a long list: pickled slice by slice, unpickled as they arrive
+                try:
+                    content, buffers, enc = b"", slices.dump(value), P.SLICES
+                except Exception:  # dumps below says what cannot be pickled
+                    sliced = False
+            if not sliced:
+                content, buffers = dumps(value)
+                if self._reply_node and buffers:
+                    content, buffers = self._shared_answer(content, buffers)
         except BaseException as e:  # user code may raise anything, even SystemExit
             if self.terminating:
                 raise
-            status = P.STATUS_ERROR
+            status, enc = P.STATUS_ERROR, P.MSGPACK
             e, flags = self._classify(e, h)
             if name != "task":
                 flags = None  # only the scheduler reads them, and only for tasks
@@ -649,7 +661,7 @@ class Engine:
             item = BatchedReply(cmd_id, status, P.PICKLE, round(elapsed, 6), None, 0)
             held.hold(session, item, content)
         else:
-            self._send_reply(cmd_id, status, content, buffers, flags, elapsed)
+            self._send_reply(cmd_id, status, enc, content, buffers, flags, elapsed)
         return name == "kill" and status == P.STATUS_OK
 
     def _shared_answer(self, content: bytes, buffers: list[Any]) -> tuple[bytes, list[Any]]:

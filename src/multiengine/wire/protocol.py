@@ -114,6 +114,7 @@ STATUS_OK = "ok"  # status of a reply or part
 STATUS_ERROR = "error"
 PICKLE = "p"  # enc: the content is a pickle made by a client or an engine
 MSGPACK = "m"  # enc: msgpack, made by the controller or an engine's error report
+SLICES = "s"  # enc: a long list from an engine, its buffers the pickles of its slices
 
 # task states (TaskItem.state)
 SCHEDULED = "scheduled"  # waiting in the controller
@@ -254,7 +255,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(RESULT, CLIENT_CHANNEL, CONTROLLER, "id", "job", "parts", "stream", "ahead", "raw"),
     _spec(ERROR, CLIENT_CHANNEL, CONTROLLER, "id", "ename", "evalue"),
     _spec(PONG, CLIENT_CHANNEL, CONTROLLER, "id", "run"),
-    _spec(CHUNK, CLIENT_CHANNEL, CONTROLLER, "id", "p", "xfer", "raw"),
+    _spec(CHUNK, CLIENT_CHANNEL, CONTROLLER, "id", "p", "xfer", "enc", "raw"),
     _spec(OUTPUT, CLIENT_CHANNEL, CONTROLLER, "id", "engine", "name"),
     _spec(PROGRESS, CLIENT_CHANNEL, CONTROLLER, "id", "done", "total"),
     _spec(TASK_RESULTS, CLIENT_CHANNEL, CONTROLLER, "id", "items", "raw"),
@@ -332,7 +333,7 @@ class PartHeader(NamedTuple):
 
     engine_id: int
     status: str  # STATUS_OK or STATUS_ERROR
-    enc: str  # PICKLE or MSGPACK
+    enc: str  # PICKLE, MSGPACK or SLICES
     nframes: int
     sizes: list[int] | None = None
     piece: int | None = None
@@ -531,20 +532,23 @@ class ErrorReport(NamedTuple):
 # ---------------------------------------------------------------- parts in frames
 def pack_parts(
     parts: Iterable[tuple[Any, Sequence[Any]]],
+    hashed: Sequence[bool] = (),
 ) -> tuple[list[int], list[Any], list[int]]:
     """Lay ``(content, buffers)`` parts one after another in a message's frames.
 
     Returns the buffer count of each part, the frames, and the indices of the frames
     that are raw buffers (the signature covers their length only; every content frame,
-    a pickle or msgpack, is hashed in full).
+    a pickle or msgpack, is hashed in full). ``hashed[i]`` True: part i's buffers are
+    pickles too (encoding ``SLICES``), hashed in full like its content.
     """
     counts: list[int] = []
     frames: list[Any] = []
     raw: list[int] = []
-    for content, buffers in parts:
+    for i, (content, buffers) in enumerate(parts):
         frames.append(content)
         if buffers:
-            raw.extend(range(len(frames), len(frames) + len(buffers)))
+            if not (i < len(hashed) and hashed[i]):
+                raw.extend(range(len(frames), len(frames) + len(buffers)))
             frames.extend(buffers)
             counts.append(len(buffers))
         else:

@@ -1,0 +1,188 @@
+"""Long lists in slices: pickled a slice at a time, unpickled as the slices arrive.
+
+A blocking ``gather`` of a 1M-int list from two engines used to wait for each engine's
+whole pickle to be made, relayed and verified before the client started unpickling,
+and unpickling (making the int objects) is most of the work: about 30 ms of the ~57.
+An engine's answer to ``pull`` that is a list of at least :data:`MIN_ITEMS` items is
+therefore sent with encoding ``s`` (``SLICES`` in ``wire/protocol.py``): the content
+frame is empty and each buffer is the pickle of :data:`SLICE_ITEMS` consecutive items,
+a piece of its own (docs/protocol.md §5, §6). The client unpickles each slice as its
+piece arrives, while the later ones are still being relayed and verified.
+
+The slices are pickled by one pickler, one after the other, so they share its memo: an
+object met in an early slice is referred to, not copied, by the later ones (items that
+are the same object stay the same object), and the list itself is memo entry 0, so a
+list that contains itself comes back containing the rebuilt list. They must therefore be
+unpickled in order by one unpickler (:class:`Loader`).
+
+Slices are pickle streams, so they are hashed in full by the signature like every other
+pickle (never ``raw``): a receiver refuses to unpickle a slice that came in a ``raw``
+frame. A slice that needs a class or function (anything but the built-in containers and
+scalars) is not unpickled on the thread that reads the socket: the loader then leaves
+the whole list to :meth:`Loader.finish`, on the thread that asked for it, so that no
+user code runs on a thread that holds a socket.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any
+
+import cloudpickle
+
+from . import chunks
+
+__all__ = ["MIN_ITEMS", "SLICE_ITEMS", "Loader", "Pieces", "dump", "load"]
+
+MIN_ITEMS = 65_536  # shorter lists travel as one pickle, as any value
+SLICE_ITEMS = 65_536  # items per slice: a 500k-int list is 8 slices of ~330 kB
+
+
+def dump(value: list[Any]) -> list[bytes]:
+    """The pickles of ``value``'s slices, in order (one pickler, one memo)."""
+    f = io.BytesIO()
+    pickler = cloudpickle.Pickler(f, protocol=5)
+    pickler.memo = {id(value): (0, value)}  # the list itself: memo entry 0 (see Loader)
+    out: list[bytes] = []
+    for start in range(0, len(value), SLICE_ITEMS):
+        pickler.dump(value[start : start + SLICE_ITEMS])
+        out.append(f.getvalue())
+        f.seek(0)
+        f.truncate()
+    return out
+
+
+class _NeedsCode(Exception):
+    """A slice refers to a class or function: it is unpickled later, elsewhere."""
+
+
+# A pickle whose value is persistent id 0, memoized as entry 0: loaded first, it makes
+# the list being rebuilt memo entry 0 (setting ``Unpickler.memo`` to a dict loses its
+# entries in CPython 3.11).
+_SEED = b"\x80\x05K\x00Q\x94."
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: Any, result: list[Any]) -> None:
+        super().__init__(file)
+        self.result = result
+        self.early = False  # on a thread that reads a socket: no user code may run
+
+    def persistent_load(self, pid: Any) -> Any:
+        if pid != 0:
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r} in a slice")
+        return self.result
+
+    def find_class(self, module: str, name: str) -> Any:
+        if self.early:
+            raise _NeedsCode(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
+class Loader:
+    """Rebuilds one list from its slices, unpickling each as it is added, in order.
+
+    :meth:`add` with ``early`` True (the reading thread) unpickles only slices made of
+    built-in containers and scalars; once one is not, the rest waits for
+    :meth:`finish`, which unpickles everything from the start on its own thread.
+    """
+
+    def __init__(self) -> None:
+        self.datas: list[Any] = []  # the slices' pickles, kept for a late start
+        self.result: list[Any] = []
+        self.error: BaseException | None = None
+        self.deferred = False
+        self._file = io.BytesIO()
+        self._unpickler = self._new_unpickler()
+        self._loaded = 0  # slices unpickled into result so far
+
+    def _new_unpickler(self) -> _Unpickler:
+        self.result = []
+        self._loaded = 0
+        u = _Unpickler(self._file, self.result)
+        self._feed(_SEED)
+        u.load()  # memo entry 0 is the list itself (see dump)
+        return u
+
+    def add(self, data: Any, early: bool = False) -> None:
+        """One more slice (bytes-like), unpickled now unless deferred or failed."""
+        self.datas.append(data)
+        if not self.deferred and self.error is None:
+            self._load_next(early)
+
+    def _load_next(self, early: bool) -> None:
+        self._feed(self.datas[self._loaded])
+        self._unpickler.early = early
+        try:
+            part = self._unpickler.load()
+        except _NeedsCode:
+            self.deferred = True
+            return
+        except Exception as e:  # a class missing here, a __reduce__ that raises...
+            self.error = e
+            return
+        if type(part) is not list:
+            self.error = ValueError(f"a slice of a list is a {type(part).__name__}")
+            return
+        self.result.extend(part)
+        self._loaded += 1
+
+    def _feed(self, data: Any) -> None:
+        f = self._file
+        f.seek(0)
+        f.truncate()
+        f.write(data.buffer if hasattr(data, "buffer") else data)
+        f.seek(0)
+
+    def finish(self) -> list[Any]:
+        """The rebuilt list; raises what unpickling a slice raised."""
+        if self.deferred:
+            self.deferred = False
+            self._unpickler = self._new_unpickler()
+        while self.error is None and self._loaded < len(self.datas):
+            self._load_next(early=False)
+        if self.error is not None:
+            raise self.error
+        self.datas = []
+        return self.result
+
+
+def load(buffers: list[Any]) -> list[Any]:
+    """The list that :func:`dump` sliced: from its slices' pickles, or from a
+    :class:`Loader` that already took them (the only buffer then)."""
+    if len(buffers) == 1 and type(buffers[0]) is Loader:
+        return buffers[0].finish()
+    loader = Loader()
+    for data in buffers:
+        loader.add(data)
+    return loader.finish()
+
+
+class Pieces:
+    """The pieces of a list in slices as they arrive (as :class:`~.chunks.Assembler`
+    takes those of buffers): each slice is unpickled as soon as it is whole, on the
+    reading thread when ``early`` (see :meth:`Loader.add`)."""
+
+    def __init__(self, sizes: list[int], piece: int | None, early: bool) -> None:
+        self._asm = chunks.Assembler(sizes, piece)
+        self.loader = Loader()
+        self.early = early
+
+    @property
+    def done(self) -> bool:
+        return self._asm.done
+
+    @property
+    def buffers(self) -> list[Any]:
+        """What the part's buffers become: the loader, which :func:`load` finishes."""
+        return [self.loader]
+
+    def add(self, piece: Any) -> None:
+        self._asm.add(piece)
+        whole = self._asm.buffers
+        while len(self.loader.datas) < len(whole):
+            self.loader.add(whole[len(self.loader.datas)], self.early)
+
+    def discard(self) -> None:
+        self._asm.discard()

@@ -1,0 +1,192 @@
+"""Long lists travel in slices (docs/protocol.md §6): a ``gather`` or ``pull`` of a list
+of at least ``slices.MIN_ITEMS`` items comes back exact and in order, blocking from one
+engine or several, non-blocking, with items that need classes, and with a part that is
+short; an engine lost mid-gather fails only its part; a slice changed on its way is
+dropped and counted by the controller (slices are pickles: hashed in full, never raw).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import HANG, assert_cluster_works, error_types, kill_pids, wait_until
+from wiretap import UP, Tap, tapped_connection
+
+import multiengine
+from multiengine.client.partition import partition
+from multiengine.cluster.cluster import Cluster
+from multiengine.errors import CompositeError, EngineError
+from multiengine.wire import slices
+from multiengine.wire.message import DELIM
+
+pytestmark = pytest.mark.timeout(120)
+
+N = 4 * slices.MIN_ITEMS + 321  # each engine's part is long enough to go in slices
+
+
+def test_a_blocking_gather_of_long_lists_is_exact_and_in_order(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    xs = [*range(10**6, 10**6 + N), "text", 2.5, None, (1, 2), [3], {"k": 4}] * 2
+    mec.scatter("x", xs)
+    assert mec.gather("x") == xs
+    parts = partition(xs, 4)
+    assert mec.gather("x", targets=[2, 0]) == parts[2] + parts[0]
+
+
+def test_a_pull_from_one_engine_and_a_nonblocking_gather_are_exact(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    xs = list(range(N))
+    mec.push({"x": xs}, targets=1)
+    assert mec.pull("x", targets=1) == [xs]  # streamed to the client as it comes
+    mec.scatter("y", xs)
+    pending = mec.gather("y", block=False)
+    assert pending.result(HANG) == xs  # kept by the controller, fetched whole
+
+
+def test_items_that_need_classes_and_shared_items_come_back_alike(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    mec.execute(
+        "from fractions import Fraction\n"
+        "third = Fraction(1, 3)\n"
+        f"x = [third] * {N} + [Fraction(i, 7) for i in range(1000)]\n"
+        "x.append(x)",
+        targets=[0, 1],
+    )
+    first, second = mec.pull("x", targets=[0, 1])
+    for back in (first, second):
+        assert back[-1] is back  # the list that contains itself
+        assert back[0] is back[N - 1] == Fraction(1, 3)  # one object, as on the engine
+        assert back[N : N + 1000] == [Fraction(i, 7) for i in range(1000)]
+
+
+def test_a_short_part_and_a_long_part_gather_together(mec: multiengine.MultiEngineClient) -> None:
+    mec.push({"x": list(range(N))}, targets=0)
+    mec.push({"x": ["short"]}, targets=1)
+    assert mec.gather("x", targets=[0, 1]) == [*range(N), "short"]
+
+
+def _engine_pid(mec: multiengine.MultiEngineClient, eid: int) -> int:
+    mec.execute("import os; pid = os.getpid()", targets=eid)
+    (pid,) = mec.pull("pid", targets=eid)
+    return int(pid)
+
+
+def test_an_engine_killed_mid_gather_fails_only_its_part(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = fresh_cluster(2, restart_engines=False)
+    mec = cluster.multiengine_client()
+    watcher = cluster.multiengine_client()
+    mec.execute("x = [str(i) for i in range(3_000_000)]")  # slow to pickle: time to kill
+    victim = _engine_pid(mec, 1)
+    outcome: list[BaseException | list[Any]] = []
+
+    def gather() -> None:
+        try:
+            outcome.append(mec.gather("x"))
+        except BaseException as e:  # handed to the test's thread
+            outcome.append(e)
+
+    gatherer = threading.Thread(target=gather)
+    gatherer.start()
+
+    def answering() -> bool:
+        engines = watcher.status()["engines"]
+        return any(e["id"] == 1 and str(e["running"]).startswith("gather") for e in engines)
+
+    try:
+        wait_until(lambda: answering() or bool(outcome), HANG, 0.001, "engine 1 to answer")
+        os.kill(victim, signal.SIGKILL)
+    finally:
+        gatherer.join(HANG)
+    (result,) = outcome
+    if not isinstance(result, BaseException):
+        pytest.skip("the gather finished before the engine died (nothing was cut)")
+    assert isinstance(result, CompositeError)
+    assert error_types(result) == [EngineError]
+    wait_until(lambda: mec.get_ids() == [0], message="engine 1 to be unregistered")
+    assert mec.gather("x") == [str(i) for i in range(3_000_000)]  # engine 0's, whole
+    assert_cluster_works(mec)
+
+
+# ---------------------------------------------------------------- a slice changed on its way
+@pytest.fixture
+def tapped_engine(
+    fresh_cluster: Callable[..., Cluster], tmp_path: Path
+) -> Iterator[dict[str, Any]]:
+    """A 1-engine cluster plus a second engine whose engine channel passes a tap."""
+    cluster = fresh_cluster(n=1)
+    cdir = cluster.cluster_dir
+    taps = tapped_connection(cdir.engine_file, tmp_path / "engine.json", ["engine"])
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "multiengine", "engine", "--connection-file"]
+        + [str(tmp_path / "engine.json")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    mec = cluster.multiengine_client()
+    try:
+        wait_until(lambda: mec.get_ids() == [0, 1], message="the tapped engine to register")
+        yield {"cluster": cluster, "tap": taps["engine"], "mec": mec}
+    finally:
+        mec.close()
+        kill_pids([engine.pid])
+        engine.wait(HANG)
+        taps["engine"].close()
+
+
+@pytest.mark.fault(
+    section="hostile-input",
+    fault="a slice of a long list (`chunk` from an engine) changed on its way, or sent again",
+    outcome=(
+        "both dropped and counted in `dropped_messages` (slices are pickles: hashed in full, "
+        "never `raw`); the next gather is exact"
+    ),
+)
+def test_a_changed_or_replayed_slice_is_dropped_and_counted(tapped_engine: dict[str, Any]) -> None:
+    import json
+
+    import zmq
+
+    mec: multiengine.MultiEngineClient = tapped_engine["mec"]
+    tap: Tap = tapped_engine["tap"]
+    xs = list(range(N))
+    mec.push({"x": xs}, targets=1)
+    assert mec.pull("x", targets=1) == [xs]
+    pieces = tap.find(UP, "chunk")
+    assert len(pieces) == len(slices.dump(xs))
+    assert all("raw" not in p.header for p in pieces)  # the slices are hashed
+    replayed = pieces[1].frames
+    i = next(k for k, f in enumerate(replayed) if f.startswith(DELIM))
+    changed = list(replayed)
+    payload = bytearray(changed[-1])
+    payload[len(payload) // 2] ^= 1  # one bit of one int
+    changed[-1] = bytes(payload)
+    dropped = mec.status()["dropped_messages"]
+    info = json.loads(tapped_engine["cluster"].cluster_dir.engine_file.read_text())
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 10_000)
+    sock.setsockopt(zmq.IDENTITY, b"e-forger")
+    try:
+        sock.connect(info["addresses"]["engine"])
+        sock.send_multipart(changed[i:])
+        sock.send_multipart(replayed[i:])
+    finally:
+        sock.close()
+    wait_until(
+        lambda: mec.status()["dropped_messages"] == dropped + 2, message="both slices dropped"
+    )
+    mec.push({"x": xs}, targets=0)
+    assert mec.gather("x", targets=[1, 0]) == xs + xs  # and long lists travel on
