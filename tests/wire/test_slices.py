@@ -11,7 +11,7 @@ import pytest
 
 from multiengine.client.answers import decode_result
 from multiengine.errors import SerializationError
-from multiengine.wire import chunks, slices
+from multiengine.wire import slices
 from multiengine.wire import protocol as P
 from multiengine.wire.message import Message
 from multiengine.wire.protocol import PartHeader
@@ -65,15 +65,22 @@ def test_a_slice_that_does_not_unpickle_raises_from_finish() -> None:
         loader.finish()
 
 
-def test_pieces_rebuild_slices_cut_smaller_than_a_slice() -> None:
+def test_pieces_take_whole_slices_and_a_failed_slice_becomes_the_error() -> None:
     xs = [str(i) * 3 for i in range(2 * N)]
     parts = slices.dump(xs)
-    _, pieces = chunks.cut(parts, piece=100_000)  # every slice in several pieces
-    assert len(pieces) > len(parts)
-    got = slices.Pieces([len(p) for p in parts], 100_000, early=True)
-    for piece in pieces:
-        got.add(bytes(piece))
+    assert len(parts) == slices.count(xs) == 3  # a short first slice, then N each
+    got = slices.Pieces(len(parts), early=True)
+    for data in parts:
+        assert not got.done
+        got.add(data)
     assert got.done and slices.load(got.buffers) == xs
+    with pytest.raises(ValueError, match="more slices"):
+        got.add(parts[0])
+    broken = slices.Pieces(3, early=True)  # what an engine sends when slice 2 fails
+    for data in (parts[0], slices.failed(TypeError("cannot pickle 'generator'")), b""):
+        broken.add(data)
+    with pytest.raises(SerializationError, match="cannot pickle 'generator'"):
+        slices.load(broken.buffers)
 
 
 def _result(raw: object) -> Message:

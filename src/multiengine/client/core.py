@@ -594,7 +594,7 @@ class ClientCore:
         if msg.type == P.RESULT and msg.header.get("stream"):
             part = PartHeader.from_wire(msg.header["parts"][0])
             if part.enc == P.SLICES:  # a list: its slices are unpickled as they come
-                pieces = slices.Pieces(part.sizes or [], part.piece, sock is self._fg)
+                pieces = slices.Pieces(part.nframes, sock is self._fg)
                 sock.streams[mid] = (msg, pieces)
             else:
                 sock.streams[mid] = (msg, chunks.Assembler(part.sizes or [], part.piece))
@@ -619,7 +619,7 @@ class ClientCore:
                 log.warning("dropped a malformed piece of a result: %s", e)
                 return
             if msg.header.get("enc") == P.SLICES:  # a list: unpickled slice by slice
-                asm = slices.Pieces(xfer.sizes, xfer.piece, sock is self._fg)
+                asm = slices.Pieces(xfer.n, sock is self._fg)
             else:
                 asm = chunks.Assembler(xfer.sizes, xfer.piece)
             sock.ahead[key] = asm

@@ -219,6 +219,8 @@ class Transfers:
             part = error_part(
                 "SerializationError", "a slice of the answer came unsigned", engine.id
             )
+        elif inc.enc == P.SLICES:  # each piece is a whole slice: the part's buffers
+            part = Part(engine.id, inc.status, inc.enc, [inc.content, *inc.pieces])
         else:
             frames = [inc.content, *inc.pieces]
             part = Part(engine.id, inc.status, inc.enc, frames, inc.xfer.sizes, inc.xfer.piece)

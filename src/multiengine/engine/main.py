@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import zmq
@@ -503,7 +503,6 @@ class Engine:
         self,
         cmd_id: Any,
         status: str,
-        enc: str,
         content: Any,
         buffers: list[Any],
         flags: TaskFlags | None = None,
@@ -513,21 +512,18 @@ class Engine:
             "t": P.REPLY,
             "cmd": cmd_id,
             "status": status,
-            "enc": enc,
+            "enc": P.PICKLE if status == P.STATUS_OK else P.MSGPACK,
             "elapsed": round(elapsed, 6),
         }
         if flags is not None:
             reply["task"] = flags.to_wire()
-        sliced = enc == P.SLICES  # its pieces are pickles: hashed, never raw
-        if sliced or (buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD):
+        if buffers and chunks.total_size(buffers) >= chunks.STREAM_THRESHOLD:
             self._held.flush()
             xfer, pieces = chunks.cut(buffers)
             reply["xfer"] = xfer.to_wire()
             self._send(self.signer.frames(reply, content))
             for piece in pieces:
-                chunk: dict[str, Any] = {"t": P.CHUNK, "cmd": cmd_id}
-                if not sliced:
-                    chunk["raw"] = True  # array memory: signed by its length
+                chunk = {"t": P.CHUNK, "cmd": cmd_id, "raw": True}
                 self._send(self.signer.frames(chunk, b"", (piece,)))
             return
         if buffers:
@@ -594,9 +590,9 @@ class Engine:
             else:
                 held.arm()  # sent after a while if this one runs long
         status = P.STATUS_OK
-        enc = P.PICKLE
         flags: TaskFlags | None = None
         elapsed = 0.0
+        sliced: tuple[int, bytes, Iterator[bytes]] | None = None  # a long list, in slices
         self.interp.task_flags = None  # set by a task that fails
         self.interp.output = None  # set by a function that prints
         try:
@@ -634,20 +630,18 @@ class Engine:
                 self.interp.streamer = None
             if self.interp.output is not None:
                 value = Printed(value, *self.interp.output)
-            sliced = name == "pull" and type(value) is list and len(value) >= slices.MIN_ITEMS
-            if sliced:  # a long list: pickled slice by slice, unpickled as they arrive
-                try:
-                    content, buffers, enc = b"", slices.dump(value), P.SLICES
-                except Exception:  # dumps below says what cannot be pickled
-                    sliced = False
-            if not sliced:
+            if name == "pull" and type(value) is list and len(value) >= slices.MIN_ITEMS:
+                sliced = self._first_slice(value)
+            if sliced is None:
                 content, buffers = dumps(value)
                 if self._reply_node and buffers:
                     content, buffers = self._shared_answer(content, buffers)
+            else:
+                content, buffers = b"", []
         except BaseException as e:  # user code may raise anything, even SystemExit
             if self.terminating:
                 raise
-            status, enc = P.STATUS_ERROR, P.MSGPACK
+            status, sliced = P.STATUS_ERROR, None
             e, flags = self._classify(e, h)
             if name != "task":
                 flags = None  # only the scheduler reads them, and only for tasks
@@ -660,9 +654,51 @@ class Engine:
             # once: the scheduler takes back what was sent ahead and retries elsewhere)
             item = BatchedReply(cmd_id, status, P.PICKLE, round(elapsed, 6), None, 0)
             held.hold(session, item, content)
+        elif sliced is not None:
+            self._send_slices(cmd_id, elapsed, *sliced)
         else:
-            self._send_reply(cmd_id, status, enc, content, buffers, flags, elapsed)
+            self._send_reply(cmd_id, status, content, buffers, flags, elapsed)
         return name == "kill" and status == P.STATUS_OK
+
+    @staticmethod
+    def _first_slice(value: list[Any]) -> tuple[int, bytes, Iterator[bytes]] | None:
+        """A long list's slice count, its first slice pickled, and the rest to come;
+        None when the first slice does not pickle (``dumps`` then says why)."""
+        rest = slices.dumps(value)
+        try:
+            first = next(rest)
+        except Exception:
+            return None
+        return slices.count(value), first, rest
+
+    def _send_slices(
+        self, cmd_id: Any, elapsed: float, n: int, first: bytes, rest: Iterator[bytes]
+    ) -> None:
+        """A long list as a reply of encoding ``SLICES`` whose ``n`` pieces are its
+        slices, each sent as soon as it is pickled (docs/protocol.md §5). They are
+        pickles, so hashed in full (never ``raw``). A slice that fails to pickle is sent
+        as the exception it becomes on the client, and the slices after it empty."""
+        self._held.flush()
+        reply = {
+            "t": P.REPLY,
+            "cmd": cmd_id,
+            "status": P.STATUS_OK,
+            "enc": P.SLICES,
+            "elapsed": round(elapsed, 6),
+            "xfer": Xfer([], n, 0).to_wire(),
+        }
+        self._send(self.signer.frames(reply, b""))
+        chunk = {"t": P.CHUNK, "cmd": cmd_id}
+        self._send(self.signer.frames(chunk, b"", (first,)))
+        sent = 1
+        try:
+            for data in rest:
+                self._send(self.signer.frames(chunk, b"", (data,)))
+                sent += 1
+        except Exception as e:  # an item that does not pickle, further on
+            self._send(self.signer.frames(chunk, b"", (slices.failed(e),)))
+            for _ in range(sent + 1, n):
+                self._send(self.signer.frames(chunk, b"", (b"",)))
 
     def _shared_answer(self, content: bytes, buffers: list[Any]) -> tuple[bytes, list[Any]]:
         """A large answer for a client of this host: through shared memory (one copy

@@ -27,30 +27,64 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Iterator
 from typing import Any
 
 import cloudpickle
 
-from . import chunks
-
-__all__ = ["MIN_ITEMS", "SLICE_ITEMS", "Loader", "Pieces", "dump", "load"]
+__all__ = [
+    "FIRST_ITEMS",
+    "MIN_ITEMS",
+    "SLICE_ITEMS",
+    "Loader",
+    "Pieces",
+    "count",
+    "dump",
+    "dumps",
+    "failed",
+    "load",
+]
 
 MIN_ITEMS = 65_536  # shorter lists travel as one pickle, as any value
-SLICE_ITEMS = 65_536  # items per slice: a 500k-int list is 8 slices of ~330 kB
+FIRST_ITEMS = 16_384  # the first slice is short: the receiver starts on it sooner
+SLICE_ITEMS = 65_536  # items per later slice: a 500k-int list is 9 slices of <330 kB
 
 
-def dump(value: list[Any]) -> list[bytes]:
-    """The pickles of ``value``'s slices, in order (one pickler, one memo)."""
+def _bounds(n: int) -> list[tuple[int, int]]:
+    starts = [0, *range(FIRST_ITEMS, n, SLICE_ITEMS)] if n > FIRST_ITEMS else [0]
+    return [(a, b) for a, b in zip(starts, [*starts[1:], n], strict=True)]
+
+
+def count(value: list[Any]) -> int:
+    """How many slices :func:`dumps` makes of ``value``."""
+    return len(_bounds(len(value)))
+
+
+def dumps(value: list[Any]) -> Iterator[bytes]:
+    """The pickles of ``value``'s slices, in order, each made when asked for (one
+    pickler, one memo: see the module's docstring)."""
     f = io.BytesIO()
     pickler = cloudpickle.Pickler(f, protocol=5)
     pickler.memo = {id(value): (0, value)}  # the list itself: memo entry 0 (see Loader)
-    out: list[bytes] = []
-    for start in range(0, len(value), SLICE_ITEMS):
-        pickler.dump(value[start : start + SLICE_ITEMS])
-        out.append(f.getvalue())
+    for start, stop in _bounds(len(value)):
+        pickler.dump(value[start:stop])
+        yield f.getvalue()
         f.seek(0)
         f.truncate()
-    return out
+
+
+def dump(value: list[Any]) -> list[bytes]:
+    """The pickles of all of ``value``'s slices."""
+    return list(dumps(value))
+
+
+def failed(e: BaseException) -> bytes:
+    """What is sent for a slice that could not be pickled: the exception its list
+    becomes on the receiving side (the slices after it are sent empty)."""
+    from ..errors import SerializationError
+
+    err = SerializationError(f"cannot serialize a slice of the list: {type(e).__name__}: {e}")
+    return pickle.dumps(err, protocol=5)
 
 
 class _NeedsCode(Exception):
@@ -122,8 +156,12 @@ class Loader:
         except Exception as e:  # a class missing here, a __reduce__ that raises...
             self.error = e
             return
-        if type(part) is not list:
-            self.error = ValueError(f"a slice of a list is a {type(part).__name__}")
+        if type(part) is not list:  # the sender failed to pickle it (see failed)
+            self.error = (
+                part
+                if isinstance(part, BaseException)
+                else ValueError(f"a slice of a list is a {type(part).__name__}")
+            )
             return
         self.result.extend(part)
         self._loaded += 1
@@ -160,18 +198,19 @@ def load(buffers: list[Any]) -> list[Any]:
 
 
 class Pieces:
-    """The pieces of a list in slices as they arrive (as :class:`~.chunks.Assembler`
-    takes those of buffers): each slice is unpickled as soon as it is whole, on the
-    reading thread when ``early`` (see :meth:`Loader.add`)."""
+    """The ``n`` pieces of a list in slices as they arrive, one whole slice each: each
+    is unpickled at once, on the reading thread when ``early`` (see :meth:`Loader.add`).
+    Used where :class:`~.chunks.Assembler` is for the pieces of buffers."""
 
-    def __init__(self, sizes: list[int], piece: int | None, early: bool) -> None:
-        self._asm = chunks.Assembler(sizes, piece)
+    def __init__(self, n: int, early: bool) -> None:
+        self.expected = n
+        self.received = 0
         self.loader = Loader()
         self.early = early
 
     @property
     def done(self) -> bool:
-        return self._asm.done
+        return self.received >= self.expected
 
     @property
     def buffers(self) -> list[Any]:
@@ -179,10 +218,10 @@ class Pieces:
         return [self.loader]
 
     def add(self, piece: Any) -> None:
-        self._asm.add(piece)
-        whole = self._asm.buffers
-        while len(self.loader.datas) < len(whole):
-            self.loader.add(whole[len(self.loader.datas)], self.early)
+        if self.done:
+            raise ValueError("more slices than announced")
+        self.received += 1
+        self.loader.add(piece, self.early)
 
     def discard(self) -> None:
-        self._asm.discard()
+        self.loader = Loader()
