@@ -34,6 +34,18 @@ def test_items_that_are_one_object_stay_one_object_across_slices() -> None:
     assert back[0] is back[-2]
 
 
+def test_shared_items_after_slices_of_numbers_stay_shared() -> None:
+    # the memo is cleared after slices that memoize nothing but themselves (numbers):
+    # both sides must then number the later memo entries alike
+    shared = {"one": "object"}
+    xs: list[object] = [*range(slices.FIRST_ITEMS + N), shared, "s", *range(N), shared, "s"]
+    xs.append(xs)
+    back = slices.load(slices.dump(xs))
+    assert back[:-1] == xs[:-1] and back[-1] is back
+    first = slices.FIRST_ITEMS + N
+    assert back[first] is back[-3] and back[first + 1] is back[-2]
+
+
 def test_a_list_that_contains_itself_contains_the_rebuilt_list() -> None:
     xs: list[object] = list(range(N + 5))
     xs.append(xs)

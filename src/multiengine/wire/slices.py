@@ -65,12 +65,26 @@ def dumps(value: list[Any]) -> Iterator[bytes]:
     pickler, one memo: see the module's docstring)."""
     f = io.BytesIO()
     pickler = cloudpickle.Pickler(f, protocol=5)
-    pickler.memo = {id(value): (0, value)}  # the list itself: memo entry 0 (see Loader)
+    seed = {id(value): (0, value)}  # the list itself: memo entry 0 (see Loader)
+    pickler.memo = seed
+    compact = True
     for start, stop in _bounds(len(value)):
         pickler.dump(value[start:stop])
         yield f.getvalue()
         f.seek(0)
         f.truncate()
+        if compact:  # (the Loader does the same, after the same slice)
+            compact = len(pickler.memo.copy()) <= _COMPACT
+            if compact:
+                pickler.clear_memo()
+                pickler.memo = seed
+
+
+# While the memo holds no more than the list and the last slice (a slice of numbers,
+# say: they are not memoized), both sides clear it after each slice: a later slice
+# cannot refer to anything in it, and the memo would keep each slice's list alive
+# (unpickling 500k ints took 26 ms instead of 19: fresh memory for every slice).
+_COMPACT = 2
 
 
 def dump(value: list[Any]) -> list[bytes]:
@@ -128,15 +142,22 @@ class Loader:
         self.error: BaseException | None = None
         self.deferred = False
         self._file = io.BytesIO()
+        self._compact = True  # see _COMPACT
         self._unpickler = self._new_unpickler()
         self._loaded = 0  # slices unpickled into result so far
 
     def _new_unpickler(self) -> _Unpickler:
         self.result = []
         self._loaded = 0
+        self._compact = True
+        return self._seeded()
+
+    def _seeded(self) -> _Unpickler:
+        """A new unpickler whose memo holds the list as entry 0 (as the pickler's
+        does: a cleared memo would not start numbering again from 1)."""
         u = _Unpickler(self._file, self.result)
         self._feed(_SEED)
-        u.load()  # memo entry 0 is the list itself (see dump)
+        u.load()
         return u
 
     def add(self, data: Any, early: bool = False) -> None:
@@ -165,6 +186,10 @@ class Loader:
             return
         self.result.extend(part)
         self._loaded += 1
+        if self._compact:  # as dumps does after the same slice
+            self._compact = len(self._unpickler.memo.copy()) <= _COMPACT
+            if self._compact:
+                self._unpickler = self._seeded()
 
     def _feed(self, data: Any) -> None:
         f = self._file
