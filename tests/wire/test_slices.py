@@ -11,8 +11,8 @@ import pytest
 
 from multiengine.client.answers import decode_result
 from multiengine.errors import SerializationError
-from multiengine.wire import slices
 from multiengine.wire import protocol as P
+from multiengine.wire import slices
 from multiengine.wire.message import Message
 from multiengine.wire.protocol import PartHeader
 

@@ -4,16 +4,18 @@ A blocking ``gather`` of a 1M-int list from two engines used to wait for each en
 whole pickle to be made, relayed and verified before the client started unpickling,
 and unpickling (making the int objects) is most of the work: about 30 ms of the ~57.
 An engine's answer to ``pull`` that is a list of at least :data:`MIN_ITEMS` items is
-therefore sent with encoding ``s`` (``SLICES`` in ``wire/protocol.py``): the content
-frame is empty and each buffer is the pickle of :data:`SLICE_ITEMS` consecutive items,
-a piece of its own (docs/protocol.md §5, §6). The client unpickles each slice as its
-piece arrives, while the later ones are still being relayed and verified.
+therefore sent with encoding ``s`` (``SLICES`` in ``wire/protocol.py``): the reply
+announces how many slices follow, and each slice (:data:`FIRST_ITEMS` items, then
+:data:`SLICE_ITEMS` each) is pickled and sent as a piece of its own at once, so that
+the client unpickles the first slices while the engine still pickles the later ones
+and the controller relays them (docs/protocol.md §5, §6).
 
 The slices are pickled by one pickler, one after the other, so they share its memo: an
 object met in an early slice is referred to, not copied, by the later ones (items that
 are the same object stay the same object), and the list itself is memo entry 0, so a
 list that contains itself comes back containing the rebuilt list. They must therefore be
-unpickled in order by one unpickler (:class:`Loader`).
+unpickled in order (:class:`Loader`); while slices memoize nothing but themselves (see
+``_COMPACT``), both sides start each one with a fresh memo.
 
 Slices are pickle streams, so they are hashed in full by the signature like every other
 pickle (never ``raw``): a receiver refuses to unpickle a slice that came in a ``raw``
