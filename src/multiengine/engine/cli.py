@@ -15,7 +15,7 @@ from typing import Any
 
 from ..config import EngineConfig
 from ..errors import ConnectionFileError, KernelError
-from ..runtime import ClusterDir, add_cluster_dir_arguments
+from ..runtime import ClusterDir, add_cluster_dir_arguments, set_process_title
 from ..wire import shm
 from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
 from .main import Engine
@@ -112,6 +112,16 @@ def main(args: argparse.Namespace) -> int:
         mpi.size = mpi.COMM_WORLD.Get_size()
         mpi.rank = mpi.COMM_WORLD.Get_rank()
         desired = mpi.rank if desired is None else desired
+    if source is None:
+        where = ""  # the connection came from $MULTIENGINE_CONNECTION
+    elif source == cdir.engine_file:
+        where = f" --cluster-dir {cdir.path}"
+    else:
+        where = f" --connection-file {source}"
+
+    def titled(engine_id: int) -> None:  # ps tells the engines (and their clusters) apart
+        set_process_title(f"multiengine engine {engine_id}{where}", f"engine {engine_id}")
+
     engine = Engine(
         info,
         desired,
@@ -119,6 +129,7 @@ def main(args: argparse.Namespace) -> int:
         reload=(lambda: read_connection_file(source)) if source is not None else None,
         reconnect_timeout=config.reconnect_timeout,
         ipython=config.ipython,
+        on_registered=titled,
     )
 
     def terminate(signum: int, frame: Any) -> None:
