@@ -33,7 +33,7 @@ __all__ = [
     "pid_alive",
     "pid_stopped",
     "on_stdin_close",
-    "set_process_title",
+    "set_process_name",
 ]
 
 DEFAULT_CONFIG = (
@@ -230,32 +230,14 @@ def list_cluster_dirs() -> list[ClusterDir]:
     return [ClusterDir(p) for p in sorted(root.glob("cluster_*")) if p.is_dir()]
 
 
-def set_process_title(title: str | None, name: str) -> None:
-    """What ``ps`` and ``top`` show for this process: its command line becomes ``title``
-    (None: unchanged) when the optional ``setproctitle`` package is installed (engines
-    forked from the template would otherwise all show the template's), and its name
-    (``ps -o comm``, ``top``, ``pkill``) becomes ``name``, cut to the kernel's 15
-    bytes, on Linux."""
-    if title is not None:
-        try:
-            from setproctitle import setproctitle
-        except ImportError:
-            pass
-        else:
-            # within the command line's own memory: by default setproctitle takes the
-            # environment's too, and /proc/PID/environ then reads as empty
-            noenv = os.environ.get("SPT_NOENV")
-            os.environ["SPT_NOENV"] = "1"
-            try:
-                setproctitle(title)
-            finally:
-                if noenv is None:
-                    del os.environ["SPT_NOENV"]
+def set_process_name(name: str) -> None:
+    """What ``ps -o comm``, ``top`` and ``pkill`` call this process: ``name``, cut to the
+    kernel's 15 bytes (Linux; elsewhere nothing changes)."""
     try:
         with open("/proc/self/comm", "w") as f:
             f.write(name.encode()[:15].decode(errors="ignore"))
     except OSError:
-        pass  # not Linux, or no /proc: the name stays
+        pass
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -23,7 +23,7 @@ import time
 import traceback
 from typing import Any
 
-from ..runtime import set_process_title
+from ..engine.cli import set_process_title
 
 __all__ = ["serve"]
 
@@ -40,7 +40,7 @@ def _preload(ipython: bool) -> None:
     from . import cli as command_line
 
     command_line.build_parser()  # (cached: each engine parses its command line with it)
-    with contextlib.suppress(ImportError):  # optional: what ps shows (runtime.set_process_title)
+    with contextlib.suppress(ImportError):  # optional: what ps shows (set_process_title)
         import setproctitle  # noqa: F401
 
     if ipython:
@@ -91,7 +91,7 @@ def _wait_and_become_engine(template: int, request_fd: int, close: list[int]) ->
         os.chdir(request["cwd"])
         argv = [str(a) for a in request["argv"]]
         sys.argv = [sys.argv[0], *argv]
-        set_process_title(" ".join(["multiengine", *argv]), argv[0] if argv else "multiengine")
+        set_process_title(" ".join(["multiengine", *argv]))  # (named by id once registered)
         from .cli import main
     except BaseException:  # noqa: BLE001 - the child must never return into the template
         traceback.print_exc()
