@@ -15,7 +15,7 @@ from typing import Any
 
 from ..config import EngineConfig
 from ..errors import ConnectionFileError, KernelError
-from ..runtime import ClusterDir, add_cluster_dir_arguments
+from ..runtime import ClusterDir, add_cluster_dir_arguments, set_process_name
 from ..wire import shm
 from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
 from .main import Engine
@@ -57,6 +57,24 @@ def _find_connection(
             "controller's engine.json, not client.json"
         )
     return info, source
+
+
+def set_process_title(title: str) -> None:
+    """The command line ``ps`` shows becomes ``title``, if the optional ``setproctitle``
+    package is installed (engines forked from the template would otherwise all show the
+    template's). It stays within the command line's own memory: by default the package
+    takes the environment's too, and ``/proc/PID/environ`` then reads as empty."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:
+        return
+    noenv = os.environ.get("SPT_NOENV")
+    os.environ["SPT_NOENV"] = "1"
+    try:
+        setproctitle(title)
+    finally:
+        if noenv is None:
+            del os.environ["SPT_NOENV"]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -112,6 +130,17 @@ def main(args: argparse.Namespace) -> int:
         mpi.size = mpi.COMM_WORLD.Get_size()
         mpi.rank = mpi.COMM_WORLD.Get_rank()
         desired = mpi.rank if desired is None else desired
+    if source is None:
+        where = ""  # the connection came from $MULTIENGINE_CONNECTION
+    elif source == cdir.engine_file:
+        where = f" --cluster-dir {cdir.path}"
+    else:
+        where = f" --connection-file {source}"
+
+    def titled(engine_id: int) -> None:  # ps tells the engines (and their clusters) apart
+        set_process_title(f"multiengine engine {engine_id}{where}")
+        set_process_name(f"engine {engine_id}")
+
     engine = Engine(
         info,
         desired,
@@ -119,6 +148,7 @@ def main(args: argparse.Namespace) -> int:
         reload=(lambda: read_connection_file(source)) if source is not None else None,
         reconnect_timeout=config.reconnect_timeout,
         ipython=config.ipython,
+        on_registered=titled,
     )
 
     def terminate(signum: int, frame: Any) -> None:
