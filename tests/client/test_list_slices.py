@@ -71,6 +71,17 @@ def test_items_that_need_classes_and_shared_items_come_back_alike(
         assert back[N : N + 1000] == [Fraction(i, 7) for i in range(1000)]
 
 
+def test_a_gathered_part_that_contains_itself_keeps_its_own_list(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    mec.push({"x": list(range(N))}, targets=0)
+    mec.execute(f"x = list(range({N})); x.append(x)", targets=1)
+    back = mec.gather("x", targets=[0, 1])
+    assert back[: 2 * N] == [*range(N), *range(N)]
+    own = back[-1]
+    assert own is not back and own[-1] is own and own[:-1] == list(range(N))
+
+
 def test_a_short_part_and_a_long_part_gather_together(mec: multiengine.MultiEngineClient) -> None:
     mec.push({"x": list(range(N))}, targets=0)
     mec.push({"x": ["short"]}, targets=1)

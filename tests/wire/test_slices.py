@@ -114,3 +114,57 @@ def test_slices_in_frames_signed_by_length_only_are_refused(raw: object) -> None
     (value,), _, _ = decode_result(_result(raw), "pull")
     assert isinstance(value, SerializationError)
     assert "unsigned" in str(value)
+
+
+# ---------------------------------------------------------------- a gather's parts, one list
+def _chained(parts: list[list[object]], order: list[tuple[int, int]]) -> list[object]:
+    """Feed the slices of ``parts`` to one chain in ``order`` ((part, slice) pairs),
+    then decode and join them as a gather does."""
+    from multiengine.client.partition import join
+
+    dumped = [slices.dump(p) for p in parts]
+    chain = slices.Chain()
+    pieces: dict[int, slices.Pieces] = {}
+    for i, k in order:
+        if i not in pieces:
+            pieces[i] = slices.Pieces(len(dumped[i]), True, chain, i)
+        pieces[i].add(dumped[i][k])
+    values = [slices.load(pieces[i].buffers) for i in range(len(parts))]
+    return join(values, owned=True)
+
+
+def _all(parts: list[list[object]]) -> list[tuple[int, int]]:
+    return [(i, k) for i, p in enumerate(parts) for k in range(slices.count(p))]
+
+
+def test_a_chain_unpickles_the_parts_into_one_list_in_part_order() -> None:
+    parts: list[list[object]] = [list(range(2 * N)), list(range(-1, -N, -1)), ["x"] * N]
+    order = _all(parts)
+    late_first = order[len(order) // 2 :] + order[: len(order) // 2]  # part 0's come last
+    for o in (order, late_first):
+        assert _chained(parts, o) == parts[0] + parts[1] + parts[2]
+
+
+def test_a_part_that_contains_itself_or_needs_classes_is_unpickled_on_its_own() -> None:
+    second: list[object] = list(range(N + 3))
+    second.append(second)
+    third = [fractions.Fraction(1, 3)] * N
+    parts: list[list[object]] = [list(range(N)), second, third]
+    back = _chained(parts, _all(parts))
+    assert back[:N] == parts[0] and back[N : 2 * N + 3] == second[:-1]
+    own = back[2 * N + 3]
+    assert own is not back and own[-1] is own and own[:-1] == second[:-1]
+    assert back[2 * N + 4 :] == third
+
+
+def test_a_cut_part_takes_its_items_and_the_later_parts_out_of_the_list() -> None:
+    parts: list[list[object]] = [list(range(N)), list(range(N, 2 * N)), list(range(5))]
+    dumped = [slices.dump(p) for p in parts]
+    chain = slices.Chain()
+    pieces = [slices.Pieces(len(d), True, chain, i) for i, d in enumerate(dumped)]
+    for i, d in enumerate(dumped):
+        for data in d[: -1 if i == 1 else None]:  # the last slice of part 1 never comes
+            pieces[i].add(data)
+    chain.cut(1)  # as the client does when the result says part 1 failed
+    assert slices.load(pieces[0].buffers) == parts[0]
+    assert slices.load(pieces[2].buffers) == parts[2]

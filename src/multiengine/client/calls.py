@@ -115,12 +115,15 @@ class MultiEngineCalls:
         *,
         shared: bool = False,
         reply_shm: bool = False,
+        chain_parts: bool = False,
     ) -> Op[Any]:
         """Run ``cmd`` on the targets: their values (after ``post``), or a PendingResult.
 
         Large buffers go to engines of this host through shared memory (read-only
         zero-copy arrays there with ``shared``); ``reply_shm``: a blocking call whose
-        large answers may come back the same way (``pull``).
+        large answers may come back the same way (``pull``). ``chain_parts``: ``post``
+        joins the parts into one list (a blocking ``gather``), so long lists in slices
+        may be unpickled into one (``wire.slices.Chain``).
         """
         targets = self.find_targets(targets)
         block = self.find_block(block)
@@ -139,12 +142,20 @@ class MultiEngineCalls:
         if limit and shm.node_identity():
             if dumped.size >= limit:
                 return self._submit_local(
-                    cmd, header, dumped, targets, block, post, shared, reply_shm and block
+                    cmd,
+                    header,
+                    dumped,
+                    targets,
+                    block,
+                    post,
+                    shared,
+                    reply_shm and block,
+                    chain_parts,
                 )
             asked = plan_reply(dumped) if reply_shm and block else None
             if asked is not None:
-                return self._call(cmd, header, asked, targets, block, post)
-        return self._call(cmd, header, plan_dumped(dumped), targets, block, post)
+                return self._call(cmd, header, asked, targets, block, post, chain_parts)
+        return self._call(cmd, header, plan_dumped(dumped), targets, block, post, chain_parts)
 
     def _submit_local(
         self,
@@ -156,6 +167,7 @@ class MultiEngineCalls:
         post: Callable[[list[Any]], Any] | None,
         shared: bool,
         reply: bool,
+        chain_parts: bool = False,
     ) -> Steps[Any]:
         """``submit`` through shared memory to the targets that are engines of this host."""
         found = yield from self.local_ids(targets)
@@ -171,7 +183,7 @@ class MultiEngineCalls:
                 header["targets"] = ids  # exactly the engines the block waits for
         if payload is None:
             payload = plan_dumped(dumped)
-        call = self._call(cmd, header, payload, targets, block, post)
+        call = self._call(cmd, header, payload, targets, block, post, chain_parts)
         if payload.release is None or not block:
             return (yield from call)
         msg: Message | None = None
@@ -218,6 +230,7 @@ class MultiEngineCalls:
         targets: Targets,
         block: bool,
         post: Callable[[list[Any]], Any] | None,
+        chain_parts: bool = False,
     ) -> Call[Any]:
         header.update(payload.fields)
         listener = None
@@ -239,6 +252,7 @@ class MultiEngineCalls:
             progress=self.progress if block else False,
             progress_label=cmd,
             progress_total=n,
+            chain_parts=chain_parts,
         )
         core = self.core
 
@@ -410,8 +424,11 @@ class MultiEngineCalls:
             return join(parts, dist, flattened, owned)
 
         desc = f"gather({key})"
+        chain = owned and dist == "b" and flattened is None  # one list, parts in order
         return (
-            yield from self.submit("pull", (key,), targets, block, desc, post=post, reply_shm=True)
+            yield from self.submit(
+                "pull", (key,), targets, block, desc, post=post, reply_shm=True, chain_parts=chain
+            )
         )
 
     def zip_pull(self, keys: Any, targets: Any, block: Any) -> Steps[Any]:

@@ -95,6 +95,7 @@ class _Request:
     listener: OutputHook | None
     answered: bool = False  # its answer has been read (the future may still be pending)
     behind_output: bool = False  # complete it after the live output delivered before it
+    chain_parts: bool = False  # its parts' long lists go into one list (slices.Chain)
     # what was sent: sent again if the controller restarts before it answers
     sent: tuple[dict[str, Any], Any, Sequence[Any], Sequence[tuple[int, Any]]] | None = None
     # requests with no message of their own that this one's header names (expect()):
@@ -124,6 +125,8 @@ class _Socket:
     )
     # the parts of a result whose buffers come ahead of it: (request id, part) -> pieces
     ahead: dict[tuple[Any, int], chunks.Assembler | slices.Pieces] = field(default_factory=dict)
+    # the parts of a gather whose slices go into one list: request id -> chain
+    chains: dict[Any, slices.Chain] = field(default_factory=dict)
     last_ping: float = 0.0
     rcvtimeo: int = -1  # the socket's ZMQ_RCVTIMEO (ms) now: set only when it changes
 
@@ -235,6 +238,7 @@ class ClientCore:
         output_after: bool = False,
         behind_output: bool = False,
         companions: Sequence[Future[Message]] = (),
+        chain_parts: bool = False,
     ) -> Future[Message]:
         """Send a message (then the ``(part, piece)`` chunks it announced).
 
@@ -247,6 +251,8 @@ class ClientCore:
         answer is completed after the live output that came before it, though this
         request has none of its own (the fetch of a non-blocking call's result).
         ``companions``: futures of :meth:`expect` whose ids the header names.
+        ``chain_parts``: the answer's parts are joined into one list (a blocking
+        ``gather``): long lists in slices are unpickled into one (``slices.Chain``).
         """
         if self._closed:
             raise ControllerConnectionError("this client is closed")
@@ -255,6 +261,7 @@ class ClientCore:
         mid = next(self._seq)
         req = _Request(mid, Future(), background, None if output_after else listener)
         req.behind_output = behind_output
+        req.chain_parts = chain_parts
         req.future.mid = mid  # type: ignore[attr-defined]
         if companions:
             found = (self._requests.get(getattr(f, "mid", -1)) for f in companions)
@@ -619,7 +626,13 @@ class ClientCore:
                 log.warning("dropped a malformed piece of a result: %s", e)
                 return
             if msg.header.get("enc") == P.SLICES:  # a list: unpickled slice by slice
-                asm = slices.Pieces(xfer.n, sock is self._fg)
+                req = self._requests.get(key[0]) if type(key[0]) is int else None
+                chain = None
+                if req is not None and req.chain_parts:  # a gather: into one list
+                    chain = sock.chains.get(key[0])
+                    if chain is None:
+                        chain = sock.chains[key[0]] = slices.Chain()
+                asm = slices.Pieces(xfer.n, sock is self._fg, chain, part)
             else:
                 asm = chunks.Assembler(xfer.sizes, xfer.piece)
             sock.ahead[key] = asm
@@ -639,6 +652,7 @@ class ClientCore:
         result's ``ahead``); the pieces of its other parts, if any, are let go."""
         mid = msg.header.get("id")
         got = {p: sock.ahead.pop((i, p)) for i, p in list(sock.ahead) if i == mid}
+        chain = sock.chains.pop(mid, None)
         ahead = msg.header.get("ahead")
         if msg.type != P.RESULT or not isinstance(ahead, list) or not ahead:
             return msg
@@ -651,6 +665,8 @@ class ClientCore:
         buffers: list[Any] = []
         for i, (head, (content, bufs)) in enumerate(zip(heads, frames, strict=True)):
             asm = got.get(i) if i in ahead else None
+            if chain is not None and i in chain.parts and (asm is None or not asm.done):
+                chain.cut(i)  # its items, and those of the parts after it, out of the list
             if asm is not None and asm.done:
                 bufs = asm.buffers
                 heads[i] = head._replace(nframes=len(bufs))

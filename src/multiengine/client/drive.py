@@ -61,6 +61,7 @@ class Request:
     progress_total: int | None = None
     sent: Future[Message] | None = None  # already sent: only wait for its answer
     ahead: Request | None = None  # sent just before this one; its answer is taken later
+    chain_parts: bool = False  # the parts are joined into one list (see ClientCore.request)
 
 
 @dataclass
@@ -108,6 +109,7 @@ def send(
         output_after=req.keep_listening,
         behind_output=req.behind_output,
         companions=companions,
+        chain_parts=req.chain_parts,
     )
 
 

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ..wire.slices import APPENDED
+
 __all__ = ["partition", "join", "check_dist"]
 
 
@@ -75,6 +77,7 @@ def join(
     gather's 65).
     """
     check_dist(dist)
+    parts = [p for p in parts if p is not APPENDED]  # already in the list before it
     kind = _kind(parts)
     if kind is None:
         return list(parts)  # scalars: one value per engine, as the seed's gather('id')
