@@ -82,6 +82,19 @@ def test_a_gathered_part_that_contains_itself_keeps_its_own_list(
     assert own is not back and own[-1] is own and own[:-1] == list(range(N))
 
 
+def test_nothing_but_the_caller_holds_a_gathered_or_pulled_list(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    import sys
+
+    mec.execute(f"x = list(range({N}))", targets=[0, 1])
+    back = mec.gather("x", targets=[0, 1])
+    assert len(back) == 2 * N
+    assert sys.getrefcount(back) == 2  # this name and the call's argument: freed with it
+    (one,) = mec.pull("x", targets=0)
+    assert sys.getrefcount(one) == 2
+
+
 def test_a_short_part_and_a_long_part_gather_together(mec: multiengine.MultiEngineClient) -> None:
     mec.push({"x": list(range(N))}, targets=0)
     mec.push({"x": ["short"]}, targets=1)

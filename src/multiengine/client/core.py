@@ -675,6 +675,8 @@ class ClientCore:
                 content, bufs = report.to_bytes(), []
                 heads[i] = head._replace(status=P.STATUS_ERROR, enc=P.MSGPACK, nframes=0)
             buffers += [content, *bufs]
+        if chain is not None:
+            chain.parts.clear()  # (its parts refer to it: no cycle to keep them alive)
         msg.header["parts"] = [h.to_wire() for h in heads]
         msg.buffers = buffers
         return msg

@@ -267,6 +267,7 @@ class Loader:
         """The rebuilt list (:data:`APPENDED` if its items went into another part's);
         raises what unpickling a slice raised."""
         if self.appended:
+            self._release()
             return APPENDED
         if self.deferred:
             self.deferred = False
@@ -276,8 +277,15 @@ class Loader:
             self._load_next(early=False)
         if self.error is not None:
             raise self.error
+        result = self.result
+        self._release()
+        return result
+
+    def _release(self) -> None:
+        """Keep nothing of the list (the loader may live on in a message): the caller
+        alone decides when it is freed."""
         self.datas = []
-        return self.result
+        self._unpickler = self._new_unpickler()
 
 
 def load(buffers: list[Any]) -> Any:
