@@ -33,6 +33,7 @@ __all__ = [
     "pid_alive",
     "pid_stopped",
     "on_stdin_close",
+    "set_process_name",
 ]
 
 DEFAULT_CONFIG = (
@@ -227,6 +228,16 @@ def list_cluster_dirs() -> list[ClusterDir]:
     if not root.is_dir():
         return []
     return [ClusterDir(p) for p in sorted(root.glob("cluster_*")) if p.is_dir()]
+
+
+def set_process_name(name: str) -> None:
+    """What ``ps -o comm``, ``top`` and ``pkill`` call this process: ``name``, cut to the
+    kernel's 15 bytes (Linux; elsewhere nothing changes)."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(name.encode()[:15].decode(errors="ignore"))
+    except OSError:
+        pass
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -86,6 +86,38 @@ def test_forked_engines_are_engines_of_their_own(fresh_cluster: Callable[..., Cl
     assert_cluster_works(mec)
 
 
+def ps_view(pid: int) -> tuple[str, str, bytes]:
+    """What ``ps`` shows of ``pid``: its name (``comm``) and command line; and its
+    environment as /proc has it."""
+    with open(f"/proc/{pid}/comm") as f:
+        name = f.read().strip()
+    with open(f"/proc/{pid}/cmdline", "rb") as b:
+        cmdline = b" ".join(a for a in b.read().split(b"\0") if a).decode()
+    with open(f"/proc/{pid}/environ", "rb") as b:
+        return name, cmdline, b.read()
+
+
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "fresh"])
+def test_ps_tells_the_engines_apart(
+    fresh_cluster: Callable[..., Cluster], monkeypatch: pytest.MonkeyPatch, forked: bool
+) -> None:
+    # forked engines used to show the template's command line, all alike
+    pytest.importorskip("setproctitle")  # (the test extra has it; the name needs no package)
+    monkeypatch.setenv("MULTIENGINE_FORK_SERVER", "1" if forked else "0")
+    monkeypatch.setenv("MULTIENGINE_PS_MARK", "seen")
+    c = fresh_cluster(2)
+    mec = c.multiengine_client()
+    for eid, pid in engine_pids(mec).items():
+        name, cmdline, environ = ps_view(pid)
+        assert name == f"engine {eid}"
+        assert cmdline == f"multiengine engine {eid} --cluster-dir {c.cluster_dir.path}"
+        assert b"MULTIENGINE_PS_MARK=seen" in environ.split(b"\0")  # not overwritten
+    assert ps_view(mec.status()["pid"])[0] == "controller"
+    # the title's means leave nothing behind in the engines' environment
+    mec.execute("import os; leaked = 'SPT_NOENV' in os.environ")
+    assert mec.pull("leaked") == [False, False]
+
+
 def test_engines_killed_restarted_and_added_are_forked_too(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:

@@ -23,6 +23,8 @@ import time
 import traceback
 from typing import Any
 
+from ..engine.cli import set_process_title
+
 __all__ = ["serve"]
 
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for the engines of a closing server
@@ -38,6 +40,8 @@ def _preload(ipython: bool) -> None:
     from . import cli as command_line
 
     command_line.build_parser()  # (cached: each engine parses its command line with it)
+    with contextlib.suppress(ImportError):  # optional: what ps shows (set_process_title)
+        import setproctitle  # noqa: F401
 
     if ipython:
         with contextlib.suppress(ImportError):  # the engine itself says what is missing
@@ -87,6 +91,7 @@ def _wait_and_become_engine(template: int, request_fd: int, close: list[int]) ->
         os.chdir(request["cwd"])
         argv = [str(a) for a in request["argv"]]
         sys.argv = [sys.argv[0], *argv]
+        set_process_title(" ".join(["multiengine", *argv]))  # (named by id once registered)
         from .cli import main
     except BaseException:  # noqa: BLE001 - the child must never return into the template
         traceback.print_exc()

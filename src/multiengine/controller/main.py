@@ -12,7 +12,13 @@ import sys
 from typing import Any
 
 from ..config import ControllerConfig
-from ..runtime import ClusterDir, add_cluster_dir_arguments, on_stdin_close, pid_alive
+from ..runtime import (
+    ClusterDir,
+    add_cluster_dir_arguments,
+    on_stdin_close,
+    pid_alive,
+    set_process_name,
+)
 from ..wire import curve
 from ..wire.connection import ConnectionInfo, read_connection_file, write_connection_file
 
@@ -45,6 +51,7 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 10
+    set_process_name("controller")  # (its command line says which cluster)
     ip = config.ip
     location = config.location or (socket.gethostname() if ip in ("0.0.0.0", "*", "::") else ip)
     encrypt = config.curve == "on" or (config.curve == "auto" and not curve.is_loopback(ip))

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..config import EngineConfig
 from ..errors import ConnectionFileError, KernelError
-from ..runtime import ClusterDir, add_cluster_dir_arguments
+from ..runtime import ClusterDir, add_cluster_dir_arguments, set_process_name
 from ..wire import shm
 from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
 from .main import Engine
@@ -70,8 +70,8 @@ def use_batch_scheduling() -> bool:
     cores, an all-engine ``execute('pass')`` wakes each engine's I/O thread and main
     thread in turn; each of those wake-ups preempted whatever ran (another engine, the
     controller taking in replies) and cost a context switch. As batch threads, the
-    engines took 3.1 context switches per command instead of 3.9, and the call 8% less
-    time (benchmarks/many_engines.py --real 128). The controller and the client stay
+    engines took 3.1 context switches per command instead of 3.9, and the call 7-15% less
+    time (benchmarks/engine_scheduling.py). The controller and the client stay
     ordinary threads, so their wake-ups still come first. Returns whether it was set
     (not on other systems, nor where the kernel refuses).
     """
@@ -84,6 +84,24 @@ def use_batch_scheduling() -> bool:
         log.info("could not run as SCHED_BATCH: %s", e)
         return False
     return True
+
+
+def set_process_title(title: str) -> None:
+    """The command line ``ps`` shows becomes ``title``, if the optional ``setproctitle``
+    package is installed (engines forked from the template would otherwise all show the
+    template's). It stays within the command line's own memory: by default the package
+    takes the environment's too, and ``/proc/PID/environ`` then reads as empty."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:
+        return
+    noenv = os.environ.get("SPT_NOENV")
+    os.environ["SPT_NOENV"] = "1"
+    try:
+        setproctitle(title)
+    finally:
+        if noenv is None:
+            del os.environ["SPT_NOENV"]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -139,6 +157,17 @@ def main(args: argparse.Namespace) -> int:
         mpi.size = mpi.COMM_WORLD.Get_size()
         mpi.rank = mpi.COMM_WORLD.Get_rank()
         desired = mpi.rank if desired is None else desired
+    if source is None:
+        where = ""  # the connection came from $MULTIENGINE_CONNECTION
+    elif source == cdir.engine_file:
+        where = f" --cluster-dir {cdir.path}"
+    else:
+        where = f" --connection-file {source}"
+
+    def titled(engine_id: int) -> None:  # ps tells the engines (and their clusters) apart
+        set_process_title(f"multiengine engine {engine_id}{where}")
+        set_process_name(f"engine {engine_id}")
+
     if config.batch_scheduling:
         use_batch_scheduling()  # before Engine() starts the threads that inherit it
     engine = Engine(
@@ -148,6 +177,7 @@ def main(args: argparse.Namespace) -> int:
         reload=(lambda: read_connection_file(source)) if source is not None else None,
         reconnect_timeout=config.reconnect_timeout,
         ipython=config.ipython,
+        on_registered=titled,
     )
 
     def terminate(signum: int, frame: Any) -> None:

@@ -66,8 +66,10 @@ class Engine:
         reload: Callable[[], ConnectionInfo] | None = None,
         reconnect_timeout: float = 300.0,
         ipython: bool = False,
+        on_registered: Callable[[int], None] | None = None,
     ) -> None:
         self.info = info
+        self._on_registered = on_registered  # given the id at each registration
         self._reload = reload  # reads the connection info again (the controller may move)
         self.reconnect_timeout = reconnect_timeout
         self.signer = Signer(info.key)
@@ -199,6 +201,8 @@ class Engine:
                 self._lost_at = None
         self._registered_out.send(b"")
         log.info("registered %sas engine %d", "again " if again else "", self.id)
+        if self._on_registered is not None:
+            self._on_registered(self.id)
         return self.id
 
     def _register_again(self) -> None:
