@@ -542,6 +542,11 @@ class EngineConfig(Settings):
         "run code through IPython: magics, shell commands (!cmd) and rich display (display(), "
         "matplotlib figures) sent back to the client; needs IPython",
     )
+    batch_scheduling: bool = setting(
+        True,
+        "run as SCHED_BATCH on Linux (same CPU share; a woken engine does not preempt "
+        "what runs): fewer context switches with many engines on one host",
+    )
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR", metavar="LEVEL")
 
     def validate(self) -> None:

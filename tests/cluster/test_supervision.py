@@ -13,6 +13,7 @@ fixtures, or the ``cleanup`` below for clusters started from the command line).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -204,8 +205,9 @@ def test_an_engine_killed_mid_push_of_80_mb_comes_back(
             message="engine 0 to be given the push",
         )
         os.kill(old[0], signal.SIGKILL)
-    finally:
-        os.kill(old[0], signal.SIGKILL)  # never leave a stopped engine behind
+    finally:  # never leave a stopped engine behind (it may be gone and reaped already)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(old[0], signal.SIGKILL)
     with pytest.raises(CompositeError) as info:
         call_within(lambda: pr.r, message="the push to the killed engine")
     (err,) = [ev for _, ev, _ in info.value.elist]  # engine 1 took it; engine 0 failed

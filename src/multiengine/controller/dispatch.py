@@ -254,10 +254,11 @@ class Dispatch:
         first = started[0][1]
         header = self._cmd_header(first)
         self.outbox.to_engines([e.ident for e, _ in started], header, first.content, first.buffers)
+        now, what = time.time(), what_of(first)  # (one call: the same for all of them)
         for engine, cmd in started:
             engine.current = cmd
             cmd.sent = True
-            self._started(cmd, engine)
+            self._started(cmd, engine, now, what)
 
     def _cmd_header(self, cmd: Command) -> dict[str, Any]:
         header: dict[str, Any] = {"t": P.CMD, "cmd": cmd.cmd_id, "name": cmd.name}
@@ -316,9 +317,10 @@ class Dispatch:
             for client, msg_id in self.start_waiters.pop(key, ()):
                 self.reply_value(client, msg_id, P.DONE)
 
-    def _started(self, cmd: Command, engine: EngineState) -> None:
-        self.timeline.record(engine.id, what_of(cmd), START, cmd.desc)
-        cmd.started = now = time.time()
+    def _started(self, cmd: Command, engine: EngineState, now: float = 0.0, what: str = "") -> None:
+        now = now or time.time()
+        self.timeline.record(engine.id, what or what_of(cmd), START, cmd.desc, now)
+        cmd.started = now
         if cmd.job is not None:
             if cmd.job.started is None:
                 cmd.job.started = now

@@ -36,9 +36,10 @@ class Timeline:
         self.events: deque[list[Any]] = deque(maxlen=capacity)
         self.seq = 0
 
-    def record(self, engine: int, what: str, kind: str, desc: str) -> None:
+    def record(self, engine: int, what: str, kind: str, desc: str, at: float = 0.0) -> None:
+        """Add an event; ``at``: its time, when the caller has it (else now)."""
         self.seq += 1
-        self.events.append([self.seq, time.time(), engine, what, kind, desc[:120]])
+        self.events.append([self.seq, at or time.time(), engine, what, kind, desc[:120]])
 
     def since(self, seq: int) -> list[list[Any]]:
         """The events numbered above ``seq``, oldest first."""

@@ -20,7 +20,9 @@ from ..wire import shm
 from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
 from .main import Engine
 
-__all__ = ["main", "add_arguments"]
+__all__ = ["main", "add_arguments", "use_batch_scheduling"]
+
+log = logging.getLogger("multiengine.engine")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,6 +59,31 @@ def _find_connection(
             "controller's engine.json, not client.json"
         )
     return info, source
+
+
+def use_batch_scheduling() -> bool:
+    """Make this thread, and the threads it starts later, ``SCHED_BATCH`` (Linux).
+
+    A batch thread has the CPU share of any other (same nice value); the one difference
+    is that waking it never preempts the thread that runs: it gets a CPU when one is
+    idle, when the running thread blocks, or at the next tick. With 128 engines on two
+    cores, an all-engine ``execute('pass')`` wakes each engine's I/O thread and main
+    thread in turn; each of those wake-ups preempted whatever ran (another engine, the
+    controller taking in replies) and cost a context switch. As batch threads, the
+    engines took 3.1 context switches per command instead of 3.9, and the call 7-15% less
+    time (benchmarks/engine_scheduling.py). The controller and the client stay
+    ordinary threads, so their wake-ups still come first. Returns whether it was set
+    (not on other systems, nor where the kernel refuses).
+    """
+    policy = getattr(os, "SCHED_BATCH", None)
+    if policy is None:
+        return False
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    except OSError as e:
+        log.info("could not run as SCHED_BATCH: %s", e)
+        return False
+    return True
 
 
 def set_process_title(title: str) -> None:
@@ -141,6 +168,8 @@ def main(args: argparse.Namespace) -> int:
         set_process_title(f"multiengine engine {engine_id}{where}")
         set_process_name(f"engine {engine_id}")
 
+    if config.batch_scheduling:
+        use_batch_scheduling()  # before Engine() starts the threads that inherit it
     engine = Engine(
         info,
         desired,

@@ -606,11 +606,14 @@ class Engine:
             handler = COMMANDS[name]
             args = self._arguments(name, msg.content, buffers)
             with self._start_lock:
-                revoked = self._revoked.pop(cmd_id, None)
+                marks = self._revoked
+                revoked = marks.pop(cmd_id, None) if marks else None
                 if isinstance(cmd_id, int):
-                    self._last_started = max(self._last_started, cmd_id)
-                    for old in [c for c in self._revoked if c < cmd_id]:
-                        del self._revoked[old]
+                    if cmd_id > self._last_started:
+                        self._last_started = cmd_id
+                    if marks:
+                        for old in [c for c in marks if c < cmd_id]:
+                            del marks[old]
                 if revoked is None:
                     self._interrupted = None
                     self._running = cmd_id
@@ -723,11 +726,12 @@ class Engine:
         if not len(content):
             return ()
         try:
-            if shm.is_envelope(content):  # buffers in shared memory; perhaps the answer too
-                env = shm.Envelope.from_bytes(content)
+            data = content.buffer if type(content) is zmq.Frame else content
+            if shm.is_envelope(data):  # buffers in shared memory; perhaps the answer too
+                env = shm.Envelope.from_bytes(data)
                 self._reply_node = env.reply_node
                 return loads(env, buffers)
-            return loads(content, buffers)
+            return loads(data, buffers)
         except KeyboardInterrupt:
             raise
         except BaseException as e:  # SystemExit from a __reduce__ too: the engine goes on

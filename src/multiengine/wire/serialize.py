@@ -276,13 +276,16 @@ def _describe(obj: Any) -> str:
 def loads(data: Any, buffers: list[Any] | None = None) -> Any:
     """Unpickle a stream made by :func:`dumps` with its buffers (zmq Frames or bytes),
     or a :class:`~.shm.Envelope` whose buffers are in shared memory."""
+    if type(data) is Envelope:
+        return pickle.loads(data.pickle, buffers=shm.receive(data))
     if hasattr(data, "buffer"):
         data = data.buffer
-    if type(data) is Envelope or shm.is_envelope(data):
-        env = data if type(data) is Envelope else Envelope.from_bytes(data)
+    if shm.is_envelope(data):
+        env = Envelope.from_bytes(data)
         return pickle.loads(env.pickle, buffers=shm.receive(env))
-    bufs = [b.buffer if hasattr(b, "buffer") else b for b in buffers or ()]
-    return pickle.loads(data, buffers=bufs)
+    if not buffers:  # (a small value: everything is in the stream)
+        return pickle.loads(data)
+    return pickle.loads(data, buffers=[b.buffer if hasattr(b, "buffer") else b for b in buffers])
 
 
 def rebind_globals(obj: Any, namespace: dict[str, Any]) -> Any:
