@@ -245,6 +245,43 @@ def processes_using(directory: Path) -> dict[int, str]:
     return found
 
 
+def outcome_with_engine_killed(
+    call: Callable[[], Any],
+    watcher: multiengine.MultiEngineClient,
+    engine_id: int,
+    pid: int,
+    running: str,
+) -> Any:
+    """Run ``call`` on a thread and SIGKILL engine ``engine_id`` (process ``pid``) as soon
+    as ``watcher`` shows it running a command whose description starts with ``running``
+    (at once if the call has already ended): what the call returned, or the exception it
+    raised."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as e:  # handed to the test's thread
+            outcome.append(e)
+
+    caller = threading.Thread(target=run)
+    caller.start()
+
+    def answering() -> bool:
+        engines = watcher.status()["engines"]
+        return any(e["id"] == engine_id and str(e["running"]).startswith(running) for e in engines)
+
+    try:
+        wait_until(
+            lambda: answering() or bool(outcome), HANG, 0.001, f"engine {engine_id} to answer"
+        )
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        caller.join(HANG)
+    (result,) = outcome
+    return result
+
+
 def kill_pids(pids: Iterable[int]) -> None:
     """SIGKILL each of ``pids`` that still exists."""
     for pid in pids:

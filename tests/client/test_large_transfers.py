@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers import HANG, assert_cluster_works, call_within, client_process, error_types, wait_until
+from helpers import (
+    HANG,
+    assert_cluster_works,
+    call_within,
+    client_process,
+    error_types,
+    outcome_with_engine_killed,
+    wait_until,
+)
 from wiretap import UP, Tap, tapped_connection
 
 import multiengine
@@ -228,27 +235,8 @@ def test_an_engine_killed_while_its_answer_streams_ahead_fails_only_its_part(
     watcher = cluster.multiengine_client()
     mec.execute("import numpy as np; a = np.ones(16 << 20)")  # 128 MB on each
     victim = _engine_pid(mec, 1)
-    outcome: list[BaseException | list[Any]] = []
-
-    def pull() -> None:
-        try:
-            outcome.append(mec.pull("a"))  # blocking, from both: pieces come ahead
-        except BaseException as e:  # handed to the test's thread
-            outcome.append(e)
-
-    puller = threading.Thread(target=pull)
-    puller.start()
-
-    def answering() -> bool:
-        engines = watcher.status()["engines"]
-        return any(e["id"] == 1 and str(e["running"]).startswith("pull") for e in engines)
-
-    try:
-        wait_until(lambda: answering() or bool(outcome), HANG, 0.001, "engine 1 to answer")
-        os.kill(victim, signal.SIGKILL)
-    finally:
-        puller.join(HANG)
-    (result,) = outcome
+    # a blocking pull from both: pieces come ahead
+    result = outcome_with_engine_killed(lambda: mec.pull("a"), watcher, 1, victim, "pull")
     if not isinstance(result, BaseException):
         pytest.skip("the pull finished before the engine died (nothing was cut)")
     assert isinstance(result, CompositeError)

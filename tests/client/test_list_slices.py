@@ -7,18 +7,22 @@ dropped and counted by the controller (slices are pickles: hashed in full, never
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import HANG, assert_cluster_works, error_types, kill_pids, wait_until
+from helpers import (
+    HANG,
+    assert_cluster_works,
+    error_types,
+    kill_pids,
+    outcome_with_engine_killed,
+    wait_until,
+)
 from wiretap import UP, Tap, tapped_connection
 
 import multiengine
@@ -115,27 +119,7 @@ def test_an_engine_killed_mid_gather_fails_only_its_part(
     watcher = cluster.multiengine_client()
     mec.execute("x = [str(i) for i in range(3_000_000)]")  # slow to pickle: time to kill
     victim = _engine_pid(mec, 1)
-    outcome: list[BaseException | list[Any]] = []
-
-    def gather() -> None:
-        try:
-            outcome.append(mec.gather("x"))
-        except BaseException as e:  # handed to the test's thread
-            outcome.append(e)
-
-    gatherer = threading.Thread(target=gather)
-    gatherer.start()
-
-    def answering() -> bool:
-        engines = watcher.status()["engines"]
-        return any(e["id"] == 1 and str(e["running"]).startswith("gather") for e in engines)
-
-    try:
-        wait_until(lambda: answering() or bool(outcome), HANG, 0.001, "engine 1 to answer")
-        os.kill(victim, signal.SIGKILL)
-    finally:
-        gatherer.join(HANG)
-    (result,) = outcome
+    result = outcome_with_engine_killed(lambda: mec.gather("x"), watcher, 1, victim, "gather")
     if not isinstance(result, BaseException):
         pytest.skip("the gather finished before the engine died (nothing was cut)")
     assert isinstance(result, CompositeError)
