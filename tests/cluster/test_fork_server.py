@@ -109,7 +109,7 @@ def test_ps_tells_the_engines_apart(
     mec = c.multiengine_client()
     for eid, pid in engine_pids(mec).items():
         name, cmdline, environ = ps_view(pid)
-        assert name == f"engine {eid}"
+        assert name == f"engine-{eid}"
         assert cmdline == f"multiengine engine {eid} --cluster-dir {c.cluster_dir.path}"
         assert b"MULTIENGINE_PS_MARK=seen" in environ.split(b"\0")  # not overwritten
     assert ps_view(mec.status()["pid"])[0] == "controller"

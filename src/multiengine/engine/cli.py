@@ -166,7 +166,7 @@ def main(args: argparse.Namespace) -> int:
 
     def titled(engine_id: int) -> None:  # ps tells the engines (and their clusters) apart
         set_process_title(f"multiengine engine {engine_id}{where}")
-        set_process_name(f"engine {engine_id}")
+        set_process_name(f"engine-{engine_id}")  # (no space: /proc/PID/stat parsers split on it)
 
     if config.batch_scheduling:
         use_batch_scheduling()  # before Engine() starts the threads that inherit it
