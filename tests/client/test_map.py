@@ -115,6 +115,22 @@ def test_map_of_several_sequences(mec):
         mec.map(lambda x, y: x * y, range(5), range(4))
 
 
+@pytest.mark.parametrize("dist", ["b", "r"])
+def test_map_of_one_sequence_calls_func_with_each_item(
+    mec: multiengine.MultiEngineClient, dist: str
+) -> None:
+    # one sequence travels as it is (a range as ranges), and func gets each item itself
+    np = pytest.importorskip("numpy")
+    for seq in (range(-7, 30, 3), list(range(11)), "abcdefg", [(1, 2), (3,), ()]):
+        got = mec.raw_map(repr, [seq], dist=dist)
+        assert got == [repr(x) for x in seq], (seq, got)
+    arr = np.arange(9) * 1.5
+    assert mec.raw_map(lambda x: type(x).__name__ + str(x), [arr], dist=dist) == [
+        f"float64{x}" for x in arr
+    ]
+    assert mec.raw_map(repr, [range(3)], dist=dist) == ["0", "1", "2"]  # fewer than engines
+
+
 def test_parallel(mec: multiengine.MultiEngineClient) -> None:
     # seed §B: test_parallel
     p = mec.parallel()

@@ -461,20 +461,23 @@ class MultiEngineCalls:
         seqs = [list(s) if not hasattr(s, "__len__") else s for s in seqs]
         if len({len(s) for s in seqs}) > 1:
             raise ValueError("all sequences must have equal length")
-        items = list(zip(*seqs))
         targets = self.find_targets(targets)
         ids = yield from self.ids_for(targets)
         if not ids:
             if targets == "all":
                 raise errors.NoEnginesRegistered(errors.NO_ENGINES_REGISTERED)
             return [] if self.find_block(block) else PendingResult(self.core, "", "map", value=[])
-        chunks = partition(items, len(ids), dist)
         name = getattr(func, "__name__", str(func))
 
         def post(parts: list[Any]) -> Any:
             return join(parts, dist) if parts else []
 
-        parts = [(func, c) for c in chunks]
+        if len(seqs) == 1:  # the items themselves, not 1-tuples: an engine calls func(item)
+            chunks = partition(seqs[0], len(ids), dist, keep_ranges=True)
+            parts: list[tuple[Any, ...]] = [(func, c, True) for c in chunks]
+        else:
+            chunks = partition(list(zip(*seqs)), len(ids), dist)
+            parts = [(func, c) for c in chunks]
         return (
             yield from self.submit("map", (), ids, block, f"map({name})", parts=parts, post=post)
         )

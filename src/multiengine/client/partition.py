@@ -37,9 +37,12 @@ def _is_array(x: Any) -> bool:
     return np is not None and isinstance(x, np.ndarray)
 
 
-def partition(seq: Any, q: int, dist: str = "b") -> list[Any]:
+def partition(seq: Any, q: int, dist: str = "b", keep_ranges: bool = False) -> list[Any]:
+    """``seq`` cut into ``q`` parts by ``dist``; a range becomes lists, unless
+    ``keep_ranges`` (a map's items: ranges of ranges pickle in a few bytes)."""
     check_dist(dist)
-    seq = _sliceable(seq)
+    if not (keep_ranges and isinstance(seq, range)):
+        seq = _sliceable(seq)
     if q <= 0:
         return []
     if dist == "r":

@@ -66,7 +66,9 @@ def apply(
     return f(*args, **kwargs)
 
 
-def map_chunk(interp: Interpreter, f: Any, items: list[tuple[Any, ...]]) -> list[Any]:
+def map_chunk(interp: Interpreter, f: Any, items: Any, single: bool = False) -> list[Any]:
+    """``[f(*item) for item in items]``; with ``single``, ``items`` holds the arguments
+    themselves (a map over one sequence), and ``[f(item) ...]``."""
     if isinstance(f, str):  # a name on the engines, or a builtin such as 'abs'
         f = (
             interp.namespace[f]
@@ -75,6 +77,8 @@ def map_chunk(interp: Interpreter, f: Any, items: list[tuple[Any, ...]]) -> list
         )
     elif isinstance(f, types.FunctionType):
         f = rebind_globals(f, interp.namespace)
+    if single:
+        return list(map(f, items))
     return [f(*item) for item in items]
 
 
