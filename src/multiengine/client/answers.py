@@ -102,11 +102,12 @@ def decode_result(
     """The per-target values of a result message (failures as exceptions), its part
     headers, and what each engine printed."""
     wire = msg.header["parts"]
-    if len(wire) == 1 and "raw" not in msg.header:  # one engine, nothing raw: decoded
-        part = PartHeader.from_wire(wire[0])  # without the loop (the most common answer)
-        ((content, buffers),) = P.split_parts([part.nframes], msg.buffers)
-        value, printed = unwrap(decode_part(part, content, buffers, method))
-        return [value], [part], [printed]
+    if len(wire) == 1:  # one engine: the most common answer, decoded without the loop
+        part = PartHeader.from_wire(wire[0])
+        if part.enc != P.SLICES or "raw" not in msg.header:  # (raw slices: see below)
+            ((content, buffers),) = P.split_parts([part.nframes], msg.buffers)
+            value, printed = unwrap(decode_part(part, content, buffers, method))
+            return [value], [part], [printed]
     parts = [PartHeader.from_wire(p) for p in wire]
     frames = P.split_parts([p.nframes for p in parts], msg.buffers)
     unsigned = _raw_slices(msg.header.get("raw"), parts)

@@ -338,9 +338,6 @@ class Pieces:
         if self.chain is not None:
             self.chain.pump()
 
-    def discard(self) -> None:
-        self.loader = Loader()
-
 
 class Chain:
     """The parts of one ``gather`` that come in slices, unpickled into one list.
