@@ -1,7 +1,7 @@
 """docs/protocol.md and ``multiengine.wire.protocol`` describe the same protocol.
 
 The doc's §3 has one table per channel and sender, under a heading
-``### <Client|Engine|Heartbeat> channel: <sender> → <receiver>``, one row per message
+``### <Client|Engine|Heartbeat|Direct> channel: <sender> → <receiver>``, one row per message
 type: ``| `type` | `field`, `field` | ... |`` (``—`` for no fields). It also has a
 ``### Structured items`` table (``| `Item` | `field`, ... | ... |``, fields in order) and
 a ``### Commands`` table (``| `cmd` | arguments | run by | ... |``). The tables are read
@@ -45,8 +45,15 @@ CHANNELS = {
     "Client": P.CLIENT_CHANNEL,
     "Engine": P.ENGINE_CHANNEL,
     "Heartbeat": P.HEARTBEAT_CHANNEL,
+    "Direct": P.DIRECT_CHANNEL,
 }
-PEER = {P.CLIENT_CHANNEL: P.CLIENT, P.ENGINE_CHANNEL: P.ENGINE, P.HEARTBEAT_CHANNEL: P.ENGINE}
+# the two ends of each channel (the direct channel: a client and an engine of one host)
+ENDS = {
+    P.CLIENT_CHANNEL: {P.CONTROLLER, P.CLIENT},
+    P.ENGINE_CHANNEL: {P.CONTROLLER, P.ENGINE},
+    P.HEARTBEAT_CHANNEL: {P.CONTROLLER, P.ENGINE},
+    P.DIRECT_CHANNEL: {P.CLIENT, P.ENGINE},
+}
 CHANNEL_HEADING = re.compile(r"### (\w+) channel: (\w+) → (\w+)")
 NAME = r"`([A-Za-z_][A-Za-z0-9_]*)`"
 NAMES = re.compile(rf"{NAME}(?:, {NAME})*")
@@ -138,11 +145,11 @@ def documented_messages() -> dict[Key, frozenset[str]]:
         m = CHANNEL_HEADING.fullmatch(heading)
         assert m and m[1] in CHANNELS, (
             f"malformed heading {heading!r}: expected "
-            "'### <Client|Engine|Heartbeat> channel: <sender> → <receiver>'"
+            "'### <Client|Engine|Heartbeat|Direct> channel: <sender> → <receiver>'"
         )
         channel, sender, receiver = CHANNELS[m[1]], m[2], m[3]
-        assert {sender, receiver} == {P.CONTROLLER, PEER[channel]}, (
-            f"{heading}: the {channel} channel joins the controller and the {PEER[channel]}s"
+        assert {sender, receiver} == ENDS[channel], (
+            f"{heading}: the {channel} channel joins {' and '.join(sorted(ENDS[channel]))}"
         )
         for row in table(heading)[1]:
             type_ = one_name(row[0], heading)

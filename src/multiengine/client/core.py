@@ -73,6 +73,7 @@ from ..wire.message import (
     unpack,
 )
 from ..wire.protocol import ErrorReport, PartHeader, Xfer
+from .direct import DirectPath
 
 __all__ = ["ClientCore", "OutputHook"]
 
@@ -101,6 +102,7 @@ class _Request:
     # requests with no message of their own that this one's header names (expect()):
     # they share its fate when the controller restarts
     companions: tuple[_Request, ...] = ()
+    direct: bool = False  # sent straight to an engine (direct.py): the engine answers it
 
 
 @dataclass(eq=False)
@@ -160,6 +162,10 @@ class ClientCore:
         self._reconnect: _Reconnect | None = None  # a controller restart being handled
         self._refused: list[_Request] = []  # requests the restarted controller did not run
         self._delivery_thread: threading.Thread | None = None
+        # non-blocking calls acknowledged whose results have not come (job ids): while
+        # there are any, or any request is unanswered, no call goes direct
+        self._open_jobs: set[Any] = set()
+        self._direct: DirectPath | None = None
         self._out = self._socket(linger=1000)
         self._fg = _Socket(self._socket(self.identity), self.identity)
         self._bg = _Socket(self._socket(self.identity + b"-b"), self.identity + b"-b")
@@ -170,6 +176,21 @@ class ClientCore:
             self.close()
             raise
         self.run = self.controller.get("run")  # the controller's run tag
+        if DirectPath.possible(self):
+            self._direct = DirectPath(self)
+
+    @property
+    def direct_calls(self) -> int:
+        """How many calls went straight to an engine (the direct path, client/direct.py)."""
+        return self._direct.taken if self._direct is not None else 0
+
+    def answer_sockets(self) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+        """The fg and bg sockets (the direct path connects them to engines too)."""
+        return self._fg.sock, self._bg.sock
+
+    def out_socket(self) -> zmq.Socket[Any]:
+        """The socket requests go out on (send under the send lock)."""
+        return self._out
 
     def _socket(self, identity: bytes | None = None, linger: int = 0) -> zmq.Socket[Any]:
         s: zmq.Socket[Any] = self.ctx.socket(zmq.DEALER)
@@ -256,6 +277,13 @@ class ClientCore:
         """
         if self._closed:
             raise ControllerConnectionError("this client is closed")
+        direct = self._direct
+        if direct is not None:
+            eid = direct.target(header, pieces, background)
+            if eid is not None:
+                sent = self._request_direct(direct, eid, header, content, buffers, chain_parts)
+                if sent is not None:
+                    return sent
         if not self._requests:
             self._last_heard = time.monotonic()  # silence while idle does not count
         mid = next(self._seq)
@@ -294,6 +322,42 @@ class ClientCore:
         except BaseException:
             self._requests.pop(req.mid, None)
             raise
+        return req.future
+
+    def _request_direct(
+        self,
+        direct: DirectPath,
+        eid: int,
+        header: dict[str, Any],
+        content: Any,
+        buffers: Sequence[Any],
+        chain_parts: bool,
+    ) -> Future[Message] | None:
+        """Send a request straight to engine ``eid`` (client/direct.py); None when it
+        must go through the controller (something is outstanding, or the engine cannot
+        be reached directly)."""
+        rid = direct.route(eid)
+        if rid is None:
+            return None
+        with self._send_lock:  # checked and sent under it: a request of another thread
+            # is either seen here, or sent after this one's direct_job
+            if self._requests or self._open_jobs or self._reconnect is not None:
+                return None
+            self._last_heard = time.monotonic()
+            mid = next(self._seq)
+            req = _Request(mid, Future(), False, None, direct=True, chain_parts=chain_parts)
+            req.future.mid = mid  # type: ignore[attr-defined]
+            header["id"] = mid
+            header["rt"] = self._fg.identity
+            self._requests[mid] = req
+            try:
+                sent = direct.send(req, eid, rid, header, content, buffers)
+            except BaseException:
+                self._requests.pop(mid, None)
+                raise
+            if not sent:
+                self._requests.pop(mid, None)
+                return None
         return req.future
 
     def expect(self, behind_output: bool = False) -> tuple[int, Future[Message]]:
@@ -445,7 +509,16 @@ class ClientCore:
             if held is None:
                 return
             whole = held
-        req = self._requests.pop(whole.header.get("id"), None)  # type: ignore[arg-type]
+        if t == P.ACK:  # a non-blocking call: open until its result comes
+            self._open_jobs.add(whole.header.get("job"))
+        elif t == P.RESULT and self._open_jobs:
+            self._open_jobs.discard(whole.header.get("job"))
+        mid = whole.header.get("id")
+        if t == P.ERROR:
+            pending = self._requests.get(mid)  # type: ignore[arg-type]
+            if pending is not None and pending.direct:
+                return  # (a direct_job refused: the engine still answers the call)
+        req = self._requests.pop(mid, None)  # type: ignore[arg-type]
         if req is None:
             return
         req.answered = True
@@ -495,7 +568,10 @@ class ClientCore:
             lost = [
                 r
                 for r in rc.before
-                if r not in gone and not r.answered and self._requests.get(r.mid) is r
+                if r not in gone
+                and not r.answered
+                and not r.direct  # the engine answers it, not the controller
+                and self._requests.get(r.mid) is r
             ]
         for req in refused:  # not run: send again as they were
             self._send_again(req, again=False)
@@ -802,6 +878,8 @@ class ClientCore:
             self._deliveries.put(None)
         with self._send_lock, self._fg_lock:
             self._out.close(linger=200)
+            if self._direct is not None:
+                self._direct.close()
             self._fg.sock.close(linger=0)
             self._bg.sock.close(linger=0)
 

@@ -163,7 +163,7 @@ class Dispatch:
 
     def dispatch(self, engine: EngineState) -> None:
         """Send the engine its next command, and tasks ahead while it runs tasks."""
-        if engine.current is None and engine.queue:
+        if engine.current is None and engine.queue and not engine.direct:
             engine.current = engine.queue.popleft()
             self._send_cmd(engine, engine.current)
             self._started(engine.current, engine)

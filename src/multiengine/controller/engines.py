@@ -85,15 +85,19 @@ class EngineState:
     registered_at: float = field(default_factory=time.time)
     last_task: float = 0.0  # when a task was last handed to it (round-robin among idle engines)
     depth: int = 0  # tasks it may hold sent ahead (Dispatch: PREFETCH, deeper for tiny tasks)
+    direct_url: str = ""  # where clients of its host send direct commands ("": nowhere)
+    # direct commands it was sent by clients (command id -> job), not answered yet as
+    # far as the controller knows: its queue waits behind them (docs/protocol.md §6)
+    direct: dict[str, Job] = field(default_factory=dict)
 
     @property
     def idle(self) -> bool:
-        return self.current is None and not self.queue
+        return self.current is None and not self.queue and not self.direct
 
     @property
     def load(self) -> int:
-        """Commands on this engine: running, sent ahead, and queued here."""
-        return (self.current is not None) + len(self.ahead) + len(self.queue)
+        """Commands on this engine: running, sent ahead, queued here, and direct."""
+        return (self.current is not None) + len(self.ahead) + len(self.queue) + len(self.direct)
 
     def only_tasks(self) -> bool:
         """True when nothing but tasks is running, sent ahead, or queued. (Only tasks are

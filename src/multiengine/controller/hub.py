@@ -31,6 +31,7 @@ from ..wire import protocol as P
 from ..wire.message import Message, owned, pack
 from ..wire.protocol import TaskFlags, Xfer
 from . import monitor
+from .direct import DirectBooks
 from .dispatch import Dispatch, Outbox, what_of
 from .engines import Command, EngineState, IdAllocator
 from .jobs import Job, JobIds, Part, error_part
@@ -111,6 +112,8 @@ class Hub:
             self.dispatch, self.store, task_failure_penalty, task_timeout, clock
         )
         self.transfers = Transfers(self.dispatch, clock)
+        # commands clients sent straight to engines of their host (direct.py)
+        self.direct = DirectBooks(self.dispatch, self.job_ids, self._complete, self._clear_queue)
         # the connection (fd) a received frame came on; set by the relay, which knows
         self.connection_of: Callable[[Any], int | None] = lambda frame: None
         self.started = time.time()
@@ -136,6 +139,10 @@ class Hub:
             P.HISTORY: self._on_history,
             P.MONITOR: self._on_monitor,
             P.ENGINE_EXIT: self._on_engine_exit,
+            P.DIRECT_ADDRS: lambda c, m: self.dispatch.reply_value(
+                c, m.header.get("id"), self.direct.addresses()
+            ),
+            P.DIRECT_JOB: lambda c, m: self.direct.on_job(c, m, _owner_of(m, c)),
             **self.scheduler.handlers,
         }
         self.engine_handlers: dict[str, EngineHandler] = {
@@ -144,6 +151,7 @@ class Hub:
             P.OUTPUT: self._on_output,
             P.CHUNK: self._on_engine_piece,
             P.BYE: self._on_bye,
+            P.DIRECT_DONE: lambda ident, engine, msg: self.direct.on_done(engine, msg),
         }
 
     @property
@@ -321,6 +329,8 @@ class Hub:
             engine = self.dispatch.engines[eid]
             if engine.current is not None:
                 self.dispatch.interrupt(engine, engine.current, P.WHY_INTERRUPT)
+            if engine.direct:
+                self.direct.interrupt(engine)
         self.dispatch.reply_value(client, h.get("id"), [None] * len(targets))
 
     def _on_submit(self, client: bytes, msg: Message) -> None:
@@ -396,6 +406,7 @@ class Hub:
             engine = engines[eid]
             content, buffers = per_target[i]
             idle = named_once and engine.current is None and not engine.queue
+            idle = idle and not engine.direct
             cmd_id = shared_id if idle and shared_id is not None else self.dispatch.new_cmd_id()
             cmd = Command(job, i, name, desc, content, buffers, cmd_id, live=live)
             if idle:
@@ -422,7 +433,7 @@ class Hub:
 
     def _answer_locally(self, job: Job, index: int, engine: EngineState) -> None:
         if job.method == "queue_status":
-            pending = engine.current.desc if engine.current else None
+            pending = engine.current.desc if engine.current else self.direct.running(engine)
             value: Any = [engine.id, {"queue": engine.queued_descs(), "pending": pending}]
         else:  # clear_queue
             self._clear_queue(engine)
@@ -495,6 +506,8 @@ class Hub:
             )
             node = h.get("node")
             engine.node = node if type(node) is str else ""
+            url = h.get("direct")
+            engine.direct_url = url if type(url) is str and url.startswith("ipc://") else ""
             if self.exits and wanted != engine.id:
                 self.exits.pop(engine.id, None)  # a new engine, not the one that exited
             log.info("Engine Info: %d %s %d", engine.id, engine.host, engine.pid)
@@ -715,6 +728,7 @@ class Hub:
             if engine.incoming is not None and engine.incoming.stream:
                 current.job.streamed = False  # the client gets the error as a whole result
         unstarted = [*engine.ahead, *engine.queue]
+        direct_jobs = self.direct.lost(engine)
         if current is not None:
             self.dispatch.timeline.record(engine.id, what_of(current), monitor.LOST, current.desc)
         self.usage.forget(engine.id)
@@ -730,6 +744,10 @@ class Hub:
             text = f"engine {engine.id} {phrase} with {cmd.desc} on it"
             if cmd.job.set_part(cmd.index, error_part("EngineError", text, engine.id)):
                 self._complete(cmd.job)
+        for job in direct_jobs:
+            text = f"engine {engine.id} {phrase} with {job.desc} on it"
+            if job.set_part(0, error_part("EngineError", text, engine.id)):
+                self._complete(job)
         self.scheduler.schedule()
 
     def on_heartbeat(self, msg: Message, conn: int | None = None) -> None:
@@ -777,7 +795,7 @@ class Hub:
                     "node": e.node,  # who may share memory with it (multiengine.wire.shm)
                     # waiting in the controller, and tasks sent ahead to the engine
                     "queue": len(e.queue) + len(e.ahead),
-                    "running": e.current.desc if e.current else None,
+                    "running": e.current.desc if e.current else self.direct.running(e),
                     "restarts": self.exits.get(e.id, {}).get("restarts", 0),
                     "last_exit": self.exits.get(e.id, {}).get("last_exit"),
                 }
@@ -792,6 +810,7 @@ class Hub:
             ],
             "reserved_ids": list(self.dispatch.ids.reserved()),
             "dropped_messages": self.dropped,
+            "direct_jobs": self.direct.taken,  # commands clients sent straight to engines
             "tasks": self.scheduler.table.status(False),
         }
 

@@ -82,6 +82,9 @@ class Job:
     started: float | None = None  # when its first command became an engine's current one
     streamed: bool = False  # the result already went to the client piece by piece
     progress_at: float | None = None  # when to tell a waiting client how many answered
+    # a direct command: its engine answered the client itself (the controller keeps the
+    # record, and answers only if the engine is lost first)
+    answered_directly: bool = False
     nbytes: int = 0
 
     def __post_init__(self) -> None:

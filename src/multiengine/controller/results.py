@@ -42,7 +42,7 @@ class ResultDesk:
         if self._dispatch.start_waiters:
             self._dispatch.ended(("job", job.job_id))
         self._store.record(_history(job))
-        if job.discarded or job.streamed:
+        if job.discarded or job.streamed or job.answered_directly:
             return
         if job.block:
             self.send_result(job.client, job.msg_id, job)

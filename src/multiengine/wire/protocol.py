@@ -55,6 +55,7 @@ __all__ = [
 CLIENT_CHANNEL = "client"
 ENGINE_CHANNEL = "engine"
 HEARTBEAT_CHANNEL = "heartbeat"
+DIRECT_CHANNEL = "direct"  # a client and an engine of one host, past the controller
 
 CLIENT = "client"
 CONTROLLER = "controller"
@@ -82,6 +83,8 @@ HISTORY = "history"
 MONITOR = "monitor"  # a live view's poll: status, recent events, engines' memory and CPU
 NODES = "nodes"  # which engines share memory with whom (multiengine.wire.shm)
 ENGINE_EXIT = "engine_exit"  # from the process supervising the engines: one has died
+DIRECT_ADDRS = "direct_addrs"  # where the engines of this host take direct commands
+DIRECT_JOB = "direct_job"  # a command a client sent straight to an engine, for the books
 # controller -> client
 VALUE = "value"
 ACK = "ack"
@@ -96,6 +99,9 @@ REPLY = "reply"
 CMDS = "cmds"  # several task commands in one message (controller -> engine)
 REPLIES = "replies"  # several task replies in one message (engine -> controller)
 BYE = "bye"
+DIRECT_DONE = "direct_done"  # engine -> controller: a direct command was answered
+# direct channel
+DIRECT = "direct"  # client -> engine: a small command, answered straight to "rt"
 # heartbeat channel
 REVOKED = "revoked"
 SHUTDOWN = "shutdown"
@@ -166,6 +172,9 @@ ENGINE_COMMANDS = frozenset(
         "clear_properties",
     }
 )
+# commands a client may send straight to an engine of its host (docs/protocol.md §6,
+# "A direct path on one host")
+DIRECT_COMMANDS = frozenset({"execute", "apply", "map"})
 # answered by the controller itself, without queueing
 CONTROLLER_COMMANDS = frozenset({"queue_status", "clear_queue"})
 
@@ -249,6 +258,20 @@ MESSAGES: tuple[MessageSpec, ...] = (
         "restarts",
         "fate",
     ),
+    _spec(DIRECT_ADDRS, CLIENT_CHANNEL, CLIENT, "id", "rt"),
+    _spec(
+        DIRECT_JOB,
+        CLIENT_CHANNEL,
+        CLIENT,
+        "id",
+        "rt",
+        "cid",
+        "cmd",
+        "name",
+        "engine",
+        "job",
+        "desc",
+    ),
     # client channel, controller -> client
     _spec(VALUE, CLIENT_CHANNEL, CONTROLLER, "id"),
     _spec(ACK, CLIENT_CHANNEL, CONTROLLER, "id", "job", "started"),
@@ -260,7 +283,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(PROGRESS, CLIENT_CHANNEL, CONTROLLER, "id", "done", "total"),
     _spec(TASK_RESULTS, CLIENT_CHANNEL, CONTROLLER, "id", "items", "raw"),
     # engine channel
-    _spec(REGISTER, ENGINE_CHANNEL, ENGINE, "desired_id", "pid", "host", "epoch", "node"),
+    _spec(REGISTER, ENGINE_CHANNEL, ENGINE, "desired_id", "pid", "host", "epoch", "node", "direct"),
     _spec(REGISTERED, ENGINE_CHANNEL, CONTROLLER, "id", "hb_period", "hb_timeout", "epoch"),
     _spec(CMD, ENGINE_CHANNEL, CONTROLLER, "cmd", "name", "xfer", "tl", "live", "raw"),
     _spec(REPLY, ENGINE_CHANNEL, ENGINE, "cmd", "status", "enc", "elapsed", "task", "xfer", "raw"),
@@ -270,6 +293,10 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(CHUNK, ENGINE_CHANNEL, CONTROLLER, "cmd", "raw"),
     _spec(CHUNK, ENGINE_CHANNEL, ENGINE, "cmd", "raw"),
     _spec(BYE, ENGINE_CHANNEL, ENGINE),
+    _spec(DIRECT_DONE, ENGINE_CHANNEL, ENGINE, "cmd", "status", "enc", "elapsed", "ename", "raw"),
+    # direct channel (a client and an engine of one host, over IPC)
+    _spec(DIRECT, DIRECT_CHANNEL, CLIENT, "id", "rt", "cmd", "name", "job", "raw"),
+    _spec(RESULT, DIRECT_CHANNEL, ENGINE, "id", "job", "parts", "raw"),
     # heartbeat channel (the heartbeats themselves are libzmq's ZMTP pings on this
     # channel's connection: no message of ours)
     _spec(INTERRUPT, HEARTBEAT_CHANNEL, CONTROLLER, "cmd", "why"),

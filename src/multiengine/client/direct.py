@@ -1,0 +1,223 @@
+"""The client's side of the direct path: small commands straight to engines of its host.
+
+::
+
+    blocking call ──► sender (ROUTER) ──────────► engine's direct ROUTER (IPC)
+                  └─► out ──► controller            │ runs it, between its other commands
+                      (direct_job, for the books)   │
+    fg (DEALER) ◄───────────────────────────────────┘ result, to rt (fg connects there too)
+
+A call goes direct when all of these hold (:meth:`DirectPath.send`), else through the
+controller exactly as before:
+
+* it is a blocking ``submit`` of ``execute``, ``apply`` or ``map``
+  (``P.DIRECT_COMMANDS``) to one engine, with small arguments (no pieces, no shared
+  memory), no live output;
+* that engine offers a direct socket (``register`` ``direct``) on this client's host
+  (the client reaches the controller over IPC, so its endpoints are on this host);
+* this client has **nothing outstanding**: no request unanswered, and no non-blocking
+  call whose result it has not received. So a direct command never overtakes an
+  earlier command of this client, and a later one, through the controller, waits in
+  the controller behind it (the controller heard the ``direct_job`` first: both go on
+  the *out* socket, in order).
+
+The engine answers to ``rt`` as the controller would; the controller answers only if
+the engine is lost first (``EngineError``): the first answer counts, a later one is
+dropped (``ClientCore._route``: an unknown request id). docs/protocol.md §6, "A direct
+path on one host", has the rest.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from ..wire import direct
+from ..wire import protocol as P
+from ..wire.message import send_frames, unpack
+
+if TYPE_CHECKING:
+    from .core import ClientCore, _Request
+
+__all__ = ["DirectPath", "ASK_AGAIN_AFTER"]
+
+log = logging.getLogger("multiengine.client")
+
+# an engine not known to take direct commands is asked about again after this long
+ASK_AGAIN_AFTER = 2.0
+# an engine connected to this long ago that cannot be reached has gone (its process ended)
+CONNECT_GRACE = 1.0
+
+
+class DirectPath:
+    """The engines of this host this client sends to directly, and the socket it uses."""
+
+    def __init__(self, core: ClientCore) -> None:
+        self._core = core
+        self._sender: zmq.Socket[Any] | None = None
+        self._routes: dict[int, tuple[bytes, str, float]] = {}  # id -> (routing id, url, since)
+        self._asked: dict[int, float] = {}  # engines without a direct socket: when asked
+        self._rids = itertools.count(1)
+        self._tag = uuid.uuid4().hex[:16]  # the last 16 digits of its job ids
+        self._jobs = itertools.count(1)
+        self.taken = 0  # calls that went direct (what a test looks at)
+
+    @staticmethod
+    def possible(core: ClientCore) -> bool:
+        """Whether this client can use the direct path at all (the setting is on, and
+        the controller is on this host: reached over IPC)."""
+        return core.url.startswith("ipc://") and direct.enabled()
+
+    def target(self, header: dict[str, Any], pieces: Sequence[Any], background: bool) -> Any:
+        """The one engine id a request may go to directly, else None (cheap checks)."""
+        if (
+            background
+            or pieces
+            or header["t"] != P.SUBMIT
+            or header.get("cmd") not in P.DIRECT_COMMANDS
+            or header.get("block") is not True
+            or "live" in header
+            or "xfer" in header
+            or "fetch_id" in header
+            or "progress" in header
+        ):
+            return None
+        targets = header.get("targets")
+        if type(targets) is list and len(targets) == 1:
+            targets = targets[0]
+        if type(targets) is not int:
+            return None
+        parts = header.get("parts")
+        if parts is not None and (type(parts) is not list or len(parts) != 1):
+            return None
+        return targets
+
+    def route(self, eid: int) -> bytes | None:
+        """The routing id of engine ``eid``'s direct socket, learning it from the
+        controller if need be; None when it has none (or not on this host)."""
+        known = self._routes.get(eid)
+        if known is not None:
+            return known[0]
+        asked = self._asked.get(eid)
+        if asked is not None and time.monotonic() - asked < ASK_AGAIN_AFTER:
+            return None
+        self._learn()
+        known = self._routes.get(eid)
+        if known is None:
+            self._asked[eid] = time.monotonic()
+            return None
+        return known[0]  # connected just now: reachable in a moment, or this call falls back
+
+    def _learn(self) -> None:
+        """Ask the controller where its engines take direct commands; connect to new ones."""
+        core = self._core
+        try:
+            msg = core.wait(core.request({"t": P.DIRECT_ADDRS}), 10.0)
+        except (TimeoutError, zmq.ZMQError):
+            return
+        if msg.type != P.VALUE:
+            return
+        for eid, url in unpack(msg.content):
+            if type(eid) is not int or type(url) is not str or not url.startswith("ipc://"):
+                continue
+            if not os.path.exists(url[len("ipc://") :]):
+                continue  # not on this host
+            old = self._routes.get(eid)
+            if old is not None and old[1] == url:
+                continue
+            if old is not None:
+                self.forget(eid)
+            self._connect(eid, url)
+
+    def _connect(self, eid: int, url: str) -> None:
+        core = self._core
+        if self._sender is None:
+            s: zmq.Socket[Any] = core.ctx.socket(zmq.ROUTER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an engine not (yet) reachable raises
+            self._sender = s
+        rid = b"d%d" % next(self._rids)
+        self._sender.setsockopt(zmq.CONNECT_ROUTING_ID, rid)
+        self._sender.connect(url)
+        for sock in core.answer_sockets():  # the engine answers to rt, as the controller
+            sock.connect(url)
+        self._routes[eid] = (rid, url, time.monotonic())
+        self._asked.pop(eid, None)
+
+    def forget(self, eid: int) -> None:
+        """Engine ``eid`` is gone (or moved): disconnect from where it was."""
+        known = self._routes.pop(eid, None)
+        if known is None:
+            return
+        url = known[1]
+        for sock in (self._sender, *self._core.answer_sockets()):
+            if sock is None:
+                continue
+            try:
+                sock.disconnect(url)
+            except zmq.ZMQError:
+                pass
+
+    def send(
+        self,
+        req: _Request,
+        eid: int,
+        rid: bytes,
+        header: dict[str, Any],
+        content: Any,
+        buffers: Sequence[Any],
+    ) -> bool:
+        """Send ``header``'s command to engine ``eid`` directly, and tell the controller.
+        Called under the core's send lock, with nothing outstanding; False (nothing
+        sent) when the engine's socket cannot be reached."""
+        core = self._core
+        assert self._sender is not None
+        if header.get("parts") is not None:  # one part: its content, then its buffers
+            content, buffers = buffers[0], buffers[1:]
+        cmd_id = f"{core.identity[2:14].decode()}-{req.mid}"
+        job = "%016x%08x%s" % (int(time.time() * 1000), next(self._jobs) & 0xFFFFFFFF, self._tag)
+        order: dict[str, Any] = {
+            "t": P.DIRECT,
+            "id": req.mid,
+            "rt": header["rt"],
+            "cmd": cmd_id,
+            "name": header["cmd"],
+            "job": job,
+        }
+        if buffers:
+            order["raw"] = True
+        signer = core.signer
+        try:
+            send_frames(self._sender, signer.frames(order, content, buffers, (rid,)))
+        except zmq.ZMQError as e:
+            if e.errno != zmq.EHOSTUNREACH:
+                raise
+            known = self._routes.get(eid)
+            if known is not None and time.monotonic() - known[2] > CONNECT_GRACE:
+                self.forget(eid)  # its process has ended: ask again next time
+            return False
+        notice = {
+            "t": P.DIRECT_JOB,
+            "id": req.mid,
+            "rt": header["rt"],
+            "cid": header.get("cid", core.identity),
+            "cmd": cmd_id,
+            "name": header["cmd"],
+            "engine": eid,
+            "job": job,
+            "desc": header.get("desc", header["cmd"]),
+        }
+        send_frames(core.out_socket(), signer.frames(notice))
+        self.taken += 1
+        return True
+
+    def close(self) -> None:
+        if self._sender is not None:
+            self._sender.close(linger=0)

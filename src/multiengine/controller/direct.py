@@ -1,0 +1,150 @@
+"""The controller's books of direct commands: sent by a client straight to an engine of
+its host, answered by the engine straight to the client (docs/protocol.md §6, "A direct
+path on one host").
+
+The controller is told beside them, off the critical path: the client's ``direct_job``
+(what it sent, to which engine, its request id and ``rt``) and the engine's
+``direct_done`` (how it ended) may arrive in either order. Between the two the command
+is the engine's as if it ran there from the controller: the engine's queue waits behind
+it (a later command of the same client never overtakes it), ``queue_status`` and
+``status`` show it, ``interrupt`` reaches it, and if the engine is lost first its client
+gets ``EngineError`` (``Hub._unregister`` fails :meth:`DirectBooks.lost`'s jobs). Its
+record goes to the history like any job's; its result is not kept (the client has it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from ..wire import protocol as P
+from ..wire.message import Message, owned
+from . import monitor
+from .dispatch import Dispatch
+from .engines import EngineState
+from .jobs import Job, JobIds, Part, error_part
+
+__all__ = ["DirectBooks", "EARLY_KEEP"]
+
+log = logging.getLogger("multiengine.controller")
+
+# ``direct_done``s that came before their ``direct_job`` (by command id), kept at most
+# this many (each is a few hundred bytes; a notice normally follows within microseconds)
+EARLY_KEEP = 4096
+
+
+class DirectBooks:
+    """Direct commands the controller has heard of, by engine (``EngineState.direct``)."""
+
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        job_ids: JobIds,
+        complete: Callable[[Job], None],
+        clear_queue: Callable[[EngineState], None],
+    ) -> None:
+        self.dispatch = dispatch
+        self.job_ids = job_ids
+        self._complete = complete
+        self._clear_queue = clear_queue
+        self._early: OrderedDict[str, tuple[int, Message]] = OrderedDict()
+        self.taken = 0  # direct commands heard of (status: ``direct_jobs``)
+
+    def addresses(self) -> list[list[Any]]:
+        """``[id, url]`` of every engine that takes direct commands (ascending ids)."""
+        engines = self.dispatch.engines
+        return [
+            [i, engines[i].direct_url] for i in self.dispatch.sorted_ids() if engines[i].direct_url
+        ]
+
+    def on_job(self, client: bytes, msg: Message, owner: bytes) -> None:
+        """A client's ``direct_job``: the books take it (and close it at once if its
+        engine's ``direct_done`` came first, or fail it if the engine is gone)."""
+        h = msg.header
+        eid, cmd_id, name = h.get("engine"), h.get("cmd"), h.get("name")
+        if type(eid) is not int or type(cmd_id) is not str or name not in P.DIRECT_COMMANDS:
+            log.warning("dropped a malformed direct_job (engine %.40r, cmd %.40r)", eid, cmd_id)
+            return
+        job_id = h.get("job")
+        if type(job_id) is not str:
+            job_id = self.job_ids.next()
+        job = Job(job_id, client, h.get("id"), str(name), [eid], True)
+        job.submitted = job.started = time.time()
+        job.desc = str(h.get("desc") or name)
+        job.owner = owner
+        job.answered_directly = True
+        self.taken += 1
+        early = self._early.pop(cmd_id, None)
+        if early is not None and early[0] == eid:
+            self._finish(None, eid, job, early[1])
+            return
+        engine = self.dispatch.engines.get(eid)
+        if engine is None:  # gone before this came, and it never said it answered
+            job.answered_directly = False
+            why = f"engine {eid} was lost with {job.desc} on it"
+            if job.set_part(0, error_part("EngineError", why, eid)):
+                self._complete(job)
+            return
+        engine.direct[cmd_id] = job
+        self.dispatch.timeline.record(eid, f"job {job_id}", monitor.START, job.desc, job.started)
+
+    def on_done(self, engine: EngineState | None, msg: Message) -> None:
+        """An engine's ``direct_done``: the command's record is complete."""
+        cmd_id = msg.header.get("cmd")
+        if type(cmd_id) is not str or engine is None:
+            return
+        job = engine.direct.pop(cmd_id, None)
+        if job is None:  # before the client's direct_job: kept until it comes
+            self._early[cmd_id] = (engine.id, msg)
+            while len(self._early) > EARLY_KEEP:
+                self._early.popitem(last=False)
+            return
+        self._finish(engine, engine.id, job, msg)
+        if not engine.direct and self.dispatch.engines.get(engine.id) is engine:
+            self.dispatch.dispatch(engine)  # what waited behind it goes now
+
+    def _finish(self, engine: EngineState | None, eid: int, job: Job, msg: Message) -> None:
+        h = msg.header
+        status = str(h.get("status", P.STATUS_OK))
+        failed = status != P.STATUS_OK
+        elapsed = h.get("elapsed")
+        if "enc" in h:  # the client's socket never connected to the engine: pass it on
+            job.answered_directly = False
+            frames = [owned(f) for f in (msg.content, *msg.buffers)]
+            part = Part(eid, status, str(h["enc"]), frames)
+        elif failed:
+            part = error_part(str(h.get("ename") or "Error"), "", eid)
+        else:
+            part = Part(eid, status, P.PICKLE, [b""])
+        part.elapsed = elapsed if isinstance(elapsed, (int, float)) else None
+        part.started = job.started
+        kind = monitor.FAILED if failed else monitor.OK
+        self.dispatch.timeline.record(eid, f"job {job.job_id}", kind, job.desc)
+        if job.set_part(0, part):
+            self._complete(job)
+        if failed and engine is not None:
+            self._clear_queue(engine)  # as after a failed command: later ones depend on it
+
+    def lost(self, engine: EngineState) -> list[Job]:
+        """The engine is lost: its direct jobs, to fail (their answers may never come)."""
+        jobs = list(engine.direct.values())
+        engine.direct.clear()
+        for job in jobs:
+            job.answered_directly = False
+        return jobs
+
+    def interrupt(self, engine: EngineState) -> None:
+        """Interrupt the engine's direct commands (run, or answered unrun)."""
+        for cmd_id in engine.direct:
+            header = {"t": P.INTERRUPT, "cmd": cmd_id, "why": P.WHY_INTERRUPT}
+            self.dispatch.outbox.to_heartbeat(engine.ident, header)
+
+    @staticmethod
+    def running(engine: EngineState) -> str | None:
+        """What a direct command of the engine's runs (its desc), if one is on it."""
+        for job in engine.direct.values():
+            return job.desc
+        return None

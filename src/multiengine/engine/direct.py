@@ -1,0 +1,161 @@
+"""The engine's direct socket: small commands from clients of its host, answered to them.
+
+A ROUTER bound on IPC beside the controller's endpoints (a 0700 directory), offered at
+``register`` (``direct``). A client sends ``direct`` on it; the engine runs the command
+between the controller's commands, as one of them, answers the client with a
+``result`` on this socket (to the client's *fg* socket, named in ``rt``, which connects
+here), then tells the controller with a header-only ``direct_done`` on its command
+socket (docs/protocol.md §6, "A direct path on one host").
+
+Every message is verified as on the controller's socket (its own replay guard: the
+main thread reads this socket only); a forged, garbled or replayed one is dropped and
+counted with the others (``Interpreter.dropped_messages``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from ..wire import direct
+from ..wire import protocol as P
+from ..wire.message import Message, ReplayGuard, Signer, WireError, recv_frames, send_frames
+
+__all__ = ["DirectCommand", "DirectSocket", "ANSWER_WAIT"]
+
+log = logging.getLogger("multiengine.engine")
+
+# How long an answer waits for its client's fg socket to connect here (it connects just
+# before it sends, so it is there within microseconds; past this the answer goes to the
+# controller in the ``direct_done``, which passes it on).
+ANSWER_WAIT = 1.0
+RECENT = 256  # direct commands answered lately, remembered for interrupts that come late
+
+
+@dataclass(slots=True)
+class DirectCommand:
+    """Where a direct command's answer goes: the client socket, its request and job."""
+
+    rt: bytes
+    request: Any
+    job: Any
+    cmd_id: str
+    ename: str = ""  # the exception it raised, for the controller's history
+
+
+class DirectSocket:
+    """The ROUTER clients of this host send direct commands to."""
+
+    def __init__(
+        self,
+        ctx: zmq.Context[Any],
+        signer: Signer,
+        url: str,
+        dropped: Callable[[str, WireError], None],
+    ) -> None:
+        self.url = url
+        self.signer = signer
+        self._dropped = dropped
+        self.guard = ReplayGuard()  # read by the main thread only
+        self.recent: deque[str] = deque(maxlen=RECENT)
+        self.sock = ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unknown rt raises: see answer()
+        self.sock.bind(url)
+
+    @classmethod
+    def open(
+        cls,
+        ctx: zmq.Context[Any],
+        signer: Signer,
+        controller_url: str,
+        dropped: Callable[[str, WireError], None],
+    ) -> DirectSocket | None:
+        """A direct socket beside the controller's IPC endpoint; None when the setting
+        is off, the controller is not reached over IPC, or the bind fails."""
+        if not direct.enabled():
+            return None
+        url = direct.endpoint_beside(controller_url, f"{os.getpid()}-{uuid.uuid4().hex[:8]}-d")
+        if url is None:
+            return None
+        try:
+            return cls(ctx, signer, url, dropped)
+        except zmq.ZMQError as e:
+            log.info("no direct socket (%s): clients go through the controller", e)
+            return None
+
+    def read(self) -> tuple[Message, DirectCommand] | None:
+        """The next direct command waiting, as a ``cmd`` message and where to answer it;
+        None when nothing waits, or what came was dropped."""
+        try:
+            frames = recv_frames(self.sock, zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        try:
+            msg = self.signer.parse(frames, self.guard)
+        except WireError as e:
+            self._dropped(f"a message on the {P.DIRECT_CHANNEL} channel", e)
+            return None
+        h = msg.header
+        cmd_id, name, rt = h.get("cmd"), h.get("name"), h.get("rt")
+        if (
+            msg.type != P.DIRECT
+            or type(cmd_id) is not str
+            or name not in P.DIRECT_COMMANDS
+            or type(rt) is not bytes
+        ):
+            log.warning("dropped a malformed direct message of type %r", msg.type)
+            return None
+        header: dict[str, Any] = {"t": P.CMD, "cmd": cmd_id, "name": name}
+        if h.get("raw"):
+            header["raw"] = True
+        cmd = Message(msg.idents, header, msg.content, msg.buffers)
+        return cmd, DirectCommand(rt, h.get("id"), h.get("job"), cmd_id)
+
+    def answer(
+        self,
+        to: DirectCommand,
+        engine_id: int,
+        status: str,
+        enc: str,
+        content: Any,
+        buffers: list[Any],
+        elapsed: float,
+        started: float,
+    ) -> bool:
+        """Send the ``result`` to the client; False if its socket never connected here."""
+        self.recent.append(to.cmd_id)
+        part = P.PartHeader(
+            engine_id, status, enc, len(buffers), None, None, started, time.time(), elapsed
+        )
+        _, frames, raw = P.pack_parts([(content, buffers)])
+        header: dict[str, Any] = {
+            "t": P.RESULT,
+            "id": to.request,
+            "job": to.job,
+            "parts": [part.to_wire()],
+        }
+        if raw:
+            header["raw"] = raw
+        out = self.signer.frames(header, b"", frames, (to.rt,))
+        deadline = time.monotonic() + ANSWER_WAIT
+        while True:
+            try:
+                send_frames(self.sock, out)
+                return True
+            except zmq.ZMQError as e:
+                if e.errno != zmq.EHOSTUNREACH or time.monotonic() > deadline:
+                    log.warning("a direct answer could not go to its client: %s", e)
+                    return False
+            time.sleep(0.001)
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
