@@ -1,0 +1,273 @@
+"""The direct path on one host (docs/protocol.md §6, "A direct path on one host"): a
+small blocking command to one engine goes client -> engine -> client over IPC, the
+controller told beside it. Real processes over real sockets; which path a call took is
+read from the client (``direct_calls``) and the controller (``status()["direct_jobs"]``),
+never from a timing."""
+
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import zmq
+from helpers import HANG, outcome_with_engine_killed, wait_until
+
+import multiengine
+from multiengine import Cluster
+from multiengine.errors import CompositeError, EngineError
+from multiengine.wire import protocol as P
+from multiengine.wire.message import Signer, send_frames, unpack
+
+
+def direct_calls(mec: multiengine.MultiEngineClient) -> int:
+    return mec._core.direct_calls
+
+
+def direct_url(mec: multiengine.MultiEngineClient, eid: int) -> str:
+    """The IPC endpoint of engine ``eid``'s direct socket, as the controller lists it."""
+    core = mec._core
+    msg = core.wait(core.request({"t": P.DIRECT_ADDRS}), HANG)
+    urls = {i: url for i, url in unpack(msg.content)}
+    return str(urls[eid])
+
+
+def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as e:  # handed to the test's thread
+            out.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def running_on(mec: multiengine.MultiEngineClient, eid: int, desc: str) -> bool:
+    return any(
+        e["id"] == eid and str(e["running"]).startswith(desc) for e in mec.status()["engines"]
+    )
+
+
+def test_a_blocking_execute_on_one_engine_goes_direct(
+    mec: multiengine.MultiEngineClient, tc: multiengine.TaskClient
+) -> None:
+    before, jobs = direct_calls(mec), mec.status()["direct_jobs"]
+    mec.execute("a = 20", targets=0)  # (the first call may learn the addresses)
+    result = mec.execute("b = a + 1", targets=[0])
+    assert mec.pull("b", targets=0) == [21]
+    assert direct_calls(mec) >= before + 1
+    wait_until(lambda: mec.status()["direct_jobs"] >= jobs + 1, message="the controller's books")
+    # the result and the history are those of any call
+    assert "b = a + 1" in repr(result)
+    rows = tc.history(kind="job", limit=5)
+    assert any(r["id"] == result.result_id for r in rows), (result.result_id, rows)
+
+
+def test_function_calls_go_direct_and_keep_their_values(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    mec.execute("pass", targets=1)
+    before = direct_calls(mec)
+    assert mec.raw_map(lambda x: x * 3, [[1, 2, 3]], targets=1) == [3, 6, 9]
+    assert mec.raw_map(lambda x, y: x - y, [[4, 5], [1, 1]], targets=[1]) == [3, 4]
+    assert direct_calls(mec) >= before + 2
+
+
+def test_fifo_with_calls_through_the_controller(mec: multiengine.MultiEngineClient) -> None:
+    # a push through the controller, then a direct execute that uses it
+    mec.push({"seen": []}, targets=0)
+    mec.execute("seen.append(1)", targets=0)
+    # non-blocking calls keep the next blocking ones on the controller's path until
+    # their results are in: they run in order
+    pr = mec.execute("import time; time.sleep(0.2); seen.append(2)", targets=0, block=False)
+    before = direct_calls(mec)
+    mec.execute("seen.append(3)", targets=0)
+    assert direct_calls(mec) == before  # not direct: something was outstanding
+    pr.get_result()
+    mec.execute("seen.append(4)", targets=0)
+    assert direct_calls(mec) == before + 1  # nothing outstanding any more
+    assert mec.pull("seen", targets=0) == [[1, 2, 3, 4]]
+
+
+def test_a_later_call_through_the_controller_waits_behind_a_direct_one(
+    mec: multiengine.MultiEngineClient, cluster: Cluster
+) -> None:
+    mec.execute("order = []", targets=2)
+    watcher = cluster.multiengine_client()
+    try:
+        slow = "import time; time.sleep(0.5); order.append(1)"
+        before = direct_calls(mec)
+        t, out = in_thread(lambda: mec.execute(slow, targets=2))
+        wait_until(lambda: running_on(watcher, 2, "execute('import time"), HANG, 0.005)
+        assert direct_calls(mec) == before + 1
+        # another thread of the same client: through the controller (the direct call
+        # is outstanding), and the controller holds it behind the direct one
+        pr = mec.execute("order.append(2)", targets=2, block=False)
+        t.join(HANG)
+        assert not isinstance(out[0], BaseException), out
+        pr.get_result()
+        assert mec.pull("order", targets=2) == [[1, 2]]
+    finally:
+        watcher.close()
+
+
+def test_two_clients_at_once(mec: multiengine.MultiEngineClient, cluster: Cluster) -> None:
+    other = cluster.multiengine_client()
+    try:
+        mec.execute("hits = []", targets=3)
+
+        def many(client: multiengine.MultiEngineClient, tag: str) -> int:
+            for i in range(100):
+                client.execute(f"hits.append(({tag!r}, {i}))", targets=3)
+            return direct_calls(client)
+
+        t1, out1 = in_thread(lambda: many(mec, "a"))
+        t2, out2 = in_thread(lambda: many(other, "b"))
+        t1.join(HANG)
+        t2.join(HANG)
+        assert out1[0] > 0 and out2[0] > 0, (out1, out2)
+        (hits,) = mec.pull("hits", targets=3)
+        for tag in "ab":  # each client's commands ran in its order
+            assert [i for t, i in hits if t == tag] == list(range(100))
+    finally:
+        other.close()
+
+
+def test_an_error_in_a_direct_command(
+    mec: multiengine.MultiEngineClient, tc: multiengine.TaskClient
+) -> None:
+    mec.execute("pass", targets=1)
+    before = direct_calls(mec)
+    with pytest.raises(CompositeError) as excinfo:
+        mec.execute("def f():\n    1/0\nf()", targets=1)
+    assert direct_calls(mec) == before + 1
+    e = excinfo.value
+    ((et, _, _),) = e.elist
+    assert et is ZeroDivisionError
+    printed = "".join(traceback.format_exception(e))
+    assert "[engine 1] execute, the engine's traceback:" in printed
+    assert "in f" in printed and "1/0" in printed  # the engine's own frames
+    assert "f()" in repr(mec.get_result(targets=1))  # the engine's history has it
+    rows = tc.history(kind="job", status="failed", limit=5)
+    assert rows and rows[0]["error"] == "ZeroDivisionError"
+    mec.execute("ok = 1", targets=1)  # the engine goes on
+    assert mec.pull("ok", targets=1) == [1]
+
+
+def test_numbering_goes_on_across_both_paths(mec: multiengine.MultiEngineClient) -> None:
+    first = mec.execute("x1 = 1", targets=0)
+    pr = mec.execute("x2 = 2", targets=0, block=False)  # through the controller
+    second = pr.get_result()
+    third = mec.execute("x3 = 3", targets=0)  # direct again
+    texts = [repr(r) for r in (first, second, third)]
+    ns = [int(t.split("In [")[1].split("]")[0]) for t in texts]
+    assert ns == [ns[0], ns[0] + 1, ns[0] + 2], texts
+
+
+def test_a_forged_or_replayed_direct_message_is_dropped_and_counted(
+    mec: multiengine.MultiEngineClient, any_header: None
+) -> None:
+    mec.execute("ran = []", targets=0)
+    url = direct_url(mec, 0)
+    dropped = "from multiengine.engine import get_engine; n = get_engine().dropped_messages"
+    mec.execute(dropped, targets=0)
+    (before,) = mec.pull("n", targets=0)
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.ROUTER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    s.setsockopt(zmq.CONNECT_ROUTING_ID, b"x")
+    s.connect(url)
+    try:
+        import pickle
+
+        code = pickle.dumps(("ran.append(1)",))
+        order = {"t": P.DIRECT, "id": 1, "rt": b"nobody", "cmd": "t-1", "name": "execute"}
+        order["job"] = "0" * 40
+        good = Signer(mec._core.info.key).frames(dict(order), code, (), (b"x",))
+        forged = Signer(b"another key").frames(dict(order, cmd="t-2"), code, (), (b"x",))
+
+        def send(frames: list[Any]) -> None:
+            wait_until(lambda: _sent(s, frames), HANG, 0.01, "the direct socket to connect")
+
+        send(forged)
+        send(good)
+        send(good)  # the same message again: a replay
+        wait_until(lambda: _engine_count(mec) >= before + 2, HANG, 0.05, "two drops on engine 0")
+        assert mec.pull("ran", targets=0) == [[1]]  # the signed one ran once
+    finally:
+        s.close(linger=0)
+
+
+def _sent(s: zmq.Socket[Any], frames: list[Any]) -> bool:
+    try:
+        send_frames(s, frames)
+        return True
+    except zmq.ZMQError:
+        return False
+
+
+def _engine_count(mec: multiengine.MultiEngineClient) -> int:
+    mec.execute(
+        "from multiengine.engine import get_engine; n = get_engine().dropped_messages", targets=0
+    )
+    return int(mec.pull("n", targets=0)[0])
+
+
+def test_an_engine_killed_under_a_direct_command(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
+    c = fresh_cluster(2)
+    mec = c.multiengine_client()
+    watcher = c.multiengine_client()
+    mec.execute("pass", targets=1)
+    before = direct_calls(mec)
+    pid = c.engine_pids()[1]
+    outcome = outcome_with_engine_killed(
+        lambda: mec.execute("import time; time.sleep(30)", targets=1),
+        watcher,
+        1,
+        pid,
+        "execute('import time",
+    )
+    assert direct_calls(mec) == before + 1
+    assert isinstance(outcome, CompositeError), outcome
+    ((et, ev, _),) = outcome.elist
+    assert et is EngineError and "engine 1" in str(ev)
+    mec.execute("y = 7", targets=0)  # the cluster goes on
+    assert mec.pull("y", targets=0) == [7]
+
+
+def test_off_in_the_client(mec: multiengine.MultiEngineClient, cluster: Cluster) -> None:
+    os.environ["MULTIENGINE_DIRECT"] = "off"
+    try:
+        client = cluster.multiengine_client()
+    finally:
+        del os.environ["MULTIENGINE_DIRECT"]
+    try:
+        client.execute("pass", targets=0)
+        client.execute("pass", targets=0)
+        assert direct_calls(client) == 0
+    finally:
+        client.close()
+
+
+def test_engines_without_a_direct_socket_use_the_controller(
+    fresh_cluster: Callable[..., Cluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MULTIENGINE_DIRECT", "off")  # as engines of another host: none
+    c = fresh_cluster(1)
+    monkeypatch.delenv("MULTIENGINE_DIRECT")
+    mec = c.multiengine_client()
+    mec.execute("a = 1", targets=0)
+    mec.execute("b = a + 1", targets=0)
+    assert mec.pull("b", targets=0) == [2]
+    assert direct_calls(mec) == 0
+    assert mec.status()["direct_jobs"] == 0

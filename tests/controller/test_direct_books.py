@@ -1,0 +1,110 @@
+"""The controller's books of direct commands (docs/protocol.md §6, "A direct path on one
+host"), driven through the hub with a recording outbox: ``direct_job`` and
+``direct_done`` in either order, the engine's queue held behind a direct command, its
+loss, interrupts. What a user notices of it runs on real processes in
+tests/client/test_direct_path.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from multiengine.wire import protocol as P
+from multiengine.wire.message import Message
+from multiengine.wire.protocol import ErrorReport
+
+from .fakes import FakeCluster
+
+
+def notice(fc: FakeCluster, eid: int, cmd: str, job: str = "", answered: bool = False) -> int:
+    """The client tells the controller of direct command ``cmd`` on engine ``eid``."""
+    header: dict[str, Any] = {
+        "t": P.DIRECT_JOB,
+        "cmd": cmd,
+        "name": "execute",
+        "engine": eid,
+        "desc": f"execute({cmd})",
+        "cid": FakeCluster.CLIENT,
+    }
+    if job:
+        header["job"] = job
+    answers = fc.send(header)
+    assert bool(answers) == answered  # no answer while all goes well
+    return fc.last_id
+
+
+def done(fc: FakeCluster, eid: int, cmd: str, ename: str = "") -> None:
+    """Engine ``eid`` says it answered direct command ``cmd``."""
+    header: dict[str, Any] = {"t": P.DIRECT_DONE, "cmd": cmd, "elapsed": 0.001}
+    header["status"] = P.STATUS_ERROR if ename else P.STATUS_OK
+    if ename:
+        header["ename"] = ename
+    fc.hub.on_engine(Message([fc.idents[eid]], header, b"", []))
+
+
+def history(fc: FakeCluster) -> list[dict[str, Any]]:
+    return fc.hub.store.history(kind="job")
+
+
+def test_the_notice_then_done_keeps_a_record_and_sends_nothing_to_the_client() -> None:
+    fc = FakeCluster(2)
+    mid = notice(fc, 0, "c-1", job="j" * 40)
+    assert fc.hub.status()["engines"][0]["running"] == "execute(c-1)"
+    assert not fc.engine(0).idle
+    done(fc, 0, "c-1")
+    assert fc.engine(0).idle
+    assert fc.answers_to(mid) == []  # the engine answered the client itself
+    (row,) = history(fc)
+    assert row["id"] == "j" * 40 and row["status"] == P.SUCCEEDED
+    assert fc.hub.status()["direct_jobs"] == 1
+
+
+def test_done_before_the_notice_is_kept_until_it_comes() -> None:
+    fc = FakeCluster(2)
+    done(fc, 1, "c-2", ename="ZeroDivisionError")
+    assert history(fc) == []
+    mid = notice(fc, 1, "c-2")
+    assert fc.engine(1).idle  # nothing left open
+    assert fc.answers_to(mid) == []
+    (row,) = history(fc)
+    assert row["status"] == P.FAILED and row["error"] == "ZeroDivisionError"
+
+
+def test_the_engines_queue_waits_behind_a_direct_command() -> None:
+    fc = FakeCluster(2)
+    notice(fc, 0, "c-3")
+    fc.send({"t": P.SUBMIT, "cmd": "execute", "targets": 0, "block": False})
+    assert fc.commands_to(0) == []  # held: the engine may not have read the direct one yet
+    done(fc, 0, "c-3")
+    assert len(fc.commands_to(0)) == 1  # now it goes
+
+
+def test_a_lost_engine_fails_its_direct_commands_to_their_clients() -> None:
+    fc = FakeCluster(2)
+    mid = notice(fc, 0, "c-4")
+    fc.lose(0)
+    (answer,) = fc.answers_to(mid)
+    assert answer.header["t"] == P.RESULT
+    report = ErrorReport.from_bytes(answer.buffers[0])
+    assert report.ename == "EngineError" and "execute(c-4)" in report.evalue
+    later = notice(fc, 0, "c-5", answered=True)  # to an engine already gone: fails at once
+    (answer,) = fc.answers_to(later)
+    assert ErrorReport.from_bytes(answer.buffers[0]).ename == "EngineError"
+
+
+def test_interrupt_reaches_a_direct_command_and_queue_status_shows_it() -> None:
+    fc = FakeCluster(2)
+    notice(fc, 1, "c-6")
+    fc.send({"t": P.INTERRUPT, "targets": [1]})
+    sent = [s.header for s in fc.outbox.sent if s.channel == "heartbeat"]
+    assert [(h["t"], h["cmd"], h["why"]) for h in sent] == [(P.INTERRUPT, "c-6", P.WHY_INTERRUPT)]
+    answer = fc.request({"t": P.SUBMIT, "cmd": "queue_status", "targets": [1], "block": True})
+    assert b"execute(c-6)" in answer.buffers[0]
+
+
+def test_an_answer_the_engine_could_not_deliver_goes_through_the_controller() -> None:
+    fc = FakeCluster(1)
+    mid = notice(fc, 0, "c-7")
+    header = {"t": P.DIRECT_DONE, "cmd": "c-7", "status": P.STATUS_OK, "enc": P.PICKLE}
+    fc.hub.on_engine(Message([fc.idents[0]], header, b"pickled value", []))
+    (answer,) = fc.answers_to(mid)
+    assert answer.header["t"] == P.RESULT and answer.buffers == [b"pickled value"]
