@@ -78,6 +78,22 @@ def test_the_engines_queue_waits_behind_a_direct_command() -> None:
     assert len(fc.commands_to(0)) == 1  # now it goes
 
 
+def test_only_commands_queued_after_a_direct_one_wait_for_it() -> None:
+    fc = FakeCluster(1)
+    submit = {"t": P.SUBMIT, "cmd": "execute", "targets": 0, "block": False}
+    fc.send(submit)  # runs
+    fc.send({**submit, "cmd": "keys"})  # queued before the direct command was heard of
+    notice(fc, 0, "c-8")
+    fc.send({**submit, "cmd": "push"})  # queued after it
+    notice(fc, 0, "c-9")  # another one, heard of later still
+    fc.reply(0)
+    assert fc.commands_to(0) == ["execute", "keys"]  # not held: it came before
+    fc.reply(0)
+    assert fc.commands_to(0) == ["execute", "keys"]  # push waits for c-8
+    done(fc, 0, "c-8")
+    assert fc.commands_to(0) == ["execute", "keys", "push"]  # c-9 came after it
+
+
 def test_a_lost_engine_fails_its_direct_commands_to_their_clients() -> None:
     fc = FakeCluster(2)
     mid = notice(fc, 0, "c-4")

@@ -5,8 +5,9 @@ path on one host").
 The controller is told beside them, off the critical path: the client's ``direct_job``
 (what it sent, to which engine, its request id and ``rt``) and the engine's
 ``direct_done`` (how it ended) may arrive in either order. Between the two the command
-is the engine's as if it ran there from the controller: the engine's queue waits behind
-it (a later command of the same client never overtakes it), ``queue_status`` and
+is the engine's as if it ran there from the controller: the commands queued on the
+engine after the controller heard of it wait behind it (a later command of the same
+client never overtakes it; ``EngineState.held``), ``queue_status`` and
 ``status`` show it, ``interrupt`` reaches it, and if the engine is lost first its client
 gets ``EngineError`` (``Hub._unregister`` fails :meth:`DirectBooks.lost`'s jobs). Its
 record goes to the history like any job's; its result is not kept (the client has it).
@@ -24,7 +25,7 @@ from ..wire import protocol as P
 from ..wire.message import Message, owned
 from . import monitor
 from .dispatch import Dispatch
-from .engines import EngineState
+from .engines import DirectJob, EngineState
 from .jobs import Job, JobIds, Part, error_part
 
 __all__ = ["DirectBooks", "EARLY_KEEP"]
@@ -88,7 +89,7 @@ class DirectBooks:
             if job.set_part(0, error_part("EngineError", why, eid)):
                 self._complete(job)
             return
-        engine.direct[cmd_id] = job
+        engine.direct[cmd_id] = DirectJob(job, self.dispatch.last_cmd_id)
         self.dispatch.timeline.record(eid, f"job {job_id}", monitor.START, job.desc, job.started)
 
     def on_done(self, engine: EngineState | None, msg: Message) -> None:
@@ -96,15 +97,15 @@ class DirectBooks:
         cmd_id = msg.header.get("cmd")
         if type(cmd_id) is not str or engine is None:
             return
-        job = engine.direct.pop(cmd_id, None)
-        if job is None:  # before the client's direct_job: kept until it comes
+        direct = engine.direct.pop(cmd_id, None)
+        if direct is None:  # before the client's direct_job: kept until it comes
             self._early[cmd_id] = (engine.id, msg)
             while len(self._early) > EARLY_KEEP:
                 self._early.popitem(last=False)
             return
-        self._finish(engine, engine.id, job, msg)
-        if not engine.direct and self.dispatch.engines.get(engine.id) is engine:
-            self.dispatch.dispatch(engine)  # what waited behind it goes now
+        self._finish(engine, engine.id, direct.job, msg)
+        if engine.queue and self.dispatch.engines.get(engine.id) is engine:
+            self.dispatch.dispatch(engine)  # what waited behind it may go now
 
     def _finish(self, engine: EngineState | None, eid: int, job: Job, msg: Message) -> None:
         h = msg.header
@@ -130,7 +131,7 @@ class DirectBooks:
 
     def lost(self, engine: EngineState) -> list[Job]:
         """The engine is lost: its direct jobs, to fail (their answers may never come)."""
-        jobs = list(engine.direct.values())
+        jobs = [d.job for d in engine.direct.values()]
         engine.direct.clear()
         for job in jobs:
             job.answered_directly = False
@@ -145,6 +146,6 @@ class DirectBooks:
     @staticmethod
     def running(engine: EngineState) -> str | None:
         """What a direct command of the engine's runs (its desc), if one is on it."""
-        for job in engine.direct.values():
-            return job.desc
+        for direct in engine.direct.values():
+            return direct.job.desc
         return None

@@ -155,6 +155,11 @@ class Dispatch:
         self._last_cmd += 1
         return self._last_cmd
 
+    @property
+    def last_cmd_id(self) -> int:
+        """The last command number given (later commands have larger ones)."""
+        return self._last_cmd
+
     # ------------------------------------------------------------ queues
     def enqueue(self, engine: EngineState, cmd: Command) -> None:
         """Put ``cmd`` at the end of ``engine``'s queue and send what can go now."""
@@ -163,7 +168,7 @@ class Dispatch:
 
     def dispatch(self, engine: EngineState) -> None:
         """Send the engine its next command, and tasks ahead while it runs tasks."""
-        if engine.current is None and engine.queue and not engine.direct:
+        if engine.current is None and engine.queue and not (engine.direct and engine.held()):
             engine.current = engine.queue.popleft()
             self._send_cmd(engine, engine.current)
             self._started(engine.current, engine)

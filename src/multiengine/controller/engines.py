@@ -14,7 +14,7 @@ from ..wire.protocol import Xfer
 if TYPE_CHECKING:
     from .jobs import Job
 
-__all__ = ["Command", "EngineState", "IdAllocator", "IncomingReply"]
+__all__ = ["Command", "DirectJob", "EngineState", "IdAllocator", "IncomingReply"]
 
 
 @dataclass(eq=False, slots=True)
@@ -48,6 +48,17 @@ class Command:
         if self.task is not None:
             return ("task", self.task.tid)
         return ("job", self.job.job_id if self.job is not None else None)
+
+
+@dataclass(eq=False, slots=True)
+class DirectJob:
+    """A command a client sent straight to an engine (controller/direct.py), as far as
+    the controller knows not answered yet. ``after``: the last command number given
+    when the controller heard of it; the engine's queued commands numbered above it
+    (made later: perhaps the same client's next ones) wait until it is answered."""
+
+    job: Job
+    after: int
 
 
 @dataclass(eq=False, slots=True)
@@ -87,8 +98,15 @@ class EngineState:
     depth: int = 0  # tasks it may hold sent ahead (Dispatch: PREFETCH, deeper for tiny tasks)
     direct_url: str = ""  # where clients of its host send direct commands ("": nowhere)
     # direct commands it was sent by clients (command id -> job), not answered yet as
-    # far as the controller knows: its queue waits behind them (docs/protocol.md §6)
-    direct: dict[str, Job] = field(default_factory=dict)
+    # far as the controller knows, in the order the controller heard of them: commands
+    # queued after one wait behind it (docs/protocol.md §6)
+    direct: dict[str, DirectJob] = field(default_factory=dict)
+
+    def held(self) -> bool:
+        """Whether the first queued command waits behind a direct command."""
+        for first in self.direct.values():  # (the first heard of: the lowest ``after``)
+            return bool(self.queue) and self.queue[0].cmd_id > first.after
+        return False
 
     @property
     def idle(self) -> bool:
