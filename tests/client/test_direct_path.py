@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import zmq
-from helpers import HANG, outcome_with_engine_killed, wait_until
+from helpers import HANG, error_types, outcome_with_engine_killed, wait_until
 
 import multiengine
 from multiengine import Cluster
@@ -271,3 +271,19 @@ def test_engines_without_a_direct_socket_use_the_controller(
     assert mec.pull("b", targets=0) == [2]
     assert direct_calls(mec) == 0
     assert mec.status()["direct_jobs"] == 0
+
+
+def test_executor_calls_on_one_engine_go_direct(mec: multiengine.MultiEngineClient) -> None:
+    mec.execute("calls = []", targets=1)
+    with mec.executor(targets=1) as ex:
+        ex.submit(abs, -1).result(HANG)  # (the first call may learn the addresses)
+        before = direct_calls(mec)
+        assert ex.submit(abs, -5).result(HANG) == [5]
+        assert direct_calls(mec) == before + 1
+        with pytest.raises(CompositeError) as excinfo:
+            ex.submit(divmod, 1, 0).result(HANG)
+        assert error_types(excinfo.value) == [ZeroDivisionError]
+        # many at once: the first may go direct, the rest through the controller, in order
+        futures = [ex.submit(pow, 2, i) for i in range(20)]
+        assert [f.result(HANG) for f in futures] == [[2**i] for i in range(20)]
+        assert not futures[0].cancel()  # sent: it is the engine's now

@@ -278,12 +278,12 @@ class ClientCore:
         if self._closed:
             raise ControllerConnectionError("this client is closed")
         direct = self._direct
-        if direct is not None:
-            eid = direct.target(header, pieces, background)
+        if direct is not None and not background:
+            eid = direct.target(header, pieces)
             if eid is not None:
                 sent = self._request_direct(direct, eid, header, content, buffers, chain_parts)
                 if sent is not None:
-                    return sent
+                    return sent[0]
         if not self._requests:
             self._last_heard = time.monotonic()  # silence while idle does not count
         mid = next(self._seq)
@@ -324,6 +324,20 @@ class ClientCore:
             raise
         return req.future
 
+    def request_direct(
+        self, header: dict[str, Any], content: Any, buffers: Sequence[Any]
+    ) -> tuple[Future[Message], str] | None:
+        """A ``submit`` (blocking or not) straight to its one engine, its answer read by
+        the I/O thread (client/direct.py): the Future of its ``result`` and its job id;
+        None when it must go through the controller (the executor's calls)."""
+        direct = self._direct
+        if direct is None or self._closed:
+            return None
+        eid = direct.target(header, (), blocking=False)
+        if eid is None:
+            return None
+        return self._request_direct(direct, eid, header, content, buffers, False, True)
+
     def _request_direct(
         self,
         direct: DirectPath,
@@ -332,10 +346,11 @@ class ClientCore:
         content: Any,
         buffers: Sequence[Any],
         chain_parts: bool,
-    ) -> Future[Message] | None:
-        """Send a request straight to engine ``eid`` (client/direct.py); None when it
-        must go through the controller (something is outstanding, or the engine cannot
-        be reached directly)."""
+        background: bool = False,
+    ) -> tuple[Future[Message], str] | None:
+        """Send a request straight to engine ``eid`` (client/direct.py): its Future and
+        job id; None when it must go through the controller (something is outstanding,
+        or the engine cannot be reached directly)."""
         rid = direct.route(eid)
         if rid is None:
             return None
@@ -345,20 +360,22 @@ class ClientCore:
                 return None
             self._last_heard = time.monotonic()
             mid = next(self._seq)
-            req = _Request(mid, Future(), False, None, direct=True, chain_parts=chain_parts)
+            req = _Request(mid, Future(), background, None, direct=True, chain_parts=chain_parts)
             req.future.mid = mid  # type: ignore[attr-defined]
             header["id"] = mid
-            header["rt"] = self._fg.identity
+            header["rt"] = (self._bg if background else self._fg).identity
             self._requests[mid] = req
             try:
-                sent = direct.send(req, eid, rid, header, content, buffers)
+                job = direct.send(req, eid, rid, header, content, buffers)
             except BaseException:
                 self._requests.pop(mid, None)
                 raise
-            if not sent:
+            if job is None:
                 self._requests.pop(mid, None)
                 return None
-        return req.future
+        if background:
+            self._start_io()
+        return req.future, job
 
     def expect(self, behind_output: bool = False) -> tuple[int, Future[Message]]:
         """An id, and a future for the answer the controller sends under it, though no

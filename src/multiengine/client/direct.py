@@ -11,8 +11,9 @@ A call goes direct when all of these hold (:meth:`DirectPath.send`), else throug
 controller exactly as before:
 
 * it is a blocking ``submit`` of ``execute``, ``apply`` or ``map``
-  (``P.DIRECT_COMMANDS``) to one engine, with small arguments (no pieces, no shared
-  memory), no live output;
+  (``P.DIRECT_COMMANDS``), or an executor's call (``ClientCore.request_direct``: its
+  ``result`` is read by the I/O thread), to one engine, with small arguments (no
+  pieces, no shared memory), no live output;
 * that engine offers a direct socket (``register`` ``direct``) on this client's host
   (the client reaches the controller over IPC, so its endpoints are on this host);
 * this client has **nothing outstanding**: no request unanswered, and no non-blocking
@@ -75,14 +76,16 @@ class DirectPath:
         the controller is on this host: reached over IPC)."""
         return core.url.startswith("ipc://") and direct.enabled()
 
-    def target(self, header: dict[str, Any], pieces: Sequence[Any], background: bool) -> Any:
-        """The one engine id a request may go to directly, else None (cheap checks)."""
+    def target(self, header: dict[str, Any], pieces: Sequence[Any], blocking: bool = True) -> Any:
+        """The one engine id a request may go to directly, else None (cheap checks).
+        ``blocking``: only a blocking ``submit`` (a non-blocking one is answered with
+        an ``ack`` and fetched later; the executor asks with False: it takes a
+        ``result`` as it comes)."""
         if (
-            background
-            or pieces
+            pieces
             or header["t"] != P.SUBMIT
             or header.get("cmd") not in P.DIRECT_COMMANDS
-            or header.get("block") is not True
+            or (blocking and header.get("block") is not True)
             or "live" in header
             or "xfer" in header
             or "fetch_id" in header
@@ -173,10 +176,10 @@ class DirectPath:
         header: dict[str, Any],
         content: Any,
         buffers: Sequence[Any],
-    ) -> bool:
-        """Send ``header``'s command to engine ``eid`` directly, and tell the controller.
-        Called under the core's send lock, with nothing outstanding; False (nothing
-        sent) when the engine's socket cannot be reached."""
+    ) -> str | None:
+        """Send ``header``'s command to engine ``eid`` directly, and tell the controller:
+        the job id it goes under. Called under the core's send lock, with nothing
+        outstanding; None (nothing sent) when the engine's socket cannot be reached."""
         core = self._core
         assert self._sender is not None
         if header.get("parts") is not None:  # one part: its content, then its buffers
@@ -202,7 +205,7 @@ class DirectPath:
             known = self._routes.get(eid)
             if known is not None and time.monotonic() - known[2] > CONNECT_GRACE:
                 self.forget(eid)  # its process has ended: ask again next time
-            return False
+            return None
         notice = {
             "t": P.DIRECT_JOB,
             "id": req.mid,
@@ -216,7 +219,7 @@ class DirectPath:
         }
         send_frames(core.out_socket(), signer.frames(notice))
         self.taken += 1
-        return True
+        return job
 
     def close(self) -> None:
         if self._sender is not None:
