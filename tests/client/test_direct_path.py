@@ -287,3 +287,17 @@ def test_executor_calls_on_one_engine_go_direct(mec: multiengine.MultiEngineClie
         futures = [ex.submit(pow, 2, i) for i in range(20)]
         assert [f.result(HANG) for f in futures] == [[2**i] for i in range(20)]
         assert not futures[0].cancel()  # sent: it is the engine's now
+
+
+def test_live_output_of_a_direct_command_comes_before_its_answer(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    shown: list[tuple[int, str, str]] = []
+    mec.execute("pass", targets=2)
+    mec.live_output = True
+    mec.output_hook = lambda engine, name, text: shown.append((engine, name, text))
+    before = direct_calls(mec)
+    mec.execute("import sys\nprint('to out')\nprint('to err', file=sys.stderr)", targets=2)
+    assert direct_calls(mec) == before + 1
+    # the blocking call returns once its output has been shown
+    assert (2, "stdout", "to out\n") in shown and (2, "stderr", "to err\n") in shown

@@ -281,7 +281,9 @@ class ClientCore:
         if direct is not None and not background:
             eid = direct.target(header, pieces)
             if eid is not None:
-                sent = self._request_direct(direct, eid, header, content, buffers, chain_parts)
+                sent = self._request_direct(
+                    direct, eid, header, content, buffers, chain_parts, listener=listener
+                )
                 if sent is not None:
                     return sent[0]
         if not self._requests:
@@ -347,6 +349,7 @@ class ClientCore:
         buffers: Sequence[Any],
         chain_parts: bool,
         background: bool = False,
+        listener: OutputHook | None = None,
     ) -> tuple[Future[Message], str] | None:
         """Send a request straight to engine ``eid`` (client/direct.py): its Future and
         job id; None when it must go through the controller (something is outstanding,
@@ -360,11 +363,15 @@ class ClientCore:
                 return None
             self._last_heard = time.monotonic()
             mid = next(self._seq)
-            req = _Request(mid, Future(), background, None, direct=True, chain_parts=chain_parts)
+            req = _Request(
+                mid, Future(), background, listener, direct=True, chain_parts=chain_parts
+            )
             req.future.mid = mid  # type: ignore[attr-defined]
             header["id"] = mid
             header["rt"] = (self._bg if background else self._fg).identity
             self._requests[mid] = req
+            if listener is not None:
+                self.listen(mid, listener)
             try:
                 job = direct.send(req, eid, rid, header, content, buffers)
             except BaseException:
@@ -372,6 +379,7 @@ class ClientCore:
                 raise
             if job is None:
                 self._requests.pop(mid, None)
+                self._listeners.pop(mid, None)
                 return None
         if background:
             self._start_io()

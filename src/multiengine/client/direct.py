@@ -86,7 +86,6 @@ class DirectPath:
             or header["t"] != P.SUBMIT
             or header.get("cmd") not in P.DIRECT_COMMANDS
             or (blocking and header.get("block") is not True)
-            or "live" in header
             or "xfer" in header
             or "fetch_id" in header
             or "progress" in header
@@ -196,6 +195,8 @@ class DirectPath:
         }
         if buffers:
             order["raw"] = True
+        if header.get("live"):
+            order["live"] = True  # the engine sends what it prints to rt, as output
         signer = core.signer
         try:
             send_frames(self._sender, signer.frames(order, content, buffers, (rid,)))

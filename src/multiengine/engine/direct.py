@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from collections import deque
@@ -66,6 +67,7 @@ class DirectSocket:
         self._dropped = dropped
         self.guard = ReplayGuard()  # read by the main thread only
         self.recent: deque[str] = deque(maxlen=RECENT)
+        self._send_lock = threading.Lock()  # answers (main thread), live output (its thread)
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unknown rt raises: see answer()
@@ -117,6 +119,8 @@ class DirectSocket:
         header: dict[str, Any] = {"t": P.CMD, "cmd": cmd_id, "name": name}
         if h.get("raw"):
             header["raw"] = True
+        if h.get("live"):
+            header["live"] = True
         cmd = Message(msg.idents, header, msg.content, msg.buffers)
         return cmd, DirectCommand(rt, h.get("id"), h.get("job"), cmd_id)
 
@@ -149,13 +153,25 @@ class DirectSocket:
         deadline = time.monotonic() + ANSWER_WAIT
         while True:
             try:
-                send_frames(self.sock, out)
+                with self._send_lock:
+                    send_frames(self.sock, out)
                 return True
             except zmq.ZMQError as e:
                 if e.errno != zmq.EHOSTUNREACH or time.monotonic() > deadline:
                     log.warning("a direct answer could not go to its client: %s", e)
                     return False
             time.sleep(0.001)
+
+    def output(self, to: DirectCommand, engine_id: int, name: str, text: str) -> None:
+        """Live output of a direct command, to its client (from the output thread too);
+        dropped if the client's socket is not there (as output to a gone client is)."""
+        header = {"t": P.OUTPUT, "id": to.request, "engine": engine_id, "name": name}
+        out = self.signer.frames(header, text.encode("utf-8", "replace"), (), (to.rt,))
+        try:
+            with self._send_lock:
+                send_frames(self.sock, out)
+        except zmq.ZMQError as e:
+            log.info("live output of a direct command dropped: %s", e)
 
     def close(self) -> None:
         self.sock.close(linger=0)

@@ -148,6 +148,7 @@ class Engine:
         self._held = HeldReplies(self.signer, self._send, lambda: self.epoch)
         self._drop_lock = threading.Lock()
         self._live_cmd: Any = None
+        self._live_to: DirectCommand | None = None  # the client of a direct command's output
         self._streamer: Any = None
         self._interrupted: str | None = None  # why SIGINT was sent: "interrupt", "abort", "timeout"
         self._reply_node = ""  # the running command's client takes large answers by shm
@@ -523,6 +524,10 @@ class Engine:
             send_frames(self.sock, frames)
 
     def _send_output(self, name: str, text: str) -> None:
+        to = self._live_to
+        if to is not None and self.direct is not None:  # a direct command's: to its client
+            self.direct.output(to, self.id, name, text)
+            return
         header = {"t": P.OUTPUT, "cmd": self._live_cmd, "name": name}
         self._send(self.signer.frames(header, text.encode("utf-8", "replace")))
 
@@ -680,6 +685,7 @@ class Engine:
 
                     self._streamer = Streamer(self._send_output)
                 self._live_cmd = cmd_id
+                self._live_to = answer_to
                 self.interp.streamer = self._streamer
             started = time.perf_counter()
             try:

@@ -295,8 +295,9 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(BYE, ENGINE_CHANNEL, ENGINE),
     _spec(DIRECT_DONE, ENGINE_CHANNEL, ENGINE, "cmd", "status", "enc", "elapsed", "ename", "raw"),
     # direct channel (a client and an engine of one host, over IPC)
-    _spec(DIRECT, DIRECT_CHANNEL, CLIENT, "id", "rt", "cmd", "name", "job", "raw"),
+    _spec(DIRECT, DIRECT_CHANNEL, CLIENT, "id", "rt", "cmd", "name", "job", "live", "raw"),
     _spec(RESULT, DIRECT_CHANNEL, ENGINE, "id", "job", "parts", "raw"),
+    _spec(OUTPUT, DIRECT_CHANNEL, ENGINE, "id", "engine", "name"),
     # heartbeat channel (the heartbeats themselves are libzmq's ZMTP pings on this
     # channel's connection: no message of ours)
     _spec(INTERRUPT, HEARTBEAT_CHANNEL, CONTROLLER, "cmd", "why"),
