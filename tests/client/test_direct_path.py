@@ -27,6 +27,19 @@ def direct_calls(mec: multiengine.MultiEngineClient) -> int:
     return mec._core.direct_calls
 
 
+def warm(mec: multiengine.MultiEngineClient, eid: int) -> None:
+    """Call engine ``eid`` until a call goes direct: the first call to an engine learns
+    its address and goes through the controller, and on a loaded machine the connection
+    may take a moment more."""
+    before = direct_calls(mec)
+    wait_until(
+        lambda: mec.execute("pass", targets=eid) and direct_calls(mec) > before,
+        HANG,
+        0.01,
+        f"a direct call to engine {eid}",
+    )
+
+
 def direct_url(mec: multiengine.MultiEngineClient, eid: int) -> str:
     """The IPC endpoint of engine ``eid``'s direct socket, as the controller lists it."""
     core = mec._core
@@ -58,12 +71,13 @@ def running_on(mec: multiengine.MultiEngineClient, eid: int, desc: str) -> bool:
 def test_a_blocking_execute_on_one_engine_goes_direct(
     mec: multiengine.MultiEngineClient, tc: multiengine.TaskClient
 ) -> None:
+    warm(mec, 0)
     before, jobs = direct_calls(mec), mec.status()["direct_jobs"]
-    mec.execute("a = 20", targets=0)  # (the first call may learn the addresses)
+    mec.execute("a = 20", targets=0)
     result = mec.execute("b = a + 1", targets=[0])
+    assert direct_calls(mec) == before + 2
     assert mec.pull("b", targets=0) == [21]
-    assert direct_calls(mec) >= before + 1
-    wait_until(lambda: mec.status()["direct_jobs"] >= jobs + 1, message="the controller's books")
+    wait_until(lambda: mec.status()["direct_jobs"] >= jobs + 2, message="the controller's books")
     # the result and the history are those of any call
     assert "b = a + 1" in repr(result)
     rows = tc.history(kind="job", limit=5)
@@ -73,7 +87,7 @@ def test_a_blocking_execute_on_one_engine_goes_direct(
 def test_function_calls_go_direct_and_keep_their_values(
     mec: multiengine.MultiEngineClient,
 ) -> None:
-    mec.execute("pass", targets=1)
+    warm(mec, 1)
     before = direct_calls(mec)
     assert mec.raw_map(lambda x: x * 3, [[1, 2, 3]], targets=1) == [3, 6, 9]
     assert mec.raw_map(lambda x, y: x - y, [[4, 5], [1, 1]], targets=[1]) == [3, 4]
@@ -81,6 +95,7 @@ def test_function_calls_go_direct_and_keep_their_values(
 
 
 def test_fifo_with_calls_through_the_controller(mec: multiengine.MultiEngineClient) -> None:
+    warm(mec, 0)
     # a push through the controller, then a direct execute that uses it
     mec.push({"seen": []}, targets=0)
     mec.execute("seen.append(1)", targets=0)
@@ -99,6 +114,7 @@ def test_fifo_with_calls_through_the_controller(mec: multiengine.MultiEngineClie
 def test_a_later_call_through_the_controller_waits_behind_a_direct_one(
     mec: multiengine.MultiEngineClient, cluster: Cluster
 ) -> None:
+    warm(mec, 2)
     mec.execute("order = []", targets=2)
     watcher = cluster.multiengine_client()
     try:
@@ -107,6 +123,8 @@ def test_a_later_call_through_the_controller_waits_behind_a_direct_one(
         t, out = in_thread(lambda: mec.execute(slow, targets=2))
         wait_until(lambda: running_on(watcher, 2, "execute('import time"), HANG, 0.005)
         assert direct_calls(mec) == before + 1
+        ((_, queue),) = watcher.queue_status(targets=2)  # the controller lists it
+        assert str(queue["pending"]).startswith("execute('import time")
         # another thread of the same client: through the controller (the direct call
         # is outstanding), and the controller holds it behind the direct one
         pr = mec.execute("order.append(2)", targets=2, block=False)
@@ -122,6 +140,8 @@ def test_two_clients_at_once(mec: multiengine.MultiEngineClient, cluster: Cluste
     other = cluster.multiengine_client()
     try:
         mec.execute("hits = []", targets=3)
+        warm(mec, 3)
+        warm(other, 3)
 
         def many(client: multiengine.MultiEngineClient, tag: str) -> int:
             for i in range(100):
@@ -143,7 +163,7 @@ def test_two_clients_at_once(mec: multiengine.MultiEngineClient, cluster: Cluste
 def test_an_error_in_a_direct_command(
     mec: multiengine.MultiEngineClient, tc: multiengine.TaskClient
 ) -> None:
-    mec.execute("pass", targets=1)
+    warm(mec, 1)
     before = direct_calls(mec)
     with pytest.raises(CompositeError) as excinfo:
         mec.execute("def f():\n    1/0\nf()", targets=1)
@@ -162,6 +182,7 @@ def test_an_error_in_a_direct_command(
 
 
 def test_numbering_goes_on_across_both_paths(mec: multiengine.MultiEngineClient) -> None:
+    warm(mec, 0)
     first = mec.execute("x1 = 1", targets=0)
     pr = mec.execute("x2 = 2", targets=0, block=False)  # through the controller
     second = pr.get_result()
@@ -227,7 +248,7 @@ def test_an_engine_killed_under_a_direct_command(
     c = fresh_cluster(2)
     mec = c.multiengine_client()
     watcher = c.multiengine_client()
-    mec.execute("pass", targets=1)
+    warm(mec, 1)
     before = direct_calls(mec)
     pid = c.engine_pids()[1]
     outcome = outcome_with_engine_killed(
@@ -274,9 +295,8 @@ def test_engines_without_a_direct_socket_use_the_controller(
 
 
 def test_executor_calls_on_one_engine_go_direct(mec: multiengine.MultiEngineClient) -> None:
-    mec.execute("calls = []", targets=1)
+    warm(mec, 1)
     with mec.executor(targets=1) as ex:
-        ex.submit(abs, -1).result(HANG)  # (the first call may learn the addresses)
         before = direct_calls(mec)
         assert ex.submit(abs, -5).result(HANG) == [5]
         assert direct_calls(mec) == before + 1
@@ -293,7 +313,7 @@ def test_live_output_of_a_direct_command_comes_before_its_answer(
     mec: multiengine.MultiEngineClient,
 ) -> None:
     shown: list[tuple[int, str, str]] = []
-    mec.execute("pass", targets=2)
+    warm(mec, 2)
     mec.live_output = True
     mec.output_hook = lambda engine, name, text: shown.append((engine, name, text))
     before = direct_calls(mec)

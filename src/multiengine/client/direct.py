@@ -111,11 +111,10 @@ class DirectPath:
         if asked is not None and time.monotonic() - asked < ASK_AGAIN_AFTER:
             return None
         self._learn()
-        known = self._routes.get(eid)
-        if known is None:
+        if eid not in self._routes:
             self._asked[eid] = time.monotonic()
-            return None
-        return known[0]  # connected just now: reachable in a moment, or this call falls back
+        return None  # (connected just now: this call goes through the controller, and
+        # the connections are up by the next one)
 
     def _learn(self) -> None:
         """Ask the controller where its engines take direct commands; connect to new ones."""

@@ -35,9 +35,10 @@ __all__ = ["DirectCommand", "DirectSocket", "ANSWER_WAIT"]
 log = logging.getLogger("multiengine.engine")
 
 # How long an answer waits for its client's fg socket to connect here (it connects just
-# before it sends, so it is there within microseconds; past this the answer goes to the
-# controller in the ``direct_done``, which passes it on).
-ANSWER_WAIT = 1.0
+# before it sends, so it is there within a millisecond; past this the answer goes to the
+# controller in the ``direct_done``, which passes it on: a client that has exited costs
+# the engine no more than this).
+ANSWER_WAIT = 0.25
 RECENT = 256  # direct commands answered lately, remembered for interrupts that come late
 
 
@@ -149,29 +150,33 @@ class DirectSocket:
         }
         if raw:
             header["raw"] = raw
-        out = self.signer.frames(header, b"", frames, (to.rt,))
+        if self._send(self.signer.frames(header, b"", frames, (to.rt,))):
+            return True
+        log.warning("a direct answer could not go to its client: it is not connected")
+        return False
+
+    def output(self, to: DirectCommand, engine_id: int, name: str, text: str) -> None:
+        """Live output of a direct command, to its client (from the output thread too);
+        dropped if the client's socket never connects (as output to a gone client is)."""
+        header = {"t": P.OUTPUT, "id": to.request, "engine": engine_id, "name": name}
+        if not self._send(
+            self.signer.frames(header, text.encode("utf-8", "replace"), (), (to.rt,))
+        ):
+            log.info("live output of a direct command dropped: its client is not connected")
+
+    def _send(self, frames: list[Any]) -> bool:
+        """Send to the client socket the frames start with, waiting up to ANSWER_WAIT for
+        it to connect; False if it never does."""
         deadline = time.monotonic() + ANSWER_WAIT
         while True:
             try:
                 with self._send_lock:
-                    send_frames(self.sock, out)
+                    send_frames(self.sock, frames)
                 return True
             except zmq.ZMQError as e:
                 if e.errno != zmq.EHOSTUNREACH or time.monotonic() > deadline:
-                    log.warning("a direct answer could not go to its client: %s", e)
                     return False
             time.sleep(0.001)
-
-    def output(self, to: DirectCommand, engine_id: int, name: str, text: str) -> None:
-        """Live output of a direct command, to its client (from the output thread too);
-        dropped if the client's socket is not there (as output to a gone client is)."""
-        header = {"t": P.OUTPUT, "id": to.request, "engine": engine_id, "name": name}
-        out = self.signer.frames(header, text.encode("utf-8", "replace"), (), (to.rt,))
-        try:
-            with self._send_lock:
-                send_frames(self.sock, out)
-        except zmq.ZMQError as e:
-            log.info("live output of a direct command dropped: %s", e)
 
     def close(self) -> None:
         self.sock.close(linger=0)
