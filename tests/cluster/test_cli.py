@@ -141,3 +141,14 @@ def test_a_bad_shared_memory_threshold_stops_a_start_before_anything_runs(
     assert not list(multiengine_dir.glob("cluster_badshm/pid/*.pid"))  # nothing started
     r = run_cli("engine", "--connection-file", "/nonexistent.json", env=bad, timeout=60)
     assert r.returncode == 2 and "is not a size" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_bad_direct_setting_stops_a_start_before_anything_runs(multiengine_dir: Path) -> None:
+    bad = {"MULTIENGINE_DIRECT": "sometimes"}
+    r = run_cli("cluster", "start", "-p", "baddirect", "-n", "1", env=bad, timeout=60)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "MULTIENGINE_DIRECT: 'sometimes' is neither on nor off" in lines[0]
+    assert not list(multiengine_dir.glob("cluster_baddirect/pid/*.pid"))  # nothing started
+    r = run_cli("engine", "--connection-file", "/nonexistent.json", env=bad, timeout=60)
+    assert r.returncode == 2 and "neither on nor off" in r.stderr and "Traceback" not in r.stderr

@@ -65,6 +65,7 @@ class DirectPath:
         self._sender: zmq.Socket[Any] | None = None
         self._routes: dict[int, tuple[bytes, str, float]] = {}  # id -> (routing id, url, since)
         self._asked: dict[int, float] = {}  # engines without a direct socket: when asked
+        self._heard: dict[int, str] = {}  # endpoints the controller listed, not connected yet
         self._rids = itertools.count(1)
         self._tag = uuid.uuid4().hex[:16]  # the last 16 digits of its job ids
         self._jobs = itertools.count(1)
@@ -107,17 +108,23 @@ class DirectPath:
         known = self._routes.get(eid)
         if known is not None:
             return known[0]
-        asked = self._asked.get(eid)
-        if asked is not None and time.monotonic() - asked < ASK_AGAIN_AFTER:
-            return None
-        self._learn()
-        if eid not in self._routes:
+        url = self._heard.pop(eid, None)
+        if url is None:
+            asked = self._asked.get(eid)
+            if asked is not None and time.monotonic() - asked < ASK_AGAIN_AFTER:
+                return None
+            self._learn()
+            url = self._heard.pop(eid, None)
+        if url is None:
             self._asked[eid] = time.monotonic()
+        else:
+            self._connect(eid, url)
         return None  # (connected just now: this call goes through the controller, and
         # the connections are up by the next one)
 
     def _learn(self) -> None:
-        """Ask the controller where its engines take direct commands; connect to new ones."""
+        """Ask the controller where its engines take direct commands (each is connected
+        to when first used)."""
         core = self._core
         try:
             msg = core.wait(core.request({"t": P.DIRECT_ADDRS}), 10.0)
@@ -135,7 +142,7 @@ class DirectPath:
                 continue
             if old is not None:
                 self.forget(eid)
-            self._connect(eid, url)
+            self._heard[eid] = url
 
     def _connect(self, eid: int, url: str) -> None:
         core = self._core

@@ -17,7 +17,7 @@ from ..bench import add_arguments as add_bench_arguments
 from ..config import ClusterConfig, ControllerConfig, EngineConfig
 from ..errors import ClusterNotRunning, ConfigError, KernelError
 from ..runtime import ClusterDir, add_cluster_dir_arguments, list_cluster_dirs, pid_alive
-from ..wire import shm
+from ..wire import direct, shm
 
 __all__ = ["main", "ALREADY_RUNNING", "NOT_RUNNING"]
 
@@ -204,6 +204,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     for_engines = {name: getattr(args, name) for name in ENGINE_SETTINGS}
     EngineConfig.from_sources(toml=cdir.settings("engine"), env=os.environ, args=for_engines)
     shm.threshold()
+    direct.enabled()
     for_engines = {name: value for name, value in for_engines.items() if value is not None}
     if args.dashboard is not None and not 0 <= args.dashboard <= 65535:
         raise ValueError(f"--dashboard takes a port between 0 and 65535, not {args.dashboard}")

@@ -16,7 +16,7 @@ from typing import Any
 from ..config import EngineConfig
 from ..errors import ConnectionFileError, KernelError
 from ..runtime import ClusterDir, add_cluster_dir_arguments, set_process_name
-from ..wire import shm
+from ..wire import direct, shm
 from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
 from .main import Engine
 
@@ -108,6 +108,7 @@ def main(args: argparse.Namespace) -> int:
     cdir = ClusterDir.find(args.profile, args.cluster_dir)
     config = EngineConfig.from_sources(toml=cdir.settings("engine"), env=os.environ, args=args)
     shm.threshold()  # a bad $MULTIENGINE_SHM_THRESHOLD: one clear line, before connecting
+    direct.enabled()  # and a bad $MULTIENGINE_DIRECT
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
