@@ -321,3 +321,16 @@ def test_live_output_of_a_direct_command_comes_before_its_answer(
     assert direct_calls(mec) == before + 1
     # the blocking call returns once its output has been shown
     assert (2, "stdout", "to out\n") in shown and (2, "stderr", "to err\n") in shown
+
+
+def test_executor_calls_with_live_output_go_direct(mec: multiengine.MultiEngineClient) -> None:
+    shown: list[tuple[int, str, str]] = []
+    mec.live_output = True
+    mec.output_hook = lambda engine, name, text: shown.append((engine, name, text))
+    warm(mec, 3)
+    with mec.executor(targets=3) as ex:
+        before = direct_calls(mec)
+        assert ex.submit(print, "from the executor").result(HANG) == [None]
+        assert direct_calls(mec) == before + 1
+    # its result is completed after the output that came before it
+    assert (3, "stdout", "from the executor\n") in shown

@@ -327,18 +327,25 @@ class ClientCore:
         return req.future
 
     def request_direct(
-        self, header: dict[str, Any], content: Any, buffers: Sequence[Any]
+        self,
+        header: dict[str, Any],
+        content: Any,
+        buffers: Sequence[Any],
+        listener: OutputHook | None = None,
     ) -> tuple[Future[Message], str] | None:
         """A ``submit`` (blocking or not) straight to its one engine, its answer read by
-        the I/O thread (client/direct.py): the Future of its ``result`` and its job id;
-        None when it must go through the controller (the executor's calls)."""
+        the I/O thread (client/direct.py): the Future of its ``result`` (completed after
+        the live output before it, given to ``listener``) and its job id; None when it
+        must go through the controller (the executor's calls)."""
         direct = self._direct
         if direct is None or self._closed:
             return None
         eid = direct.target(header, (), blocking=False)
         if eid is None:
             return None
-        return self._request_direct(direct, eid, header, content, buffers, False, True)
+        return self._request_direct(
+            direct, eid, header, content, buffers, False, True, listener=listener
+        )
 
     def _request_direct(
         self,

@@ -287,13 +287,15 @@ class MultiEngineExecutor(_Base):
             self._follow(fut, self.client._run(op))
             return fut
         request = op.request
-        if request.listener is None:  # straight to an engine of this host, if it can go
-            sent = core.request_direct(request.header, request.content, request.buffers)
-            if sent is not None:
-                fut.job = sent[1]
-                fut.set_running_or_notify_cancel()  # (it is the engine's now)
-                sent[0].add_done_callback(lambda done: self._arrived(fut, done))
-                return fut
+        # straight to an engine of this host, if it can go (its live output too)
+        sent = core.request_direct(
+            request.header, request.content, request.buffers, request.listener
+        )
+        if sent is not None:
+            fut.job = sent[1]
+            fut.set_running_or_notify_cancel()  # (it is the engine's now)
+            sent[0].add_done_callback(lambda done: self._arrived(fut, done))
+            return fut
         request.header["fetch_id"], result = core.expect(request.listener is not None)
         ack = send(core, request, background=True, companions=(result,))
         ack.add_done_callback(lambda done: self._acked(fut, done, result))
