@@ -192,6 +192,14 @@ def test_numbering_goes_on_across_both_paths(mec: multiengine.MultiEngineClient)
     assert ns == [ns[0], ns[0] + 1, ns[0] + 2], texts
 
 
+@pytest.mark.fault(
+    section="hostile-input",
+    fault="a forged or replayed message on an engine's direct socket (docs/protocol.md §6)",
+    outcome=(
+        "dropped, logged and counted in the engine's `dropped_messages`, never run; the signed "
+        "original ran once"
+    ),
+)
 def test_a_forged_or_replayed_direct_message_is_dropped_and_counted(
     mec: multiengine.MultiEngineClient, any_header: None
 ) -> None:
@@ -242,6 +250,15 @@ def _engine_count(mec: multiengine.MultiEngineClient) -> int:
     return int(mec.pull("n", targets=0)[0])
 
 
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault="SIGKILL to an engine while it runs a command a client sent it directly (same host)",
+    outcome=(
+        "the call fails with `EngineError` (`engine 1 ... with execute(...) on it`), sent by the "
+        "controller, which knew of the command from the client's `direct_job`; the other engines "
+        "go on"
+    ),
+)
 def test_an_engine_killed_under_a_direct_command(
     fresh_cluster: Callable[..., Cluster],
 ) -> None:
