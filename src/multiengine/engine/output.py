@@ -83,7 +83,8 @@ class Capture(io.TextIOBase):
     """A text stream that keeps everything written and passes it to a streamer."""
 
     def __init__(self, name: str, streamer: Streamer | None = None) -> None:
-        super().__init__()
+        # (no super().__init__(): io.TextIOBase's is object's; two of these are made
+        # for every command)
         self.name = name
         self._parts: list[str] = []
         self._streamer = streamer
