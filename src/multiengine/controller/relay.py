@@ -41,7 +41,14 @@ from ..config import ControllerConfig
 from ..runtime import pid_alive
 from ..wire import curve
 from ..wire import protocol as P
-from ..wire.message import Signer, WireError, pending, recv_frames, send_frames
+from ..wire.message import (
+    Signer,
+    WireError,
+    pending,
+    recv_frames,
+    send_frames,
+    send_to_each,
+)
 from .endpoints import bind
 from .hub import Hub
 from .store import ResultStore
@@ -105,9 +112,7 @@ class SocketOutbox:
         self, idents: list[bytes], header: dict[str, Any], content: Any = b"", buffers: Any = ()
     ) -> None:
         """One message, signed once, to each of ``idents``."""
-        frames = self._frames(header, content, buffers)
-        for ident in idents:
-            send_frames(self._engines, [ident, *frames])
+        send_to_each(self._engines, idents, self._frames(header, content, buffers))
         self.touched.add(self._engines)
 
     def to_heartbeat(self, ident: bytes, header: dict[str, Any]) -> None:

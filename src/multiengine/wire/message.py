@@ -67,6 +67,7 @@ __all__ = [
     "readable",
     "recv_frames",
     "send_frames",
+    "send_to_each",
 ]
 
 # With MULTIENGINE_CHECK_PROTOCOL=1 (the test suite sets it) every header sent is checked
@@ -417,6 +418,19 @@ def send_frames(sock: zmq.Socket[Any], frames: Sequence[Any], flags: int = 0) ->
             _base_send(sock, f, fl, True, False)
         else:
             _base_send(sock, f, fl, False, False)
+
+
+def send_to_each(sock: zmq.Socket[Any], idents: Sequence[bytes], frames: Sequence[Any]) -> None:
+    """Send one message (``frames``, signed once) to each routing identity of ``idents``
+    on a ROUTER: how each part goes (copied or not) is decided once, not per identity."""
+    if not frames:
+        raise ValueError("a message has at least one frame")
+    *body, last = [(f, type(f) is bytes and len(f) < COPY_BELOW) for f in frames]
+    for ident in idents:
+        _base_send(sock, ident, _SNDMORE, True, False)
+        for f, copy in body:
+            _base_send(sock, f, _SNDMORE, copy, False)
+        _base_send(sock, last[0], 0, last[1], False)
 
 
 def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[zmq.Frame]:
