@@ -278,9 +278,12 @@ class Controller:
                     hub.dispatch.send_batched()  # the engines' refills, before the clients
                 channel, handle = readers[sock]
                 for n in range(DRAIN + 1):
-                    # (known to hold a message at first; asking for more is cheaper than
-                    # a receive that raises zmq.Again)
-                    if n and not pending(sock):
+                    # (known to hold a message at first. Whether there is a second is
+                    # asked: cheaper than a receive that raises zmq.Again, and one
+                    # message per wakeup is the common case. After a second, the rest
+                    # are received until one raises: the 128 replies of an all-engine
+                    # call, often all there at once, without a question each.)
+                    if n == 1 and not pending(sock):
                         touched.discard(sock)  # asked after what was sent on it so far
                         break
                     if n == DRAIN:  # more to read: the next turn asks again
