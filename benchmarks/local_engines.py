@@ -12,6 +12,11 @@ Each round starts a fresh ``Cluster(n=N)`` (local launcher) and reports:
   ``get_ids()`` lists all N engines;
 * **execute('pass'), all engines**: median (and p90) of ``--repeat`` blocking calls on
   every engine, after 3 untimed ones;
+* **CPU per call** (``*_cpu_ms``): over the timed calls, per call, the controller's
+  and the engines' (all of them added up) user + system time from ``/proc``, I/O
+  threads included, and this client's: on two cores the call takes at least half their
+  sum, and they say which side a change made cheaper (they move far less than the
+  wall time on a shared machine);
 * **stop**: ``Cluster.stop()`` until every process it started has gone.
 
 With ``--simulated``, the engines are ``benchmarks/many_engines.py``'s simulated ones
@@ -28,6 +33,7 @@ any tree: ``PYTHONPATH=/work/main/src`` and a branch, back to back (take
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -45,11 +51,16 @@ def one_round(n: int, repeat: int) -> dict[str, float]:
         assert len(ids) == n, f"{len(ids)} of {n} engines"
         for _ in range(3):
             client.execute("pass")
+        pids = {"controller": [client.status()["pid"]], "engines": cluster.engine_pids().values()}
+        before = {k: sum(map(cpu_seconds, v)) for k, v in pids.items()}
+        mine = time.process_time()
         times = []
         for _ in range(repeat):
             t = time.perf_counter()
             client.execute("pass")
             times.append(time.perf_counter() - t)
+        cpu = {k: sum(map(cpu_seconds, v)) - before[k] for k, v in pids.items()}
+        cpu["client"] = time.process_time() - mine
         times.sort()
     finally:
         t = time.perf_counter()
@@ -59,8 +70,16 @@ def one_round(n: int, repeat: int) -> dict[str, float]:
         "ready_s": ready,
         "execute_ms": statistics.median(times) * 1e3,
         "execute_p90_ms": times[int(0.9 * (len(times) - 1))] * 1e3,
+        **{f"{k}_cpu_ms": v / repeat * 1e3 for k, v in cpu.items()},
         "stop_s": stop,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def simulated_round(n: int, repeat: int) -> dict[str, float]:

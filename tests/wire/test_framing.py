@@ -246,3 +246,100 @@ def test_frames_cannot_be_added_split_or_joined() -> None:
         with pytest.raises(WireError, match="bad signature"):
             Signer(KEY).parse(forged, ReplayGuard())
     assert Signer(KEY).parse(frames, ReplayGuard()).buffers == [a, b]
+
+
+def documented_signature(header: bytes, frames: list[object], raw: object = None) -> bytes:
+    """The signature as docs/protocol.md §2 spells it: HMAC-SHA256 over the header,
+    then each later frame's length (8 bytes, little-endian) and bytes; of a raw buffer
+    (``raw``: True for all, or buffer indices) only the length."""
+    import hashlib
+    import hmac
+    import struct
+
+    h = hmac.new(KEY, header, hashlib.sha256)
+    for i, f in enumerate(frames):
+        data = bytes(memoryview(f).cast("B"))  # type: ignore[arg-type]
+        h.update(struct.pack("<Q", len(data)))
+        if i and (raw is True or (isinstance(raw, list) and i - 1 in raw)):
+            continue
+        h.update(data)
+    return h.digest()
+
+
+@pytest.mark.parametrize(
+    "content, buffers, raw",
+    [
+        (b"small content", [], None),  # most messages: hashed in one go
+        (zmq.Frame(b"a received content"), [], None),
+        (b"", [], None),
+        (b"x" * 20000, [], None),  # a large content: hashed in place
+        (b"", [b"part %d" % i for i in range(128)], None),  # 128 parts: C loops
+        (b"", [zmq.Frame(b"part %d" % i) for i in range(128)], None),
+        (zmq.Frame(b""), [zmq.Frame(b"p"), b"q", *[b"r"] * 10], None),
+        (b"", [b"p"] * 10 + [b"y" * 20000], None),  # one large among many
+        (b"", [b"p"] * 10 + [bytearray(b"q")], None),  # not all bytes or Frames
+        (b"", [b"p"] * 10, [3]),  # a raw buffer among many: its length only
+        (b"", [b"p"] * 10, True),
+    ],
+)
+def test_signature_is_the_documented_one(content: object, buffers: list[object], raw: object):
+    """Whichever way the frames are hashed (joined, in C loops, in place), the signature
+    is the one the protocol documents, and the message parses."""
+    signer = Signer(KEY)
+    header = msgpack.packb({"t": "result"})
+    assert signer.signature(header, content, buffers, raw) == documented_signature(
+        header, [content, *buffers], raw
+    )
+    head = {"t": "result"} if raw is None else {"t": "result", "raw": raw}
+    msg = signer.parse(signer.frames(head, content, buffers), ReplayGuard())
+    assert [bytes(b) for b in msg.buffers] == [bytes(b) for b in buffers]  # type: ignore[call-overload]
+
+
+def test_a_part_changed_among_many_is_rejected():
+    """An answer of 128 small parts (hashed in one join): any part changed, two swapped,
+    or one moved to the next, is forged."""
+    signer = Signer(KEY)
+    parts = [pickle.dumps({"number": i}) for i in range(128)]
+    frames = signer.frames({"t": "result"}, b"", parts)
+    assert signer.parse(frames, ReplayGuard()).buffers == parts
+    swapped = list(frames)
+    swapped[5], swapped[6] = swapped[6], swapped[5]
+    moved = list(frames)
+    moved[5], moved[6] = moved[5] + moved[6][:1], moved[6][1:]
+    for forged in (flip(frames, 70, 3), swapped, moved, frames[:-1], frames + [b""]):
+        with pytest.raises(WireError, match="bad signature"):
+            signer.parse(forged, ReplayGuard())
+
+
+def test_one_message_sent_to_each_engine_arrives_whole_at_each() -> None:
+    """The controller's fan-out (send_to_each): one signed message to several DEALERs on
+    a ROUTER, small parts copied and a large one zero-copy, reaches each as it was."""
+    from multiengine.wire.message import recv_frames, send_to_each
+
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    dealers = []
+    try:
+        for i in range(3):
+            d = ctx.socket(zmq.DEALER)
+            d.setsockopt(zmq.IDENTITY, b"e-%d" % i)
+            d.connect(f"tcp://127.0.0.1:{port}")
+            d.send(b"hello")  # the router knows each identity once its first message came
+            dealers.append(d)
+        for _ in dealers:
+            assert router.poll(10_000)
+            router.recv_multipart()
+        signer = Signer(KEY)
+        large = bytearray(b"L" * 100_000)
+        frames = signer.frames({"t": "cmd", "cmd": 1}, b"content", [large, b"tail"])
+        send_to_each(router, [b"e-2", b"e-0", b"e-1"], frames)
+        for d in dealers:
+            assert d.poll(10_000)
+            msg = signer.parse(recv_frames(d), ReplayGuard())
+            assert msg.header["cmd"] == 1 and bytes(msg.content) == b"content"
+            assert [bytes(b) for b in msg.buffers] == [bytes(large), b"tail"]
+    finally:
+        for s in (router, *dealers):
+            s.close(linger=0)
+        ctx.term()

@@ -7,8 +7,11 @@ functions directly when they return plain values.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from typing import Any
+
+import zmq
 
 from .. import errors
 from ..wire import chunks, slices
@@ -16,6 +19,8 @@ from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from ..wire.protocol import ErrorReport, PartHeader, Printed
 from ..wire.serialize import loads
+
+_PROTO = pickle.PROTO[0]  # the first byte of a pickle (an shm envelope starts otherwise)
 
 __all__ = [
     "check",
@@ -108,7 +113,11 @@ def decode_result(
             ((content, buffers),) = P.split_parts([part.nframes], msg.buffers)
             value, printed = unwrap(decode_part(part, content, buffers, method))
             return [value], [part], [printed]
-    parts = [PartHeader.from_wire(p) for p in wire]
+    parts = [_part_header(p) for p in wire]
+    if len(msg.buffers) == len(parts):  # perhaps one frame per part: the quick way
+        quick = _decode_plain(parts, msg.buffers, method)
+        if quick is not None:
+            return quick
     frames = P.split_parts([p.nframes for p in parts], msg.buffers)
     unsigned = _raw_slices(msg.header.get("raw"), parts)
     values: list[Any] = []
@@ -122,6 +131,50 @@ def decode_result(
         value, printed = unwrap(decode_part(p, c, b, method))
         values.append(value)
         outputs.append(printed)
+    return values, parts, outputs
+
+
+_FIELDS = len(PartHeader._fields)
+
+
+def _part_header(item: Any) -> PartHeader:
+    if type(item) is list and len(item) == _FIELDS:  # every field, as the controller sends
+        return tuple.__new__(PartHeader, item)
+    return PartHeader.from_wire(item)
+
+
+def _decode_plain(
+    parts: list[PartHeader], contents: list[Any], method: str
+) -> tuple[list[Any], list[PartHeader], list[tuple[str, str] | None]] | None:
+    """:func:`decode_result` of an answer whose every part is its content frame alone
+    (a small pickled value, or an error report), as an engine answers ``execute`` or a
+    small ``apply``: at 128 engines, 128 parts taken in one loop. None when a part is
+    not one such (the general way then decodes it)."""
+    values: list[Any] = []
+    outputs: list[tuple[str, str] | None] = []
+    for p, c in zip(parts, contents):
+        if p.nframes or p.sizes is not None:
+            return None
+        value: Any = None
+        if p.status == P.STATUS_OK and p.enc == P.PICKLE:
+            data = c.buffer if type(c) is zmq.Frame else c
+            if len(data) and data[0] == _PROTO:  # a pickle (not an shm envelope)
+                try:
+                    value = pickle.loads(data)
+                except Exception:
+                    value = decode_part(p, c, [], method)  # the error it becomes
+            else:
+                value = decode_part(p, c, [], method)
+        elif p.enc == P.SLICES:
+            return None
+        else:
+            value = decode_part(p, c, [], method)
+        if type(value) is Printed:
+            values.append(value.value)
+            outputs.append((value.stdout, value.stderr))
+        else:
+            values.append(value)
+            outputs.append(None)
     return values, parts, outputs
 
 

@@ -90,7 +90,7 @@ class DirectBooks:
                 self._complete(job)
             return
         engine.direct[cmd_id] = DirectJob(job, self.dispatch.last_cmd_id)
-        self.dispatch.timeline.record(eid, f"job {job_id}", monitor.START, job.desc, job.started)
+        self.dispatch.timeline.record(eid, job.what, monitor.START, job.desc, job.started)
 
     def on_done(self, engine: EngineState | None, msg: Message) -> None:
         """An engine's ``direct_done``: the command's record is complete."""
@@ -123,7 +123,7 @@ class DirectBooks:
         part.elapsed = elapsed if isinstance(elapsed, (int, float)) else None
         part.started = job.started
         kind = monitor.FAILED if failed else monitor.OK
-        self.dispatch.timeline.record(eid, f"job {job.job_id}", kind, job.desc)
+        self.dispatch.timeline.record(eid, job.what, kind, job.desc)
         if job.set_part(0, part):
             self._complete(job)
         if failed and engine is not None:

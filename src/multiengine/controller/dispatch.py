@@ -341,4 +341,4 @@ def what_of(cmd: Command) -> str:
     """How the timeline names a command: ``task 7`` or ``job 3``."""
     if cmd.task is not None:
         return f"task {cmd.task.tid}"
-    return f"job {cmd.job.job_id if cmd.job is not None else '?'}"
+    return cmd.job.what if cmd.job is not None else "job ?"

@@ -405,8 +405,7 @@ class Hub:
         for i, eid in enumerate(targets):
             engine = engines[eid]
             content, buffers = per_target[i]
-            idle = named_once and engine.current is None and not engine.queue
-            idle = idle and not engine.direct
+            idle = named_once and engine.current is None and not engine.queue and not engine.direct
             cmd_id = shared_id if idle and shared_id is not None else self.dispatch.new_cmd_id()
             cmd = Command(job, i, name, desc, content, buffers, cmd_id, live=live)
             if idle:
@@ -671,8 +670,9 @@ class Hub:
         if cmd.task is not None:
             self.dispatch.task_answered(engine, part.status == P.STATUS_OK, part.elapsed)
         kind = monitor.FAILED if part.status != P.STATUS_OK else monitor.OK
+        what = cmd.job.what if cmd.job is not None else what_of(cmd)
         self.dispatch.timeline.record(
-            engine.id, what_of(cmd), monitor.REVOKED if cmd.detached else kind, cmd.desc
+            engine.id, what, monitor.REVOKED if cmd.detached else kind, cmd.desc
         )
         if cmd.detached:  # taken back before it ran; the task went elsewhere
             self.dispatch.dispatch(engine)

@@ -38,7 +38,12 @@ class Part:
 
     def header(self) -> PartHeader:
         """How the part is described in a ``result`` or ``task_results`` header."""
-        return PartHeader(
+        return PartHeader(*self.wire_header())
+
+    def wire_header(self) -> list[Any]:
+        """:meth:`header` as it goes on the wire (``PartHeader.to_wire``), made directly:
+        a result of 128 engines makes 128 of them."""
+        return [
             self.engine_id,
             self.status,
             self.enc,
@@ -48,7 +53,7 @@ class Part:
             self.started,
             self.completed,
             self.elapsed,
-        )
+        ]
 
 
 def error_part(ename: str, evalue: str, engine_id: int = -1) -> Part:
@@ -86,10 +91,12 @@ class Job:
     # record, and answers only if the engine is lost first)
     answered_directly: bool = False
     nbytes: int = 0
+    what: str = ""  # how the timeline names it ("job <id>"), made once
 
     def __post_init__(self) -> None:
         self.parts = [None] * len(self.targets)
         self.remaining = len(self.targets)
+        self.what = f"job {self.job_id}"
 
     @property
     def done(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import secrets
@@ -175,6 +176,13 @@ def main(args: argparse.Namespace) -> int:
             ctl.stop()
 
         on_stdin_close(lifeline_cut)
+    # What start-up made (modules, the configuration, the bound sockets' objects) lives
+    # as long as the process: frozen, the collector's full passes no longer walk it.
+    # (An all-engine call at 128 engines keeps about a thousand objects alive while it
+    # runs, so the collector runs about once per call; its full passes, every hundred
+    # calls or so, took 11 ms each at 128 engines, 5 ms once start-up was frozen.)
+    gc.collect()
+    gc.freeze()
     try:
         ctl.run()
     finally:

@@ -41,7 +41,14 @@ from ..config import ControllerConfig
 from ..runtime import pid_alive
 from ..wire import curve
 from ..wire import protocol as P
-from ..wire.message import Signer, WireError, pending, recv_frames, send_frames
+from ..wire.message import (
+    Signer,
+    WireError,
+    pending,
+    recv_frames,
+    send_frames,
+    send_to_each,
+)
 from .endpoints import bind
 from .hub import Hub
 from .store import ResultStore
@@ -105,9 +112,7 @@ class SocketOutbox:
         self, idents: list[bytes], header: dict[str, Any], content: Any = b"", buffers: Any = ()
     ) -> None:
         """One message, signed once, to each of ``idents``."""
-        frames = self._frames(header, content, buffers)
-        for ident in idents:
-            send_frames(self._engines, [ident, *frames])
+        send_to_each(self._engines, idents, self._frames(header, content, buffers))
         self.touched.add(self._engines)
 
     def to_heartbeat(self, ident: bytes, header: dict[str, Any]) -> None:
@@ -273,9 +278,12 @@ class Controller:
                     hub.dispatch.send_batched()  # the engines' refills, before the clients
                 channel, handle = readers[sock]
                 for n in range(DRAIN + 1):
-                    # (known to hold a message at first; asking for more is cheaper than
-                    # a receive that raises zmq.Again)
-                    if n and not pending(sock):
+                    # (known to hold a message at first. Whether there is a second is
+                    # asked: cheaper than a receive that raises zmq.Again, and one
+                    # message per wakeup is the common case. After a second, the rest
+                    # are received until one raises: the 128 replies of an all-engine
+                    # call, often all there at once, without a question each.)
+                    if n == 1 and not pending(sock):
                         touched.discard(sock)  # asked after what was sent on it so far
                         break
                     if n == DRAIN:  # more to read: the next turn asks again

@@ -54,16 +54,21 @@ class ResultDesk:
             self.send_result(client, msg_id, job)
             return
         parts = [p for p in job.parts if p is not None]
-        meta = {"parts": [p.header().to_wire() for p in parts]}
+        meta = {"parts": [p.wire_header() for p in parts]}
         frames = [f for p in parts for f in p.frames]
         self._store.put(JOB + job.job_id, Stored(meta, frames, job.owner), job.nbytes)
 
     def send_result(self, client: bytes, msg_id: Any, job: Job) -> None:
         parts = [p for p in job.parts if p is not None]
-        hashed = [p.enc == P.SLICES for p in parts]
-        _, frames, raw = P.pack_parts([(p.frames[0], p.frames[1:]) for p in parts], hashed)
+        heads = [p.wire_header() for p in parts]
+        if all(h[3] == 0 for h in heads):  # each part its content alone (execute at 128
+            # engines: 128 small pickles): the frames are the contents, none raw
+            frames = [p.frames[0] for p in parts]
+            raw: list[int] = []
+        else:
+            hashed = [p.enc == P.SLICES for p in parts]
+            _, frames, raw = P.pack_parts([(p.frames[0], p.frames[1:]) for p in parts], hashed)
         ahead = [i for i, p in enumerate(parts) if p.ahead]  # their buffers went before
-        heads = [p.header().to_wire() for p in parts]
         self._send(client, msg_id, job.job_id, heads, frames, raw, ahead)
 
     def _send(

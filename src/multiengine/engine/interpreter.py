@@ -69,6 +69,8 @@ HIDDEN_NAMES = frozenset(
 class _Display:
     """A displayhook that remembers the last value shown."""
 
+    __slots__ = ("called", "value")
+
     def __init__(self) -> None:
         self.called = False
         self.value: Any = None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import select
 import signal
 import socket
@@ -61,6 +62,8 @@ __all__ = ["Engine"]
 
 log = logging.getLogger("multiengine.engine")
 
+
+_PICKLE_START = pickle.PROTO[0]  # how a pickle starts (an shm envelope does otherwise)
 
 # why the engine interrupts its own code: the controller was lost, the command is void
 _WHY_LOST = "lost"
@@ -545,7 +548,7 @@ class Engine:
             "cmd": cmd_id,
             "status": status,
             "enc": P.PICKLE if status == P.STATUS_OK else P.MSGPACK,
-            "elapsed": round(elapsed, 6),
+            "elapsed": _to_us(elapsed),
         }
         if flags is not None:
             reply["task"] = flags.to_wire()
@@ -722,7 +725,7 @@ class Engine:
         elif name == "task" and status == P.STATUS_OK and not buffers and self._backlog:
             # more to run here: held back, to go with the next ones (a failure goes at
             # once: the scheduler takes back what was sent ahead and retries elsewhere)
-            item = BatchedReply(cmd_id, status, P.PICKLE, round(elapsed, 6), None, 0)
+            item = BatchedReply(cmd_id, status, P.PICKLE, _to_us(elapsed), None, 0)
             held.hold(session, item, content)
         elif sliced is not None:
             self._send_slices(cmd_id, elapsed, *sliced)
@@ -744,7 +747,7 @@ class Engine:
             "t": P.DIRECT_DONE,
             "cmd": to.cmd_id,
             "status": status,
-            "elapsed": round(elapsed, 6),
+            "elapsed": _to_us(elapsed),
         }
         if to.ename:
             done["ename"] = to.ename
@@ -780,7 +783,7 @@ class Engine:
             "cmd": cmd_id,
             "status": P.STATUS_OK,
             "enc": P.SLICES,
-            "elapsed": round(elapsed, 6),
+            "elapsed": _to_us(elapsed),
             "xfer": Xfer([], n, 0).to_wire(),
         }
         self._send(self.signer.frames(reply, b""))
@@ -816,7 +819,8 @@ class Engine:
             return ()
         try:
             data = content.buffer if type(content) is zmq.Frame else content
-            if shm.is_envelope(data):  # buffers in shared memory; perhaps the answer too
+            # (buffers in shared memory, perhaps the answer too; a pickle is not that)
+            if data[0] != _PICKLE_START and shm.is_envelope(data):
                 env = shm.Envelope.from_bytes(data)
                 self._reply_node = env.reply_node
                 return loads(env, buffers)
@@ -874,6 +878,12 @@ class _Revoked(Exception):
     def __init__(self, why: str) -> None:
         super().__init__(f"taken back before it ran ({why})")
         self.why = why
+
+
+def _to_us(seconds: float) -> float:
+    """``seconds`` to the microsecond, as ``round(seconds, 6)`` but without its
+    decimal conversion (on every reply)."""
+    return round(seconds * 1e6) / 1e6
 
 
 def _rss() -> int:

@@ -82,8 +82,13 @@ class Streamer:
 class Capture(io.TextIOBase):
     """A text stream that keeps everything written and passes it to a streamer."""
 
+    # (slots: no instance dict is made for the two of every command; io.TextIOBase
+    # still takes other attributes in one of its own)
+    __slots__ = ("name", "_parts", "_streamer")
+
     def __init__(self, name: str, streamer: Streamer | None = None) -> None:
-        super().__init__()
+        # (no super().__init__(): io.TextIOBase's is object's; two of these are made
+        # for every command)
         self.name = name
         self._parts: list[str] = []
         self._streamer = streamer

@@ -45,6 +45,7 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 import msgpack
@@ -66,6 +67,7 @@ __all__ = [
     "readable",
     "recv_frames",
     "send_frames",
+    "send_to_each",
 ]
 
 # With MULTIENGINE_CHECK_PROTOCOL=1 (the test suite sets it) every header sent is checked
@@ -75,6 +77,10 @@ DELIM = b"ME/3"  # the protocol version; ME/2 had no replay stamp, ME/1 other he
 _LEN = struct.Struct("<Q")
 # Frames below this size are joined before they are hashed (Signer.signature).
 JOIN_BELOW = 16384
+# From this many buffers on, a message whose frames are all small bytes or zmq Frames is
+# hashed by one join made in C loops (Signer.signature).
+MANY_FRAMES = 8
+_JOINABLE = frozenset({bytes, zmq.Frame})
 _HEAD = len(DELIM) + 32  # delimiter + HMAC-SHA256 digest
 
 REPLAY_WINDOW = 300.0  # seconds a message's ``ts`` may be off the receiver's clock, either way
@@ -223,10 +229,28 @@ class Signer:
         # large frame is hashed in place, never copied. The bytes hashed are the same.
         h = self._base.copy()
         pack = _LEN.pack
+        view: Any
+        if not buffers:  # most messages: a header and a small content, hashed in one go
+            if type(content) is bytes:
+                view, n = content, len(content)
+            elif type(content) is zmq.Frame:
+                view, n = content.buffer, len(content)
+            else:
+                view, n = _view(content), _nbytes(content)
+            if n < JOIN_BELOW:
+                h.update(b"".join((header, pack(n), view)))
+                return h.digest()
+        elif not raw and len(buffers) >= MANY_FRAMES and set(map(type, buffers)) <= _JOINABLE:
+            # many small frames (an answer of 128 engines): lengths and bytes joined in
+            # C loops, without a step of Python per frame
+            frames = (content, *buffers)
+            sizes = list(map(len, frames))
+            if type(content) in _JOINABLE and max(sizes) < JOIN_BELOW:
+                h.update(b"".join([header, *chain.from_iterable(zip(map(pack, sizes), frames))]))
+                return h.digest()
         pieces: list[Any] = [header]
         all_raw = raw is True
         skip = set(raw) if raw and not all_raw else ()
-        view: Any
         for i, b in enumerate((content, *buffers) if buffers else (content,)):
             if type(b) is bytes:
                 n = len(b)
@@ -260,20 +284,17 @@ class Signer:
         """Build the frame list of a message."""
         if _CHECK:
             check_header(header)
-        local = self._local
         try:
-            seq = local.seq + 1
+            session = self._local.session  # (one lookup of the thread's state)
         except AttributeError:  # this thread's first message: a new session
-            local.sid = secrets.randbits(63)
-            # the thread's own Packer (msgpack.packb makes one per call, a third of
-            # the packing's cost; a Packer serves one thread at a time)
-            local.packer = msgpack.Packer()
-            seq = 1
-        local.seq = seq
-        header["sid"] = local.sid
+            # [sid, last seq, the thread's own Packer] (msgpack.packb makes one per
+            # call, a third of the packing's cost; a Packer serves one thread at a time)
+            session = self._local.session = [secrets.randbits(63), 0, msgpack.Packer()]
+        seq = session[1] = session[1] + 1
+        header["sid"] = session[0]
         header["seq"] = seq
         header["ts"] = _time()
-        hbytes = local.packer.pack(header)
+        hbytes = session[2].pack(header)
         sig = self.signature(hbytes, content, buffers, header.get("raw"))
         return [*idents, DELIM + sig + hbytes, content, *buffers]
 
@@ -397,6 +418,19 @@ def send_frames(sock: zmq.Socket[Any], frames: Sequence[Any], flags: int = 0) ->
             _base_send(sock, f, fl, True, False)
         else:
             _base_send(sock, f, fl, False, False)
+
+
+def send_to_each(sock: zmq.Socket[Any], idents: Sequence[bytes], frames: Sequence[Any]) -> None:
+    """Send one message (``frames``, signed once) to each routing identity of ``idents``
+    on a ROUTER: how each part goes (copied or not) is decided once, not per identity."""
+    if not frames:
+        raise ValueError("a message has at least one frame")
+    *body, last = [(f, type(f) is bytes and len(f) < COPY_BELOW) for f in frames]
+    for ident in idents:
+        _base_send(sock, ident, _SNDMORE, True, False)
+        for f, copy in body:
+            _base_send(sock, f, _SNDMORE, copy, False)
+        _base_send(sock, last[0], 0, last[1], False)
 
 
 def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[zmq.Frame]:

@@ -220,6 +220,7 @@ def _function_from_stream(stream: bytes) -> Any:
     return f
 
 
+_PROTO = pickle.PROTO[0]  # the first byte of a pickle (an shm envelope starts otherwise)
 _SCALARS = frozenset({int, float, str, bool, type(None)})
 
 
@@ -235,9 +236,17 @@ def _plain(obj: Any, depth: int = 3) -> bool:
         return len(obj) < OOB_THRESHOLD
     if t not in (tuple, list, dict) or not depth or len(obj) > SCAN_AT_MOST:
         return False
+    # (scalars are looked at here rather than in a call each: a command's result is
+    # checked on every answer, and most of what it holds is scalars)
     if t is dict:
-        return all(type(k) is str and _plain(v, depth - 1) for k, v in obj.items())
-    return all(_plain(v, depth - 1) for v in obj)
+        for k, v in obj.items():
+            if type(k) is not str or (type(v) not in _SCALARS and not _plain(v, depth - 1)):
+                return False
+        return True
+    for v in obj:
+        if type(v) not in _SCALARS and not _plain(v, depth - 1):
+            return False
+    return True
 
 
 def dumps(obj: Any) -> tuple[bytes, list[Any]]:
@@ -276,10 +285,13 @@ def _describe(obj: Any) -> str:
 def loads(data: Any, buffers: list[Any] | None = None) -> Any:
     """Unpickle a stream made by :func:`dumps` with its buffers (zmq Frames or bytes),
     or a :class:`~.shm.Envelope` whose buffers are in shared memory."""
-    if type(data) is Envelope:
+    t = type(data)
+    if t is Envelope:
         return pickle.loads(data.pickle, buffers=shm.receive(data))
-    if hasattr(data, "buffer"):
-        data = data.buffer
+    if t is not bytes and t is not memoryview and hasattr(data, "buffer"):
+        data = data.buffer  # a zmq Frame
+    if not buffers and len(data) and data[0] == _PROTO:  # a pickle, not an envelope
+        return pickle.loads(data)
     if shm.is_envelope(data):
         env = Envelope.from_bytes(data)
         return pickle.loads(env.pickle, buffers=shm.receive(env))
