@@ -30,6 +30,7 @@ from concurrent.futures import Executor, Future
 from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InvalidDeferredID
 from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from .answers import raise_direct
@@ -341,6 +342,12 @@ class MultiEngineExecutor(_Base):
             msg = done.result()
             raise_direct(msg)
             running = unpack(msg.content) == P.RUNNING
+        except InvalidDeferredID:
+            # The job was acked, so it existed: it ended and its result went out (to the
+            # fetch that follows it) before this question came. That answer settles
+            # ``fut``; failing it here would race the result, which is decoded on the
+            # delivery thread.
+            return
         except BaseException as e:
             _settle(fut, e)
             return
