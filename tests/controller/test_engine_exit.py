@@ -53,6 +53,24 @@ def test_the_work_of_a_dead_engine_fails_at_once_with_its_cause() -> None:
         assert err.evalue == f"engine 0 died (killed by SIGKILL) with {desc} on it"
 
 
+def test_an_engine_that_ends_while_running_kill_has_done_it() -> None:
+    """Its supervisor's report may come before the kill's answer (another connection):
+    the kill succeeded either way; only what was queued behind it fails."""
+    c = FakeCluster(n=2)
+    c.send({"t": P.SUBMIT, "cmd": "kill", "targets": [0, 1], "block": True, "desc": "kill()"})
+    kill = c.last_id
+    c.send({"t": P.SUBMIT, "cmd": "execute", "targets": [0], "block": True, "desc": "execute(x)"})
+    queued = c.last_id
+    assert exit_(c, 0, "exited with status 0", pid=100) is True
+    c.reply(1)
+    (result,) = [s for s in c.answers_to(kill) if s.header["t"] == P.RESULT]
+    parts = [PartHeader.from_wire(p) for p in result.header["parts"]]
+    assert [p.status for p in parts] == [P.STATUS_OK, P.STATUS_OK]
+    assert msgpack.unpackb(result.buffers[0]) is None
+    err = job_error(c, queued)
+    assert err.evalue == "engine 0 exited with status 0 with execute(x) on it"
+
+
 def test_a_task_on_a_dead_engine_is_retried_elsewhere() -> None:
     c = FakeCluster(n=2)
     (tid,) = c.submit(task("t", retries=1))

@@ -738,6 +738,14 @@ class Hub:
         engine.queue.clear()
         phrase = lost or f"was lost ({why})"
         self.scheduler.on_engine_lost(engine.id, phrase, current, unstarted)
+        if current is not None and current.job is not None and current.name == "kill":
+            # The engine ended while running kill: the kill is done, whether its answer
+            # or the news of its end (its supervisor's engine_exit, on another
+            # connection) came first.
+            done = Part(engine.id, P.STATUS_OK, P.MSGPACK, [pack(None)])
+            if current.job.set_part(current.index, done):
+                self._complete(current.job)
+            current = None
         for cmd in [current, *unstarted]:
             if cmd is None or cmd.job is None:
                 continue
