@@ -245,6 +245,22 @@ def processes_using(directory: Path) -> dict[int, str]:
     return found
 
 
+def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    """Start ``fn`` on a thread: the thread, and a list that gets what ``fn`` returned or
+    the exception it raised (handed to the test's thread) once it ends."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as e:  # handed to the test's thread
+            out.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
 def outcome_with_engine_killed(
     call: Callable[[], Any],
     watcher: multiengine.MultiEngineClient,
@@ -256,16 +272,7 @@ def outcome_with_engine_killed(
     as ``watcher`` shows it running a command whose description starts with ``running``
     (at once if the call has already ended): what the call returned, or the exception it
     raised."""
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except BaseException as e:  # handed to the test's thread
-            outcome.append(e)
-
-    caller = threading.Thread(target=run)
-    caller.start()
+    caller, outcome = in_thread(call)
 
     def answering() -> bool:
         engines = watcher.status()["engines"]

@@ -7,14 +7,13 @@ never from a timing."""
 from __future__ import annotations
 
 import os
-import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import zmq
-from helpers import HANG, error_types, outcome_with_engine_killed, wait_until
+from helpers import HANG, error_types, in_thread, outcome_with_engine_killed, wait_until
 
 import multiengine
 from multiengine import Cluster
@@ -46,20 +45,6 @@ def direct_url(mec: multiengine.MultiEngineClient, eid: int) -> str:
     msg = core.wait(core.request({"t": P.DIRECT_ADDRS}), HANG)
     urls = {i: url for i, url in unpack(msg.content)}
     return str(urls[eid])
-
-
-def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
-    out: list[Any] = []
-
-    def run() -> None:
-        try:
-            out.append(fn())
-        except BaseException as e:  # handed to the test's thread
-            out.append(e)
-
-    t = threading.Thread(target=run)
-    t.start()
-    return t, out
 
 
 def running_on(mec: multiengine.MultiEngineClient, eid: int, desc: str) -> bool:
