@@ -124,3 +124,23 @@ def test_an_answer_the_engine_could_not_deliver_goes_through_the_controller() ->
     fc.hub.on_engine(Message([fc.idents[0]], header, b"pickled value", []))
     (answer,) = fc.answers_to(mid)
     assert answer.header["t"] == P.RESULT and answer.buffers == [b"pickled value"]
+
+
+def test_a_failed_direct_command_clears_what_other_clients_queued_behind_it() -> None:
+    """As behind any failed command, the commands queued behind it are cleared, except
+    its own client's: that client had the failure straight from the engine and may have
+    sent them after it saw it, while the ``direct_done`` was still on its way."""
+    fc = FakeCluster(1)
+    notice(fc, 0, "c-5")
+    submit = {"t": P.SUBMIT, "cmd": "execute", "targets": 0, "block": True}
+    fc.send({**submit, "desc": "execute(mine)"})
+    mine = fc.last_id
+    fc.send({**submit, "desc": "execute(theirs)", "cid": b"c-other"})
+    theirs = fc.last_id
+    done(fc, 0, "c-5", ename="ZeroDivisionError")
+    assert fc.commands_to(0) == ["execute"]  # its client's command runs
+    (result,) = [s for s in fc.answers_to(theirs) if s.header["t"] == P.RESULT]
+    assert ErrorReport.from_bytes(result.buffers[0]).ename == "QueueCleared"
+    fc.reply(0)
+    (result,) = [s for s in fc.answers_to(mine) if s.header["t"] == P.RESULT]
+    assert P.PartHeader.from_wire(result.header["parts"][0]).status == P.STATUS_OK

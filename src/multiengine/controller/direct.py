@@ -45,7 +45,7 @@ class DirectBooks:
         dispatch: Dispatch,
         job_ids: JobIds,
         complete: Callable[[Job], None],
-        clear_queue: Callable[[EngineState], None],
+        clear_queue: Callable[[EngineState, bytes | None], None],
     ) -> None:
         self.dispatch = dispatch
         self.job_ids = job_ids
@@ -127,7 +127,11 @@ class DirectBooks:
         if job.set_part(0, part):
             self._complete(job)
         if failed and engine is not None:
-            self._clear_queue(engine)  # as after a failed command: later ones depend on it
+            # As after a failed command: later ones usually depend on it. But not the
+            # later commands of its own client: that client had the failure straight
+            # from the engine, and may have sent them after it saw it, while this
+            # direct_done was still on its way here (another connection).
+            self._clear_queue(engine, job.owner)
 
     def lost(self, engine: EngineState) -> list[Job]:
         """The engine is lost: its direct jobs, to fail (their answers may never come)."""

@@ -440,14 +440,19 @@ class Hub:
         if job.set_part(index, Part(engine.id, P.STATUS_OK, P.MSGPACK, [pack(value)])):
             self._complete(job)
 
-    def _clear_queue(self, engine: EngineState) -> None:
-        """Drop every queued (not running) command on ``engine`` with QueueCleared."""
+    def _clear_queue(self, engine: EngineState, spare: bytes | None = None) -> None:
+        """Drop every queued (not running) command on ``engine`` with QueueCleared;
+        ``spare``: except the commands of that client (``Job.owner``), which stay queued
+        in their order."""
         queued, engine.queue = engine.queue, type(engine.queue)()
         for cmd in queued:
             if cmd.task is not None:
                 self.scheduler.requeue(cmd.task)  # a task is not cleared: it goes back to wait
                 continue
             assert cmd.job is not None
+            if spare is not None and cmd.job.owner == spare:
+                engine.queue.append(cmd)
+                continue
             if cmd.job.set_part(cmd.index, error_part("QueueCleared", cmd.desc, engine.id)):
                 self._complete(cmd.job)
 
