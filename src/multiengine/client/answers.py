@@ -7,11 +7,8 @@ functions directly when they return plain values.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from typing import Any
-
-import zmq
 
 from .. import errors
 from ..wire import chunks, slices
@@ -19,8 +16,6 @@ from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from ..wire.protocol import ErrorReport, PartHeader, Printed
 from ..wire.serialize import loads
-
-_PROTO = pickle.PROTO[0]  # the first byte of a pickle (an shm envelope starts otherwise)
 
 __all__ = [
     "check",
@@ -113,7 +108,7 @@ def decode_result(
             ((content, buffers),) = P.split_parts([part.nframes], msg.buffers)
             value, printed = unwrap(decode_part(part, content, buffers, method))
             return [value], [part], [printed]
-    parts = [_part_header(p) for p in wire]
+    parts = [PartHeader.from_wire(p) for p in wire]
     if len(msg.buffers) == len(parts):  # perhaps one frame per part: the quick way
         quick = _decode_plain(parts, msg.buffers, method)
         if quick is not None:
@@ -134,15 +129,6 @@ def decode_result(
     return values, parts, outputs
 
 
-_FIELDS = len(PartHeader._fields)
-
-
-def _part_header(item: Any) -> PartHeader:
-    if type(item) is list and len(item) == _FIELDS:  # every field, as the controller sends
-        return tuple.__new__(PartHeader, item)
-    return PartHeader.from_wire(item)
-
-
 def _decode_plain(
     parts: list[PartHeader], contents: list[Any], method: str
 ) -> tuple[list[Any], list[PartHeader], list[tuple[str, str] | None]] | None:
@@ -155,20 +141,9 @@ def _decode_plain(
     for p, c in zip(parts, contents):
         if p.nframes or p.sizes is not None:
             return None
-        value: Any = None
-        if p.status == P.STATUS_OK and p.enc == P.PICKLE:
-            data = c.buffer if type(c) is zmq.Frame else c
-            if len(data) and data[0] == _PROTO:  # a pickle (not an shm envelope)
-                try:
-                    value = pickle.loads(data)
-                except Exception:
-                    value = decode_part(p, c, [], method)  # the error it becomes
-            else:
-                value = decode_part(p, c, [], method)
-        elif p.enc == P.SLICES:
+        if p.enc == P.SLICES:
             return None
-        else:
-            value = decode_part(p, c, [], method)
+        value = decode_part(p, c, [], method)
         if type(value) is Printed:
             values.append(value.value)
             outputs.append((value.stdout, value.stderr))

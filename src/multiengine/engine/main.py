@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import select
 import signal
 import socket
@@ -62,8 +61,6 @@ __all__ = ["Engine"]
 
 log = logging.getLogger("multiengine.engine")
 
-
-_PICKLE_START = pickle.PROTO[0]  # how a pickle starts (an shm envelope does otherwise)
 
 # why the engine interrupts its own code: the controller was lost, the command is void
 _WHY_LOST = "lost"
@@ -819,8 +816,7 @@ class Engine:
             return ()
         try:
             data = content.buffer if type(content) is zmq.Frame else content
-            # (buffers in shared memory, perhaps the answer too; a pickle is not that)
-            if data[0] != _PICKLE_START and shm.is_envelope(data):
+            if shm.is_envelope(data):  # buffers in shared memory; perhaps the answer too
                 env = shm.Envelope.from_bytes(data)
                 self._reply_node = env.reply_node
                 return loads(env, buffers)

@@ -374,8 +374,11 @@ class PartHeader(NamedTuple):
 
     @classmethod
     def from_wire(cls, item: Any) -> PartHeader:
-        if type(item) is list and 4 <= len(item) <= 9:  # the common case, checked quickly
-            return cls(*item)
+        if type(item) is list:  # the common case, checked quickly
+            if len(item) == 9:  # every field, as the controller sends: no defaults to fill
+                return tuple.__new__(cls, item)
+            if 4 <= len(item) <= 9:
+                return cls(*item)
         return cls(*_items(item, "result part", 4, 9))
 
 

@@ -220,7 +220,6 @@ def _function_from_stream(stream: bytes) -> Any:
     return f
 
 
-_PROTO = pickle.PROTO[0]  # the first byte of a pickle (an shm envelope starts otherwise)
 _SCALARS = frozenset({int, float, str, bool, type(None)})
 
 
@@ -290,8 +289,6 @@ def loads(data: Any, buffers: list[Any] | None = None) -> Any:
         return pickle.loads(data.pickle, buffers=shm.receive(data))
     if t is not bytes and t is not memoryview and hasattr(data, "buffer"):
         data = data.buffer  # a zmq Frame
-    if not buffers and len(data) and data[0] == _PROTO:  # a pickle, not an envelope
-        return pickle.loads(data)
     if shm.is_envelope(data):
         env = Envelope.from_bytes(data)
         return pickle.loads(env.pickle, buffers=shm.receive(env))
