@@ -54,6 +54,7 @@ __all__ = [
     "format_size",
     "is_binary_size",
     "parse_size",
+    "parse_switch",
 ]
 
 ENV_PREFIX = "MULTIENGINE_"
@@ -75,6 +76,17 @@ SHM_RECYCLE_LIMIT = 256 << 20
 # controller told beside them (docs/protocol.md §6, "A direct path on one host"): a
 # client's and an engine's ``$MULTIENGINE_DIRECT`` (on/off).
 DIRECT_PATH = True
+
+
+def parse_switch(text: str) -> bool:
+    """An on/off setting's text: 1/true/yes/on or 0/false/no/off (any case); ValueError
+    for anything else."""
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is neither on nor off")
 
 
 def setting(
@@ -227,11 +239,7 @@ class Settings:
         kind = cls._type(name)
         try:
             if kind is bool:
-                if text.strip().lower() in _TRUE:
-                    return True
-                if text.strip().lower() in _FALSE:
-                    return False
-                raise ValueError
+                return parse_switch(text)
             return kind(text.strip())
         except ValueError:
             raise ConfigError(

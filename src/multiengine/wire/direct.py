@@ -17,14 +17,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from ..config import DIRECT_PATH
+from ..config import DIRECT_PATH, parse_switch
 from ..errors import ConfigError
 
 __all__ = ["ENV_DIRECT", "enabled", "endpoint_beside"]
 
 ENV_DIRECT = "MULTIENGINE_DIRECT"
-_ON = ("1", "true", "yes", "on")
-_OFF = ("0", "false", "no", "off")
 
 
 def enabled(env: Mapping[str, str] | None = None) -> bool:
@@ -33,11 +31,10 @@ def enabled(env: Mapping[str, str] | None = None) -> bool:
     text = (os.environ if env is None else env).get(ENV_DIRECT, "").strip().lower()
     if not text:
         return DIRECT_PATH
-    if text in _ON:
-        return True
-    if text in _OFF:
-        return False
-    raise ConfigError(f"${ENV_DIRECT}: {text!r} is neither on nor off")
+    try:
+        return parse_switch(text)
+    except ValueError as e:
+        raise ConfigError(f"${ENV_DIRECT}: {e}") from None
 
 
 def endpoint_beside(controller_url: str, name: str) -> str | None:
