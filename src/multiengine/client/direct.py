@@ -190,7 +190,7 @@ class DirectPath:
         if header.get("parts") is not None:  # one part: its content, then its buffers
             content, buffers = buffers[0], buffers[1:]
         cmd_id = f"{core.identity[2:14].decode()}-{req.mid}"
-        job = "%016x%08x%s" % (int(time.time() * 1000), next(self._jobs) & 0xFFFFFFFF, self._tag)
+        job = P.job_id(next(self._jobs), self._tag)
         order: dict[str, Any] = {
             "t": P.DIRECT,
             "id": req.mid,

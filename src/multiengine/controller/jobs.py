@@ -118,13 +118,12 @@ class JobIds:
     """40 hex digits: milliseconds, a counter and a per-controller tag (sortable)."""
 
     def __init__(self) -> None:
-        self._tag = int.from_bytes(os.urandom(8), "big")
         self._count = 0
-        self.tag = "%016x" % self._tag  # the last 16 digits of every id this one makes
+        self.tag = os.urandom(8).hex()  # the last 16 digits of every id this one makes
 
     def next(self) -> str:
         self._count = (self._count + 1) & 0xFFFFFFFF
-        return "%016x%08x%016x" % (int(time.time() * 1000), self._count, self._tag)
+        return P.job_id(self._count, self.tag)
 
 
 class JobStore:

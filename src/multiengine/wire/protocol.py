@@ -25,6 +25,7 @@ data, so the controller routes without unpickling anything.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -33,6 +34,7 @@ import msgpack
 
 __all__ = [
     "COMMON_FIELDS",
+    "job_id",
     "MESSAGES",
     "MessageSpec",
     "STAMP_FIELDS",
@@ -585,6 +587,13 @@ def pack_parts(
         else:
             counts.append(0)
     return counts, frames, raw
+
+
+def job_id(count: int, tag: str) -> str:
+    """A job id: 40 hex digits, the time in milliseconds, ``count`` and the 16 digits of
+    its maker's ``tag`` (the controller's, or a client's for a direct command): ids sort
+    by time, and say who made them."""
+    return "%016x%08x%s" % (int(time.time() * 1000), count & 0xFFFFFFFF, tag)
 
 
 def split_parts(counts: Sequence[int], frames: list[Any]) -> list[tuple[Any, list[Any]]]:
