@@ -39,8 +39,10 @@ rest fails with :class:`~multiengine.errors.ControllerRestarted` (docs/protocol.
 
 It is long because everything here shares one set of sockets, requests and locks: the
 reader roles, routing answers, liveness, reconnection after a restart and the delivery
-thread. What a call sends and how its answer is decoded lives in calls.py and
-taskcalls.py.
+thread; a direct call (client/direct.py: straight to an engine of this host) is decided
+and registered here, under the same send lock, because whether it may go depends on
+every outstanding request. What a call sends and how its answer is decoded lives in
+calls.py and taskcalls.py; the direct path's sockets and addresses in direct.py.
 """
 
 from __future__ import annotations

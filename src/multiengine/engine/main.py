@@ -2,7 +2,9 @@
 ``multiengine engine``, is cli.py).
 
 The main thread owns the command socket: it receives a command, runs it, and sends
-the answer. A daemon thread owns the heartbeat socket (``hello``, ``interrupt``,
+the answer. On the controller's host it also reads the direct socket of direct.py
+(small commands from clients of that host, answered to them straight), taking the
+controller's commands first. A daemon thread owns the heartbeat socket (``hello``, ``interrupt``,
 ``revoked``, ``shutdown``). Heartbeats are libzmq's: the controller sends ZMTP pings on
 the heartbeat socket's connection and libzmq answers them here, in its I/O thread (no
 Python, no GIL); the controller drops the connection of an engine that stops answering,
@@ -16,7 +18,8 @@ until ``reconnect_timeout`` runs out (docs/protocol.md §7).
 It is long because it is one process's life: the command loop, the heartbeat thread,
 registering (again), interrupts and the loss of the controller share the engine's state
 (its id, epoch, current command, sockets) under one lock; the commands themselves are
-in commands.py and the namespace in interpreter.py.
+in commands.py, the namespace in interpreter.py, the direct socket's messages in
+direct.py.
 """
 
 from __future__ import annotations
