@@ -13,7 +13,8 @@ outbox that records (tests/controller/).
 It is long because it is the one table of handlers of every message type on three
 channels, and the engine registry's life (register, hello, loss, engine_exit) that
 those handlers share with the jobs; the pieces with an interface of their own are
-already apart: scheduler, task table, result desk, store, transfers, dispatch.
+already apart: scheduler, task table, result desk, store, transfers, dispatch, and
+the books of direct commands (direct.py).
 """
 
 from __future__ import annotations
