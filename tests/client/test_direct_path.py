@@ -336,3 +336,32 @@ def test_executor_calls_with_live_output_go_direct(mec: multiengine.MultiEngineC
         assert direct_calls(mec) == before + 1
     # its result is completed after the output that came before it
     assert (3, "stdout", "from the executor\n") in shown
+
+
+def test_the_first_direct_call_is_read_while_other_calls_keep_the_engine_busy(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
+    """A fresh engine waits on the controller's socket alone until the controller tells
+    it that a client has learned its endpoint (``direct_on``, sent before the client
+    has it): a client's first direct call is then read between another client's
+    commands, not only once the engine has been idle for a while."""
+    c = fresh_cluster(1)
+    a, b = c.multiengine_client(), c.multiengine_client()
+    try:
+        b.execute("import time; order = []", targets=0)
+        direct = a._core._direct
+        assert direct is not None
+        assert direct.route(0) is None  # learned and connected: the next call goes direct
+        busy = [
+            b.execute("time.sleep(0.05); order.append('b')", targets=0, block=False)
+            for _ in range(40)
+        ]  # two seconds of the controller's commands, queued before the direct one
+        a.execute("order.append('a')", targets=0)
+        assert direct_calls(a) == 1
+        for pr in busy:
+            assert pr.wait(HANG)
+        order = b.pull("order", targets=0)[0]
+        assert order.count("b") == 40 and order[-1] == "b", order  # 'a' did not wait for all
+    finally:
+        a.close()
+        b.close()

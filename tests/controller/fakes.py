@@ -128,17 +128,21 @@ class FakeCluster:
         epoch: int = 0,
         new_connection: bool = True,
         hello: bool = True,
+        direct: str = "",
     ) -> bytes:
         """A fake engine registers (a new one, or ``ident`` again); its identity.
 
         ``new_connection``: it comes on a connection of its own (False: on the one it
         last used, as a repeated ``register`` does). ``hello``: it then names its
-        heartbeat connection, as an engine does once registered."""
+        heartbeat connection, as an engine does once registered. ``direct``: the
+        endpoint of its direct socket, if it has one."""
         ident = ident or b"e-%d" % len(self.conn_of)
         if new_connection or ident not in self.conn_of:
             self.conn_of[ident] = next(self._conns)
         header = {"t": P.REGISTER, "desired_id": desired, "pid": 100, "host": "fake"}
         header["epoch"] = epoch
+        if direct:
+            header["direct"] = direct
         self.hub.on_engine(Message([ident], header, b"", []), self.conn_of[ident])
         if hello:
             self.hello(ident, epoch, new_connection=new_connection)

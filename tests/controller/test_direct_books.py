@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from multiengine.wire import protocol as P
-from multiengine.wire.message import Message
+from multiengine.wire.message import Message, unpack
 from multiengine.wire.protocol import ErrorReport
 
 from .fakes import FakeCluster
@@ -144,3 +144,37 @@ def test_a_failed_direct_command_clears_what_other_clients_queued_behind_it() ->
     fc.reply(0)
     (result,) = [s for s in fc.answers_to(mine) if s.header["t"] == P.RESULT]
     assert P.PartHeader.from_wire(result.header["parts"][0]).status == P.STATUS_OK
+
+
+def direct_ons(fc: FakeCluster) -> list[bytes]:
+    """The engines sent ``direct_on``, in order (one entry per message)."""
+    return [s.to for s in fc.outbox.sent if s.channel == "engine" and s.header["t"] == P.DIRECT_ON]
+
+
+def test_engines_are_told_to_read_their_direct_socket_before_a_client_learns_it() -> None:
+    fc = FakeCluster(1)  # engine 0 has no direct socket
+    a = fc.register(direct="ipc:///tmp/x/a-d")
+    b = fc.register(direct="ipc:///tmp/x/b-d")
+    assert direct_ons(fc) == []  # no client asked: the engines wait on one socket
+    before = len(fc.outbox.sent)
+    answer = fc.request({"t": P.DIRECT_ADDRS})
+    after = fc.outbox.sent[before:]
+    assert [s.to for s in after if s.header["t"] == P.DIRECT_ON] == [a, b]
+    assert after[-1] is answer  # told before the client has the endpoints
+    assert [eid for eid, _ in msgpack_value(answer)] == [1, 2]
+    fc.request({"t": P.DIRECT_ADDRS})
+    assert direct_ons(fc) == [a, b]  # once each
+    # an engine registering from now on is told at once, after its ``registered``
+    c = fc.register(direct="ipc:///tmp/x/c-d")
+    kinds = [s.header["t"] for s in fc.outbox.sent if s.to == c and s.channel == "engine"]
+    assert kinds == [P.REGISTERED, P.DIRECT_ON]
+    # and one that registers again (a new connection: a new registration) too
+    fc.register(a, epoch=1, direct="ipc:///tmp/x/a-d")
+    assert direct_ons(fc) == [a, b, c, a]
+    fc.register(b"e-plain")  # without a direct socket: nothing to read
+    assert direct_ons(fc) == [a, b, c, a]
+
+
+def msgpack_value(answer: Any) -> list[list[Any]]:
+    assert answer.header["t"] == P.VALUE
+    return list(unpack(answer.content))

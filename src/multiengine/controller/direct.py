@@ -53,13 +53,31 @@ class DirectBooks:
         self._clear_queue = clear_queue
         self._early: OrderedDict[str, tuple[int, Message]] = OrderedDict()
         self.taken = 0  # direct commands heard of (status: ``direct_jobs``)
+        # a client has asked where the engines take direct commands: an engine that
+        # registers from now on is told ``direct_on`` at once (turn_on)
+        self.asked = False
 
     def addresses(self) -> list[list[Any]]:
-        """``[id, url]`` of every engine that takes direct commands (ascending ids)."""
+        """``[id, url]`` of every engine that takes direct commands (ascending ids), each
+        sent ``direct_on`` first if it was not yet: a client may use them from now on."""
+        self.asked = True
         engines = self.dispatch.engines
-        return [
-            [i, engines[i].direct_url] for i in self.dispatch.sorted_ids() if engines[i].direct_url
-        ]
+        listed = []
+        for i in self.dispatch.sorted_ids():
+            engine = engines[i]
+            if engine.direct_url:
+                self.turn_on(engine)
+                listed.append([i, engine.direct_url])
+        return listed
+
+    def turn_on(self, engine: EngineState) -> None:
+        """Tell an engine with a direct socket to read it (once): until then it waits on
+        the controller's socket alone, which costs it less per command. Sent before any
+        client can learn its endpoint (:meth:`addresses`), and on the connection its
+        commands come on, so no direct command waits unread."""
+        if engine.direct_url and not engine.direct_on:
+            engine.direct_on = True
+            self.dispatch.outbox.to_engine(engine.ident, {"t": P.DIRECT_ON})
 
     def on_job(self, client: bytes, msg: Message, owner: bytes) -> None:
         """A client's ``direct_job``: the books take it (and close it at once if its

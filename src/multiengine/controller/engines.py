@@ -97,6 +97,7 @@ class EngineState:
     last_task: float = 0.0  # when a task was last handed to it (round-robin among idle engines)
     depth: int = 0  # tasks it may hold sent ahead (Dispatch: PREFETCH, deeper for tiny tasks)
     direct_url: str = ""  # where clients of its host send direct commands ("": nowhere)
+    direct_on: bool = False  # it was sent ``direct_on`` (it reads its direct socket)
     # direct commands it was sent by clients (command id -> job), not answered yet as
     # far as the controller knows, in the order the controller heard of them: commands
     # queued after one wait behind it (docs/protocol.md §6)

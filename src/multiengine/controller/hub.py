@@ -524,6 +524,8 @@ class Hub:
             "epoch": epoch,
         }
         self.outbox.to_engine(ident, reply)
+        if self.direct.asked:  # (registering again, it keeps an endpoint clients may know)
+            self.direct.turn_on(engine)
         self.scheduler.engine_has_room(engine)
 
     def _on_bye(self, ident: bytes, engine: EngineState | None, msg: Message) -> None:

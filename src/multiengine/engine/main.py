@@ -4,8 +4,10 @@
 The main thread owns the command socket: it receives a command, runs it, and sends
 the answer. On the controller's host it also reads the direct socket of direct.py
 (small commands from clients of that host, answered to them straight), taking the
-controller's commands first. A daemon thread owns the heartbeat socket (``hello``, ``interrupt``,
-``revoked``, ``shutdown``). Heartbeats are libzmq's: the controller sends ZMTP pings on
+controller's commands first, once the controller says a client may use it
+(``direct_on``; until then it waits on the command socket alone, which costs less).
+A daemon thread owns the heartbeat socket (``hello``, ``interrupt``, ``revoked``,
+``shutdown``). Heartbeats are libzmq's: the controller sends ZMTP pings on
 the heartbeat socket's connection and libzmq answers them here, in its I/O thread (no
 Python, no GIL); the controller drops the connection of an engine that stops answering,
 and the pings' TTL makes this side drop a controller that stops pinging. After each
@@ -106,6 +108,9 @@ class Engine:
         self.sock.connect(self._urls["engine"])
         # small commands from clients of this host, past the controller (direct.py)
         self.direct = DirectSocket.open(self.ctx, self.signer, self._urls["engine"], self._dropped)
+        # read only once the controller says a client may use it (``direct_on``): until
+        # then the engine waits on its command socket alone (cheaper per command)
+        self._direct_on = False
         # both sockets' ZMQ_FDs, waited on when neither has a message (serve: _next)
         self._both = select.poll()
         if self.direct is not None:
@@ -197,6 +202,8 @@ class Engine:
                     continue
                 if got.type == P.REGISTERED and got.header.get("epoch", 0) == epoch:
                     msg = got
+                elif got.type == P.DIRECT_ON:
+                    self._turn_direct_on()
                 elif got.type == P.CMD:
                     log.info(
                         "dropped command %s, sent before the controller was lost",
@@ -488,6 +495,9 @@ class Engine:
                     f"the client stopped sending: its transfer broke off after "
                     f"{asm.received} of {asm.expected} pieces (nothing was changed)"
                 )
+            if msg.type == P.DIRECT_ON:
+                self._turn_direct_on()
+                continue
             if msg.type != P.CHUNK or not msg.buffers:
                 self._backlog.append(msg)  # not ours: handled after this command
                 raise ValueError(
@@ -585,13 +595,15 @@ class Engine:
             try:
                 if self._backlog:
                     msg = self._backlog.pop(0)
-                elif self.direct is None:
+                elif not self._direct_on:
                     msg = self._recv()
                 else:
                     msg, answer_to = self._next()
             except zmq.Again:
                 shm.prune()  # idle: let go of the blocks of clients that have exited
                 recycle.prune()  # and of receive buffers unused for a while
+                if self.direct is not None and not self._direct_on and pending(self.direct.sock):
+                    self._turn_direct_on()  # (a safety net: direct_on comes first)
                 continue
             except KeyboardInterrupt:
                 continue  # an interrupt that arrived while idle
@@ -601,11 +613,19 @@ class Engine:
                 self._unbatch(msg)
                 continue
             if msg.type != P.CMD:
-                if msg.type != P.REGISTERED:  # (a late answer to a repeated register)
+                if msg.type == P.DIRECT_ON:
+                    self._turn_direct_on()
+                elif msg.type != P.REGISTERED:  # (a late answer to a repeated register)
                     log.warning("unexpected message type %r", msg.type)
                 continue
             if self._run_command(msg, answer_to):
                 return
+
+    def _turn_direct_on(self) -> None:
+        """From now on read the direct socket too (a client may have its endpoint)."""
+        if self.direct is not None and not self._direct_on:
+            self._direct_on = True
+            log.debug("engine %d reads its direct socket", self.id)
 
     def _next(self) -> tuple[Any, DirectCommand | None]:
         """The next message of either socket: the controller's first, else a direct

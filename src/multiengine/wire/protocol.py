@@ -102,6 +102,7 @@ CMDS = "cmds"  # several task commands in one message (controller -> engine)
 REPLIES = "replies"  # several task replies in one message (engine -> controller)
 BYE = "bye"
 DIRECT_DONE = "direct_done"  # engine -> controller: a direct command was answered
+DIRECT_ON = "direct_on"  # controller -> engine: a client learned your direct socket: read it
 # direct channel
 DIRECT = "direct"  # client -> engine: a small command, answered straight to "rt"
 # heartbeat channel
@@ -296,6 +297,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(CHUNK, ENGINE_CHANNEL, ENGINE, "cmd", "raw"),
     _spec(BYE, ENGINE_CHANNEL, ENGINE),
     _spec(DIRECT_DONE, ENGINE_CHANNEL, ENGINE, "cmd", "status", "enc", "elapsed", "ename", "raw"),
+    _spec(DIRECT_ON, ENGINE_CHANNEL, CONTROLLER),
     # direct channel (a client and an engine of one host, over IPC)
     _spec(DIRECT, DIRECT_CHANNEL, CLIENT, "id", "rt", "cmd", "name", "job", "live", "raw"),
     _spec(RESULT, DIRECT_CHANNEL, ENGINE, "id", "job", "parts", "raw"),
