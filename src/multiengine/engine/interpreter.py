@@ -186,6 +186,8 @@ def _compile(source: str, filename: str) -> tuple[types.CodeType, ...]:
     expression's value goes to the display hook), as ``filename``."""
     kept = _COMPILED.get(source)
     if kept is not None:
+        if len(kept) == 1:  # (most cells: one statement, without a generator's set-up)
+            return (kept[0].replace(co_filename=filename),)
         return tuple(c.replace(co_filename=filename) for c in kept)
     try:
         tree = ast.parse(source, filename, "exec")
