@@ -17,6 +17,16 @@ Each round starts a fresh ``Cluster(n=N)`` (local launcher) and reports:
   threads included, and this client's: on two cores the call takes at least half their
   sum, and they say which side a change made cheaper (they move far less than the
   wall time on a shared machine);
+* **engines_main_cpu_ms**, **engines_io_cpu_ms**: the engines' CPU split between
+  their main threads (receive, run, answer: mostly Python) and their libzmq I/O
+  threads (``ZMQbg/IO/*``), all engines added up (``/proc/<pid>/task``; the kernel
+  charges threads by clock ticks, so these are estimates over many calls);
+* **phases** of a call, medians, from the answer's own times (``started``: when the
+  controller had sent the command to the engines; ``completed``: when it took each
+  answer in): *fanout_ms* from the call until the command went out, *first_ms* from
+  then until the first answer was taken in, *answers_ms* from the first answer to the
+  last, *tail_ms* from the last answer until the call returned (the controller's result,
+  its trip, the client's decoding): the serial parts of a call sit at both ends;
 * **stop**: ``Cluster.stop()`` until every process it started has gone.
 
 With ``--simulated``, the engines are ``benchmarks/many_engines.py``'s simulated ones
@@ -51,16 +61,29 @@ def one_round(n: int, repeat: int) -> dict[str, float]:
         assert len(ids) == n, f"{len(ids)} of {n} engines"
         for _ in range(3):
             client.execute("pass")
-        pids = {"controller": [client.status()["pid"]], "engines": cluster.engine_pids().values()}
+        engines = list(cluster.engine_pids().values())
+        pids = {"controller": [client.status()["pid"]], "engines": engines}
         before = {k: sum(map(cpu_seconds, v)) for k, v in pids.items()}
+        threads_before = engine_threads(engines)
         mine = time.process_time()
         times = []
+        phases: list[tuple[float, float, float, float]] = []
         for _ in range(repeat):
-            t = time.perf_counter()
-            client.execute("pass")
+            t, at = time.perf_counter(), time.time()
+            result = client.execute("pass")
             times.append(time.perf_counter() - t)
+            returned, own = time.time(), time.process_time()
+            sent = min(s for s in result.started if s is not None)
+            taken = [c for c in result.completed if c is not None]
+            phases.append(
+                (sent - at, min(taken) - sent, max(taken) - min(taken), returned - max(taken))
+            )
+            mine += time.process_time() - own  # (this bookkeeping is not the client's)
         cpu = {k: sum(map(cpu_seconds, v)) - before[k] for k, v in pids.items()}
         cpu["client"] = time.process_time() - mine
+        threads = engine_threads(engines)
+        cpu["engines_main"] = threads[0] - threads_before[0]
+        cpu["engines_io"] = threads[1] - threads_before[1]
         times.sort()
     finally:
         t = time.perf_counter()
@@ -71,13 +94,37 @@ def one_round(n: int, repeat: int) -> dict[str, float]:
         "execute_ms": statistics.median(times) * 1e3,
         "execute_p90_ms": times[int(0.9 * (len(times) - 1))] * 1e3,
         **{f"{k}_cpu_ms": v / repeat * 1e3 for k, v in cpu.items()},
+        **{
+            f"{name}_ms": statistics.median(p[i] for p in phases) * 1e3
+            for i, name in enumerate(("fanout", "first", "answers", "tail"))
+        },
         "stop_s": stop,
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` (all its threads), from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
+def engine_threads(pids: list[int]) -> tuple[float, float]:
+    """CPU seconds of the engines' main threads and of their libzmq I/O threads, added
+    up (a thread that has ended is not counted)."""
+    main = io = 0.0
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    name = f.read().strip()
+                seconds = cpu_seconds(pid, tid)
+            except FileNotFoundError:
+                continue
+            if tid == str(pid):
+                main += seconds
+            elif name.startswith("ZMQbg/IO"):
+                io += seconds
+    return main, io
+
+
+def cpu_seconds(pid: int, tid: str = "") -> float:
+    """User + system CPU time of ``pid`` (all its threads; or its thread ``tid``), from
+    /proc."""
+    with open(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -144,7 +191,7 @@ def main() -> int:
     for key in rounds[0]:
         values = [r[key] for r in rounds]
         shown = ", ".join(f"{v:.3g}" for v in values)
-        print(f"  {key:16s} {statistics.median(values):8.3g}   ({shown})")
+        print(f"  {key:20s} {statistics.median(values):8.3g}   ({shown})")
     return 0
 
 

@@ -348,10 +348,10 @@ def test_the_first_direct_call_is_read_while_other_calls_keep_the_engine_busy(
     c = fresh_cluster(1)
     a, b = c.multiengine_client(), c.multiengine_client()
     try:
-        b.execute("import time; order = []", targets=0)
         direct = a._core._direct
         assert direct is not None
         assert direct.route(0) is None  # learned and connected: the next call goes direct
+        b.execute("import time; order = []", targets=0)
         busy = [
             b.execute("time.sleep(0.05); order.append('b')", targets=0, block=False)
             for _ in range(40)
