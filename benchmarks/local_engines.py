@@ -19,8 +19,10 @@ Each round starts a fresh ``Cluster(n=N)`` (local launcher) and reports:
   wall time on a shared machine);
 * **engines_main_cpu_ms**, **engines_io_cpu_ms**: the engines' CPU split between
   their main threads (receive, run, answer: mostly Python) and their libzmq I/O
-  threads (``ZMQbg/IO/*``), all engines added up (``/proc/<pid>/task``; the kernel
-  charges threads by clock ticks, so these are estimates over many calls);
+  threads (``ZMQbg/IO/*``), all engines added up: each thread's run time as the
+  scheduler counts it (``/proc/<pid>/task/<tid>/schedstat``, in nanoseconds; the
+  clock-tick figures of ``stat`` are too coarse for a thread that runs in bursts of
+  microseconds);
 * **phases** of a call, medians, from the answer's own times (``started``: when the
   controller had sent the command to the engines; ``completed``: when it took each
   answer in): *fanout_ms* from the call until the command went out, *first_ms* from
@@ -103,16 +105,17 @@ def one_round(n: int, repeat: int) -> dict[str, float]:
 
 
 def engine_threads(pids: list[int]) -> tuple[float, float]:
-    """CPU seconds of the engines' main threads and of their libzmq I/O threads, added
-    up (a thread that has ended is not counted)."""
+    """Run time in seconds of the engines' main threads and of their libzmq I/O
+    threads, added up (``schedstat``: exact, where ``stat`` counts clock ticks)."""
     main = io = 0.0
     for pid in pids:
         for tid in os.listdir(f"/proc/{pid}/task"):
             try:
                 with open(f"/proc/{pid}/task/{tid}/comm") as f:
                     name = f.read().strip()
-                seconds = cpu_seconds(pid, tid)
-            except FileNotFoundError:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    seconds = int(f.read().split()[0]) / 1e9
+            except (FileNotFoundError, IndexError, ValueError):
                 continue
             if tid == str(pid):
                 main += seconds
@@ -121,10 +124,9 @@ def engine_threads(pids: list[int]) -> tuple[float, float]:
     return main, io
 
 
-def cpu_seconds(pid: int, tid: str = "") -> float:
-    """User + system CPU time of ``pid`` (all its threads; or its thread ``tid``), from
-    /proc."""
-    with open(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat") as f:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
