@@ -46,14 +46,17 @@ def main() -> None:
         calls: dict[str, Callable[[], Any]] = {
             "get_ids": mec.get_ids,
             "pull('id')": lambda: mec.pull("id", targets=0, block=True),
+            # through the controller ('all' never goes direct), before any direct call: the
+            # engine waits on its command socket alone, as each of 128 engines does in an
+            # all-engine call (docs/protocol.md §6, "A direct path on one host")
+            "execute, all": lambda: mec.execute("pass", block=True),
             "execute('pass')": lambda: mec.execute("pass", targets=0, block=True),
             "map(noop, [0])": lambda: mec.raw_map(noop, [[0]], targets=0, block=True),
             "executor(noop)": lambda: on_zero.submit(noop, 0).result(),
         }
-        for fn in calls.values():
-            for _ in range(1000):
-                fn()  # warm up
         for name, fn in calls.items():
+            for _ in range(1000):
+                fn()  # warm up (each row just before it is measured: in this order)
             rows: dict[str, list[float]] = {}
             for _ in range(args.rounds):
                 c, e, me = cpu_seconds(controller), cpu_seconds(engine), time.process_time()
