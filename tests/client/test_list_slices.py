@@ -105,6 +105,63 @@ def test_a_short_part_and_a_long_part_gather_together(mec: multiengine.MultiEngi
     assert mec.gather("x", targets=[0, 1]) == [*range(N), "short"]
 
 
+WARM_SCRIPT = """
+import json, resource, sys
+import multiengine
+from multiengine.wire import slices
+
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+count = "import resource; f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt"
+xs = list(range(10**6, 10**6 + 8 * slices.MIN_ITEMS))
+mec = multiengine.MultiEngineClient(cluster_dir=sys.argv[1])
+mec.scatter("x", xs)
+out = {"gather": [], "scatter": []}
+for _ in range(3):
+    before = faults()
+    got = mec.gather("x")
+    out["gather"].append(faults() - before)
+    assert got == xs
+    del got
+for _ in range(3):
+    mec.execute(count, targets=0)
+    (before,) = mec.pull("f", targets=0)
+    mec.scatter("x", xs)  # replaces each engine's part of the last scatter
+    mec.execute(count, targets=0)
+    (after,) = mec.pull("f", targets=0)
+    out["scatter"].append(after - before)
+mec.close()
+print(json.dumps(out))
+"""
+
+
+def test_a_list_gathered_or_scattered_again_goes_in_the_memory_the_last_one_left(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
+    """wire/warm.py. Page faults are counted, not time: in fresh processes (a client of
+    its own, new engines), where a list of 524k ints needs new memory, the first gather
+    and scatter fault its pages in; the next ones mostly reuse the arenas the last list
+    left when it was dropped (what still faults is outside the object allocator: the
+    list's array, the frames)."""
+    import json
+
+    cluster = fresh_cluster(2, restart_engines=False)
+    run = subprocess.run(
+        [sys.executable, "-c", WARM_SCRIPT, str(cluster.cluster_dir.path)],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    assert run.returncode == 0, run.stderr
+    faults = json.loads(run.stdout)
+    pages = 8 * slices.MIN_ITEMS * 32 // 4096  # the pages the list's int objects fill
+    assert faults["gather"][0] > pages, faults
+    assert faults["scatter"][0] > pages // 2, faults  # (an engine's part: half the list)
+    for name, counts in faults.items():
+        assert max(counts[1:]) < counts[0] // 2, (name, counts)
+
+
 def _engine_pid(mec: multiengine.MultiEngineClient, eid: int) -> int:
     mec.execute("import os; pid = os.getpid()", targets=eid)
     (pid,) = mec.pull("pid", targets=eid)

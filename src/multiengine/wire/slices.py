@@ -35,6 +35,8 @@ from typing import Any
 
 import cloudpickle
 
+from . import warm
+
 __all__ = [
     "APPENDED",
     "FIRST_ITEMS",
@@ -249,6 +251,7 @@ class Loader:
                 else ValueError(f"a slice of a list is a {type(part).__name__}")
             )
             return
+        warm.keep(part)  # (its arenas stay mapped for the next list: wire/warm.py)
         self.result.extend(part)
         self._loaded += 1
         if self._compact:  # as dumps does after the same slice
