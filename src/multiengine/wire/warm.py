@@ -7,9 +7,10 @@ objects; when a program drops such a list and then receives the next one (a ``ga
 in a loop, a ``scatter`` that replaces an engine's part), every page of the new list's
 arenas is faulted in again, zeroed and charged by the kernel, and unmapped again when
 that list is dropped. Measured in one process on the development machine
-(``benchmarks/list_transfers.py`` prints it): unpickling two 500k-int halves and
-freeing them takes 39 ms into fresh arenas, 16 ms into arenas still mapped; in a
-1M-int ``gather`` the page faults were 40% of the client's CPU.
+(``benchmarks/list_transfers.py`` prints these floors): unpickling two 500k-int halves,
+joining them and freeing the list takes 37 ms into fresh arenas, 22 ms into arenas
+still mapped; in a 1M-int ``gather`` the page faults were 40% of the client's CPU
+(``perf``), which went from 43 to 33 ms per call.
 
 So :func:`keep` holds on to one small item in every :data:`STRIDE` items of a rebuilt
 list, if it is an ``int`` or a ``float`` (immutable, and no bigger than the items around
