@@ -280,7 +280,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(RESULT, CLIENT_CHANNEL, CONTROLLER, "id", "job", "parts", "stream", "ahead", "raw"),
     _spec(ERROR, CLIENT_CHANNEL, CONTROLLER, "id", "ename", "evalue"),
     _spec(PONG, CLIENT_CHANNEL, CONTROLLER, "id", "run"),
-    _spec(CHUNK, CLIENT_CHANNEL, CONTROLLER, "id", "p", "xfer", "enc", "raw"),
+    _spec(CHUNK, CLIENT_CHANNEL, CONTROLLER, "id", "p", "xfer", "enc", "raw", "dg"),
     _spec(OUTPUT, CLIENT_CHANNEL, CONTROLLER, "id", "engine", "name"),
     _spec(PROGRESS, CLIENT_CHANNEL, CONTROLLER, "id", "done", "total"),
     _spec(TASK_RESULTS, CLIENT_CHANNEL, CONTROLLER, "id", "items", "raw"),
@@ -293,7 +293,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(REPLIES, ENGINE_CHANNEL, ENGINE, "replies", "raw"),
     _spec(OUTPUT, ENGINE_CHANNEL, ENGINE, "cmd", "name"),
     _spec(CHUNK, ENGINE_CHANNEL, CONTROLLER, "cmd", "raw"),
-    _spec(CHUNK, ENGINE_CHANNEL, ENGINE, "cmd", "raw"),
+    _spec(CHUNK, ENGINE_CHANNEL, ENGINE, "cmd", "raw", "dg"),
     _spec(BYE, ENGINE_CHANNEL, ENGINE),
     _spec(DIRECT_DONE, ENGINE_CHANNEL, ENGINE, "cmd", "status", "enc", "elapsed", "ename", "raw"),
     # direct channel (a client and an engine of one host, over IPC)
