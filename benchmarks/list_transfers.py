@@ -12,7 +12,9 @@ int, as ``multiengine bench`` does):
   unpickled from bytes already in memory and joined, the previous result freed inside the
   timed call as in the gather row (no sockets, no signatures, no other process). A
   Python client that unpickles the list cannot beat it; the same with the halves as
-  int64 buffers turned into lists (``array.tolist``) shows what skipping pickle would buy.
+  int64 buffers turned into lists (``array.tolist``) shows what skipping pickle would buy;
+  and the same unpickling into the arenas the previous list left, kept mapped as the
+  client keeps them (``multiengine.wire.warm``): fresh memory is most of the first floor.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pickle
 from xhost import median_seconds  # this folder's script: the same timing
 
 import multiengine
+from multiengine.wire import warm
 
 ITEMS = 1_000_000
 
@@ -62,12 +65,21 @@ def floors(xs: list[int], repeat: int) -> list[tuple[str, float]]:
         joined += array.array("q", int64s[1]).tolist()
         return joined
 
+    def unpickled_warm() -> list[int]:
+        joined = unpickled()
+        warm.keep(joined)  # as the client does with each slice (wire/warm.py)
+        return joined
+
     if unpickled() != xs or from_int64() != xs:
         raise SystemExit("a floor made a different list")
-    return [
+    warm.release()
+    cold = [
         ("floor: unpickle", median_seconds(unpickled, repeat)),
         ("floor: int64 buffers", median_seconds(from_int64, repeat)),
     ]
+    t_warm = median_seconds(unpickled_warm, repeat)
+    warm.release()
+    return [*cold, ("floor: warm arenas", t_warm)]
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """A wire tap: a man in the middle on one channel that forwards everything both ways and
-records what passes, so a test can capture real signed messages and replay them.
+records what passes, so a test can capture real signed messages and replay them, or
+change them on their way (:attr:`Tap.alter`).
 
 Peers connect to :attr:`Tap.url` instead of the controller's address. For each peer
 socket the tap opens a DEALER with the same routing identity to the controller, so the
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,9 @@ class Tap:
         port = self.front.bind_to_random_port("tcp://127.0.0.1")
         self.url = f"tcp://127.0.0.1:{port}"
         self.seen: list[Captured] = []
+        # a man in the middle who changes what he forwards: the frames of a message on
+        # its way up become what this returns (set it from the test's thread)
+        self.alter: Callable[[list[bytes]], list[bytes]] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wiretap", daemon=True)
         self._thread.start()
@@ -92,6 +96,8 @@ class Tap:
                                 backs[who] = back
                                 peer_of[back] = who
                                 poller.register(back, zmq.POLLIN)
+                        if self.alter is not None:
+                            frames = self.alter(frames)
                         self.seen.append(Captured(UP, peer, frames))
                         backs[peer].send_multipart(frames)
                     else:

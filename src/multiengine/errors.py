@@ -418,6 +418,7 @@ BY_NAME: dict[str, type[KernelError]] = {
         TaskAborted,
         TaskTimeout,
         ControllerRestarted,
+        SerializationError,
         KernelError,
     )
 }

@@ -23,12 +23,12 @@ from helpers import (
     outcome_with_engine_killed,
     wait_until,
 )
-from wiretap import UP, Tap, tapped_connection
+from wiretap import UP, Tap, header_of, tapped_connection
 
 import multiengine
 from multiengine.client.partition import partition
 from multiengine.cluster.cluster import Cluster
-from multiengine.errors import CompositeError, EngineError
+from multiengine.errors import CompositeError, EngineError, SerializationError
 from multiengine.wire import slices
 from multiengine.wire.message import DELIM
 
@@ -105,6 +105,63 @@ def test_a_short_part_and_a_long_part_gather_together(mec: multiengine.MultiEngi
     assert mec.gather("x", targets=[0, 1]) == [*range(N), "short"]
 
 
+WARM_SCRIPT = """
+import json, resource, sys
+import multiengine
+from multiengine.wire import slices
+
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+count = "import resource; f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt"
+xs = list(range(10**6, 10**6 + 8 * slices.MIN_ITEMS))
+mec = multiengine.MultiEngineClient(cluster_dir=sys.argv[1])
+mec.scatter("x", xs)
+out = {"gather": [], "scatter": []}
+for _ in range(3):
+    before = faults()
+    got = mec.gather("x")
+    out["gather"].append(faults() - before)
+    assert got == xs
+    del got
+for _ in range(3):
+    mec.execute(count, targets=0)
+    (before,) = mec.pull("f", targets=0)
+    mec.scatter("x", xs)  # replaces each engine's part of the last scatter
+    mec.execute(count, targets=0)
+    (after,) = mec.pull("f", targets=0)
+    out["scatter"].append(after - before)
+mec.close()
+print(json.dumps(out))
+"""
+
+
+def test_a_list_gathered_or_scattered_again_goes_in_the_memory_the_last_one_left(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
+    """wire/warm.py. Page faults are counted, not time: in fresh processes (a client of
+    its own, new engines), where a list of 524k ints needs new memory, the first gather
+    and scatter fault its pages in; the next ones mostly reuse the arenas the last list
+    left when it was dropped (what still faults is outside the object allocator: the
+    list's array, the frames)."""
+    import json
+
+    cluster = fresh_cluster(2, restart_engines=False)
+    run = subprocess.run(
+        [sys.executable, "-c", WARM_SCRIPT, str(cluster.cluster_dir.path)],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    assert run.returncode == 0, run.stderr
+    faults = json.loads(run.stdout)
+    pages = 8 * slices.MIN_ITEMS * 32 // 4096  # the pages the list's int objects fill
+    assert faults["gather"][0] > pages, faults
+    assert faults["scatter"][0] > pages // 2, faults  # (an engine's part: half the list)
+    for name, counts in faults.items():
+        assert max(counts[1:]) < counts[0] // 2, (name, counts)
+
+
 def _engine_pid(mec: multiengine.MultiEngineClient, eid: int) -> int:
     mec.execute("import os; pid = os.getpid()", targets=eid)
     (pid,) = mec.pull("pid", targets=eid)
@@ -157,10 +214,13 @@ def tapped_engine(
 
 @pytest.mark.fault(
     section="hostile-input",
-    fault="a slice of a long list (`chunk` from an engine) changed on its way, or sent again",
+    fault=(
+        "a captured slice of a long list (`chunk` from an engine) sent again, as it was or "
+        "with its bytes changed"
+    ),
     outcome=(
-        "both dropped and counted in `dropped_messages` (slices are pickles: hashed in full, "
-        "never `raw`); the next gather is exact"
+        "both dropped and counted in `dropped_messages` (the stamp was used; a slice is "
+        "covered by its digest in the signed header: never `raw`); the next gather is exact"
     ),
 )
 def test_a_changed_or_replayed_slice_is_dropped_and_counted(tapped_engine: dict[str, Any]) -> None:
@@ -175,7 +235,7 @@ def test_a_changed_or_replayed_slice_is_dropped_and_counted(tapped_engine: dict[
     assert mec.pull("x", targets=1) == [xs]
     pieces = tap.find(UP, "chunk")
     assert len(pieces) == len(slices.dump(xs))
-    assert all("raw" not in p.header for p in pieces)  # the slices are hashed
+    assert all("raw" not in p.header and len(p.header["dg"]) == 1 for p in pieces)  # digested
     replayed = pieces[1].frames
     i = next(k for k, f in enumerate(replayed) if f.startswith(DELIM))
     changed = list(replayed)
@@ -198,3 +258,61 @@ def test_a_changed_or_replayed_slice_is_dropped_and_counted(tapped_engine: dict[
     )
     mec.push({"x": xs}, targets=0)
     assert mec.gather("x", targets=[1, 0]) == xs + xs  # and long lists travel on
+
+
+@pytest.mark.fault(
+    section="hostile-input",
+    fault=(
+        "a slice of a long list changed in flight between an engine and the controller "
+        "(a man in the middle without the key)"
+    ),
+    outcome=(
+        "relayed (blocking `gather`): the client finds it does not match its digest, drops "
+        "it and logs it, and that engine's part fails with `SerializationError: pieces of "
+        "the answer were lost`; kept (non-blocking): the controller finds it, counts it in "
+        "`dropped_messages`, and the part fails with `SerializationError: a piece of the "
+        "answer was changed on its way`; nothing changed is unpickled, the next gather is exact"
+    ),
+)
+def test_a_slice_changed_in_flight_fails_its_part_and_is_never_unpickled(
+    tapped_engine: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    mec: multiengine.MultiEngineClient = tapped_engine["mec"]
+    tap: Tap = tapped_engine["tap"]
+    xs = list(range(N))
+    mec.push({"x": xs}, targets=[0, 1])
+
+    def flip_a_bit_of_the_second_slice(frames: list[bytes]) -> list[bytes]:
+        head = header_of(frames)
+        if head.get("t") != "chunk" or "dg" not in head or flipped:
+            return frames
+        seen.append(1)
+        if len(seen) != 2:
+            return frames
+        flipped.append(1)
+        payload = bytearray(frames[-1])
+        payload[len(payload) // 2] ^= 1  # one bit of one int
+        return [*frames[:-1], bytes(payload)]
+
+    for block in (True, False):
+        seen: list[int] = []
+        flipped: list[int] = []
+        dropped = mec.status()["dropped_messages"]
+        tap.alter = flip_a_bit_of_the_second_slice
+        with caplog.at_level("WARNING", logger="multiengine.client"):
+            pending = mec.gather("x", targets=[0, 1], block=False) if not block else None
+            with pytest.raises(CompositeError) as err:
+                mec.gather("x", targets=[0, 1]) if block else pending.result(HANG)
+        tap.alter = None
+        assert flipped
+        report = str(err.value)
+        assert error_types(err.value) == [SerializationError]  # the tapped engine's part
+        if block:
+            assert "pieces of the answer were lost" in report
+            assert "does not match its digest" in caplog.text
+            assert mec.status()["dropped_messages"] == dropped  # (the client caught it)
+        else:
+            assert "changed on its way" in report
+            assert mec.status()["dropped_messages"] == dropped + 1
+        caplog.clear()
+        assert mec.gather("x", targets=[1, 0]) == xs + xs  # and long lists travel on

@@ -62,3 +62,29 @@ def test_join_of_owned_parts_extends_the_first_list_and_gives_the_same_value() -
         owned = [[1, 2], [3]]
         join(owned, dist, flattened, owned=True)
         assert owned == [[1, 2], [3]]  # rebuilt, not extended in place
+
+
+def test_long_blocks_of_a_list_pickle_as_the_slices_they_stand_for() -> None:
+    import pickle
+
+    import cloudpickle
+
+    from multiengine.client.partition import VIEW_AT_LEAST, ListPart
+    from multiengine.wire.serialize import dumps, loads
+
+    xs = [*range(3 * VIEW_AT_LEAST), "text", None, (1, 2), [3]]
+    parts = partition(xs, 3, views=True)
+    assert all(type(p) is ListPart for p in parts)
+    assert [len(p) for p in parts] == [len(s) for s in partition(xs, 3)]
+    assert parts[2][len(parts[2]) - 1] == [3] and parts[0][0] == 0
+    with pytest.raises(IndexError):
+        parts[0][len(parts[0])]
+    for p, expected in zip(parts, partition(xs, 3), strict=True):
+        for value in (pickle.loads(pickle.dumps(p, 5)), pickle.loads(cloudpickle.dumps(p))):
+            assert type(value) is list and value == expected
+        content, buffers = dumps(({"x": p},))  # as scatter sends it
+        assert loads(content, buffers) == ({"x": expected},)
+    # short blocks, other sequences, round-robin: slices as before
+    assert partition(xs[:VIEW_AT_LEAST], 2, views=True) == partition(xs[:VIEW_AT_LEAST], 2)
+    assert all(type(p) is tuple for p in partition(tuple(xs), 3, views=True))
+    assert all(type(p) is list for p in partition(xs, 3, "r", views=True))

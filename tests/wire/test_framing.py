@@ -8,7 +8,14 @@ import msgpack
 import pytest
 import zmq
 
-from multiengine.wire.message import DELIM, ReplayGuard, Signer, WireError
+from multiengine.wire.message import (
+    DELIM,
+    ReplayGuard,
+    Signer,
+    WireError,
+    check_digests,
+    digests,
+)
 from multiengine.wire.protocol import STAMP_FIELDS
 
 pytestmark = pytest.mark.usefixtures("any_header")  # made-up and malformed messages
@@ -343,3 +350,56 @@ def test_one_message_sent_to_each_engine_arrives_whole_at_each() -> None:
         for s in (router, *dealers):
             s.close(linger=0)
         ctx.term()
+
+
+def _digested(buffers: list[bytes], t: str = "chunk") -> tuple[Signer, list[bytes]]:
+    signer = Signer(KEY)
+    head = {"t": t, "cmd": 3, "dg": digests(buffers)}
+    return signer, [bytes(f) for f in signer.frames(head, b"", buffers)]
+
+
+def test_digested_buffers_are_signed_by_length_and_checked_against_their_digests() -> None:
+    """``dg`` (docs/protocol.md §2): the signature covers the buffers' lengths and the
+    header with their digests; the receiver checks each buffer against its digest."""
+    import hashlib
+
+    data = [b"a slice " * 1000]
+    signer, frames = _digested(data)
+    head = msgpack.packb(dict(msgpack.unpackb(frames[0][36:])))
+    assert frames[0][4:36] == documented_signature(head, [b"", *data], True)  # length only
+    msg = signer.parse(frames, ReplayGuard())
+    assert msg.header["dg"] == [hashlib.sha256(data[0]).digest()] and msg.buffers == data
+
+    changed = [*frames[:-1], frames[-1][:-1] + b"!"]  # the same length, one byte changed
+    with pytest.raises(WireError, match="does not match its digest"):
+        signer.parse(changed, ReplayGuard())
+    # a controller relays a chunk unchecked (its receiver checks), nothing else
+    relayed = signer.parse(changed, ReplayGuard(), relay_chunks=True)
+    with pytest.raises(WireError, match="does not match its digest"):
+        check_digests(relayed.header["dg"], relayed.buffers)
+    signer, reply = _digested(data, t="reply")
+    changed_reply = [*reply[:-1], reply[-1][:-1] + b"!"]
+    with pytest.raises(WireError, match="does not match its digest"):
+        signer.parse(changed_reply, ReplayGuard(), relay_chunks=True)
+    # the digests are signed: another digest for the changed bytes is a forgery
+    other = dict(msgpack.unpackb(frames[0][36:]), dg=digests([changed[-1]]))
+    forged = [frames[0][:36] + msgpack.packb(other), *changed[1:]]
+    with pytest.raises(WireError, match="bad signature"):
+        signer.parse(forged, ReplayGuard(), relay_chunks=True)
+
+
+@pytest.mark.parametrize(
+    "dg",
+    [
+        "not a list",
+        [],  # one buffer, no digest
+        [b"\0" * 31],  # not a SHA-256 digest
+        [b"\0" * 32, b"\0" * 32],  # more digests than buffers
+        [7],
+    ],
+)
+def test_a_malformed_digest_list_is_rejected(dg: object) -> None:
+    signer = Signer(KEY)
+    frames = signer.frames({"t": "chunk", "cmd": 3, "dg": dg}, b"", [b"data"])
+    with pytest.raises(WireError, match="malformed digest list"):
+        signer.parse(frames, ReplayGuard(), relay_chunks=True)

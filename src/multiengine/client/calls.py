@@ -397,7 +397,7 @@ class MultiEngineCalls:
         ids = yield from self.ids_for(targets)
         if not ids:
             return [] if block else PendingResult(self.core, "", "scatter", value=[])
-        pieces = partition(seq, len(ids), dist)
+        pieces = partition(seq, len(ids), dist, views=True)  # (pickled below, at once)
         self.flattened.pop(key, None)
         if flatten:
             flags = [len(p) == 1 for p in pieces]

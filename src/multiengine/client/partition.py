@@ -8,13 +8,14 @@ type from the parts and undoes ``flatten``.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from ..wire.slices import APPENDED
 
-__all__ = ["partition", "join", "check_dist"]
+__all__ = ["ListPart", "partition", "join", "check_dist"]
 
 
 def check_dist(dist: str) -> None:
@@ -37,9 +38,45 @@ def _is_array(x: Any) -> bool:
     return np is not None and isinstance(x, np.ndarray)
 
 
-def partition(seq: Any, q: int, dist: str = "b", keep_ranges: bool = False) -> list[Any]:
+class ListPart:
+    """Items ``lo:hi`` of a list, pickled as a list of them without being copied first.
+
+    A ``scatter`` of a 1M-int list cut it into slices (a reference taken to every item)
+    only to pickle them and drop them (every reference dropped again): 5-6 ms of the
+    client's 28 ms of CPU, on items long out of the cache. A part pickles as
+    ``list()`` followed by its items, which unpickles to the same list as the slice
+    would. It is pickled at once, in the call that made it (``scatter`` pickles before
+    it returns), so the list cannot change in between.
+    """
+
+    __slots__ = ("seq", "lo", "hi")
+
+    def __init__(self, seq: list[Any], lo: int, hi: int) -> None:
+        self.seq, self.lo, self.hi = seq, lo, hi
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __getitem__(self, i: int) -> Any:
+        if not 0 <= i < self.hi - self.lo:
+            raise IndexError("list index out of range")
+        return self.seq[self.lo + i]
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        items = iter(self.seq)
+        items.__setstate__(self.lo)  # type: ignore[attr-defined]
+        return (list, (), None, itertools.islice(items, self.hi - self.lo))
+
+
+VIEW_AT_LEAST = 4_096  # items: a shorter part is copied (the slice costs less than a view)
+
+
+def partition(
+    seq: Any, q: int, dist: str = "b", keep_ranges: bool = False, views: bool = False
+) -> list[Any]:
     """``seq`` cut into ``q`` parts by ``dist``; a range becomes lists, unless
-    ``keep_ranges`` (a map's items: ranges of ranges pickle in a few bytes)."""
+    ``keep_ranges`` (a map's items: ranges of ranges pickle in a few bytes). With
+    ``views``, the long blocks of a list are :class:`ListPart`s, to be pickled at once."""
     check_dist(dist)
     if not (keep_ranges and isinstance(seq, range)):
         seq = _sliceable(seq)
@@ -56,7 +93,10 @@ def partition(seq: Any, q: int, dist: str = "b", keep_ranges: bool = False) -> l
         else:
             lo = p * b + r
             hi = lo + b
-        parts.append(seq[lo:hi])
+        if views and type(seq) is list and hi - lo >= VIEW_AT_LEAST:
+            parts.append(ListPart(seq, lo, hi))
+        else:
+            parts.append(seq[lo:hi])
     return parts
 
 

@@ -77,6 +77,7 @@ class IncomingReply:
     ahead: bool = False  # relayed on ahead of the job's result, one of several parts
     sent: int = 0  # pieces relayed on so far (ahead)
     unsigned: bool = False  # a piece kept came raw (signed by its length only)
+    changed: bool = False  # a piece kept did not match its digest (``dg``)
 
 
 @dataclass(eq=False, slots=True)

@@ -665,7 +665,10 @@ class Hub:
         if engine is None or engine.incoming is None or not msg.buffers:
             return
         cmd = engine.current
-        part = self.transfers.engine_piece(engine, msg.buffers[0], msg.header.get("raw") is True)
+        piece, header = msg.buffers[0], msg.header
+        part = self.transfers.engine_piece(
+            engine, piece, header.get("raw") is True, header.get("dg")
+        )
         if part is not None and cmd is not None:
             self._finish_reply(engine, cmd, part)
 
@@ -825,7 +828,7 @@ class Hub:
                 if eid not in self.dispatch.engines
             ],
             "reserved_ids": list(self.dispatch.ids.reserved()),
-            "dropped_messages": self.dropped,
+            "dropped_messages": self.dropped + self.transfers.changed,
             "direct_jobs": self.direct.taken,  # commands clients sent straight to engines
             "tasks": self.scheduler.table.status(False),
         }

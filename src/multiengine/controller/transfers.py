@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from ..wire import protocol as P
-from ..wire.message import Message
+from ..wire.message import Message, WireError, check_digests
 from ..wire.protocol import PartHeader, TaskFlags, Xfer
 from .dispatch import Dispatch
 from .engines import Command, EngineState, IncomingReply
@@ -62,6 +62,7 @@ class Transfers:
         # (client, submit id) -> the transfer still arriving
         self._expected: dict[tuple[bytes, Any], _Incoming] = {}
         self.abandoned = 0  # transfers given up because their client stopped sending
+        self.changed = 0  # pieces kept that did not match their digest (dropped messages)
 
     # ------------------------------------------------------------ client -> engines
     def expect(
@@ -177,13 +178,19 @@ class Transfers:
             }
             self.dispatch.to_client(job.client, head, b"", [content])
 
-    def engine_piece(self, engine: EngineState, piece: Any, raw: bool = True) -> Part | None:
+    def engine_piece(
+        self, engine: EngineState, piece: Any, raw: bool = True, dg: Any = None
+    ) -> Part | None:
         """A piece of the reply arriving from ``engine`` (``raw``: it came signed by its
-        length only); the whole Part after the last.
+        length only; ``dg``: its digest, which the relay did not check); the whole Part
+        after the last.
 
         A piece is relayed as ``raw`` exactly when it came so. The pieces of a list in
         slices (encoding ``SLICES``) are pickles: the client refuses to unpickle one
-        that came raw, and a kept answer with such a piece becomes an error.
+        that came raw, and a kept answer with such a piece becomes an error. A slice
+        comes with its digest: relayed, the digest goes on with it and the client checks
+        it; kept, it is checked here, and an answer with a slice that does not match
+        becomes an error (counted in ``changed``).
         """
         inc = engine.incoming
         cmd = engine.current
@@ -194,6 +201,8 @@ class Transfers:
             header = {"t": P.CHUNK, "id": cmd.job.msg_id}
             if raw:
                 header["raw"] = True
+            if dg is not None:
+                header["dg"] = dg
             self.dispatch.to_client(cmd.job.client, header, b"", [piece])
         elif inc.ahead and cmd.job is not None:
             header = {"t": P.CHUNK, "id": cmd.job.msg_id, "p": cmd.index}
@@ -203,9 +212,18 @@ class Transfers:
                     header["enc"] = P.SLICES
             if raw:
                 header["raw"] = True
+            if dg is not None:
+                header["dg"] = dg
             inc.sent += 1
             self.dispatch.to_client(cmd.job.client, header, b"", [piece])
         else:
+            if dg is not None and not inc.changed:
+                try:
+                    check_digests(dg, [piece])
+                except WireError as e:
+                    self.changed += 1
+                    inc.changed = True
+                    log.warning("dropped a piece of engine %d's answer: %s", engine.id, e)
             inc.pieces.append(piece)
             inc.unsigned = inc.unsigned or raw
         inc.left -= 1
@@ -218,6 +236,10 @@ class Transfers:
             log.warning("engine %d sent a slice of a list unsigned: its answer fails", engine.id)
             part = error_part(
                 "SerializationError", "a slice of the answer came unsigned", engine.id
+            )
+        elif inc.changed:
+            part = error_part(
+                "SerializationError", "a piece of the answer was changed on its way", engine.id
             )
         elif inc.enc == P.SLICES:  # each piece is a whole slice: the part's buffers
             part = Part(engine.id, inc.status, inc.enc, [inc.content, *inc.pieces])

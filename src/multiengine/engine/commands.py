@@ -11,6 +11,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from ..wire import slices, warm
 from ..wire.serialize import Serialized, rebind_globals, serialize
 from .interpreter import Interpreter
 from .output import Captured
@@ -26,6 +27,9 @@ def pull(interp: Interpreter, keys: Any) -> Any:
 
 
 def push(interp: Interpreter, namespace: dict[str, Any]) -> None:
+    for value in namespace.values():
+        if type(value) is list and len(value) >= slices.MIN_ITEMS:
+            warm.keep(value)  # a scatter in a loop: the next part goes in the same memory
     interp.push(namespace)
 
 

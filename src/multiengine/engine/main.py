@@ -52,6 +52,7 @@ from ..wire.message import (
     ReplayGuard,
     Signer,
     WireError,
+    digests,
     pending,
     recv_frames,
     send_frames,
@@ -796,8 +797,10 @@ class Engine:
     ) -> None:
         """A long list as a reply of encoding ``SLICES`` whose ``n`` pieces are its
         slices, each sent as soon as it is pickled (docs/protocol.md §5). They are
-        pickles, so hashed in full (never ``raw``). A slice that fails to pickle is sent
-        as the exception it becomes on the client, and the slices after it empty."""
+        pickles, so never ``raw``: each is digested (``dg``), and the client checks it
+        against its digest (the controller passes the digest on without hashing the
+        slice). A slice that fails to pickle is sent as the exception it becomes on the
+        client, and the slices after it empty."""
         self._held.flush()
         reply = {
             "t": P.REPLY,
@@ -808,17 +811,21 @@ class Engine:
             "xfer": Xfer([], n, 0).to_wire(),
         }
         self._send(self.signer.frames(reply, b""))
-        chunk = {"t": P.CHUNK, "cmd": cmd_id}
-        self._send(self.signer.frames(chunk, b"", (first,)))
+        frames = self.signer.frames
+
+        def piece(data: bytes) -> list[Any]:
+            return frames({"t": P.CHUNK, "cmd": cmd_id, "dg": digests((data,))}, b"", (data,))
+
+        self._send(piece(first))
         sent = 1
         try:
             for data in rest:
-                self._send(self.signer.frames(chunk, b"", (data,)))
+                self._send(piece(data))
                 sent += 1
         except Exception as e:  # an item that does not pickle, further on
-            self._send(self.signer.frames(chunk, b"", (slices.failed(e),)))
+            self._send(piece(slices.failed(e)))
             for _ in range(sent + 1, n):
-                self._send(self.signer.frames(chunk, b"", (b"",)))
+                self._send(piece(b""))
 
     def _shared_answer(self, content: bytes, buffers: list[Any]) -> tuple[bytes, list[Any]]:
         """A large answer for a client of this host: through shared memory (one copy

@@ -18,7 +18,12 @@ A message on any multiengine socket is, after the ZeroMQ routing identities::
   lists as raw data (``header["raw"]``: ``True`` for all, or their indices) only the
   byte length is covered. Raw buffers are out-of-band pickle buffers: bytes that a signed pickle
   stream places, never code; hashing them would halve large-transfer throughput
-  (docs/protocol.md explains this choice). Pickle streams are always hashed.
+  (docs/protocol.md explains this choice). Pickle streams are always hashed, or else
+  digested: a header with ``"dg"`` (one SHA-256 digest per buffer) covers its buffers
+  by their length and their digests, and the receiver checks each buffer against its
+  digest; the controller leaves that check of an engine's ``chunk`` to the client it
+  relays it to (:meth:`Signer.parse`, ``relay_chunks``), so the slices of a long list
+  are hashed twice on their way rather than four times.
 
 * **Replay protection.** Every header carries a stamp: ``sid``, a random session id
   of the sending thread's use of this :class:`Signer`, ``seq``, that session's message
@@ -51,16 +56,19 @@ from typing import Any
 import msgpack
 import zmq
 
-from .protocol import check_header
+from .protocol import CHUNK, check_header
 
 __all__ = [
     "DELIM",
+    "DIGEST_SIZE",
     "MAX_SESSIONS",
     "REPLAY_WINDOW",
     "SESSION_KEEP",
     "Message",
     "ReplayGuard",
     "Signer",
+    "check_digests",
+    "digests",
     "WireError",
     "owned",
     "pending",
@@ -75,6 +83,7 @@ __all__ = [
 _CHECK = os.environ.get("MULTIENGINE_CHECK_PROTOCOL", "") not in ("", "0")
 DELIM = b"ME/3"  # the protocol version; ME/2 had no replay stamp, ME/1 other header fields
 _LEN = struct.Struct("<Q")
+DIGEST_SIZE = 32  # a SHA-256 digest (header "dg": one per buffer)
 # Frames below this size are joined before they are hashed (Signer.signature).
 JOIN_BELOW = 16384
 # From this many buffers on, a message whose frames are all small bytes or zmq Frames is
@@ -295,12 +304,19 @@ class Signer:
         header["seq"] = seq
         header["ts"] = _time()
         hbytes = session[2].pack(header)
-        sig = self.signature(hbytes, content, buffers, header.get("raw"))
+        raw = True if header.get("dg") is not None else header.get("raw")  # (digested)
+        sig = self.signature(hbytes, content, buffers, raw)
         return [*idents, DELIM + sig + hbytes, content, *buffers]
 
-    def parse(self, frames: list[Any], guard: ReplayGuard | None = None) -> Message:
+    def parse(
+        self, frames: list[Any], guard: ReplayGuard | None = None, relay_chunks: bool = False
+    ) -> Message:
         """Split, verify and decode a received frame list (bytes or zmq.Frame); its
-        stamp is checked against ``guard`` (this signer's own by default)."""
+        stamp is checked against ``guard`` (this signer's own by default), and its
+        buffers against the digests its header carries (``dg``), except those of a
+        ``chunk`` when ``relay_chunks``: the controller passes them on with their
+        digests, and the receiver checks them (or it does, with :func:`check_digests`,
+        if it keeps the piece instead)."""
         n = len(frames)
         i = 0
         idents: list[bytes] = []
@@ -340,13 +356,37 @@ class Signer:
             or (isinstance(raw, list) and all(type(i) is int for i in raw))
         ):
             raise WireError("malformed raw-buffer list in the header")
+        dg = header.get("dg") if isinstance(header, dict) else None
+        if dg is not None:
+            if not (
+                type(dg) is list
+                and len(dg) == len(buffers)
+                and all(type(d) is bytes and len(d) == DIGEST_SIZE for d in dg)
+            ):
+                raise WireError("malformed digest list in the header")
+            raw = True  # the buffers are covered by their lengths and their digests
         expected = self.signature(hbytes, content, buffers, raw)
         if not hmac.compare_digest(sig, expected):
             raise WireError("bad signature (forged, garbled, or signed with another key)")
         if not isinstance(header, dict) or type(header.get("t")) is not str:
             raise WireError("header is not a map with a message type")
         (self.guard if guard is None else guard).check(header)
+        if dg is not None and not (relay_chunks and header["t"] == CHUNK):
+            check_digests(dg, buffers)
         return Message(idents, header, content, list(buffers) if buffers else [])
+
+
+def digests(buffers: Sequence[Any]) -> list[bytes]:
+    """The SHA-256 digest of each buffer (bytes-like or zmq.Frame), for a header's
+    ``dg``."""
+    return [hashlib.sha256(_view(b)).digest() for b in buffers]
+
+
+def check_digests(dg: Sequence[bytes], buffers: Sequence[Any]) -> None:
+    """Raise :class:`WireError` unless each buffer has the digest ``dg`` gives it."""
+    for d, b in zip(dg, buffers, strict=True):
+        if not hmac.compare_digest(hashlib.sha256(_view(b)).digest(), d):
+            raise WireError("a buffer does not match its digest (changed on its way)")
 
 
 # libzmq reads a connection in 8 KB batches and hands out the messages under that size as

@@ -17,12 +17,13 @@ list that contains itself comes back containing the rebuilt list. They must ther
 unpickled in order (:class:`Loader`); while slices memoize nothing but themselves (see
 ``_COMPACT``), both sides start each one with a fresh memo.
 
-Slices are pickle streams, so they are hashed in full by the signature like every other
-pickle (never ``raw``): a receiver refuses to unpickle a slice that came in a ``raw``
-frame. A slice that needs a class or function (anything but the built-in containers and
-scalars) is not unpickled on the thread that reads the socket: the loader then leaves
-the whole list to :meth:`Loader.finish`, on the thread that asked for it, so that no
-user code runs on a thread that holds a socket.
+Slices are pickle streams, so never ``raw``: each travels with its SHA-256 digest in
+the signed header (``dg``, checked by the client; the controller passes it on), and a
+receiver refuses to unpickle a slice that came in a ``raw`` frame. A slice that needs a
+class or function (anything but the built-in containers and scalars) is not unpickled
+on the thread that reads the socket: the loader then leaves the whole list to
+:meth:`Loader.finish`, on the thread that asked for it, so that no user code runs on a
+thread that holds a socket.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import cloudpickle
+
+from . import warm
 
 __all__ = [
     "APPENDED",
@@ -249,6 +252,7 @@ class Loader:
                 else ValueError(f"a slice of a list is a {type(part).__name__}")
             )
             return
+        warm.keep(part)  # (its arenas stay mapped for the next list: wire/warm.py)
         self.result.extend(part)
         self._loaded += 1
         if self._compact:  # as dumps does after the same slice
