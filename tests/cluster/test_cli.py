@@ -129,26 +129,44 @@ def test_a_port_in_use_gives_one_clear_line(multiengine_dir: object) -> None:
     assert len(lines) == 1 and "cannot listen" in lines[0], proc.stderr
 
 
+def _a_bad_setting_stops_a_start(
+    multiengine_dir: Path,
+    bad: dict[str, str],
+    profile: str,
+    line: str,
+    says: str,
+    daemon: bool = False,
+) -> None:
+    """``cluster start`` (also with ``--daemon``) under ``bad`` settings stops with exit 2
+    and the one stderr ``line``, before anything runs; ``engine`` exits 2 saying ``says``."""
+    for flags in ([], ["--daemon"]) if daemon else ([],):
+        r = run_cli("cluster", "start", "-p", profile, "-n", "1", *flags, env=bad, timeout=60)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and line in lines[0]
+    assert not list(multiengine_dir.glob(f"cluster_{profile}/pid/*.pid"))  # nothing started
+    r = run_cli("engine", "--connection-file", "/nonexistent.json", env=bad, timeout=60)
+    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr
+
+
 def test_a_bad_shared_memory_threshold_stops_a_start_before_anything_runs(
     multiengine_dir: Path,
 ) -> None:
-    bad = {"MULTIENGINE_SHM_THRESHOLD": "lots"}
-    for daemon in ([], ["--daemon"]):
-        r = run_cli("cluster", "start", "-p", "badshm", "-n", "1", *daemon, env=bad, timeout=60)
-        assert r.returncode == 2, r.stderr
-        lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1 and "MULTIENGINE_SHM_THRESHOLD: 'lots' is not a size" in lines[0]
-    assert not list(multiengine_dir.glob("cluster_badshm/pid/*.pid"))  # nothing started
-    r = run_cli("engine", "--connection-file", "/nonexistent.json", env=bad, timeout=60)
-    assert r.returncode == 2 and "is not a size" in r.stderr and "Traceback" not in r.stderr
+    _a_bad_setting_stops_a_start(
+        multiengine_dir,
+        {"MULTIENGINE_SHM_THRESHOLD": "lots"},
+        "badshm",
+        "MULTIENGINE_SHM_THRESHOLD: 'lots' is not a size",
+        "is not a size",
+        daemon=True,
+    )
 
 
 def test_a_bad_direct_setting_stops_a_start_before_anything_runs(multiengine_dir: Path) -> None:
-    bad = {"MULTIENGINE_DIRECT": "sometimes"}
-    r = run_cli("cluster", "start", "-p", "baddirect", "-n", "1", env=bad, timeout=60)
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "MULTIENGINE_DIRECT: 'sometimes' is neither on nor off" in lines[0]
-    assert not list(multiengine_dir.glob("cluster_baddirect/pid/*.pid"))  # nothing started
-    r = run_cli("engine", "--connection-file", "/nonexistent.json", env=bad, timeout=60)
-    assert r.returncode == 2 and "neither on nor off" in r.stderr and "Traceback" not in r.stderr
+    _a_bad_setting_stops_a_start(
+        multiengine_dir,
+        {"MULTIENGINE_DIRECT": "sometimes"},
+        "baddirect",
+        "MULTIENGINE_DIRECT: 'sometimes' is neither on nor off",
+        "neither on nor off",
+    )
