@@ -136,13 +136,11 @@ def _decode_plain(
     (a small pickled value, or an error report), as an engine answers ``execute`` or a
     small ``apply``: at 128 engines, 128 parts taken in one loop. None when a part is
     not one such (the general way then decodes it)."""
+    if any(p.nframes or p.sizes is not None or p.enc == P.SLICES for p in parts):
+        return None  # (looked at before any is decoded: nothing is unpickled twice)
     values: list[Any] = []
     outputs: list[tuple[str, str] | None] = []
     for p, c in zip(parts, contents):
-        if p.nframes or p.sizes is not None:
-            return None
-        if p.enc == P.SLICES:
-            return None
         value = decode_part(p, c, [], method)
         if type(value) is Printed:
             values.append(value.value)

@@ -681,9 +681,8 @@ class Hub:
         if cmd.task is not None:
             self.dispatch.task_answered(engine, part.status == P.STATUS_OK, part.elapsed)
         kind = monitor.FAILED if part.status != P.STATUS_OK else monitor.OK
-        what = cmd.job.what if cmd.job is not None else what_of(cmd)
         self.dispatch.timeline.record(
-            engine.id, what, monitor.REVOKED if cmd.detached else kind, cmd.desc
+            engine.id, what_of(cmd), monitor.REVOKED if cmd.detached else kind, cmd.desc
         )
         if cmd.detached:  # taken back before it ran; the task went elsewhere
             self.dispatch.dispatch(engine)

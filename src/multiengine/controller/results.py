@@ -61,7 +61,7 @@ class ResultDesk:
     def send_result(self, client: bytes, msg_id: Any, job: Job) -> None:
         parts = [p for p in job.parts if p is not None]
         heads = [p.wire_header() for p in parts]
-        if all(h[3] == 0 for h in heads):  # each part its content alone (execute at 128
+        if all(len(p.frames) == 1 for p in parts):  # each part its content alone (execute at 128
             # engines: 128 small pickles): the frames are the contents, none raw
             frames = [p.frames[0] for p in parts]
             raw: list[int] = []
