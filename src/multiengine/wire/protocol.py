@@ -21,6 +21,10 @@ Every process builds and reads headers with the names defined here:
 
 A header names engines by id, commands by number and jobs by id; it never holds user
 data, so the controller routes without unpickling anything.
+
+It is long because it is the protocol's one definition: every message type of three
+channels with its fields, and every item's encoding beside its decoding. Split, a
+sender and a receiver could read different definitions of the same header.
 """
 
 from __future__ import annotations
