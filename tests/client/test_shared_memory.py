@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import HANG, assert_remote, client_process, wait_until
+from helpers import HANG, assert_remote, client_process, idle, wait_until
 
 import multiengine
 from multiengine.cluster.cluster import Cluster
@@ -275,6 +275,9 @@ def test_no_block_outlives_a_client_killed_mid_push(
     )
     assert _dev_shm() <= shm_before  # nothing named was ever made
     mec = cluster.multiengine_client()
+    # the killed client's last push ends first (it fails, its block gone): a command
+    # queued behind a failed one is cleared, whoever sent it (docs/client.md)
+    wait_until(lambda: idle(mec), HANG, 0.05, "the killed client's last push to end")
     a = np.arange(MB, dtype="float64")
     mec.push({"a": a})  # and the engines work on
     assert all(np.array_equal(x, a) for x in mec.pull("a"))
