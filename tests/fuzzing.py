@@ -158,6 +158,7 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "task": st.one_of(st.tuples(hostile_values, hostile_values).map(list), hostile_values),
     "raw": st.one_of(st.just(True), st.lists(st.integers(-2, 8), max_size=4)),
     "dg": st.just(None),  # (made right when signed: _sign_as_is)
+    "cdg": st.just(None),  # (the same)
     "why": st.one_of(st.sampled_from([P.WHY_INTERRUPT, P.WHY_ABORT, P.WHY_REVOKE]), hostile_values),
     "controller": st.just(False) | hostile_values.filter(lambda v: not v),
 }
@@ -197,12 +198,14 @@ def _sign_as_is(
     if "dg" in header:  # digested buffers: the digests they have (a wrong one is a
         # changed buffer, which test_framing.py covers)
         header = {**header, "dg": digests(buffers)}
+    if "cdg" in header:  # a digested content: the digest it has
+        header = {**header, "cdg": digests([content])[0]}
     hbytes = msgpack.packb(header)
     raw = True if "dg" in header else header.get("raw")
     if not (raw is None or raw is True or isinstance(raw, list)):
         raw = None
     try:
-        sig = signer.signature(hbytes, content, buffers, raw)
+        sig = signer.signature(hbytes, content, buffers, raw, "cdg" in header)
     except TypeError:
         sig = signer.signature(hbytes, content, buffers, None)
     return [DELIM + sig + hbytes, content, *buffers]

@@ -14,6 +14,7 @@ from multiengine.wire.message import (
     Signer,
     WireError,
     check_digests,
+    check_message_digests,
     digests,
 )
 from multiengine.wire.protocol import STAMP_FIELDS
@@ -374,18 +375,18 @@ def test_digested_buffers_are_signed_by_length_and_checked_against_their_digests
     with pytest.raises(WireError, match="does not match its digest"):
         signer.parse(changed, ReplayGuard())
     # a controller relays a chunk unchecked (its receiver checks), nothing else
-    relayed = signer.parse(changed, ReplayGuard(), relay_chunks=True)
+    relayed = signer.parse(changed, ReplayGuard(), deferred=("chunk",))
     with pytest.raises(WireError, match="does not match its digest"):
         check_digests(relayed.header["dg"], relayed.buffers)
     signer, reply = _digested(data, t="reply")
     changed_reply = [*reply[:-1], reply[-1][:-1] + b"!"]
     with pytest.raises(WireError, match="does not match its digest"):
-        signer.parse(changed_reply, ReplayGuard(), relay_chunks=True)
+        signer.parse(changed_reply, ReplayGuard(), deferred=("chunk",))
     # the digests are signed: another digest for the changed bytes is a forgery
     other = dict(msgpack.unpackb(frames[0][36:]), dg=digests([changed[-1]]))
     forged = [frames[0][:36] + msgpack.packb(other), *changed[1:]]
     with pytest.raises(WireError, match="bad signature"):
-        signer.parse(forged, ReplayGuard(), relay_chunks=True)
+        signer.parse(forged, ReplayGuard(), deferred=("chunk",))
 
 
 @pytest.mark.parametrize(
@@ -402,4 +403,50 @@ def test_a_malformed_digest_list_is_rejected(dg: object) -> None:
     signer = Signer(KEY)
     frames = signer.frames({"t": "chunk", "cmd": 3, "dg": dg}, b"", [b"data"])
     with pytest.raises(WireError, match="malformed digest list"):
-        signer.parse(frames, ReplayGuard(), relay_chunks=True)
+        signer.parse(frames, ReplayGuard(), deferred=("chunk",))
+
+
+def test_a_digested_content_is_signed_by_length_and_checked_where_it_is_used() -> None:
+    """``cdg`` (docs/protocol.md §2): a ``cmd`` whose pickle is a part the client
+    digested. The signature covers the content's length and the header with its digest;
+    a receiver that defers the check (an engine, which fails the command instead of
+    dropping it) finds a changed content with check_message_digests; the digest is signed."""
+    import hashlib
+
+    pickle_part = b"a part of a scatter " * 1000
+    signer = Signer(KEY)
+    head = {"t": "cmd", "cmd": 3, "name": "push", "cdg": hashlib.sha256(pickle_part).digest()}
+    frames = [bytes(f) for f in signer.frames(head, pickle_part)]
+    packed = msgpack.packb(dict(msgpack.unpackb(frames[0][36:])))
+    import hmac
+    import struct
+
+    # the header, then the content's length alone
+    by_length = hmac.new(KEY, packed + struct.pack("<Q", len(pickle_part)), hashlib.sha256)
+    assert frames[0][4:36] == by_length.digest()
+    msg = signer.parse(frames, ReplayGuard())
+    assert msg.content == pickle_part
+
+    changed = [frames[0], pickle_part[:-1] + b"!"]  # the same length, one byte changed
+    with pytest.raises(WireError, match="content does not match its digest"):
+        signer.parse(changed, ReplayGuard())
+    deferred = signer.parse(changed, ReplayGuard(), deferred=("cmd",))
+    with pytest.raises(WireError, match="content does not match its digest"):
+        check_message_digests(deferred.header, deferred.content, deferred.buffers)
+    check_message_digests(msg.header, msg.content, msg.buffers)  # the unchanged one passes
+
+    other = dict(msgpack.unpackb(frames[0][36:]), cdg=hashlib.sha256(changed[1]).digest())
+    forged = [frames[0][:36] + msgpack.packb(other), changed[1]]
+    with pytest.raises(WireError, match="bad signature"):
+        signer.parse(forged, ReplayGuard(), deferred=("cmd",))
+    resized = [frames[0], pickle_part + b"!"]  # its length is signed
+    with pytest.raises(WireError, match="bad signature"):
+        signer.parse(resized, ReplayGuard(), deferred=("cmd",))
+
+
+@pytest.mark.parametrize("cdg", ["text", b"\0" * 31, 7, [b"\0" * 32]])
+def test_a_malformed_content_digest_is_rejected(cdg: object) -> None:
+    signer = Signer(KEY)
+    frames = signer.frames({"t": "cmd", "cmd": 3, "name": "push", "cdg": cdg}, b"data")
+    with pytest.raises(WireError, match="malformed content digest"):
+        signer.parse(frames, ReplayGuard(), deferred=("cmd",))

@@ -271,6 +271,8 @@ class Dispatch:
             header["xfer"] = cmd.xfer.to_wire()
         if cmd.buffers and cmd.raw:
             header["raw"] = True  # out-of-band buffers; the content (the pickle) is hashed
+        if cmd.digest is not None:
+            header["cdg"] = cmd.digest  # ...or covered by the client's digest (§2)
         if cmd.time_limit:
             header["tl"] = cmd.time_limit
         if cmd.live:

@@ -30,6 +30,7 @@ class Command:
     buffers: list[Any]
     cmd_id: int = 0
     raw: bool = True  # the buffers are raw out-of-band data (signed by length)
+    digest: bytes | None = None  # the content's SHA-256, made by the client (``cdg``)
     xfer: Xfer | None = None  # buffers coming as pieces
     pieces: list[Any] | None = None  # pieces arrived before dispatch
     streaming: bool = False  # dispatched: later pieces go straight to the engine

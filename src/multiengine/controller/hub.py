@@ -389,6 +389,7 @@ class Hub:
             xfers = [Xfer.from_wire(x) for x in h["xfer"]] if h.get("xfer") else None
             if xfers is not None and len(xfers) != (len(splits) if splits is not None else 1):
                 raise P.ProtocolViolation("one xfer per part is needed")
+            digests = _part_digests(h.get("dg"), splits)
         except (BadTargets, P.ProtocolViolation) as e:
             self._fail_job(job, "ProtocolError", str(e))
             return job
@@ -409,6 +410,8 @@ class Hub:
             idle = named_once and engine.current is None and not engine.queue and not engine.direct
             cmd_id = shared_id if idle and shared_id is not None else self.dispatch.new_cmd_id()
             cmd = Command(job, i, name, desc, content, buffers, cmd_id, live=live)
+            if digests is not None:
+                cmd.digest = digests[i]  # checked by the engine, not here (§2)
             if idle:
                 together.append((engine, cmd))
                 continue
@@ -860,3 +863,15 @@ def _owner_of(msg: Message, client: bytes) -> bytes:
     """Which client a stored result belongs to (for ``flush``): ``cid``, else ``client``."""
     cid = msg.header.get("cid")
     return cid if isinstance(cid, bytes) else client
+
+
+def _part_digests(dg: Any, splits: list[int] | None) -> list[bytes] | None:
+    """The digest of each part's pickle in a ``submit`` whose parts are digested (``dg``,
+    one per part, checked for form by the signer), or None. Only parts that are a
+    pickle alone (no buffers) are digested: each then goes on with its digest as
+    ``cdg``, and its engine checks it (docs/protocol.md §2)."""
+    if dg is None:
+        return None
+    if splits is None or any(splits):
+        raise P.ProtocolViolation("digests (dg) come only with parts that have no buffers")
+    return list(dg)

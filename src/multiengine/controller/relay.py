@@ -235,6 +235,9 @@ class Controller:
             poller.register(wake_fd, select.POLLIN)
         poller.register(self.wake_read, select.POLLIN)
         engine_sock, hb, clients = self.engine_sock, self.hb, self.clients
+        # digested frames the controller passes on unchecked, for their receivers to
+        # check (docs/protocol.md §2): an engine's slices, a client's digested parts
+        relayed: dict[Any, tuple[str, ...]] = {engine_sock: (P.CHUNK,), clients: (P.SUBMIT,)}
         self.outbox.touched.update(routers)  # (messages may have come before the first turn)
         self._closed_connections()  # (the same for the monitors: after this, their fds say)
         next_sweep = time.monotonic() + self.hb_period
@@ -294,8 +297,8 @@ class Controller:
                     except zmq.Again:
                         touched.discard(sock)
                         break
-                    try:  # (an engine's slices: their digests are the client's to check)
-                        msg = self.signer.parse(frames, relay_chunks=sock is engine_sock)
+                    try:  # (digests of what is relayed: the receiver's to check)
+                        msg = self.signer.parse(frames, deferred=relayed.get(sock, ()))
                     except WireError as e:
                         hub.dropped += 1
                         log.warning("dropped a message on the %s channel: %s", channel, e)

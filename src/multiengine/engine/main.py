@@ -52,6 +52,7 @@ from ..wire.message import (
     ReplayGuard,
     Signer,
     WireError,
+    check_message_digests,
     digests,
     pending,
     recv_frames,
@@ -71,6 +72,9 @@ log = logging.getLogger("multiengine.engine")
 
 # why the engine interrupts its own code: the controller was lost, the command is void
 _WHY_LOST = "lost"
+# messages whose digests (dg, cdg) are checked when they run, not when they arrive: a
+# command that does not match fails with an answer (Engine._check_digests)
+CHECKED_WHEN_RUN = (P.CMD,)
 
 
 class Engine:
@@ -277,8 +281,8 @@ class Engine:
 
     def _recv(self) -> Any:
         frames = recv_frames(self.sock)
-        try:
-            return self.signer.parse(frames)
+        try:  # (a cmd's digests are checked when it runs: _arguments_checked)
+            return self.signer.parse(frames, deferred=CHECKED_WHEN_RUN)
         except WireError as e:
             self._dropped("a message", e)
             return None
@@ -687,6 +691,8 @@ class Engine:
             if h.get("xfer"):
                 buffers = self._recv_buffers(Xfer.from_wire(h["xfer"]), cmd_id, session)
             handler = COMMANDS[name]
+            if answer_to is None and ("cdg" in h or "dg" in h):
+                self._check_digests(msg, name)
             args = self._arguments(name, msg.content, buffers)
             with self._start_lock:
                 marks = self._revoked
@@ -837,6 +843,20 @@ class Engine:
             return content, buffers
         env = shm.share(content, buffers, [shm.client_slot()])
         return (env, []) if env is not None else (content, buffers)
+
+    def _check_digests(self, msg: Message, name: str) -> None:
+        """A command whose pickle came with the client's digest (``cdg``, passed on by
+        the controller unchecked, docs/protocol.md §2): a pickle that does not match it
+        was changed on its way, so it is counted with the dropped messages and never
+        unpickled, and the command fails (its job is answered, not left waiting)."""
+        try:
+            check_message_digests(msg.header, msg.content, msg.buffers)
+        except WireError as e:
+            self._dropped(f"the arguments of command {msg.header.get('cmd')}", e)
+            raise SerializationError(
+                f"the arguments of {name} were changed on their way to engine {self.id} "
+                "(they do not match the digest their client signed); not unpickled"
+            ) from None
 
     def _arguments(self, name: str, content: Any, buffers: list[Any]) -> Any:
         """A command's argument tuple; a value that does not unpickle here (a class this

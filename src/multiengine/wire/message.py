@@ -22,8 +22,10 @@ A message on any multiengine socket is, after the ZeroMQ routing identities::
   digested: a header with ``"dg"`` (one SHA-256 digest per buffer) covers its buffers
   by their length and their digests, and the receiver checks each buffer against its
   digest; the controller leaves that check of an engine's ``chunk`` to the client it
-  relays it to (:meth:`Signer.parse`, ``relay_chunks``), so the slices of a long list
-  are hashed twice on their way rather than four times.
+  relays it to (:meth:`Signer.parse`, ``deferred``), so the slices of a long list
+  are hashed twice on their way rather than four times. ``"cdg"`` does the same for the
+  content frame (a ``cmd`` whose pickle is a part of a client's digested ``submit``:
+  the parts of a ``scatter`` reach the engines hashed twice, never by the controller).
 
 * **Replay protection.** Every header carries a stamp: ``sid``, a random session id
   of the sending thread's use of this :class:`Signer`, ``seq``, that session's message
@@ -49,14 +51,14 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from itertools import chain
 from typing import Any
 
 import msgpack
 import zmq
 
-from .protocol import CHUNK, check_header
+from .protocol import check_header
 
 __all__ = [
     "DELIM",
@@ -68,6 +70,7 @@ __all__ = [
     "ReplayGuard",
     "Signer",
     "check_digests",
+    "check_message_digests",
     "digests",
     "WireError",
     "owned",
@@ -227,19 +230,27 @@ class Signer:
         _signers.add(self)
 
     def signature(
-        self, header: bytes, content: Any, buffers: Sequence[Any], raw: Any = None
+        self,
+        header: bytes,
+        content: Any,
+        buffers: Sequence[Any],
+        raw: Any = None,
+        digested_content: bool = False,
     ) -> bytes:
         """HMAC over the header, then each later frame's length and bytes (the content,
         every buffer); of the buffers that ``raw`` names (``True``: all of them) only the
-        length is covered. The lengths keep bytes from moving between frames and frames
-        (empty ones too) from being added or removed."""
+        length is covered, and of the content too when ``digested_content`` (the header
+        carries its digest, ``cdg``). The lengths keep bytes from moving between frames
+        and frames (empty ones too) from being added or removed."""
         # Small frames are hashed joined with what comes before them: one update call
         # instead of two per frame (a batch of 32 tiny tasks is 32 content frames); a
         # large frame is hashed in place, never copied. The bytes hashed are the same.
         h = self._base.copy()
         pack = _LEN.pack
         view: Any
-        if not buffers:  # most messages: a header and a small content, hashed in one go
+        if digested_content:
+            pass  # (rare, and large: the general loop below)
+        elif not buffers:  # most messages: a header and a small content, hashed in one go
             if type(content) is bytes:
                 view, n = content, len(content)
             elif type(content) is zmq.Frame:
@@ -271,8 +282,8 @@ class Signer:
                 n = _nbytes(b)
                 view = _view(b)
             pieces.append(pack(n))
-            if i and (all_raw or i - 1 in skip):
-                continue  # a raw buffer: its length only
+            if (i and (all_raw or i - 1 in skip)) or (not i and digested_content):
+                continue  # a raw buffer (or a digested content): its length only
             if n < JOIN_BELOW:
                 pieces.append(view)
             else:
@@ -305,18 +316,22 @@ class Signer:
         header["ts"] = _time()
         hbytes = session[2].pack(header)
         raw = True if header.get("dg") is not None else header.get("raw")  # (digested)
-        sig = self.signature(hbytes, content, buffers, raw)
+        sig = self.signature(hbytes, content, buffers, raw, header.get("cdg") is not None)
         return [*idents, DELIM + sig + hbytes, content, *buffers]
 
     def parse(
-        self, frames: list[Any], guard: ReplayGuard | None = None, relay_chunks: bool = False
+        self,
+        frames: list[Any],
+        guard: ReplayGuard | None = None,
+        deferred: Collection[str] = (),
     ) -> Message:
         """Split, verify and decode a received frame list (bytes or zmq.Frame); its
         stamp is checked against ``guard`` (this signer's own by default), and its
-        buffers against the digests its header carries (``dg``), except those of a
-        ``chunk`` when ``relay_chunks``: the controller passes them on with their
-        digests, and the receiver checks them (or it does, with :func:`check_digests`,
-        if it keeps the piece instead)."""
+        frames against the digests its header carries (``dg``, ``cdg``), except those of
+        the message types ``deferred`` names: the controller passes an engine's ``chunk``
+        and a client's ``submit`` on with their digests, and the receiver checks them (or
+        it does, with :func:`check_message_digests`, if it keeps them instead); an engine
+        checks a ``cmd``'s itself, to fail that command rather than drop it unanswered."""
         n = len(frames)
         i = 0
         idents: list[bytes] = []
@@ -365,14 +380,17 @@ class Signer:
             ):
                 raise WireError("malformed digest list in the header")
             raw = True  # the buffers are covered by their lengths and their digests
-        expected = self.signature(hbytes, content, buffers, raw)
+        cdg = header.get("cdg") if isinstance(header, dict) else None
+        if cdg is not None and not (type(cdg) is bytes and len(cdg) == DIGEST_SIZE):
+            raise WireError("malformed content digest in the header")
+        expected = self.signature(hbytes, content, buffers, raw, cdg is not None)
         if not hmac.compare_digest(sig, expected):
             raise WireError("bad signature (forged, garbled, or signed with another key)")
         if not isinstance(header, dict) or type(header.get("t")) is not str:
             raise WireError("header is not a map with a message type")
         (self.guard if guard is None else guard).check(header)
-        if dg is not None and not (relay_chunks and header["t"] == CHUNK):
-            check_digests(dg, buffers)
+        if (dg is not None or cdg is not None) and header["t"] not in deferred:
+            check_message_digests(header, content, buffers)
         return Message(idents, header, content, list(buffers) if buffers else [])
 
 
@@ -387,6 +405,18 @@ def check_digests(dg: Sequence[bytes], buffers: Sequence[Any]) -> None:
     for d, b in zip(dg, buffers, strict=True):
         if not hmac.compare_digest(hashlib.sha256(_view(b)).digest(), d):
             raise WireError("a buffer does not match its digest (changed on its way)")
+
+
+def check_message_digests(header: dict[str, Any], content: Any, buffers: Sequence[Any]) -> None:
+    """Raise :class:`WireError` unless the content and the buffers of a verified
+    message have the digests its header gives them (``cdg``, ``dg``: either may be
+    absent)."""
+    cdg = header.get("cdg")
+    if cdg is not None and not hmac.compare_digest(hashlib.sha256(_view(content)).digest(), cdg):
+        raise WireError("the content does not match its digest (changed on its way)")
+    dg = header.get("dg")
+    if dg is not None:
+        check_digests(dg, buffers)
 
 
 # libzmq reads a connection in 8 KB batches and hands out the messages under that size as

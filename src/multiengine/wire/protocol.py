@@ -233,7 +233,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
         CLIENT_CHANNEL,
         CLIENT,
         *("id", "rt", "cid", "cmd", "targets", "block", "desc"),
-        *("parts", "xfer", "controller", "live", "progress", "raw", "fetch_id"),
+        *("parts", "xfer", "controller", "live", "progress", "raw", "fetch_id", "dg"),
     ),
     _spec(CHUNK, CLIENT_CHANNEL, CLIENT, "x", "p", "rt", "raw"),
     _spec(FETCH, CLIENT_CHANNEL, CLIENT, "id", "rt", "job", "block"),
@@ -292,7 +292,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     # engine channel
     _spec(REGISTER, ENGINE_CHANNEL, ENGINE, "desired_id", "pid", "host", "epoch", "node", "direct"),
     _spec(REGISTERED, ENGINE_CHANNEL, CONTROLLER, "id", "hb_period", "hb_timeout", "epoch"),
-    _spec(CMD, ENGINE_CHANNEL, CONTROLLER, "cmd", "name", "xfer", "tl", "live", "raw"),
+    _spec(CMD, ENGINE_CHANNEL, CONTROLLER, "cmd", "name", "xfer", "tl", "live", "raw", "cdg"),
     _spec(REPLY, ENGINE_CHANNEL, ENGINE, "cmd", "status", "enc", "elapsed", "task", "xfer", "raw"),
     _spec(CMDS, ENGINE_CHANNEL, CONTROLLER, "cmds", "raw"),
     _spec(REPLIES, ENGINE_CHANNEL, ENGINE, "replies", "raw"),
