@@ -17,7 +17,13 @@ from helpers import HANG, error_types
 from wiretap import UP, Tap, header_of, tapped_connection
 
 import multiengine
-from multiengine.client.payload import DIGESTED_PARTS_FROM
+from multiengine.client.partition import partition
+from multiengine.client.payload import (
+    DIGESTED_PARTS_FROM,
+    dump_payload,
+    plan_dumped,
+    plan_payload,
+)
 from multiengine.cluster.cluster import Cluster
 from multiengine.errors import CompositeError, SerializationError
 from multiengine.wire.message import DIGEST_SIZE
@@ -39,6 +45,21 @@ def tapped(fresh_cluster: Callable[..., Cluster], tmp_path: Path) -> Iterator[di
     finally:
         mec.close()
         taps["client"].close()
+
+
+def test_the_digests_made_aside_are_those_of_the_parts_sent() -> None:
+    """Pure logic: a long part's digest is made on a thread while the next is pickled;
+    the header's ``dg`` is the SHA-256 of each part's frame, whichever way it was made."""
+    import hashlib
+
+    xs = list(range(1_200_000))  # parts of 1.9 MB: the first two digested aside
+    parts = [({"x": p},) for p in partition(xs, 3, views=True)]
+    dumped = dump_payload((), parts)
+    assert [d is not None for d in dumped.made_digests] == [True, True, False]
+    payload = plan_dumped(dumped)
+    assert payload.fields["dg"] == [hashlib.sha256(f).digest() for f in payload.buffers]
+    short = plan_payload((), [({"x": [1, 2]},), ({"x": [3]},)])
+    assert "dg" not in short.fields
 
 
 def dropped_on(mec: multiengine.MultiEngineClient, engine: int) -> int:

@@ -96,6 +96,9 @@ class Interpreter:
         self.output: tuple[str, str] | None = None
         # messages this engine dropped unread: unsigned, forged, replayed or stale ones
         self.dropped_messages = 0
+        # values a command replaced that take long to free (long lists): let go once
+        # its answer is sent, off the caller's wait (Engine._run_command)
+        self.retired: list[Any] = []
         self.reset()
 
     # The namespace is the engine's ``__main__`` module, so classes and functions

@@ -759,6 +759,8 @@ class Engine:
             self._send_slices(cmd_id, elapsed, *sliced)
         else:
             self._send_reply(cmd_id, status, content, buffers, flags, elapsed)
+        if self.interp.retired:
+            self.interp.retired.clear()  # answered: now the values it replaced are freed
         return name == "kill" and status == P.STATUS_OK
 
     def _answer_direct(
