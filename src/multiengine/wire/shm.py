@@ -396,7 +396,7 @@ class Mappings:
                     out.append((m, off, size))
                 else:
                     buf = _new_buffer(size)
-                    buf[:] = memoryview(m.mm)[off : off + size]
+                    copy_into(buf, memoryview(m.mm)[off : off + size])  # several CPUs if large
                     out.append(buf)
             if env.shared:
                 out = self._read_only(by_block, out, slot)
