@@ -166,6 +166,7 @@ class Engine:
         self._streamer: Any = None
         self._interrupted: str | None = None  # why SIGINT was sent: "interrupt", "abort", "timeout"
         self._reply_node = ""  # the running command's client takes large answers by shm
+        self._reply_holder = 0  # ... and keeps them mapped read-only: its PID (else 0)
 
     # ------------------------------------------------------------ registration
     def register(self, timeout: float = 10.0) -> int:
@@ -837,13 +838,15 @@ class Engine:
 
     def _shared_answer(self, content: bytes, buffers: list[Any]) -> tuple[bytes, list[Any]]:
         """A large answer for a client of this host: through shared memory (one copy
-        here, one there) rather than the network, when the pool has room."""
+        here, one there; or none there, for a client that maps it read-only) rather than
+        the network, when the pool has room."""
         limit = shm.threshold()
         if not limit or self._reply_node != shm.node_identity():
             return content, buffers
         if chunks.total_size(buffers) < limit:
             return content, buffers
-        env = shm.share(content, buffers, [shm.client_slot()])
+        holder = self._reply_holder
+        env = shm.share(content, buffers, [shm.client_slot()], shared=bool(holder), holder=holder)
         return (env, []) if env is not None else (content, buffers)
 
     def _check_digests(self, msg: Message, name: str) -> None:
@@ -865,6 +868,7 @@ class Engine:
         engine cannot import, a ``__reduce__`` that raises) fails with a
         SerializationError that names the command and the cause."""
         self._reply_node = ""
+        self._reply_holder = 0
         if not len(content):
             return ()
         try:
@@ -872,6 +876,7 @@ class Engine:
             if shm.is_envelope(data):  # buffers in shared memory; perhaps the answer too
                 env = shm.Envelope.from_bytes(data)
                 self._reply_node = env.reply_node
+                self._reply_holder = env.reply_holder
                 return loads(env, buffers)
             if not buffers:  # (most commands: what loads would do, without asking again)
                 return pickle.loads(data)
