@@ -92,3 +92,12 @@ def test_round_trip_harness_gives_raw_zmq_and_execute_rows() -> None:
             row,
             done.stdout,
         )
+
+
+def test_scatter_cpu_times_the_scatter_and_each_process_cpu() -> None:
+    done = run("scatter_cpu.py", "-n", "2", "--rounds", "1")
+    assert done.returncode == 0, done.stderr
+    (row,) = [r for r in done.stdout.splitlines() if r.startswith("round 0")]
+    assert re.search(r"median +[\d.]+ ms = +\d+ MB/s", row), row
+    for process in ("client", "controller", "engine 0", "engine 1"):
+        assert re.search(rf"{process} [\d.]+", row), row
