@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import errors
-from ..wire import chunks, slices
+from ..wire import chunks, slices, warm
 from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from ..wire.protocol import ErrorReport, PartHeader, Printed
@@ -80,13 +80,16 @@ def decode_part(part: PartHeader, content: Any, buffers: list[Any], method: str)
     try:
         if part.enc == P.SLICES:
             return slices.load(buffers)
-        return loads(content, buffers)
+        value = loads(content, buffers)
     except Exception as e:
         err = errors.SerializationError(
             f"cannot unpickle the result of engine {part.engine_id}: {e}"
         )
         err.__cause__ = errors.RemoteTraceback(part.engine_id, method)
         return err
+    if type(value) is list and len(value) >= warm.STRIDE:  # a gather's part, say: its
+        warm.keep(value)  # arenas stay mapped for the next one (slices do it themselves)
+    return value
 
 
 def unwrap(value: Any) -> tuple[Any, tuple[str, str] | None]:

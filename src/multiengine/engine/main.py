@@ -14,7 +14,8 @@ and the pings' TTL makes this side drop a controller that stops pinging. After e
 registration the heartbeat thread says ``hello`` on that connection, so the controller
 knows it. The same thread watches both connections: when either closes, the engine has
 lost the controller. It then interrupts what runs (the controller has already failed
-it), and the main thread registers again under the same id, keeping the namespace,
+it; a direct command, answered by the engine itself, runs on), and the main thread
+registers again under the same id, keeping the namespace,
 until ``reconnect_timeout`` runs out (docs/protocol.md §7).
 
 It is long because it is one process's life: the command loop, the heartbeat thread,
@@ -390,14 +391,17 @@ class Engine:
             if self._lost_at is None:
                 self._lost_at = time.monotonic()
             running = self._running
+        # A direct command (its id a str) goes on: its client gets the answer from this
+        # engine, not from the controller, which has not failed it.
+        void = running is not None and type(running) is not str
         log.warning(
             "engine %d lost the controller (its connection closed, or no heartbeat for "
             "%g s): registering again%s",
             self.id,
             self.hb_timeout,
-            "; interrupting what runs (the controller has failed it)" if running else "",
+            "; interrupting what runs (the controller has failed it)" if void else "",
         )
-        if running is not None:
+        if void:
             self.interrupt(running, _WHY_LOST)
 
     def interrupt(self, cmd_id: Any, why: str) -> bool:
