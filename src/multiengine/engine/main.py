@@ -283,7 +283,7 @@ class Engine:
 
     def _recv(self) -> Any:
         frames = recv_frames(self.sock)
-        try:  # (a cmd's digests are checked when it runs: _arguments_checked)
+        try:  # (a cmd's digests are checked when it runs: _check_digests)
             return self.signer.parse(frames, deferred=CHECKED_WHEN_RUN)
         except WireError as e:
             self._dropped("a message", e)
