@@ -580,7 +580,9 @@ class Engine:
         if self._held.items:  # after the replies held before it
             self._held.send_after(lambda: self.signer.frames(reply, content, buffers))
         else:
-            self._send(self.signer.frames(reply, content, buffers))
+            frames = self.signer.frames(reply, content, buffers)
+            with self._send_lock:  # (_send, without its call on every reply)
+                send_frames(self.sock, frames)
 
     def serve(self) -> None:
         """Run commands until a ``kill``; the only message the command socket takes is ``cmd``.
@@ -600,7 +602,12 @@ class Engine:
                 if self._backlog:
                     msg = self._backlog.pop(0)
                 elif not self._direct_on:
-                    msg = self._recv()
+                    frames = recv_frames(self.sock)  # (_recv, without its call per command)
+                    try:
+                        msg = self.signer.parse(frames)
+                    except WireError as e:
+                        self._dropped("a message", e)
+                        continue
                 else:
                     msg, answer_to = self._next()
             except zmq.Again:
