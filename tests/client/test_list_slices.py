@@ -114,7 +114,7 @@ def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 count = "import resource; f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt"
-xs = list(range(10**6, 10**6 + 8 * slices.MIN_ITEMS))
+xs = list(range(10**6, 10**6 + int(sys.argv[2])))
 mec = multiengine.MultiEngineClient(cluster_dir=sys.argv[1])
 mec.scatter("x", xs)
 out = {"gather": [], "scatter": []}
@@ -136,28 +136,34 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.parametrize(
+    ("engines", "items"),
+    [(2, 8 * slices.MIN_ITEMS), (4, 4 * (slices.MIN_ITEMS // 2))],
+    ids=["in-slices", "parts-whole"],
+)
 def test_a_list_gathered_or_scattered_again_goes_in_the_memory_the_last_one_left(
-    fresh_cluster: Callable[..., Cluster],
+    fresh_cluster: Callable[..., Cluster], engines: int, items: int
 ) -> None:
     """wire/warm.py. Page faults are counted, not time: in fresh processes (a client of
     its own, new engines), where a list of 524k ints needs new memory, the first gather
     and scatter fault its pages in; the next ones mostly reuse the arenas the last list
     left when it was dropped (what still faults is outside the object allocator: the
-    list's array, the frames)."""
+    list's array, the frames). The same for a gather whose parts are each too short to
+    travel in slices (many engines), unpickled whole."""
     import json
 
-    cluster = fresh_cluster(2, restart_engines=False)
+    cluster = fresh_cluster(engines, restart_engines=False)
     run = subprocess.run(
-        [sys.executable, "-c", WARM_SCRIPT, str(cluster.cluster_dir.path)],
+        [sys.executable, "-c", WARM_SCRIPT, str(cluster.cluster_dir.path), str(items)],
         capture_output=True,
         text=True,
         timeout=HANG,
     )
     assert run.returncode == 0, run.stderr
     faults = json.loads(run.stdout)
-    pages = 8 * slices.MIN_ITEMS * 32 // 4096  # the pages the list's int objects fill
+    pages = items * 32 // 4096  # the pages the list's int objects fill
     assert faults["gather"][0] > pages, faults
-    assert faults["scatter"][0] > pages // 2, faults  # (an engine's part: half the list)
+    assert faults["scatter"][0] > pages // engines, faults  # (an engine's part)
     for name, counts in faults.items():
         assert max(counts[1:]) < counts[0] // 2, (name, counts)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import HANG, assert_remote, client_process, idle, wait_until
+from helpers import HANG, assert_remote, client_process, idle, process_running, wait_until
 
 import multiengine
 from multiengine.cluster.cluster import Cluster
@@ -309,6 +309,103 @@ def test_no_block_outlives_an_engine_killed_with_shared_arrays(
     )
 
 
+ENGINE_BLOCKS = (
+    "from multiengine.wire import shm\n"
+    "made = shm.local().pool.created\n"
+    "used = sum(b.generation for b in shm.local().pool.blocks)"
+)
+
+
+def _engine_blocks(mec: multiengine.MultiEngineClient, engine: int) -> tuple[int, int]:
+    """Blocks engine ``engine`` has made, and the transfers they have carried."""
+    mec.execute(ENGINE_BLOCKS, targets=engine)
+    made, used = mec.pull(["made", "used"], targets=engine)[0]
+    return made, used
+
+
+def test_a_shared_pull_maps_the_engines_copy_read_only_and_the_engine_reuses_it(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    a = np.arange(2 * MB, dtype="float64")
+    mec.push({"a": a}, targets=[1, 2])
+    made, used = _engine_blocks(mec, 1)
+    first = mec.pull("a", targets=1, shared=True)[0]
+    assert np.array_equal(first, a)
+    assert not first.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        first[0] = 1.0
+    assert _engine_blocks(mec, 1)[1] == used + 1  # it came through the engine's block
+    mec.execute("a[0] = -1.0", targets=1)  # the engine's own array is not the view
+    assert first[0] == 0.0
+    # while `first` lives its block is ours: the next pull needs a block of its own...
+    second = mec.pull("a", targets=1, shared=True)[0]
+    assert second[0] == -1.0 and not second.flags.writeable
+    assert _engine_blocks(mec, 1)[0] >= made + 1
+    made_now = _engine_blocks(mec, 1)[0]
+    # ...and once both are gone, the engine fills the blocks they held again
+    del first, second
+    gc.collect()
+    for _ in range(3):
+        again = mec.pull("a", targets=1, shared=True)[0]
+        assert again[0] == -1.0 and np.array_equal(again[1:], a[1:])
+        del again
+    assert _engine_blocks(mec, 1)[0] == made_now
+    # from several engines at once, each from its own block
+    both = mec.pull(["a"], targets=[1, 2], shared=True)
+    assert [x[0][0] for x in both] == [-1.0, 0.0]
+    assert not any(x[0].flags.writeable for x in both)
+    # a non-blocking pull copies, as ever (the answer waits in the controller)
+    later = mec.pull("a", targets=2, block=False, shared=True).result(HANG)[0]
+    assert later.flags.writeable and np.array_equal(later, a)
+    # and a small value is a value like any other
+    mec.execute("small = list(range(5))", targets=1)
+    assert mec.pull("small", targets=1, shared=True) == [[0, 1, 2, 3, 4]]
+
+
+HOLDER = """
+import signal, sys, multiengine
+mec = multiengine.MultiEngineClient(cluster_dir=sys.argv[1])
+held = mec.pull("a", targets=0, shared=True)[0]
+print(float(held[-1]), flush=True)
+while True:
+    signal.pause()
+"""
+
+
+def test_a_shared_pull_outlives_its_engine_and_a_killed_holder_frees_the_block(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = fresh_cluster(2)
+    mec = cluster.multiengine_client()
+    a = np.arange(4 * MB, dtype="float64")
+    mec.push({"a": a})
+    # a client killed while it holds the engine's block: the engine fills it again
+    made = _engine_blocks(mec, 0)[0]
+    with client_process(HOLDER, cluster.cluster_dir.path) as holder:
+        engine = cluster.engine_pids()[0]
+        assert holder.pid in _blocks_of(engine)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(HANG)
+    for _ in range(2):
+        assert np.array_equal(mec.pull("a", targets=0, shared=True)[0], a)
+    assert _engine_blocks(mec, 0)[0] == made + 1  # only the one the holder had
+    # an engine killed while this client holds its copy: the values stay readable
+    kept = mec.pull("a", targets=1, shared=True)[0]
+    victim = cluster.engine_pids()[1]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: not process_running(victim), HANG, 0.02, "engine 1 to be gone")
+    assert np.array_equal(kept, a)
+    assert os.getpid() in _blocks_of(victim)
+    del kept  # then nothing of its memory is left
+    gc.collect()
+    wait_until(
+        lambda: shm.prune() or not _blocks_of(victim),
+        HANG,
+        0.05,
+        lambda: f"the dead engine's block to be freed: {_blocks_of(victim)}",
+    )
+
+
 @pytest.mark.asyncio
 async def test_the_asyncio_client_shares_too(
     cluster: Cluster, mec: multiengine.MultiEngineClient
@@ -319,6 +416,8 @@ async def test_the_asyncio_client_shares_too(
         await amec.push({"a": a}, targets=[0, 1], shared=True)
         await amec.execute("w = a.flags.writeable", targets=[0, 1])
         assert await amec.pull("w", targets=[0, 1]) == [False, False]
+        got = await amec.pull("a", targets=0, shared=True)
+        assert np.array_equal(got[0], a) and not got[0].flags.writeable
         await amec.scatter("p", a, targets=[0, 1])
         assert np.array_equal(await amec.gather("p", targets=[0, 1]), a)
         await amec.execute("del a", targets=[0, 1])

@@ -137,6 +137,70 @@ def test_a_call_running_when_the_controller_died_fails_clearly(
     assert "restarted" in str(info.value)
 
 
+@pytest.mark.fault(
+    section="a-controller-that-comes-back",
+    fault=(
+        "SIGKILL to the controller while a blocking `execute` runs on the direct path (an "
+        "engine of the client's host)"
+    ),
+    outcome=(
+        "the engine runs it to the end and answers the client itself: the call returns its "
+        "result, its names are set; later calls go direct again"
+    ),
+)
+def test_a_direct_call_running_when_the_controller_died_ends_normally(
+    fresh_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    c = fresh_cluster(1, heartbeat_period=0.25, heartbeat_timeout=1.5)
+    mec = c.multiengine_client()
+    wait_until(
+        lambda: mec.execute("x = 1", targets=0) and mec._core.direct_calls,
+        message="a call to go direct",
+    )
+    started, release = tmp_path / "started", tmp_path / "release"
+    code = (
+        "import os, time\n"
+        f"open({str(started)!r}, 'w').close()\n"
+        f"while not os.path.exists({str(release)!r}): time.sleep(0.01)\n"
+        "y = x + 4"
+    )
+    done: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            done["value"] = mec.execute(code, targets=0)
+        except BaseException as e:
+            done["error"] = e
+
+    direct_before = mec._core.direct_calls
+    thread = threading.Thread(target=call)
+    thread.start()
+    try:
+        wait_until(started.exists, message="the call to run")
+        assert mec._core.direct_calls == direct_before + 1  # it went direct
+        kill_controller(c)
+    finally:
+        release.touch()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert "error" not in done, done
+    assert done["value"][0]["input"]["raw"] == code  # its own result, from the engine
+
+    def engine_back() -> bool:  # (a call sent before the client saw the restart fails)
+        try:
+            return mec.get_ids() == [0]
+        except ControllerRestarted:
+            return False
+
+    wait_until(engine_back, message="the engine to register with the new controller")
+    assert mec.pull("y", targets=0) == [5]
+    taken = mec._core.direct_calls
+    wait_until(
+        lambda: mec.execute("z = y", targets=0) and mec._core.direct_calls > taken,
+        message="calls to go direct again",
+    )
+
+
 def test_restore_after_a_clean_stop_keeps_results_and_history(
     fresh_cluster: Callable[..., Cluster], multiengine_dir: Path
 ) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from multiengine.wire.serialize import dumps, loads
 
 
 def test_an_envelope_round_trips_and_is_told_from_a_pickle() -> None:
-    env = shm.Envelope(b"\x80\x05data", [[1, 2, 3, 4096, 10]], "node", True, "node")
+    env = shm.Envelope(b"\x80\x05data", [[1, 2, 3, 4096, 10]], "node", True, "node", 4321)
     raw = env.to_bytes()
     assert shm.is_envelope(raw) and shm.is_envelope(memoryview(raw))
     assert not shm.is_envelope(pickle.dumps(1, protocol=5))
@@ -113,3 +115,16 @@ def test_a_reader_keeps_its_newest_mappings() -> None:
     for pool in pools:
         pool.close()
     mappings.close()
+
+
+def test_a_block_held_by_a_reader_that_exited_is_reused() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a PID that no longer runs
+    pool = shm.Pool()
+    data = [np.arange(200_000, dtype="float64")]
+    for holder in (os.getpid(), gone.pid):
+        assert pool.share([data], [0], holder) is not None
+    # the block this process holds stays taken; the one of the exited process is free
+    assert [b.free() for b in pool.blocks] == [False, True]
+    assert pool.share([data], [0]) is not None and pool.created == 2
+    pool.close()

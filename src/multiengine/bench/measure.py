@@ -66,7 +66,8 @@ METRICS = [
     Metric("push", "push 80 MB float64 -> 1 engine (writable)", "GB/s", True, 2.6),
     Metric("push_all", "push 80 MB -> all engines, writable (delivered)", "GB/s", True, 5.0),
     Metric("push_shared", "push 80 MB -> all engines, shared (delivered)", "GB/s", True, 13.0),
-    Metric("pull", "pull 80 MB float64 <- 1 engine", "GB/s", True, 3.5),
+    Metric("pull", "pull 80 MB float64 <- 1 engine (writable)", "GB/s", True, 3.5),
+    Metric("pull_shared", "pull 80 MB <- 1 engine, read-only (shared)", "GB/s", True),
     Metric("scatter", "scatter a 1M-int list over all engines (8 B/int)", "MB/s", True),
     Metric("gather", "gather a 1M-int list from all engines (8 B/int)", "MB/s", True, 180.0),
     Metric("map", f"map(lambda x: x, range({MAP_ITEMS})), all", "items/s", True),
@@ -183,6 +184,17 @@ def _push_pull(out: Outcome, ops: Ops, plan: Plan) -> None:
             raise ValueError("pull returned a different array")
         pulls = _sample(ops.pull, plan.transfers, plan.budget)
         out.store("pull", a.nbytes / 1e9 / statistics.median(pulls), len(pulls), plan.transfers)
+        del back
+        if ops.pull_shared is None:
+            out.values["pull_shared"] = NOT_APPLICABLE
+            return
+        back = ops.pull_shared()
+        if getattr(back, "shape", None) != a.shape or back[-1] != a[-1]:
+            raise ValueError("read-only pull returned a different array")
+        del back
+        pulls = _sample(ops.pull_shared, plan.transfers, plan.budget)
+        gbs = a.nbytes / 1e9 / statistics.median(pulls)
+        out.store("pull_shared", gbs, len(pulls), plan.transfers)
     finally:
         ops.drop()
 
@@ -254,7 +266,7 @@ def _phases(out: Outcome, ops: Ops, n: int, plan: Plan) -> list[tuple[tuple[str,
         (("call1",), lambda: _latency(out, "call1", ops.call_one, plan)),
         (("pull_tiny",), lambda: _latency(out, "pull_tiny", ops.pull_tiny, plan)),
         (("rtt_all",), lambda: _latency(out, "rtt_all", ops.execute_all, plan)),
-        (("push", "pull"), lambda: _push_pull(out, ops, plan)),
+        (("push", "pull", "pull_shared"), lambda: _push_pull(out, ops, plan)),
         (("push_all",), lambda: _push_all(out, "push_all", ops.push_all, ops, n, plan)),
         (("push_shared",), lambda: _push_all(out, "push_shared", ops.push_shared, ops, n, plan)),
         (("scatter", "gather"), lambda: _lists(out, ops, plan)),

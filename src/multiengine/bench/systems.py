@@ -44,7 +44,8 @@ class Ops:
     push: Callable[[Any], Any]  # put the array on engine 0 as ``a`` (writable there)
     push_all: Callable[[Any], Any]  # put the array on every engine as ``a`` (writable there)
     push_shared: Callable[[Any], Any] | None  # the same, read-only, shared by the engines
-    pull: Callable[[], Any]  # get ``a`` back from engine 0
+    pull: Callable[[], Any]  # get ``a`` back from engine 0, writable
+    pull_shared: Callable[[], Any] | None  # the same, a read-only view where the system has one
     scatter: Callable[[list[int]], Any] | None  # one contiguous part per engine, as ``x``
     gather: Callable[[], list[int]] | None  # the parts of ``x`` joined in engine order
     map: Callable[[Callable[[Any], Any], range], Any]  # a parallel map over every engine
@@ -101,6 +102,7 @@ class MultiEngine:
             "push_all": "`mec.push({'a': a}, targets='all')`",
             "push_shared": "`mec.push({'a': a}, targets='all', shared=True)`",
             "pull": "`mec.pull('a', targets=0)`",
+            "pull_shared": "`mec.pull('a', targets=0, shared=True)`: a read-only array",
             "scatter": "`mec.scatter('x', xs)`",
             "gather": "`mec.gather('x')`",
             "map": "`mec.map(f, seq)`",
@@ -133,6 +135,7 @@ class MultiEngine:
             # a TypeError until push takes ``shared`` (being built): the row says "not built"
             push_shared=lambda a: mec.push({"a": a}, targets="all", shared=True),
             pull=lambda: mec.pull("a", targets=0)[0],
+            pull_shared=lambda: mec.pull("a", targets=0, shared=True)[0],
             scatter=lambda xs: mec.scatter("x", xs),
             gather=lambda: mec.gather("x"),
             map=lambda f, seq: mec.map(f, seq),
@@ -163,6 +166,7 @@ class IPyParallel:
             "push_all": "`rc[:].push({'a': a}, block=True)`",
             "push_shared": "— (no shared-memory push)",
             "pull": "`rc[0].pull('a', block=True)`",
+            "pull_shared": "— (no read-only pull)",
             "scatter": "`rc[:].scatter('x', xs, block=True)`",
             "gather": "`rc[:].gather('x', block=True)`",
             "map": "`rc[:].map_sync(f, seq)`",
@@ -188,6 +192,7 @@ class IPyParallel:
             push_all=lambda a: dv.push({"a": a}, block=True),
             push_shared=None,
             pull=lambda: one.pull("a", block=True),
+            pull_shared=None,
             scatter=lambda xs: dv.scatter("x", xs, block=True),
             gather=lambda: dv.gather("x", block=True),
             map=lambda f, seq: dv.map_sync(f, seq),
@@ -230,6 +235,7 @@ class Dask:
             "push_all": "`client.scatter(a, broadcast=True, hash=False)`",
             "push_shared": "— (no shared-memory push)",
             "pull": "`future.result()` of the array scattered to worker 0",
+            "pull_shared": "— (no read-only pull)",
             "scatter": _DASK_LISTS,
             "gather": _DASK_LISTS,
             "map": "`client.gather(client.map(f, seq, pure=False))`",
@@ -275,6 +281,7 @@ class Dask:
             push_all=lambda a: push(a, broadcast=True),
             push_shared=None,
             pull=lambda: held["a"].result(),
+            pull_shared=None,
             scatter=None,
             gather=None,
             map=lambda f, seq: client.gather(client.map(f, seq, pure=False)),
@@ -339,7 +346,10 @@ class Ray:
             "push_all": "`actor.put.remote('a', a)` per actor: by value, copied to writable",
             "push_shared": "`ref = ray.put(a)`, `actor.put.remote('a', ref)` per actor:"
             " read-only views",
-            "pull": "`ray.get(actor0.get.remote('a'))`: a read-only view of the object store",
+            "pull": "`ray.get(actor0.get.remote('a')).copy()`: Ray's arrays are read-only"
+            " views of its object store; a writable one is a copy",
+            "pull_shared": "`ray.get(actor0.get.remote('a'))`: a read-only view of the object"
+            " store",
             "scatter": "`actor.put.remote('x', part)` per actor, `ray.get`",
             "gather": "`ray.get([actor.get.remote('x') ...])`, joined",
             "map": "`actor.call.remote(map_part, f, part)` per actor, `ray.get`",
@@ -383,7 +393,8 @@ class Ray:
             push=lambda a: ray.get(zero.put.remote("a", a, True)),
             push_all=push_all,
             push_shared=lambda a: push_all(a, writable=False),
-            pull=lambda: ray.get(zero.get.remote("a")),
+            pull=lambda: ray.get(zero.get.remote("a")).copy(),
+            pull_shared=lambda: ray.get(zero.get.remote("a")),
             scatter=lambda xs: ray.get(
                 [a.put.remote("x", p, True) for a, p in zip(actors, _parts(xs, n), strict=True)]
             ),

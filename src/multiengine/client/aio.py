@@ -190,21 +190,47 @@ class AsyncMultiEngineClient(_AsyncBase, LiveOutputSettings):
 
     @overload
     async def pull(
-        self, keys: str | Sequence[str], targets: Targets | None = None, *, block: Literal[True]
+        self,
+        keys: str | Sequence[str],
+        targets: Targets | None = None,
+        *,
+        block: Literal[True],
+        shared: bool = False,
     ) -> list[Any]: ...
     @overload
     async def pull(
-        self, keys: str | Sequence[str], targets: Targets | None = None, *, block: Literal[False]
+        self,
+        keys: str | Sequence[str],
+        targets: Targets | None = None,
+        *,
+        block: Literal[False],
+        shared: bool = False,
     ) -> PendingResult[list[Any]]: ...
     @overload
     async def pull(
-        self, keys: str | Sequence[str], targets: Targets | None = None, block: bool | None = None
+        self,
+        keys: str | Sequence[str],
+        targets: Targets | None = None,
+        block: bool | None = None,
+        *,
+        shared: bool = False,
     ) -> list[Any] | PendingResult[list[Any]]: ...
     async def pull(
-        self, keys: str | Sequence[str], targets: Targets | None = None, block: bool | None = None
+        self,
+        keys: str | Sequence[str],
+        targets: Targets | None = None,
+        block: bool | None = None,
+        *,
+        shared: bool = False,
     ) -> list[Any] | PendingResult[list[Any]]:
-        """Per engine: the value of ``keys`` (a str), or a list of values (a list/tuple of keys)."""
-        return await self._arun(self._calls.pull(keys, targets, block))  # type: ignore[no-any-return]
+        """Per engine: the value of ``keys`` (a str), or a list of values (a list/tuple of keys).
+
+        Large numpy arrays from engines of this host come through shared memory, copied
+        into writable memory here. ``shared=True`` (a blocking pull): read-only arrays
+        mapped on the engine's copy instead, with no copy here; the engine reuses that
+        memory once they are gone (docs/client.md, "Large data on one host").
+        """
+        return await self._arun(self._calls.pull(keys, targets, block, shared))  # type: ignore[no-any-return]
 
     @overload
     async def push_function(

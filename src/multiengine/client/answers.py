@@ -14,7 +14,7 @@ from typing import Any
 import zmq
 
 from .. import errors
-from ..wire import chunks, shm, slices
+from ..wire import chunks, shm, slices, warm
 from ..wire import protocol as P
 from ..wire.message import Message, unpack
 from ..wire.protocol import ErrorReport, PartHeader, Printed
@@ -83,9 +83,12 @@ def decode_part(part: PartHeader, content: Any, buffers: list[Any], method: str)
     try:
         if part.enc == P.SLICES:
             return slices.load(buffers)
-        return loads(content, buffers)
+        value = loads(content, buffers)
     except Exception as e:
         return _not_unpickled(part, e, method)
+    if type(value) is list and len(value) >= warm.STRIDE:  # a gather's part, say: its
+        warm.keep(value)  # arenas stay mapped for the next one (slices do it themselves)
+    return value
 
 
 def _not_unpickled(part: PartHeader, e: Exception, method: str) -> errors.SerializationError:
@@ -160,6 +163,9 @@ def _decode_plain(
                 value = pickle.loads(data)
             except Exception as e:
                 value = _not_unpickled(p, e, method)
+            else:
+                if type(value) is list and len(value) >= warm.STRIDE:  # as decode_part
+                    warm.keep(value)
         else:
             value = decode_part(p, c, [], method)
         if type(value) is Printed:

@@ -115,13 +115,15 @@ class MultiEngineCalls:
         *,
         shared: bool = False,
         reply_shm: bool = False,
+        reply_shared: bool = False,
         chain_parts: bool = False,
     ) -> Op[Any]:
         """Run ``cmd`` on the targets: their values (after ``post``), or a PendingResult.
 
         Large buffers go to engines of this host through shared memory (read-only
         zero-copy arrays there with ``shared``); ``reply_shm``: a blocking call whose
-        large answers may come back the same way (``pull``). ``chain_parts``: ``post``
+        large answers may come back the same way (``pull``), mapped here read-only with
+        ``reply_shared``. ``chain_parts``: ``post``
         joins the parts into one list (a blocking ``gather``), so long lists in slices
         may be unpickled into one (``wire.slices.Chain``).
         """
@@ -140,6 +142,7 @@ class MultiEngineCalls:
         dumped = dump_payload(args, parts)
         limit = shm.threshold()
         if limit and shm.node_identity():
+            holder = os.getpid() if reply_shared else 0
             if dumped.size >= limit:
                 return self._submit_local(
                     cmd,
@@ -150,9 +153,10 @@ class MultiEngineCalls:
                     post,
                     shared,
                     reply_shm and block,
+                    holder,
                     chain_parts,
                 )
-            asked = plan_reply(dumped) if reply_shm and block else None
+            asked = plan_reply(dumped, holder) if reply_shm and block else None
             if asked is not None:
                 return self._call(cmd, header, asked, targets, block, post, chain_parts)
         return self._call(cmd, header, plan_dumped(dumped), targets, block, post, chain_parts)
@@ -167,6 +171,7 @@ class MultiEngineCalls:
         post: Callable[[list[Any]], Any] | None,
         shared: bool,
         reply: bool,
+        holder: int = 0,
         chain_parts: bool = False,
     ) -> Steps[Any]:
         """``submit`` through shared memory to the targets that are engines of this host."""
@@ -178,7 +183,9 @@ class MultiEngineCalls:
             readers = [i for i, m in zip(ids, local, strict=True) if m]
             slots = [s for s in map(shm.engine_slot, readers) if s is not None]
             mixed = None if all(local) else local  # the others: a part each, by the network
-            payload = plan_shared(dumped, slots, shared=shared, reply=reply, local=mixed)
+            payload = plan_shared(
+                dumped, slots, shared=shared, reply=reply, holder=holder, local=mixed
+            )
             if payload is not None:
                 header["targets"] = ids  # exactly the engines the block waits for
         if payload is None:
@@ -303,10 +310,12 @@ class MultiEngineCalls:
         desc = f"push({', '.join(namespace)})"
         return self.submit("push", (namespace,), targets, block, desc, shared=bool(shared))
 
-    def pull(self, keys: Any, targets: Any, block: Any) -> Op[Any]:
+    def pull(self, keys: Any, targets: Any, block: Any, shared: bool = False) -> Op[Any]:
         keys = self.check_keys(keys)
         desc = f"pull({short(keys)})"
-        return self.submit("pull", (keys,), targets, block, desc, reply_shm=True)
+        return self.submit(
+            "pull", (keys,), targets, block, desc, reply_shm=True, reply_shared=bool(shared)
+        )
 
     def push_function(self, namespace: dict[str, Any], targets: Any, block: Any) -> Op[Any]:
         self.check_namespace(namespace)

@@ -92,15 +92,16 @@ def plan_dumped(dumped: Dumped) -> Payload:
     return Payload({"parts": counts, "xfer": xfers}, b"", frames, pieces)
 
 
-def plan_reply(dumped: Dumped) -> Payload | None:
+def plan_reply(dumped: Dumped, holder: int = 0) -> Payload | None:
     """A request with no buffers of its own, asking that large answers from engines of
-    this host come back through shared memory (a blocking ``pull``). Each engine sees for
+    this host come back through shared memory (a blocking ``pull``); ``holder``: this
+    process's PID when it maps them read-only (``shared=True``). Each engine sees for
     itself whether it is on this host, so the targets stay as they are. None when the
     request has buffers or parts (it then goes as usual)."""
     if dumped.per_part or dumped.items[0][1]:
         return None
     node = shm.node_identity()
-    envelope = shm.Envelope(bytes(dumped.items[0][0]), [], node, False, node)
+    envelope = shm.Envelope(bytes(dumped.items[0][0]), [], node, False, node, holder)
     return Payload(content=envelope.to_bytes())
 
 
@@ -110,12 +111,14 @@ def plan_shared(
     *,
     shared: bool = False,
     reply: bool = False,
+    holder: int = 0,
     local: Sequence[bool] | None = None,
 ) -> Payload | None:
     """Envelopes for engines of this host (reader slots ``readers``): every buffer copied
     once into one block of this process's pool, the content frames holding references.
     ``shared``: the engines map the buffers read-only instead of copying them;
-    ``reply``: they may answer through shared memory too. ``local``: per target, whether
+    ``reply``: they may answer through shared memory too (``holder``: as for
+    :func:`plan_reply`). ``local``: per target, whether
     it is an engine of this host; the others then get their bytes over the network, every
     target getting a part of its own. None when the pool is full."""
     node = shm.node_identity()
@@ -145,7 +148,9 @@ def plan_shared(
             out.append((content, bufs))
             continue
         r = refs[0] if local is not None and not dumped.per_part else refs[i]
-        env = shm.Envelope(bytes(content), r, node, shared, node if reply else "")
+        env = shm.Envelope(
+            bytes(content), r, node, shared, node if reply else "", holder if reply else 0
+        )
         out.append((env.to_bytes(), []))
     if local is None and not dumped.per_part:
         return Payload(content=out[0][0], release=release)

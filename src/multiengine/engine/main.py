@@ -14,7 +14,8 @@ and the pings' TTL makes this side drop a controller that stops pinging. After e
 registration the heartbeat thread says ``hello`` on that connection, so the controller
 knows it. The same thread watches both connections: when either closes, the engine has
 lost the controller. It then interrupts what runs (the controller has already failed
-it), and the main thread registers again under the same id, keeping the namespace,
+it; a direct command, answered by the engine itself, runs on), and the main thread
+registers again under the same id, keeping the namespace,
 until ``reconnect_timeout`` runs out (docs/protocol.md §7).
 
 It is long because it is one process's life: the command loop, the heartbeat thread,
@@ -164,6 +165,7 @@ class Engine:
         self._streamer: Any = None
         self._interrupted: str | None = None  # why SIGINT was sent: "interrupt", "abort", "timeout"
         self._reply_node = ""  # the running command's client takes large answers by shm
+        self._reply_holder = 0  # ... and keeps them mapped read-only: its PID (else 0)
 
     # ------------------------------------------------------------ registration
     def register(self, timeout: float = 10.0) -> int:
@@ -387,14 +389,17 @@ class Engine:
             if self._lost_at is None:
                 self._lost_at = time.monotonic()
             running = self._running
+        # A direct command (its id a str) goes on: its client gets the answer from this
+        # engine, not from the controller, which has not failed it.
+        void = running is not None and type(running) is not str
         log.warning(
             "engine %d lost the controller (its connection closed, or no heartbeat for "
             "%g s): registering again%s",
             self.id,
             self.hb_timeout,
-            "; interrupting what runs (the controller has failed it)" if running else "",
+            "; interrupting what runs (the controller has failed it)" if void else "",
         )
-        if running is not None:
+        if void:
             self.interrupt(running, _WHY_LOST)
 
     def interrupt(self, cmd_id: Any, why: str) -> bool:
@@ -838,13 +843,15 @@ class Engine:
 
     def _shared_answer(self, content: bytes, buffers: list[Any]) -> tuple[bytes, list[Any]]:
         """A large answer for a client of this host: through shared memory (one copy
-        here, one there) rather than the network, when the pool has room."""
+        here, one there; or none there, for a client that maps it read-only) rather than
+        the network, when the pool has room."""
         limit = shm.threshold()
         if not limit or self._reply_node != shm.node_identity():
             return content, buffers
         if chunks.total_size(buffers) < limit:
             return content, buffers
-        env = shm.share(content, buffers, [shm.client_slot()])
+        holder = self._reply_holder
+        env = shm.share(content, buffers, [shm.client_slot()], shared=bool(holder), holder=holder)
         return (env, []) if env is not None else (content, buffers)
 
     def _arguments(self, name: str, content: Any, buffers: list[Any]) -> Any:
@@ -852,6 +859,7 @@ class Engine:
         engine cannot import, a ``__reduce__`` that raises) fails with a
         SerializationError that names the command and the cause."""
         self._reply_node = ""
+        self._reply_holder = 0
         if not len(content):
             return ()
         try:
@@ -861,6 +869,7 @@ class Engine:
             if data[0] == _ENVELOPE_START and shm.is_envelope(data):  # buffers in shm
                 env = shm.Envelope.from_bytes(data)
                 self._reply_node = env.reply_node
+                self._reply_holder = env.reply_holder
                 return loads(env, buffers)
             if not buffers:  # (most commands: what loads would do, without asking again)
                 return pickle.loads(data)

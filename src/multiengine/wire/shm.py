@@ -138,7 +138,10 @@ class Envelope:
     ``refs``: ``[pid, fd, inode, offset, size]`` per out-of-band buffer, in order;
     ``shared``: the reader maps them read-only instead of copying them out;
     ``reply_node``: the sender would take a large answer through shared memory, and is
-    on this node (a client's blocking ``pull``).
+    on this node (a client's blocking ``pull``); ``reply_holder``: the sender's PID when
+    it would keep that answer's arrays mapped read-only (``pull(..., shared=True)``), 0
+    when it copies them out. The writer reuses the block once the holder lets go of the
+    arrays, or has exited.
     """
 
     pickle: bytes
@@ -146,16 +149,17 @@ class Envelope:
     node: str = ""
     shared: bool = False
     reply_node: str = ""
+    reply_holder: int = 0
 
     def to_bytes(self) -> bytes:
-        body = [self.node, self.refs, self.shared, self.reply_node, self.pickle]
+        body = [self.node, self.refs, self.shared, self.reply_node, self.reply_holder, self.pickle]
         return MAGIC + msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
 
     @classmethod
     def from_bytes(cls, content: Any) -> Envelope:
         data = memoryview(content.buffer if hasattr(content, "buffer") else content)
-        node, refs, shared, reply_node, pickle = msgpack.unpackb(data[len(MAGIC) :])
-        return cls(bytes(pickle), list(refs), str(node), bool(shared), str(reply_node))
+        node, refs, shared, reply_node, holder, pickle = msgpack.unpackb(data[len(MAGIC) :])
+        return cls(bytes(pickle), list(refs), str(node), bool(shared), str(reply_node), int(holder))
 
 
 # ---------------------------------------------------------------- the writer's blocks
@@ -169,11 +173,15 @@ class _Block:
     expected: tuple[int, ...] = ()  # reader slots that have not all let go of it yet
     used: float = 0.0
     generation: int = 0  # transfers it has carried
+    holder: int = 0  # PID of a reader keeping read-only arrays on it, if any
 
     def free(self) -> bool:
         view = self.view
         for s in self.expected:
             if not view[s]:
+                if self.holder and not pid_alive(self.holder):  # exited holding it
+                    view[s] = 1
+                    continue
                 return False
         return True
 
@@ -209,10 +217,12 @@ class Pool:
                         b.view[s] = 1
 
     def share(
-        self, buffers: Sequence[Sequence[Any]], readers: Sequence[int]
+        self, buffers: Sequence[Sequence[Any]], readers: Sequence[int], holder: int = 0
     ) -> tuple[list[list[list[int]]], tuple[int, int]] | None:
         """Copy groups of buffers into one block: their references, group by group, and
-        the block's (inode, generation) for :meth:`release`; None when full."""
+        the block's (inode, generation) for :meth:`release`; None when full. ``holder``:
+        the PID of the one reader that will keep read-only arrays on the block (its
+        exit frees the block as its flag would)."""
         views = [[_bytes_view(b) for b in group] for group in buffers]
         need = sum(_aligned(v.nbytes) for group in views for v in group)
         with self._lock:
@@ -221,6 +231,7 @@ class Pool:
                 return None
             block.view[:HEADER] = bytes(HEADER)
             block.expected = tuple(readers)
+            block.holder = holder
             block.used = time.monotonic()
             block.generation += 1
             key = (block.ino, block.generation)
@@ -385,7 +396,7 @@ class Mappings:
                     out.append((m, off, size))
                 else:
                     buf = _new_buffer(size)
-                    buf[:] = memoryview(m.mm)[off : off + size]
+                    copy_into(buf, memoryview(m.mm)[off : off + size])  # several CPUs if large
                     out.append(buf)
             if env.shared:
                 out = self._read_only(by_block, out, slot)
@@ -511,11 +522,14 @@ def share(
     readers: Sequence[int],
     *,
     shared: bool = False,
+    holder: int = 0,
 ) -> bytes | None:
     """An envelope for ``content`` with ``buffers`` copied into a block of this process's
-    pool for the reader slots ``readers``; None when the pool is full."""
+    pool for the reader slots ``readers``; None when the pool is full. ``shared``: the
+    readers map them read-only; ``holder``: the PID of the one reader that will (see
+    :meth:`Pool.share`)."""
     try:
-        got = local().pool.share([buffers], readers)
+        got = local().pool.share([buffers], readers, holder)
     except OSError:  # no memory for a block, no descriptor left...: the network then
         return None
     if got is None:
