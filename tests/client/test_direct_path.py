@@ -7,6 +7,7 @@ never from a timing."""
 from __future__ import annotations
 
 import os
+import signal
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -266,6 +267,38 @@ def test_an_engine_killed_under_a_direct_command(
     assert et is EngineError and "engine 1" in str(ev)
     mec.execute("y = 7", targets=0)  # the cluster goes on
     assert mec.pull("y", targets=0) == [7]
+
+
+@pytest.mark.fault(
+    section="engines-that-die",
+    fault=(
+        "an engine that took direct commands is killed while idle and comes back under its id "
+        "(the cluster restarts it) with a new direct socket"
+    ),
+    outcome=(
+        "the client's next call to that id reaches the new engine (through the controller while "
+        "the old address fails), and calls go direct again to the new address"
+    ),
+)
+def test_a_restarted_engine_gets_direct_calls_at_its_new_address(
+    fresh_cluster: Callable[..., Cluster],
+) -> None:
+    c = fresh_cluster(1)
+    mec = c.multiengine_client()
+    warm(mec, 0)
+    old = c.engine_pids()[0]
+    os.kill(old, signal.SIGKILL)
+    wait_until(
+        lambda: c.engine_pids().get(0) not in (None, old) and mec.get_ids() == [0],
+        HANG,
+        0.05,
+        "engine 0 to come back",
+    )
+    mec.execute("import os; z = os.getpid()", targets=0)  # the old address is stale here
+    assert mec.pull("z", targets=0) == [c.engine_pids()[0]]
+    warm(mec, 0)  # and direct again, to the new engine
+    mec.execute("z = z + 1", targets=0)
+    assert mec.pull("z", targets=0) == [c.engine_pids()[0] + 1]
 
 
 def test_off_in_the_client(mec: multiengine.MultiEngineClient, cluster: Cluster) -> None:

@@ -15,8 +15,11 @@ from multiengine.wire.protocol import ErrorReport
 from .fakes import FakeCluster
 
 
-def notice(fc: FakeCluster, eid: int, cmd: str, job: str = "", answered: bool = False) -> int:
-    """The client tells the controller of direct command ``cmd`` on engine ``eid``."""
+def notice(
+    fc: FakeCluster, eid: int, cmd: str, job: str = "", answered: bool = False, url: str = ""
+) -> int:
+    """The client tells the controller of direct command ``cmd`` on engine ``eid`` (sent
+    to its endpoint ``url``, when given)."""
     header: dict[str, Any] = {
         "t": P.DIRECT_JOB,
         "cmd": cmd,
@@ -27,6 +30,8 @@ def notice(fc: FakeCluster, eid: int, cmd: str, job: str = "", answered: bool = 
     }
     if job:
         header["job"] = job
+    if url:
+        header["url"] = url
     answers = fc.send(header)
     assert bool(answers) == answered  # no answer while all goes well
     return fc.last_id
@@ -105,6 +110,25 @@ def test_a_lost_engine_fails_its_direct_commands_to_their_clients() -> None:
     later = notice(fc, 0, "c-5", answered=True)  # to an engine already gone: fails at once
     (answer,) = fc.answers_to(later)
     assert ErrorReport.from_bytes(answer.buffers[0]).ename == "EngineError"
+
+
+def test_a_command_sent_to_an_engine_that_came_back_elsewhere_fails_and_holds_nothing() -> None:
+    fc = FakeCluster(1)
+    old = fc.register(direct="ipc:///tmp/x/old-d")
+    notice(fc, 1, "c-9", url="ipc:///tmp/x/old-d")  # the endpoint it has: taken
+    done(fc, 1, "c-9")
+    fc.lose(1)  # it died; it comes back under its id with another endpoint
+    fc.advance(0.1)
+    new = fc.register(desired=1, direct="ipc:///tmp/x/new-d")
+    assert fc.registered_id(new) == 1 and new != old
+    mid = notice(fc, 1, "c-10", url="ipc:///tmp/x/old-d", answered=True)
+    (answer,) = fc.answers_to(mid)
+    report = ErrorReport.from_bytes(answer.buffers[0])
+    assert report.ename == "EngineError" and "execute(c-10)" in report.evalue
+    assert fc.engine(1).idle  # nothing holds the new engine's queue
+    assert fc.hub.status()["engines"][1]["running"] is None
+    notice(fc, 1, "c-11", url="ipc:///tmp/x/new-d")  # its new endpoint: taken as usual
+    assert not fc.engine(1).idle
 
 
 def test_interrupt_reaches_a_direct_command_and_queue_status_shows_it() -> None:

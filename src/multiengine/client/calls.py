@@ -123,9 +123,9 @@ class MultiEngineCalls:
         Large buffers go to engines of this host through shared memory (read-only
         zero-copy arrays there with ``shared``); ``reply_shm``: a blocking call whose
         large answers may come back the same way (``pull``), mapped here read-only with
-        ``reply_shared``. ``chain_parts``: ``post``
-        joins the parts into one list (a blocking ``gather``), so long lists in slices
-        may be unpickled into one (``wire.slices.Chain``).
+        ``reply_shared``. ``chain_parts``: ``post`` joins the parts into one list (a
+        blocking ``gather``), so long lists in slices may be unpickled into one
+        (``wire.slices.Chain``).
         """
         targets = self.find_targets(targets)
         block = self.find_block(block)

@@ -39,10 +39,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from ..wire import direct
 from ..wire import protocol as P
-from ..wire.message import send_frames, unpack
+from ..wire.message import pending, send_frames, unpack
 
 if TYPE_CHECKING:
     from .core import ClientCore, _Request
@@ -63,6 +64,7 @@ class DirectPath:
     def __init__(self, core: ClientCore) -> None:
         self._core = core
         self._sender: zmq.Socket[Any] | None = None
+        self._closed_events: zmq.Socket[Any] | None = None  # the sender's closed connections
         self._routes: dict[int, tuple[bytes, str, float]] = {}  # id -> (routing id, url, since)
         self._asked: dict[int, float] = {}  # engines without a direct socket: when asked
         self._heard: dict[int, str] = {}  # endpoints the controller listed, not connected yet
@@ -150,6 +152,10 @@ class DirectPath:
             s: zmq.Socket[Any] = core.ctx.socket(zmq.ROUTER)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an engine not (yet) reachable raises
+            # An engine that died leaves its routing id in place (libzmq keeps the queue
+            # for a reconnection to its endpoint, which never comes: a restarted engine
+            # binds another one): its closed connection is heard here (send).
+            self._closed_events = s.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             self._sender = s
         rid = b"d%d" % next(self._rids)
         self._sender.setsockopt(zmq.CONNECT_ROUTING_ID, rid)
@@ -187,6 +193,10 @@ class DirectPath:
         outstanding; None (nothing sent) when the engine's socket cannot be reached."""
         core = self._core
         assert self._sender is not None
+        if self._closed_events is not None and pending(self._closed_events):
+            self._forget_closed()
+            if eid not in self._routes:
+                return None  # its engine has gone: through the controller, and ask again
         if header.get("parts") is not None:  # one part: its content, then its buffers
             content, buffers = buffers[0], buffers[1:]
         cmd_id = f"{core.identity[2:14].decode()}-{req.mid}"
@@ -223,11 +233,30 @@ class DirectPath:
             "engine": eid,
             "job": job,
             "desc": header.get("desc", header["cmd"]),
+            "url": self._routes[eid][1],
         }
         send_frames(core.out_socket(), signer.frames(notice))
         self.taken += 1
         return job
 
+    def _forget_closed(self) -> None:
+        """Forget the engines whose connection to the sender has closed (their process
+        ended: a restarted engine is asked for again)."""
+        assert self._closed_events is not None
+        gone: set[str] = set()
+        while pending(self._closed_events):
+            try:
+                event = parse_monitor_message(self._closed_events.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+            gone.add(event["endpoint"].decode(errors="replace"))
+        for eid, (_, url, _) in list(self._routes.items()):
+            if url in gone:
+                self.forget(eid)
+
     def close(self) -> None:
         if self._sender is not None:
+            if self._closed_events is not None:
+                self._sender.disable_monitor()
+                self._closed_events.close(linger=0)
             self._sender.close(linger=0)

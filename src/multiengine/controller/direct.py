@@ -101,7 +101,10 @@ class DirectBooks:
             self._finish(None, eid, job, early[1])
             return
         engine = self.dispatch.engines.get(eid)
-        if engine is None:  # gone before this came, and it never said it answered
+        url = h.get("url")
+        if engine is None or (type(url) is str and url != engine.direct_url):
+            # gone before this came (and it never said it answered), or gone and back
+            # under its id already, with another endpoint: this one never had it
             job.answered_directly = False
             why = f"engine {eid} was lost with {job.desc} on it"
             if job.set_part(0, error_part("EngineError", why, eid)):

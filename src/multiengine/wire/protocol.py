@@ -278,6 +278,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
         "engine",
         "job",
         "desc",
+        "url",
     ),
     # client channel, controller -> client
     _spec(VALUE, CLIENT_CHANNEL, CONTROLLER, "id"),
