@@ -684,8 +684,10 @@ class Hub:
         if cmd.task is not None:
             self.dispatch.task_answered(engine, part.status == P.STATUS_OK, part.elapsed)
         kind = monitor.FAILED if part.status != P.STATUS_OK else monitor.OK
+        job = cmd.job  # (a job's name made once, not asked of what_of for each of its parts)
+        what = job.what if job is not None and cmd.task is None else what_of(cmd)
         self.dispatch.timeline.record(
-            engine.id, what_of(cmd), monitor.REVOKED if cmd.detached else kind, cmd.desc
+            engine.id, what, monitor.REVOKED if cmd.detached else kind, cmd.desc
         )
         if cmd.detached:  # taken back before it ran; the task went elsewhere
             self.dispatch.dispatch(engine)

@@ -109,7 +109,8 @@ class Job:
         if part.completed is None:
             part.completed = time.time()
         self.parts[index] = part
-        self.nbytes += _size(part.frames)
+        frames = part.frames  # (most parts: one frame, measured without a call)
+        self.nbytes += len(frames[0]) if len(frames) == 1 else _size(frames)
         self.remaining -= 1
         return self.remaining == 0
 

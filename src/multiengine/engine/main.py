@@ -71,6 +71,8 @@ __all__ = ["Engine"]
 log = logging.getLogger("multiengine.engine")
 
 
+_ENVELOPE_START = shm.MAGIC[0]  # the first byte of a shared-memory envelope
+
 # why the engine interrupts its own code: the controller was lost, the command is void
 _WHY_LOST = "lost"
 # messages whose digests (dg, cdg) are checked when they run, not when they arrive: a
@@ -569,7 +571,7 @@ class Engine:
             "cmd": cmd_id,
             "status": status,
             "enc": P.PICKLE if status == P.STATUS_OK else P.MSGPACK,
-            "elapsed": _to_us(elapsed),
+            "elapsed": round(elapsed * 1e6) / 1e6,  # (_to_us, without a call on every reply)
         }
         if flags is not None:
             reply["task"] = flags.to_wire()
@@ -584,10 +586,12 @@ class Engine:
             return
         if buffers:
             reply["raw"] = True  # out-of-band pickle buffers; the pickle itself is hashed
-        if self._held:  # after the replies held before it
+        if self._held.items:  # after the replies held before it
             self._held.send_after(lambda: self.signer.frames(reply, content, buffers))
         else:
-            self._send(self.signer.frames(reply, content, buffers))
+            frames = self.signer.frames(reply, content, buffers)
+            with self._send_lock:  # (_send, without its call on every reply)
+                send_frames(self.sock, frames)
 
     def serve(self) -> None:
         """Run commands until a ``kill``; the only message the command socket takes is ``cmd``.
@@ -600,14 +604,19 @@ class Engine:
         while True:
             if self.epoch != self._session:
                 self._register_again()
-            if not self._backlog and self._held:
+            if not self._backlog and self._held.items:
                 self._held.flush()  # nothing more to run here: what is held goes now
             answer_to = None
             try:
                 if self._backlog:
                     msg = self._backlog.pop(0)
                 elif not self._direct_on:
-                    msg = self._recv()
+                    frames = recv_frames(self.sock)  # (_recv, without its call per command)
+                    try:
+                        msg = self.signer.parse(frames)
+                    except WireError as e:
+                        self._dropped("a message", e)
+                        continue
                 else:
                     msg, answer_to = self._next()
             except zmq.Again:
@@ -680,7 +689,7 @@ class Engine:
         cmd_id = h.get("cmd")
         session = self._session
         held = self._held
-        if held:
+        if held.items:
             if name != "task" or h.get("live"):
                 held.flush()  # the controller must know what runs when its output comes
             else:
@@ -877,7 +886,9 @@ class Engine:
             return ()
         try:
             data = content.buffer if type(content) is zmq.Frame else content
-            if shm.is_envelope(data):  # buffers in shared memory; perhaps the answer too
+            # (a pickle starts with its PROTO opcode, never an envelope's first byte: most
+            # commands are told from an envelope without a call)
+            if data[0] == _ENVELOPE_START and shm.is_envelope(data):  # buffers in shm
                 env = shm.Envelope.from_bytes(data)
                 self._reply_node = env.reply_node
                 self._reply_holder = env.reply_holder

@@ -52,24 +52,25 @@ class HeldReplies:
         self._signer = signer
         self._send = send
         self._epoch = epoch
-        # (session, item, content, held since)
-        self._held: list[tuple[int, BatchedReply, Any, float]] = []
+        # (session, item, content, held since); read by the engine on every command
+        # (``if held.items``: a list's truth, where ``if held`` is a call to __bool__)
+        self.items: list[tuple[int, BatchedReply, Any, float]] = []
         self._armed = threading.Event()
         self._watcher: threading.Thread | None = None
 
     def __bool__(self) -> bool:
-        return bool(self._held)
+        return bool(self.items)
 
     def hold(self, session: int, item: BatchedReply, content: Any) -> None:
         """Keep a reply to send later; sends them all once there are HOLD_AT_MOST."""
         with self.lock:
-            self._held.append((session, item, content, time.monotonic()))
-            if len(self._held) >= HOLD_AT_MOST:
+            self.items.append((session, item, content, time.monotonic()))
+            if len(self.items) >= HOLD_AT_MOST:
                 self._flush_locked()
 
     def flush(self) -> None:
         """Send what is held, now."""
-        if self._held:
+        if self.items:
             with self.lock:
                 self._flush_locked()
 
@@ -83,11 +84,11 @@ class HeldReplies:
     def drop(self) -> None:
         """Forget what is held (the controller was lost: it failed those commands)."""
         with self.lock:
-            self._held.clear()
+            self.items.clear()
 
     def arm(self) -> None:
         """A command starts while replies are held: have them sent if it runs long."""
-        if not self._held or self._armed.is_set():
+        if not self.items or self._armed.is_set():
             return
         if self._watcher is None:
             self._watcher = threading.Thread(
@@ -102,12 +103,12 @@ class HeldReplies:
             time.sleep(HOLD_FOR)
             with self.lock:
                 self._armed.clear()
-                held = self._held
+                held = self.items
                 if held and time.monotonic() - held[0][3] >= HOLD_FOR:
                     self._flush_locked()
 
     def _flush_locked(self) -> None:
-        held, self._held = self._held, []
+        held, self.items = self.items, []
         epoch = self._epoch()
         live = [(item, content) for session, item, content, _ in held if session == epoch]
         if not live:

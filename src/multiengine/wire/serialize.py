@@ -281,6 +281,9 @@ def _describe(obj: Any) -> str:
     return r if len(r) <= 80 else r[:77] + "..."
 
 
+_ENVELOPE_START = shm.MAGIC[0]
+
+
 def loads(data: Any, buffers: list[Any] | None = None) -> Any:
     """Unpickle a stream made by :func:`dumps` with its buffers (zmq Frames or bytes),
     or a :class:`~.shm.Envelope` whose buffers are in shared memory."""
@@ -289,7 +292,9 @@ def loads(data: Any, buffers: list[Any] | None = None) -> Any:
         return pickle.loads(data.pickle, buffers=shm.receive(data))
     if t is not bytes and t is not memoryview and hasattr(data, "buffer"):
         data = data.buffer  # a zmq Frame
-    if shm.is_envelope(data):
+    # (a pickle starts with its PROTO opcode: most streams are told from an envelope
+    # without a call)
+    if data and data[0] == _ENVELOPE_START and shm.is_envelope(data):
         env = Envelope.from_bytes(data)
         return pickle.loads(env.pickle, buffers=shm.receive(env))
     if not buffers:  # (a small value: everything is in the stream)

@@ -1,0 +1,155 @@
+"""The floor under an all-engine call on one host: N bare pyzmq processes that answer
+a fan-out, without multiengine.
+
+    python benchmarks/engine_floor.py                 # 128 processes, both kinds
+    python benchmarks/engine_floor.py -n 64 --rounds 500
+
+The parent binds a ROUTER on an ``ipc://`` endpoint and forks N children (as the fork
+server forks engines: after ``import zmq``, each as ``SCHED_BATCH``); each child connects
+a DEALER and answers every two-frame message with a two-frame message. One round sends
+a message to each child and waits for all N answers, as the controller does for an
+all-engine ``execute('pass')``. Two kinds of children:
+
+* **echo**: receive, answer (libzmq, pyzmq and the kernel alone);
+* **signed**: what any signed protocol must add per message: the header frame's
+  HMAC-SHA256 checked, its msgpack decoded, an answer header packed with msgpack and
+  signed.
+
+It prints, per round, the median wall time and the CPU time of all children added up
+(their threads' run time, ``schedstat``) and of the parent: what multiengine's
+``local_engines.py`` rows (``execute_ms``, ``engines_cpu_ms``, ``controller_cpu_ms``)
+can be held against on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import os
+import signal
+import statistics
+import tempfile
+import time
+
+import msgpack
+import zmq
+
+KEY = b"k" * 32
+HEADER = msgpack.packb({"t": "cmd", "cmd": 1, "name": "execute", "sid": 1, "seq": 1, "ts": 0.0})
+
+
+def child(url: str, index: int, signed: bool) -> None:
+    """Answer every message until one says ``stop`` (runs in a forked child)."""
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    sock = zmq.Context().socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, b"e%d" % index)
+    sock.connect(url)
+    sock.send(b"ready")
+    base = hmac.new(KEY, digestmod=hashlib.sha256)
+    while True:
+        frames = sock.recv_multipart(copy=False)
+        head = frames[0].bytes
+        if head == b"stop":
+            return
+        if signed:
+            h = base.copy()
+            h.update(head[36:])
+            if not hmac.compare_digest(h.digest(), head[4:36]):
+                raise SystemExit("bad signature")
+            got = msgpack.unpackb(head[36:])
+            out = msgpack.packb(
+                {"t": "reply", "cmd": got["cmd"], "status": "ok", "ts": time.time()}
+            )
+            h = base.copy()
+            h.update(out)
+            sock.send_multipart([b"ME/3" + h.digest() + out, b"\x80\x05N."])
+        else:
+            sock.send_multipart([head, b"\x80\x05N."])
+
+
+def cpu_seconds(pid: int) -> float:
+    """Run time of all of ``pid``'s threads (its libzmq I/O thread too), in seconds, as
+    the scheduler counts it (``schedstat``: nanoseconds, not clock ticks)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
+def run(n: int, rounds: int, signed: bool) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"ipc://{tmp}/floor"
+        pids = []
+        for i in range(n):  # (before this process makes a zmq context: none is inherited)
+            pid = os.fork()
+            if pid == 0:  # the child: never returns into the parent's code
+                code = 0
+                try:
+                    child(url, i, signed)
+                except BaseException:
+                    code = 1
+                os._exit(code)
+            pids.append(pid)
+        router = zmq.Context.instance().socket(zmq.ROUTER)
+        router.bind(url)  # (the children's DEALERs connect as soon as it is there)
+        stopped = False
+        try:
+            idents = [router.recv_multipart()[0] for _ in range(n)]
+            sig = hmac.new(KEY, HEADER, hashlib.sha256).digest()
+            message = [b"ME/3" + sig + HEADER, b"\x80\x05\x95\x08"]
+
+            def one_round() -> None:
+                for ident in idents:
+                    router.send_multipart([ident, *message])
+                for _ in range(n):
+                    router.recv_multipart(copy=False)
+
+            for _ in range(20):
+                one_round()
+            before = sum(map(cpu_seconds, pids))
+            mine = time.process_time()
+            times = []
+            for _ in range(rounds):
+                t = time.perf_counter()
+                one_round()
+                times.append(time.perf_counter() - t)
+            children = (sum(map(cpu_seconds, pids)) - before) / rounds
+            parent = (time.process_time() - mine) / rounds
+            for ident in idents:
+                router.send_multipart([ident, b"stop"])
+            stopped = True
+        finally:
+            for pid in pids:
+                if not stopped:
+                    os.kill(pid, signal.SIGKILL)
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+            router.close(linger=0)
+    return {
+        "round_ms": statistics.median(times) * 1e3,
+        "children_cpu_ms": children * 1e3,
+        "parent_cpu_ms": parent * 1e3,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=128, help="processes")
+    parser.add_argument("--rounds", type=int, default=300)
+    args = parser.parse_args()
+    for signed in (False, True):
+        r = run(args.n, args.rounds, signed)
+        kind = "signed" if signed else "echo"
+        cells = ", ".join(f"{k} {v:.2f}" for k, v in r.items())
+        print(f"{args.n} {kind:6s} processes: {cells}")
+
+
+if __name__ == "__main__":
+    main()
