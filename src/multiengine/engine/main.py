@@ -613,7 +613,7 @@ class Engine:
                 elif not self._direct_on:
                     frames = recv_frames(self.sock)  # (_recv, without its call per command)
                     try:
-                        msg = self.signer.parse(frames)
+                        msg = self.signer.parse(frames, deferred=CHECKED_WHEN_RUN)
                     except WireError as e:
                         self._dropped("a message", e)
                         continue
