@@ -244,7 +244,7 @@ def run_line(rows: list[Row], results: dict[str, Any] | None) -> str:
     tally = ", ".join(f"{counts[r]} {r}" for r in order if r in counts)
     return (
         f"_Results: the run of `{results['command']}` on {results['date']} at commit "
-        f"`{results['commit']}`: {len(rows)} rows, {tally}._"
+        f"`{results['commit']}`: {len(rows)} row{'' if len(rows) == 1 else 's'}, {tally}._"
     )
 
 
