@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,18 @@ def tapped_connection(source: Path, dest: Path, channels: Iterable[str]) -> dict
     dest.write_text(json.dumps(info))
     dest.chmod(0o600)
     return taps
+
+
+@contextmanager
+def tapped_client(client_file: Path, tmp_path: Path) -> Iterator[tuple[Tap, Any]]:
+    """A MultiEngineClient whose traffic to the controller (of ``client_file``) passes a
+    tap, and the tap; both closed on the way out."""
+    import multiengine
+
+    taps = tapped_connection(client_file, tmp_path / "tapped-client.json", ["client"])
+    mec = multiengine.MultiEngineClient(connection_file=tmp_path / "tapped-client.json")
+    try:
+        yield taps["client"], mec
+    finally:
+        mec.close()
+        taps["client"].close()

@@ -26,7 +26,7 @@ from helpers import (
     outcome_with_engine_killed,
     wait_until,
 )
-from wiretap import UP, Tap, tapped_connection
+from wiretap import UP, Tap, tapped_client
 
 import multiengine
 from multiengine.cluster.cluster import Cluster
@@ -179,13 +179,8 @@ def test_an_engine_killed_mid_transfer_fails_its_part_and_the_others_go_on(
 def tapped(fresh_cluster: Callable[..., Cluster], tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A 1-engine cluster and a client whose traffic to the controller passes a tap."""
     cluster = fresh_cluster(1)
-    taps = tapped_connection(cluster.cluster_dir.client_file, tmp_path / "c.json", ["client"])
-    mec = multiengine.MultiEngineClient(connection_file=tmp_path / "c.json")
-    try:
-        yield {"cluster": cluster, "tap": taps["client"], "mec": mec}
-    finally:
-        mec.close()
-        taps["client"].close()
+    with tapped_client(cluster.cluster_dir.client_file, tmp_path) as (tap, mec):
+        yield {"cluster": cluster, "tap": tap, "mec": mec}
 
 
 @pytest.mark.fault(

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from helpers import HANG, error_types
-from wiretap import UP, Tap, header_of, tapped_connection
+from wiretap import UP, Tap, header_of, tapped_client
 
 import multiengine
 from multiengine.client.partition import partition
@@ -38,13 +38,8 @@ DROPPED = "from multiengine.engine import get_engine; _dropped = get_engine().dr
 def tapped(fresh_cluster: Callable[..., Cluster], tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A 2-engine cluster and a client whose traffic to the controller passes a tap."""
     cluster = fresh_cluster(2)
-    taps = tapped_connection(cluster.cluster_dir.client_file, tmp_path / "c.json", ["client"])
-    mec = multiengine.MultiEngineClient(connection_file=tmp_path / "c.json")
-    try:
-        yield {"tap": taps["client"], "mec": mec}
-    finally:
-        mec.close()
-        taps["client"].close()
+    with tapped_client(cluster.cluster_dir.client_file, tmp_path) as (tap, mec):
+        yield {"tap": tap, "mec": mec}
 
 
 def test_the_digests_made_aside_are_those_of_the_parts_sent() -> None:
