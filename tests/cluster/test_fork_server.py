@@ -108,8 +108,11 @@ def test_ps_tells_the_engines_apart(
     c = fresh_cluster(2)
     mec = c.multiengine_client()
     for eid, pid in engine_pids(mec).items():
+        # an engine names itself once it has read its ``registered``, which the controller
+        # counts it registered for as soon as it sends it
+        named = f"engine-{eid}"
+        wait_until(lambda p=pid, n=named: ps_view(p)[0] == n, message=f"{named}'s name")
         name, cmdline, environ = ps_view(pid)
-        assert name == f"engine-{eid}"
         assert cmdline == f"multiengine engine {eid} --cluster-dir {c.cluster_dir.path}"
         assert b"MULTIENGINE_PS_MARK=seen" in environ.split(b"\0")  # not overwritten
     assert ps_view(mec.status()["pid"])[0] == "controller"
