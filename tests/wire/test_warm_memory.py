@@ -100,6 +100,6 @@ def test_only_small_immutable_items_are_pinned_one_in_a_stride(no_pins: None) ->
 
 def test_no_more_than_pins_items_are_kept_the_newest(no_pins: None) -> None:
     for n in range(warm.PINS + 10):
-        warm.keep([10**9 + n])
+        warm.keep([10**9 + n] * warm.STRIDE)  # one pin each (shorter lists get none)
     assert warm.kept() == warm.PINS
     assert warm._pins[-1] == 10**9 + warm.PINS + 9  # the oldest went first

@@ -86,8 +86,8 @@ def decode_part(part: PartHeader, content: Any, buffers: list[Any], method: str)
         value = loads(content, buffers)
     except Exception as e:
         return _not_unpickled(part, e, method)
-    if type(value) is list and len(value) >= warm.STRIDE:  # a gather's part, say: its
-        warm.keep(value)  # arenas stay mapped for the next one (slices do it themselves)
+    if type(value) is list:  # a gather's part, say: if long, its arenas stay mapped for
+        warm.keep(value)  # the next one (slices do it themselves)
     return value
 
 
@@ -138,9 +138,6 @@ def decode_result(
     return values, parts, outputs
 
 
-_ENVELOPE_START = shm.MAGIC[0]  # an envelope's first byte; a pickle's is its PROTO opcode
-
-
 def _decode_plain(
     parts: list[PartHeader], contents: list[Any], method: str
 ) -> tuple[list[Any], list[PartHeader], list[tuple[str, str] | None]] | None:
@@ -158,13 +155,13 @@ def _decode_plain(
         # decode_part and loads would, without their three calls for each of 128 parts;
         # an error report or a shared-memory envelope goes the general way)
         data = c.buffer if type(c) is frame else c
-        if p.status == ok and p.enc == pickled and data and data[0] != _ENVELOPE_START:
+        if p.status == ok and p.enc == pickled and data and data[0] != shm.ENVELOPE_START:
             try:
                 value = pickle.loads(data)
             except Exception as e:
                 value = _not_unpickled(p, e, method)
             else:
-                if type(value) is list and len(value) >= warm.STRIDE:  # as decode_part
+                if type(value) is list:  # as decode_part
                     warm.keep(value)
         else:
             value = decode_part(p, c, [], method)

@@ -29,7 +29,7 @@ def pull(interp: Interpreter, keys: Any) -> Any:
 def push(interp: Interpreter, namespace: dict[str, Any]) -> None:
     ns = interp.namespace
     for key, value in namespace.items():
-        if type(value) is list and len(value) >= warm.STRIDE:
+        if type(value) is list:
             warm.keep(value)  # a scatter in a loop: the next part goes in the same memory
         old = ns.get(key)
         if type(old) is list and len(old) >= slices.MIN_ITEMS:

@@ -71,8 +71,6 @@ __all__ = ["Engine"]
 log = logging.getLogger("multiengine.engine")
 
 
-_ENVELOPE_START = shm.MAGIC[0]  # the first byte of a shared-memory envelope
-
 # why the engine interrupts its own code: the controller was lost, the command is void
 _WHY_LOST = "lost"
 # messages whose digests (dg, cdg) are checked when they run, not when they arrive: a
@@ -589,9 +587,7 @@ class Engine:
         if self._held.items:  # after the replies held before it
             self._held.send_after(lambda: self.signer.frames(reply, content, buffers))
         else:
-            frames = self.signer.frames(reply, content, buffers)
-            with self._send_lock:  # (_send, without its call on every reply)
-                send_frames(self.sock, frames)
+            self._send(self.signer.frames(reply, content, buffers))
 
     def serve(self) -> None:
         """Run commands until a ``kill``; the only message the command socket takes is ``cmd``.
@@ -611,12 +607,7 @@ class Engine:
                 if self._backlog:
                     msg = self._backlog.pop(0)
                 elif not self._direct_on:
-                    frames = recv_frames(self.sock)  # (_recv, without its call per command)
-                    try:
-                        msg = self.signer.parse(frames, deferred=CHECKED_WHEN_RUN)
-                    except WireError as e:
-                        self._dropped("a message", e)
-                        continue
+                    msg = self._recv()
                 else:
                     msg, answer_to = self._next()
             except zmq.Again:
@@ -888,7 +879,7 @@ class Engine:
             data = content.buffer if type(content) is zmq.Frame else content
             # (a pickle starts with its PROTO opcode, never an envelope's first byte: most
             # commands are told from an envelope without a call)
-            if data[0] == _ENVELOPE_START and shm.is_envelope(data):  # buffers in shm
+            if data[0] == shm.ENVELOPE_START and shm.is_envelope(data):  # buffers in shm
                 env = shm.Envelope.from_bytes(data)
                 self._reply_node = env.reply_node
                 self._reply_holder = env.reply_holder

@@ -52,14 +52,10 @@ class HeldReplies:
         self._signer = signer
         self._send = send
         self._epoch = epoch
-        # (session, item, content, held since); read by the engine on every command
-        # (``if held.items``: a list's truth, where ``if held`` is a call to __bool__)
+        # (session, item, content, held since); the engine looks at it on every command
         self.items: list[tuple[int, BatchedReply, Any, float]] = []
         self._armed = threading.Event()
         self._watcher: threading.Thread | None = None
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
 
     def hold(self, session: int, item: BatchedReply, content: Any) -> None:
         """Keep a reply to send later; sends them all once there are HOLD_AT_MOST."""

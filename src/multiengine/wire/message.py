@@ -86,7 +86,7 @@ __all__ = [
 _CHECK = os.environ.get("MULTIENGINE_CHECK_PROTOCOL", "") not in ("", "0")
 DELIM = b"ME/3"  # the protocol version; ME/2 had no replay stamp, ME/1 other header fields
 _LEN = struct.Struct("<Q")
-DIGEST_SIZE = 32  # a SHA-256 digest (header "dg": one per buffer)
+DIGEST_SIZE = 32  # a SHA-256 digest (header "dg": one per buffer; "cdg": the content's)
 # Frames below this size are joined before they are hashed (Signer.signature).
 JOIN_BELOW = 16384
 # From this many buffers on, a message whose frames are all small bytes or zmq Frames is
@@ -315,16 +315,6 @@ class Signer:
         header["seq"] = seq
         header["ts"] = _time()
         hbytes = session[2].pack(header)
-        if (
-            not buffers
-            and type(content) is bytes
-            and len(content) < JOIN_BELOW
-            and "cdg" not in header
-        ):
-            # (most messages: signature()'s first case, without a call on every message)
-            h = self._base.copy()
-            h.update(b"".join((hbytes, _LEN.pack(len(content)), content)))
-            return [*idents, DELIM + h.digest() + hbytes, content]
         raw = True if header.get("dg") is not None else header.get("raw")  # (digested)
         sig = self.signature(hbytes, content, buffers, raw, header.get("cdg") is not None)
         return [*idents, DELIM + sig + hbytes, content, *buffers]
@@ -393,13 +383,7 @@ class Signer:
         cdg = header.get("cdg") if isinstance(header, dict) else None
         if cdg is not None and not (type(cdg) is bytes and len(cdg) == DIGEST_SIZE):
             raise WireError("malformed content digest in the header")
-        if cdg is None and not buffers and type(content) is zmq.Frame and len(content) < JOIN_BELOW:
-            # (most messages: signature()'s first case, without a call on every message)
-            h = self._base.copy()
-            h.update(b"".join((hbytes, _LEN.pack(len(content)), content.buffer)))
-            expected = h.digest()
-        else:
-            expected = self.signature(hbytes, content, buffers, raw, cdg is not None)
+        expected = self.signature(hbytes, content, buffers, raw, cdg is not None)
         if not hmac.compare_digest(sig, expected):
             raise WireError("bad signature (forged, garbled, or signed with another key)")
         if not isinstance(header, dict) or type(header.get("t")) is not str:

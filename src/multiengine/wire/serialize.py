@@ -281,9 +281,6 @@ def _describe(obj: Any) -> str:
     return r if len(r) <= 80 else r[:77] + "..."
 
 
-_ENVELOPE_START = shm.MAGIC[0]
-
-
 def loads(data: Any, buffers: list[Any] | None = None) -> Any:
     """Unpickle a stream made by :func:`dumps` with its buffers (zmq Frames or bytes),
     or a :class:`~.shm.Envelope` whose buffers are in shared memory."""
@@ -294,7 +291,7 @@ def loads(data: Any, buffers: list[Any] | None = None) -> Any:
         data = data.buffer  # a zmq Frame
     # (a pickle starts with its PROTO opcode: most streams are told from an envelope
     # without a call)
-    if data and data[0] == _ENVELOPE_START and shm.is_envelope(data):
+    if data and data[0] == shm.ENVELOPE_START and shm.is_envelope(data):
         env = Envelope.from_bytes(data)
         return pickle.loads(env.pickle, buffers=shm.receive(env))
     if not buffers:  # (a small value: everything is in the stream)

@@ -58,6 +58,7 @@ from .parallel_copy import copy_into
 __all__ = [
     "HEADER",
     "MAGIC",
+    "ENVELOPE_START",
     "Envelope",
     "Mappings",
     "Pool",
@@ -70,6 +71,9 @@ __all__ = [
 
 HEADER = 4096  # flag bytes at the start of a block: one per reader slot
 MAGIC = b"\x00me-shm\x01"  # a pickle (protocol 5) starts with b"\x80": never confused
+# An envelope's first byte: a content whose first byte differs is a pickle, told without
+# a call to is_envelope (the hot paths look at this first)
+ENVELOPE_START = MAGIC[0]
 ALIGN = 64
 IDLE = 60.0  # seconds after which a free block is given back rather than kept
 ENV_THRESHOLD = "MULTIENGINE_SHM_THRESHOLD"

@@ -36,7 +36,10 @@ _pins: deque[Any] = deque(maxlen=PINS)
 
 
 def keep(items: list[Any]) -> None:
-    """Keep the arenas of ``items`` (a list just rebuilt) mapped after it is freed."""
+    """Keep the arenas of ``items`` (a list just rebuilt) mapped after it is freed; a
+    list shorter than :data:`STRIDE` is left alone."""
+    if len(items) < STRIDE:
+        return
     for item in items[::STRIDE]:
         if type(item) is int or type(item) is float:
             _pins.append(item)
