@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -68,6 +70,58 @@ def test_a_blocking_execute_on_one_engine_goes_direct(
     assert "b = a + 1" in repr(result)
     rows = tc.history(kind="job", limit=5)
     assert any(r["id"] == result.result_id for r in rows), (result.result_id, rows)
+
+
+# A client that makes quick direct calls, prints their job ids, and is killed: it never
+# closes, and never sends the controller anything after its calls.
+KILLED_CLIENT = """
+import os, signal, sys
+import multiengine
+mec = multiengine.MultiEngineClient(connection_file=sys.argv[1])
+before = mec._core.direct_calls
+while mec._core.direct_calls == before:  # the first call learns the address
+    mec.execute("pass", targets=0)
+ids = [mec.execute(f"killed_{i} = {i}", targets=0).result_id for i in range(5)]
+assert mec._core.direct_calls == before + 6, mec._core.direct_calls
+print(" ".join(ids), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.fault(
+    section="a-client-that-dies",
+    fault="SIGKILL to a client right after quick direct calls (same host), before it closes",
+    outcome=(
+        "the calls' records reach the history all the same, reported by their engine (within "
+        "50 ms, with no other message to it): succeeded, with their descriptions"
+    ),
+)
+def test_quick_direct_calls_are_recorded_from_their_engine_when_their_client_is_killed(
+    cluster: Cluster, mec: multiengine.MultiEngineClient, tc: multiengine.TaskClient
+) -> None:
+    jobs = mec.status()["direct_jobs"]
+    run = subprocess.run(
+        [sys.executable, "-c", KILLED_CLIENT, str(cluster.cluster_dir.client_file)],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    ids = run.stdout.split()
+    assert len(ids) == 5, run.stdout
+
+    def recorded() -> dict[str, Any]:
+        rows = {r["id"]: r for r in tc.history(kind="job", limit=100)}
+        return {i: rows[i] for i in ids} if all(i in rows for i in ids) else {}
+
+    rows = wait_until(recorded, HANG, 0.02, "the killed client's direct calls in the history")
+    assert [rows[i]["description"] for i in ids] == [
+        f"execute('killed_{i} = {i}')" for i in range(5)
+    ]
+    assert all(r["status"] == P.SUCCEEDED and r["engines"] == [0] for r in rows.values())
+    assert all(r["started"] <= r["completed"] <= r["started"] + 1 for r in rows.values())
+    assert mec.status()["direct_jobs"] >= jobs + 5
+    assert mec.pull("killed_4", targets=0) == [4]
 
 
 def test_function_calls_go_direct_and_keep_their_values(

@@ -1,7 +1,8 @@
 """The controller's books of direct commands (docs/protocol.md §6, "A direct path on one
 host"), driven through the hub with a recording outbox: ``direct_job`` and
-``direct_done`` in either order, the engine's queue held behind a direct command, its
-loss, interrupts. What a user notices of it runs on real processes in
+``direct_done`` in either order, quick commands reported by their engine alone
+(``direct_dones``), the engine's queue held behind a direct command, its loss,
+interrupts. What a user notices of it runs on real processes in
 tests/client/test_direct_path.py."""
 
 from __future__ import annotations
@@ -37,12 +38,34 @@ def notice(
     return fc.last_id
 
 
+def report(cmd: str, ename: str = "", job: str = "", cid: bytes = FakeCluster.CLIENT) -> dict:
+    """An engine's report of direct command ``cmd`` (as in ``direct_done``)."""
+    entry: dict[str, Any] = {
+        "cmd": cmd,
+        "elapsed": 0.001,
+        "status": P.STATUS_ERROR if ename else P.STATUS_OK,
+        "job": job or cmd.ljust(40, "0"),
+        "id": 7,
+        "rt": FakeCluster.CLIENT,
+        "cid": cid,
+        "name": "execute",
+        "desc": f"execute({cmd})",
+        "started": 1234.5,
+    }
+    if ename:
+        entry["ename"] = ename
+    return entry
+
+
 def done(fc: FakeCluster, eid: int, cmd: str, ename: str = "") -> None:
     """Engine ``eid`` says it answered direct command ``cmd``."""
-    header: dict[str, Any] = {"t": P.DIRECT_DONE, "cmd": cmd, "elapsed": 0.001}
-    header["status"] = P.STATUS_ERROR if ename else P.STATUS_OK
-    if ename:
-        header["ename"] = ename
+    header = {"t": P.DIRECT_DONE, **report(cmd, ename)}
+    fc.hub.on_engine(Message([fc.idents[eid]], header, b"", []))
+
+
+def dones(fc: FakeCluster, eid: int, *entries: dict) -> None:
+    """Engine ``eid`` reports several quick direct commands at once."""
+    header = {"t": P.DIRECT_DONES, "dones": list(entries)}
     fc.hub.on_engine(Message([fc.idents[eid]], header, b"", []))
 
 
@@ -63,15 +86,49 @@ def test_the_notice_then_done_keeps_a_record_and_sends_nothing_to_the_client() -
     assert fc.hub.status()["direct_jobs"] == 1
 
 
-def test_done_before_the_notice_is_kept_until_it_comes() -> None:
+def test_done_before_the_notice_makes_the_record_and_the_notice_adds_nothing() -> None:
     fc = FakeCluster(2)
     done(fc, 1, "c-2", ename="ZeroDivisionError")
-    assert history(fc) == []
-    mid = notice(fc, 1, "c-2")
-    assert fc.engine(1).idle  # nothing left open
-    assert fc.answers_to(mid) == []
     (row,) = history(fc)
     assert row["status"] == P.FAILED and row["error"] == "ZeroDivisionError"
+    assert row["engines"] == "1" and row["description"] == "execute(c-2)"
+    mid = notice(fc, 1, "c-2")  # its client's notice, late: already recorded
+    assert fc.engine(1).idle  # nothing left open
+    assert fc.answers_to(mid) == []
+    assert len(history(fc)) == 1
+    assert fc.hub.status()["direct_jobs"] == 1
+
+
+def test_quick_commands_reported_together_are_recorded_without_a_notice() -> None:
+    fc = FakeCluster(2)
+    dones(fc, 0, report("q-1", job="a" * 40), report("q-2", job="b" * 40))
+    rows = {r["id"]: r for r in history(fc)}
+    assert set(rows) == {"a" * 40, "b" * 40}
+    assert all(r["status"] == P.SUCCEEDED and r["engines"] == "0" for r in rows.values())
+    assert fc.hub.status()["direct_jobs"] == 2
+    assert fc.engine(0).idle and fc.outbox.sent[-1].header["t"] != P.RESULT  # none answered
+    events = [e for e in fc.hub.dispatch.timeline.since(0) if e[3] == "job " + "a" * 40]
+    assert [e[4] for e in events] == ["start", "ok"] and events[0][1] == 1234.5
+    notice(fc, 0, "q-2")  # a notice that crossed the report on the way: nothing more
+    assert len(history(fc)) == 2 and fc.engine(0).idle
+
+
+def test_a_report_in_a_batch_closes_an_announced_command_and_sends_the_queue_on() -> None:
+    fc = FakeCluster(1)
+    notice(fc, 0, "c-12")
+    fc.send({"t": P.SUBMIT, "cmd": "execute", "targets": 0, "block": False})
+    assert fc.commands_to(0) == []  # held behind the announced command
+    dones(fc, 0, report("q-3"), report("c-12"), {"cmd": 5}, "not a report")
+    assert fc.commands_to(0) == ["execute"]
+    assert len(history(fc)) == 2  # q-3 and c-12; the malformed entries are dropped
+
+
+def test_a_report_without_what_makes_a_record_is_dropped() -> None:
+    fc = FakeCluster(1)
+    entry = report("q-4")
+    del entry["rt"]
+    dones(fc, 0, entry)
+    assert history(fc) == [] and fc.hub.status()["direct_jobs"] == 0
 
 
 def test_the_engines_queue_waits_behind_a_direct_command() -> None:

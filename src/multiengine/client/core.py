@@ -64,6 +64,7 @@ from ..errors import ControllerConnectionError, ControllerRestarted
 from ..wire import chunks, curve, slices
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
+from ..wire.direct import ANNOUNCE_AFTER
 from ..wire.message import (
     Message,
     ReplayGuard,
@@ -320,6 +321,8 @@ class ClientCore:
         ]
         try:
             with self._send_lock:
+                if direct is not None and direct.unannounced:
+                    direct.announce()  # the controller hears of them before this
                 send_frames(self._out, frames)
                 for f in chunk_frames:
                     send_frames(self._out, f)
@@ -419,8 +422,19 @@ class ClientCore:
         request is a blocking one. ``timeout=0`` still reads what has already arrived."""
         deadline = None if timeout is None else time.monotonic() + timeout
         req = self._requests.get(getattr(fut, "mid", -1))
+        # a direct command not answered within ANNOUNCE_AFTER is announced then
+        announce_at = None
+        if req is not None and req.direct and not req.background:
+            announce_at = time.monotonic() + ANNOUNCE_AFTER
         while not fut.done():
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            now = time.monotonic()
+            left = None if deadline is None else max(0.0, deadline - now)
+            if announce_at is not None:
+                if now >= announce_at:
+                    self._announce_direct()
+                    announce_at = None
+                else:
+                    left = min(left, announce_at - now) if left is not None else announce_at - now
             if req is None or req.background or req.answered:
                 self._wait_done(fut, left)  # another thread completes it
             elif self._fg_lock.acquire(blocking=False):
@@ -442,9 +456,21 @@ class ClientCore:
                             self._fg_cv.wait(slice_)
                     finally:
                         self._following -= 1
+            if announce_at is not None and deadline is not None and not fut.done():
+                if time.monotonic() >= deadline:
+                    self._announce_direct()  # (the caller stops waiting: it may not come back)
+                    announce_at = None
             if not fut.done() and deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError
         return fut.result()
+
+    def _announce_direct(self) -> None:
+        """Tell the controller of the direct commands waiting for their answers."""
+        direct = self._direct
+        if direct is not None and direct.unannounced:
+            with self._send_lock:
+                if not self._closed:
+                    direct.announce()
 
     def _wake_followers(self) -> None:
         # A follower counts itself before it checks its future, so one that will sleep
@@ -556,6 +582,8 @@ class ClientCore:
         if req is None:
             return
         req.answered = True
+        if req.direct and self._direct is not None:
+            self._direct.unannounced.pop(req.mid, None)  # (its engine reports it)
         if req.listener is not None or req.behind_output:  # after the output before it
             self._deliver(lambda: _complete(req.future, whole))
         else:
@@ -643,6 +671,8 @@ class ClientCore:
             for part, piece in pieces
         ]
         with self._send_lock:
+            if self._direct is not None and self._direct.unannounced:
+                self._direct.announce()
             for f in frames:
                 send_frames(self._out, f)
 
@@ -893,6 +923,8 @@ class ClientCore:
 
     # ------------------------------------------------------------------ closing
     def _fail_all(self, err: BaseException) -> None:
+        if self._direct is not None:
+            self._direct.unannounced.clear()  # (their engines report them)
         for mid in list(self._requests):
             req = self._requests.pop(mid, None)
             if req is not None and not req.future.done():

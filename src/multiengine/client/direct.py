@@ -72,6 +72,9 @@ class DirectPath:
         self._tag = uuid.uuid4().hex[:16]  # the last 16 digits of its job ids
         self._jobs = itertools.count(1)
         self.taken = 0  # calls that went direct (what a test looks at)
+        # request id -> direct_job of a blocking direct command not yet answered, nor
+        # announced to the controller (announce(); wire/direct.py says why)
+        self.unannounced: dict[int, dict[str, Any]] = {}
 
     @staticmethod
     def possible(core: ClientCore) -> bool:
@@ -201,6 +204,8 @@ class DirectPath:
             content, buffers = buffers[0], buffers[1:]
         cmd_id = f"{core.identity[2:14].decode()}-{req.mid}"
         job = P.job_id(next(self._jobs), self._tag)
+        cid = header.get("cid", core.identity)
+        desc = header.get("desc", header["cmd"])
         order: dict[str, Any] = {
             "t": P.DIRECT,
             "id": req.mid,
@@ -208,6 +213,8 @@ class DirectPath:
             "cmd": cmd_id,
             "name": header["cmd"],
             "job": job,
+            "cid": cid,  # (for the engine's report to the controller)
+            "desc": desc,
         }
         if buffers:
             order["raw"] = True
@@ -227,17 +234,32 @@ class DirectPath:
             "t": P.DIRECT_JOB,
             "id": req.mid,
             "rt": header["rt"],
-            "cid": header.get("cid", core.identity),
+            "cid": cid,
             "cmd": cmd_id,
             "name": header["cmd"],
             "engine": eid,
             "job": job,
-            "desc": header.get("desc", header["cmd"]),
+            "desc": desc,
             "url": self._routes[eid][1],
         }
-        send_frames(core.out_socket(), signer.frames(notice))
         self.taken += 1
+        if req.background:  # (read by the I/O thread, which does not announce it later)
+            send_frames(core.out_socket(), signer.frames(notice))
+        else:
+            self.unannounced[req.mid] = notice
         return job
+
+    def announce(self) -> None:
+        """Tell the controller of the direct commands sent and not yet answered
+        (``direct_job``): before anything else this client sends it, and when an answer
+        is ANNOUNCE_AFTER late. Called under the core's send lock."""
+        notices = self.unannounced
+        while notices:
+            try:
+                _, notice = notices.popitem()
+            except KeyError:  # (answered meanwhile: the engine reports it)
+                break
+            send_frames(self._core.out_socket(), self._core.signer.frames(notice))
 
     def _forget_closed(self) -> None:
         """Forget the engines whose connection to the sender has closed (their process

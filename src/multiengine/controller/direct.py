@@ -2,15 +2,17 @@
 its host, answered by the engine straight to the client (docs/protocol.md §6, "A direct
 path on one host").
 
-The controller is told beside them, off the critical path: the client's ``direct_job``
-(what it sent, to which engine, its request id and ``rt``) and the engine's
-``direct_done`` (how it ended) may arrive in either order. Between the two the command
-is the engine's as if it ran there from the controller: the commands queued on the
-engine after the controller heard of it wait behind it (a later command of the same
-client never overtakes it; ``EngineState.held``), ``queue_status`` and
-``status`` show it, ``interrupt`` reaches it, and if the engine is lost first its client
-gets ``EngineError`` (``Hub._unregister`` fails :meth:`DirectBooks.lost`'s jobs). Its
-record goes to the history like any job's; its result is not kept (the client has it).
+The controller is told beside them, off the critical path. A quick command is reported
+by its engine after it was answered, with others (``direct_dones``): the report alone
+makes its record. A command not answered within ``ANNOUNCE_AFTER`` is announced by its
+client (``direct_job``: what it sent, to which engine, its request id and ``rt``) and
+reported by its engine when it ends (``direct_done``), in either order. Between the two
+the command is the engine's as if it ran there from the controller: the commands queued
+on the engine after the controller heard of it wait behind it (a later command of the
+same client never overtakes it; ``EngineState.held``), ``queue_status`` and ``status``
+show it, ``interrupt`` reaches it, and if the engine is lost first its client gets
+``EngineError`` (``Hub._unregister`` fails :meth:`DirectBooks.lost`'s jobs). Its record
+goes to the history like any job's; its result is not kept (the client has it).
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ from .dispatch import Dispatch
 from .engines import DirectJob, EngineState
 from .jobs import Job, JobIds, Part, error_part
 
-__all__ = ["DirectBooks", "EARLY_KEEP"]
+__all__ = ["DirectBooks", "REPORTED_KEEP"]
 
 log = logging.getLogger("multiengine.controller")
 
-# ``direct_done``s that came before their ``direct_job`` (by command id), kept at most
-# this many (each is a few hundred bytes; a notice normally follows within microseconds)
-EARLY_KEEP = 4096
+# ids of direct commands recorded from their engine's report, remembered (at most this
+# many) so that a ``direct_job`` that comes after the report records nothing more
+REPORTED_KEEP = 4096
 
 
 class DirectBooks:
@@ -51,7 +53,7 @@ class DirectBooks:
         self.job_ids = job_ids
         self._complete = complete
         self._clear_queue = clear_queue
-        self._early: OrderedDict[str, tuple[int, Message]] = OrderedDict()
+        self._reported: OrderedDict[str, None] = OrderedDict()
         self.taken = 0  # direct commands heard of (status: ``direct_jobs``)
         # a client has asked where the engines take direct commands: an engine that
         # registers from now on is told ``direct_on`` at once (turn_on)
@@ -80,12 +82,14 @@ class DirectBooks:
             self.dispatch.outbox.to_engine(engine.ident, {"t": P.DIRECT_ON})
 
     def on_job(self, client: bytes, msg: Message, owner: bytes) -> None:
-        """A client's ``direct_job``: the books take it (and close it at once if its
-        engine's ``direct_done`` came first, or fail it if the engine is gone)."""
+        """A client's ``direct_job``: the books take it (unless its engine reported it
+        already, or fail it if the engine is gone)."""
         h = msg.header
         eid, cmd_id, name = h.get("engine"), h.get("cmd"), h.get("name")
         if type(eid) is not int or type(cmd_id) is not str or name not in P.DIRECT_COMMANDS:
             log.warning("dropped a malformed direct_job (engine %.40r, cmd %.40r)", eid, cmd_id)
+            return
+        if cmd_id in self._reported:  # (its engine answered it before this came)
             return
         job_id = h.get("job")
         if type(job_id) is not str:
@@ -96,10 +100,6 @@ class DirectBooks:
         job.owner = owner
         job.answered_directly = True
         self.taken += 1
-        early = self._early.pop(cmd_id, None)
-        if early is not None and early[0] == eid:
-            self._finish(None, eid, job, early[1])
-            return
         engine = self.dispatch.engines.get(eid)
         url = h.get("url")
         if engine is None or (type(url) is str and url != engine.direct_url):
@@ -115,25 +115,75 @@ class DirectBooks:
 
     def on_done(self, engine: EngineState | None, msg: Message) -> None:
         """An engine's ``direct_done``: the command's record is complete."""
-        cmd_id = msg.header.get("cmd")
-        if type(cmd_id) is not str or engine is None:
+        if engine is not None and self._report(engine, msg.header, msg):
+            self._send_queue_on(engine)
+
+    def on_dones(self, engine: EngineState | None, msg: Message) -> None:
+        """An engine's ``direct_dones``: the reports of several quick commands."""
+        dones = msg.header.get("dones")
+        if engine is None or type(dones) is not list:
             return
-        direct = engine.direct.pop(cmd_id, None)
-        if direct is None:  # before the client's direct_job: kept until it comes
-            self._early[cmd_id] = (engine.id, msg)
-            while len(self._early) > EARLY_KEEP:
-                self._early.popitem(last=False)
-            return
-        self._finish(engine, engine.id, direct.job, msg)
+        held = False
+        for done in dones:
+            if type(done) is dict:
+                held = self._report(engine, done, None) or held
+        if held:
+            self._send_queue_on(engine)
+
+    def _send_queue_on(self, engine: EngineState) -> None:
         if engine.queue and self.dispatch.engines.get(engine.id) is engine:
             self.dispatch.dispatch(engine)  # what waited behind it may go now
 
-    def _finish(self, engine: EngineState | None, eid: int, job: Job, msg: Message) -> None:
-        h = msg.header
+    def _report(self, engine: EngineState, h: dict[str, Any], msg: Message | None) -> bool:
+        """One command's report: its record completed. True when the controller knew
+        of the command (its client announced it: the engine's queue may wait behind
+        it); a command it did not know of gets its record from the report alone."""
+        cmd_id = h.get("cmd")
+        if type(cmd_id) is not str:
+            return False
+        direct = engine.direct.pop(cmd_id, None)
+        if direct is not None:
+            self._finish(engine, engine.id, direct.job, h, msg)
+            return True
+        job = self._job_of(engine.id, cmd_id, h)
+        if job is not None:
+            self._finish(engine, engine.id, job, h, msg)
+        return False
+
+    def _job_of(self, eid: int, cmd_id: str, h: dict[str, Any]) -> Job | None:
+        """The record of a command its client has not announced (and will not, or
+        its ``direct_job`` is on its way: it is then ignored), from its report."""
+        job_id, rt, name = h.get("job"), h.get("rt"), h.get("name")
+        if type(job_id) is not str or type(rt) is not bytes or name not in P.DIRECT_COMMANDS:
+            log.warning("dropped a malformed report of direct command %.40r", cmd_id)
+            return None
+        self._reported[cmd_id] = None
+        while len(self._reported) > REPORTED_KEEP:
+            self._reported.popitem(last=False)
+        job = Job(job_id, rt, h.get("id"), str(name), [eid], True)
+        started = h.get("started")
+        job.submitted = job.started = started if type(started) is float else time.time()
+        job.desc = str(h.get("desc") or name)
+        cid = h.get("cid")
+        job.owner = cid if type(cid) is bytes else rt
+        job.answered_directly = True
+        self.taken += 1
+        self.dispatch.timeline.record(eid, job.what, monitor.START, job.desc, job.started)
+        return job
+
+    def _finish(
+        self,
+        engine: EngineState | None,
+        eid: int,
+        job: Job,
+        h: dict[str, Any],
+        msg: Message | None,
+    ) -> None:
         status = str(h.get("status", P.STATUS_OK))
         failed = status != P.STATUS_OK
         elapsed = h.get("elapsed")
-        if "enc" in h:  # the client's socket never connected to the engine: pass it on
+        if "enc" in h and msg is not None:  # the client's socket never connected to the
+            # engine: pass the answer on
             job.answered_directly = False
             frames = [owned(f) for f in (msg.content, *msg.buffers)]
             part = Part(eid, status, str(h["enc"]), frames)
@@ -143,6 +193,9 @@ class DirectBooks:
             part = Part(eid, status, P.PICKLE, [b""])
         part.elapsed = elapsed if isinstance(elapsed, (int, float)) else None
         part.started = job.started
+        started = h.get("started")
+        if part.elapsed is not None and type(started) is float:  # the engine's own times
+            part.completed = started + part.elapsed
         kind = monitor.FAILED if failed else monitor.OK
         self.dispatch.timeline.record(eid, job.what, kind, job.desc)
         if job.set_part(0, part):

@@ -153,6 +153,7 @@ class Hub:
             P.CHUNK: self._on_engine_piece,
             P.BYE: self._on_bye,
             P.DIRECT_DONE: lambda ident, engine, msg: self.direct.on_done(engine, msg),
+            P.DIRECT_DONES: lambda ident, engine, msg: self.direct.on_dones(engine, msg),
         }
 
     @property

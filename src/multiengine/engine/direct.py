@@ -28,6 +28,7 @@ import zmq
 
 from ..wire import direct
 from ..wire import protocol as P
+from ..wire.direct import REPORT_AT_MOST, REPORT_WITHIN
 from ..wire.message import Message, ReplayGuard, Signer, WireError, recv_frames, send_frames
 
 __all__ = ["DirectCommand", "DirectSocket", "ANSWER_WAIT"]
@@ -50,6 +51,9 @@ class DirectCommand:
     request: Any
     job: Any
     cmd_id: str
+    name: str = ""  # execute, apply or map
+    cid: bytes = b""  # its client (who owns the record), for the controller's books
+    desc: str = ""  # what it runs, as the history shows it
     ename: str = ""  # the exception it raised, for the controller's history
 
 
@@ -68,6 +72,10 @@ class DirectSocket:
         self._dropped = dropped
         self.guard = ReplayGuard()  # read by the main thread only
         self.recent: deque[str] = deque(maxlen=RECENT)
+        # reports of quick direct commands, sent to the controller several at a time
+        # (hold_report; the engine sends them: Engine._send_reports)
+        self.reports: list[dict[str, Any]] = []
+        self.reports_due = 0.0  # (monotonic) when the first of them must go
         self._send_lock = threading.Lock()  # answers (main thread), live output (its thread)
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -123,7 +131,17 @@ class DirectSocket:
         if h.get("live"):
             header["live"] = True
         cmd = Message(msg.idents, header, msg.content, msg.buffers)
-        return cmd, DirectCommand(rt, h.get("id"), h.get("job"), cmd_id)
+        cid, desc = h.get("cid"), h.get("desc")
+        to = DirectCommand(
+            rt,
+            h.get("id"),
+            h.get("job"),
+            cmd_id,
+            name,
+            cid if type(cid) is bytes else rt,
+            desc if type(desc) is str else name,
+        )
+        return cmd, to
 
     def answer(
         self,
@@ -154,6 +172,14 @@ class DirectSocket:
             return True
         log.warning("a direct answer could not go to its client: it is not connected")
         return False
+
+    def hold_report(self, done: dict[str, Any]) -> bool:
+        """Keep a command's report to send with others; True when they must go now
+        (REPORT_AT_MOST of them)."""
+        if not self.reports:
+            self.reports_due = time.monotonic() + REPORT_WITHIN
+        self.reports.append(done)
+        return len(self.reports) >= REPORT_AT_MOST
 
     def output(self, to: DirectCommand, engine_id: int, name: str, text: str) -> None:
         """Live output of a direct command, to its client (from the output thread too);

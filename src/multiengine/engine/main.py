@@ -48,6 +48,7 @@ from ..errors import SerializationError
 from ..wire import chunks, curve, recycle, shm, slices
 from ..wire import protocol as P
 from ..wire.connection import ConnectionInfo
+from ..wire.direct import ANNOUNCE_AFTER
 from ..wire.message import (
     Message,
     ReplayGuard,
@@ -652,11 +653,19 @@ class Engine:
         assert direct is not None
         while True:
             if pending(self.sock):
+                self._send_reports()  # (the books in order before a command of the controller)
                 return self._recv(), None
             if pending(direct.sock):
                 got = direct.read()
                 if got is not None:
+                    if direct.reports and time.monotonic() >= direct.reports_due:
+                        self._send_reports()  # (before a command that may run long)
                     return got
+                continue
+            if direct.reports:  # held reports go once they are REPORT_WITHIN old
+                wait = direct.reports_due - time.monotonic()
+                if wait <= 0 or not self._both.poll(wait * 1000):
+                    self._send_reports()
                 continue
             if not self._both.poll(500):
                 raise zmq.Again
@@ -771,21 +780,35 @@ class Engine:
     def _answer_direct(
         self, to: DirectCommand, status: str, content: Any, buffers: list[Any], elapsed: float
     ) -> None:
-        """A direct command's answer to its client, then a header-only ``direct_done``
-        to the controller; the answer itself in the ``direct_done`` when the client's
-        socket never connected here (the controller passes it on)."""
-        assert self.direct is not None
+        """A direct command's answer to its client, then its report to the controller:
+        with others later (``direct_dones``: a quick command that succeeded), else at
+        once (``direct_done``), with the answer itself when the client's socket never
+        connected here (the controller passes it on)."""
+        direct = self.direct
+        assert direct is not None
         enc = P.PICKLE if status == P.STATUS_OK else P.MSGPACK
         started = time.time() - elapsed
-        sent = self.direct.answer(to, self.id, status, enc, content, buffers, elapsed, started)
+        sent = direct.answer(to, self.id, status, enc, content, buffers, elapsed, started)
         done: dict[str, Any] = {
-            "t": P.DIRECT_DONE,
             "cmd": to.cmd_id,
             "status": status,
             "elapsed": _to_us(elapsed),
+            "job": to.job,
+            "id": to.request,
+            "rt": to.rt,
+            "cid": to.cid,
+            "name": to.name,
+            "desc": to.desc,
+            "started": started,
         }
         if to.ename:
             done["ename"] = to.ename
+        if sent and status == P.STATUS_OK and elapsed < ANNOUNCE_AFTER:
+            if direct.hold_report(done):
+                self._send_reports()
+            return
+        self._send_reports()  # (in order: the controller may hold a queue behind them)
+        done["t"] = P.DIRECT_DONE
         if sent:
             self._send(self.signer.frames(done))
             return
@@ -793,6 +816,13 @@ class Engine:
         if buffers:
             done["raw"] = True
         self._send(self.signer.frames(done, content, buffers))
+
+    def _send_reports(self) -> None:
+        """Send the reports of direct commands held (one ``direct_dones``)."""
+        direct = self.direct
+        if direct is not None and direct.reports:
+            dones, direct.reports = direct.reports, []
+            self._send(self.signer.frames({"t": P.DIRECT_DONES, "dones": dones}))
 
     @staticmethod
     def _first_slice(value: list[Any]) -> tuple[int, bytes, Iterator[bytes]] | None:

@@ -106,6 +106,7 @@ CMDS = "cmds"  # several task commands in one message (controller -> engine)
 REPLIES = "replies"  # several task replies in one message (engine -> controller)
 BYE = "bye"
 DIRECT_DONE = "direct_done"  # engine -> controller: a direct command was answered
+DIRECT_DONES = "direct_dones"  # engine -> controller: quick direct commands it answered
 DIRECT_ON = "direct_on"  # controller -> engine: a client learned your direct socket: read it
 # direct channel
 DIRECT = "direct"  # client -> engine: a small command, answered straight to "rt"
@@ -301,10 +302,22 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(CHUNK, ENGINE_CHANNEL, CONTROLLER, "cmd", "raw"),
     _spec(CHUNK, ENGINE_CHANNEL, ENGINE, "cmd", "raw", "dg"),
     _spec(BYE, ENGINE_CHANNEL, ENGINE),
-    _spec(DIRECT_DONE, ENGINE_CHANNEL, ENGINE, "cmd", "status", "enc", "elapsed", "ename", "raw"),
+    _spec(
+        DIRECT_DONE,
+        ENGINE_CHANNEL,
+        ENGINE,
+        *("cmd", "status", "enc", "elapsed", "ename", "raw"),
+        *("job", "id", "rt", "cid", "name", "desc", "started"),
+    ),
+    _spec(DIRECT_DONES, ENGINE_CHANNEL, ENGINE, "dones"),
     _spec(DIRECT_ON, ENGINE_CHANNEL, CONTROLLER),
     # direct channel (a client and an engine of one host, over IPC)
-    _spec(DIRECT, DIRECT_CHANNEL, CLIENT, "id", "rt", "cmd", "name", "job", "live", "raw"),
+    _spec(
+        DIRECT,
+        DIRECT_CHANNEL,
+        CLIENT,
+        *("id", "rt", "cmd", "name", "job", "cid", "desc", "live", "raw"),
+    ),
     _spec(RESULT, DIRECT_CHANNEL, ENGINE, "id", "job", "parts", "raw"),
     _spec(OUTPUT, DIRECT_CHANNEL, ENGINE, "id", "engine", "name"),
     # heartbeat channel (the heartbeats themselves are libzmq's ZMTP pings on this
