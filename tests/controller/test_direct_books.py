@@ -131,13 +131,24 @@ def test_a_report_without_what_makes_a_record_is_dropped() -> None:
     assert history(fc) == [] and fc.hub.status()["direct_jobs"] == 0
 
 
+def flushes(fc: FakeCluster, eid: int) -> int:
+    """How many times engine ``eid`` was asked for the reports it holds."""
+    sent = fc.outbox.sent
+    return sum(s.header["t"] == P.DIRECT_FLUSH and s.to == fc.idents[eid] for s in sent)
+
+
 def test_the_engines_queue_waits_behind_a_direct_command() -> None:
     fc = FakeCluster(2)
     notice(fc, 0, "c-3")
+    assert flushes(fc, 0) == 0
     fc.send({"t": P.SUBMIT, "cmd": "execute", "targets": 0, "block": False})
     assert fc.commands_to(0) == []  # held: the engine may not have read the direct one yet
-    done(fc, 0, "c-3")
-    assert len(fc.commands_to(0)) == 1  # now it goes
+    assert flushes(fc, 0) == 1  # and asked for its report, which it may hold
+    fc.send({"t": P.SUBMIT, "cmd": "keys", "targets": 0, "block": False})
+    assert flushes(fc, 0) == 1  # once
+    dones(fc, 0, report("c-3"))
+    assert fc.commands_to(0) == ["execute"]  # now it goes
+    assert flushes(fc, 1) == 0
 
 
 def test_only_commands_queued_after_a_direct_one_wait_for_it() -> None:

@@ -321,8 +321,7 @@ class ClientCore:
         ]
         try:
             with self._send_lock:
-                if direct is not None and direct.unannounced:
-                    direct.announce()  # the controller hears of them before this
+                self._announce_locked()  # the controller hears of them before this
                 send_frames(self._out, frames)
                 for f in chunk_frames:
                     send_frames(self._out, f)
@@ -472,6 +471,15 @@ class ClientCore:
                 if not self._closed:
                     direct.announce()
 
+    def _announce_locked(self) -> None:
+        """Before anything else goes to the controller (under the send lock): the direct
+        commands waiting for their answers. Each ``direct_job`` was signed when its
+        command was sent, so it keeps its place in its thread's sequence: a message
+        signed later and sent before it would make the controller's replay guard drop it."""
+        direct = self._direct
+        if direct is not None and direct.unannounced:
+            direct.announce()
+
     def _wake_followers(self) -> None:
         # A follower counts itself before it checks its future, so one that will sleep
         # is seen here (and this notify waits for it to be asleep): no wake-up is lost.
@@ -603,6 +611,7 @@ class ClientCore:
             log.warning("the controller at %s restarted: connecting again", self.url)
             with self._send_lock:
                 before = list(self._requests.values())  # their messages went out before
+                self._announce_locked()
                 connects = []
                 for sock in (self._fg, self._bg):
                     req = self._new_request(sock is self._bg, None)
@@ -671,8 +680,7 @@ class ClientCore:
             for part, piece in pieces
         ]
         with self._send_lock:
-            if self._direct is not None and self._direct.unannounced:
-                self._direct.announce()
+            self._announce_locked()
             for f in frames:
                 send_frames(self._out, f)
 
@@ -705,6 +713,7 @@ class ClientCore:
             )
         elif silent >= PING_EVERY and now - sock.last_ping >= PING_EVERY:
             with self._send_lock:
+                self._announce_locked()
                 self._out.send_multipart(
                     self.signer.frames({"t": P.PING, "id": 0, "rt": sock.identity})
                 )
@@ -837,7 +846,14 @@ class ClientCore:
                 rc = self._reconnect
                 if rc is not None and not rc.connects[0].future.done():
                     self._read_fg_for_reconnect()
-                self._read_until(self._bg, None, READ_SLICE)
+                slice_ = READ_SLICE
+                due = self._direct.announce_due() if self._direct is not None else None
+                if due is not None:  # an executor's direct call unanswered: announced
+                    if due == 0:  # when it is due (at most a slice late)
+                        self._announce_direct()
+                    else:
+                        slice_ = min(slice_, due)
+                self._read_until(self._bg, None, slice_)
             except ControllerConnectionError:
                 return
             except zmq.ZMQError:

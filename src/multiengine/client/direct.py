@@ -43,6 +43,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from ..wire import direct
 from ..wire import protocol as P
+from ..wire.direct import ANNOUNCE_AFTER
 from ..wire.message import pending, send_frames, unpack
 
 if TYPE_CHECKING:
@@ -72,9 +73,9 @@ class DirectPath:
         self._tag = uuid.uuid4().hex[:16]  # the last 16 digits of its job ids
         self._jobs = itertools.count(1)
         self.taken = 0  # calls that went direct (what a test looks at)
-        # request id -> direct_job of a blocking direct command not yet answered, nor
-        # announced to the controller (announce(); wire/direct.py says why)
-        self.unannounced: dict[int, dict[str, Any]] = {}
+        # request id -> (direct_job, when it is due) of a direct command not yet
+        # answered, nor announced to the controller (announce(); wire/direct.py says why)
+        self.unannounced: dict[int, tuple[list[Any], float]] = {}
 
     @staticmethod
     def possible(core: ClientCore) -> bool:
@@ -243,23 +244,27 @@ class DirectPath:
             "url": self._routes[eid][1],
         }
         self.taken += 1
-        if req.background:  # (read by the I/O thread, which does not announce it later)
-            send_frames(core.out_socket(), signer.frames(notice))
-        else:
-            self.unannounced[req.mid] = notice
+        # signed now, in this thread's sequence (ClientCore._announce_locked says why)
+        self.unannounced[req.mid] = (signer.frames(notice), time.monotonic() + ANNOUNCE_AFTER)
         return job
+
+    def announce_due(self) -> float | None:
+        """Seconds until the first direct command still unanswered must be announced
+        (0: now), or None when there is none."""
+        waiting = list(self.unannounced.values())  # (a copy: other threads change it)
+        if not waiting:
+            return None
+        return max(0.0, waiting[0][1] - time.monotonic())  # (the first sent is first due)
 
     def announce(self) -> None:
         """Tell the controller of the direct commands sent and not yet answered
         (``direct_job``): before anything else this client sends it, and when an answer
         is ANNOUNCE_AFTER late. Called under the core's send lock."""
         notices = self.unannounced
-        while notices:
-            try:
-                _, notice = notices.popitem()
-            except KeyError:  # (answered meanwhile: the engine reports it)
-                break
-            send_frames(self._core.out_socket(), self._core.signer.frames(notice))
+        for mid in list(notices):  # (in the order they were sent)
+            entry = notices.pop(mid, None)
+            if entry is not None:  # (else answered meanwhile: the engine reports it)
+                send_frames(self._core.out_socket(), entry[0])
 
     def _forget_closed(self) -> None:
         """Forget the engines whose connection to the sender has closed (their process

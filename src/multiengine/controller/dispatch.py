@@ -168,10 +168,13 @@ class Dispatch:
 
     def dispatch(self, engine: EngineState) -> None:
         """Send the engine its next command, and tasks ahead while it runs tasks."""
-        if engine.current is None and engine.queue and not (engine.direct and engine.held()):
-            engine.current = engine.queue.popleft()
-            self._send_cmd(engine, engine.current)
-            self._started(engine.current, engine)
+        if engine.current is None and engine.queue:
+            if engine.direct and engine.held():
+                self._ask_for_reports(engine)
+            else:
+                engine.current = engine.queue.popleft()
+                self._send_cmd(engine, engine.current)
+                self._started(engine.current, engine)
         while (
             engine.queue
             and engine.current is not None
@@ -185,6 +188,15 @@ class Dispatch:
             engine.ahead.append(cmd)
             self.prefetching.add(engine.id)
             self._send_cmd(engine, cmd)
+
+    def _ask_for_reports(self, engine: EngineState) -> None:
+        """The engine's queue waits behind a direct command it may have answered long
+        ago, its report held with others (docs/protocol.md §6): ask for them (once)."""
+        for first in engine.direct.values():
+            if not first.asked:
+                first.asked = True
+                self.outbox.to_engine(engine.ident, {"t": P.DIRECT_FLUSH})
+            return
 
     def advance(self, engine: EngineState) -> None:
         """The engine answered its current command: the next one sent ahead (if any) runs."""

@@ -60,6 +60,7 @@ class DirectJob:
 
     job: Job
     after: int
+    asked: bool = False  # the engine was asked for its held reports (``direct_flush``)
 
 
 @dataclass(eq=False, slots=True)

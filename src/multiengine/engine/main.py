@@ -510,6 +510,9 @@ class Engine:
             if msg.type == P.DIRECT_ON:
                 self._turn_direct_on()
                 continue
+            if msg.type == P.DIRECT_FLUSH:
+                self._send_reports()
+                continue
             if msg.type != P.CHUNK or not msg.buffers:
                 self._backlog.append(msg)  # not ours: handled after this command
                 raise ValueError(
@@ -627,6 +630,8 @@ class Engine:
             if msg.type != P.CMD:
                 if msg.type == P.DIRECT_ON:
                     self._turn_direct_on()
+                elif msg.type == P.DIRECT_FLUSH:
+                    self._send_reports()  # (done as it was read: _next)
                 elif msg.type != P.REGISTERED:  # (a late answer to a repeated register)
                     log.warning("unexpected message type %r", msg.type)
                 continue

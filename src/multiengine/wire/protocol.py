@@ -108,6 +108,7 @@ BYE = "bye"
 DIRECT_DONE = "direct_done"  # engine -> controller: a direct command was answered
 DIRECT_DONES = "direct_dones"  # engine -> controller: quick direct commands it answered
 DIRECT_ON = "direct_on"  # controller -> engine: a client learned your direct socket: read it
+DIRECT_FLUSH = "direct_flush"  # controller -> engine: a command waits: send the reports held
 # direct channel
 DIRECT = "direct"  # client -> engine: a small command, answered straight to "rt"
 # heartbeat channel
@@ -311,6 +312,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     ),
     _spec(DIRECT_DONES, ENGINE_CHANNEL, ENGINE, "dones"),
     _spec(DIRECT_ON, ENGINE_CHANNEL, CONTROLLER),
+    _spec(DIRECT_FLUSH, ENGINE_CHANNEL, CONTROLLER),
     # direct channel (a client and an engine of one host, over IPC)
     _spec(
         DIRECT,
