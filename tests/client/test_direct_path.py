@@ -6,6 +6,7 @@ never from a timing."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -396,6 +397,26 @@ def test_executor_calls_on_one_engine_go_direct(mec: multiengine.MultiEngineClie
         futures = [ex.submit(pow, 2, i) for i in range(20)]
         assert [f.result(HANG) for f in futures] == [[2**i] for i in range(20)]
         assert not futures[0].cancel()  # sent: it is the engine's now
+
+
+def test_an_executors_direct_call_completes_with_no_thread_waiting_for_it(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    """The thread that asks for a direct call's result reads the answer itself; when none
+    asks (callbacks, ``wait``, ``as_completed``), the I/O thread does."""
+    warm(mec, 2)
+    with mec.executor(targets=2) as ex:
+        before = direct_calls(mec)
+        called: list[Any] = []
+        fut = ex.submit(pow, 3, 4)
+        fut.add_done_callback(lambda f: called.append(f.result()))
+        done, _ = concurrent.futures.wait([fut], timeout=HANG)
+        assert fut in done and direct_calls(mec) == before + 1
+        wait_until(lambda: called, HANG, 0.005, "the done-callback")
+        assert called == [[81]] and fut.result(0) == [81]
+        # and one whose result is asked for at once, as many callers do
+        assert ex.submit(pow, 2, 5).result(HANG) == [32]
+        assert direct_calls(mec) == before + 2
 
 
 def test_live_output_of_a_direct_command_comes_before_its_answer(

@@ -87,6 +87,9 @@ OutputHook = Callable[[int, str, str], None]  # (engine id, "stdout"/"stderr", t
 MAX_LISTENERS = 4096  # requests whose live output is still shown (one per executor task)
 PING_EVERY = 1.0  # seconds of silence before a reader pings the controller
 READ_SLICE = 0.1  # longest single poll of a reader, so it notices a dead controller
+# how often the I/O thread looks for the answer of an executor's direct call that no
+# thread waits for (request_direct)
+UNWAITED_SLICE = 0.002
 CONNECT_AGAIN_AFTER = 0.25  # seconds before an unanswered reconnection connect goes again
 FOLLOW_SLICE = 0.05  # longest wait of a non-reader before it looks again (it is woken)
 
@@ -168,6 +171,9 @@ class ClientCore:
         # non-blocking calls acknowledged whose results have not come (job ids): while
         # there are any, or any request is unanswered, no call goes direct
         self._open_jobs: set[Any] = set()
+        # executors' direct calls unanswered: the I/O thread reads fg for them when no
+        # thread does (request_direct)
+        self._unwaited: set[int] = set()
         self._direct: DirectPath | None = None
         self._out = self._socket(linger=1000)
         self._fg = _Socket(self._socket(self.identity), self.identity)
@@ -337,19 +343,23 @@ class ClientCore:
         buffers: Sequence[Any],
         listener: OutputHook | None = None,
     ) -> tuple[Future[Message], str] | None:
-        """A ``submit`` (blocking or not) straight to its one engine, its answer read by
-        the I/O thread (client/direct.py): the Future of its ``result`` (completed after
-        the live output before it, given to ``listener``) and its job id; None when it
-        must go through the controller (the executor's calls)."""
+        """A ``submit`` (blocking or not) straight to its one engine (client/direct.py):
+        the Future of its ``result`` (completed after the live output before it, given to
+        ``listener``) and its job id; None when it must go through the controller (the
+        executor's calls). Its answer comes to the fg socket: a thread that waits for it
+        (:meth:`wait`) reads it, as for a blocking call, and while none does the I/O
+        thread looks for it every UNWAITED_SLICE (callbacks, ``as_completed``)."""
         direct = self._direct
         if direct is None or self._closed:
             return None
         eid = direct.target(header, (), blocking=False)
         if eid is None:
             return None
-        return self._request_direct(
-            direct, eid, header, content, buffers, False, True, listener=listener
-        )
+        sent = self._request_direct(direct, eid, header, content, buffers, False, listener=listener)
+        if sent is not None:
+            self._unwaited.add(sent[0].mid)  # type: ignore[attr-defined]
+            self._start_io()
+        return sent
 
     def _request_direct(
         self,
@@ -592,6 +602,7 @@ class ClientCore:
         req.answered = True
         if req.direct and self._direct is not None:
             self._direct.unannounced.pop(req.mid, None)  # (its engine reports it)
+            self._unwaited.discard(req.mid)
         if req.listener is not None or req.behind_output:  # after the output before it
             self._deliver(lambda: _complete(req.future, whole))
         else:
@@ -848,12 +859,20 @@ class ClientCore:
                     self._read_fg_for_reconnect()
                 slice_ = READ_SLICE
                 due = self._direct.announce_due() if self._direct is not None else None
-                if due is not None:  # an executor's direct call unanswered: announced
-                    if due == 0:  # when it is due (at most a slice late)
+                if due is not None:  # a direct call unanswered: announced when it is
+                    if due == 0:  # due (at most a slice late)
                         self._announce_direct()
                     else:
                         slice_ = min(slice_, due)
+                if self._unwaited:
+                    slice_ = min(slice_, UNWAITED_SLICE)
                 self._read_until(self._bg, None, slice_)
+                if self._unwaited and self._fg_lock.acquire(blocking=False):
+                    try:  # no thread waits for an executor's direct call: read it here
+                        self._read_until(self._fg, None, 0.0)
+                    finally:
+                        self._fg_lock.release()
+                        self._wake_followers()
             except ControllerConnectionError:
                 return
             except zmq.ZMQError:
@@ -941,6 +960,7 @@ class ClientCore:
     def _fail_all(self, err: BaseException) -> None:
         if self._direct is not None:
             self._direct.unannounced.clear()  # (their engines report them)
+        self._unwaited.clear()
         for mid in list(self._requests):
             req = self._requests.pop(mid, None)
             if req is not None and not req.future.done():

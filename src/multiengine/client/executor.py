@@ -296,6 +296,7 @@ class MultiEngineExecutor(_Base):
             fut.job = sent[1]
             fut.set_running_or_notify_cancel()  # (it is the engine's now)
             sent[0].add_done_callback(lambda done: self._arrived(fut, done))
+            fut._answer = sent[0]
             return fut
         request.header["fetch_id"], result = core.expect(request.listener is not None)
         ack = send(core, request, background=True, companions=(result,))
@@ -408,6 +409,22 @@ class _AppliedFuture(Future[Any]):
         self._decode_lock = threading.Lock()
         self._outcome: Any = None
         self._meta: list[dict[str, Any]] = []
+        # a direct call's answer, which a thread that asks for the result reads itself
+        # (ClientCore.wait) rather than wait for the I/O thread to hand it over
+        self._answer: Future[Message] | None = None
+
+    def _read_answer(self, timeout: float | None) -> float | None:
+        """Read a direct call's answer on this thread, if it has not come yet; what is
+        left of ``timeout``."""
+        answer = self._answer
+        if answer is None or self.done():
+            return timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self._core.wait(answer, timeout)
+        except BaseException:  # noqa: BLE001 - a timeout, or the answer's failure: the
+            pass  # Future's own wait below raises it, or it settled the Future
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def cancel(self) -> bool:
         if not super().cancel():
@@ -448,7 +465,7 @@ class _AppliedFuture(Future[Any]):
         return self._outcome
 
     def result(self, timeout: float | None = None) -> Any:
-        value = super().result(timeout)
+        value = super().result(self._read_answer(timeout))
         if value is not _UNDECODED:
             return value
         outcome = self._decoded()
@@ -457,7 +474,7 @@ class _AppliedFuture(Future[Any]):
         return outcome
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        e = super().exception(timeout)
+        e = super().exception(self._read_answer(timeout))
         if e is not None or not self.done() or self.cancelled():
             return e
         outcome = self._decoded()
