@@ -355,9 +355,10 @@ class ClientCore:
         eid = direct.target(header, (), blocking=False)
         if eid is None:
             return None
-        sent = self._request_direct(direct, eid, header, content, buffers, False, listener=listener)
+        sent = self._request_direct(
+            direct, eid, header, content, buffers, False, listener=listener, unwaited=True
+        )
         if sent is not None:
-            self._unwaited.add(sent[0].mid)  # type: ignore[attr-defined]
             self._start_io()
         return sent
 
@@ -371,10 +372,12 @@ class ClientCore:
         chain_parts: bool,
         background: bool = False,
         listener: OutputHook | None = None,
+        unwaited: bool = False,
     ) -> tuple[Future[Message], str] | None:
         """Send a request straight to engine ``eid`` (client/direct.py): its Future and
         job id; None when it must go through the controller (something is outstanding,
-        or the engine cannot be reached directly)."""
+        or the engine cannot be reached directly). ``unwaited``: perhaps no thread waits
+        for its answer (an executor's call): the I/O thread looks for it."""
         rid = direct.route(eid)
         if rid is None:
             return None
@@ -393,14 +396,18 @@ class ClientCore:
             self._requests[mid] = req
             if listener is not None:
                 self.listen(mid, listener)
+            if unwaited:  # (before it is sent: its answer may come at once)
+                self._unwaited.add(mid)
             try:
                 job = direct.send(req, eid, rid, header, content, buffers)
             except BaseException:
                 self._requests.pop(mid, None)
+                self._unwaited.discard(mid)
                 raise
             if job is None:
                 self._requests.pop(mid, None)
                 self._listeners.pop(mid, None)
+                self._unwaited.discard(mid)
                 return None
         if background:
             self._start_io()
@@ -424,7 +431,9 @@ class ClientCore:
 
     def forget(self, fut: Future[Message]) -> None:
         """Stop waiting for ``fut``'s answer (an answer that comes later is dropped)."""
-        self._requests.pop(getattr(fut, "mid", -1), None)
+        mid = getattr(fut, "mid", -1)
+        self._requests.pop(mid, None)
+        self._unwaited.discard(mid)
 
     def wait(self, fut: Future[Message], timeout: float | None = None) -> Message:
         """Wait for ``fut``: reading the fg socket for every thread while it does, if the
