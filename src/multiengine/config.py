@@ -73,7 +73,7 @@ SHM_POOL_LIMIT = 4 << 30
 # copy the next ones into without page faults.
 SHM_RECYCLE_LIMIT = 256 << 20
 # Small commands between a client and an engine of one host go straight over IPC, the
-# controller told beside them (docs/protocol.md §6, "A direct path on one host"): a
+# controller told afterwards (docs/protocol.md §6, "A direct path on one host"): a
 # client's and an engine's ``$MULTIENGINE_DIRECT`` (on/off).
 DIRECT_PATH = True
 

@@ -3,8 +3,9 @@
 ::
 
     blocking call ──► sender (ROUTER) ──────────► engine's direct ROUTER (IPC)
-                  └─► out ──► controller            │ runs it, between its other commands
-                      (direct_job, for the books)   │
+                  ┆                                 │ runs it, between its other commands
+                  └┄► out ──► controller            │ (then reports it to the controller)
+                      (direct_job, only if the answer is late)
     fg (DEALER) ◄───────────────────────────────────┘ result, to rt (fg connects there too)
 
 A call goes direct when all of these hold (:meth:`DirectPath.send`), else through the
@@ -12,15 +13,19 @@ controller exactly as before:
 
 * it is a blocking ``submit`` of ``execute``, ``apply`` or ``map``
   (``P.DIRECT_COMMANDS``), or an executor's call (``ClientCore.request_direct``: its
-  ``result`` is read by the I/O thread), to one engine, with small arguments (no
-  pieces, no shared memory), no live output;
+  ``result`` is read by the thread that asks for it, else by the I/O thread), to one
+  engine, with small arguments (no pieces, no shared memory);
 * that engine offers a direct socket (``register`` ``direct``) on this client's host
   (the client reaches the controller over IPC, so its endpoints are on this host);
 * this client has **nothing outstanding**: no request unanswered, and no non-blocking
   call whose result it has not received. So a direct command never overtakes an
   earlier command of this client, and a later one, through the controller, waits in
-  the controller behind it (the controller heard the ``direct_job`` first: both go on
-  the *out* socket, in order).
+  the controller behind it (anything the client sends the controller while a direct
+  command is unanswered goes after that command's ``direct_job``, on the *out* socket).
+
+The controller hears of a direct command only when its answer is ANNOUNCE_AFTER late
+(``direct_job``, signed when the command was sent: :meth:`DirectPath.announce`); its
+engine reports every one afterwards (wire/direct.py says why).
 
 The engine answers to ``rt`` as the controller would; the controller answers only if
 the engine is lost first (``EngineError``): the first answer counts, a later one is

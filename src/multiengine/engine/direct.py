@@ -4,8 +4,9 @@ A ROUTER bound on IPC beside the controller's endpoints (a 0700 directory), offe
 ``register`` (``direct``). A client sends ``direct`` on it; the engine runs the command
 between the controller's commands, as one of them, answers the client with a
 ``result`` on this socket (to the client's *fg* socket, named in ``rt``, which connects
-here), then tells the controller with a header-only ``direct_done`` on its command
-socket (docs/protocol.md §6, "A direct path on one host").
+here), then reports it to the controller on its command socket: a quick success with
+others later (``direct_dones``, held here: :meth:`DirectSocket.hold_report`), anything
+else at once (``direct_done``) (docs/protocol.md §6, "A direct path on one host").
 
 Every message is verified as on the controller's socket (its own replay guard: the
 main thread reads this socket only); a forged, garbled or replayed one is dropped and

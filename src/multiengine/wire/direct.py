@@ -2,11 +2,11 @@
 
 A client sends a small command (``DIRECT_COMMANDS``) straight to an engine of its own
 host over IPC, and the engine answers straight to the client's *fg* socket: two hops
-instead of four through the controller, which is told beside them (``direct_job``
-from the client, ``direct_done`` from the engine) and keeps the books: history,
-``queue_status``, interrupts, engine loss. docs/protocol.md §6, "A direct path on one
-host", has the whole design; the client's side is ``client/direct.py``, the engine's
-``engine/direct.py``.
+instead of four through the controller, which is told afterwards (the engine's
+reports, ``direct_done``/``direct_dones``; the client's ``direct_job`` when an answer is
+late) and keeps the books: history, ``queue_status``, interrupts, engine loss.
+docs/protocol.md §6, "A direct path on one host", has the whole design; the client's
+side is ``client/direct.py``, the engine's ``engine/direct.py``.
 
 The setting is ``$MULTIENGINE_DIRECT`` (on by default): off in an engine, it offers no
 direct socket; off in a client, the client never uses one.
