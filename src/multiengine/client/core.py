@@ -484,17 +484,14 @@ class ClientCore:
 
     def _announce_direct(self) -> None:
         """Tell the controller of the direct commands waiting for their answers."""
-        direct = self._direct
-        if direct is not None and direct.unannounced:
+        if self._direct is not None and self._direct.unannounced:
             with self._send_lock:
                 if not self._closed:
-                    direct.announce()
+                    self._announce_locked()
 
     def _announce_locked(self) -> None:
         """Before anything else goes to the controller (under the send lock): the direct
-        commands waiting for their answers. Each ``direct_job`` was signed when its
-        command was sent, so it keeps its place in its thread's sequence: a message
-        signed later and sent before it would make the controller's replay guard drop it."""
+        commands waiting for their answers (``DirectPath.announce``)."""
         direct = self._direct
         if direct is not None and direct.unannounced:
             direct.announce()

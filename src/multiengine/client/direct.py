@@ -24,7 +24,7 @@ controller exactly as before:
   command is unanswered goes after that command's ``direct_job``, on the *out* socket).
 
 The controller hears of a direct command only when its answer is ANNOUNCE_AFTER late
-(``direct_job``, signed when the command was sent: :meth:`DirectPath.announce`); its
+(``direct_job``, signed when it is announced: :meth:`DirectPath.announce`); its
 engine reports every one afterwards (wire/direct.py says why).
 
 The engine answers to ``rt`` as the controller would; the controller answers only if
@@ -49,7 +49,7 @@ from zmq.utils.monitor import parse_monitor_message
 from ..wire import direct
 from ..wire import protocol as P
 from ..wire.direct import ANNOUNCE_AFTER
-from ..wire.message import pending, send_frames, unpack
+from ..wire.message import Signer, pending, send_frames, unpack
 
 if TYPE_CHECKING:
     from .core import ClientCore, _Request
@@ -80,7 +80,12 @@ class DirectPath:
         self.taken = 0  # calls that went direct (what a test looks at)
         # request id -> (direct_job, when it is due) of a direct command not yet
         # answered, nor announced to the controller (announce(); wire/direct.py says why)
-        self.unannounced: dict[int, tuple[list[Any], float]] = {}
+        self.unannounced: dict[int, tuple[dict[str, Any], float]] = {}
+        # Notices are signed when they are announced (most never are), under the core's
+        # send lock, in sessions of their own: a notice signed after a request that a
+        # thread signed earlier and sends later would, in one session, get that request
+        # dropped by the controller's replay guard.
+        self._notice_signer = Signer(core.info.key)
 
     @staticmethod
     def possible(core: ClientCore) -> bool:
@@ -249,13 +254,14 @@ class DirectPath:
             "url": self._routes[eid][1],
         }
         self.taken += 1
-        # signed now, in this thread's sequence (ClientCore._announce_locked says why)
-        self.unannounced[req.mid] = (signer.frames(notice), time.monotonic() + ANNOUNCE_AFTER)
+        self.unannounced[req.mid] = (notice, time.monotonic() + ANNOUNCE_AFTER)
         return job
 
     def announce_due(self) -> float | None:
         """Seconds until the first direct command still unanswered must be announced
         (0: now), or None when there is none."""
+        if not self.unannounced:
+            return None
         waiting = list(self.unannounced.values())  # (a copy: other threads change it)
         if not waiting:
             return None
@@ -269,7 +275,7 @@ class DirectPath:
         for mid in list(notices):  # (in the order they were sent)
             entry = notices.pop(mid, None)
             if entry is not None:  # (else answered meanwhile: the engine reports it)
-                send_frames(self._core.out_socket(), entry[0])
+                send_frames(self._core.out_socket(), self._notice_signer.frames(entry[0]))
 
     def _forget_closed(self) -> None:
         """Forget the engines whose connection to the sender has closed (their process

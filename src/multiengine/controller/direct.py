@@ -94,12 +94,7 @@ class DirectBooks:
         job_id = h.get("job")
         if type(job_id) is not str:
             job_id = self.job_ids.next()
-        job = Job(job_id, client, h.get("id"), str(name), [eid], True)
-        job.submitted = job.started = time.time()
-        job.desc = str(h.get("desc") or name)
-        job.owner = owner
-        job.answered_directly = True
-        self.taken += 1
+        job = self._new_job(eid, job_id, client, h, str(name), owner, time.time())
         engine = self.dispatch.engines.get(eid)
         url = h.get("url")
         if engine is None or (type(url) is str and url != engine.direct_url):
@@ -111,7 +106,7 @@ class DirectBooks:
                 self._complete(job)
             return
         engine.direct[cmd_id] = DirectJob(job, self.dispatch.last_cmd_id)
-        self.dispatch.timeline.record(eid, job.what, monitor.START, job.desc, job.started)
+        self.dispatch.timeline.record(eid, job.what, monitor.START, job.desc, job.submitted)
 
     def on_done(self, engine: EngineState | None, msg: Message) -> None:
         """An engine's ``direct_done``: the command's record is complete."""
@@ -143,11 +138,11 @@ class DirectBooks:
             return False
         direct = engine.direct.pop(cmd_id, None)
         if direct is not None:
-            self._finish(engine, engine.id, direct.job, h, msg)
+            self._finish(engine, direct.job, h, msg)
             return True
         job = self._job_of(engine.id, cmd_id, h)
         if job is not None:
-            self._finish(engine, engine.id, job, h, msg)
+            self._finish(engine, job, h, msg)
         return False
 
     def _job_of(self, eid: int, cmd_id: str, h: dict[str, Any]) -> Job | None:
@@ -160,25 +155,36 @@ class DirectBooks:
         self._reported[cmd_id] = None
         while len(self._reported) > REPORTED_KEEP:
             self._reported.popitem(last=False)
-        job = Job(job_id, rt, h.get("id"), str(name), [eid], True)
-        started = h.get("started")
-        job.submitted = job.started = started if type(started) is float else time.time()
+        cid, started = h.get("cid"), h.get("started")
+        owner = cid if type(cid) is bytes else rt
+        at = started if type(started) is float else time.time()
+        job = self._new_job(eid, job_id, rt, h, str(name), owner, at)
+        self.dispatch.timeline.record(eid, job.what, monitor.START, job.desc, job.submitted)
+        return job
+
+    def _new_job(
+        self,
+        eid: int,
+        job_id: str,
+        rt: bytes,
+        h: dict[str, Any],
+        name: str,
+        owner: bytes,
+        at: float,
+    ) -> Job:
+        """A direct command's record, from its ``direct_job`` or its report ``h``."""
+        job = Job(job_id, rt, h.get("id"), name, [eid], True)
+        job.submitted = job.started = at
         job.desc = str(h.get("desc") or name)
-        cid = h.get("cid")
-        job.owner = cid if type(cid) is bytes else rt
+        job.owner = owner
         job.answered_directly = True
         self.taken += 1
-        self.dispatch.timeline.record(eid, job.what, monitor.START, job.desc, job.started)
         return job
 
     def _finish(
-        self,
-        engine: EngineState | None,
-        eid: int,
-        job: Job,
-        h: dict[str, Any],
-        msg: Message | None,
+        self, engine: EngineState, job: Job, h: dict[str, Any], msg: Message | None
     ) -> None:
+        eid = engine.id
         status = str(h.get("status", P.STATUS_OK))
         failed = status != P.STATUS_OK
         elapsed = h.get("elapsed")
@@ -200,7 +206,7 @@ class DirectBooks:
         self.dispatch.timeline.record(eid, job.what, kind, job.desc)
         if job.set_part(0, part):
             self._complete(job)
-        if failed and engine is not None:
+        if failed:
             # As after a failed command: later ones usually depend on it. But not the
             # later commands of its own client: that client had the failure straight
             # from the engine, and may have sent them after it saw it, while this
