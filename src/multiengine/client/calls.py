@@ -140,10 +140,13 @@ class MultiEngineCalls:
         if extra:
             header.update(extra)
         dumped = dump_payload(args, parts)
-        limit = shm.threshold()
+        size = dumped.size
+        # (nothing to map when there are no buffers and no answer may come by shared
+        # memory: most small calls, which then do not read the setting)
+        limit = shm.threshold() if size or (reply_shm and block) else 0
         if limit and shm.node_identity():
             holder = os.getpid() if reply_shared else 0
-            if dumped.size >= limit:
+            if size >= limit:
                 return self._submit_local(
                     cmd,
                     header,

@@ -173,6 +173,14 @@ class Interpreter:
             msg["display"] = describe(display.value)
         return msg
 
+    def plain_result(self, result: dict[str, Any]) -> bool:
+        """Whether an :meth:`execute` result holds only plain data, known without a look
+        through it (the engine then pickles it as it is: ``dumps(plain=True)``):
+        everything in it is strings and numbers but a rich display's data and metadata,
+        which are what the value's ``_repr_*_`` methods returned."""
+        display = result.get("display")
+        return display is None or "data" not in display
+
     def get_result(self, i: int | None = None) -> dict[str, Any]:
         if i is None:
             if not self.history:

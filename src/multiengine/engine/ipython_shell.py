@@ -266,6 +266,9 @@ class IPythonInterpreter(Interpreter):
         self.shell = _EngineShell.instance(config=_config(), user_module=module)
         super().__init__(engine_id, mpi)
 
+    def plain_result(self, result: dict[str, Any]) -> bool:
+        return False  # (IPython's formatters made its outputs: looked through when pickled)
+
     def reset(self) -> None:
         shell = self.shell
         shell.reset(new_session=True)  # (also forgets In, Out and _N)

@@ -703,8 +703,9 @@ class Engine:
         flags: TaskFlags | None = None
         elapsed = 0.0
         sliced: tuple[int, bytes, Iterator[bytes]] | None = None  # a long list, in slices
-        self.interp.task_flags = None  # set by a task that fails
-        self.interp.output = None  # set by a function that prints
+        interp = self.interp
+        interp.task_flags = None  # set by a task that fails
+        interp.output = None  # set by a function that prints
         try:
             buffers = msg.buffers
             if h.get("xfer"):
@@ -736,20 +737,20 @@ class Engine:
                     self._streamer = Streamer(self._send_output)
                 self._live_cmd = cmd_id
                 self._live_to = answer_to
-                self.interp.streamer = self._streamer
+                interp.streamer = self._streamer
             started = time.perf_counter()
             try:
-                value = handler(self.interp, *args)
+                value = handler(interp, *args)
             finally:
                 self._running = None
                 elapsed = time.perf_counter() - started
-                self.interp.streamer = None
-            if self.interp.output is not None:
-                value = Printed(value, *self.interp.output)
+                interp.streamer = None
+            if interp.output is not None:
+                value = Printed(value, *interp.output)
             if name == "pull" and type(value) is list and len(value) >= slices.MIN_ITEMS:
                 sliced = self._first_slice(value)
             if sliced is None:
-                content, buffers = dumps(value)
+                content, buffers = dumps(value, name == "execute" and interp.plain_result(value))
                 if self._reply_node and buffers:
                     content, buffers = self._shared_answer(content, buffers)
             else:
@@ -778,8 +779,8 @@ class Engine:
             self._send_slices(cmd_id, elapsed, *sliced)
         else:
             self._send_reply(cmd_id, status, content, buffers, flags, elapsed)
-        if self.interp.retired:
-            self.interp.retired.clear()  # answered: now the values it replaced are freed
+        if interp.retired:
+            interp.retired.clear()  # answered: now the values it replaced are freed
         return name == "kill" and status == P.STATUS_OK
 
     def _answer_direct(

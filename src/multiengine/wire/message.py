@@ -177,9 +177,16 @@ class ReplayGuard:
                 f"stale message: its time is {ts - now:+.0f} s from this host's clock "
                 f"(replayed, or clocks more than {self.window:g} s apart)"
             )
+        s = self._sessions.get(sid)
+        if s is not None and seq > s[0] and now < self._next_sweep:  # (most messages)
+            s[0] = seq
+            s[1] = now
+            if ts > s[2]:
+                s[2] = ts
+            return
         if now >= self._next_sweep:
             self._sweep(now)
-        s = self._sessions.get(sid)
+            s = self._sessions.get(sid)
         if s is None:
             if ts <= self.floor:
                 raise WireError("stale message of a forgotten session (replayed?)")
@@ -332,28 +339,33 @@ class Signer:
         and a client's ``submit`` on with their digests, and the receiver checks them (or
         it does, with :func:`check_message_digests`, if it keeps them instead); an engine
         checks a ``cmd``'s itself, to fail that command rather than drop it unanswered."""
+        # (the common path first: a DEALER's message starts with the delimiter, a
+        # ROUTER's has one routing identity before it; no raw, digested or odd fields)
         n = len(frames)
-        i = 0
-        idents: list[bytes] = []
-        while i < n:
-            b = frames[i]
-            if type(b) is not bytes:
-                b = b.bytes
-            if b[:4] == DELIM:
-                break
-            idents.append(b)
-            i += 1
+        try:
+            b = frames[0]
+        except IndexError:
+            raise _no_delimiter(frames) from None
+        if type(b) is not bytes:
+            b = b.bytes
+        if b[:4] == DELIM:
+            i = 0
+            idents: list[bytes] = []
         else:
-            other = next((f for f in map(_bytes, frames) if f[:3] == b"ME/" and len(f) > 4), None)
-            if other is not None:
-                raise WireError(
-                    f"protocol {other[:4].decode(errors='replace')} is not this side's "
-                    f"{DELIM.decode()} (different multiengine versions?)"
-                )
-            raise WireError("no protocol delimiter (not a multiengine message?)")
+            idents = [b]
+            i = 1
+            while i < n:
+                b = frames[i]
+                if type(b) is not bytes:
+                    b = b.bytes
+                if b[:4] == DELIM:
+                    break
+                idents.append(b)
+                i += 1
+            else:
+                raise _no_delimiter(frames)
         if n - i < 2 or len(b) < _HEAD:
             raise WireError("truncated message")
-        sig = b[4:_HEAD]
         hbytes = b[_HEAD:]
         content = frames[i + 1]
         buffers = frames[i + 2 :] if n > i + 2 else ()
@@ -364,34 +376,55 @@ class Signer:
             header = msgpack.unpackb(hbytes)
         except Exception:
             header = None
-        raw = header.get("raw") if isinstance(header, dict) else None
-        if not (
-            raw is None
-            or raw is True
-            or (isinstance(raw, list) and all(type(i) is int for i in raw))
-        ):
-            raise WireError("malformed raw-buffer list in the header")
-        dg = header.get("dg") if isinstance(header, dict) else None
-        if dg is not None:
-            if not (
-                type(dg) is list
-                and len(dg) == len(buffers)
-                and all(type(d) is bytes and len(d) == DIGEST_SIZE for d in dg)
-            ):
-                raise WireError("malformed digest list in the header")
-            raw = True  # the buffers are covered by their lengths and their digests
-        cdg = header.get("cdg") if isinstance(header, dict) else None
-        if cdg is not None and not (type(cdg) is bytes and len(cdg) == DIGEST_SIZE):
-            raise WireError("malformed content digest in the header")
+        if type(header) is dict:
+            raw = header.get("raw")
+            dg = header.get("dg")
+            cdg = header.get("cdg")
+            if raw is not None or dg is not None or cdg is not None:
+                raw = _checked_raw(raw, dg, cdg, len(buffers))
+        else:
+            raw = dg = cdg = None
         expected = self.signature(hbytes, content, buffers, raw, cdg is not None)
-        if not hmac.compare_digest(sig, expected):
+        if not hmac.compare_digest(b[4:_HEAD], expected):
             raise WireError("bad signature (forged, garbled, or signed with another key)")
-        if not isinstance(header, dict) or type(header.get("t")) is not str:
+        if type(header) is not dict or type(header.get("t")) is not str:
             raise WireError("header is not a map with a message type")
         (self.guard if guard is None else guard).check(header)
         if (dg is not None or cdg is not None) and header["t"] not in deferred:
             check_message_digests(header, content, buffers)
         return Message(idents, header, content, list(buffers) if buffers else [])
+
+
+def _no_delimiter(frames: list[Any]) -> WireError:
+    """The error for a frame list without the protocol delimiter: another version's, or
+    not a multiengine message at all."""
+    other = next((f for f in map(_bytes, frames) if f[:3] == b"ME/" and len(f) > 4), None)
+    if other is not None:
+        return WireError(
+            f"protocol {other[:4].decode(errors='replace')} is not this side's "
+            f"{DELIM.decode()} (different multiengine versions?)"
+        )
+    return WireError("no protocol delimiter (not a multiengine message?)")
+
+
+def _checked_raw(raw: Any, dg: Any, cdg: Any, nbuf: int) -> Any:
+    """Which buffers a header's ``raw``, ``dg`` and ``cdg`` leave to their lengths (for
+    :meth:`Signer.signature`); WireError when one of them is malformed."""
+    if not (
+        raw is None or raw is True or (isinstance(raw, list) and all(type(i) is int for i in raw))
+    ):
+        raise WireError("malformed raw-buffer list in the header")
+    if dg is not None:
+        if not (
+            type(dg) is list
+            and len(dg) == nbuf
+            and all(type(d) is bytes and len(d) == DIGEST_SIZE for d in dg)
+        ):
+            raise WireError("malformed digest list in the header")
+        raw = True  # the buffers are covered by their lengths and their digests
+    if cdg is not None and not (type(cdg) is bytes and len(cdg) == DIGEST_SIZE):
+        raise WireError("malformed content digest in the header")
+    return raw
 
 
 def digests(buffers: Sequence[Any]) -> list[bytes]:
@@ -482,6 +515,15 @@ COPY_BELOW = 65536
 def send_frames(sock: zmq.Socket[Any], frames: Sequence[Any], flags: int = 0) -> None:
     """Send a multipart message: small ``bytes`` parts copied, the rest zero-copy."""
     last = len(frames) - 1
+    if last == 1:  # (most messages: the signed header, then a small content)
+        head, content = frames
+        _base_send(
+            sock, head, flags | _SNDMORE, type(head) is bytes and len(head) < COPY_BELOW, False
+        )
+        _base_send(
+            sock, content, flags, type(content) is bytes and len(content) < COPY_BELOW, False
+        )
+        return
     for i, f in enumerate(frames):
         fl = flags if i == last else flags | _SNDMORE
         if type(f) is bytes and len(f) < COPY_BELOW:
