@@ -66,3 +66,24 @@ def test_the_engine_does_not_import_ipython(mec: multiengine.MultiEngineClient) 
         mec.execute("import sys; 'IPython' in sys.modules", targets=0)[0]["display"]["repr"]
         == "False"
     )
+
+
+def test_display_data_holding_engine_defined_objects_arrives(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    """Most result dicts are pickled as they are (strings and numbers only); one whose
+    rich display holds objects of a class defined on the engine is looked through and
+    pickled by value, so it unpickles on a client that never defined that class."""
+    mec.execute(
+        "class Point:\n"
+        "    def __init__(self, x):\n"
+        "        self.x = x\n"
+        "class Holder:\n"
+        "    def _repr_json_(self):\n"
+        "        return {'points': [Point(7)]}, {'by': Point(8)}\n"
+    )
+    for targets in (0, "all"):  # the direct path and the controller's
+        r = mec.execute("Holder()", targets=targets)[0]
+        (point,) = r["display"]["data"]["application/json"]["points"]
+        assert type(point).__name__ == "Point" and point.x == 7
+        assert r["display"]["metadata"]["application/json"]["by"].x == 8
