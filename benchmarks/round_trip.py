@@ -9,8 +9,16 @@ time: a DEALER in this process and a ROUTER in a child process that sends every 
 straight back, over tcp loopback and over ipc, in pyzmq with no signing and no Python
 work beyond the calls. It moves with the machine (92 µs when the goals were set, 157 µs
 on a slower day), so it is measured twice, before and after multiengine's rows, and
-each row gives its ratio to the lower median. ``execute('pass')`` goes client ->
-controller -> engine -> controller -> client: two round trips at the least.
+each row gives its ratio to the lower median. An all-engine ``execute('pass')`` goes
+client -> controller -> engines -> controller -> client: two round trips at the least;
+on one engine of this host it goes direct, client -> engine -> client (docs/client.md).
+
+Beside them, once, a **bare Unix socket** round trip: blocking ``send``/``recv`` on a
+socketpair between this process and a child, no libzmq. A ZeroMQ round trip crosses six
+threads (each side's main thread and libzmq I/O thread, twice); this one crosses two.
+Where a wake-up that crosses CPUs is dear (a VM: 171-234 µs for the ZeroMQ trip
+free-running against 26-47 µs for this one, 55 against 13 µs with both on one CPU),
+it shows what a transport without I/O threads would take off a direct call.
 
 For each multiengine row the CPU each process spent per call (its threads' user +
 system time from /proc, libzmq's I/O threads included) is given too: on a shared
@@ -29,6 +37,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import socket
 import statistics
 import sys
 import time
@@ -90,6 +99,36 @@ def raw_round_trip(transport: str, calls: int) -> float:
     return statistics.median(samples) * 1e6
 
 
+def unix_round_trip(calls: int) -> float:
+    """Median µs of a 1-byte round trip over a bare Unix stream socket to a child
+    process: blocking send and receive in the two main threads, no I/O thread between
+    them (what a transport of its own could reach on this host)."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    child = mp.get_context("fork").Process(target=_unix_echo, args=(theirs,), daemon=True)
+    child.start()
+    theirs.close()
+    try:
+        samples = []
+        for i in range(calls + calls // 10):
+            t = time.perf_counter()
+            mine.send(b"x")
+            mine.recv(1)
+            if i >= calls // 10:
+                samples.append(time.perf_counter() - t)
+    finally:
+        mine.close()  # (the child reads the end of the stream and returns)
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    return statistics.median(samples) * 1e6
+
+
+def _unix_echo(sock: socket.socket) -> None:
+    while data := sock.recv(1):
+        sock.send(data)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of every thread of ``pid``, from /proc."""
     with open(f"/proc/{pid}/stat") as f:
@@ -128,6 +167,7 @@ def main() -> int:
         else f"load average {os.getloadavg()[0]:.2f}"
     )
     raws = [raw_round_trip("tcp", args.calls), raw_round_trip("ipc", args.calls)]
+    unix = unix_round_trip(args.calls)
     rows: list[tuple[str, float, str]] = []
     with multiengine.Cluster(n=args.n) as cluster:
         mec = cluster.multiengine_client()
@@ -156,6 +196,7 @@ def main() -> int:
         f"raw zmq round trip (µs), tcp / ipc, before and after: "
         f"{raws[0]:.0f} / {raws[1]:.0f}, {raws[2]:.0f} / {raws[3]:.0f}"
     )
+    print(f"bare Unix socket round trip (µs), no I/O threads: {unix:.0f}")
     print(f"{'row':<34} {'median µs':>10} {'x raw':>7}   CPU µs per call")
     for label, us, cpu in rows:
         print(f"{label:<34} {us:>10.0f} {us / raw:>7.1f}   {cpu}")
