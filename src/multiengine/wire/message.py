@@ -524,12 +524,11 @@ def send_frames(sock: zmq.Socket[Any], frames: Sequence[Any], flags: int = 0) ->
             sock, content, flags, type(content) is bytes and len(content) < COPY_BELOW, False
         )
         return
-    for i, f in enumerate(frames):
-        fl = flags if i == last else flags | _SNDMORE
-        if type(f) is bytes and len(f) < COPY_BELOW:
-            _base_send(sock, f, fl, True, False)
-        else:
-            _base_send(sock, f, fl, False, False)
+    more = flags | _SNDMORE
+    for f in frames[:last]:
+        _base_send(sock, f, more, type(f) is bytes and len(f) < COPY_BELOW, False)
+    f = frames[last]
+    _base_send(sock, f, flags, type(f) is bytes and len(f) < COPY_BELOW, False)
 
 
 def send_to_each(sock: zmq.Socket[Any], idents: Sequence[bytes], frames: Sequence[Any]) -> None:
