@@ -76,6 +76,14 @@ def test_round_trip_without_idents_or_buffers():
     assert msg.buffers == []
 
 
+def test_round_trip_with_several_routing_identities():
+    """A message relayed through more than one ROUTER keeps every identity, in order."""
+    s = Signer(KEY)
+    msg = s.parse(s.frames({"t": "ping"}, b"c", [b"b1"], idents=[b"first", b"second"]))
+    assert msg.idents == [b"first", b"second"]
+    assert msg.content == b"c" and [bytes(b) for b in msg.buffers] == [b"b1"]
+
+
 def test_round_trip_over_zmq_frames():
     ctx = zmq.Context()
     a = ctx.socket(zmq.PAIR)
