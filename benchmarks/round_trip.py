@@ -16,9 +16,10 @@ on one engine of this host it goes direct, client -> engine -> client (docs/clie
 Beside them, once, a **bare Unix socket** round trip: blocking ``send``/``recv`` on a
 socketpair between this process and a child, no libzmq. A ZeroMQ round trip crosses six
 threads (each side's main thread and libzmq I/O thread, twice); this one crosses two.
-Where a wake-up that crosses CPUs is dear (a VM: 171-234 µs for the ZeroMQ trip
-free-running against 26-47 µs for this one, 55 against 13 µs with both on one CPU),
-it shows what a transport without I/O threads would take off a direct call.
+Where a wake-up that crosses CPUs is dear (the VM of 2026-12-07: 159-204 µs for the
+ZeroMQ trip over ipc free-running against 47 µs for this one; 66-110 against 12 µs
+pinned), it shows what a transport without I/O threads could take off a direct call
+(benchmarks/direct_transport.py measures that call's work over both).
 
 For each multiengine row the CPU each process spent per call (its threads' user +
 system time from /proc, libzmq's I/O threads included) is given too: on a shared
