@@ -40,6 +40,7 @@ import statistics
 import struct
 import tempfile
 import time
+from collections.abc import Callable
 
 import msgpack
 import zmq
@@ -154,36 +155,46 @@ def run_unix(n: int, rounds: int) -> dict[str, float]:
 
     stopped = False
     try:
-        for _ in range(20):
-            one_round()
-        before = sum(map(cpu_seconds, pids))
-        mine_cpu = time.process_time()
-        times = []
-        for _ in range(rounds):
-            t = time.perf_counter()
-            one_round()
-            times.append(time.perf_counter() - t)
-        children = (sum(map(cpu_seconds, pids)) - before) / rounds
-        parent = (time.process_time() - mine_cpu) / rounds
+        result = timed_rounds(one_round, pids, rounds)
         stop = b"stop"
         for s in socks:
             s.sendall(_LEN.pack(len(stop)) + stop)
         stopped = True
     finally:
-        for pid in pids:
-            if not stopped:
-                os.kill(pid, signal.SIGKILL)
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+        reap(pids, stopped)
         for s in socks:
             s.close()
+    return result
+
+
+def timed_rounds(one_round: Callable[[], None], pids: list[int], rounds: int) -> dict[str, float]:
+    """Median wall time of ``rounds`` rounds (after 20 untimed ones), and the CPU per
+    round of the children (``pids``) and of this process."""
+    for _ in range(20):
+        one_round()
+    before = sum(map(cpu_seconds, pids))
+    mine = time.process_time()
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        one_round()
+        times.append(time.perf_counter() - t)
     return {
         "round_ms": statistics.median(times) * 1e3,
-        "children_cpu_ms": children * 1e3,
-        "parent_cpu_ms": parent * 1e3,
+        "children_cpu_ms": (sum(map(cpu_seconds, pids)) - before) / rounds * 1e3,
+        "parent_cpu_ms": (time.process_time() - mine) / rounds * 1e3,
     }
+
+
+def reap(pids: list[int], stopped: bool) -> None:
+    """Wait for the children, killing them first unless they were told to stop."""
+    for pid in pids:
+        if not stopped:
+            os.kill(pid, signal.SIGKILL)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
 
 
 def cpu_seconds(pid: int) -> float:
@@ -227,34 +238,14 @@ def run(n: int, rounds: int, signed: bool) -> dict[str, float]:
                 for _ in range(n):
                     router.recv_multipart(copy=False)
 
-            for _ in range(20):
-                one_round()
-            before = sum(map(cpu_seconds, pids))
-            mine = time.process_time()
-            times = []
-            for _ in range(rounds):
-                t = time.perf_counter()
-                one_round()
-                times.append(time.perf_counter() - t)
-            children = (sum(map(cpu_seconds, pids)) - before) / rounds
-            parent = (time.process_time() - mine) / rounds
+            result = timed_rounds(one_round, pids, rounds)
             for ident in idents:
                 router.send_multipart([ident, b"stop"])
             stopped = True
         finally:
-            for pid in pids:
-                if not stopped:
-                    os.kill(pid, signal.SIGKILL)
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:
-                    pass
+            reap(pids, stopped)
             router.close(linger=0)
-    return {
-        "round_ms": statistics.median(times) * 1e3,
-        "children_cpu_ms": children * 1e3,
-        "parent_cpu_ms": parent * 1e3,
-    }
+    return result
 
 
 def main() -> None:
