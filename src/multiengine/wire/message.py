@@ -515,15 +515,6 @@ COPY_BELOW = 65536
 def send_frames(sock: zmq.Socket[Any], frames: Sequence[Any], flags: int = 0) -> None:
     """Send a multipart message: small ``bytes`` parts copied, the rest zero-copy."""
     last = len(frames) - 1
-    if last == 1:  # (most messages: the signed header, then a small content)
-        head, content = frames
-        _base_send(
-            sock, head, flags | _SNDMORE, type(head) is bytes and len(head) < COPY_BELOW, False
-        )
-        _base_send(
-            sock, content, flags, type(content) is bytes and len(content) < COPY_BELOW, False
-        )
-        return
     more = flags | _SNDMORE
     for f in frames[:last]:
         _base_send(sock, f, more, type(f) is bytes and len(f) < COPY_BELOW, False)

@@ -223,7 +223,7 @@ def _function_from_stream(stream: bytes) -> Any:
 _SCALARS = frozenset({int, float, str, bool, type(None)})
 
 
-def is_plain(obj: Any, depth: int = 3) -> bool:
+def _plain(obj: Any, depth: int = 3) -> bool:
     """Whether ``obj`` is only numbers, strings, small bytes, ``None``, and tuples,
     lists and str-keyed dicts of them (``depth`` levels deep): what the standard pickler
     writes as cloudpickle would, in a seventh of the time (a tiny task's arguments, its
@@ -239,20 +239,20 @@ def is_plain(obj: Any, depth: int = 3) -> bool:
     # checked on every answer, and most of what it holds is scalars)
     if t is dict:
         for k, v in obj.items():
-            if type(k) is not str or (type(v) not in _SCALARS and not is_plain(v, depth - 1)):
+            if type(k) is not str or (type(v) not in _SCALARS and not _plain(v, depth - 1)):
                 return False
         return True
     for v in obj:
-        if type(v) not in _SCALARS and not is_plain(v, depth - 1):
+        if type(v) not in _SCALARS and not _plain(v, depth - 1):
             return False
     return True
 
 
 def dumps(obj: Any, plain: bool = False) -> tuple[bytes, list[Any]]:
     """Pickle ``obj``; return the stream and the out-of-band buffers. ``plain``: the
-    caller knows that :func:`is_plain` holds (an engine's ``execute`` result), and it is
-    not asked again."""
-    if plain or is_plain(obj):
+    caller knows that ``obj`` is plain data (:func:`_plain`: an engine's ``execute``
+    result), and it is not looked through again."""
+    if plain or _plain(obj):
         return pickle.dumps(obj, protocol=5), []
     buffers: list[Any] = []
 
