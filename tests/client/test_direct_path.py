@@ -135,6 +135,28 @@ def test_function_calls_go_direct_and_keep_their_values(
     assert direct_calls(mec) >= before + 2
 
 
+def test_pulls_go_direct_long_lists_whole_and_large_arrays_by_shared_memory(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    """A blocking pull from one engine goes direct too. A long list (which through the
+    controller comes in slices) comes whole; a large array comes through shared memory,
+    read-only with ``shared=True``; a name that is not there fails as it would anywhere."""
+    warm(mec, 0)
+    mec.execute("import numpy; xs = list(range(100_000)); arr = numpy.arange(2e6)", targets=0)
+    before = direct_calls(mec)
+    assert mec.pull("id", targets=0) == [0]
+    assert mec.pull("xs", targets=0) == [list(range(100_000))]
+    (arr,) = mec.pull("arr", targets=[0], shared=True)
+    assert arr[-1] == 1_999_999.0 and not arr.flags.writeable
+    (copy,) = mec.pull("arr", targets=0)
+    assert copy.flags.writeable and copy.sum() == arr.sum()
+    with pytest.raises(CompositeError) as excinfo:
+        mec.pull("not_defined_here", targets=0)
+    assert error_types(excinfo.value) == [NameError]
+    assert direct_calls(mec) == before + 5
+    del arr
+
+
 def test_fifo_with_calls_through_the_controller(mec: multiengine.MultiEngineClient) -> None:
     warm(mec, 0)
     # a push through the controller, then a direct execute that uses it

@@ -11,7 +11,7 @@
 A call goes direct when all of these hold (:meth:`DirectPath.send`), else through the
 controller exactly as before:
 
-* it is a blocking ``submit`` of ``execute``, ``apply`` or ``map``
+* it is a blocking ``submit`` of ``execute``, ``apply``, ``map`` or ``pull``
   (``P.DIRECT_COMMANDS``), or an executor's call (``ClientCore.request_direct``: its
   ``result`` is read by the thread that asks for it, else by the I/O thread), to one
   engine, with small arguments (no pieces, no shared memory);

@@ -52,7 +52,7 @@ class DirectCommand:
     request: Any
     job: Any
     cmd_id: str
-    name: str = ""  # execute, apply or map
+    name: str = ""  # execute, apply, map or pull
     cid: bytes = b""  # its client (who owns the record), for the controller's books
     desc: str = ""  # what it runs, as the history shows it
     ename: str = ""  # the exception it raised, for the controller's history

@@ -747,7 +747,12 @@ class Engine:
                 interp.streamer = None
             if interp.output is not None:
                 value = Printed(value, *interp.output)
-            if name == "pull" and type(value) is list and len(value) >= slices.MIN_ITEMS:
+            if (
+                name == "pull"
+                and answer_to is None  # (a direct answer goes whole: it has no slices)
+                and type(value) is list
+                and len(value) >= slices.MIN_ITEMS
+            ):
                 sliced = self._first_slice(value)
             if sliced is None:
                 content, buffers = dumps(value, name == "execute" and interp.plain_result(value))

@@ -183,7 +183,7 @@ ENGINE_COMMANDS = frozenset(
 )
 # commands a client may send straight to an engine of its host (docs/protocol.md §6,
 # "A direct path on one host")
-DIRECT_COMMANDS = frozenset({"execute", "apply", "map"})
+DIRECT_COMMANDS = frozenset({"execute", "apply", "map", "pull"})
 # answered by the controller itself, without queueing
 CONTROLLER_COMMANDS = frozenset({"queue_status", "clear_queue"})
 
