@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -419,6 +421,38 @@ def test_executor_calls_on_one_engine_go_direct(mec: multiengine.MultiEngineClie
         futures = [ex.submit(pow, 2, i) for i in range(20)]
         assert [f.result(HANG) for f in futures] == [[2**i] for i in range(20)]
         assert not futures[0].cancel()  # sent: it is the engine's now
+
+
+class _Interrupted(BaseException):
+    """What a signal handler raises here: a BaseException, as Ctrl-C's KeyboardInterrupt."""
+
+
+def test_an_interrupt_while_waiting_for_an_executors_direct_call_reaches_the_caller(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    """The thread that waits for a direct call's result reads its answer itself; a
+    signal's exception raised meanwhile (Ctrl-C) goes to the caller, not swallowed into
+    a wait that never ends, and the call still completes."""
+    warm(mec, 1)
+    main = threading.main_thread().ident
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise _Interrupted
+
+    old = signal.signal(signal.SIGUSR1, interrupted)
+    try:
+        with mec.executor(targets=1) as ex:
+            before = direct_calls(mec)
+            fut = ex.submit(time.sleep, 1.0)
+            assert direct_calls(mec) == before + 1
+            timer = threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGUSR1))
+            timer.start()
+            with pytest.raises(_Interrupted):
+                fut.result(HANG)
+            timer.join()
+            assert fut.result(HANG) == [None]  # the call went on, and is answered
+    finally:
+        signal.signal(signal.SIGUSR1, old)
 
 
 def test_an_executors_direct_call_completes_with_no_thread_waiting_for_it(

@@ -422,8 +422,9 @@ class _AppliedFuture(Future[Any]):
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             self._core.wait(answer, timeout)
-        except BaseException:  # noqa: BLE001 - a timeout, or the answer's failure: the
+        except Exception:  # noqa: BLE001 - a timeout, or the answer's failure: the
             pass  # Future's own wait below raises it, or it settled the Future
+        # (an interrupt, Ctrl-C, goes to the caller: the call goes on without it)
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def cancel(self) -> bool:

@@ -192,11 +192,10 @@ class Dispatch:
     def _ask_for_reports(self, engine: EngineState) -> None:
         """The engine's queue waits behind a direct command it may have answered long
         ago, its report held with others (docs/protocol.md §6): ask for them (once)."""
-        for first in engine.direct.values():
-            if not first.asked:
-                first.asked = True
-                self.outbox.to_engine(engine.ident, {"t": P.DIRECT_FLUSH})
-            return
+        first = next(iter(engine.direct.values()))  # (the queue waits behind the first)
+        if not first.asked:
+            first.asked = True
+            self.outbox.to_engine(engine.ident, {"t": P.DIRECT_FLUSH})
 
     def advance(self, engine: EngineState) -> None:
         """The engine answered its current command: the next one sent ahead (if any) runs."""
