@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,14 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import zmq
 from helpers import HANG, error_types, in_thread, outcome_with_engine_killed, wait_until
 
 import multiengine
 from multiengine import Cluster
 from multiengine.errors import CompositeError, EngineError
 from multiengine.wire import protocol as P
-from multiengine.wire.message import Signer, send_frames, unpack
+from multiengine.wire import stream
+from multiengine.wire.message import Signer, unpack
 
 
 def direct_calls(mec: multiengine.MultiEngineClient) -> int:
@@ -270,42 +271,47 @@ def test_a_forged_or_replayed_direct_message_is_dropped_and_counted(
 ) -> None:
     mec.execute("ran = []", targets=0)
     url = direct_url(mec, 0)
-    dropped = "from multiengine.engine import get_engine; n = get_engine().dropped_messages"
-    mec.execute(dropped, targets=0)
-    (before,) = mec.pull("n", targets=0)
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.ROUTER)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    s.setsockopt(zmq.CONNECT_ROUTING_ID, b"x")
-    s.connect(url)
+    assert url.startswith("unix://")
+    before = _engine_count(mec)
+    conn = stream.connect(url)
     try:
         import pickle
 
         code = pickle.dumps(("ran.append(1)",))
         order = {"t": P.DIRECT, "id": 1, "rt": b"nobody", "cmd": "t-1", "name": "execute"}
         order["job"] = "0" * 40
-        good = Signer(mec._core.info.key).frames(dict(order), code, (), (b"x",))
-        forged = Signer(b"another key").frames(dict(order, cmd="t-2"), code, (), (b"x",))
-
-        def send(frames: list[Any]) -> None:
-            wait_until(lambda: _sent(s, frames), HANG, 0.01, "the direct socket to connect")
-
-        send(forged)
-        send(good)
-        send(good)  # the same message again: a replay
+        good = Signer(mec._core.info.key).frames(dict(order), code)
+        forged = Signer(b"another key").frames(dict(order, cmd="t-2"), code)
+        assert conn.send(forged)
+        assert conn.send(good)
+        assert conn.send(good)  # the same message again: a replay
         wait_until(lambda: _engine_count(mec) >= before + 2, HANG, 0.05, "two drops on engine 0")
         assert mec.pull("ran", targets=0) == [[1]]  # the signed one ran once
     finally:
-        s.close(linger=0)
+        conn.close()
 
 
-def _sent(s: zmq.Socket[Any], frames: list[Any]) -> bool:
-    try:
-        send_frames(s, frames)
-        return True
-    except zmq.ZMQError:
-        return False
+def test_bytes_that_are_no_message_stream_close_their_connection_and_are_counted(
+    mec: multiengine.MultiEngineClient,
+) -> None:
+    """A peer on the direct socket that writes anything but framed messages (here a
+    message of zero frames, then an absurd frame count) has its connection closed,
+    the drop counted; the engine goes on, and direct calls with it."""
+    url = direct_url(mec, 0)
+    before = _engine_count(mec)
+    for junk in (b"\0\0\0\0" + b"x" * 64, b"\xff\xff\xff\x7f" + b"y" * 64):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(str(stream.path_of(url)))
+            s.sendall(junk)
+            s.settimeout(HANG)
+            assert s.recv(1) == b""  # the engine closed it
+        finally:
+            s.close()
+    wait_until(lambda: _engine_count(mec) >= before + 2, HANG, 0.05, "two drops on engine 0")
+    calls = direct_calls(mec)
+    assert mec.execute("x = 7", targets=0) and mec.pull("x", targets=0) == [7]
+    assert direct_calls(mec) == calls + 2
 
 
 def _engine_count(mec: multiengine.MultiEngineClient) -> int:
@@ -514,7 +520,7 @@ def test_the_first_direct_call_is_read_while_other_calls_keep_the_engine_busy(
     try:
         direct = a._core._direct
         assert direct is not None
-        assert direct.route(0) is None  # learned and connected: the next call goes direct
+        assert direct.route(0) is not None  # learned and connected: the next call goes direct
         b.execute("import time; order = []", targets=0)
         busy = [
             b.execute("time.sleep(0.05); order.append('b')", targets=0, block=False)

@@ -182,20 +182,20 @@ def test_a_lost_engine_fails_its_direct_commands_to_their_clients() -> None:
 
 def test_a_command_sent_to_an_engine_that_came_back_elsewhere_fails_and_holds_nothing() -> None:
     fc = FakeCluster(1)
-    old = fc.register(direct="ipc:///tmp/x/old-d")
-    notice(fc, 1, "c-9", url="ipc:///tmp/x/old-d")  # the endpoint it has: taken
+    old = fc.register(direct="unix:///tmp/x/old-d")
+    notice(fc, 1, "c-9", url="unix:///tmp/x/old-d")  # the endpoint it has: taken
     done(fc, 1, "c-9")
     fc.lose(1)  # it died; it comes back under its id with another endpoint
     fc.advance(0.1)
-    new = fc.register(desired=1, direct="ipc:///tmp/x/new-d")
+    new = fc.register(desired=1, direct="unix:///tmp/x/new-d")
     assert fc.registered_id(new) == 1 and new != old
-    mid = notice(fc, 1, "c-10", url="ipc:///tmp/x/old-d", answered=True)
+    mid = notice(fc, 1, "c-10", url="unix:///tmp/x/old-d", answered=True)
     (answer,) = fc.answers_to(mid)
     report = ErrorReport.from_bytes(answer.buffers[0])
     assert report.ename == "EngineError" and "execute(c-10)" in report.evalue
     assert fc.engine(1).idle  # nothing holds the new engine's queue
     assert fc.hub.status()["engines"][1]["running"] is None
-    notice(fc, 1, "c-11", url="ipc:///tmp/x/new-d")  # its new endpoint: taken as usual
+    notice(fc, 1, "c-11", url="unix:///tmp/x/new-d")  # its new endpoint: taken as usual
     assert not fc.engine(1).idle
 
 
@@ -245,8 +245,8 @@ def direct_ons(fc: FakeCluster) -> list[bytes]:
 
 def test_engines_are_told_to_read_their_direct_socket_before_a_client_learns_it() -> None:
     fc = FakeCluster(1)  # engine 0 has no direct socket
-    a = fc.register(direct="ipc:///tmp/x/a-d")
-    b = fc.register(direct="ipc:///tmp/x/b-d")
+    a = fc.register(direct="unix:///tmp/x/a-d")
+    b = fc.register(direct="unix:///tmp/x/b-d")
     assert direct_ons(fc) == []  # no client asked: the engines wait on one socket
     before = len(fc.outbox.sent)
     answer = fc.request({"t": P.DIRECT_ADDRS})
@@ -257,11 +257,11 @@ def test_engines_are_told_to_read_their_direct_socket_before_a_client_learns_it(
     fc.request({"t": P.DIRECT_ADDRS})
     assert direct_ons(fc) == [a, b]  # once each
     # an engine registering from now on is told at once, after its ``registered``
-    c = fc.register(direct="ipc:///tmp/x/c-d")
+    c = fc.register(direct="unix:///tmp/x/c-d")
     kinds = [s.header["t"] for s in fc.outbox.sent if s.to == c and s.channel == "engine"]
     assert kinds == [P.REGISTERED, P.DIRECT_ON]
     # and one that registers again (a new connection: a new registration) too
-    fc.register(a, epoch=1, direct="ipc:///tmp/x/a-d")
+    fc.register(a, epoch=1, direct="unix:///tmp/x/a-d")
     assert direct_ons(fc) == [a, b, c, a]
     fc.register(b"e-plain")  # without a direct socket: nothing to read
     assert direct_ons(fc) == [a, b, c, a]

@@ -193,9 +193,9 @@ class ClientCore:
         """How many calls went straight to an engine (the direct path, client/direct.py)."""
         return self._direct.taken if self._direct is not None else 0
 
-    def answer_sockets(self) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
-        """The fg and bg sockets (the direct path connects them to engines too)."""
-        return self._fg.sock, self._bg.sock
+    def answer_socket(self) -> zmq.Socket[Any]:
+        """The fg socket (the direct path waits on it beside its connections)."""
+        return self._fg.sock
 
     def out_socket(self) -> zmq.Socket[Any]:
         """The socket requests go out on (send under the send lock)."""
@@ -378,8 +378,8 @@ class ClientCore:
         job id; None when it must go through the controller (something is outstanding,
         or the engine cannot be reached directly). ``unwaited``: perhaps no thread waits
         for its answer (an executor's call): the I/O thread looks for it."""
-        rid = direct.route(eid)
-        if rid is None:
+        conn = direct.route(eid)
+        if conn is None:
             return None
         with self._send_lock:  # checked and sent under it: a request of another thread
             # is either seen here, or sent after this one's direct_job
@@ -399,7 +399,7 @@ class ClientCore:
             if unwaited:  # (before it is sent: its answer may come at once)
                 self._unwaited.add(mid)
             try:
-                job = direct.send(req, eid, rid, header, content, buffers)
+                job = direct.send(req, eid, conn, header, content, buffers)
             except BaseException:
                 self._requests.pop(mid, None)
                 self._unwaited.discard(mid)
@@ -434,6 +434,8 @@ class ClientCore:
         mid = getattr(fut, "mid", -1)
         self._requests.pop(mid, None)
         self._unwaited.discard(mid)
+        if self._direct is not None:
+            self._direct.open_calls.discard(mid)  # (its answer, if it comes, is dropped)
 
     def wait(self, fut: Future[Message], timeout: float | None = None) -> Message:
         """Wait for ``fut``: reading the fg socket for every thread while it does, if the
@@ -525,9 +527,14 @@ class ClientCore:
         (benchmarks/round_trip.py: about 10 µs of the client's CPU per call). What
         came with it is read without waiting. A receive interrupted by a signal raises
         what the signal's handler raised (Ctrl-C: KeyboardInterrupt), as the poll did.
+        While a direct command is unanswered, the fg socket is read with the direct
+        path's connections instead (:meth:`_read_direct`).
         """
         if self._closed:
             raise ControllerConnectionError("this client is closed")
+        direct = self._direct
+        if direct is not None and direct.open_calls and sock is self._fg:
+            return self._read_direct(direct, req, slice_)
         ms = int(slice_ * 1000)
         if ms != sock.rcvtimeo:
             sock.sock.setsockopt(zmq.RCVTIMEO, ms)
@@ -538,26 +545,56 @@ class ClientCore:
             self._check_alive(sock)
             return False
         while True:
-            try:
-                msg = self.signer.parse(frames, sock.guard)
-            except WireError as e:
-                log.warning("dropped a message from the controller: %s", e)
-            else:
-                self._last_heard = time.monotonic()
-                try:
-                    self._route(sock, msg)
-                except (LookupError, TypeError, ValueError, P.ProtocolViolation) as e:
-                    log.warning(
-                        "dropped a malformed %r message from the controller: %r", msg.type, e
-                    )
-                if req is not None and req.answered:
-                    return True
+            self._take(sock, frames)
+            if req is not None and req.answered:
+                return True
             if not pending(sock.sock):
-                return req is not None and req.answered
+                return False
             try:
                 frames = recv_frames(sock.sock, zmq.NOBLOCK)
             except zmq.Again:
-                return req is not None and req.answered
+                return False
+
+    def _read_direct(self, direct: DirectPath, req: _Request | None, slice_: float) -> bool:
+        """Read the fg socket and the direct path's connections (which bring the answers
+        of direct commands and their live output) for up to ``slice_`` seconds, or until
+        ``req``'s answer is in: waiting on them all in one ``poll()``
+        (:meth:`DirectPath.wait`), the fg socket asked first each time round (its
+        ZMQ_FD only says that something changed)."""
+        fg = self._fg
+        deadline = time.monotonic() + slice_
+        while True:
+            while pending(fg.sock):
+                try:
+                    frames = recv_frames(fg.sock, zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self._take(fg, frames)
+            if req is not None and req.answered:
+                return True
+            left = deadline - time.monotonic()
+            for frames in direct.wait(max(0.0, left)):
+                self._take(fg, frames)
+            if req is not None and req.answered:
+                return True
+            if not direct.open_calls:
+                return False  # (the cheaper read again from now on)
+            if left <= 0:
+                self._check_alive(fg)
+                return False
+
+    def _take(self, sock: _Socket, frames: list[Any]) -> None:
+        """One message read for ``sock``'s requests: verified, then routed."""
+        try:
+            msg = self.signer.parse(frames, sock.guard)
+        except WireError as e:
+            log.warning("dropped a message from the controller: %s", e)
+            return
+        self._last_heard = time.monotonic()
+        try:
+            self._route(sock, msg)
+        except (LookupError, TypeError, ValueError, P.ProtocolViolation) as e:
+            log.warning("dropped a malformed %r message from the controller: %r", msg.type, e)
 
     def _route(self, sock: _Socket, msg: Message) -> None:
         """One message from the controller: live output, a pong, or (part of) an answer."""
@@ -608,6 +645,7 @@ class ClientCore:
         req.answered = True
         if req.direct and self._direct is not None:
             self._direct.unannounced.pop(req.mid, None)  # (its engine reports it)
+            self._direct.open_calls.discard(req.mid)
             self._unwaited.discard(req.mid)
         if req.listener is not None or req.behind_output:  # after the output before it
             self._deliver(lambda: _complete(req.future, whole))
@@ -966,6 +1004,7 @@ class ClientCore:
     def _fail_all(self, err: BaseException) -> None:
         if self._direct is not None:
             self._direct.unannounced.clear()  # (their engines report them)
+            self._direct.open_calls.clear()
         self._unwaited.clear()
         for mid in list(self._requests):
             req = self._requests.pop(mid, None)

@@ -2,11 +2,11 @@
 
 ::
 
-    blocking call ──► sender (ROUTER) ──────────► engine's direct ROUTER (IPC)
-                  ┆                                 │ runs it, between its other commands
-                  └┄► out ──► controller            │ (then reports it to the controller)
+    blocking call ──► a Unix stream connection ──► engine's direct socket (unix://)
+                  ┆   (one per engine)  ◄────────┘ runs it, between its other commands,
+                  ┆                                answers on the same connection (then
+                  └┄► out ──► controller           reports it to the controller)
                       (direct_job, only if the answer is late)
-    fg (DEALER) ◄───────────────────────────────────┘ result, to rt (fg connects there too)
 
 A call goes direct when all of these hold (:meth:`DirectPath.send`), else through the
 controller exactly as before:
@@ -27,10 +27,14 @@ The controller hears of a direct command only when its answer is ANNOUNCE_AFTER 
 (``direct_job``, signed when it is announced: :meth:`DirectPath.announce`); its
 engine reports every one afterwards (wire/direct.py says why).
 
-The engine answers to ``rt`` as the controller would; the controller answers only if
-the engine is lost first (``EngineError``): the first answer counts, a later one is
-dropped (``ClientCore._route``: an unknown request id). docs/protocol.md §6, "A direct
-path on one host", has the rest.
+The answer and the command's live output come back on the connection (wire/stream.py
+frames them); while a direct command is unanswered, the thread that reads the *fg*
+socket waits on that socket and on the connections in one ``poll()``
+(:meth:`DirectPath.wait`, from ``ClientCore._read_until``). The controller answers
+only if the engine is lost first (``EngineError``): the first answer counts, a later
+one is dropped (``ClientCore._route``: an unknown request id). A connection that closes
+is an engine that has gone: it is forgotten, and the controller is asked again where
+that engine is. docs/protocol.md §6, "A direct path on one host", has the rest.
 """
 
 from __future__ import annotations
@@ -38,18 +42,18 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import select
 import time
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
-from ..wire import direct
+from ..wire import direct, stream
 from ..wire import protocol as P
 from ..wire.direct import ANNOUNCE_AFTER
-from ..wire.message import Signer, pending, send_frames, unpack
+from ..wire.message import Signer, send_frames, unpack
 
 if TYPE_CHECKING:
     from .core import ClientCore, _Request
@@ -60,24 +64,25 @@ log = logging.getLogger("multiengine.client")
 
 # an engine not known to take direct commands is asked about again after this long
 ASK_AGAIN_AFTER = 2.0
-# an engine connected to this long ago that cannot be reached has gone (its process ended)
-CONNECT_GRACE = 1.0
+_IN = select.POLLIN
+_OUT = select.POLLOUT
 
 
 class DirectPath:
-    """The engines of this host this client sends to directly, and the socket it uses."""
+    """The engines of this host this client sends to directly, and its connections."""
 
     def __init__(self, core: ClientCore) -> None:
         self._core = core
-        self._sender: zmq.Socket[Any] | None = None
-        self._closed_events: zmq.Socket[Any] | None = None  # the sender's closed connections
-        self._routes: dict[int, tuple[bytes, str, float]] = {}  # id -> (routing id, url, since)
+        self._routes: dict[int, tuple[stream.Connection, str]] = {}  # id -> (connection, url)
+        self._engine_of: dict[int, int] = {}  # a connection's fd -> its engine id
         self._asked: dict[int, float] = {}  # engines without a direct socket: when asked
         self._heard: dict[int, str] = {}  # endpoints the controller listed, not connected yet
-        self._rids = itertools.count(1)
         self._tag = uuid.uuid4().hex[:16]  # the last 16 digits of its job ids
         self._jobs = itertools.count(1)
         self.taken = 0  # calls that went direct (what a test looks at)
+        # request ids of the direct commands sent and not answered (the fg reader polls
+        # the connections while there are any: ClientCore._read_until)
+        self.open_calls: set[int] = set()
         # request id -> (direct_job, when it is due) of a direct command not yet
         # answered, nor announced to the controller (announce(); wire/direct.py says why)
         self.unannounced: dict[int, tuple[dict[str, Any], float]] = {}
@@ -86,6 +91,11 @@ class DirectPath:
         # thread signed earlier and sends later would, in one session, get that request
         # dropped by the controller's replay guard.
         self._notice_signer = Signer(core.info.key)
+        # the fg reader's poll of the fg socket's ZMQ_FD and the connections, made again
+        # when they change (_changes counts the changes; the reader keeps its own count)
+        self._changes = 0
+        self._poll: tuple[int, Any] | None = None
+        self._fg_fd = int(core.answer_socket().getsockopt(zmq.FD))
 
     @staticmethod
     def possible(core: ClientCore) -> bool:
@@ -118,9 +128,10 @@ class DirectPath:
             return None
         return targets
 
-    def route(self, eid: int) -> bytes | None:
-        """The routing id of engine ``eid``'s direct socket, learning it from the
-        controller if need be; None when it has none (or not on this host)."""
+    def route(self, eid: int) -> stream.Connection | None:
+        """The connection to engine ``eid``'s direct socket, learning where it is from
+        the controller and connecting if need be; None when it has none (or not on
+        this host), or cannot be reached."""
         known = self._routes.get(eid)
         if known is not None:
             return known[0]
@@ -131,12 +142,10 @@ class DirectPath:
                 return None
             self._learn()
             url = self._heard.pop(eid, None)
-        if url is None:
+        conn = None if url is None else self._connect(eid, url)
+        if conn is None:
             self._asked[eid] = time.monotonic()
-        else:
-            self._connect(eid, url)
-        return None  # (connected just now: this call goes through the controller, and
-        # the connections are up by the next one)
+        return conn
 
     def _learn(self) -> None:
         """Ask the controller where its engines take direct commands (each is connected
@@ -149,9 +158,10 @@ class DirectPath:
         if msg.type != P.VALUE:
             return
         for eid, url in unpack(msg.content):
-            if type(eid) is not int or type(url) is not str or not url.startswith("ipc://"):
+            if type(eid) is not int or type(url) is not str:
                 continue
-            if not os.path.exists(url[len("ipc://") :]):
+            path = stream.path_of(url)
+            if path is None or not os.path.exists(path):
                 continue  # not on this host
             old = self._routes.get(eid)
             if old is not None and old[1] == url:
@@ -160,57 +170,41 @@ class DirectPath:
                 self.forget(eid)
             self._heard[eid] = url
 
-    def _connect(self, eid: int, url: str) -> None:
-        core = self._core
-        if self._sender is None:
-            s: zmq.Socket[Any] = core.ctx.socket(zmq.ROUTER)
-            s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an engine not (yet) reachable raises
-            # An engine that died leaves its routing id in place (libzmq keeps the queue
-            # for a reconnection to its endpoint, which never comes: a restarted engine
-            # binds another one): its closed connection is heard here (send).
-            self._closed_events = s.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-            self._sender = s
-        rid = b"d%d" % next(self._rids)
-        self._sender.setsockopt(zmq.CONNECT_ROUTING_ID, rid)
-        self._sender.connect(url)
-        for sock in core.answer_sockets():  # the engine answers to rt, as the controller
-            sock.connect(url)
-        self._routes[eid] = (rid, url, time.monotonic())
+    def _connect(self, eid: int, url: str) -> stream.Connection | None:
+        try:
+            conn = stream.connect(url)
+        except OSError as e:
+            log.info("engine %d's direct socket cannot be reached (%s)", eid, e)
+            return None
+        self._routes[eid] = (conn, url)
+        self._engine_of[conn.fd] = eid
         self._asked.pop(eid, None)
+        self._changes += 1
+        return conn
 
     def forget(self, eid: int) -> None:
-        """Engine ``eid`` is gone (or moved): disconnect from where it was."""
+        """Engine ``eid`` is gone (or moved): close the connection to where it was."""
         known = self._routes.pop(eid, None)
         if known is None:
             return
-        url = known[1]
-        for sock in (self._sender, *self._core.answer_sockets()):
-            if sock is None:
-                continue
-            try:
-                sock.disconnect(url)
-            except zmq.ZMQError:
-                pass
+        conn = known[0]
+        self._engine_of.pop(conn.fd, None)
+        self._changes += 1
+        conn.close()
 
     def send(
         self,
         req: _Request,
         eid: int,
-        rid: bytes,
+        conn: stream.Connection,
         header: dict[str, Any],
         content: Any,
         buffers: Sequence[Any],
     ) -> str | None:
         """Send ``header``'s command to engine ``eid`` directly, and tell the controller:
         the job id it goes under. Called under the core's send lock, with nothing
-        outstanding; None (nothing sent) when the engine's socket cannot be reached."""
+        outstanding; None (nothing sent) when the engine's connection has closed."""
         core = self._core
-        assert self._sender is not None
-        if self._closed_events is not None and pending(self._closed_events):
-            self._forget_closed()
-            if eid not in self._routes:
-                return None  # its engine has gone: through the controller, and ask again
         if header.get("parts") is not None:  # one part: its content, then its buffers
             content, buffers = buffers[0], buffers[1:]
         cmd_id = f"{core.identity[2:14].decode()}-{req.mid}"
@@ -230,16 +224,9 @@ class DirectPath:
         if buffers:
             order["raw"] = True
         if header.get("live"):
-            order["live"] = True  # the engine sends what it prints to rt, as output
-        signer = core.signer
-        try:
-            send_frames(self._sender, signer.frames(order, content, buffers, (rid,)))
-        except zmq.ZMQError as e:
-            if e.errno != zmq.EHOSTUNREACH:
-                raise
-            known = self._routes.get(eid)
-            if known is not None and time.monotonic() - known[2] > CONNECT_GRACE:
-                self.forget(eid)  # its process has ended: ask again next time
+            order["live"] = True  # the engine sends what it prints, as output
+        if not conn.send(core.signer.frames(order, content, buffers)):
+            self.forget(eid)  # its process has ended: ask again next time
             return None
         notice = {
             "t": P.DIRECT_JOB,
@@ -254,8 +241,41 @@ class DirectPath:
             "url": self._routes[eid][1],
         }
         self.taken += 1
+        self.open_calls.add(req.mid)
         self.unannounced[req.mid] = (notice, time.monotonic() + ANNOUNCE_AFTER)
         return job
+
+    def wait(self, timeout: float) -> list[list[Any]]:
+        """Wait up to ``timeout`` seconds for the fg socket or a connection (by the fg
+        reader only): the messages the connections brought (frame lists), or none when
+        the fg socket is what woke it (the caller reads it: its ZMQ_FD only says that
+        something changed). Sends what waits to go; forgets an engine whose connection
+        closed."""
+        writing = [c for c, _ in self._routes.values() if c.wants_write]
+        if self._poll is None or self._poll[0] != self._changes or writing:
+            p = select.poll()
+            p.register(self._fg_fd, _IN)
+            for conn, _ in self._routes.values():
+                p.register(conn.fd, _IN | _OUT if conn.wants_write else _IN)
+            self._poll = (-1 if writing else self._changes, p)
+        got: list[list[Any]] = []
+        for fd, ev in self._poll[1].poll(timeout * 1000):
+            eid = self._engine_of.get(fd)
+            if eid is None:
+                continue
+            conn = self._routes[eid][0]
+            if ev & _OUT:
+                conn.flush()
+            if ev & ~_OUT:
+                try:
+                    got += conn.read()
+                except stream.Closed:
+                    log.info("engine %d's direct connection closed: it has gone", eid)
+                    self.forget(eid)
+                except stream.StreamError as e:
+                    log.warning("engine %d's direct connection: %s", eid, e)
+                    self.forget(eid)
+        return got
 
     def announce_due(self) -> float | None:
         """Seconds until the first direct command still unanswered must be announced
@@ -277,24 +297,6 @@ class DirectPath:
             if entry is not None:  # (else answered meanwhile: the engine reports it)
                 send_frames(self._core.out_socket(), self._notice_signer.frames(entry[0]))
 
-    def _forget_closed(self) -> None:
-        """Forget the engines whose connection to the sender has closed (their process
-        ended: a restarted engine is asked for again)."""
-        assert self._closed_events is not None
-        gone: set[str] = set()
-        while pending(self._closed_events):
-            try:
-                event = parse_monitor_message(self._closed_events.recv_multipart(zmq.NOBLOCK))
-            except zmq.Again:
-                break
-            gone.add(event["endpoint"].decode(errors="replace"))
-        for eid, (_, url, _) in list(self._routes.items()):
-            if url in gone:
-                self.forget(eid)
-
     def close(self) -> None:
-        if self._sender is not None:
-            if self._closed_events is not None:
-                self._sender.disable_monitor()
-                self._closed_events.close(linger=0)
-            self._sender.close(linger=0)
+        for eid in list(self._routes):
+            self.forget(eid)

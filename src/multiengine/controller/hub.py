@@ -29,6 +29,7 @@ from typing import Any
 
 from ..runtime import pid_stopped
 from ..wire import protocol as P
+from ..wire import stream
 from ..wire.message import Message, owned, pack
 from ..wire.protocol import TaskFlags, Xfer
 from . import monitor
@@ -516,7 +517,7 @@ class Hub:
             node = h.get("node")
             engine.node = node if type(node) is str else ""
             url = h.get("direct")
-            engine.direct_url = url if type(url) is str and url.startswith("ipc://") else ""
+            engine.direct_url = url if type(url) is str and url.startswith(stream.SCHEME) else ""
             if self.exits and wanted != engine.id:
                 self.exits.pop(engine.id, None)  # a new engine, not the one that exited
             log.info("Engine Info: %d %s %d", engine.id, engine.host, engine.pid)

@@ -1,23 +1,29 @@
 """The engine's direct socket: small commands from clients of its host, answered to them.
 
-A ROUTER bound on IPC beside the controller's endpoints (a 0700 directory), offered at
-``register`` (``direct``). A client sends ``direct`` on it; the engine runs the command
-between the controller's commands, as one of them, answers the client with a
-``result`` on this socket (to the client's *fg* socket, named in ``rt``, which connects
-here), then reports it to the controller on its command socket: a quick success with
-others later (``direct_dones``, held here: :meth:`DirectSocket.hold_report`), anything
-else at once (``direct_done``) (docs/protocol.md §6, "A direct path on one host").
+A Unix stream socket listening beside the controller's endpoints (a 0700 directory),
+offered at ``register`` (``direct``, a ``unix://`` address). A client connects, and
+sends ``direct`` messages on its connection (wire/stream.py frames them); the engine
+runs each command between the controller's commands, as one of them, answers the client
+with a ``result`` on the same connection, then reports it to the controller on its
+command socket: a quick success with others later (``direct_dones``, held here:
+:meth:`DirectSocket.hold_report`), anything else at once (``direct_done``)
+(docs/protocol.md §6, "A direct path on one host").
+
+The engine's main thread waits on the controller's socket and on these in one
+``poll()`` (:meth:`DirectSocket.wait`): it takes new connections, reads whole messages,
+sends what an answer left queued, and closes a connection whose client has gone.
 
 Every message is verified as on the controller's socket (its own replay guard: the
-main thread reads this socket only); a forged, garbled or replayed one is dropped and
-counted with the others (``Interpreter.dropped_messages``).
+main thread reads these connections only); a forged, garbled or replayed one is dropped
+and counted with the others (``Interpreter.dropped_messages``), and bytes that are not
+a message stream close their connection (counted too).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
+import select
 import time
 import uuid
 from collections import deque
@@ -25,30 +31,35 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import zmq
-
-from ..wire import direct
+from ..wire import direct, stream
 from ..wire import protocol as P
 from ..wire.direct import REPORT_AT_MOST, REPORT_WITHIN
-from ..wire.message import Message, ReplayGuard, Signer, WireError, recv_frames, send_frames
+from ..wire.message import Message, ReplayGuard, Signer, WireError
 
-__all__ = ["DirectCommand", "DirectSocket", "ANSWER_WAIT"]
+__all__ = ["DirectCommand", "DirectSocket", "ANSWER_WAIT", "OUTPUT_QUEUE_AT_MOST"]
 
 log = logging.getLogger("multiengine.engine")
 
-# How long an answer waits for its client's fg socket to connect here (it connects just
-# before it sends, so it is there within a millisecond; past this the answer goes to the
-# controller in the ``direct_done``, which passes it on: a client that has exited costs
-# the engine no more than this).
-ANSWER_WAIT = 0.25
+# How long an answer that the client's connection does not take at once (a large one)
+# is sent here before the engine goes on; the rest goes while the engine waits for its
+# next command (a client that stopped reading costs the engine no more than this).
+ANSWER_WAIT = 1.0
+# Live output waits as long at most, then stays queued; past this many bytes queued for
+# one connection, more output for it is dropped (a client that stopped reading).
+OUTPUT_WAIT = 0.25
+OUTPUT_QUEUE_AT_MOST = 64 << 20
 RECENT = 256  # direct commands answered lately, remembered for interrupts that come late
+_IN = select.POLLIN
+_OUT = select.POLLOUT
+_GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
 
 @dataclass(slots=True)
 class DirectCommand:
-    """Where a direct command's answer goes: the client socket, its request and job."""
+    """Where a direct command's answer goes: the client's connection, its request, job."""
 
-    rt: bytes
+    conn: stream.Connection
+    rt: bytes  # the client's fg socket: where the controller would send the answer
     request: Any
     job: Any
     cmd_id: str
@@ -59,58 +70,127 @@ class DirectCommand:
 
 
 class DirectSocket:
-    """The ROUTER clients of this host send direct commands to."""
+    """The listening socket clients of this host connect to, and their connections."""
 
     def __init__(
         self,
-        ctx: zmq.Context[Any],
         signer: Signer,
-        url: str,
+        path: str,
         dropped: Callable[[str, WireError], None],
+        command_fd: int,
     ) -> None:
-        self.url = url
+        self.listener = stream.Listener(path)
+        self.url = self.listener.url
         self.signer = signer
         self._dropped = dropped
         self.guard = ReplayGuard()  # read by the main thread only
         self.recent: deque[str] = deque(maxlen=RECENT)
+        self.connections: dict[int, stream.Connection] = {}  # fd -> connection
+        self.ready: deque[tuple[Message, DirectCommand]] = deque()  # read, not yet run
         # reports of quick direct commands, sent to the controller several at a time
         # (hold_report; the engine sends them: Engine._send_reports)
         self.reports: list[dict[str, Any]] = []
         self.reports_due = 0.0  # (monotonic) when the first of them must go
-        self._send_lock = threading.Lock()  # answers (main thread), live output (its thread)
-        self.sock = ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unknown rt raises: see answer()
-        self.sock.bind(url)
+        self._command_fd = command_fd  # the controller socket's ZMQ_FD
+        self._poll = select.poll()
+        self._poll.register(command_fd, _IN)
+        self._poll.register(self.listener.fd, _IN)
+        self._writing: set[int] = set()  # connections polled for POLLOUT too
 
     @classmethod
     def open(
         cls,
-        ctx: zmq.Context[Any],
         signer: Signer,
         controller_url: str,
         dropped: Callable[[str, WireError], None],
+        command_fd: int,
     ) -> DirectSocket | None:
         """A direct socket beside the controller's IPC endpoint; None when the setting
         is off, the controller is not reached over IPC, or the bind fails."""
         if not direct.enabled():
             return None
         url = direct.endpoint_beside(controller_url, f"{os.getpid()}-{uuid.uuid4().hex[:8]}-d")
-        if url is None:
+        path = None if url is None else stream.path_of(url)
+        if path is None:
             return None
         try:
-            return cls(ctx, signer, url, dropped)
-        except zmq.ZMQError as e:
+            return cls(signer, path, dropped, command_fd)
+        except OSError as e:
             log.info("no direct socket (%s): clients go through the controller", e)
             return None
 
-    def read(self) -> tuple[Message, DirectCommand] | None:
-        """The next direct command waiting, as a ``cmd`` message and where to answer it;
-        None when nothing waits, or what came was dropped."""
+    def knocking(self) -> bool:
+        """Whether a client has connected (or is connecting) and is not yet read."""
+        return bool(self.connections) or self.listener.knocking()
+
+    def wait(self, timeout_ms: float) -> bool:
+        """Wait up to ``timeout_ms`` for the controller's socket or a client: take new
+        connections, read what came (commands to :attr:`ready`), send what waits to
+        go; False when nothing happened."""
+        self._want_writes()
+        events = self._poll.poll(timeout_ms)
+        for fd, ev in events:
+            if fd == self._command_fd:
+                continue  # (the caller asks the socket itself)
+            if fd == self.listener.fd:
+                self._accept()
+                continue
+            conn = self.connections.get(fd)
+            if conn is None:
+                continue
+            if ev & _OUT:
+                conn.flush()
+            if ev & (_IN | _GONE):
+                self._read(conn)
+        return bool(events)
+
+    def _want_writes(self) -> None:
+        """Poll for POLLOUT exactly the connections with something queued."""
+        if not self._writing and not any(c.wants_write for c in self.connections.values()):
+            return
+        for fd, conn in self.connections.items():
+            want = conn.wants_write
+            if want != (fd in self._writing):
+                self._poll.modify(fd, _IN | _OUT if want else _IN)
+                if want:
+                    self._writing.add(fd)
+                else:
+                    self._writing.discard(fd)
+
+    def _accept(self) -> None:
+        while (conn := self.listener.accept()) is not None:
+            self.connections[conn.fd] = conn
+            self._poll.register(conn.fd, _IN)
+
+    def _read(self, conn: stream.Connection) -> None:
         try:
-            frames = recv_frames(self.sock, zmq.NOBLOCK)
-        except zmq.Again:
-            return None
+            batches = conn.read()
+        except stream.Closed:
+            self._drop_connection(conn)
+            return
+        except stream.StreamError as e:
+            self._drop_connection(conn)
+            self._dropped(f"a message on the {P.DIRECT_CHANNEL} channel", WireError(str(e)))
+            return
+        for frames in batches:
+            got = self._parse(frames, conn)
+            if got is not None:
+                self.ready.append(got)
+
+    def _drop_connection(self, conn: stream.Connection) -> None:
+        self.connections.pop(conn.fd, None)
+        self._writing.discard(conn.fd)
+        try:
+            self._poll.unregister(conn.fd)
+        except KeyError:
+            pass
+        conn.close()
+
+    def _parse(
+        self, frames: list[Any], conn: stream.Connection
+    ) -> tuple[Message, DirectCommand] | None:
+        """A direct command, as a ``cmd`` message and where to answer it; None when
+        what came is dropped."""
         try:
             msg = self.signer.parse(frames, self.guard)
         except WireError as e:
@@ -134,6 +214,7 @@ class DirectSocket:
         cmd = Message(msg.idents, header, msg.content, msg.buffers)
         cid, desc = h.get("cid"), h.get("desc")
         to = DirectCommand(
+            conn,
             rt,
             h.get("id"),
             h.get("job"),
@@ -155,7 +236,7 @@ class DirectSocket:
         elapsed: float,
         started: float,
     ) -> bool:
-        """Send the ``result`` to the client; False if its socket never connected here."""
+        """Send the ``result`` to the client; False if its connection has closed."""
         self.recent.append(to.cmd_id)
         part = P.PartHeader(
             engine_id, status, enc, len(buffers), None, None, started, time.time(), elapsed
@@ -169,9 +250,9 @@ class DirectSocket:
         }
         if raw:
             header["raw"] = raw
-        if self._send(self.signer.frames(header, b"", frames, (to.rt,))):
+        if to.conn.send(self.signer.frames(header, b"", frames), ANSWER_WAIT):
             return True
-        log.warning("a direct answer could not go to its client: it is not connected")
+        log.warning("a direct answer could not go to its client: its connection has closed")
         return False
 
     def hold_report(self, done: dict[str, Any]) -> bool:
@@ -184,26 +265,17 @@ class DirectSocket:
 
     def output(self, to: DirectCommand, engine_id: int, name: str, text: str) -> None:
         """Live output of a direct command, to its client (from the output thread too);
-        dropped if the client's socket never connects (as output to a gone client is)."""
+        dropped when its connection has closed, or holds OUTPUT_QUEUE_AT_MOST unsent."""
+        if to.conn.queued > OUTPUT_QUEUE_AT_MOST:
+            log.info("live output of a direct command dropped: its client does not read")
+            return
         header = {"t": P.OUTPUT, "id": to.request, "engine": engine_id, "name": name}
-        if not self._send(
-            self.signer.frames(header, text.encode("utf-8", "replace"), (), (to.rt,))
-        ):
-            log.info("live output of a direct command dropped: its client is not connected")
-
-    def _send(self, frames: list[Any]) -> bool:
-        """Send to the client socket the frames start with, waiting up to ANSWER_WAIT for
-        it to connect; False if it never does."""
-        deadline = time.monotonic() + ANSWER_WAIT
-        while True:
-            try:
-                with self._send_lock:
-                    send_frames(self.sock, frames)
-                return True
-            except zmq.ZMQError as e:
-                if e.errno != zmq.EHOSTUNREACH or time.monotonic() > deadline:
-                    return False
-            time.sleep(0.001)
+        frames = self.signer.frames(header, text.encode("utf-8", "replace"))
+        if not to.conn.send(frames, OUTPUT_WAIT):
+            log.info("live output of a direct command dropped: its client has gone")
 
     def close(self) -> None:
-        self.sock.close(linger=0)
+        for conn in list(self.connections.values()):
+            conn.close()
+        self.connections.clear()
+        self.listener.close()

@@ -3,7 +3,8 @@
 
 The main thread owns the command socket: it receives a command, runs it, and sends
 the answer. On the controller's host it also reads the direct socket of direct.py
-(small commands from clients of that host, answered to them straight), taking the
+(small commands from clients of that host over Unix stream connections, answered to
+them straight), taking the
 controller's commands first, once the controller says a client may use it
 (``direct_on``; until then it waits on the command socket alone, which costs less).
 A daemon thread owns the heartbeat socket (``hello``, ``interrupt``, ``revoked``,
@@ -30,7 +31,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import select
 import signal
 import socket
 import sys
@@ -115,15 +115,13 @@ class Engine:
         self._urls = {"engine": info.url("engine"), "heartbeat": info.url("heartbeat")}
         self.sock.connect(self._urls["engine"])
         # small commands from clients of this host, past the controller (direct.py)
-        self.direct = DirectSocket.open(self.ctx, self.signer, self._urls["engine"], self._dropped)
+        # (waited on beside the command socket's ZMQ_FD, in one poll: serve, _next)
+        self.direct = DirectSocket.open(
+            self.signer, self._urls["engine"], self._dropped, int(self.sock.getsockopt(zmq.FD))
+        )
         # read only once the controller says a client may use it (``direct_on``): until
         # then the engine waits on its command socket alone (cheaper per command)
         self._direct_on = False
-        # both sockets' ZMQ_FDs, waited on when neither has a message (serve: _next)
-        self._both = select.poll()
-        if self.direct is not None:
-            for s in (self.sock, self.direct.sock):
-                self._both.register(int(s.getsockopt(zmq.FD)), select.POLLIN)
         self.desired_id = desired_id
         self.interp: Interpreter
         if ipython:  # (only this mode imports IPython)
@@ -617,7 +615,7 @@ class Engine:
             except zmq.Again:
                 shm.prune()  # idle: let go of the blocks of clients that have exited
                 recycle.prune()  # and of receive buffers unused for a while
-                if self.direct is not None and not self._direct_on and pending(self.direct.sock):
+                if self.direct is not None and not self._direct_on and self.direct.knocking():
                     self._turn_direct_on()  # (a safety net: direct_on comes first)
                 continue
             except KeyboardInterrupt:
@@ -645,34 +643,32 @@ class Engine:
             log.debug("engine %d reads its direct socket", self.id)
 
     def _next(self) -> tuple[Any, DirectCommand | None]:
-        """The next message of either socket: the controller's first, else a direct
-        command (and where its answer goes). Raises zmq.Again after half a second of
-        nothing.
+        """The next message: the controller's first, else a direct command (and where
+        its answer goes). Raises zmq.Again after half a second of nothing.
 
-        Both sockets are asked whether a message waits (``ZMQ_EVENTS``, ~1.5 µs each),
-        and only when neither has one does the engine wait, in a ``poll()`` of their
-        ``ZMQ_FD``s (which say only that something changed, so the sockets are asked
-        again after it): ``zmq_poll`` asked each socket twice per wait, each time a
-        system call or two inside libzmq (as controller/relay.py found)."""
+        The command socket is asked whether a message waits (``ZMQ_EVENTS``, ~1.5 µs),
+        and the direct commands already read are looked at; only when there is neither
+        does the engine wait, in one ``poll()`` of the command socket's ``ZMQ_FD``
+        (which says only that something changed, so the socket is asked again after
+        it), the direct socket's listener and its connections (DirectSocket.wait)."""
         direct = self.direct
         assert direct is not None
+        ready = direct.ready
         while True:
             if pending(self.sock):
                 self._send_reports()  # (the books in order before a command of the controller)
                 return self._recv(), None
-            if pending(direct.sock):
-                got = direct.read()
-                if got is not None:
-                    if direct.reports and time.monotonic() >= direct.reports_due:
-                        self._send_reports()  # (before a command that may run long)
-                    return got
-                continue
+            if ready:
+                got = ready.popleft()
+                if direct.reports and time.monotonic() >= direct.reports_due:
+                    self._send_reports()  # (before a command that may run long)
+                return got
             if direct.reports:  # held reports go once they are REPORT_WITHIN old
                 wait = direct.reports_due - time.monotonic()
-                if wait <= 0 or not self._both.poll(wait * 1000):
+                if wait <= 0 or not direct.wait(wait * 1000):
                     self._send_reports()
                 continue
-            if not self._both.poll(500):
+            if not direct.wait(500):
                 raise zmq.Again
 
     def _unbatch(self, msg: Message) -> None:
