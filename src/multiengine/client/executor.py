@@ -358,6 +358,7 @@ class MultiEngineExecutor(_Base):
     def _arrived(self, fut: _AppliedFuture, done: Future[Message]) -> None:
         """The result: kept undecoded when every engine succeeded; a failure is decoded
         on the delivery thread, so that a wait for the first exception sees one."""
+        fut._answer = None  # (it refers to this callback, which refers to fut: no cycle)
         try:
             msg = done.result()
             raise_direct(msg)
