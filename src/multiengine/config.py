@@ -76,6 +76,9 @@ SHM_RECYCLE_LIMIT = 256 << 20
 # controller told afterwards (docs/protocol.md §6, "A direct path on one host"): a
 # client's and an engine's ``$MULTIENGINE_DIRECT`` (on/off).
 DIRECT_PATH = True
+# An engine of the controller's host sends and takes its commands over a Unix stream
+# rather than ZeroMQ (engine/link.py): an engine's ``$MULTIENGINE_ENGINE_STREAM`` (on/off).
+ENGINE_STREAM = True
 
 
 def parse_switch(text: str) -> bool:

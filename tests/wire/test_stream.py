@@ -168,6 +168,9 @@ def test_sending_to_a_peer_that_has_gone_says_so(
     left, right = pair
     right.close()
     assert left.send([b"x" * 100]) is False or left.send([b"y"]) is False
+    assert left.broken and not left.wants_write  # (closed once its owner reads the end)
+    with pytest.raises(stream.Closed):
+        left.read()
     assert left.closed
 
 

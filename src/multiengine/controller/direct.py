@@ -188,8 +188,8 @@ class DirectBooks:
         status = str(h.get("status", P.STATUS_OK))
         failed = status != P.STATUS_OK
         elapsed = h.get("elapsed")
-        if "enc" in h and msg is not None:  # the client's socket never connected to the
-            # engine: pass the answer on
+        if "enc" in h and msg is not None:  # the client's connection to the engine had
+            # closed: pass the answer on
             job.answered_directly = False
             frames = [owned(f) for f in (msg.content, *msg.buffers)]
             part = Part(eid, status, str(h["enc"]), frames)

@@ -39,7 +39,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from ..config import ControllerConfig
 from ..runtime import pid_alive
-from ..wire import curve
+from ..wire import curve, stream
 from ..wire import protocol as P
 from ..wire.message import (
     Signer,
@@ -52,6 +52,7 @@ from ..wire.message import (
 from .endpoints import bind
 from .hub import Hub
 from .store import ResultStore
+from .streams import EngineStreams
 
 __all__ = ["Controller", "SocketOutbox"]
 
@@ -92,6 +93,7 @@ class SocketOutbox:
         self._clients = clients
         self._engines = engines
         self._heartbeat = heartbeat
+        self.streams: EngineStreams | None = None  # engines of this host on Unix streams
         # the sockets sent on since the loop last asked them for messages (a send may
         # take in the news of a message that came, without its ZMQ_FD saying so again)
         self.touched: set[zmq.Socket[Any]] = set()
@@ -105,14 +107,29 @@ class SocketOutbox:
     def to_engine(
         self, ident: bytes, header: dict[str, Any], content: Any = b"", buffers: Any = ()
     ) -> None:
-        send_frames(self._engines, self._frames(header, content, buffers, (ident,)))
+        """To one engine: on its stream if it has one (streams.py), else its socket."""
+        streams = self.streams
+        if streams is not None and streams.by_ident:
+            frames = self._frames(header, content, buffers)
+            if streams.send(ident, frames):
+                return
+            frames = [ident, *frames]
+        else:
+            frames = self._frames(header, content, buffers, (ident,))
+        send_frames(self._engines, frames)
         self.touched.add(self._engines)
 
     def to_engines(
         self, idents: list[bytes], header: dict[str, Any], content: Any = b"", buffers: Any = ()
     ) -> None:
         """One message, signed once, to each of ``idents``."""
-        send_to_each(self._engines, idents, self._frames(header, content, buffers))
+        frames = self._frames(header, content, buffers)
+        streams = self.streams
+        if streams is not None and streams.by_ident:
+            idents = [i for i in idents if not streams.send(i, frames)]
+            if not idents:
+                return
+        send_to_each(self._engines, idents, frames)
         self.touched.add(self._engines)
 
     def to_heartbeat(self, ident: bytes, header: dict[str, Any]) -> None:
@@ -166,6 +183,9 @@ class Controller:
         named = {"client": self.clients, "engine": self.engine_sock, "heartbeat": self.hb}
         self.ports, self.ipc = bind(named, config.ip, ports, ipc)
         self.outbox = SocketOutbox(self.signer, self.clients, self.engine_sock, self.hb)
+        # engines of this host connect to a Unix stream beside the engine endpoint
+        self.streams = self._engine_streams()
+        self.outbox.streams = self.streams
         self.hub = Hub(
             self.outbox,
             heartbeat_period=config.heartbeat_period,
@@ -186,6 +206,19 @@ class Controller:
         self.wake_read, self.wake_fd = os.pipe()
         os.set_blocking(self.wake_read, False)
         os.set_blocking(self.wake_fd, False)
+
+    def _engine_streams(self) -> EngineStreams | None:
+        """The Unix stream socket for engines of this host (streams.py), beside the
+        engine channel's IPC endpoint; None without one, or when it cannot be bound."""
+        address = stream.beside(self.ipc.get("engine", ""))
+        path = None if address is None else stream.path_of(address)
+        if path is None:
+            return None
+        try:
+            return EngineStreams(path)
+        except OSError as e:
+            log.info("no engine stream (%s): engines of this host use IPC", e)
+            return None
 
     def _router(self, threads: int) -> zmq.Socket[Any]:
         s: zmq.Socket[Any] = self.ctx.socket(zmq.ROUTER)
@@ -234,6 +267,12 @@ class Controller:
         if wake_fd is not None:
             poller.register(wake_fd, select.POLLIN)
         poller.register(self.wake_read, select.POLLIN)
+        streams = self.streams
+        stream_listener = -1
+        if streams is not None:
+            stream_listener = streams.listener.fd
+            poller.register(stream_listener, select.POLLIN)
+        stream_of_fd = streams.connections if streams is not None else {}
         engine_sock, hb, clients = self.engine_sock, self.hb, self.clients
         # digested frames the controller passes on unchecked, for their receivers to
         # check (docs/protocol.md §2): an engine's slices, a client's digested parts
@@ -263,11 +302,19 @@ class Controller:
                     until = min(until, time.monotonic() + 0.01)
                 # (rounded up: a wait under 1 ms cut to 0 spun the loop until it was due)
                 timeout = math.ceil(max(0.0, until - time.monotonic()) * 1000)
-            for fd, _ in poller.poll(timeout):
+            if streams is not None and streams.backlogged:
+                self._poll_writes(poller, streams)
+            for fd, ev in poller.poll(timeout):
                 woken = socket_of_fd.get(fd)
                 if woken is not None:
                     if woken not in ready and pending(woken):
                         ready.append(woken)
+                elif fd in stream_of_fd:
+                    self._engine_stream(poller, stream_of_fd[fd], ev)
+                elif fd == stream_listener:
+                    assert streams is not None
+                    for conn in streams.accept():
+                        poller.register(conn.fd, select.POLLIN)
                 elif fd == wake_fd:
                     hub.store.woken()
                 elif fd == self.wake_read:
@@ -326,6 +373,70 @@ class Controller:
             if hub.exit_at is not None and now >= hub.exit_at:
                 self._running = False
         log.info("controller stopping")
+
+    def _engine_stream(self, poller: Any, conn: stream.Connection, events: int) -> None:
+        """An engine's stream woke the poll: send what waits for it, read what came
+        (streams.py); an ended stream is a closed engine connection."""
+        streams, hub = self.streams, self.hub
+        assert streams is not None
+        if events & select.POLLOUT:
+            conn.flush()
+        if not events & ~select.POLLOUT:
+            return
+        try:
+            batches = conn.read()
+        except (stream.Closed, stream.StreamError) as e:
+            if isinstance(e, stream.StreamError):
+                hub.dropped += 1
+                log.warning("dropped an engine's stream: %s", e)
+            batches = []
+        for frames in batches:
+            try:
+                msg = self.signer.parse(frames, deferred=(P.CHUNK,))
+            except WireError as e:
+                hub.dropped += 1
+                log.warning("dropped a message on the engine channel: %s", e)
+                continue
+            ident = streams.ident_of.get(conn.fd)
+            try:
+                if ident is None:  # its first message names it: a register with ident
+                    named = msg.header.get("ident")
+                    if msg.type != P.REGISTER or type(named) is not bytes:
+                        log.warning("dropped a %r before register on an engine stream", msg.type)
+                        continue
+                    ident = named
+                    streams.name(conn, ident)
+                msg.idents = [ident]
+                if msg.type == P.REGISTER:
+                    self._closed_connections()  # (as _connection says)
+                    hub.on_engine(msg, conn.fd)
+                else:
+                    hub.on_engine(msg)
+            except Exception:
+                log.exception("error handling %r message; the controller goes on", msg.type)
+        if conn.closed:
+            try:
+                poller.unregister(conn.fd)
+            except KeyError:
+                pass
+            fd = streams.drop(conn)
+            try:
+                hub.on_disconnect(fd)
+            except Exception:
+                log.exception("error handling a closed connection; the controller goes on")
+
+    @staticmethod
+    def _poll_writes(poller: Any, streams: EngineStreams) -> None:
+        """Poll for POLLOUT exactly the streams with something queued."""
+        for conn in list(streams.backlogged):
+            if conn.closed:
+                streams.backlogged.discard(conn)
+                continue
+            if conn.wants_write:
+                poller.modify(conn.fd, select.POLLIN | select.POLLOUT)
+            else:
+                poller.modify(conn.fd, select.POLLIN)
+                streams.backlogged.discard(conn)
 
     def _hello_pending(self) -> bool:
         """Whether an engine registered but has not said ``hello`` on the heartbeat
@@ -389,6 +500,8 @@ class Controller:
         except zmq.ZMQError as e:
             log.warning("could not tell every engine that the controller stops: %s", e)
         self.hub.store.close()
+        if self.streams is not None:
+            self.streams.close()
         for monitor in (*self.monitors, self.client_monitor):
             monitor.close(linger=0)
         for s in (self.clients, self.engine_sock):

@@ -18,6 +18,7 @@ from ..errors import ConnectionFileError, KernelError
 from ..runtime import ClusterDir, add_cluster_dir_arguments, set_process_name
 from ..wire import direct, shm
 from ..wire.connection import ConnectionInfo, connection_from_env, read_connection_file
+from .link import stream_enabled
 from .main import Engine
 
 __all__ = ["main", "add_arguments", "use_batch_scheduling"]
@@ -109,6 +110,7 @@ def main(args: argparse.Namespace) -> int:
     config = EngineConfig.from_sources(toml=cdir.settings("engine"), env=os.environ, args=args)
     shm.threshold()  # a bad $MULTIENGINE_SHM_THRESHOLD: one clear line, before connecting
     direct.enabled()  # and a bad $MULTIENGINE_DIRECT
+    stream_enabled()  # and a bad $MULTIENGINE_ENGINE_STREAM
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )

@@ -77,7 +77,7 @@ class DirectSocket:
         signer: Signer,
         path: str,
         dropped: Callable[[str, WireError], None],
-        command_fd: int,
+        command_fd: int | None,
     ) -> None:
         self.listener = stream.Listener(path)
         self.url = self.listener.url
@@ -91,11 +91,15 @@ class DirectSocket:
         # (hold_report; the engine sends them: Engine._send_reports)
         self.reports: list[dict[str, Any]] = []
         self.reports_due = 0.0  # (monotonic) when the first of them must go
-        self._command_fd = command_fd  # the controller socket's ZMQ_FD
         self._poll = select.poll()
-        self._poll.register(command_fd, _IN)
         self._poll.register(self.listener.fd, _IN)
         self._writing: set[int] = set()  # connections polled for POLLOUT too
+        # the command connection's descriptor (engine/link.py), polled beside these, and
+        # what it said at the last wait (0: nothing)
+        self._command_fd: int | None = None
+        self._command_events = 0  # what it is polled for
+        self.command_woke = 0
+        self.watch_command(command_fd)
 
     @classmethod
     def open(
@@ -103,7 +107,7 @@ class DirectSocket:
         signer: Signer,
         controller_url: str,
         dropped: Callable[[str, WireError], None],
-        command_fd: int,
+        command_fd: int | None,
     ) -> DirectSocket | None:
         """A direct socket beside the controller's IPC endpoint; None when the setting
         is off, the controller is not reached over IPC, or the bind fails."""
@@ -123,15 +127,35 @@ class DirectSocket:
         """Whether a client has connected (or is connecting) and is not yet read."""
         return bool(self.connections) or self.listener.knocking()
 
-    def wait(self, timeout_ms: float) -> bool:
-        """Wait up to ``timeout_ms`` for the controller's socket or a client: take new
+    def watch_command(self, fd: int | None) -> None:
+        """Poll ``fd`` (the command connection's; None: none now) beside the clients."""
+        if self._command_fd is not None:
+            try:
+                self._poll.unregister(self._command_fd)
+            except KeyError:
+                pass
+        self._command_fd = fd
+        self._command_events = _IN
+        if fd is not None:
+            self._poll.register(fd, _IN)
+
+    def wait(self, timeout_ms: float, command_out: bool = False) -> bool:
+        """Wait up to ``timeout_ms`` for the command connection or a client: take new
         connections, read what came (commands to :attr:`ready`), send what waits to
-        go; False when nothing happened."""
+        go; False when nothing happened. What the command connection said is left in
+        :attr:`command_woke` for the caller (``command_out``: it has something to
+        send, so it is polled for POLLOUT too)."""
         self._want_writes()
+        fd = self._command_fd
+        if fd is not None and command_out != (self._command_events != _IN):
+            self._command_events = _IN | _OUT if command_out else _IN
+            self._poll.modify(fd, self._command_events)
+        self.command_woke = 0
         events = self._poll.poll(timeout_ms)
         for fd, ev in events:
             if fd == self._command_fd:
-                continue  # (the caller asks the socket itself)
+                self.command_woke = ev  # (the caller reads the connection itself)
+                continue
             if fd == self.listener.fd:
                 self._accept()
                 continue

@@ -56,15 +56,13 @@ from ..wire.message import (
     WireError,
     check_message_digests,
     digests,
-    pending,
-    recv_frames,
-    send_frames,
 )
 from ..wire.protocol import BatchedCmd, BatchedReply, ErrorReport, Printed, TaskFlags, Xfer
 from ..wire.serialize import dumps, loads
 from .commands import COMMANDS
 from .direct import DirectCommand, DirectSocket
 from .interpreter import Interpreter, format_exception
+from .link import CommandLink, make_dealer
 from .replies import HeldReplies
 
 __all__ = ["Engine"]
@@ -72,6 +70,9 @@ __all__ = ["Engine"]
 log = logging.getLogger("multiengine.engine")
 
 
+# how long a receive waits before the engine looks at its state again (registering
+# again once the controller is lost, letting go of idle memory)
+RECEIVE_WAIT_MS = 500
 # why the engine interrupts its own code: the controller was lost, the command is void
 _WHY_LOST = "lost"
 # messages whose digests (dg, cdg) are checked when they run, not when they arrive: a
@@ -98,14 +99,14 @@ class Engine:
         self.signer = Signer(info.key)
         self.ctx = zmq.Context()
         self.ident = b"e-" + uuid.uuid4().hex.encode()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.IDENTITY, self.ident)
-        self.sock.setsockopt(zmq.LINGER, 2000)
-        self.sock.setsockopt(zmq.IPV6, 1)
-        curve.make_client(self.sock, info.curve_serverkey)
+        self.sock = make_dealer(self.ctx, self.ident, info)
         # read by the heartbeat thread: the command connection closing is the loss of the
         # controller (made before connecting, so no closing is missed)
         self._events = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.direct: DirectSocket | None = None
+        # the command channel: a Unix stream on the controller's host, else the DEALER
+        # (link.py); its end is the loss of the controller, as a closed connection is
+        self.link = CommandLink(self.sock, self._controller_lost, self._command_fd_changed)
         # the main thread tells the heartbeat thread it has registered (it then says
         # ``hello`` on the heartbeat channel, which only that thread may send on)
         self._registered_out = self.ctx.socket(zmq.PAIR)
@@ -113,11 +114,11 @@ class Engine:
         self._registered_in = self.ctx.socket(zmq.PAIR)
         self._registered_in.connect(f"inproc://registered-{id(self)}")
         self._urls = {"engine": info.url("engine"), "heartbeat": info.url("heartbeat")}
-        self.sock.connect(self._urls["engine"])
+        self.link.connect(self._urls["engine"])
         # small commands from clients of this host, past the controller (direct.py)
-        # (waited on beside the command socket's ZMQ_FD, in one poll: serve, _next)
+        # (waited on beside the command connection, in one poll: serve, _next)
         self.direct = DirectSocket.open(
-            self.signer, self._urls["engine"], self._dropped, int(self.sock.getsockopt(zmq.FD))
+            self.signer, self._urls["engine"], self._dropped, self.link.fd
         )
         # read only once the controller says a client may use it (``direct_on``): until
         # then the engine waits on its command socket alone (cheaper per command)
@@ -183,6 +184,7 @@ class Engine:
             "epoch": epoch,
             "node": shm.node_identity() if shm.threshold() else "",  # no shm when off
             "direct": self.direct.url if self.direct is not None else "",
+            "ident": self.ident,  # (who this is, on a stream: it has no routing identity)
         }
         deadline = time.monotonic() + timeout
         self.sock.setsockopt(
@@ -195,6 +197,8 @@ class Engine:
                 epoch = header["epoch"] = self.epoch
             if again:
                 self._follow_controller("engine", self.sock)
+            elif not self.link.streaming:
+                self.link.connect(self._urls["engine"])  # (a stream may be offered now)
             try:
                 self._send(self.signer.frames(header))
             except zmq.Again:
@@ -202,7 +206,7 @@ class Engine:
             resend = min(time.monotonic() + wait, deadline)
             wait = 2.0
             while msg is None and (left := resend - time.monotonic()) > 0:
-                if not self.sock.poll(max(1, int(left * 1000))):
+                if not self.link.poll(max(1, int(left * 1000))):
                     continue
                 got = self._recv()
                 if got is None:
@@ -271,6 +275,10 @@ class Engine:
                 self.info = fresh
         url = self.info.url(channel)
         old = self._urls[channel]
+        if channel == "engine":
+            self.link.connect(url)  # (a stream that ended is connected again)
+            self._urls[channel] = url
+            return
         if url != old:
             log.info("connecting the %s socket to %s instead of %s", channel, url, old)
             try:
@@ -281,7 +289,7 @@ class Engine:
             self._urls[channel] = url
 
     def _recv(self) -> Any:
-        frames = recv_frames(self.sock)
+        frames = self.link.recv(RECEIVE_WAIT_MS)
         try:  # (a cmd's digests are checked when it runs: _check_digests)
             return self.signer.parse(frames, deferred=CHECKED_WHEN_RUN)
         except WireError as e:
@@ -383,6 +391,11 @@ class Engine:
                 return
             if parse_monitor_message(frames)["event"] == zmq.EVENT_DISCONNECTED:
                 self._controller_lost()
+
+    def _command_fd_changed(self, fd: int | None) -> None:
+        """The command connection's descriptor changed (link.py): poll that one."""
+        if self.direct is not None:
+            self.direct.watch_command(fd)
 
     def _controller_lost(self) -> None:
         with self._start_lock:
@@ -490,7 +503,7 @@ class Engine:
     def _fill(self, asm: chunks.Assembler, cmd_id: Any, session: int, timeout: float) -> list[Any]:
         while not asm.done:
             deadline = time.monotonic() + timeout
-            while not self.sock.poll(500):
+            while not self.link.poll(500):
                 if self.epoch != session:
                     raise ConnectionError("the controller was lost during the transfer")
                 if time.monotonic() > deadline:
@@ -547,7 +560,7 @@ class Engine:
 
     def _send(self, frames: list[Any]) -> None:
         with self._send_lock:
-            send_frames(self.sock, frames)
+            self.link.send(frames)
 
     def _send_output(self, name: str, text: str) -> None:
         to = self._live_to
@@ -597,7 +610,7 @@ class Engine:
         Reads wake up twice a second when nothing comes (a receive timeout, which costs
         nothing when messages arrive), to register again once the controller is lost.
         """
-        self.sock.setsockopt(zmq.RCVTIMEO, 500)
+        self.sock.setsockopt(zmq.RCVTIMEO, RECEIVE_WAIT_MS)
         recycle.enable()  # large receive buffers are reused (pruned below when idle)
         while True:
             if self.epoch != self._session:
@@ -654,8 +667,9 @@ class Engine:
         direct = self.direct
         assert direct is not None
         ready = direct.ready
+        link = self.link
         while True:
-            if pending(self.sock):
+            if link.pending():
                 self._send_reports()  # (the books in order before a command of the controller)
                 return self._recv(), None
             if ready:
@@ -665,11 +679,24 @@ class Engine:
                 return got
             if direct.reports:  # held reports go once they are REPORT_WITHIN old
                 wait = direct.reports_due - time.monotonic()
-                if wait <= 0 or not direct.wait(wait * 1000):
+                if wait <= 0 or not self._wait_both(wait * 1000):
                     self._send_reports()
                 continue
-            if not direct.wait(500):
+            if not self._wait_both(RECEIVE_WAIT_MS):
                 raise zmq.Again
+            if link.fd is None:  # the stream to the controller ended: register again
+                return None, None
+
+    def _wait_both(self, timeout_ms: float) -> bool:
+        """Wait on the command connection and the direct socket (DirectSocket.wait);
+        False when nothing happened."""
+        direct, link = self.direct, self.link
+        assert direct is not None
+        woke = direct.wait(timeout_ms, link.wants_write())
+        if direct.command_woke:
+            link.flush()
+            link.take_ready()
+        return woke
 
     def _unbatch(self, msg: Message) -> None:
         """A ``cmds`` message: its commands go to the backlog, in order, as ``cmd``s."""
@@ -789,8 +816,8 @@ class Engine:
     ) -> None:
         """A direct command's answer to its client, then its report to the controller:
         with others later (``direct_dones``: a quick command that succeeded), else at
-        once (``direct_done``), with the answer itself when the client's socket never
-        connected here (the controller passes it on)."""
+        once (``direct_done``), with the answer itself when the client's connection has
+        closed (the controller passes it on)."""
         direct = self.direct
         assert direct is not None
         enc = P.PICKLE if status == P.STATUS_OK else P.MSGPACK
@@ -966,7 +993,7 @@ class Engine:
             self._send(self.signer.frames({"t": P.BYE}))
         except zmq.ZMQError:
             pass
-        self.sock.close(linger=500)
+        self.link.close(500)
         if self.direct is not None:
             self.direct.close()
 

@@ -41,6 +41,7 @@ __all__ = [
     "StreamError",
     "Connection",
     "Listener",
+    "beside",
     "connect",
     "SCHEME",
     "path_of",
@@ -98,6 +99,10 @@ class Connection:
         self.fd = sock.fileno()
         self.lock = threading.Lock()  # writers: the socket and the queue
         self.closed = False
+        # the peer has gone (a write failed): nothing more is sent, and the socket stays
+        # open until its owner, reading, sees the end too and closes it (a descriptor
+        # its owner polls is never closed under it)
+        self.broken = False
         self._out: deque[memoryview] = deque()  # what the kernel has not taken yet
         self.queued = 0  # bytes in the queue
         self._in = bytearray()  # received, not yet a whole message
@@ -120,7 +125,7 @@ class Connection:
         lens = [_nbytes(f) for f in frames]
         head = struct.pack(f"<I{len(lens)}Q", len(lens), *lens)
         with self.lock:
-            if self.closed:
+            if self.closed or self.broken:
                 return False
             if self._out:
                 self._queue(frames, head, 0)
@@ -134,7 +139,7 @@ class Connection:
                 except BlockingIOError:
                     sent = 0
                 except OSError as e:
-                    self._close_locked()
+                    self._break_locked()
                     if e.errno in _GONE:
                         return False
                     raise
@@ -143,7 +148,7 @@ class Connection:
                     self._flush_locked()
             if self._out and wait > 0:
                 self._drain_locked(wait)
-            return not self.closed
+            return not (self.closed or self.broken)
 
     def _queue(self, frames: Sequence[Any], head: bytes, sent: int) -> None:
         """Queue what is left of a message ``sent`` bytes of which went."""
@@ -175,7 +180,7 @@ class Connection:
             except BlockingIOError:
                 return False
             except OSError as e:
-                self._close_locked()
+                self._break_locked()
                 if e.errno in _GONE:
                     return True
                 raise
@@ -189,6 +194,11 @@ class Connection:
                     out[0] = out[0][sent:]
                     sent = 0
         return True
+
+    def drain(self, wait: float) -> None:
+        """Wait up to ``wait`` seconds for the socket to take what is queued."""
+        with self.lock:
+            self._drain_locked(wait)
 
     def _drain_locked(self, wait: float) -> None:
         """Wait up to ``wait`` seconds for the socket to take the whole queue."""
@@ -305,6 +315,11 @@ class Connection:
         raise StreamError(f"{what} (not a multiengine message stream): connection closed")
 
     # ------------------------------------------------------------------ closing
+    def _break_locked(self) -> None:
+        self.broken = True
+        self._out.clear()
+        self.queued = 0
+
     def _close_locked(self) -> None:
         if not self.closed:
             self.closed = True
@@ -353,6 +368,14 @@ class Listener:
             os.unlink(self.path)
         except OSError:
             pass
+
+
+def beside(url: str) -> str | None:
+    """The ``unix://`` address of the stream socket the controller listens on beside its
+    IPC endpoint ``url`` (the engine channel's: engine/link.py); None for any other."""
+    if not url.startswith("ipc://"):
+        return None
+    return SCHEME + url[len("ipc://") :] + ".s"
 
 
 def connect(url: str) -> Connection:
