@@ -446,6 +446,8 @@ def test_a_crashed_controller_is_started_again(fresh_cluster: Callable[..., Clus
     wait_until(engines_back, message="both engines, under their ids, on the new controller")
     with multiengine.MultiEngineClient(cluster_dir=c.cluster_dir.path, timeout=5) as mec:
         assert_cluster_works(mec)
+        # on the new controller's engine stream (docs/protocol.md §1), as on the first's
+        assert [e["link"] for e in mec.status()["engines"]] == ["unix", "unix"]
 
 
 # ---------------------------------------------------------------- changing a running cluster

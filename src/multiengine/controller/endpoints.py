@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import tempfile
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import zmq
+
+from ..wire import stream
 
 __all__ = ["bind"]
 
@@ -21,6 +23,7 @@ def bind(
     ip: str,
     ports: tuple[int, int, int] | None,
     ipc: dict[str, str] | None = None,
+    before_ipc: Callable[[str, str], None] | None = None,
 ) -> tuple[list[int], dict[str, str]]:
     """Bind each socket to TCP (given or random ports) and, on loopback, to IPC too.
 
@@ -28,6 +31,9 @@ def bind(
     host may use IPC instead of loopback TCP: no TCP stack on the way, about 7% off a
     round trip (shared/spec/limits.md). ``ipc`` names the IPC URLs to bind again (a
     restored controller: engines and clients reconnect to where they were).
+    ``before_ipc(name, url)`` is called just before a socket binds its IPC endpoint
+    (the engine stream listens beside it first: an engine that finds the endpoint
+    finds the stream too).
     """
     host = "*" if ip in ("0.0.0.0", "*") else ip
     if ":" in host:  # an IPv6 address
@@ -41,11 +47,15 @@ def bind(
             bound.append(ports[i])
         else:
             bound.append(s.bind_to_random_port(f"tcp://{host}"))
-    urls = _bind_ipc(sockets, ipc) if host in ("127.0.0.1", "*") else {}
+    urls = _bind_ipc(sockets, ipc, before_ipc) if host in ("127.0.0.1", "*") else {}
     return bound, urls
 
 
-def _bind_ipc(sockets: dict[str, zmq.Socket[Any]], again: dict[str, str] | None) -> dict[str, str]:
+def _bind_ipc(
+    sockets: dict[str, zmq.Socket[Any]],
+    again: dict[str, str] | None,
+    before: Callable[[str, str], None] | None,
+) -> dict[str, str]:
     """Bind each socket to an IPC endpoint in a private runtime directory too (the
     endpoints ``again`` names, if given and in that directory)."""
     base = os.path.join(tempfile.gettempdir(), f"multiengine-{os.getuid()}")
@@ -69,6 +79,8 @@ def _bind_ipc(sockets: dict[str, zmq.Socket[Any]], again: dict[str, str] | None)
         old = (again or {}).get(name, "")
         if old.startswith(f"ipc://{base}/") and not _listening(old[len("ipc://") :]):
             url = old
+        if before is not None:
+            before(name, url)
         try:
             sock.bind(url)
         except zmq.ZMQError as e:
@@ -78,15 +90,6 @@ def _bind_ipc(sockets: dict[str, zmq.Socket[Any]], again: dict[str, str] | None)
     return urls
 
 
-def _listening(path: str) -> bool:
-    """Whether a process listens on the Unix socket at ``path`` (an endpoint is stale
-    when nobody does: its controller died; a restored one binds it again)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.settimeout(0.5)
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
+# (an endpoint is stale when nobody listens on it: its controller died; a restored one
+# binds it again)
+_listening = stream.listening

@@ -118,6 +118,8 @@ class Hub:
         self.direct = DirectBooks(self.dispatch, self.job_ids, self._complete, self._clear_queue)
         # the connection (fd) a received frame came on; set by the relay, which knows
         self.connection_of: Callable[[Any], int | None] = lambda frame: None
+        # whether an engine (by identity) is on a Unix stream (streams.py), not ZeroMQ
+        self.on_stream: Callable[[bytes], bool] = lambda ident: False
         self.started = time.time()
         self.dropped = 0  # messages that failed verification (counted by the loop)
         self.exit_at: float | None = None  # kill(controller=True): when to stop (clock)
@@ -823,6 +825,7 @@ class Hub:
                     "running": e.current.desc if e.current else self.direct.running(e),
                     "restarts": self.exits.get(e.id, {}).get("restarts", 0),
                     "last_exit": self.exits.get(e.id, {}).get("last_exit"),
+                    "link": "unix" if self.on_stream(e.ident) else "zmq",
                 }
                 for e in map(self.dispatch.engines.__getitem__, self.dispatch.sorted_ids())
             ],

@@ -181,10 +181,11 @@ class Controller:
         # transfer in pieces (controller/transfers.py)
         self.client_monitor = self.clients.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         named = {"client": self.clients, "engine": self.engine_sock, "heartbeat": self.hb}
-        self.ports, self.ipc = bind(named, config.ip, ports, ipc)
+        # engines of this host connect to a Unix stream beside the engine endpoint (bound
+        # just before it: an engine that finds the endpoint finds the stream)
+        self.streams: EngineStreams | None = None
+        self.ports, self.ipc = bind(named, config.ip, ports, ipc, self._engine_streams)
         self.outbox = SocketOutbox(self.signer, self.clients, self.engine_sock, self.hb)
-        # engines of this host connect to a Unix stream beside the engine endpoint
-        self.streams = self._engine_streams()
         self.outbox.streams = self.streams
         self.hub = Hub(
             self.outbox,
@@ -197,6 +198,8 @@ class Controller:
             engine_id_grace=config.engine_id_grace,
         )
         self.hub.connection_of = self._connection
+        if self.streams is not None:
+            self.hub.on_stream = self.streams.by_ident.__contains__
         if restore:
             self.hub.restore()
         self._running = True
@@ -207,18 +210,17 @@ class Controller:
         os.set_blocking(self.wake_read, False)
         os.set_blocking(self.wake_fd, False)
 
-    def _engine_streams(self) -> EngineStreams | None:
-        """The Unix stream socket for engines of this host (streams.py), beside the
-        engine channel's IPC endpoint; None without one, or when it cannot be bound."""
-        address = stream.beside(self.ipc.get("engine", ""))
+    def _engine_streams(self, channel: str, ipc_url: str) -> None:
+        """Listen on the Unix stream socket for engines of this host (streams.py),
+        beside the engine channel's IPC endpoint ``ipc_url`` (before it is bound)."""
+        address = stream.beside(ipc_url) if channel == "engine" else None
         path = None if address is None else stream.path_of(address)
-        if path is None:
-            return None
+        if path is None or self.streams is not None:
+            return
         try:
-            return EngineStreams(path)
+            self.streams = EngineStreams(path)
         except OSError as e:
             log.info("no engine stream (%s): engines of this host use IPC", e)
-            return None
 
     def _router(self, threads: int) -> zmq.Socket[Any]:
         s: zmq.Socket[Any] = self.ctx.socket(zmq.ROUTER)
@@ -402,6 +404,7 @@ class Controller:
                 if ident is None:  # its first message names it: a register with ident
                     named = msg.header.get("ident")
                     if msg.type != P.REGISTER or type(named) is not bytes:
+                        hub.dropped += 1
                         log.warning("dropped a %r before register on an engine stream", msg.type)
                         continue
                     ident = named

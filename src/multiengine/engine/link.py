@@ -82,26 +82,36 @@ class CommandLink:
         """Whether the commands come over a Unix stream (else over ZeroMQ)."""
         return self.conn is not None
 
+    @property
+    def connected(self) -> bool:
+        """Whether it is connected: a stream that has not ended, or the DEALER (which
+        ZeroMQ keeps connected, and connects again)."""
+        return (self.conn is not None and not self._lost) or bool(self._zmq_url)
+
     def connect(self, url: str) -> None:
-        """Connect for the controller's engine channel at ``url``: to its stream when it
-        offers one there, else the DEALER to ``url``. Nothing changes when already
-        connected there (a stream that has not ended, or the DEALER, which ZeroMQ keeps
-        connected) unless a stream is offered where the DEALER is in use."""
-        if url == self.url and self.conn is not None and not self._lost:
+        """Connect for the controller's engine channel at ``url``, unless connected
+        there already: to its stream when it offers one (an IPC endpoint with a stream
+        beside it), else the DEALER to ``url``; not at all while the controller is not
+        up (its IPC endpoint takes no connection: ask again). It never moves from one to
+        the other while connected (what was on its way over one would be lost): only
+        after :meth:`reset`, which the engine does when it lost the controller."""
+        if url == self.url and self.connected:
             return
         conn = None
+        use_zmq = True
         address = stream.beside(url) if stream_enabled() else None
-        path = None if address is None else stream.path_of(address)
-        if address is not None and path is not None and os.path.exists(path):
+        if address is not None:
             try:
                 conn = stream.connect(address)
-            except OSError as e:
-                log.info("the controller's engine stream %s cannot be reached (%s)", path, e)
+            except OSError:
+                # no stream: the controller is down (its IPC endpoint says so too), or
+                # offers none (then ZeroMQ over IPC, as before)
+                use_zmq = stream.listening(url[len("ipc://") :])
         if self.conn is not None:
             self.conn.close()
             self._ready.clear()
         self.conn, self._lost, self.url = conn, False, url
-        if conn is None:
+        if conn is None and use_zmq:
             if self._zmq_url != url:
                 self._disconnect_zmq()
                 self.sock.connect(url)
@@ -113,6 +123,17 @@ class CommandLink:
         if fd is not None:
             self._poll.register(fd, _IN)
         self._on_fd(fd)
+
+    def reset(self) -> None:
+        """Let go of the connection (the controller was lost): :meth:`connect` then
+        chooses afresh."""
+        if self.conn is not None:
+            self.conn.close()
+            self._ready.clear()
+            self._lost = True
+        self._disconnect_zmq()
+        self.url = ""
+        self._on_fd(self.fd)
 
     def _disconnect_zmq(self) -> None:
         if self._zmq_url:
@@ -128,10 +149,11 @@ class CommandLink:
         :meth:`recv`); once the stream has ended it is dropped (the engine is
         registering again, and drops what it would answer)."""
         conn = self.conn
-        if conn is None:
-            send_frames(self.sock, frames)
-        else:
+        if conn is not None:
             conn.send(frames)
+        elif self._zmq_url:
+            send_frames(self.sock, frames)
+        # (else not connected: registering again, which drops what it would answer)
 
     def wants_write(self) -> bool:
         """Whether the stream has something queued to send (poll for POLLOUT)."""

@@ -73,6 +73,8 @@ log = logging.getLogger("multiengine.engine")
 # how long a receive waits before the engine looks at its state again (registering
 # again once the controller is lost, letting go of idle memory)
 RECEIVE_WAIT_MS = 500
+# while the controller is down, how often a registering engine looks for it again
+CONNECT_AGAIN_EVERY = 0.1
 # why the engine interrupts its own code: the controller was lost, the command is void
 _WHY_LOST = "lost"
 # messages whose digests (dg, cdg) are checked when they run, not when they arrive: a
@@ -195,17 +197,22 @@ class Engine:
         while msg is None:
             if self.epoch != epoch:  # lost again meanwhile: the newest epoch counts
                 epoch = header["epoch"] = self.epoch
-            if again:
+            if again or not self.link.connected:
                 self._follow_controller("engine", self.sock)
-            elif not self.link.streaming:
-                self.link.connect(self._urls["engine"])  # (a stream may be offered now)
-            try:
-                self._send(self.signer.frames(header))
-            except zmq.Again:
-                pass
+            if self.link.connected:
+                try:
+                    self._send(self.signer.frames(header))
+                except zmq.Again:
+                    pass
             resend = min(time.monotonic() + wait, deadline)
             wait = 2.0
             while msg is None and (left := resend - time.monotonic()) > 0:
+                if not self.link.connected:  # the controller is not up (yet): look again
+                    time.sleep(min(CONNECT_AGAIN_EVERY, left))  # soon, and send at once
+                    self._follow_controller("engine", self.sock)
+                    if self.link.connected:
+                        break
+                    continue
                 if not self.link.poll(max(1, int(left * 1000))):
                     continue
                 got = self._recv()
@@ -249,6 +256,7 @@ class Engine:
         """The controller was lost: register again (main thread, between commands)."""
         self._backlog.clear()
         self._held.drop()
+        self.link.reset()  # (connected afresh: to the controller's stream if it offers one)
         with self._start_lock:  # command numbers of another controller start afresh
             self._revoked.clear()
             self._last_started = -1

@@ -43,6 +43,7 @@ __all__ = [
     "Listener",
     "beside",
     "connect",
+    "listening",
     "SCHEME",
     "path_of",
 ]
@@ -340,7 +341,13 @@ class Listener:
         self.url = SCHEME + path
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(path)
+            try:
+                sock.bind(path)
+            except OSError as e:  # a socket file left by a process that died: taken over
+                if e.errno != errno.EADDRINUSE or listening(path):
+                    raise
+                os.unlink(path)
+                sock.bind(path)
             os.chmod(path, 0o600)
             sock.listen(backlog)
             sock.setblocking(False)
@@ -376,6 +383,20 @@ def beside(url: str) -> str | None:
     if not url.startswith("ipc://"):
         return None
     return SCHEME + url[len("ipc://") :] + ".s"
+
+
+def listening(path: str) -> bool:
+    """Whether a process listens on the Unix socket at ``path`` (any: a ZeroMQ IPC
+    endpoint too)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(0.5)
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 def connect(url: str) -> Connection:
