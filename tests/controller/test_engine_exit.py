@@ -136,6 +136,7 @@ def test_status_keeps_restarts_and_the_last_cause_per_id() -> None:
         "running": None,
         "restarts": 1,
         "last_exit": "died (killed by SIGKILL)",
+        "link": "zmq",  # (a fake hub: no stream)
     }
     assert st["engines"][0]["restarts"] == 0
 

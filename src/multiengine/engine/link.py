@@ -125,15 +125,16 @@ class CommandLink:
         self._on_fd(fd)
 
     def reset(self) -> None:
-        """Let go of the connection (the controller was lost): :meth:`connect` then
-        chooses afresh."""
+        """Let go of a stream (the controller was lost): :meth:`connect` then chooses
+        afresh. The DEALER stays as it is (ZeroMQ connects it again by itself, and a
+        disconnection would read as another loss of the controller, its monitor's)."""
         if self.conn is not None:
             self.conn.close()
+            self.conn = None
             self._ready.clear()
-            self._lost = True
-        self._disconnect_zmq()
-        self.url = ""
-        self._on_fd(self.fd)
+            self._lost = False
+            self.url = ""
+            self._on_fd(self.fd)
 
     def _disconnect_zmq(self) -> None:
         if self._zmq_url:
