@@ -35,6 +35,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import re
 import types
 from collections.abc import Iterable, Mapping
@@ -55,6 +56,7 @@ __all__ = [
     "is_binary_size",
     "parse_size",
     "parse_switch",
+    "env_switch",
 ]
 
 ENV_PREFIX = "MULTIENGINE_"
@@ -90,6 +92,18 @@ def parse_switch(text: str) -> bool:
     if word in _FALSE:
         return False
     raise ValueError(f"{text!r} is neither on nor off")
+
+
+def env_switch(variable: str, default: bool, env: Mapping[str, str] | None = None) -> bool:
+    """The on/off setting ``$variable`` of ``env`` (this process's environment by
+    default), else ``default``; ConfigError naming the variable if it is not on/off."""
+    text = (os.environ if env is None else env).get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        return parse_switch(text)
+    except ValueError as e:
+        raise ConfigError(f"${variable}: {e}") from None
 
 
 def setting(

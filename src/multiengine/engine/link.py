@@ -18,7 +18,6 @@ when it registers again); meanwhile what is sent is dropped and nothing comes.
 from __future__ import annotations
 
 import logging
-import os
 import select
 import time
 from collections import deque
@@ -27,8 +26,7 @@ from typing import Any
 
 import zmq
 
-from ..config import ENGINE_STREAM, parse_switch
-from ..errors import ConfigError
+from ..config import ENGINE_STREAM, env_switch
 from ..wire import curve, stream
 from ..wire.connection import ConnectionInfo
 from ..wire.message import pending, recv_frames, send_frames
@@ -233,13 +231,7 @@ def stream_enabled(env: Mapping[str, str] | None = None) -> bool:
     """Whether an engine takes a stream its controller offers: ``$MULTIENGINE_ENGINE_STREAM``
     of ``env`` (this process's environment by default), else the default; ConfigError
     if it is not on/off."""
-    text = (os.environ if env is None else env).get(ENV_ENGINE_STREAM, "").strip().lower()
-    if not text:
-        return ENGINE_STREAM
-    try:
-        return parse_switch(text)
-    except ValueError as e:
-        raise ConfigError(f"${ENV_ENGINE_STREAM}: {e}") from None
+    return env_switch(ENV_ENGINE_STREAM, ENGINE_STREAM, env)
 
 
 def make_dealer(ctx: zmq.Context[Any], ident: bytes, info: ConnectionInfo) -> zmq.Socket[Any]:

@@ -18,8 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from ..config import DIRECT_PATH, parse_switch
-from ..errors import ConfigError
+from ..config import DIRECT_PATH, env_switch
 from .stream import SCHEME
 
 __all__ = [
@@ -50,13 +49,7 @@ REPORT_WITHIN = 0.05
 def enabled(env: Mapping[str, str] | None = None) -> bool:
     """Whether the direct path is on: ``$MULTIENGINE_DIRECT`` of ``env`` (this process's
     environment by default), else the default; ConfigError if it is not on/off."""
-    text = (os.environ if env is None else env).get(ENV_DIRECT, "").strip().lower()
-    if not text:
-        return DIRECT_PATH
-    try:
-        return parse_switch(text)
-    except ValueError as e:
-        raise ConfigError(f"${ENV_DIRECT}: {e}") from None
+    return env_switch(ENV_DIRECT, DIRECT_PATH, env)
 
 
 def endpoint_beside(controller_url: str, name: str) -> str | None:

@@ -225,14 +225,9 @@ class Connection:
                 if not self._fill_big(messages):
                     return messages
                 continue
-            try:
-                n = self.sock.recv_into(self._scratch_view)
-            except BlockingIOError:
+            n = self._receive(self._scratch_view)
+            if n is None:
                 return messages
-            except OSError as e:
-                if e.errno not in _GONE:
-                    raise
-                n = 0
             if n == 0:
                 self.close()
                 if messages:
@@ -285,14 +280,9 @@ class Connection:
         lens, whole, got = self._big
         if got < len(whole):
             with memoryview(whole) as view:
-                try:
-                    n = self.sock.recv_into(view[got:])
-                except BlockingIOError:
-                    return False
-                except OSError as e:
-                    if e.errno not in _GONE:
-                        raise
-                    n = 0
+                n = self._receive(view[got:])
+            if n is None:
+                return False
             if n == 0:
                 self.close()
                 raise Closed("the peer closed the connection in the middle of a message")
@@ -310,6 +300,18 @@ class Connection:
             start += n
         messages.append(frames)
         return True
+
+    def _receive(self, into: memoryview) -> int | None:
+        """Receive into ``into``: how many bytes, 0 at the stream's end (or a reset),
+        None when nothing is there now."""
+        try:
+            return self.sock.recv_into(into)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            if e.errno not in _GONE:
+                raise
+            return 0
 
     def _bad(self, what: str) -> None:
         self.close()
