@@ -198,6 +198,22 @@ def test_bytes_that_are_no_message_stream_close_the_connection(junk: bytes) -> N
         reader.close()
 
 
+def test_a_length_claimed_and_not_sent_is_not_allocated(
+    pair: tuple[stream.Connection, stream.Connection],
+) -> None:
+    """Only what comes takes memory: a message that claims a terabyte and sends 64 KB
+    waits, holding 64 KB, and the connection stays usable for nothing else (its next
+    bytes are that message's)."""
+    left, right = pair
+    left.sock.sendall(struct.pack("<IQ", 1, stream.MAX_MESSAGE - 1) + b"x" * 65536)
+    got: list[Any] = []
+    while not got and len(right._in) < 65536 + 12:
+        select.select([right.fd], [], [], HANG)
+        got += right.read()
+    assert got == [] and not right.closed
+    assert right._big is None and len(right._in) == 65536 + 12
+
+
 def test_a_listener_takes_connections_and_its_socket_file_is_private(tmp_path: Path) -> None:
     path = str(tmp_path / "d")
     listener = stream.Listener(path)

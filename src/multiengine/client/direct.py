@@ -272,7 +272,7 @@ class DirectPath:
                 except stream.Closed:
                     log.info("engine %d's direct connection closed: it has gone", eid)
                     self.forget(eid)
-                except stream.StreamError as e:
+                except (stream.StreamError, OSError) as e:
                     log.warning("engine %d's direct connection: %s", eid, e)
                     self.forget(eid)
         return got

@@ -387,10 +387,11 @@ class Controller:
             return
         try:
             batches = conn.read()
-        except (stream.Closed, stream.StreamError) as e:
-            if isinstance(e, stream.StreamError):
+        except (stream.Closed, stream.StreamError, OSError) as e:
+            if not isinstance(e, stream.Closed):
                 hub.dropped += 1
                 log.warning("dropped an engine's stream: %s", e)
+            conn.close()
             batches = []
         for frames in batches:
             try:

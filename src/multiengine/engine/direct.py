@@ -192,7 +192,7 @@ class DirectSocket:
         except stream.Closed:
             self._drop_connection(conn)
             return
-        except stream.StreamError as e:
+        except (stream.StreamError, OSError) as e:
             self._drop_connection(conn)
             self._dropped(f"a message on the {P.DIRECT_CHANNEL} channel", WireError(str(e)))
             return

@@ -154,6 +154,10 @@ class CommandLink:
             send_frames(self.sock, frames)
         # (else not connected: registering again, which drops what it would answer)
 
+    def queued(self) -> int:
+        """Bytes waiting in the stream's queue for the controller to read them."""
+        return self.conn.queued if self.conn is not None else 0
+
     def wants_write(self) -> bool:
         """Whether the stream has something queued to send (poll for POLLOUT)."""
         return self.conn is not None and self.conn.wants_write
@@ -207,9 +211,10 @@ class CommandLink:
     def _read(self, conn: stream.Connection) -> None:
         try:
             self._ready.extend(conn.read())
-        except (stream.Closed, stream.StreamError) as e:
-            if isinstance(e, stream.StreamError):
+        except (stream.Closed, stream.StreamError, OSError) as e:
+            if not isinstance(e, stream.Closed):
                 log.warning("the controller's stream: %s", e)
+            conn.close()
             self._lost = True
             self._on_fd(None)
             self._on_lost()

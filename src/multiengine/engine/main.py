@@ -60,7 +60,7 @@ from ..wire.message import (
 from ..wire.protocol import BatchedCmd, BatchedReply, ErrorReport, Printed, TaskFlags, Xfer
 from ..wire.serialize import dumps, loads
 from .commands import COMMANDS
-from .direct import DirectCommand, DirectSocket
+from .direct import OUTPUT_QUEUE_AT_MOST, DirectCommand, DirectSocket
 from .interpreter import Interpreter, format_exception
 from .link import CommandLink, make_dealer
 from .replies import HeldReplies
@@ -574,6 +574,9 @@ class Engine:
         to = self._live_to
         if to is not None and self.direct is not None:  # a direct command's: to its client
             self.direct.output(to, self.id, name, text)
+            return
+        if self.link.queued() > OUTPUT_QUEUE_AT_MOST:  # the controller does not read
+            log.info("live output dropped: the controller has not read what came before")
             return
         header = {"t": P.OUTPUT, "cmd": self._live_cmd, "name": name}
         self._send(self.signer.frames(header, text.encode("utf-8", "replace")))

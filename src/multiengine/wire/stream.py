@@ -55,8 +55,11 @@ MAX_FRAMES = 4096  # more frames than this in one message: not one of ours
 MAX_MESSAGE = 1 << 40  # bytes: a larger total is not one of ours
 READ_SIZE = 262144  # one receive takes at most this much into the read buffer
 # A message whose rest is longer than this is read into a buffer of its own, in place,
-# instead of through the read buffer (a copy fewer for large answers).
+# instead of through the read buffer (a copy fewer for large answers); one longer than
+# IN_PLACE_AT_MOST goes through the read buffer all the same, which grows only with
+# what comes (no buffer of a size the peer merely claims).
 DIRECT_READ_ABOVE = 1 << 20
+IN_PLACE_AT_MOST = 1 << 30
 SMALL = 65536  # frames under this are handed out as bytes; larger ones as memoryviews
 IOV_AT_MOST = 512  # buffers per sendmsg (the kernel takes at most IOV_MAX, 1024)
 _NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
@@ -256,8 +259,8 @@ class Connection:
                 self._bad(f"a message of {body} bytes")
             start = pos + head
             if have - start < body:
-                if body - (have - start) > DIRECT_READ_ABOVE:  # the rest: read in place
-                    whole = bytearray(body)
+                if DIRECT_READ_ABOVE < body - (have - start) and body <= IN_PLACE_AT_MOST:
+                    whole = bytearray(body)  # the rest: read in place
                     got = have - start
                     whole[:got] = buf[start:have]
                     self._big = (lens, whole, got)
