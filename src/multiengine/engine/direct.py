@@ -109,7 +109,8 @@ class DirectSocket:
         dropped: Callable[[str, WireError], None],
         command_fd: int | None,
     ) -> DirectSocket | None:
-        """A direct socket beside the controller's IPC endpoint; None when the setting
+        """A direct socket in the directory of the controller's IPC endpoint (a Unix
+        stream socket, not ZeroMQ: wire/stream.py); None when the setting
         is off, the controller is not reached over IPC, or the bind fails."""
         if not direct.enabled():
             return None

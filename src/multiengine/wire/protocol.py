@@ -324,7 +324,7 @@ MESSAGES: tuple[MessageSpec, ...] = (
     _spec(DIRECT_DONES, ENGINE_CHANNEL, ENGINE, "dones"),
     _spec(DIRECT_ON, ENGINE_CHANNEL, CONTROLLER),
     _spec(DIRECT_FLUSH, ENGINE_CHANNEL, CONTROLLER),
-    # direct channel (a client and an engine of one host, over IPC)
+    # direct channel (a client and an engine of one host, over a Unix stream)
     _spec(
         DIRECT,
         DIRECT_CHANNEL,
