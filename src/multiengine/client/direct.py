@@ -251,19 +251,22 @@ class DirectPath:
         the fg socket is what woke it (the caller reads it: its ZMQ_FD only says that
         something changed). Sends what waits to go; forgets an engine whose connection
         closed."""
-        writing = [c for c, _ in self._routes.values() if c.wants_write]
+        # (a copy: a thread that sends may connect to another engine meanwhile)
+        routes = list(self._routes.values())
+        writing = any(c.wants_write for c, _ in routes)
         if self._poll is None or self._poll[0] != self._changes or writing:
             p = select.poll()
             p.register(self._fg_fd, _IN)
-            for conn, _ in self._routes.values():
+            for conn, _ in routes:
                 p.register(conn.fd, _IN | _OUT if conn.wants_write else _IN)
             self._poll = (-1 if writing else self._changes, p)
         got: list[list[Any]] = []
         for fd, ev in self._poll[1].poll(timeout * 1000):
             eid = self._engine_of.get(fd)
-            if eid is None:
+            known = None if eid is None else self._routes.get(eid)
+            if eid is None or known is None:
                 continue
-            conn = self._routes[eid][0]
+            conn = known[0]
             if ev & _OUT:
                 conn.flush()
             if ev & ~_OUT:
