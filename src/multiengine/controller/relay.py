@@ -126,7 +126,8 @@ class SocketOutbox:
         frames = self._frames(header, content, buffers)
         streams = self.streams
         if streams is not None and streams.by_ident:
-            idents = [i for i in idents if not streams.send(i, frames)]
+            framed = stream.frame_head(frames)  # (once for all of them)
+            idents = [i for i in idents if not streams.send(i, frames, framed)]
             if not idents:
                 return
         send_to_each(self._engines, idents, frames)

@@ -66,19 +66,20 @@ class EngineStreams:
         conn.close()
         return fd
 
-    def send(self, ident: bytes, frames: Any) -> bool:
-        """Send to engine ``ident`` on its stream; False when it has none."""
+    def send(self, ident: bytes, frames: Any, framed: tuple[bytes, int] | None = None) -> bool:
+        """Send to engine ``ident`` on its stream; False when it has none. ``framed``:
+        the message's ``stream.frame_head``, made once for a fan-out."""
         conn = self.by_ident.get(ident)
         if conn is None:
             return False
-        conn.send(frames)
+        conn.send(frames, framed=framed)
         if conn.wants_write:
             self.backlogged.add(conn)
         return True
 
     def close(self) -> None:
+        # (nothing queued matters now: the shutdown notices go on the heartbeat channel)
         for conn in list(self.connections.values()):
-            conn.drain(0.2)  # (the last notices: shutdown goes on the heartbeat channel)
             conn.close()
         self.connections.clear()
         self.by_ident.clear()

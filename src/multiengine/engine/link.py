@@ -76,11 +76,6 @@ class CommandLink:
         return None if self._lost else self.conn.fd
 
     @property
-    def streaming(self) -> bool:
-        """Whether the commands come over a Unix stream (else over ZeroMQ)."""
-        return self.conn is not None
-
-    @property
     def connected(self) -> bool:
         """Whether it is connected: a stream that has not ended, or the DEALER (which
         ZeroMQ keeps connected, and connects again)."""

@@ -42,6 +42,7 @@ __all__ = [
     "Connection",
     "Listener",
     "beside",
+    "frame_head",
     "connect",
     "listening",
     "SCHEME",
@@ -64,6 +65,18 @@ SMALL = 65536  # frames under this are handed out as bytes; larger ones as memor
 IOV_AT_MOST = 512  # buffers per sendmsg (the kernel takes at most IOV_MAX, 1024)
 _NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 _GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF)
+# One receive buffer per reading thread, not per connection: what a receive brings is
+# copied out at once, and a controller with thousands of engines' streams would hold
+# READ_SIZE for each of them.
+_scratch = threading.local()
+
+
+def _scratch_view() -> memoryview:
+    try:
+        view: memoryview = _scratch.view
+    except AttributeError:
+        view = _scratch.view = memoryview(bytearray(READ_SIZE))
+    return view
 
 
 class Closed(ConnectionError):
@@ -86,6 +99,14 @@ def _nbytes(frame: Any) -> int:
         return len(frame)
     with memoryview(frame) as view:
         return view.nbytes
+
+
+def frame_head(frames: Sequence[Any]) -> tuple[bytes, int]:
+    """A message's head on the stream (its frame count and their lengths), and how many
+    bytes the message takes there, head included."""
+    lens = [_nbytes(f) for f in frames]
+    head = struct.pack(f"<I{len(lens)}Q", len(lens), *lens)
+    return head, len(head) + sum(lens)
 
 
 def _bytes_view(frame: Any) -> memoryview:
@@ -112,8 +133,6 @@ class Connection:
         self._in = bytearray()  # received, not yet a whole message
         # a large message being read in place: (frame lengths, its body, bytes filled)
         self._big: tuple[tuple[int, ...], bytearray, int] | None = None
-        self._scratch = bytearray(READ_SIZE)
-        self._scratch_view = memoryview(self._scratch)
 
     @property
     def wants_write(self) -> bool:
@@ -121,37 +140,37 @@ class Connection:
         return bool(self._out)
 
     # ------------------------------------------------------------------ sending
-    def send(self, frames: Sequence[Any], wait: float = 0.0) -> bool:
+    def send(
+        self,
+        frames: Sequence[Any],
+        wait: float = 0.0,
+        framed: tuple[bytes, int] | None = None,
+    ) -> bool:
         """Send one message; False when the connection is closed (nothing is sent).
 
         What the kernel does not take at once is queued, and sent by :meth:`flush`
-        (``wait`` > 0: for up to that long here, first)."""
-        lens = [_nbytes(f) for f in frames]
-        head = struct.pack(f"<I{len(lens)}Q", len(lens), *lens)
+        (``wait`` > 0: for up to that long here, first). ``framed``: the message's
+        :func:`frame_head`, when the caller made it once for several connections."""
+        head, total = frame_head(frames) if framed is None else framed
         with self.lock:
             if self.closed or self.broken:
                 return False
-            if self._out:
-                self._queue(frames, head, 0)
-                self._flush_locked()
-            else:
+            sent = 0
+            if not self._out and len(frames) < IOV_AT_MOST:
                 try:
-                    if len(frames) < IOV_AT_MOST:
-                        sent = self.sock.sendmsg([head, *frames], (), _NOSIGNAL)
-                    else:
-                        sent = 0
+                    sent = self.sock.sendmsg([head, *frames], (), _NOSIGNAL)
                 except BlockingIOError:
-                    sent = 0
+                    pass
                 except OSError as e:
                     self._break_locked()
                     if e.errno in _GONE:
                         return False
                     raise
-                if sent < len(head) + sum(lens):
-                    self._queue(frames, head, sent)
-                    self._flush_locked()
-            if self._out and wait > 0:
-                self._drain_locked(wait)
+            if sent < total:
+                self._queue(frames, head, sent)
+                self._flush_locked()
+                if self._out and wait > 0:
+                    self._drain_locked(wait)
             return not (self.closed or self.broken)
 
     def _queue(self, frames: Sequence[Any], head: bytes, sent: int) -> None:
@@ -169,24 +188,23 @@ class Connection:
             self._out.append(view)
             self.queued += n
 
-    def flush(self) -> bool:
-        """Send what is queued, as much as the socket takes now; True when nothing is
-        left (or the connection has closed)."""
+    def flush(self) -> None:
+        """Send what is queued, as much as the socket takes now."""
         with self.lock:
-            return self._flush_locked()
+            self._flush_locked()
 
-    def _flush_locked(self) -> bool:
+    def _flush_locked(self) -> None:
         out = self._out
         while out and not self.closed:
             batch = [out[i] for i in range(min(len(out), IOV_AT_MOST))]
             try:
                 sent = self.sock.sendmsg(batch, (), _NOSIGNAL)
             except BlockingIOError:
-                return False
+                return
             except OSError as e:
                 self._break_locked()
                 if e.errno in _GONE:
-                    return True
+                    return
                 raise
             self.queued -= sent
             while sent:
@@ -197,7 +215,6 @@ class Connection:
                 else:
                     out[0] = out[0][sent:]
                     sent = 0
-        return True
 
     def drain(self, wait: float) -> None:
         """Wait up to ``wait`` seconds for the socket to take what is queued."""
@@ -223,12 +240,13 @@ class Connection:
         :class:`StreamError` on bytes that cannot be a message (the connection is
         closed)."""
         messages: list[list[Any]] = []
+        scratch = _scratch_view()
         while True:
             if self._big is not None:
                 if not self._fill_big(messages):
                     return messages
                 continue
-            n = self._receive(self._scratch_view)
+            n = self._receive(scratch)
             if n is None:
                 return messages
             if n == 0:
@@ -236,7 +254,7 @@ class Connection:
                 if messages:
                     return messages  # (the next read says it has gone)
                 raise Closed("the peer closed the connection")
-            self._in += self._scratch_view[:n]
+            self._in += scratch[:n]
             self._split(messages)
             if n < READ_SIZE and self._big is None:
                 return messages
