@@ -30,6 +30,13 @@ class Sent:
     buffers: list[Any]
 
 
+def _as_sent(header: dict[str, Any]) -> dict[str, Any]:
+    """A header as the receiver reads it: through msgpack, as on the wire (tuples come
+    as lists)."""
+    P.check_header(header)
+    return msgpack.unpackb(msgpack.packb(header))  # type: ignore[no-any-return]
+
+
 class RecordingOutbox:
     """An Outbox that keeps what the hub sends, in order."""
 
@@ -40,14 +47,12 @@ class RecordingOutbox:
     def to_client(
         self, client: bytes, header: dict[str, Any], content: Any = b"", buffers: Any = ()
     ) -> None:
-        P.check_header(header)
-        self.sent.append(Sent("client", client, dict(header), content, list(buffers)))
+        self.sent.append(Sent("client", client, _as_sent(header), content, list(buffers)))
 
     def to_engine(
         self, ident: bytes, header: dict[str, Any], content: Any = b"", buffers: Any = ()
     ) -> None:
-        P.check_header(header)
-        self.sent.append(Sent("engine", ident, dict(header), content, list(buffers)))
+        self.sent.append(Sent("engine", ident, _as_sent(header), content, list(buffers)))
 
     def to_engines(
         self, idents: list[bytes], header: dict[str, Any], content: Any = b"", buffers: Any = ()
@@ -57,8 +62,7 @@ class RecordingOutbox:
             self.to_engine(ident, header, content, buffers)
 
     def to_heartbeat(self, ident: bytes, header: dict[str, Any]) -> None:
-        P.check_header(header)
-        self.sent.append(Sent("heartbeat", ident, dict(header), b"", []))
+        self.sent.append(Sent("heartbeat", ident, _as_sent(header), b"", []))
 
 
 def task(

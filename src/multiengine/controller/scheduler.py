@@ -38,7 +38,7 @@ from .dispatch import Dispatch
 from .engines import Command, EngineState
 from .jobs import Part, error_part
 from .store import ResultStore
-from .tasktable import Spec, Task, TaskTable
+from .tasktable import NO_ENGINES, Spec, Task, TaskTable
 
 __all__ = ["TaskScheduler"]
 
@@ -106,7 +106,8 @@ class TaskScheduler:
 
     def submit(self, client: bytes, header: dict[str, Any], frames: list[Any]) -> list[int]:
         """Take the tasks of a ``task_submit``; their ids, in order."""
-        chains = [[TaskLink.from_wire(item) for item in chain] for chain in header["tasks"]]
+        seen: dict[Any, TaskLink] = {}  # one TaskLink for the identical links of a map
+        chains = [[_link(item, seen) for item in chain] for chain in header["tasks"]]
         parts = iter(P.split_parts([link.nbuf for chain in chains for link in chain], frames))
         specs = []
         for links in chains:
@@ -419,7 +420,7 @@ class TaskScheduler:
             self._push(task)
             return
         if flags.why == "unmet":
-            task.unmet.add(engine.id)
+            task.unmet = task.unmet | {engine.id}
             self._penalize(task, engine.id)
             self._push(task)
             return
@@ -481,7 +482,7 @@ class TaskScheduler:
             self._push(task)
 
     def _retry_or_fail(self, task: Task, engine_id: int, part: Part) -> None:
-        task.failed_on.add(engine_id)
+        task.failed_on = task.failed_on | {engine_id}
         if task.retries_left > 0:
             task.retries_left -= 1
             self._penalize(task, engine_id)
@@ -493,12 +494,24 @@ class TaskScheduler:
         if task.level + 1 < len(task.chain):
             task.level += 1
             task.retries_left = task.link.retries
-            task.failed_on.clear()
+            task.failed_on = task.unmet = NO_ENGINES
             task.penalty.clear()
-            task.unmet.clear()
             self._push(task)
         else:
             self.table.finish(task, part, failed=True)
+
+
+def _link(item: Any, seen: dict[Any, TaskLink]) -> TaskLink:
+    """``TaskLink.from_wire(item)``, shared with the links of the same submission that
+    came the same (every task of a map: one object kept, not one per task)."""
+    try:
+        key = (*item, *map(type, item))  # (True == 1: the types tell them apart)
+        link = seen.get(key)
+    except TypeError:  # not a list, or not hashable: from_wire says what is wrong
+        return TaskLink.from_wire(item)
+    if link is None:
+        link = seen[key] = TaskLink.from_wire(item)
+    return link
 
 
 def _spec(content: Any, buffers: list[Any], link: TaskLink) -> Spec:

@@ -187,6 +187,7 @@ class ResultStore:
         self._gone_owners: list[bytes] = []
         self._gone_prefixes: list[str] = []
         self._pending: list[tuple[Any, ...]] = []  # writes not yet handed to the writer
+        self._packer = msgpack.Packer()  # the loop's (a Packer serves one thread at a time)
         self._handover_at = 0.0  # when the next handover may happen (monotonic)
         self._handed = 0  # handovers so far
         self._confirmed = 0  # the last handover known to be on disk
@@ -228,7 +229,8 @@ class ResultStore:
             self.memory_bytes -= old
         self._memory[key] = cost
         self.memory_bytes += cost
-        self._pending.append(("put", key, stored.owner, stored.state, *_packed(stored), nbytes))
+        packed = _packed(stored, self._packer)
+        self._pending.append(("put", key, stored.owner, stored.state, *packed, nbytes))
 
     def load(self, key: str) -> Stored | None:
         """A result that has left memory, read back from disk (None if there is none)."""
@@ -300,7 +302,8 @@ class ResultStore:
     def persist(self, key: str, stored: Stored) -> None:
         """Write a row of unfinished work (``q:``, ``p:``) to disk only; it takes no
         memory here and counts nothing against the budget."""
-        self._pending.append(("put", key, stored.owner, stored.state, *_packed(stored), 0))
+        packed = _packed(stored, self._packer)
+        self._pending.append(("put", key, stored.owner, stored.state, *packed, 0))
 
     def mark(self, key: str, state: str | None) -> None:
         """Change the state of a row on disk (a task that starts running)."""
@@ -732,13 +735,14 @@ def _coalesce(
     return list(last_delete), puts, states
 
 
-def _packed(stored: Stored) -> tuple[bytes, bytes]:
+def _packed(stored: Stored, packer: msgpack.Packer) -> tuple[bytes, bytes]:
     """A row's meta and frames as written. Packed on the loop's thread: on the writer's
     it would take the GIL as long, but in turns with the loop (which then waited up to a
     switch interval, 5 ms, each time it wanted the GIL back); the writer's own work is
-    SQLite's, which runs without the GIL."""
+    SQLite's, which runs without the GIL. ``packer``: the loop's own (``msgpack.packb``
+    makes one per call, which cost as much as packing a tiny task's row)."""
     frames = [f if type(f) is bytes else _bytes(f) for f in stored.frames]
-    return msgpack.packb(stored.meta), msgpack.packb(frames)
+    return packer.pack(stored.meta), packer.pack(frames)
 
 
 def _bytes(frame: Any) -> bytes:

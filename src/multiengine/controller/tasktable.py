@@ -32,7 +32,13 @@ SUBMITTED = "s:"
 UNFINISHED = "q:"
 
 
-@dataclass(eq=False)
+# A task's engines to avoid, until it has some: shared, never mutated (a task replaces
+# them; most tasks never fail, and sets of their own would cost every task two objects
+# for the garbage collector to walk as long as it is kept; an empty dict costs none)
+NO_ENGINES: frozenset[int] = frozenset()
+
+
+@dataclass(eq=False, slots=True)
 class Spec:
     """One link of a task's chain (the task itself, then its recovery tasks)."""
 
@@ -41,7 +47,7 @@ class Spec:
     link: TaskLink
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Task:
     tid: int
     client: bytes
@@ -55,9 +61,9 @@ class Task:
     started: float | None = None
     completed: float | None = None
     result: Part | None = None
-    failed_on: set[int] = field(default_factory=set)
+    failed_on: frozenset[int] = NO_ENGINES  # engines where it failed
     penalty: dict[int, float] = field(default_factory=dict)  # engine id -> not before
-    unmet: set[int] = field(default_factory=set)  # engines whose depend was false
+    unmet: frozenset[int] = NO_ENGINES  # engines whose depend was false
     unmet_since: float | None = None
     aborting: bool = False
     cmd: Command | None = None  # the attempt on an engine, while it is pending
@@ -68,7 +74,7 @@ class Task:
     # its engine died while it was in a batch whose replies the engine may have held
     # back: which of them ran is unknown, so it goes to engines on its own from now on
     alone: bool = False
-    item: list[Any] | None = None  # its TaskItem on the wire, once it has finished
+    item: tuple[Any, ...] | None = None  # its TaskItem on the wire, once it has finished
     row: str | None = None  # the store row holding it until it finishes (its submission's)
     progress_row: bool = False  # a row of its progress was written (``q:``)
 
@@ -302,7 +308,7 @@ class TaskTable:
         task.completed = time.time()
         task.cmd = None
         self.dispatch.ended(("task", task.tid))
-        item = task.item = self._item(task).to_wire()  # (final: made once)
+        item = task.item = self._item(task)  # (final: made once)
         # kept with the task's chain, so resubmit works after it has left memory
         meta = {"item": item, "chain": [s.link.to_wire() for s in task.chain]}
         frames = [*part.frames]
@@ -331,20 +337,25 @@ class TaskTable:
             self._send_results(waiter.client, waiter.msg_id, tids)
 
     @staticmethod
-    def _item(task: Task) -> TaskItem:
+    def _item(task: Task) -> tuple[Any, ...]:
+        """The finished task's ``TaskItem`` as it goes on the wire, made directly as a
+        tuple: one is kept for every finished task, and a tuple of plain values is no
+        object for the garbage collector to walk (a list or a TaskItem would be)."""
         p = task.result
         assert p is not None
         started = task.started or task.submitted
         elapsed = p.elapsed if p.elapsed is not None else (task.completed or started) - started
-        return TaskItem(
+        part = tuple(p.wire_header())  # (PartHeader.to_wire)
+        kind = task.link.kind
+        return (
             task.tid,
             task.state,
-            task.link.kind,
+            kind,
             task.submitted,
             task.started,
             task.completed,
             elapsed,
-            p.header(),
+            part,
         )
 
     def _send_results(self, client: bytes, msg_id: Any, ids: list[Any]) -> None:
@@ -370,7 +381,7 @@ class TaskTable:
             if not task.done or p is None:
                 items.append(TaskItem(tid, task.state).to_wire())
                 continue
-            items.append(task.item if task.item is not None else self._item(task).to_wire())
+            items.append(task.item if task.item is not None else self._item(task))
             parts.append((p.frames[0], p.frames[1:]))
         _, frames, raw = P.pack_parts(parts)
         header: dict[str, Any] = {"t": P.TASK_RESULTS, "id": msg_id, "items": items}
@@ -398,7 +409,7 @@ def _size(frames: list[Any]) -> int:
     return sum(map(len, frames))
 
 
-def _history(task: Task, item: list[Any]) -> HistoryRow:
+def _history(task: Task, item: tuple[Any, ...]) -> HistoryRow:
     part = task.result
     error = None
     if part is not None and part.status == P.STATUS_ERROR:
