@@ -289,6 +289,19 @@ def test_wait_started_answers_when_a_task_sent_ahead_starts():
 
 
 # ---------------------------------------------------------------- malformed requests
+def test_links_alike_in_value_but_not_in_type_keep_their_own_descriptions():
+    # the tasks of one submission whose links came the same share one TaskLink; 1 and
+    # True are equal in Python, but a description made of each is not the same
+    c = FakeCluster(n=1)
+    items = [[P.MAP_TASK, 0, d, 0, 0, None, True] for d in (1, True, 1, "x")]
+    c.request({"t": P.TASK_SUBMIT, "tasks": [[i] for i in items]}, [b"a", b"b", b"c", b"d"])
+    for _ in items:
+        c.reply(0)
+    events = msgpack.unpackb(c.request({"t": P.MONITOR, "since": 0}).content)["events"]
+    assert [e[5] for e in events if e[4] == "start"] == ["1", "True", "1", "x"]
+    assert all(s == P.SUCCEEDED for s in map(c.state, range(4)))
+
+
 def test_a_task_submit_whose_frames_do_not_match_is_answered_with_protocol_error():
     c = FakeCluster(n=1)
     link = task("t")[0][0]
