@@ -101,3 +101,9 @@ def test_scatter_cpu_times_the_scatter_and_each_process_cpu() -> None:
     assert re.search(r"median +[\d.]+ ms = +\d+ MB/s", row), row
     for process in ("client", "controller", "engine 0", "engine 1"):
         assert re.search(rf"{process} [\d.]+", row), row
+
+
+def test_hub_tasks_runs_every_task_through_the_hub() -> None:
+    done = run("hub_tasks.py", "-n", "600", "--rounds", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"CPU per task \(µs\), rounds from least: \d+\.\d", done.stdout), done.stdout
