@@ -346,11 +346,10 @@ class TaskTable:
         started = task.started or task.submitted
         elapsed = p.elapsed if p.elapsed is not None else (task.completed or started) - started
         part = tuple(p.wire_header())  # (PartHeader.to_wire)
-        kind = task.link.kind
         return (
             task.tid,
             task.state,
-            kind,
+            task.link.kind,
             task.submitted,
             task.started,
             task.completed,
