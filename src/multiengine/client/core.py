@@ -588,13 +588,13 @@ class ClientCore:
         try:
             msg = self.signer.parse(frames, sock.guard)
         except WireError as e:
-            log.warning("dropped a message from the controller: %s", e)
+            log.warning("dropped a message for this client: %s", e)
             return
         self._last_heard = time.monotonic()
         try:
             self._route(sock, msg)
         except (LookupError, TypeError, ValueError, P.ProtocolViolation) as e:
-            log.warning("dropped a malformed %r message from the controller: %r", msg.type, e)
+            log.warning("dropped a malformed %r message for this client: %r", msg.type, e)
 
     def _route(self, sock: _Socket, msg: Message) -> None:
         """One message from the controller: live output, a pong, or (part of) an answer."""

@@ -67,7 +67,7 @@ def _bind_ipc(
         return {}
     for stale in os.listdir(base):  # endpoints of controllers that died without cleaning up
         path = os.path.join(base, stale)
-        if not _listening(path):
+        if not stream.listening(path):
             try:
                 os.unlink(path)
             except OSError:
@@ -77,7 +77,7 @@ def _bind_ipc(
     for name, sock in sockets.items():
         url = f"ipc://{base}/{tag}-{name[0]}"
         old = (again or {}).get(name, "")
-        if old.startswith(f"ipc://{base}/") and not _listening(old[len("ipc://") :]):
+        if old.startswith(f"ipc://{base}/") and not stream.listening(old[len("ipc://") :]):
             url = old
         if before is not None:
             before(name, url)
@@ -88,8 +88,3 @@ def _bind_ipc(
             return {}
         urls[name] = url
     return urls
-
-
-# (an endpoint is stale when nobody listens on it: its controller died; a restored one
-# binds it again)
-_listening = stream.listening

@@ -33,7 +33,6 @@ class EngineStreams:
 
     def __init__(self, path: str) -> None:
         self.listener = stream.Listener(path)
-        self.url = self.listener.url
         self.connections: dict[int, stream.Connection] = {}  # fd -> connection
         self.ident_of: dict[int, bytes] = {}  # fd -> the engine on it (after its register)
         self.by_ident: dict[bytes, stream.Connection] = {}
