@@ -133,13 +133,55 @@ def test_a_task_that_ran_and_ended_between_two_commits_leaves_no_row(tmp_path: P
     first.reply(0)  # a ran and ended before anything was written of its start
     store = first.hub.store
     store.sync()
-    keys = [k for (k,) in store._reader.execute("SELECT key FROM results")]  # noqa: SLF001
-    assert sorted(keys) == ["q:1", "s:0", "t:0"]  # b's progress (running); their submission
+    assert _keys(store) == ["q:1", "s:0", "t:0"]  # b's progress (running); their submission
     first.reply(1)
     store.sync()
-    keys = [k for (k,) in store._reader.execute("SELECT key FROM results")]  # noqa: SLF001
-    assert sorted(keys) == ["t:0", "t:1"]
+    # the submission's row stays, for the chains of its results (which do not hold them
+    # again), until they are cleared; then nothing is left
+    assert _keys(store) == ["s:0", "t:0", "t:1"]
+    (chain,) = _row(store, "t:1")[1]
+    assert len(chain) == 1  # b's result alone, not its task's pickle again
+    first.request({"t": P.TASK_CLEAR})
+    store.sync()
+    assert _keys(store) == []
     store.close()
+
+
+def test_a_restored_controller_clears_the_rows_of_submissions_that_had_ended(
+    tmp_path: Path,
+) -> None:
+    first = controller(tmp_path)
+    a, b = first.submit(task("a"), task("b"))
+    (c,) = first.submit(task("c", retries=1))
+    first.reply(0)
+    first.reply(0)  # a and b ended: their row stays for their chains
+    die(first)
+
+    second = controller(tmp_path, restore=True)
+    assert second.running(0) == "c"  # it was running: it lost that attempt, and has a retry
+    assert second.commands_to(0) == ["c"]  # a and b did not run again
+    # a and b are on disk only: resubmitting a takes its chain from its submission's row
+    assert a not in second.hub.scheduler.tasks
+    again = second.request({"t": P.TASK_RESUBMIT, "ids": [a]})
+    assert again.header["t"] == P.VALUE
+    second.reply(0)  # c
+    second.reply(0)  # a, again
+    assert second.commands_to(0)[-2:] == ["c", "a"]
+    second.request({"t": P.TASK_CLEAR})
+    store = second.hub.store
+    store.sync()
+    assert _keys(store) == []  # both submissions' rows went with the results
+    store.close()
+
+
+def _keys(store: Any) -> list[str]:
+    return sorted(k for (k,) in store._reader.execute("SELECT key FROM results"))  # noqa: SLF001
+
+
+def _row(store: Any, key: str) -> tuple[Any, Any]:
+    sql = "SELECT meta, frames FROM results WHERE key = ?"
+    meta, frames = store._reader.execute(sql, (key,)).fetchone()  # noqa: SLF001
+    return msgpack.unpackb(meta), [msgpack.unpackb(frames)]
 
 
 @pytest.mark.fault(

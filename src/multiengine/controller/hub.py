@@ -37,9 +37,10 @@ from .direct import DirectBooks
 from .dispatch import Dispatch, Outbox, what_of
 from .engines import Command, EngineState, IdAllocator
 from .jobs import Job, JobIds, Part, error_part
-from .results import ResultDesk
+from .results import JOB, ResultDesk
 from .scheduler import TaskScheduler
 from .store import ResultStore
+from .tasktable import TASK
 from .targets import BadTargets, per_target_payloads, resolve_targets
 from .transfers import Transfers
 
@@ -208,6 +209,7 @@ class Hub:
         one says so (ControllerRestarted)."""
         left = self.store.leftovers()
         self.scheduler.restore(left.tasks, left.next_tid)
+        self.scheduler.table.ended_rows.update(left.ended_rows)
         self.desk.restored = True
 
     def _on_fetch(self, client: bytes, msg: Message) -> None:
@@ -849,7 +851,9 @@ class Hub:
 
     def _results_status(self) -> dict[str, int]:
         pending, pending_bytes = self.desk.counts()
-        in_memory, memory_bytes, on_disk, disk_bytes = self.store.counts("")
+        # the results of jobs and of tasks (not the rows of tasks that have not ended)
+        counted = [self.store.counts(prefix) for prefix in (JOB, TASK)]
+        in_memory, memory_bytes, on_disk, disk_bytes = (sum(c) for c in zip(*counted))
         return {
             "pending_results": pending,  # of non-blocking calls, not fetched yet
             "pending_bytes": pending_bytes,

@@ -16,8 +16,10 @@ tests use it.
 
 Unfinished tasks are written too, so that a controller started again with ``--restore``
 takes them up (:meth:`ResultStore.leftovers`): every task until it ends (one ``s:`` row
-per submission, until all its tasks have ended; a ``q:`` row of a task's progress when it
-was running, or waiting again after a failure, at a commit), the key of every
+per submission, kept after its tasks have ended, until they are cleared: a finished
+task's ``t:`` row names it for the task's chain rather than holding the chain again; a
+``q:`` row of a task's progress when it was running, or waiting again after a failure,
+at a commit), the key of every
 ``task_submit`` (a client that sends one again after a restart gets the same task ids)
 and the next task id. (A non-blocking
 MultiEngine call is not written until it ends: its job id tells a restored controller
@@ -62,6 +64,10 @@ HANDOVER_AT_MOST = 5000  # writes gathered before they go to the writer at once
 # one statement, not one ``executemany`` step per row: the writer thread then takes the
 # GIL back once per statement rather than once per row, each time behind the loop's
 # thread (with the loop busy, an executemany of 500 rows took 11 ms against 1.6 ms).
+# The rows of a commit go in statements of a power of two rows each (3,000 rows: 2,048,
+# 512, 256, ...): a statement of as many rows as there happen to be is compiled anew
+# each time (its text is new), which cost as much again as the insert itself (SQLite
+# compiles each row of a VALUES list); these few shapes stay in the connection's cache.
 MAX_PARAMS = 32766
 # What one kept result costs in memory besides its frames (its Job or Task, dict slots):
 # counted against the budget so that many tiny results leave memory too. Measured: a
@@ -131,6 +137,7 @@ class Leftovers(NamedTuple):
 
     tasks: list[tuple[int, str | None, Any, list[bytes]]]  # (tid, state, meta, frames)
     next_tid: int  # the first task id not given yet
+    ended_rows: list[str]  # ``s:`` rows all of whose tasks have ended (kept for their chains)
 
 
 _HURRY = object()  # on the writer's queue: someone waits for what it holds
@@ -360,11 +367,13 @@ class ResultStore:
             else:
                 progress[int(key[2:])] = state
         submitted: list[tuple[int, Any, list[bytes]]] = []
+        rows: list[tuple[str, list[int]]] = []  # s: rows, and their tasks
         for key, meta, frames in db.execute(
             "SELECT key, meta, frames FROM results WHERE key >= 's:' AND key < 's;'"
         ):
             meta, frames = msgpack.unpackb(meta), msgpack.unpackb(frames)
             pos = 0
+            rows.append((key, meta["tids"]))
             for tid, chain, n in zip(meta["tids"], meta["chains"], meta["nframes"], strict=True):
                 task = {"chain": chain, "sub": meta["sub"], "row": key}
                 submitted.append((tid, task, frames[pos : pos + n]))
@@ -389,7 +398,8 @@ class ResultStore:
         row = db.execute("SELECT value FROM counters WHERE name = 'next_tid'").fetchone()
         next_tid = max(max(highest) + 1, row[0] if row else 0)
         tasks.sort(key=lambda t: t[0])
-        return Leftovers(tasks, next_tid)
+        ended = [key for key, tids in rows if all(f"t:{tid}" in finished for tid in tids)]
+        return Leftovers(tasks, next_tid, ended)
 
     def _existing(self, keys: list[str]) -> set[str]:
         """Which of ``keys`` have a row on disk."""
@@ -655,12 +665,10 @@ def _keep_newest(db: sqlite3.Connection, table: str, limit: int) -> int:
 
 
 def _insert_rows(db: sqlite3.Connection, head: str, width: int, rows: list[Any]) -> None:
-    """``head`` (``INSERT ... VALUES``) for many rows of ``width`` columns, in as few
-    statements as SQLite's parameter limit allows (see :data:`MAX_PARAMS`)."""
-    per = MAX_PARAMS // width
+    """``head`` (``INSERT ... VALUES``) for many rows of ``width`` columns, in statements
+    of a power of two rows each (see :data:`MAX_PARAMS`)."""
     one = "(" + ",".join("?" * width) + ")"
-    for i in range(0, len(rows), per):
-        chunk = rows[i : i + per]
+    for chunk in _pieces(rows, MAX_PARAMS // width):
         db.execute(head + ",".join([one] * len(chunk)), [v for row in chunk for v in row])
 
 
@@ -671,9 +679,19 @@ def _delete_keys(db: sqlite3.Connection, keys: list[str]) -> None:
 
 def _key_groups(keys: list[str]) -> Iterator[tuple[list[str], str]]:
     """``keys`` in groups one statement can take, each with its ``?,?,...``."""
-    for i in range(0, len(keys), MAX_PARAMS):
-        chunk = keys[i : i + MAX_PARAMS]
+    for chunk in _pieces(keys, MAX_PARAMS):
         yield chunk, ",".join("?" * len(chunk))
+
+
+def _pieces(items: list[Any], most: int) -> Iterator[list[Any]]:
+    """``items`` in pieces of a power of two items each, at most ``most``, largest first
+    (one statement each: few shapes, which the connection's statement cache keeps)."""
+    cap = 1 << (most.bit_length() - 1)
+    i, n = 0, len(items)
+    while i < n:
+        k = min(cap, 1 << ((n - i).bit_length() - 1))
+        yield items[i : i + k]
+        i += k
 
 
 def _connect(path: str) -> sqlite3.Connection:

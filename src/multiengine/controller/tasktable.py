@@ -26,8 +26,9 @@ __all__ = ["Spec", "SUBMITTED", "TASK", "Task", "TaskTable", "UNFINISHED"]
 
 TASK = "t:"  # store key prefix of a task's result
 # store key prefixes of tasks not finished yet (for a restored controller): a submission's
-# tasks, one row for all, while any of them is unfinished; and a task's progress, once it
-# changed and the task had not finished by the next write
+# tasks, one row for all (kept once they have all finished, until they are cleared: a
+# finished task's row names it for its chain); and a task's progress, once it changed and
+# the task had not finished by the next write
 SUBMITTED = "s:"
 UNFINISHED = "q:"
 
@@ -101,6 +102,9 @@ class TaskTable:
         self.tasks: dict[int, Task] = {}
         self._rows: dict[str, set[int]] = {}  # submission row -> its unfinished tasks
         self._row_len: dict[str, int] = {}  # submission row -> how many tasks it holds
+        # submission rows all of whose tasks have ended: kept on disk for their chains
+        # (their results' rows name them) until the tasks are cleared
+        self.ended_rows: set[str] = set()
         self._dirty: dict[int, Task] = {}  # tasks whose progress changed since the last write
         store.before_handover = self._write_progress
         self._waiters: dict[int, list[_Waiter]] = {}  # tid -> answers waiting for it
@@ -180,8 +184,8 @@ class TaskTable:
                 task.progress_row = True
 
     def _unpersist(self, task: Task) -> None:
-        """The task finished: its rows of unfinished work go (its submission's with the
-        last of its tasks)."""
+        """The task finished: its row of progress goes. Its submission's row stays, for
+        its chain, until the tasks are cleared (:meth:`clear`)."""
         self._dirty.pop(task.tid, None)
         key = f"{UNFINISHED}{task.tid}"
         if task.progress_row or task.row == key:
@@ -192,7 +196,7 @@ class TaskTable:
             if not members:
                 del self._rows[task.row]  # type: ignore[arg-type]
                 del self._row_len[task.row]  # type: ignore[arg-type]
-                self.store.unpersist(task.row)  # type: ignore[arg-type]
+                self.ended_rows.add(task.row)  # type: ignore[arg-type]
 
     def get(self, tid: Any) -> Task | None:
         return self.tasks.get(tid) if isinstance(tid, int) else None
@@ -208,8 +212,19 @@ class TaskTable:
         stored = self.stored(tid)
         if stored is None:
             return None
-        rest = stored.frames[1 + _nframes(stored.meta["item"]) :]
-        links = [TaskLink.from_wire(w) for w in stored.meta["chain"]]
+        row = stored.meta.get("row")
+        if row is None:  # its chain is in its own row (a task of no submission's row)
+            rest = stored.frames[1 + _nframes(stored.meta["item"]) :]
+            wires = stored.meta["chain"]
+        else:  # its chain is in its submission's row
+            sub = self.store.load(row)
+            if sub is None or tid not in sub.meta["tids"]:
+                return None
+            i = sub.meta["tids"].index(tid)
+            start = sum(sub.meta["nframes"][:i])
+            rest = sub.frames[start : start + sub.meta["nframes"][i]]
+            wires = sub.meta["chains"][i]
+        links = [TaskLink.from_wire(w) for w in wires]
         laid = P.split_parts([link.nbuf for link in links], rest)
         return [Spec(c, b, link) for (c, b), link in zip(laid, links, strict=True)]
 
@@ -294,10 +309,14 @@ class TaskTable:
         for tid in done:
             del self.tasks[tid]
         # a submission row still names finished tasks, which are known to be finished
-        # by their results: those go, so the row is written again without them
+        # by their results: those go (in the same commit as the results), so the row is
+        # written again without them, and a row of finished tasks alone goes
         for key, members in self._rows.items():
             if len(members) != self._row_len[key]:
                 self._write_row(key, [self.tasks[tid] for tid in sorted(members)])
+        for key in self.ended_rows:
+            self.store.unpersist(key)
+        self.ended_rows.clear()
         self.store.delete_prefix(TASK)
 
     # ------------------------------------------------------------ ends and answers
@@ -309,13 +328,23 @@ class TaskTable:
         task.cmd = None
         self.dispatch.ended(("task", task.tid))
         item = task.item = self._item(task)  # (final: made once)
-        # kept with the task's chain, so resubmit works after it has left memory
-        meta = {"item": item, "chain": [s.link.to_wire() for s in task.chain]}
+        # where its chain is, so resubmit works after it has left memory: the row of its
+        # submission, which holds it already and stays until the task is cleared (a
+        # tiny task's chain is most of what is written for it: written once, not twice)
         frames = [*part.frames]
+        chain_bytes = 0
         for spec in task.chain:
-            frames += [spec.content, *spec.buffers]
+            chain_bytes += len(spec.content) + _size(spec.buffers)
+        row = task.row
+        if row is not None and row.startswith(SUBMITTED):
+            meta: dict[str, Any] = {"item": item, "row": row}
+        else:  # (a task of an older controller's own row: its chain goes in its result's)
+            meta = {"item": item, "chain": [s.link.to_wire() for s in task.chain]}
+            for spec in task.chain:
+                frames += [spec.content, *spec.buffers]
+            chain_bytes = 0
         stored = Stored(meta, frames, state=task.state)
-        self.store.put(f"{TASK}{task.tid}", stored, _size(frames))
+        self.store.put(f"{TASK}{task.tid}", stored, _size(frames) + chain_bytes)  # (in memory)
         self._unpersist(task)
         self.store.record(_history(task, item))
         for waiter in self._waiters.pop(task.tid, ()):
