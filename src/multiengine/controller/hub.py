@@ -40,8 +40,8 @@ from .jobs import Job, JobIds, Part, error_part
 from .results import JOB, ResultDesk
 from .scheduler import TaskScheduler
 from .store import ResultStore
-from .tasktable import TASK
 from .targets import BadTargets, per_target_payloads, resolve_targets
+from .tasktable import TASK
 from .transfers import Transfers
 
 __all__ = ["Hub"]

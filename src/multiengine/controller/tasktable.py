@@ -326,25 +326,25 @@ class TaskTable:
         task.result = part
         task.completed = time.time()
         task.cmd = None
-        self.dispatch.ended(("task", task.tid))
+        if self.dispatch.start_waiters:
+            self.dispatch.ended(("task", task.tid))
         item = task.item = self._item(task)  # (final: made once)
         # where its chain is, so resubmit works after it has left memory: the row of its
         # submission, which holds it already and stays until the task is cleared (a
         # tiny task's chain is most of what is written for it: written once, not twice)
-        frames = [*part.frames]
-        chain_bytes = 0
-        for spec in task.chain:
-            chain_bytes += len(spec.content) + _size(spec.buffers)
+        frames = part.frames
+        nbytes = _size(frames)
+        for spec in task.chain:  # (in memory with the task: counted against the budget)
+            nbytes += len(spec.content) + _size(spec.buffers) if spec.buffers else len(spec.content)
         row = task.row
         if row is not None and row.startswith(SUBMITTED):
             meta: dict[str, Any] = {"item": item, "row": row}
         else:  # (a task of an older controller's own row: its chain goes in its result's)
             meta = {"item": item, "chain": [s.link.to_wire() for s in task.chain]}
+            frames = [*frames]
             for spec in task.chain:
                 frames += [spec.content, *spec.buffers]
-            chain_bytes = 0
-        stored = Stored(meta, frames, state=task.state)
-        self.store.put(f"{TASK}{task.tid}", stored, _size(frames) + chain_bytes)  # (in memory)
+        self.store.put(f"{TASK}{task.tid}", Stored(meta, frames, state=task.state), nbytes)
         self._unpersist(task)
         self.store.record(_history(task, item))
         for waiter in self._waiters.pop(task.tid, ()):
@@ -445,18 +445,22 @@ def _history(task: Task, item: tuple[Any, ...]) -> HistoryRow:
             error = ErrorReport.from_bytes(part.frames[0]).ename
         except Exception:  # noqa: BLE001 - a history record never fails a task
             error = "?"
-    return HistoryRow(
-        "task",
-        str(task.tid),
-        task.link.desc,
-        str(task.engine_id) if task.engine_id is not None else "",
-        task.state,
-        task.submitted,
-        task.started,
-        task.completed,
-        item[6],
-        task.attempts - 1 if task.attempts else 0,
-        error,
+    # (made as the tuple it is: one made per finished task, without NamedTuple's __new__)
+    return tuple.__new__(
+        HistoryRow,
+        (
+            "task",
+            str(task.tid),
+            task.link.desc,
+            str(task.engine_id) if task.engine_id is not None else "",
+            task.state,
+            task.submitted,
+            task.started,
+            task.completed,
+            item[6],
+            task.attempts - 1 if task.attempts else 0,
+            error,
+        ),
     )
 
 
