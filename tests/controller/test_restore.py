@@ -139,8 +139,9 @@ def test_a_task_that_ran_and_ended_between_two_commits_leaves_no_row(tmp_path: P
     # the submission's row stays, for the chains of its results (which do not hold them
     # again), until they are cleared; then nothing is left
     assert _keys(store) == ["s:0", "t:0", "t:1"]
-    (chain,) = _row(store, "t:1")[1]
-    assert len(chain) == 1  # b's result alone, not its task's pickle again
+    meta, frames = _row(store, "t:1")
+    assert meta["row"] == "s:0"  # where b itself is
+    assert len(frames) == 1  # b's result alone, not b's pickle again
     first.request({"t": P.TASK_CLEAR})
     store.sync()
     assert _keys(store) == []
@@ -178,10 +179,10 @@ def _keys(store: Any) -> list[str]:
     return sorted(k for (k,) in store._reader.execute("SELECT key FROM results"))  # noqa: SLF001
 
 
-def _row(store: Any, key: str) -> tuple[Any, Any]:
+def _row(store: Any, key: str) -> tuple[Any, list[bytes]]:
     sql = "SELECT meta, frames FROM results WHERE key = ?"
     meta, frames = store._reader.execute(sql, (key,)).fetchone()  # noqa: SLF001
-    return msgpack.unpackb(meta), [msgpack.unpackb(frames)]
+    return msgpack.unpackb(meta), msgpack.unpackb(frames)
 
 
 @pytest.mark.fault(

@@ -78,13 +78,14 @@ ENTRY_OVERHEAD = 2048
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     key TEXT PRIMARY KEY,   -- 'j:<job id>', 't:<task id>': results; 's:<task id>': the
-                            -- unfinished tasks of a submission (its first task's id);
-                            -- 'q:<task id>': an unfinished task's progress
+                            -- tasks of a submission (its first task's id), until they
+                            -- are cleared; 'q:<task id>': an unfinished task's progress
     owner BLOB,             -- the client that may flush it (jobs)
     state TEXT,             -- a task's: succeeded or failed; for a 'q:' row 'waiting|running
                             -- <level> <retries left> <attempts> [<engine>]'
-    meta BLOB,              -- msgpack: what decodes the frames (parts, task item; for an
-                            -- 's:' row the tasks' ids, chains, frame counts, submit time)
+    meta BLOB,              -- msgpack: what decodes the frames (parts; a task's item and
+                            -- its submission's row, where its chain is; for an 's:' row
+                            -- the tasks' ids, chains, frame counts, submit time)
     frames BLOB,            -- msgpack list of the frames' bytes
     nbytes INTEGER
 );
