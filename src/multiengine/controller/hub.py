@@ -208,8 +208,7 @@ class Hub:
         results of its non-blocking calls that had not finished are lost, and fetching
         one says so (ControllerRestarted)."""
         left = self.store.leftovers()
-        self.scheduler.restore(left.tasks, left.next_tid)
-        self.scheduler.table.ended_rows.update(left.ended_rows)
+        self.scheduler.restore(left.tasks, left.next_tid, left.ended_rows)
         self.desk.restored = True
 
     def _on_fetch(self, client: bytes, msg: Message) -> None:
@@ -852,8 +851,7 @@ class Hub:
     def _results_status(self) -> dict[str, int]:
         pending, pending_bytes = self.desk.counts()
         # the results of jobs and of tasks (not the rows of tasks that have not ended)
-        counted = [self.store.counts(prefix) for prefix in (JOB, TASK)]
-        in_memory, memory_bytes, on_disk, disk_bytes = (sum(c) for c in zip(*counted))
+        in_memory, memory_bytes, on_disk, disk_bytes = self.store.counts(JOB, TASK)
         return {
             "pending_results": pending,  # of non-blocking calls, not fetched yet
             "pending_bytes": pending_bytes,

@@ -139,11 +139,19 @@ class TaskScheduler:
         if cmd.task is not None and cmd.task.cmd is cmd:
             self.table.progressed(cmd.task)
 
-    def restore(self, tasks: list[tuple[int, str | None, Any, list[bytes]]], next_tid: int) -> None:
+    def restore(
+        self,
+        tasks: list[tuple[int, str | None, Any, list[bytes]]],
+        next_tid: int,
+        ended_rows: list[str],
+    ) -> None:
         """Take up the unfinished tasks of a controller that stopped (``results.db``):
         those that waited wait again; those that were running lost that attempt (the
-        controller cannot know its outcome) and run again if their retries allow."""
+        controller cannot know its outcome) and run again if their retries allow.
+        ``ended_rows``: its submission rows whose tasks had all ended (cleared with
+        them)."""
         self._next_tid = max(self._next_tid, next_tid)
+        self.table.ended_rows.update(ended_rows)
         for tid, progress, meta, frames in tasks:
             links = [TaskLink.from_wire(w) for w in meta["chain"]]
             laid = P.split_parts([link.nbuf for link in links], frames)

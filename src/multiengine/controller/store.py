@@ -292,18 +292,19 @@ class ResultStore:
         self._gone_prefixes.append(prefix)
         self._pending.append(("delete_prefix", prefix))
 
-    def counts(self, prefix: str) -> tuple[int, int, int, int]:
-        """(results in memory, their bytes, results on disk, their bytes) with ``prefix``.
+    def counts(self, *prefixes: str) -> tuple[int, int, int, int]:
+        """(results in memory, their bytes, results on disk, their bytes) whose keys
+        start with one of ``prefixes``.
 
         Every kept result is on disk (or about to be); memory holds the newest of them.
         """
         self.sync()
-        lo, hi = _prefix_range(prefix)
+        ranges = [bound for prefix in prefixes for bound in _prefix_range(prefix)]
+        where = " OR ".join(["(key >= ? AND key < ?)"] * len(prefixes))
         row = self._reader.execute(
-            "SELECT count(*), coalesce(sum(nbytes), 0) FROM results WHERE key >= ? AND key < ?",
-            (lo, hi),
+            f"SELECT count(*), coalesce(sum(nbytes), 0) FROM results WHERE {where}", ranges
         ).fetchone()
-        mine = [cost for key, cost in self._memory.items() if key.startswith(prefix)]
+        mine = [cost for key, cost in self._memory.items() if key.startswith(prefixes)]
         return len(mine), sum(mine) - ENTRY_OVERHEAD * len(mine), row[0], row[1]
 
     # ------------------------------------------------------------ unfinished work

@@ -335,7 +335,7 @@ class TaskTable:
         frames = part.frames
         nbytes = _size(frames)
         for spec in task.chain:  # (in memory with the task: counted against the budget)
-            nbytes += len(spec.content) + _size(spec.buffers) if spec.buffers else len(spec.content)
+            nbytes += len(spec.content) + _size(spec.buffers)
         row = task.row
         if row is not None and row.startswith(SUBMITTED):
             meta: dict[str, Any] = {"item": item, "row": row}
